@@ -126,15 +126,19 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
         raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
     a <<= 3
     k += 3
-    if o.VersionNumberMajor < 0 or (w.strict and (o.VersionNumberMajor > 4294967295)):
-        raise encode_error('AppProtocolType.VersionNumberMajor', f'{o.VersionNumberMajor!r} outside 0..4294967295')
-    u = o.VersionNumberMajor
+    t1 = o.VersionNumberMajor
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('AppProtocolType.VersionNumberMajor', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -145,15 +149,19 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
         raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
     a <<= 3
     k += 3
-    if o.VersionNumberMinor < 0 or (w.strict and (o.VersionNumberMinor > 4294967295)):
-        raise encode_error('AppProtocolType.VersionNumberMinor', f'{o.VersionNumberMinor!r} outside 0..4294967295')
-    u = o.VersionNumberMinor
+    t2 = o.VersionNumberMinor
+    if t2 < 0 or (w.strict and (t2 > 4294967295)):
+        raise encode_error('AppProtocolType.VersionNumberMinor', f'{t2!r} outside 0..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -162,13 +170,15 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
         k = w.n
     if o.SchemaID is None:
         raise encode_error('AppProtocolType.SchemaID', 'required value missing')
-    if o.SchemaID < 0 or o.SchemaID > 255:
-        raise encode_error('AppProtocolType.SchemaID', f'{o.SchemaID!r} outside 0..255')
+    t3 = o.SchemaID
+    if t3 < 0 or t3 > 255:
+        raise encode_error('AppProtocolType.SchemaID', f'{t3!r} outside 0..255')
     if o.Priority is None:
         raise encode_error('AppProtocolType.Priority', 'required value missing')
-    if o.Priority < 1 or o.Priority > 32 or (w.strict and (o.Priority > 20)):
-        raise encode_error('AppProtocolType.Priority', f'{o.Priority!r} outside 1..20')
-    a = (a << 21) | (o.SchemaID) << 10 | (o.Priority - 1) << 2
+    t4 = o.Priority
+    if t4 < 1 or t4 > 32 or (w.strict and (t4 > 20)):
+        raise encode_error('AppProtocolType.Priority', f'{t4!r} outside 1..20')
+    a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
     k += 21
     w.acc = a
     w.n = k
@@ -370,64 +380,75 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
         k += 1
         x_AppProtocol = o.AppProtocol[i_AppProtocol]
         i_AppProtocol += 1
-        if x_AppProtocol.ProtocolNamespace is None:
+        c1 = x_AppProtocol
+        if c1.ProtocolNamespace is None:
             raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
         a <<= 2
         k += 2
-        if len(x_AppProtocol.ProtocolNamespace) > 100:
-            raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(x_AppProtocol.ProtocolNamespace)} outside 0..100')
+        if len(c1.ProtocolNamespace) > 100:
+            raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(c1.ProtocolNamespace)} outside 0..100')
         w.acc = a
         w.n = k
-        w.string(x_AppProtocol.ProtocolNamespace)
+        w.string(c1.ProtocolNamespace)
         a = w.acc
         k = w.n
-        if x_AppProtocol.VersionNumberMajor is None:
+        if c1.VersionNumberMajor is None:
             raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
         a <<= 3
         k += 3
-        if x_AppProtocol.VersionNumberMajor < 0 or (w.strict and (x_AppProtocol.VersionNumberMajor > 4294967295)):
-            raise encode_error('AppProtocolType.VersionNumberMajor', f'{x_AppProtocol.VersionNumberMajor!r} outside 0..4294967295')
-        u = x_AppProtocol.VersionNumberMajor
+        t2 = c1.VersionNumberMajor
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('AppProtocolType.VersionNumberMajor', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_AppProtocol.VersionNumberMinor is None:
+        if c1.VersionNumberMinor is None:
             raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
         a <<= 3
         k += 3
-        if x_AppProtocol.VersionNumberMinor < 0 or (w.strict and (x_AppProtocol.VersionNumberMinor > 4294967295)):
-            raise encode_error('AppProtocolType.VersionNumberMinor', f'{x_AppProtocol.VersionNumberMinor!r} outside 0..4294967295')
-        u = x_AppProtocol.VersionNumberMinor
+        t3 = c1.VersionNumberMinor
+        if t3 < 0 or (w.strict and (t3 > 4294967295)):
+            raise encode_error('AppProtocolType.VersionNumberMinor', f'{t3!r} outside 0..4294967295')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_AppProtocol.SchemaID is None:
+        if c1.SchemaID is None:
             raise encode_error('AppProtocolType.SchemaID', 'required value missing')
-        if x_AppProtocol.SchemaID < 0 or x_AppProtocol.SchemaID > 255:
-            raise encode_error('AppProtocolType.SchemaID', f'{x_AppProtocol.SchemaID!r} outside 0..255')
-        if x_AppProtocol.Priority is None:
+        t4 = c1.SchemaID
+        if t4 < 0 or t4 > 255:
+            raise encode_error('AppProtocolType.SchemaID', f'{t4!r} outside 0..255')
+        if c1.Priority is None:
             raise encode_error('AppProtocolType.Priority', 'required value missing')
-        if x_AppProtocol.Priority < 1 or x_AppProtocol.Priority > 32 or (w.strict and (x_AppProtocol.Priority > 20)):
-            raise encode_error('AppProtocolType.Priority', f'{x_AppProtocol.Priority!r} outside 1..20')
-        a = (a << 21) | (x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2
+        t5 = c1.Priority
+        if t5 < 1 or t5 > 32 or (w.strict and (t5 > 20)):
+            raise encode_error('AppProtocolType.Priority', f'{t5!r} outside 1..20')
+        a = (a << 21) | (t4) << 10 | (t5 - 1) << 2
         k += 21
         s = 1
     else:
@@ -439,64 +460,75 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             k += 2
             x_AppProtocol = o.AppProtocol[i_AppProtocol]
             i_AppProtocol += 1
-            if x_AppProtocol.ProtocolNamespace is None:
+            c6 = x_AppProtocol
+            if c6.ProtocolNamespace is None:
                 raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
             a <<= 2
             k += 2
-            if len(x_AppProtocol.ProtocolNamespace) > 100:
-                raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(x_AppProtocol.ProtocolNamespace)} outside 0..100')
+            if len(c6.ProtocolNamespace) > 100:
+                raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(c6.ProtocolNamespace)} outside 0..100')
             w.acc = a
             w.n = k
-            w.string(x_AppProtocol.ProtocolNamespace)
+            w.string(c6.ProtocolNamespace)
             a = w.acc
             k = w.n
-            if x_AppProtocol.VersionNumberMajor is None:
+            if c6.VersionNumberMajor is None:
                 raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
             a <<= 3
             k += 3
-            if x_AppProtocol.VersionNumberMajor < 0 or (w.strict and (x_AppProtocol.VersionNumberMajor > 4294967295)):
-                raise encode_error('AppProtocolType.VersionNumberMajor', f'{x_AppProtocol.VersionNumberMajor!r} outside 0..4294967295')
-            u = x_AppProtocol.VersionNumberMajor
+            t7 = c6.VersionNumberMajor
+            if t7 < 0 or (w.strict and (t7 > 4294967295)):
+                raise encode_error('AppProtocolType.VersionNumberMajor', f'{t7!r} outside 0..4294967295')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_AppProtocol.VersionNumberMinor is None:
+            if c6.VersionNumberMinor is None:
                 raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
             a <<= 3
             k += 3
-            if x_AppProtocol.VersionNumberMinor < 0 or (w.strict and (x_AppProtocol.VersionNumberMinor > 4294967295)):
-                raise encode_error('AppProtocolType.VersionNumberMinor', f'{x_AppProtocol.VersionNumberMinor!r} outside 0..4294967295')
-            u = x_AppProtocol.VersionNumberMinor
+            t8 = c6.VersionNumberMinor
+            if t8 < 0 or (w.strict and (t8 > 4294967295)):
+                raise encode_error('AppProtocolType.VersionNumberMinor', f'{t8!r} outside 0..4294967295')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_AppProtocol.SchemaID is None:
+            if c6.SchemaID is None:
                 raise encode_error('AppProtocolType.SchemaID', 'required value missing')
-            if x_AppProtocol.SchemaID < 0 or x_AppProtocol.SchemaID > 255:
-                raise encode_error('AppProtocolType.SchemaID', f'{x_AppProtocol.SchemaID!r} outside 0..255')
-            if x_AppProtocol.Priority is None:
+            t9 = c6.SchemaID
+            if t9 < 0 or t9 > 255:
+                raise encode_error('AppProtocolType.SchemaID', f'{t9!r} outside 0..255')
+            if c6.Priority is None:
                 raise encode_error('AppProtocolType.Priority', 'required value missing')
-            if x_AppProtocol.Priority < 1 or x_AppProtocol.Priority > 32 or (w.strict and (x_AppProtocol.Priority > 20)):
-                raise encode_error('AppProtocolType.Priority', f'{x_AppProtocol.Priority!r} outside 1..20')
-            a = (a << 21) | (x_AppProtocol.SchemaID) << 10 | (x_AppProtocol.Priority - 1) << 2
+            t10 = c6.Priority
+            if t10 < 1 or t10 > 32 or (w.strict and (t10 > 20)):
+                raise encode_error('AppProtocolType.Priority', f'{t10!r} outside 1..20')
+            a = (a << 21) | (t9) << 10 | (t10 - 1) << 2
             k += 21
             n += 1
             if n == 19:
@@ -574,9 +606,10 @@ def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppPro
     k += 5
     s = 1
     if o.SchemaID is not None:
-        if o.SchemaID < 0 or o.SchemaID > 255:
-            raise encode_error('supportedAppProtocolRes.SchemaID', f'{o.SchemaID!r} outside 0..255')
-        a = (a << 12) | (o.SchemaID) << 1
+        t1 = o.SchemaID
+        if t1 < 0 or t1 > 255:
+            raise encode_error('supportedAppProtocolRes.SchemaID', f'{t1!r} outside 0..255')
+        a = (a << 12) | (t1) << 1
         k += 12
         s = 2
     else:
@@ -767,6 +800,9 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

@@ -1514,22 +1514,23 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        if o.RSAKeyValue.Modulus is None:
+        c1 = o.RSAKeyValue
+        if c1.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
         a = (a << 5) | 0x4
         k += 5
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Modulus)
+        w.binary(c1.Modulus)
         a = w.acc
         k = w.n
-        if o.RSAKeyValue.Exponent is None:
+        if c1.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Exponent)
+        w.binary(c1.Exponent)
         a = w.acc
         k = w.n
         a <<= 2
@@ -3315,15 +3316,19 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        t1 = o.HMACOutputLength
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4893,26 +4898,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        if x_X509IssuerSerial.X509IssuerName is None:
+        c1 = x_X509IssuerSerial
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_X509IssuerSerial.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_X509IssuerSerial.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4977,26 +4987,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            if x_X509IssuerSerial.X509IssuerName is None:
+            c3 = x_X509IssuerSerial
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_X509IssuerSerial.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_X509IssuerSerial.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5136,15 +5151,19 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    t1 = o.X509SerialNumber
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6083,17 +6102,21 @@ def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResTy
     k = w.n
     if o.RetryCounter is None:
         raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
-    if (w.strict and (o.RetryCounter < -32768 or o.RetryCounter > 32767)):
-        raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.RetryCounter < 0 else 0)
+    t1 = o.RetryCounter
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('CertificateUpdateResType.RetryCounter', f'{t1!r} outside -32768..32767')
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.RetryCounter - 1 if o.RetryCounter < 0 else o.RetryCounter
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6236,59 +6259,64 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
     a = (a << 6) | (_I_din_EVRequestedEnergyTransferType[o.EVRequestedEnergyTransferType]) << 1
     k += 6
     if o.AC_EVChargeParameter is not None:
-        if o.AC_EVChargeParameter.DepartureTime is None:
+        c1 = o.AC_EVChargeParameter
+        if c1.DepartureTime is None:
             raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
         a <<= 4
         k += 4
-        if o.AC_EVChargeParameter.DepartureTime < 0 or (w.strict and (o.AC_EVChargeParameter.DepartureTime > 4294967295)):
-            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.AC_EVChargeParameter.DepartureTime!r} outside 0..4294967295')
-        u = o.AC_EVChargeParameter.DepartureTime
+        t2 = c1.DepartureTime
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVChargeParameter.EAmount is None:
+        if c1.EAmount is None:
             raise encode_error('AC_EVChargeParameterType.EAmount', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EAmount)
+        _e_din_PhysicalValueType(w, c1.EAmount)
         a = w.acc
         k = w.n
-        if o.AC_EVChargeParameter.EVMaxVoltage is None:
+        if c1.EVMaxVoltage is None:
             raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EVMaxVoltage)
+        _e_din_PhysicalValueType(w, c1.EVMaxVoltage)
         a = w.acc
         k = w.n
-        if o.AC_EVChargeParameter.EVMaxCurrent is None:
+        if c1.EVMaxCurrent is None:
             raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EVMaxCurrent)
+        _e_din_PhysicalValueType(w, c1.EVMaxCurrent)
         a = w.acc
         k = w.n
-        if o.AC_EVChargeParameter.EVMinCurrent is None:
+        if c1.EVMinCurrent is None:
             raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.AC_EVChargeParameter.EVMinCurrent)
+        _e_din_PhysicalValueType(w, c1.EVMinCurrent)
         a = w.acc
         k = w.n
         a <<= 1
@@ -6494,58 +6522,64 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
     else:
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules)')
     if o.AC_EVSEChargeParameter is not None:
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus is None:
+        c2 = o.AC_EVSEChargeParameter
+        if c2.AC_EVSEStatus is None:
             raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.PowerSwitchClosed is None:
+        c3 = c2.AC_EVSEStatus
+        if c3.PowerSwitchClosed is None:
             raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
+        if c3.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
+        if c3.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 13) | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 3
+        a = (a << 13) | (1 if c3.PowerSwitchClosed else 0) << 7 | (1 if c3.RCD else 0) << 3
         k += 13
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-        u = o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay
+        t4 = c3.NotificationMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..4294967295')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
+        if c3.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSEMaxVoltage is None:
+        if c2.EVSEMaxVoltage is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
-        a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 3
+        a = (a << 8) | (_I_din_EVSENotificationType[c3.EVSENotification]) << 3
         k += 8
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.AC_EVSEChargeParameter.EVSEMaxVoltage)
+        _e_din_PhysicalValueType(w, c2.EVSEMaxVoltage)
         a = w.acc
         k = w.n
-        if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
+        if c2.EVSEMaxCurrent is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.AC_EVSEChargeParameter.EVSEMaxCurrent)
+        _e_din_PhysicalValueType(w, c2.EVSEMaxCurrent)
         a = w.acc
         k = w.n
-        if o.AC_EVSEChargeParameter.EVSEMinCurrent is None:
+        if c2.EVSEMinCurrent is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSEMinCurrent', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.AC_EVSEChargeParameter.EVSEMinCurrent)
+        _e_din_PhysicalValueType(w, c2.EVSEMinCurrent)
         a = w.acc
         k = w.n
         a <<= 1
@@ -6790,18 +6824,22 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
     k = w.n
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
-    if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
-        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.SAScheduleTupleID < 0 else 0)
+    t1 = o.SAScheduleTupleID
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     s = 2
-    u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6860,32 +6898,37 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired)')
     if o.AC_EVSEStatus is None:
         raise encode_error('ChargingStatusResType.AC_EVSEStatus', 'required value missing')
-    if o.AC_EVSEStatus.PowerSwitchClosed is None:
+    c2 = o.AC_EVSEStatus
+    if c2.PowerSwitchClosed is None:
         raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-    if o.AC_EVSEStatus.RCD is None:
+    if c2.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+    if c2.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 11) | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+    a = (a << 11) | (1 if c2.PowerSwitchClosed else 0) << 7 | (1 if c2.RCD else 0) << 3
     k += 11
-    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-    u = o.AC_EVSEStatus.NotificationMaxDelay
+    t3 = c2.NotificationMaxDelay
+    if t3 < 0 or (w.strict and (t3 > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t3!r} outside 0..4294967295')
+    u = t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.AC_EVSEStatus.EVSENotification is None:
+    if c2.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3
+    a = (a << 8) | (_I_din_EVSENotificationType[c2.EVSENotification]) << 3
     k += 8
     s = 7
     s = -1
@@ -8041,17 +8084,21 @@ def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) 
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
-        if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
-            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-        a = (a << 4) | (1 if o.SAScheduleTupleID < 0 else 0)
+        t1 = o.SAScheduleTupleID
+        if (w.strict and (t1 < -32768 or t1 > 32767)):
+            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8151,32 +8198,37 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
         raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
     if o.AC_EVSEStatus is None:
         raise encode_error('MeteringReceiptResType.AC_EVSEStatus', 'required value missing')
-    if o.AC_EVSEStatus.PowerSwitchClosed is None:
+    c1 = o.AC_EVSEStatus
+    if c1.PowerSwitchClosed is None:
         raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-    if o.AC_EVSEStatus.RCD is None:
+    if c1.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+    if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+    a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
     k += 19
-    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-    u = o.AC_EVSEStatus.NotificationMaxDelay
+    t2 = c1.NotificationMaxDelay
+    if t2 < 0 or (w.strict and (t2 > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.AC_EVSEStatus.EVSENotification is None:
+    if c1.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3
+    a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
     k += 8
     w.acc = a
     w.n = k
@@ -8343,17 +8395,21 @@ def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) ->
     k = w.n
     if o.DateTimeNow is None:
         raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
-    if (w.strict and (o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807)):
-        raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
-    a = (a << 4) | (1 if o.DateTimeNow < 0 else 0)
+    t1 = o.DateTimeNow
+    if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
+        raise encode_error('PaymentDetailsResType.DateTimeNow', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.DateTimeNow - 1 if o.DateTimeNow < 0 else o.DateTimeNow
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8612,32 +8668,37 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
     a = (a << 8) | (_I_din_responseCodeType[o.ResponseCode]) << 1
     k += 8
     if o.AC_EVSEStatus is not None:
-        if o.AC_EVSEStatus.PowerSwitchClosed is None:
+        c1 = o.AC_EVSEStatus
+        if c1.PowerSwitchClosed is None:
             raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-        if o.AC_EVSEStatus.RCD is None:
+        if c1.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        if c1.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 12) | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+        a = (a << 12) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
         k += 12
-        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-        u = o.AC_EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 2
+        a = (a << 7) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 2
         k += 7
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
@@ -8865,15 +8926,19 @@ def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> N
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceDetailReqType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8962,15 +9027,19 @@ def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> N
     a = (a << 10) | (_I_din_responseCodeType[o.ResponseCode]) << 3
     k += 10
     s = 1
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceDetailResType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9229,21 +9298,22 @@ def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType
     k = w.n
     if o.ChargeService is None:
         raise encode_error('ServiceDiscoveryResType.ChargeService', 'required value missing')
-    if o.ChargeService.ServiceTag is None:
+    c1 = o.ChargeService
+    if c1.ServiceTag is None:
         raise encode_error('ServiceChargeType.ServiceTag', 'required value missing')
     a <<= 2
     k += 2
     s = 2
     w.acc = a
     w.n = k
-    _e_din_ServiceTagType(w, o.ChargeService.ServiceTag)
+    _e_din_ServiceTagType(w, c1.ServiceTag)
     a = w.acc
     k = w.n
-    if o.ChargeService.FreeService is None:
+    if c1.FreeService is None:
         raise encode_error('ServiceChargeType.FreeService', 'required value missing')
-    if o.ChargeService.EnergyTransferType is None:
+    if c1.EnergyTransferType is None:
         raise encode_error('ServiceChargeType.EnergyTransferType', 'required value missing')
-    a = (a << 12) | (1 if o.ChargeService.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[o.ChargeService.EnergyTransferType]) << 2
+    a = (a << 12) | (1 if c1.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[c1.EnergyTransferType]) << 2
     k += 12
     s = 3
     if o.ServiceList is not None:
@@ -9518,17 +9588,21 @@ def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> Non
     k += 1
     s = 2
     if o.DateTimeNow is not None:
-        if (w.strict and (o.DateTimeNow < -9223372036854775808 or o.DateTimeNow > 9223372036854775807)):
-            raise encode_error('SessionSetupResType.DateTimeNow', f'{o.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 4) | (1 if o.DateTimeNow < 0 else 0)
+        t1 = o.DateTimeNow
+        if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
+            raise encode_error('SessionSetupResType.DateTimeNow', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -o.DateTimeNow - 1 if o.DateTimeNow < 0 else o.DateTimeNow
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9812,15 +9886,19 @@ def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterTy
         raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
     a <<= 2
     k += 2
-    if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-        raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-    u = o.DepartureTime
+    t1 = o.DepartureTime
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9957,34 +10035,39 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
     k = w.n
     if o.AC_EVSEStatus is None:
         raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-    if o.AC_EVSEStatus.PowerSwitchClosed is None:
+    c1 = o.AC_EVSEStatus
+    if c1.PowerSwitchClosed is None:
         raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-    if o.AC_EVSEStatus.RCD is None:
+    if c1.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+    if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 11) | (1 if o.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.AC_EVSEStatus.RCD else 0) << 3
+    a = (a << 11) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
     k += 11
-    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-    u = o.AC_EVSEStatus.NotificationMaxDelay
+    t2 = c1.NotificationMaxDelay
+    if t2 < 0 or (w.strict and (t2 > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.AC_EVSEStatus.EVSENotification is None:
+    if c1.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if o.EVSEMaxVoltage is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxVoltage', 'required value missing')
-    a = (a << 8) | (_I_din_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 3
+    a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
     k += 8
     w.acc = a
     w.n = k
@@ -10073,15 +10156,19 @@ def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a = (a << 10) | (1 if o.PowerSwitchClosed else 0) << 7 | (1 if o.RCD else 0) << 3
     k += 10
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10405,17 +10492,21 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
     s = 0
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingProfileType.SAScheduleTupleID', 'required value missing')
-    if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
-        raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.SAScheduleTupleID < 0 else 0)
+    t1 = o.SAScheduleTupleID
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
-    u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10430,38 +10521,47 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         k += 1
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        if x_ProfileEntry.ChargingProfileEntryStart is None:
+        c2 = x_ProfileEntry
+        if c2.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
         a <<= 2
         k += 2
-        if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
-        u = x_ProfileEntry.ChargingProfileEntryStart
+        t3 = c2.ChargingProfileEntryStart
+        if t3 < 0 or (w.strict and (t3 > 4294967295)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t3!r} outside 0..4294967295')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
+        if c2.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-        if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else 0)
+        t4 = c2.ChargingProfileEntryMaxPower
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t4!r} outside -32768..32767')
+        a = (a << 4) | (1 if t4 < 0 else 0)
         k += 4
-        u = -x_ProfileEntry.ChargingProfileEntryMaxPower - 1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else x_ProfileEntry.ChargingProfileEntryMaxPower
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10478,38 +10578,47 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         k += 2
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        if x_ProfileEntry.ChargingProfileEntryStart is None:
+        c5 = x_ProfileEntry
+        if c5.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
         a <<= 2
         k += 2
-        if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
-        u = x_ProfileEntry.ChargingProfileEntryStart
+        t6 = c5.ChargingProfileEntryStart
+        if t6 < 0 or (w.strict and (t6 > 4294967295)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t6!r} outside 0..4294967295')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
+        if c5.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-        if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else 0)
+        t7 = c5.ChargingProfileEntryMaxPower
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t7!r} outside -32768..32767')
+        a = (a << 4) | (1 if t7 < 0 else 0)
         k += 4
-        u = -x_ProfileEntry.ChargingProfileEntryMaxPower - 1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else x_ProfileEntry.ChargingProfileEntryMaxPower
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10530,38 +10639,47 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
                 k += 2
                 x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
                 i_ProfileEntry += 1
-                if x_ProfileEntry.ChargingProfileEntryStart is None:
+                c8 = x_ProfileEntry
+                if c8.ChargingProfileEntryStart is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
                 a <<= 2
                 k += 2
-                if x_ProfileEntry.ChargingProfileEntryStart < 0 or (w.strict and (x_ProfileEntry.ChargingProfileEntryStart > 4294967295)):
-                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{x_ProfileEntry.ChargingProfileEntryStart!r} outside 0..4294967295')
-                u = x_ProfileEntry.ChargingProfileEntryStart
+                t9 = c8.ChargingProfileEntryStart
+                if t9 < 0 or (w.strict and (t9 > 4294967295)):
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t9!r} outside 0..4294967295')
+                u = t9
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if x_ProfileEntry.ChargingProfileEntryMaxPower is None:
+                if c8.ChargingProfileEntryMaxPower is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-                if (w.strict and (x_ProfileEntry.ChargingProfileEntryMaxPower < -32768 or x_ProfileEntry.ChargingProfileEntryMaxPower > 32767)):
-                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{x_ProfileEntry.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-                a = (a << 4) | (1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else 0)
+                t10 = c8.ChargingProfileEntryMaxPower
+                if (w.strict and (t10 < -32768 or t10 > 32767)):
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t10!r} outside -32768..32767')
+                a = (a << 4) | (1 if t10 < 0 else 0)
                 k += 4
-                u = -x_ProfileEntry.ChargingProfileEntryMaxPower - 1 if x_ProfileEntry.ChargingProfileEntryMaxPower < 0 else x_ProfileEntry.ChargingProfileEntryMaxPower
+                u = -t10 - 1 if t10 < 0 else t10
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
@@ -10654,15 +10772,19 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
         raise encode_error('ConsumptionCostType.startValue', 'required value missing')
     a <<= 2
     k += 2
-    if o.startValue < 0 or (w.strict and (o.startValue > 4294967295)):
-        raise encode_error('ConsumptionCostType.startValue', f'{o.startValue!r} outside 0..4294967295')
-    u = o.startValue
+    t1 = o.startValue
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('ConsumptionCostType.startValue', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10787,15 +10909,19 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
     a = (a << 7) | (_I_din_costKindType[o.costKind]) << 3
     k += 7
     s = 1
-    if o.amount < 0 or (w.strict and (o.amount > 4294967295)):
-        raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
-    u = o.amount
+    t1 = o.amount
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('CostType.amount', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10806,9 +10932,10 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
     k += 1
     s = 2
     if o.amountMultiplier is not None:
-        if o.amountMultiplier < -3 or o.amountMultiplier > 4 or (w.strict and (o.amountMultiplier > 3)):
-            raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
-        a = (a << 7) | (o.amountMultiplier + 3) << 1
+        t2 = o.amountMultiplier
+        if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+            raise encode_error('CostType.amountMultiplier', f'{t2!r} outside -3..3')
+        a = (a << 7) | (t2 + 3) << 1
         k += 7
         s = 3
     else:
@@ -11102,15 +11229,17 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
         k = w.n
         s = 6
     elif o.FullSOC is not None:
-        if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
-            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-        a = (a << 12) | (o.FullSOC) << 1 | 0x400
+        t1 = o.FullSOC
+        if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t1!r} outside 0..100')
+        a = (a << 12) | (t1) << 1 | 0x400
         k += 12
         s = 7
     elif o.BulkSOC is not None:
-        if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-        a = (a << 12) | (o.BulkSOC) << 1 | 0x600
+        t2 = o.BulkSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x600
         k += 12
         s = 8
     else:
@@ -11128,15 +11257,17 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
             k = w.n
             s = 6
         elif o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            a = (a << 12) | (o.FullSOC) << 1 | 0x200
+            t3 = o.FullSOC
+            if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t3!r} outside 0..100')
+            a = (a << 12) | (t3) << 1 | 0x200
             k += 12
             s = 7
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            a = (a << 12) | (o.BulkSOC) << 1 | 0x400
+            t4 = o.BulkSOC
+            if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t4!r} outside 0..100')
+            a = (a << 12) | (t4) << 1 | 0x400
             k += 12
             s = 8
         else:
@@ -11145,15 +11276,17 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
             s = -1
     if s == 6:
         if o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            a = (a << 11) | (o.FullSOC) << 1
+            t5 = o.FullSOC
+            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t5!r} outside 0..100')
+            a = (a << 11) | (t5) << 1
             k += 11
             s = 7
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            a = (a << 11) | (o.BulkSOC) << 1 | 0x200
+            t6 = o.BulkSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t6!r} outside 0..100')
+            a = (a << 11) | (t6) << 1 | 0x200
             k += 11
             s = 8
         else:
@@ -11162,9 +11295,10 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
             s = -1
     if s == 7:
         if o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            a = (a << 11) | (o.BulkSOC) << 1
+            t7 = o.BulkSOC
+            if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t7!r} outside 0..100')
+            a = (a << 11) | (t7) << 1
             k += 11
             s = 8
         else:
@@ -11685,15 +11819,19 @@ def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 4294967295)):
-        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..4294967295')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11863,9 +12001,10 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
             raise encode_error('DC_EVStatusType', 'missing SE(EVErrorCode)')
     if o.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.EVRESSSOC < 0 or o.EVRESSSOC > 127 or (w.strict and (o.EVRESSSOC > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
-    a = (a << 11) | (o.EVRESSSOC) << 2
+    t1 = o.EVRESSSOC
+    if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+    a = (a << 11) | (t1) << 2
     k += 11
     s = 5
     s = -1
@@ -12646,17 +12785,21 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         k += 1
         s = 3
     elif o.MeterStatus is not None:
-        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+        t1 = o.MeterStatus
+        if (w.strict and (t1 < -32768 or t1 > 32767)):
+            raise encode_error('MeterInfoType.MeterStatus', f'{t1!r} outside -32768..32767')
+        a = (a << 5) | (1 if t1 < 0 else 0) | 0x8
         k += 5
-        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12667,17 +12810,21 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         k += 1
         s = 4
     elif o.TMeter is not None:
-        if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-            raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0xc
+        t2 = o.TMeter
+        if (w.strict and (t2 < -9223372036854775808 or t2 > 9223372036854775807)):
+            raise encode_error('MeterInfoType.TMeter', f'{t2!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 5) | (1 if t2 < 0 else 0) | 0xc
         k += 5
-        u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12706,17 +12853,21 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             k += 1
             s = 3
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            t3 = o.MeterStatus
+            if (w.strict and (t3 < -32768 or t3 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t3!r} outside -32768..32767')
+            a = (a << 5) | (1 if t3 < 0 else 0) | 0x4
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t3 - 1 if t3 < 0 else t3
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12727,17 +12878,21 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             k += 1
             s = 4
         elif o.TMeter is not None:
-            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0x8
+            t4 = o.TMeter
+            if (w.strict and (t4 < -9223372036854775808 or t4 > 9223372036854775807)):
+                raise encode_error('MeterInfoType.TMeter', f'{t4!r} outside -9223372036854775808..9223372036854775807')
+            a = (a << 5) | (1 if t4 < 0 else 0) | 0x8
             k += 5
-            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12753,17 +12908,21 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             s = -1
     if s == 3:
         if o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            t5 = o.MeterStatus
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+            a = (a << 4) | (1 if t5 < 0 else 0)
             k += 4
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12774,17 +12933,21 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             k += 1
             s = 4
         elif o.TMeter is not None:
-            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            a = (a << 4) | (1 if o.TMeter < 0 else 0) | 0x4
+            t6 = o.TMeter
+            if (w.strict and (t6 < -9223372036854775808 or t6 > 9223372036854775807)):
+                raise encode_error('MeterInfoType.TMeter', f'{t6!r} outside -9223372036854775808..9223372036854775807')
+            a = (a << 4) | (1 if t6 < 0 else 0) | 0x4
             k += 4
-            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12800,17 +12963,21 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
             s = -1
     if s == 4:
         if o.TMeter is not None:
-            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            a = (a << 4) | (1 if o.TMeter < 0 else 0)
+            t7 = o.TMeter
+            if (w.strict and (t7 < -9223372036854775808 or t7 > 9223372036854775807)):
+                raise encode_error('MeterInfoType.TMeter', f'{t7!r} outside -9223372036854775808..9223372036854775807')
+            a = (a << 4) | (1 if t7 < 0 else 0)
             k += 4
-            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13016,17 +13183,21 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.PMax is None:
         raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
-    if (w.strict and (o.PMax < -32768 or o.PMax > 32767)):
-        raise encode_error('PMaxScheduleEntryType.PMax', f'{o.PMax!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.PMax < 0 else 0)
+    t2 = o.PMax
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PMaxScheduleEntryType.PMax', f'{t2!r} outside -32768..32767')
+    a = (a << 3) | (1 if t2 < 0 else 0)
     k += 3
-    u = -o.PMax - 1 if o.PMax < 0 else o.PMax
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13122,17 +13293,21 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
     s = 0
     if o.PMaxScheduleID is None:
         raise encode_error('PMaxScheduleType.PMaxScheduleID', 'required value missing')
-    if (w.strict and (o.PMaxScheduleID < -32768 or o.PMaxScheduleID > 32767)):
-        raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{o.PMaxScheduleID!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.PMaxScheduleID < 0 else 0)
+    t1 = o.PMaxScheduleID
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
-    u = -o.PMaxScheduleID - 1 if o.PMaxScheduleID < 0 else o.PMaxScheduleID
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13274,17 +13449,21 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
     s = 0
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
-    if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
-        raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.ParameterSetID < 0 else 0)
+    t1 = o.ParameterSetID
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('ParameterSetType.ParameterSetID', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
-    u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13542,9 +13721,10 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with boolValue')
     elif o.byteValue is not None:
-        if o.byteValue < -128 or o.byteValue > 127:
-            raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        a = (a << 13) | (o.byteValue + 128) << 1 | 0x400
+        t1 = o.byteValue
+        if t1 < -128 or t1 > 127:
+            raise encode_error('ParameterType.byteValue', f'{t1!r} outside -128..127')
+        a = (a << 13) | (t1 + 128) << 1 | 0x400
         k += 13
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
@@ -13555,17 +13735,21 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
-            raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.shortValue < 0 else 0) | 0x8
+        t2 = o.shortValue
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('ParameterType.shortValue', f'{t2!r} outside -32768..32767')
+        a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
-        u = -o.shortValue - 1 if o.shortValue < 0 else o.shortValue
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13581,17 +13765,21 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
-            raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
-        a = (a << 5) | (1 if o.intValue < 0 else 0) | 0xc
+        t3 = o.intValue
+        if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
+            raise encode_error('ParameterType.intValue', f'{t3!r} outside -2147483648..2147483647')
+        a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
-        u = -o.intValue - 1 if o.intValue < 0 else o.intValue
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13830,9 +14018,10 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
     s = 0
     if o.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.Multiplier < -3 or o.Multiplier > 4 or (w.strict and (o.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
-    a = (a << 6) | (o.Multiplier + 3) << 1
+    t1 = o.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+    a = (a << 6) | (t1 + 3) << 1
     k += 6
     s = 1
     if o.Unit is not None:
@@ -13840,17 +14029,21 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
         k += 8
         s = 2
     elif o.Value is not None:
-        if (w.strict and (o.Value < -32768 or o.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
-        a = (a << 4) | (1 if o.Value < 0 else 0) | 0x4
+        t2 = o.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 4) | (1 if t2 < 0 else 0) | 0x4
         k += 4
-        u = -o.Value - 1 if o.Value < 0 else o.Value
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13864,17 +14057,21 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
         raise encode_error('PhysicalValueType', 'missing SE(Unit), SE(Value)')
     if s == 2:
         if o.Value is not None:
-            if (w.strict and (o.Value < -32768 or o.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
-            a = (a << 3) | (1 if o.Value < 0 else 0)
+            t3 = o.Value
+            if (w.strict and (t3 < -32768 or t3 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+            a = (a << 3) | (1 if t3 < 0 else 0)
             k += 3
-            u = -o.Value - 1 if o.Value < 0 else o.Value
+            u = -t3 - 1 if t3 < 0 else t3
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13957,15 +14154,19 @@ def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
     a <<= 2
     k += 2
-    if o.ChargingProfileEntryStart < 0 or (w.strict and (o.ChargingProfileEntryStart > 4294967295)):
-        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
-    u = o.ChargingProfileEntryStart
+    t1 = o.ChargingProfileEntryStart
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13974,17 +14175,21 @@ def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
         k = w.n
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-    if (w.strict and (o.ChargingProfileEntryMaxPower < -32768 or o.ChargingProfileEntryMaxPower > 32767)):
-        raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{o.ChargingProfileEntryMaxPower!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.ChargingProfileEntryMaxPower < 0 else 0)
+    t2 = o.ChargingProfileEntryMaxPower
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t2!r} outside -32768..32767')
+    a = (a << 4) | (1 if t2 < 0 else 0)
     k += 4
-    u = -o.ChargingProfileEntryMaxPower - 1 if o.ChargingProfileEntryMaxPower < 0 else o.ChargingProfileEntryMaxPower
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14084,15 +14289,19 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
     a <<= 2
     k += 2
-    if o.start < 0 or (w.strict and (o.start > 4294967295)):
-        raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..4294967295')
-    u = o.start
+    t1 = o.start
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('RelativeTimeIntervalType.start', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14105,15 +14314,19 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
     if o.duration is not None:
         a <<= 3
         k += 3
-        if o.duration < 0 or (w.strict and (o.duration > 4294967295)):
-            raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..4294967295')
-        u = o.duration
+        t2 = o.duration
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('RelativeTimeIntervalType.duration', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14319,17 +14532,21 @@ def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> Non
     s = 0
     if o.SAScheduleTupleID is None:
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
-    if (w.strict and (o.SAScheduleTupleID < -32768 or o.SAScheduleTupleID > 32767)):
-        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.SAScheduleTupleID < 0 else 0)
+    t1 = o.SAScheduleTupleID
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
-    u = -o.SAScheduleTupleID - 1 if o.SAScheduleTupleID < 0 else o.SAScheduleTupleID
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14491,9 +14708,10 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.EPriceLevel is None:
         raise encode_error('SalesTariffEntryType.EPriceLevel', 'required value missing')
-    if o.EPriceLevel < 0 or o.EPriceLevel > 255:
-        raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
-    a = (a << 11) | (o.EPriceLevel) << 1
+    t2 = o.EPriceLevel
+    if t2 < 0 or t2 > 255:
+        raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t2!r} outside 0..255')
+    a = (a << 11) | (t2) << 1
     k += 11
     s = 2
     if i_ConsumptionCost < len(o.ConsumptionCost):
@@ -14710,18 +14928,22 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
     k = w.n
     if o.SalesTariffID is None:
         raise encode_error('SalesTariffType.SalesTariffID', 'required value missing')
-    if (w.strict and (o.SalesTariffID < -32768 or o.SalesTariffID > 32767)):
-        raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.SalesTariffID < 0 else 0)
+    t1 = o.SalesTariffID
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('SalesTariffType.SalesTariffID', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     s = 1
-    u = -o.SalesTariffID - 1 if o.SalesTariffID < 0 else o.SalesTariffID
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14745,18 +14967,20 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
         k += 1
         s = 3
     elif o.NumEPriceLevels is not None:
-        if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
-            raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-        a = (a << 12) | (o.NumEPriceLevels) << 1 | 0x400
+        t2 = o.NumEPriceLevels
+        if t2 < 0 or t2 > 255:
+            raise encode_error('SalesTariffType.NumEPriceLevels', f'{t2!r} outside 0..255')
+        a = (a << 12) | (t2) << 1 | 0x400
         k += 12
         s = 4
     else:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffDescription), SE(NumEPriceLevels)')
     if s == 3:
         if o.NumEPriceLevels is not None:
-            if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
-                raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-            a = (a << 11) | (o.NumEPriceLevels) << 1
+            t3 = o.NumEPriceLevels
+            if t3 < 0 or t3 > 255:
+                raise encode_error('SalesTariffType.NumEPriceLevels', f'{t3!r} outside 0..255')
+            a = (a << 11) | (t3) << 1
             k += 11
             s = 4
         else:
@@ -15005,15 +15229,19 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15024,17 +15252,21 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
     k += 1
     s = 1
     if o.ParameterSetID is not None:
-        if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-        a = (a << 4) | (1 if o.ParameterSetID < 0 else 0)
+        t2 = o.ParameterSetID
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside -32768..32767')
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15325,18 +15557,19 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
         k += 1
         x_Service = o.Service[i_Service]
         i_Service += 1
-        if x_Service.ServiceTag is None:
+        c1 = x_Service
+        if c1.ServiceTag is None:
             raise encode_error('ServiceType.ServiceTag', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_ServiceTagType(w, x_Service.ServiceTag)
+        _e_din_ServiceTagType(w, c1.ServiceTag)
         a = w.acc
         k = w.n
-        if x_Service.FreeService is None:
+        if c1.FreeService is None:
             raise encode_error('ServiceType.FreeService', 'required value missing')
-        a = (a << 5) | (1 if x_Service.FreeService else 0) << 2
+        a = (a << 5) | (1 if c1.FreeService else 0) << 2
         k += 5
         s = 1
     else:
@@ -15346,18 +15579,19 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
         k += 2
         x_Service = o.Service[i_Service]
         i_Service += 1
-        if x_Service.ServiceTag is None:
+        c2 = x_Service
+        if c2.ServiceTag is None:
             raise encode_error('ServiceType.ServiceTag', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_ServiceTagType(w, x_Service.ServiceTag)
+        _e_din_ServiceTagType(w, c2.ServiceTag)
         a = w.acc
         k = w.n
-        if x_Service.FreeService is None:
+        if c2.FreeService is None:
             raise encode_error('ServiceType.FreeService', 'required value missing')
-        a = (a << 5) | (1 if x_Service.FreeService else 0) << 2
+        a = (a << 5) | (1 if c2.FreeService else 0) << 2
         k += 5
         s = 2
     else:
@@ -15371,18 +15605,19 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
                 k += 2
                 x_Service = o.Service[i_Service]
                 i_Service += 1
-                if x_Service.ServiceTag is None:
+                c3 = x_Service
+                if c3.ServiceTag is None:
                     raise encode_error('ServiceType.ServiceTag', 'required value missing')
                 a <<= 1
                 k += 1
                 w.acc = a
                 w.n = k
-                _e_din_ServiceTagType(w, x_Service.ServiceTag)
+                _e_din_ServiceTagType(w, c3.ServiceTag)
                 a = w.acc
                 k = w.n
-                if x_Service.FreeService is None:
+                if c3.FreeService is None:
                     raise encode_error('ServiceType.FreeService', 'required value missing')
-                a = (a << 5) | (1 if x_Service.FreeService else 0) << 2
+                a = (a << 5) | (1 if c3.FreeService else 0) << 2
                 k += 5
             else:
                 a = (a << 2) | 0x1
@@ -15542,15 +15777,19 @@ def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
         raise encode_error('ServiceTagType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceTagType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceTagType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16885,13 +17124,14 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with BodyElement')
         s = 1
     elif o.CableCheckReq is not None:
-        if o.CableCheckReq.DC_EVStatus is None:
+        c2 = o.CableCheckReq
+        if c2.DC_EVStatus is None:
             raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
         a = (a << 7) | 0x2
         k += 7
         w.acc = a
         w.n = k
-        _e_din_DC_EVStatusType(w, o.CableCheckReq.DC_EVStatus)
+        _e_din_DC_EVStatusType(w, c2.DC_EVStatus)
         a = w.acc
         k = w.n
         a <<= 1
@@ -16964,20 +17204,21 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        if o.CableCheckRes.ResponseCode is None:
+        c3 = o.CableCheckRes
+        if c3.ResponseCode is None:
             raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
-        if o.CableCheckRes.DC_EVSEStatus is None:
+        if c3.DC_EVSEStatus is None:
             raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[o.CableCheckRes.ResponseCode]) << 2 | 0x400
+        a = (a << 15) | (_I_din_responseCodeType[c3.ResponseCode]) << 2 | 0x400
         k += 15
         w.acc = a
         w.n = k
-        _e_din_DC_EVSEStatusType(w, o.CableCheckRes.DC_EVSEStatus)
+        _e_din_DC_EVSEStatusType(w, c3.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if o.CableCheckRes.EVSEProcessing is None:
+        if c3.EVSEProcessing is None:
             raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
-        a = (a << 5) | (_I_din_EVSEProcessingType[o.CableCheckRes.EVSEProcessing]) << 2
+        a = (a << 5) | (_I_din_EVSEProcessingType[c3.EVSEProcessing]) << 2
         k += 5
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
@@ -17116,57 +17357,58 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        if o.CertificateInstallationRes.Id is None:
+        c4 = o.CertificateInstallationRes
+        if c4.Id is None:
             raise encode_error('CertificateInstallationResType.Id', 'required value missing')
         a = (a << 7) | 0x8
         k += 7
         w.acc = a
         w.n = k
-        w.string(o.CertificateInstallationRes.Id)
+        w.string(c4.Id)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.ResponseCode is None:
+        if c4.ResponseCode is None:
             raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
-        if o.CertificateInstallationRes.ContractSignatureCertChain is None:
+        if c4.ContractSignatureCertChain is None:
             raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
-        a = (a << 9) | (_I_din_responseCodeType[o.CertificateInstallationRes.ResponseCode]) << 2
+        a = (a << 9) | (_I_din_responseCodeType[c4.ResponseCode]) << 2
         k += 9
         w.acc = a
         w.n = k
-        _e_din_CertificateChainType(w, o.CertificateInstallationRes.ContractSignatureCertChain)
+        _e_din_CertificateChainType(w, c4.ContractSignatureCertChain)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey is None:
+        if c4.ContractSignatureEncryptedPrivateKey is None:
             raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
         a <<= 2
         k += 2
-        if len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey) > 128:
-            raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+        if len(c4.ContractSignatureEncryptedPrivateKey) > 128:
+            raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', f'length {len(c4.ContractSignatureEncryptedPrivateKey)} outside 0..128')
         w.acc = a
         w.n = k
-        w.binary(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey)
+        w.binary(c4.ContractSignatureEncryptedPrivateKey)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.DHParams is None:
+        if c4.DHParams is None:
             raise encode_error('CertificateInstallationResType.DHParams', 'required value missing')
         a <<= 3
         k += 3
-        if len(o.CertificateInstallationRes.DHParams) > 256:
-            raise encode_error('CertificateInstallationResType.DHParams', f'length {len(o.CertificateInstallationRes.DHParams)} outside 0..256')
+        if len(c4.DHParams) > 256:
+            raise encode_error('CertificateInstallationResType.DHParams', f'length {len(c4.DHParams)} outside 0..256')
         w.acc = a
         w.n = k
-        w.binary(o.CertificateInstallationRes.DHParams)
+        w.binary(c4.DHParams)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.ContractID is None:
+        if c4.ContractID is None:
             raise encode_error('CertificateInstallationResType.ContractID', 'required value missing')
         a <<= 3
         k += 3
-        if len(o.CertificateInstallationRes.ContractID) > 24:
-            raise encode_error('CertificateInstallationResType.ContractID', f'length {len(o.CertificateInstallationRes.ContractID)} outside 0..24')
+        if len(c4.ContractID) > 24:
+            raise encode_error('CertificateInstallationResType.ContractID', f'length {len(c4.ContractID)} outside 0..24')
         w.acc = a
         w.n = k
-        w.string(o.CertificateInstallationRes.ContractID)
+        w.string(c4.ContractID)
         a = w.acc
         k = w.n
         a <<= 2
@@ -17300,72 +17542,77 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateUpdateReq')
         s = 1
     elif o.CertificateUpdateRes is not None:
-        if o.CertificateUpdateRes.Id is None:
+        c5 = o.CertificateUpdateRes
+        if c5.Id is None:
             raise encode_error('CertificateUpdateResType.Id', 'required value missing')
         a = (a << 7) | 0xc
         k += 7
         w.acc = a
         w.n = k
-        w.string(o.CertificateUpdateRes.Id)
+        w.string(c5.Id)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateRes.ResponseCode is None:
+        if c5.ResponseCode is None:
             raise encode_error('CertificateUpdateResType.ResponseCode', 'required value missing')
-        if o.CertificateUpdateRes.ContractSignatureCertChain is None:
+        if c5.ContractSignatureCertChain is None:
             raise encode_error('CertificateUpdateResType.ContractSignatureCertChain', 'required value missing')
-        a = (a << 9) | (_I_din_responseCodeType[o.CertificateUpdateRes.ResponseCode]) << 2
+        a = (a << 9) | (_I_din_responseCodeType[c5.ResponseCode]) << 2
         k += 9
         w.acc = a
         w.n = k
-        _e_din_CertificateChainType(w, o.CertificateUpdateRes.ContractSignatureCertChain)
+        _e_din_CertificateChainType(w, c5.ContractSignatureCertChain)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey is None:
+        if c5.ContractSignatureEncryptedPrivateKey is None:
             raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
         a <<= 2
         k += 2
-        if len(o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey) > 128:
-            raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', f'length {len(o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey)} outside 0..128')
+        if len(c5.ContractSignatureEncryptedPrivateKey) > 128:
+            raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', f'length {len(c5.ContractSignatureEncryptedPrivateKey)} outside 0..128')
         w.acc = a
         w.n = k
-        w.binary(o.CertificateUpdateRes.ContractSignatureEncryptedPrivateKey)
+        w.binary(c5.ContractSignatureEncryptedPrivateKey)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateRes.DHParams is None:
+        if c5.DHParams is None:
             raise encode_error('CertificateUpdateResType.DHParams', 'required value missing')
         a <<= 3
         k += 3
-        if len(o.CertificateUpdateRes.DHParams) > 256:
-            raise encode_error('CertificateUpdateResType.DHParams', f'length {len(o.CertificateUpdateRes.DHParams)} outside 0..256')
+        if len(c5.DHParams) > 256:
+            raise encode_error('CertificateUpdateResType.DHParams', f'length {len(c5.DHParams)} outside 0..256')
         w.acc = a
         w.n = k
-        w.binary(o.CertificateUpdateRes.DHParams)
+        w.binary(c5.DHParams)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateRes.ContractID is None:
+        if c5.ContractID is None:
             raise encode_error('CertificateUpdateResType.ContractID', 'required value missing')
         a <<= 3
         k += 3
-        if len(o.CertificateUpdateRes.ContractID) > 24:
-            raise encode_error('CertificateUpdateResType.ContractID', f'length {len(o.CertificateUpdateRes.ContractID)} outside 0..24')
+        if len(c5.ContractID) > 24:
+            raise encode_error('CertificateUpdateResType.ContractID', f'length {len(c5.ContractID)} outside 0..24')
         w.acc = a
         w.n = k
-        w.string(o.CertificateUpdateRes.ContractID)
+        w.string(c5.ContractID)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateRes.RetryCounter is None:
+        if c5.RetryCounter is None:
             raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
-        if (w.strict and (o.CertificateUpdateRes.RetryCounter < -32768 or o.CertificateUpdateRes.RetryCounter > 32767)):
-            raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.CertificateUpdateRes.RetryCounter!r} outside -32768..32767')
-        a = (a << 4) | (1 if o.CertificateUpdateRes.RetryCounter < 0 else 0)
+        t6 = c5.RetryCounter
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t6!r} outside -32768..32767')
+        a = (a << 4) | (1 if t6 < 0 else 0)
         k += 4
-        u = -o.CertificateUpdateRes.RetryCounter - 1 if o.CertificateUpdateRes.RetryCounter < 0 else o.CertificateUpdateRes.RetryCounter
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17722,11 +17969,12 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ContractAuthenticationReq')
         s = 1
     elif o.ContractAuthenticationRes is not None:
-        if o.ContractAuthenticationRes.ResponseCode is None:
+        c8 = o.ContractAuthenticationRes
+        if c8.ResponseCode is None:
             raise encode_error('ContractAuthenticationResType.ResponseCode', 'required value missing')
-        if o.ContractAuthenticationRes.EVSEProcessing is None:
+        if c8.EVSEProcessing is None:
             raise encode_error('ContractAuthenticationResType.EVSEProcessing', 'required value missing')
-        a = (a << 19) | (_I_din_responseCodeType[o.ContractAuthenticationRes.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[o.ContractAuthenticationRes.EVSEProcessing]) << 2 | 0x18000
+        a = (a << 19) | (_I_din_responseCodeType[c8.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[c8.EVSEProcessing]) << 2 | 0x18000
         k += 19
         if o.CurrentDemandReq is not None:
             raise encode_error('BodyType.CurrentDemandReq', 'cannot be combined with ContractAuthenticationRes')
@@ -17921,36 +18169,42 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptReq')
         s = 1
     elif o.MeteringReceiptRes is not None:
-        if o.MeteringReceiptRes.ResponseCode is None:
+        c9 = o.MeteringReceiptRes
+        if c9.ResponseCode is None:
             raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
-        if o.MeteringReceiptRes.AC_EVSEStatus is None:
+        if c9.AC_EVSEStatus is None:
             raise encode_error('MeteringReceiptResType.AC_EVSEStatus', 'required value missing')
-        if o.MeteringReceiptRes.AC_EVSEStatus.PowerSwitchClosed is None:
+        c10 = c9.AC_EVSEStatus
+        if c10.PowerSwitchClosed is None:
             raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-        if o.MeteringReceiptRes.AC_EVSEStatus.RCD is None:
+        if c10.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        if o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay is None:
+        if c10.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 25) | (_I_din_responseCodeType[o.MeteringReceiptRes.ResponseCode]) << 12 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.PowerSwitchClosed else 0) << 7 | (1 if o.MeteringReceiptRes.AC_EVSEStatus.RCD else 0) << 3 | 0x800000
+        a = (a << 25) | (_I_din_responseCodeType[c9.ResponseCode]) << 12 | (1 if c10.PowerSwitchClosed else 0) << 7 | (1 if c10.RCD else 0) << 3 | 0x800000
         k += 25
-        if o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..4294967295')
-        u = o.MeteringReceiptRes.AC_EVSEStatus.NotificationMaxDelay
+        t11 = c10.NotificationMaxDelay
+        if t11 < 0 or (w.strict and (t11 > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t11!r} outside 0..4294967295')
+        u = t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.MeteringReceiptRes.AC_EVSEStatus.EVSENotification is None:
+        if c10.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_din_EVSENotificationType[o.MeteringReceiptRes.AC_EVSEStatus.EVSENotification]) << 3
+        a = (a << 8) | (_I_din_EVSENotificationType[c10.EVSENotification]) << 3
         k += 8
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
@@ -17990,24 +18244,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        if o.PaymentDetailsReq.ContractID is None:
+        c12 = o.PaymentDetailsReq
+        if c12.ContractID is None:
             raise encode_error('PaymentDetailsReqType.ContractID', 'required value missing')
         a = (a << 8) | 0x44
         k += 8
-        if len(o.PaymentDetailsReq.ContractID) > 24:
-            raise encode_error('PaymentDetailsReqType.ContractID', f'length {len(o.PaymentDetailsReq.ContractID)} outside 0..24')
+        if len(c12.ContractID) > 24:
+            raise encode_error('PaymentDetailsReqType.ContractID', f'length {len(c12.ContractID)} outside 0..24')
         w.acc = a
         w.n = k
-        w.string(o.PaymentDetailsReq.ContractID)
+        w.string(c12.ContractID)
         a = w.acc
         k = w.n
-        if o.PaymentDetailsReq.ContractSignatureCertChain is None:
+        if c12.ContractSignatureCertChain is None:
             raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_din_CertificateChainType(w, o.PaymentDetailsReq.ContractSignatureCertChain)
+        _e_din_CertificateChainType(w, c12.ContractSignatureCertChain)
         a = w.acc
         k = w.n
         a <<= 1
@@ -18048,30 +18303,35 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        if o.PaymentDetailsRes.ResponseCode is None:
+        c13 = o.PaymentDetailsRes
+        if c13.ResponseCode is None:
             raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
-        if o.PaymentDetailsRes.GenChallenge is None:
+        if c13.GenChallenge is None:
             raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-        a = (a << 16) | (_I_din_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800
+        a = (a << 16) | (_I_din_responseCodeType[c13.ResponseCode]) << 3 | 0x4800
         k += 16
         w.acc = a
         w.n = k
-        w.string(o.PaymentDetailsRes.GenChallenge)
+        w.string(c13.GenChallenge)
         a = w.acc
         k = w.n
-        if o.PaymentDetailsRes.DateTimeNow is None:
+        if c13.DateTimeNow is None:
             raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
-        if (w.strict and (o.PaymentDetailsRes.DateTimeNow < -9223372036854775808 or o.PaymentDetailsRes.DateTimeNow > 9223372036854775807)):
-            raise encode_error('PaymentDetailsResType.DateTimeNow', f'{o.PaymentDetailsRes.DateTimeNow!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 4) | (1 if o.PaymentDetailsRes.DateTimeNow < 0 else 0)
+        t14 = c13.DateTimeNow
+        if (w.strict and (t14 < -9223372036854775808 or t14 > 9223372036854775807)):
+            raise encode_error('PaymentDetailsResType.DateTimeNow', f'{t14!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 4) | (1 if t14 < 0 else 0)
         k += 4
-        u = -o.PaymentDetailsRes.DateTimeNow - 1 if o.PaymentDetailsRes.DateTimeNow < 0 else o.PaymentDetailsRes.DateTimeNow
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18190,31 +18450,32 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        if o.PreChargeReq.DC_EVStatus is None:
+        c15 = o.PreChargeReq
+        if c15.DC_EVStatus is None:
             raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
         a = (a << 7) | 0x2a
         k += 7
         w.acc = a
         w.n = k
-        _e_din_DC_EVStatusType(w, o.PreChargeReq.DC_EVStatus)
+        _e_din_DC_EVStatusType(w, c15.DC_EVStatus)
         a = w.acc
         k = w.n
-        if o.PreChargeReq.EVTargetVoltage is None:
+        if c15.EVTargetVoltage is None:
             raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.PreChargeReq.EVTargetVoltage)
+        _e_din_PhysicalValueType(w, c15.EVTargetVoltage)
         a = w.acc
         k = w.n
-        if o.PreChargeReq.EVTargetCurrent is None:
+        if c15.EVTargetCurrent is None:
             raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.PreChargeReq.EVTargetCurrent)
+        _e_din_PhysicalValueType(w, c15.EVTargetCurrent)
         a = w.acc
         k = w.n
         a <<= 1
@@ -18247,24 +18508,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        if o.PreChargeRes.ResponseCode is None:
+        c16 = o.PreChargeRes
+        if c16.ResponseCode is None:
             raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
-        if o.PreChargeRes.DC_EVSEStatus is None:
+        if c16.DC_EVSEStatus is None:
             raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[o.PreChargeRes.ResponseCode]) << 2 | 0x2c00
+        a = (a << 15) | (_I_din_responseCodeType[c16.ResponseCode]) << 2 | 0x2c00
         k += 15
         w.acc = a
         w.n = k
-        _e_din_DC_EVSEStatusType(w, o.PreChargeRes.DC_EVSEStatus)
+        _e_din_DC_EVSEStatusType(w, c16.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if o.PreChargeRes.EVSEPresentVoltage is None:
+        if c16.EVSEPresentVoltage is None:
             raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.PreChargeRes.EVSEPresentVoltage)
+        _e_din_PhysicalValueType(w, c16.EVSEPresentVoltage)
         a = w.acc
         k = w.n
         a <<= 1
@@ -18295,19 +18557,24 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        if o.ServiceDetailReq.ServiceID is None:
+        c17 = o.ServiceDetailReq
+        if c17.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
         a = (a << 8) | 0x5c
         k += 8
-        if o.ServiceDetailReq.ServiceID < 0 or (w.strict and (o.ServiceDetailReq.ServiceID > 65535)):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceDetailReq.ServiceID!r} outside 0..65535')
-        u = o.ServiceDetailReq.ServiceID
+        t18 = c17.ServiceID
+        if t18 < 0 or (w.strict and (t18 > 65535)):
+            raise encode_error('ServiceDetailReqType.ServiceID', f'{t18!r} outside 0..65535')
+        u = t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18421,15 +18688,16 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.ServicePaymentSelectionReq is not None:
-        if o.ServicePaymentSelectionReq.SelectedPaymentOption is None:
+        c19 = o.ServicePaymentSelectionReq
+        if c19.SelectedPaymentOption is None:
             raise encode_error('ServicePaymentSelectionReqType.SelectedPaymentOption', 'required value missing')
-        if o.ServicePaymentSelectionReq.SelectedServiceList is None:
+        if c19.SelectedServiceList is None:
             raise encode_error('ServicePaymentSelectionReqType.SelectedServiceList', 'required value missing')
-        a = (a << 11) | (_I_din_paymentOptionType[o.ServicePaymentSelectionReq.SelectedPaymentOption]) << 2 | 0x360
+        a = (a << 11) | (_I_din_paymentOptionType[c19.SelectedPaymentOption]) << 2 | 0x360
         k += 11
         w.acc = a
         w.n = k
-        _e_din_SelectedServiceListType(w, o.ServicePaymentSelectionReq.SelectedServiceList)
+        _e_din_SelectedServiceListType(w, c19.SelectedServiceList)
         a = w.acc
         k = w.n
         a <<= 1
@@ -18450,9 +18718,10 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionReq')
         s = 1
     elif o.ServicePaymentSelectionRes is not None:
-        if o.ServicePaymentSelectionRes.ResponseCode is None:
+        c20 = o.ServicePaymentSelectionRes
+        if c20.ResponseCode is None:
             raise encode_error('ServicePaymentSelectionResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[o.ServicePaymentSelectionRes.ResponseCode]) << 2 | 0x3800
+        a = (a << 15) | (_I_din_responseCodeType[c20.ResponseCode]) << 2 | 0x3800
         k += 15
         if o.SessionSetupReq is not None:
             raise encode_error('BodyType.SessionSetupReq', 'cannot be combined with ServicePaymentSelectionRes')
@@ -18468,15 +18737,16 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        if o.SessionSetupReq.EVCCID is None:
+        c21 = o.SessionSetupReq
+        if c21.EVCCID is None:
             raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
         a = (a << 8) | 0x74
         k += 8
-        if len(o.SessionSetupReq.EVCCID) > 8:
-            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.SessionSetupReq.EVCCID)} outside 0..8')
+        if len(c21.EVCCID) > 8:
+            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(c21.EVCCID)} outside 0..8')
         w.acc = a
         w.n = k
-        w.binary(o.SessionSetupReq.EVCCID)
+        w.binary(c21.EVCCID)
         a = w.acc
         k = w.n
         a <<= 2
@@ -18520,9 +18790,10 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        if o.SessionStopRes.ResponseCode is None:
+        c23 = o.SessionStopRes
+        if c23.ResponseCode is None:
             raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000
+        a = (a << 15) | (_I_din_responseCodeType[c23.ResponseCode]) << 2 | 0x4000
         k += 15
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
@@ -18530,13 +18801,14 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        if o.WeldingDetectionReq.DC_EVStatus is None:
+        c24 = o.WeldingDetectionReq
+        if c24.DC_EVStatus is None:
             raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
         a = (a << 7) | 0x42
         k += 7
         w.acc = a
         w.n = k
-        _e_din_DC_EVStatusType(w, o.WeldingDetectionReq.DC_EVStatus)
+        _e_din_DC_EVStatusType(w, c24.DC_EVStatus)
         a = w.acc
         k = w.n
         a <<= 1
@@ -18545,24 +18817,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        if o.WeldingDetectionRes.ResponseCode is None:
+        c25 = o.WeldingDetectionRes
+        if c25.ResponseCode is None:
             raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
-        if o.WeldingDetectionRes.DC_EVSEStatus is None:
+        if c25.DC_EVSEStatus is None:
             raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[o.WeldingDetectionRes.ResponseCode]) << 2 | 0x4400
+        a = (a << 15) | (_I_din_responseCodeType[c25.ResponseCode]) << 2 | 0x4400
         k += 15
         w.acc = a
         w.n = k
-        _e_din_DC_EVSEStatusType(w, o.WeldingDetectionRes.DC_EVSEStatus)
+        _e_din_DC_EVSEStatusType(w, c25.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if o.WeldingDetectionRes.EVSEPresentVoltage is None:
+        if c25.EVSEPresentVoltage is None:
             raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, o.WeldingDetectionRes.EVSEPresentVoltage)
+        _e_din_PhysicalValueType(w, c25.EVSEPresentVoltage)
         a = w.acc
         k = w.n
         a <<= 1
@@ -19043,6 +19316,9 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -19101,6 +19377,9 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -19319,6 +19598,9 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -19864,6 +20146,9 @@ def _e_v25(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -19976,6 +20261,9 @@ def _e_v27(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20111,6 +20399,9 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20170,6 +20461,9 @@ def _e_v31(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20406,6 +20700,9 @@ def _e_v37(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20701,6 +20998,9 @@ def _e_v43(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20811,6 +21111,9 @@ def _e_v46(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

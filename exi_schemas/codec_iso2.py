@@ -1514,22 +1514,23 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        if o.RSAKeyValue.Modulus is None:
+        c1 = o.RSAKeyValue
+        if c1.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
         a = (a << 5) | 0x4
         k += 5
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Modulus)
+        w.binary(c1.Modulus)
         a = w.acc
         k = w.n
-        if o.RSAKeyValue.Exponent is None:
+        if c1.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Exponent)
+        w.binary(c1.Exponent)
         a = w.acc
         k = w.n
         a <<= 2
@@ -3315,15 +3316,19 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        t1 = o.HMACOutputLength
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4893,26 +4898,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        if x_X509IssuerSerial.X509IssuerName is None:
+        c1 = x_X509IssuerSerial
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_X509IssuerSerial.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_X509IssuerSerial.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4977,26 +4987,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            if x_X509IssuerSerial.X509IssuerName is None:
+            c3 = x_X509IssuerSerial
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_X509IssuerSerial.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_X509IssuerSerial.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5136,15 +5151,19 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    t1 = o.X509SerialNumber
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6538,11 +6557,12 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with AuthorizationReq')
         s = 1
     elif o.AuthorizationRes is not None:
-        if o.AuthorizationRes.ResponseCode is None:
+        c1 = o.AuthorizationRes
+        if c1.ResponseCode is None:
             raise encode_error('AuthorizationResType.ResponseCode', 'required value missing')
-        if o.AuthorizationRes.EVSEProcessing is None:
+        if c1.EVSEProcessing is None:
             raise encode_error('AuthorizationResType.EVSEProcessing', 'required value missing')
-        a = (a << 20) | (_I_iso2_responseCodeType[o.AuthorizationRes.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[o.AuthorizationRes.EVSEProcessing]) << 2 | 0x4000
+        a = (a << 20) | (_I_iso2_responseCodeType[c1.ResponseCode]) << 7 | (_I_iso2_EVSEProcessingType[c1.EVSEProcessing]) << 2 | 0x4000
         k += 20
         if o.BodyElement is not None:
             raise encode_error('BodyType.BodyElement', 'cannot be combined with AuthorizationRes')
@@ -6680,17 +6700,20 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with BodyElement')
         s = 1
     elif o.CableCheckReq is not None:
-        if o.CableCheckReq.DC_EVStatus is None:
+        c3 = o.CableCheckReq
+        if c3.DC_EVStatus is None:
             raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
-        if o.CableCheckReq.DC_EVStatus.EVReady is None:
+        c4 = c3.DC_EVStatus
+        if c4.EVReady is None:
             raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-        if o.CableCheckReq.DC_EVStatus.EVErrorCode is None:
+        if c4.EVErrorCode is None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-        if o.CableCheckReq.DC_EVStatus.EVRESSSOC is None:
+        if c4.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        if o.CableCheckReq.DC_EVStatus.EVRESSSOC < 0 or o.CableCheckReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.CableCheckReq.DC_EVStatus.EVRESSSOC > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.CableCheckReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-        a = (a << 30) | (1 if o.CableCheckReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.CableCheckReq.DC_EVStatus.EVErrorCode]) << 13 | (o.CableCheckReq.DC_EVStatus.EVRESSSOC) << 3 | 0x3000000
+        t5 = c4.EVRESSSOC
+        if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t5!r} outside 0..100')
+        a = (a << 30) | (1 if c4.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 13 | (t5) << 3 | 0x3000000
         k += 30
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
@@ -6756,20 +6779,21 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        if o.CableCheckRes.ResponseCode is None:
+        c6 = o.CableCheckRes
+        if c6.ResponseCode is None:
             raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
-        if o.CableCheckRes.DC_EVSEStatus is None:
+        if c6.DC_EVSEStatus is None:
             raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[o.CableCheckRes.ResponseCode]) << 2 | 0x800
+        a = (a << 15) | (_I_iso2_responseCodeType[c6.ResponseCode]) << 2 | 0x800
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_DC_EVSEStatusType(w, o.CableCheckRes.DC_EVSEStatus)
+        _e_iso2_DC_EVSEStatusType(w, c6.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if o.CableCheckRes.EVSEProcessing is None:
+        if c6.EVSEProcessing is None:
             raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
-        a = (a << 6) | (_I_iso2_EVSEProcessingType[o.CableCheckRes.EVSEProcessing]) << 2
+        a = (a << 6) | (_I_iso2_EVSEProcessingType[c6.EVSEProcessing]) << 2
         k += 6
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
@@ -6833,33 +6857,34 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckRes')
         s = 1
     elif o.CertificateInstallationReq is not None:
-        if o.CertificateInstallationReq.Id is None:
+        c7 = o.CertificateInstallationReq
+        if c7.Id is None:
             raise encode_error('CertificateInstallationReqType.Id', 'required value missing')
         a = (a << 7) | 0xa
         k += 7
         w.acc = a
         w.n = k
-        w.string(o.CertificateInstallationReq.Id)
+        w.string(c7.Id)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationReq.OEMProvisioningCert is None:
+        if c7.OEMProvisioningCert is None:
             raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', 'required value missing')
         a <<= 2
         k += 2
-        if len(o.CertificateInstallationReq.OEMProvisioningCert) > 800:
-            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(o.CertificateInstallationReq.OEMProvisioningCert)} outside 0..800')
+        if len(c7.OEMProvisioningCert) > 800:
+            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(c7.OEMProvisioningCert)} outside 0..800')
         w.acc = a
         w.n = k
-        w.binary(o.CertificateInstallationReq.OEMProvisioningCert)
+        w.binary(c7.OEMProvisioningCert)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationReq.ListOfRootCertificateIDs is None:
+        if c7.ListOfRootCertificateIDs is None:
             raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso2_ListOfRootCertificateIDsType(w, o.CertificateInstallationReq.ListOfRootCertificateIDs)
+        _e_iso2_ListOfRootCertificateIDsType(w, c7.ListOfRootCertificateIDs)
         a = w.acc
         k = w.n
         a <<= 1
@@ -6924,90 +6949,94 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        if o.CertificateInstallationRes.ResponseCode is None:
+        c8 = o.CertificateInstallationRes
+        if c8.ResponseCode is None:
             raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
-        if o.CertificateInstallationRes.SAProvisioningCertificateChain is None:
+        if c8.SAProvisioningCertificateChain is None:
             raise encode_error('CertificateInstallationResType.SAProvisioningCertificateChain', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[o.CertificateInstallationRes.ResponseCode]) << 2 | 0xc00
+        a = (a << 15) | (_I_iso2_responseCodeType[c8.ResponseCode]) << 2 | 0xc00
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, o.CertificateInstallationRes.SAProvisioningCertificateChain)
+        _e_iso2_CertificateChainType(w, c8.SAProvisioningCertificateChain)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.ContractSignatureCertChain is None:
+        if c8.ContractSignatureCertChain is None:
             raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, o.CertificateInstallationRes.ContractSignatureCertChain)
+        _e_iso2_CertificateChainType(w, c8.ContractSignatureCertChain)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey is None:
+        if c8.ContractSignatureEncryptedPrivateKey is None:
             raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
-        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.Id is None:
+        c9 = c8.ContractSignatureEncryptedPrivateKey
+        if c9.Id is None:
             raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.Id)
+        w.string(c9.Id)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value is None:
+        if c9.value is None:
             raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
         a <<= 1
         k += 1
-        if len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value) > 48:
-            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+        if len(c9.value) > 48:
+            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(c9.value)} outside 0..48')
         w.acc = a
         w.n = k
-        w.binary(o.CertificateInstallationRes.ContractSignatureEncryptedPrivateKey.value)
+        w.binary(c9.value)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.DHpublickey is None:
+        if c8.DHpublickey is None:
             raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
-        if o.CertificateInstallationRes.DHpublickey.Id is None:
+        c10 = c8.DHpublickey
+        if c10.Id is None:
             raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.string(o.CertificateInstallationRes.DHpublickey.Id)
+        w.string(c10.Id)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.DHpublickey.value is None:
+        if c10.value is None:
             raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
         a <<= 1
         k += 1
-        if len(o.CertificateInstallationRes.DHpublickey.value) > 65:
-            raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.CertificateInstallationRes.DHpublickey.value)} outside 0..65')
+        if len(c10.value) > 65:
+            raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(c10.value)} outside 0..65')
         w.acc = a
         w.n = k
-        w.binary(o.CertificateInstallationRes.DHpublickey.value)
+        w.binary(c10.value)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.eMAID is None:
+        if c8.eMAID is None:
             raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
-        if o.CertificateInstallationRes.eMAID.Id is None:
+        c11 = c8.eMAID
+        if c11.Id is None:
             raise encode_error('EMAIDType.Id', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.string(o.CertificateInstallationRes.eMAID.Id)
+        w.string(c11.Id)
         a = w.acc
         k = w.n
-        if o.CertificateInstallationRes.eMAID.value is None:
+        if c11.value is None:
             raise encode_error('EMAIDType.value', 'required value missing')
         a <<= 1
         k += 1
-        if (len(o.CertificateInstallationRes.eMAID.value) < 14 and w.strict) or len(o.CertificateInstallationRes.eMAID.value) > 15:
-            raise encode_error('EMAIDType.value', f'length {len(o.CertificateInstallationRes.eMAID.value)} outside 14..15')
+        if (len(c11.value) < 14 and w.strict) or len(c11.value) > 15:
+            raise encode_error('EMAIDType.value', f'length {len(c11.value)} outside 14..15')
         w.acc = a
         w.n = k
-        w.string(o.CertificateInstallationRes.eMAID.value)
+        w.string(c11.value)
         a = w.acc
         k = w.n
         a <<= 2
@@ -7070,42 +7099,43 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationRes')
         s = 1
     elif o.CertificateUpdateReq is not None:
-        if o.CertificateUpdateReq.Id is None:
+        c12 = o.CertificateUpdateReq
+        if c12.Id is None:
             raise encode_error('CertificateUpdateReqType.Id', 'required value missing')
         a = (a << 7) | 0xe
         k += 7
         w.acc = a
         w.n = k
-        w.string(o.CertificateUpdateReq.Id)
+        w.string(c12.Id)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateReq.ContractSignatureCertChain is None:
+        if c12.ContractSignatureCertChain is None:
             raise encode_error('CertificateUpdateReqType.ContractSignatureCertChain', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, o.CertificateUpdateReq.ContractSignatureCertChain)
+        _e_iso2_CertificateChainType(w, c12.ContractSignatureCertChain)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateReq.eMAID is None:
+        if c12.eMAID is None:
             raise encode_error('CertificateUpdateReqType.eMAID', 'required value missing')
         a <<= 2
         k += 2
-        if (len(o.CertificateUpdateReq.eMAID) < 14 and w.strict) or len(o.CertificateUpdateReq.eMAID) > 15:
-            raise encode_error('CertificateUpdateReqType.eMAID', f'length {len(o.CertificateUpdateReq.eMAID)} outside 14..15')
+        if (len(c12.eMAID) < 14 and w.strict) or len(c12.eMAID) > 15:
+            raise encode_error('CertificateUpdateReqType.eMAID', f'length {len(c12.eMAID)} outside 14..15')
         w.acc = a
         w.n = k
-        w.string(o.CertificateUpdateReq.eMAID)
+        w.string(c12.eMAID)
         a = w.acc
         k = w.n
-        if o.CertificateUpdateReq.ListOfRootCertificateIDs is None:
+        if c12.ListOfRootCertificateIDs is None:
             raise encode_error('CertificateUpdateReqType.ListOfRootCertificateIDs', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso2_ListOfRootCertificateIDsType(w, o.CertificateUpdateReq.ListOfRootCertificateIDs)
+        _e_iso2_ListOfRootCertificateIDsType(w, c12.ListOfRootCertificateIDs)
         a = w.acc
         k = w.n
         a <<= 1
@@ -7638,24 +7668,25 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        if o.PaymentDetailsReq.eMAID is None:
+        c14 = o.PaymentDetailsReq
+        if c14.eMAID is None:
             raise encode_error('PaymentDetailsReqType.eMAID', 'required value missing')
         a = (a << 8) | 0x44
         k += 8
-        if (len(o.PaymentDetailsReq.eMAID) < 14 and w.strict) or len(o.PaymentDetailsReq.eMAID) > 15:
-            raise encode_error('PaymentDetailsReqType.eMAID', f'length {len(o.PaymentDetailsReq.eMAID)} outside 14..15')
+        if (len(c14.eMAID) < 14 and w.strict) or len(c14.eMAID) > 15:
+            raise encode_error('PaymentDetailsReqType.eMAID', f'length {len(c14.eMAID)} outside 14..15')
         w.acc = a
         w.n = k
-        w.string(o.PaymentDetailsReq.eMAID)
+        w.string(c14.eMAID)
         a = w.acc
         k = w.n
-        if o.PaymentDetailsReq.ContractSignatureCertChain is None:
+        if c14.ContractSignatureCertChain is None:
             raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, o.PaymentDetailsReq.ContractSignatureCertChain)
+        _e_iso2_CertificateChainType(w, c14.ContractSignatureCertChain)
         a = w.acc
         k = w.n
         a <<= 1
@@ -7696,32 +7727,37 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        if o.PaymentDetailsRes.ResponseCode is None:
+        c15 = o.PaymentDetailsRes
+        if c15.ResponseCode is None:
             raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
-        if o.PaymentDetailsRes.GenChallenge is None:
+        if c15.GenChallenge is None:
             raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-        a = (a << 16) | (_I_iso2_responseCodeType[o.PaymentDetailsRes.ResponseCode]) << 3 | 0x4800
+        a = (a << 16) | (_I_iso2_responseCodeType[c15.ResponseCode]) << 3 | 0x4800
         k += 16
-        if (len(o.PaymentDetailsRes.GenChallenge) < 16 and w.strict) or len(o.PaymentDetailsRes.GenChallenge) > 16:
-            raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(o.PaymentDetailsRes.GenChallenge)} outside 16..16')
+        if (len(c15.GenChallenge) < 16 and w.strict) or len(c15.GenChallenge) > 16:
+            raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(c15.GenChallenge)} outside 16..16')
         w.acc = a
         w.n = k
-        w.binary(o.PaymentDetailsRes.GenChallenge)
+        w.binary(c15.GenChallenge)
         a = w.acc
         k = w.n
-        if o.PaymentDetailsRes.EVSETimeStamp is None:
+        if c15.EVSETimeStamp is None:
             raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
-        if (w.strict and (o.PaymentDetailsRes.EVSETimeStamp < -9223372036854775808 or o.PaymentDetailsRes.EVSETimeStamp > 9223372036854775807)):
-            raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.PaymentDetailsRes.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 4) | (1 if o.PaymentDetailsRes.EVSETimeStamp < 0 else 0)
+        t16 = c15.EVSETimeStamp
+        if (w.strict and (t16 < -9223372036854775808 or t16 > 9223372036854775807)):
+            raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{t16!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 4) | (1 if t16 < 0 else 0)
         k += 4
-        u = -o.PaymentDetailsRes.EVSETimeStamp - 1 if o.PaymentDetailsRes.EVSETimeStamp < 0 else o.PaymentDetailsRes.EVSETimeStamp
+        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7764,15 +7800,16 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsRes')
         s = 1
     elif o.PaymentServiceSelectionReq is not None:
-        if o.PaymentServiceSelectionReq.SelectedPaymentOption is None:
+        c17 = o.PaymentServiceSelectionReq
+        if c17.SelectedPaymentOption is None:
             raise encode_error('PaymentServiceSelectionReqType.SelectedPaymentOption', 'required value missing')
-        if o.PaymentServiceSelectionReq.SelectedServiceList is None:
+        if c17.SelectedServiceList is None:
             raise encode_error('PaymentServiceSelectionReqType.SelectedServiceList', 'required value missing')
-        a = (a << 11) | (_I_iso2_paymentOptionType[o.PaymentServiceSelectionReq.SelectedPaymentOption]) << 2 | 0x260
+        a = (a << 11) | (_I_iso2_paymentOptionType[c17.SelectedPaymentOption]) << 2 | 0x260
         k += 11
         w.acc = a
         w.n = k
-        _e_iso2_SelectedServiceListType(w, o.PaymentServiceSelectionReq.SelectedServiceList)
+        _e_iso2_SelectedServiceListType(w, c17.SelectedServiceList)
         a = w.acc
         k = w.n
         a <<= 1
@@ -7809,9 +7846,10 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentServiceSelectionReq')
         s = 1
     elif o.PaymentServiceSelectionRes is not None:
-        if o.PaymentServiceSelectionRes.ResponseCode is None:
+        c18 = o.PaymentServiceSelectionRes
+        if c18.ResponseCode is None:
             raise encode_error('PaymentServiceSelectionResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[o.PaymentServiceSelectionRes.ResponseCode]) << 2 | 0x2800
+        a = (a << 15) | (_I_iso2_responseCodeType[c18.ResponseCode]) << 2 | 0x2800
         k += 15
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentServiceSelectionRes')
@@ -7911,64 +7949,79 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        if o.PreChargeReq.DC_EVStatus is None:
+        c19 = o.PreChargeReq
+        if c19.DC_EVStatus is None:
             raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
-        if o.PreChargeReq.DC_EVStatus.EVReady is None:
+        c20 = c19.DC_EVStatus
+        if c20.EVReady is None:
             raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-        if o.PreChargeReq.DC_EVStatus.EVErrorCode is None:
+        if c20.EVErrorCode is None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-        if o.PreChargeReq.DC_EVStatus.EVRESSSOC is None:
+        if c20.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        if o.PreChargeReq.DC_EVStatus.EVRESSSOC < 0 or o.PreChargeReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.PreChargeReq.DC_EVStatus.EVRESSSOC > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.PreChargeReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-        if o.PreChargeReq.EVTargetVoltage is None:
+        t21 = c20.EVRESSSOC
+        if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t21!r} outside 0..100')
+        if c19.EVTargetVoltage is None:
             raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
-        if o.PreChargeReq.EVTargetVoltage.Multiplier is None:
+        c22 = c19.EVTargetVoltage
+        if c22.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.PreChargeReq.EVTargetVoltage.Multiplier < -3 or o.PreChargeReq.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.PreChargeReq.EVTargetVoltage.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.PreChargeReq.EVTargetVoltage.Multiplier!r} outside -3..3')
-        if o.PreChargeReq.EVTargetVoltage.Unit is None:
+        t23 = c22.Multiplier
+        if t23 < -3 or t23 > 4 or (w.strict and (t23 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t23!r} outside -3..3')
+        if c22.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.PreChargeReq.EVTargetVoltage.Value is None:
+        if c22.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.PreChargeReq.EVTargetVoltage.Value < -32768 or o.PreChargeReq.EVTargetVoltage.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.PreChargeReq.EVTargetVoltage.Value!r} outside -32768..32767')
-        a = (a << 45) | (1 if o.PreChargeReq.DC_EVStatus.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[o.PreChargeReq.DC_EVStatus.EVErrorCode]) << 28 | (o.PreChargeReq.DC_EVStatus.EVRESSSOC) << 18 | (o.PreChargeReq.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetVoltage.Unit]) << 4 | (1 if o.PreChargeReq.EVTargetVoltage.Value < 0 else 0) | 0xb8000000000
+        t24 = c22.Value
+        if (w.strict and (t24 < -32768 or t24 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t24!r} outside -32768..32767')
+        a = (a << 45) | (1 if c20.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c20.EVErrorCode]) << 28 | (t21) << 18 | (t23 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t24 < 0 else 0) | 0xb8000000000
         k += 45
-        u = -o.PreChargeReq.EVTargetVoltage.Value - 1 if o.PreChargeReq.EVTargetVoltage.Value < 0 else o.PreChargeReq.EVTargetVoltage.Value
+        u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.PreChargeReq.EVTargetCurrent is None:
+        if c19.EVTargetCurrent is None:
             raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
-        if o.PreChargeReq.EVTargetCurrent.Multiplier is None:
+        c25 = c19.EVTargetCurrent
+        if c25.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.PreChargeReq.EVTargetCurrent.Multiplier < -3 or o.PreChargeReq.EVTargetCurrent.Multiplier > 4 or (w.strict and (o.PreChargeReq.EVTargetCurrent.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.PreChargeReq.EVTargetCurrent.Multiplier!r} outside -3..3')
-        if o.PreChargeReq.EVTargetCurrent.Unit is None:
+        t26 = c25.Multiplier
+        if t26 < -3 or t26 > 4 or (w.strict and (t26 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t26!r} outside -3..3')
+        if c25.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.PreChargeReq.EVTargetCurrent.Value is None:
+        if c25.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.PreChargeReq.EVTargetCurrent.Value < -32768 or o.PreChargeReq.EVTargetCurrent.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.PreChargeReq.EVTargetCurrent.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.PreChargeReq.EVTargetCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PreChargeReq.EVTargetCurrent.Unit]) << 4 | (1 if o.PreChargeReq.EVTargetCurrent.Value < 0 else 0)
+        t27 = c25.Value
+        if (w.strict and (t27 < -32768 or t27 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t27!r} outside -32768..32767')
+        a = (a << 18) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c25.Unit]) << 4 | (1 if t27 < 0 else 0)
         k += 18
-        u = -o.PreChargeReq.EVTargetCurrent.Value - 1 if o.PreChargeReq.EVTargetCurrent.Value < 0 else o.PreChargeReq.EVTargetCurrent.Value
+        u = -t27 - 1 if t27 < 0 else t27
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8001,38 +8054,45 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        if o.PreChargeRes.ResponseCode is None:
+        c28 = o.PreChargeRes
+        if c28.ResponseCode is None:
             raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
-        if o.PreChargeRes.DC_EVSEStatus is None:
+        if c28.DC_EVSEStatus is None:
             raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[o.PreChargeRes.ResponseCode]) << 2 | 0x3000
+        a = (a << 15) | (_I_iso2_responseCodeType[c28.ResponseCode]) << 2 | 0x3000
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_DC_EVSEStatusType(w, o.PreChargeRes.DC_EVSEStatus)
+        _e_iso2_DC_EVSEStatusType(w, c28.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if o.PreChargeRes.EVSEPresentVoltage is None:
+        if c28.EVSEPresentVoltage is None:
             raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
-        if o.PreChargeRes.EVSEPresentVoltage.Multiplier is None:
+        c29 = c28.EVSEPresentVoltage
+        if c29.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.PreChargeRes.EVSEPresentVoltage.Multiplier < -3 or o.PreChargeRes.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.PreChargeRes.EVSEPresentVoltage.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.PreChargeRes.EVSEPresentVoltage.Multiplier!r} outside -3..3')
-        if o.PreChargeRes.EVSEPresentVoltage.Unit is None:
+        t30 = c29.Multiplier
+        if t30 < -3 or t30 > 4 or (w.strict and (t30 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t30!r} outside -3..3')
+        if c29.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.PreChargeRes.EVSEPresentVoltage.Value is None:
+        if c29.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.PreChargeRes.EVSEPresentVoltage.Value < -32768 or o.PreChargeRes.EVSEPresentVoltage.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.PreChargeRes.EVSEPresentVoltage.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.PreChargeRes.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PreChargeRes.EVSEPresentVoltage.Unit]) << 4 | (1 if o.PreChargeRes.EVSEPresentVoltage.Value < 0 else 0)
+        t31 = c29.Value
+        if (w.strict and (t31 < -32768 or t31 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t31!r} outside -32768..32767')
+        a = (a << 16) | (t30 + 3) << 10 | (_I_iso2_unitSymbolType[c29.Unit]) << 4 | (1 if t31 < 0 else 0)
         k += 16
-        u = -o.PreChargeRes.EVSEPresentVoltage.Value - 1 if o.PreChargeRes.EVSEPresentVoltage.Value < 0 else o.PreChargeRes.EVSEPresentVoltage.Value
+        u = -t31 - 1 if t31 < 0 else t31
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8063,19 +8123,24 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        if o.ServiceDetailReq.ServiceID is None:
+        c32 = o.ServiceDetailReq
+        if c32.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
         a = (a << 8) | 0x64
         k += 8
-        if o.ServiceDetailReq.ServiceID < 0 or (w.strict and (o.ServiceDetailReq.ServiceID > 65535)):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceDetailReq.ServiceID!r} outside 0..65535')
-        u = o.ServiceDetailReq.ServiceID
+        t33 = c32.ServiceID
+        if t33 < 0 or (w.strict and (t33 > 65535)):
+            raise encode_error('ServiceDetailReqType.ServiceID', f'{t33!r} outside 0..65535')
+        u = t33
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8173,15 +8238,16 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        if o.SessionSetupReq.EVCCID is None:
+        c34 = o.SessionSetupReq
+        if c34.EVCCID is None:
             raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
         a = (a << 8) | 0x74
         k += 8
-        if len(o.SessionSetupReq.EVCCID) > 6:
-            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(o.SessionSetupReq.EVCCID)} outside 0..6')
+        if len(c34.EVCCID) > 6:
+            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(c34.EVCCID)} outside 0..6')
         w.acc = a
         w.n = k
-        w.binary(o.SessionSetupReq.EVCCID)
+        w.binary(c34.EVCCID)
         a = w.acc
         k = w.n
         a <<= 2
@@ -8215,9 +8281,10 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
-        if o.SessionStopReq.ChargingSession is None:
+        c35 = o.SessionStopReq
+        if c35.ChargingSession is None:
             raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
-        a = (a << 11) | (_I_iso2_chargingSessionType[o.SessionStopReq.ChargingSession]) << 2 | 0x3e0
+        a = (a << 11) | (_I_iso2_chargingSessionType[c35.ChargingSession]) << 2 | 0x3e0
         k += 11
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
@@ -8227,9 +8294,10 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        if o.SessionStopRes.ResponseCode is None:
+        c36 = o.SessionStopRes
+        if c36.ResponseCode is None:
             raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[o.SessionStopRes.ResponseCode]) << 2 | 0x4000
+        a = (a << 15) | (_I_iso2_responseCodeType[c36.ResponseCode]) << 2 | 0x4000
         k += 15
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
@@ -8237,54 +8305,64 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        if o.WeldingDetectionReq.DC_EVStatus is None:
+        c37 = o.WeldingDetectionReq
+        if c37.DC_EVStatus is None:
             raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
-        if o.WeldingDetectionReq.DC_EVStatus.EVReady is None:
+        c38 = c37.DC_EVStatus
+        if c38.EVReady is None:
             raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-        if o.WeldingDetectionReq.DC_EVStatus.EVErrorCode is None:
+        if c38.EVErrorCode is None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-        if o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC is None:
+        if c38.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        if o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC < 0 or o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-        a = (a << 30) | (1 if o.WeldingDetectionReq.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.WeldingDetectionReq.DC_EVStatus.EVErrorCode]) << 13 | (o.WeldingDetectionReq.DC_EVStatus.EVRESSSOC) << 3 | 0x21000000
+        t39 = c38.EVRESSSOC
+        if t39 < 0 or t39 > 127 or (w.strict and (t39 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t39!r} outside 0..100')
+        a = (a << 30) | (1 if c38.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c38.EVErrorCode]) << 13 | (t39) << 3 | 0x21000000
         k += 30
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        if o.WeldingDetectionRes.ResponseCode is None:
+        c40 = o.WeldingDetectionRes
+        if c40.ResponseCode is None:
             raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
-        if o.WeldingDetectionRes.DC_EVSEStatus is None:
+        if c40.DC_EVSEStatus is None:
             raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[o.WeldingDetectionRes.ResponseCode]) << 2 | 0x4400
+        a = (a << 15) | (_I_iso2_responseCodeType[c40.ResponseCode]) << 2 | 0x4400
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_DC_EVSEStatusType(w, o.WeldingDetectionRes.DC_EVSEStatus)
+        _e_iso2_DC_EVSEStatusType(w, c40.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if o.WeldingDetectionRes.EVSEPresentVoltage is None:
+        if c40.EVSEPresentVoltage is None:
             raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
-        if o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier is None:
+        c41 = c40.EVSEPresentVoltage
+        if c41.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier < -3 or o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier!r} outside -3..3')
-        if o.WeldingDetectionRes.EVSEPresentVoltage.Unit is None:
+        t42 = c41.Multiplier
+        if t42 < -3 or t42 > 4 or (w.strict and (t42 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t42!r} outside -3..3')
+        if c41.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.WeldingDetectionRes.EVSEPresentVoltage.Value is None:
+        if c41.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.WeldingDetectionRes.EVSEPresentVoltage.Value < -32768 or o.WeldingDetectionRes.EVSEPresentVoltage.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.WeldingDetectionRes.EVSEPresentVoltage.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.WeldingDetectionRes.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.WeldingDetectionRes.EVSEPresentVoltage.Unit]) << 4 | (1 if o.WeldingDetectionRes.EVSEPresentVoltage.Value < 0 else 0)
+        t43 = c41.Value
+        if (w.strict and (t43 < -32768 or t43 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t43!r} outside -32768..32767')
+        a = (a << 16) | (t42 + 3) << 10 | (_I_iso2_unitSymbolType[c41.Unit]) << 4 | (1 if t43 < 0 else 0)
         k += 16
-        u = -o.WeldingDetectionRes.EVSEPresentVoltage.Value - 1 if o.WeldingDetectionRes.EVSEPresentVoltage.Value < 0 else o.WeldingDetectionRes.EVSEPresentVoltage.Value
+        u = -t43 - 1 if t43 < 0 else t43
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8339,15 +8417,17 @@ def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
     k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('CableCheckReqType.DC_EVStatus', 'required value missing')
-    if o.DC_EVStatus.EVReady is None:
+    c1 = o.DC_EVStatus
+    if c1.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-    if o.DC_EVStatus.EVErrorCode is None:
+    if c1.EVErrorCode is None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC is None:
+    if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-    a = (a << 24) | (1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3
+    t2 = c1.EVRESSSOC
+    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
+    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t2) << 3
     k += 24
     w.acc = a
     w.n = k
@@ -8744,68 +8824,71 @@ def _e_iso2_CertificateInstallationResType(w: BitWriter, o: _iso2.CertificateIns
     k = w.n
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
-    if o.ContractSignatureEncryptedPrivateKey.Id is None:
+    c1 = o.ContractSignatureEncryptedPrivateKey
+    if c1.Id is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    w.string(o.ContractSignatureEncryptedPrivateKey.Id)
+    w.string(c1.Id)
     a = w.acc
     k = w.n
-    if o.ContractSignatureEncryptedPrivateKey.value is None:
+    if c1.value is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
     a <<= 1
     k += 1
-    if len(o.ContractSignatureEncryptedPrivateKey.value) > 48:
-        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+    if len(c1.value) > 48:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(c1.value)} outside 0..48')
     w.acc = a
     w.n = k
-    w.binary(o.ContractSignatureEncryptedPrivateKey.value)
+    w.binary(c1.value)
     a = w.acc
     k = w.n
     if o.DHpublickey is None:
         raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
-    if o.DHpublickey.Id is None:
+    c2 = o.DHpublickey
+    if c2.Id is None:
         raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
     a <<= 3
     k += 3
     w.acc = a
     w.n = k
-    w.string(o.DHpublickey.Id)
+    w.string(c2.Id)
     a = w.acc
     k = w.n
-    if o.DHpublickey.value is None:
+    if c2.value is None:
         raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
     a <<= 1
     k += 1
-    if len(o.DHpublickey.value) > 65:
-        raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.DHpublickey.value)} outside 0..65')
+    if len(c2.value) > 65:
+        raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(c2.value)} outside 0..65')
     w.acc = a
     w.n = k
-    w.binary(o.DHpublickey.value)
+    w.binary(c2.value)
     a = w.acc
     k = w.n
     if o.eMAID is None:
         raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
-    if o.eMAID.Id is None:
+    c3 = o.eMAID
+    if c3.Id is None:
         raise encode_error('EMAIDType.Id', 'required value missing')
     a <<= 3
     k += 3
     w.acc = a
     w.n = k
-    w.string(o.eMAID.Id)
+    w.string(c3.Id)
     a = w.acc
     k = w.n
-    if o.eMAID.value is None:
+    if c3.value is None:
         raise encode_error('EMAIDType.value', 'required value missing')
     a <<= 1
     k += 1
-    if (len(o.eMAID.value) < 14 and w.strict) or len(o.eMAID.value) > 15:
-        raise encode_error('EMAIDType.value', f'length {len(o.eMAID.value)} outside 14..15')
+    if (len(c3.value) < 14 and w.strict) or len(c3.value) > 15:
+        raise encode_error('EMAIDType.value', f'length {len(c3.value)} outside 14..15')
     w.acc = a
     w.n = k
-    w.string(o.eMAID.value)
+    w.string(c3.value)
     a = w.acc
     k = w.n
     a <<= 2
@@ -9219,88 +9302,95 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
     k = w.n
     if o.ContractSignatureEncryptedPrivateKey is None:
         raise encode_error('CertificateUpdateResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
-    if o.ContractSignatureEncryptedPrivateKey.Id is None:
+    c1 = o.ContractSignatureEncryptedPrivateKey
+    if c1.Id is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
     a <<= 2
     k += 2
     s = 3
     w.acc = a
     w.n = k
-    w.string(o.ContractSignatureEncryptedPrivateKey.Id)
+    w.string(c1.Id)
     a = w.acc
     k = w.n
-    if o.ContractSignatureEncryptedPrivateKey.value is None:
+    if c1.value is None:
         raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
     a <<= 1
     k += 1
-    if len(o.ContractSignatureEncryptedPrivateKey.value) > 48:
-        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(o.ContractSignatureEncryptedPrivateKey.value)} outside 0..48')
+    if len(c1.value) > 48:
+        raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(c1.value)} outside 0..48')
     w.acc = a
     w.n = k
-    w.binary(o.ContractSignatureEncryptedPrivateKey.value)
+    w.binary(c1.value)
     a = w.acc
     k = w.n
     if o.DHpublickey is None:
         raise encode_error('CertificateUpdateResType.DHpublickey', 'required value missing')
-    if o.DHpublickey.Id is None:
+    c2 = o.DHpublickey
+    if c2.Id is None:
         raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
     a <<= 3
     k += 3
     s = 4
     w.acc = a
     w.n = k
-    w.string(o.DHpublickey.Id)
+    w.string(c2.Id)
     a = w.acc
     k = w.n
-    if o.DHpublickey.value is None:
+    if c2.value is None:
         raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
     a <<= 1
     k += 1
-    if len(o.DHpublickey.value) > 65:
-        raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(o.DHpublickey.value)} outside 0..65')
+    if len(c2.value) > 65:
+        raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(c2.value)} outside 0..65')
     w.acc = a
     w.n = k
-    w.binary(o.DHpublickey.value)
+    w.binary(c2.value)
     a = w.acc
     k = w.n
     if o.eMAID is None:
         raise encode_error('CertificateUpdateResType.eMAID', 'required value missing')
-    if o.eMAID.Id is None:
+    c3 = o.eMAID
+    if c3.Id is None:
         raise encode_error('EMAIDType.Id', 'required value missing')
     a <<= 3
     k += 3
     s = 5
     w.acc = a
     w.n = k
-    w.string(o.eMAID.Id)
+    w.string(c3.Id)
     a = w.acc
     k = w.n
-    if o.eMAID.value is None:
+    if c3.value is None:
         raise encode_error('EMAIDType.value', 'required value missing')
     a <<= 1
     k += 1
-    if (len(o.eMAID.value) < 14 and w.strict) or len(o.eMAID.value) > 15:
-        raise encode_error('EMAIDType.value', f'length {len(o.eMAID.value)} outside 14..15')
+    if (len(c3.value) < 14 and w.strict) or len(c3.value) > 15:
+        raise encode_error('EMAIDType.value', f'length {len(c3.value)} outside 14..15')
     w.acc = a
     w.n = k
-    w.string(o.eMAID.value)
+    w.string(c3.value)
     a = w.acc
     k = w.n
     a <<= 1
     k += 1
     s = 6
     if o.RetryCounter is not None:
-        if (w.strict and (o.RetryCounter < -32768 or o.RetryCounter > 32767)):
-            raise encode_error('CertificateUpdateResType.RetryCounter', f'{o.RetryCounter!r} outside -32768..32767')
-        a = (a << 4) | (1 if o.RetryCounter < 0 else 0)
+        t4 = o.RetryCounter
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t4!r} outside -32768..32767')
+        a = (a << 4) | (1 if t4 < 0 else 0)
         k += 4
-        u = -o.RetryCounter - 1 if o.RetryCounter < 0 else o.RetryCounter
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9439,15 +9529,19 @@ def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParamet
     if o.MaxEntriesSAScheduleTuple is not None:
         a <<= 3
         k += 3
-        if o.MaxEntriesSAScheduleTuple < 0 or (w.strict and (o.MaxEntriesSAScheduleTuple > 65535)):
-            raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'{o.MaxEntriesSAScheduleTuple!r} outside 0..65535')
-        u = o.MaxEntriesSAScheduleTuple
+        t1 = o.MaxEntriesSAScheduleTuple
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9848,79 +9942,97 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         k += 4
         s = 3
     elif o.AC_EVSEChargeParameter is not None:
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus is None:
+        c2 = o.AC_EVSEChargeParameter
+        if c2.AC_EVSEStatus is None:
             raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
+        c3 = c2.AC_EVSEStatus
+        if c3.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 6) | 0x10
         k += 6
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay
+        t4 = c3.NotificationMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
+        if c3.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
+        if c3.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSENominalVoltage is None:
+        if c2.EVSENominalVoltage is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier is None:
+        c5 = c2.EVSENominalVoltage
+        if c5.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier!r} outside -3..3')
-        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit is None:
+        t6 = c5.Multiplier
+        if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+        if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value is None:
+        if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < -32768 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Value!r} outside -32768..32767')
-        a = (a << 27) | (_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 22 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 18 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else 0)
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (1 if c3.RCD else 0) << 18 | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t7 < 0 else 0)
         k += 27
-        u = -o.AC_EVSEChargeParameter.EVSENominalVoltage.Value - 1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else o.AC_EVSEChargeParameter.EVSENominalVoltage.Value
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
+        if c2.EVSEMaxCurrent is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier is None:
+        c8 = c2.EVSEMaxCurrent
+        if c8.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier!r} outside -3..3')
-        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit is None:
+        t9 = c8.Multiplier
+        if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+        if c8.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value is None:
+        if c8.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < -32768 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else 0)
+        t10 = c8.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t10 < 0 else 0)
         k += 18
-        u = -o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value - 1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9953,79 +10065,97 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
         if o.AC_EVSEChargeParameter is not None:
-            if o.AC_EVSEChargeParameter.AC_EVSEStatus is None:
+            c12 = o.AC_EVSEChargeParameter
+            if c12.AC_EVSEStatus is None:
                 raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-            if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay is None:
+            c13 = c12.AC_EVSEStatus
+            if c13.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a <<= 5
             k += 5
-            if o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            u = o.AC_EVSEChargeParameter.AC_EVSEStatus.NotificationMaxDelay
+            t14 = c13.NotificationMaxDelay
+            if t14 < 0 or (w.strict and (t14 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t14!r} outside 0..65535')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification is None:
+            if c13.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD is None:
+            if c13.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            if o.AC_EVSEChargeParameter.EVSENominalVoltage is None:
+            if c12.EVSENominalVoltage is None:
                 raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier is None:
+            c15 = c12.EVSENominalVoltage
+            if c15.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier!r} outside -3..3')
-            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit is None:
+            t16 = c15.Multiplier
+            if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
+            if c15.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value is None:
+            if c15.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < -32768 or o.AC_EVSEChargeParameter.EVSENominalVoltage.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSENominalVoltage.Value!r} outside -32768..32767')
-            a = (a << 27) | (_I_iso2_EVSENotificationType[o.AC_EVSEChargeParameter.AC_EVSEStatus.EVSENotification]) << 22 | (1 if o.AC_EVSEChargeParameter.AC_EVSEStatus.RCD else 0) << 18 | (o.AC_EVSEChargeParameter.EVSENominalVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSENominalVoltage.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else 0)
+            t17 = c15.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 27) | (_I_iso2_EVSENotificationType[c13.EVSENotification]) << 22 | (1 if c13.RCD else 0) << 18 | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c15.Unit]) << 4 | (1 if t17 < 0 else 0)
             k += 27
-            u = -o.AC_EVSEChargeParameter.EVSENominalVoltage.Value - 1 if o.AC_EVSEChargeParameter.EVSENominalVoltage.Value < 0 else o.AC_EVSEChargeParameter.EVSENominalVoltage.Value
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AC_EVSEChargeParameter.EVSEMaxCurrent is None:
+            if c12.EVSEMaxCurrent is None:
                 raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier is None:
+            c18 = c12.EVSEMaxCurrent
+            if c18.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier < -3 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier!r} outside -3..3')
-            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit is None:
+            t19 = c18.Multiplier
+            if t19 < -3 or t19 > 4 or (w.strict and (t19 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t19!r} outside -3..3')
+            if c18.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value is None:
+            if c18.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < -32768 or o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AC_EVSEChargeParameter.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.AC_EVSEChargeParameter.EVSEMaxCurrent.Unit]) << 4 | (1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else 0)
+            t20 = c18.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 18) | (t19 + 3) << 10 | (_I_iso2_unitSymbolType[c18.Unit]) << 4 | (1 if t20 < 0 else 0)
             k += 18
-            u = -o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value - 1 if o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value < 0 else o.AC_EVSEChargeParameter.EVSEMaxCurrent.Value
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10414,32 +10544,39 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
     k = w.n
     if o.SAScheduleTupleID is None:
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
-        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-    a = (a << 12) | (o.SAScheduleTupleID - 1) << 1
+    t1 = o.SAScheduleTupleID
+    if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{t1!r} outside 1..255')
+    a = (a << 12) | (t1 - 1) << 1
     k += 12
     s = 2
     s = 3
     if o.EVSEMaxCurrent is not None:
-        if o.EVSEMaxCurrent.Multiplier is None:
+        c2 = o.EVSEMaxCurrent
+        if c2.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVSEMaxCurrent.Multiplier < -3 or o.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.EVSEMaxCurrent.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaxCurrent.Multiplier!r} outside -3..3')
-        if o.EVSEMaxCurrent.Unit is None:
+        t3 = c2.Multiplier
+        if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+        if c2.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVSEMaxCurrent.Value is None:
+        if c2.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaxCurrent.Value < -32768 or o.EVSEMaxCurrent.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaxCurrent.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 4 | (1 if o.EVSEMaxCurrent.Value < 0 else 0)
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
         k += 18
-        u = -o.EVSEMaxCurrent.Value - 1 if o.EVSEMaxCurrent.Value < 0 else o.EVSEMaxCurrent.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10463,30 +10600,35 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         k += 6
         s = 6
     elif o.AC_EVSEStatus is not None:
-        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        c5 = o.AC_EVSEStatus
+        if c5.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 5) | 0xc
         k += 5
-        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.AC_EVSEStatus.NotificationMaxDelay
+        t6 = c5.NotificationMaxDelay
+        if t6 < 0 or (w.strict and (t6 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t6!r} outside 0..65535')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVSEStatus.EVSENotification is None:
+        if c5.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if o.AC_EVSEStatus.RCD is None:
+        if c5.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+        a = (a << 11) | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (1 if c5.RCD else 0) << 2
         k += 11
         s = 7
     else:
@@ -10506,30 +10648,35 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
-            if o.AC_EVSEStatus.NotificationMaxDelay is None:
+            c7 = o.AC_EVSEStatus
+            if c7.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a = (a << 4) | 0x8
             k += 4
-            if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            u = o.AC_EVSEStatus.NotificationMaxDelay
+            t8 = c7.NotificationMaxDelay
+            if t8 < 0 or (w.strict and (t8 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t8!r} outside 0..65535')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AC_EVSEStatus.EVSENotification is None:
+            if c7.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if o.AC_EVSEStatus.RCD is None:
+            if c7.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c7.EVSENotification]) << 6 | (1 if c7.RCD else 0) << 2
             k += 11
             s = 7
         else:
@@ -10540,60 +10687,70 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
-            if o.AC_EVSEStatus.NotificationMaxDelay is None:
+            c9 = o.AC_EVSEStatus
+            if c9.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a = (a << 4) | 0x4
             k += 4
-            if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            u = o.AC_EVSEStatus.NotificationMaxDelay
+            t10 = c9.NotificationMaxDelay
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AC_EVSEStatus.EVSENotification is None:
+            if c9.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if o.AC_EVSEStatus.RCD is None:
+            if c9.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c9.EVSENotification]) << 6 | (1 if c9.RCD else 0) << 2
             k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
         if o.AC_EVSEStatus is not None:
-            if o.AC_EVSEStatus.NotificationMaxDelay is None:
+            c11 = o.AC_EVSEStatus
+            if c11.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a <<= 3
             k += 3
-            if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-            u = o.AC_EVSEStatus.NotificationMaxDelay
+            t12 = c11.NotificationMaxDelay
+            if t12 < 0 or (w.strict and (t12 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t12!r} outside 0..65535')
+            u = t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AC_EVSEStatus.EVSENotification is None:
+            if c11.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if o.AC_EVSEStatus.RCD is None:
+            if c11.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c11.EVSENotification]) << 6 | (1 if c11.RCD else 0) << 2
             k += 11
             s = 7
         else:
@@ -11271,36 +11428,44 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('CurrentDemandReqType.DC_EVStatus', 'required value missing')
-    if o.DC_EVStatus.EVReady is None:
+    c1 = o.DC_EVStatus
+    if c1.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-    if o.DC_EVStatus.EVErrorCode is None:
+    if c1.EVErrorCode is None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC is None:
+    if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+    t2 = c1.EVRESSSOC
+    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
     if o.EVTargetCurrent is None:
         raise encode_error('CurrentDemandReqType.EVTargetCurrent', 'required value missing')
-    if o.EVTargetCurrent.Multiplier is None:
+    c3 = o.EVTargetCurrent
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVTargetCurrent.Multiplier < -3 or o.EVTargetCurrent.Multiplier > 4 or (w.strict and (o.EVTargetCurrent.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetCurrent.Multiplier!r} outside -3..3')
-    if o.EVTargetCurrent.Unit is None:
+    t4 = c3.Multiplier
+    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVTargetCurrent.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-    a = (a << 39) | (1 if o.DC_EVStatus.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 28 | (o.DC_EVStatus.EVRESSSOC) << 18 | (o.EVTargetCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t2) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 39
     s = 1
-    u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11311,25 +11476,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
     k += 2
     s = 2
     if o.EVMaximumVoltageLimit is not None:
-        if o.EVMaximumVoltageLimit.Multiplier is None:
+        c6 = o.EVMaximumVoltageLimit
+        if c6.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVMaximumVoltageLimit.Multiplier < -3 or o.EVMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVMaximumVoltageLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumVoltageLimit.Multiplier!r} outside -3..3')
-        if o.EVMaximumVoltageLimit.Unit is None:
+        t7 = c6.Multiplier
+        if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+        if c6.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVMaximumVoltageLimit.Value is None:
+        if c6.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVMaximumVoltageLimit.Value < 0 else 0)
+        t8 = c6.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
         k += 18
-        u = -o.EVMaximumVoltageLimit.Value - 1 if o.EVMaximumVoltageLimit.Value < 0 else o.EVMaximumVoltageLimit.Value
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11340,25 +11511,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
-        if o.EVMaximumCurrentLimit.Multiplier is None:
+        c9 = o.EVMaximumCurrentLimit
+        if c9.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVMaximumCurrentLimit.Multiplier < -3 or o.EVMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVMaximumCurrentLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumCurrentLimit.Multiplier!r} outside -3..3')
-        if o.EVMaximumCurrentLimit.Unit is None:
+        t10 = c9.Multiplier
+        if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+        if c9.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVMaximumCurrentLimit.Value is None:
+        if c9.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVMaximumCurrentLimit.Value < 0 else 0) | 0x8000
+        t11 = c9.Value
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+        a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t11 < 0 else 0) | 0x8000
         k += 18
-        u = -o.EVMaximumCurrentLimit.Value - 1 if o.EVMaximumCurrentLimit.Value < 0 else o.EVMaximumCurrentLimit.Value
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11369,25 +11546,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 4
     elif o.EVMaximumPowerLimit is not None:
-        if o.EVMaximumPowerLimit.Multiplier is None:
+        c12 = o.EVMaximumPowerLimit
+        if c12.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
-        if o.EVMaximumPowerLimit.Unit is None:
+        t13 = c12.Multiplier
+        if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
+        if c12.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVMaximumPowerLimit.Value is None:
+        if c12.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0) | 0x10000
+        t14 = c12.Value
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
+        a = (a << 18) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x10000
         k += 18
-        u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11409,25 +11592,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
         if o.EVMaximumCurrentLimit is not None:
-            if o.EVMaximumCurrentLimit.Multiplier is None:
+            c15 = o.EVMaximumCurrentLimit
+            if c15.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVMaximumCurrentLimit.Multiplier < -3 or o.EVMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVMaximumCurrentLimit.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumCurrentLimit.Multiplier!r} outside -3..3')
-            if o.EVMaximumCurrentLimit.Unit is None:
+            t16 = c15.Multiplier
+            if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
+            if c15.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVMaximumCurrentLimit.Value is None:
+            if c15.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVMaximumCurrentLimit.Value < 0 else 0)
+            t17 = c15.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 18) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c15.Unit]) << 4 | (1 if t17 < 0 else 0)
             k += 18
-            u = -o.EVMaximumCurrentLimit.Value - 1 if o.EVMaximumCurrentLimit.Value < 0 else o.EVMaximumCurrentLimit.Value
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11438,25 +11627,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             k += 2
             s = 4
         elif o.EVMaximumPowerLimit is not None:
-            if o.EVMaximumPowerLimit.Multiplier is None:
+            c18 = o.EVMaximumPowerLimit
+            if c18.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
-            if o.EVMaximumPowerLimit.Unit is None:
+            t19 = c18.Multiplier
+            if t19 < -3 or t19 > 4 or (w.strict and (t19 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t19!r} outside -3..3')
+            if c18.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVMaximumPowerLimit.Value is None:
+            if c18.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0) | 0x8000
+            t20 = c18.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 18) | (t19 + 3) << 10 | (_I_iso2_unitSymbolType[c18.Unit]) << 4 | (1 if t20 < 0 else 0) | 0x8000
             k += 18
-            u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11478,25 +11673,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         if o.EVMaximumPowerLimit is not None:
-            if o.EVMaximumPowerLimit.Multiplier is None:
+            c21 = o.EVMaximumPowerLimit
+            if c21.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
-            if o.EVMaximumPowerLimit.Unit is None:
+            t22 = c21.Multiplier
+            if t22 < -3 or t22 > 4 or (w.strict and (t22 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t22!r} outside -3..3')
+            if c21.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVMaximumPowerLimit.Value is None:
+            if c21.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0)
+            t23 = c21.Value
+            if (w.strict and (t23 < -32768 or t23 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t23!r} outside -32768..32767')
+            a = (a << 17) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c21.Unit]) << 4 | (1 if t23 < 0 else 0)
             k += 17
-            u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11535,25 +11736,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(ChargingComplete)')
     if o.RemainingTimeToFullSoC is not None:
-        if o.RemainingTimeToFullSoC.Multiplier is None:
+        c24 = o.RemainingTimeToFullSoC
+        if c24.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.RemainingTimeToFullSoC.Multiplier < -3 or o.RemainingTimeToFullSoC.Multiplier > 4 or (w.strict and (o.RemainingTimeToFullSoC.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.RemainingTimeToFullSoC.Multiplier!r} outside -3..3')
-        if o.RemainingTimeToFullSoC.Unit is None:
+        t25 = c24.Multiplier
+        if t25 < -3 or t25 > 4 or (w.strict and (t25 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t25!r} outside -3..3')
+        if c24.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.RemainingTimeToFullSoC.Value is None:
+        if c24.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.RemainingTimeToFullSoC.Value < -32768 or o.RemainingTimeToFullSoC.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToFullSoC.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.RemainingTimeToFullSoC.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.RemainingTimeToFullSoC.Unit]) << 4 | (1 if o.RemainingTimeToFullSoC.Value < 0 else 0)
+        t26 = c24.Value
+        if (w.strict and (t26 < -32768 or t26 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t26!r} outside -32768..32767')
+        a = (a << 17) | (t25 + 3) << 10 | (_I_iso2_unitSymbolType[c24.Unit]) << 4 | (1 if t26 < 0 else 0)
         k += 17
-        u = -o.RemainingTimeToFullSoC.Value - 1 if o.RemainingTimeToFullSoC.Value < 0 else o.RemainingTimeToFullSoC.Value
+        u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11564,25 +11771,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
-        if o.RemainingTimeToBulkSoC.Multiplier is None:
+        c27 = o.RemainingTimeToBulkSoC
+        if c27.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.RemainingTimeToBulkSoC.Multiplier < -3 or o.RemainingTimeToBulkSoC.Multiplier > 4 or (w.strict and (o.RemainingTimeToBulkSoC.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.RemainingTimeToBulkSoC.Multiplier!r} outside -3..3')
-        if o.RemainingTimeToBulkSoC.Unit is None:
+        t28 = c27.Multiplier
+        if t28 < -3 or t28 > 4 or (w.strict and (t28 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t28!r} outside -3..3')
+        if c27.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.RemainingTimeToBulkSoC.Value is None:
+        if c27.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.RemainingTimeToBulkSoC.Value < -32768 or o.RemainingTimeToBulkSoC.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToBulkSoC.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.RemainingTimeToBulkSoC.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 4 | (1 if o.RemainingTimeToBulkSoC.Value < 0 else 0) | 0x8000
+        t29 = c27.Value
+        if (w.strict and (t29 < -32768 or t29 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t29!r} outside -32768..32767')
+        a = (a << 17) | (t28 + 3) << 10 | (_I_iso2_unitSymbolType[c27.Unit]) << 4 | (1 if t29 < 0 else 0) | 0x8000
         k += 17
-        u = -o.RemainingTimeToBulkSoC.Value - 1 if o.RemainingTimeToBulkSoC.Value < 0 else o.RemainingTimeToBulkSoC.Value
+        u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11593,25 +11806,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 9
     elif o.EVTargetVoltage is not None:
-        if o.EVTargetVoltage.Multiplier is None:
+        c30 = o.EVTargetVoltage
+        if c30.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
-        if o.EVTargetVoltage.Unit is None:
+        t31 = c30.Multiplier
+        if t31 < -3 or t31 > 4 or (w.strict and (t31 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t31!r} outside -3..3')
+        if c30.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVTargetVoltage.Value is None:
+        if c30.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0) | 0x10000
+        t32 = c30.Value
+        if (w.strict and (t32 < -32768 or t32 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t32!r} outside -32768..32767')
+        a = (a << 17) | (t31 + 3) << 10 | (_I_iso2_unitSymbolType[c30.Unit]) << 4 | (1 if t32 < 0 else 0) | 0x10000
         k += 17
-        u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+        u = -t32 - 1 if t32 < 0 else t32
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11625,25 +11844,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
         if o.RemainingTimeToBulkSoC is not None:
-            if o.RemainingTimeToBulkSoC.Multiplier is None:
+            c33 = o.RemainingTimeToBulkSoC
+            if c33.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.RemainingTimeToBulkSoC.Multiplier < -3 or o.RemainingTimeToBulkSoC.Multiplier > 4 or (w.strict and (o.RemainingTimeToBulkSoC.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.RemainingTimeToBulkSoC.Multiplier!r} outside -3..3')
-            if o.RemainingTimeToBulkSoC.Unit is None:
+            t34 = c33.Multiplier
+            if t34 < -3 or t34 > 4 or (w.strict and (t34 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t34!r} outside -3..3')
+            if c33.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.RemainingTimeToBulkSoC.Value is None:
+            if c33.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.RemainingTimeToBulkSoC.Value < -32768 or o.RemainingTimeToBulkSoC.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.RemainingTimeToBulkSoC.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.RemainingTimeToBulkSoC.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.RemainingTimeToBulkSoC.Unit]) << 4 | (1 if o.RemainingTimeToBulkSoC.Value < 0 else 0)
+            t35 = c33.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 17) | (t34 + 3) << 10 | (_I_iso2_unitSymbolType[c33.Unit]) << 4 | (1 if t35 < 0 else 0)
             k += 17
-            u = -o.RemainingTimeToBulkSoC.Value - 1 if o.RemainingTimeToBulkSoC.Value < 0 else o.RemainingTimeToBulkSoC.Value
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11654,25 +11879,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             k += 2
             s = 9
         elif o.EVTargetVoltage is not None:
-            if o.EVTargetVoltage.Multiplier is None:
+            c36 = o.EVTargetVoltage
+            if c36.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
-            if o.EVTargetVoltage.Unit is None:
+            t37 = c36.Multiplier
+            if t37 < -3 or t37 > 4 or (w.strict and (t37 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t37!r} outside -3..3')
+            if c36.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVTargetVoltage.Value is None:
+            if c36.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0) | 0x8000
+            t38 = c36.Value
+            if (w.strict and (t38 < -32768 or t38 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t38!r} outside -32768..32767')
+            a = (a << 17) | (t37 + 3) << 10 | (_I_iso2_unitSymbolType[c36.Unit]) << 4 | (1 if t38 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+            u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11686,25 +11917,31 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if o.EVTargetVoltage is not None:
-            if o.EVTargetVoltage.Multiplier is None:
+            c39 = o.EVTargetVoltage
+            if c39.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
-            if o.EVTargetVoltage.Unit is None:
+            t40 = c39.Multiplier
+            if t40 < -3 or t40 > 4 or (w.strict and (t40 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t40!r} outside -3..3')
+            if c39.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVTargetVoltage.Value is None:
+            if c39.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+            t41 = c39.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 16) | (t40 + 3) << 10 | (_I_iso2_unitSymbolType[c39.Unit]) << 4 | (1 if t41 < 0 else 0)
             k += 16
-            u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12287,26 +12524,32 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('CurrentDemandResType.EVSEPresentVoltage', 'required value missing')
-    if o.EVSEPresentVoltage.Multiplier is None:
+    c1 = o.EVSEPresentVoltage
+    if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEPresentVoltage.Multiplier < -3 or o.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.EVSEPresentVoltage.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentVoltage.Multiplier!r} outside -3..3')
-    if o.EVSEPresentVoltage.Unit is None:
+    t2 = c1.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEPresentVoltage.Value is None:
+    if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 16
     s = 2
-    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -12315,26 +12558,32 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         k = w.n
     if o.EVSEPresentCurrent is None:
         raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
-    if o.EVSEPresentCurrent.Multiplier is None:
+    c4 = o.EVSEPresentCurrent
+    if c4.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEPresentCurrent.Multiplier < -3 or o.EVSEPresentCurrent.Multiplier > 4 or (w.strict and (o.EVSEPresentCurrent.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentCurrent.Multiplier!r} outside -3..3')
-    if o.EVSEPresentCurrent.Unit is None:
+    t5 = c4.Multiplier
+    if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
+    if c4.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEPresentCurrent.Value is None:
+    if c4.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVSEPresentCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentCurrent.Unit]) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t6 < 0 else 0)
     k += 18
     s = 3
-    u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -12354,25 +12603,31 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     s = 6
     s = 7
     if o.EVSEMaximumVoltageLimit is not None:
-        if o.EVSEMaximumVoltageLimit.Multiplier is None:
+        c7 = o.EVSEMaximumVoltageLimit
+        if c7.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVSEMaximumVoltageLimit.Multiplier < -3 or o.EVSEMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumVoltageLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumVoltageLimit.Multiplier!r} outside -3..3')
-        if o.EVSEMaximumVoltageLimit.Unit is None:
+        t8 = c7.Multiplier
+        if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+        if c7.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVSEMaximumVoltageLimit.Value is None:
+        if c7.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumVoltageLimit.Value < -32768 or o.EVSEMaximumVoltageLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumVoltageLimit.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVSEMaximumVoltageLimit.Value < 0 else 0)
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t9 < 0 else 0)
         k += 18
-        u = -o.EVSEMaximumVoltageLimit.Value - 1 if o.EVSEMaximumVoltageLimit.Value < 0 else o.EVSEMaximumVoltageLimit.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12383,25 +12638,31 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         k += 2
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
-        if o.EVSEMaximumCurrentLimit.Multiplier is None:
+        c10 = o.EVSEMaximumCurrentLimit
+        if c10.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVSEMaximumCurrentLimit.Multiplier < -3 or o.EVSEMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumCurrentLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumCurrentLimit.Multiplier!r} outside -3..3')
-        if o.EVSEMaximumCurrentLimit.Unit is None:
+        t11 = c10.Multiplier
+        if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
+        if c10.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVSEMaximumCurrentLimit.Value is None:
+        if c10.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMaximumCurrentLimit.Value < 0 else 0) | 0x8000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 18) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t12 < 0 else 0) | 0x8000
         k += 18
-        u = -o.EVSEMaximumCurrentLimit.Value - 1 if o.EVSEMaximumCurrentLimit.Value < 0 else o.EVSEMaximumCurrentLimit.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12412,25 +12673,31 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         k += 2
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
-        if o.EVSEMaximumPowerLimit.Multiplier is None:
+        c13 = o.EVSEMaximumPowerLimit
+        if c13.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
-        if o.EVSEMaximumPowerLimit.Unit is None:
+        t14 = c13.Multiplier
+        if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
+        if c13.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVSEMaximumPowerLimit.Value is None:
+        if c13.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0) | 0x10000
+        t15 = c13.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t15 < 0 else 0) | 0x10000
         k += 18
-        u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12457,25 +12724,31 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 8:
         if o.EVSEMaximumCurrentLimit is not None:
-            if o.EVSEMaximumCurrentLimit.Multiplier is None:
+            c16 = o.EVSEMaximumCurrentLimit
+            if c16.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVSEMaximumCurrentLimit.Multiplier < -3 or o.EVSEMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumCurrentLimit.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumCurrentLimit.Multiplier!r} outside -3..3')
-            if o.EVSEMaximumCurrentLimit.Unit is None:
+            t17 = c16.Multiplier
+            if t17 < -3 or t17 > 4 or (w.strict and (t17 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t17!r} outside -3..3')
+            if c16.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVSEMaximumCurrentLimit.Value is None:
+            if c16.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMaximumCurrentLimit.Value < 0 else 0)
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c16.Unit]) << 4 | (1 if t18 < 0 else 0)
             k += 17
-            u = -o.EVSEMaximumCurrentLimit.Value - 1 if o.EVSEMaximumCurrentLimit.Value < 0 else o.EVSEMaximumCurrentLimit.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12486,25 +12759,31 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             k += 2
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
-            if o.EVSEMaximumPowerLimit.Multiplier is None:
+            c19 = o.EVSEMaximumPowerLimit
+            if c19.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
-            if o.EVSEMaximumPowerLimit.Unit is None:
+            t20 = c19.Multiplier
+            if t20 < -3 or t20 > 4 or (w.strict and (t20 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t20!r} outside -3..3')
+            if c19.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVSEMaximumPowerLimit.Value is None:
+            if c19.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0) | 0x8000
+            t21 = c19.Value
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t21!r} outside -32768..32767')
+            a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12531,25 +12810,31 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
         if o.EVSEMaximumPowerLimit is not None:
-            if o.EVSEMaximumPowerLimit.Multiplier is None:
+            c22 = o.EVSEMaximumPowerLimit
+            if c22.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
-            if o.EVSEMaximumPowerLimit.Unit is None:
+            t23 = c22.Multiplier
+            if t23 < -3 or t23 > 4 or (w.strict and (t23 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t23!r} outside -3..3')
+            if c22.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVSEMaximumPowerLimit.Value is None:
+            if c22.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0)
+            t24 = c22.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 17) | (t23 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t24 < 0 else 0)
             k += 17
-            u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12592,9 +12877,10 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEID)')
     if o.SAScheduleTupleID is None:
         raise encode_error('CurrentDemandResType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
-        raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-    a = (a << 11) | (o.SAScheduleTupleID - 1) << 1
+    t25 = o.SAScheduleTupleID
+    if t25 < 1 or t25 > 256 or (w.strict and (t25 > 255)):
+        raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{t25!r} outside 1..255')
+    a = (a << 11) | (t25 - 1) << 1
     k += 11
     s = 12
     if o.MeterInfo is not None:
@@ -12824,9 +13110,10 @@ def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType
         else:
             raise encode_error('MeteringReceiptReqType', 'missing SE(SessionID)')
     if o.SAScheduleTupleID is not None:
-        if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
-            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-        a = (a << 12) | (o.SAScheduleTupleID - 1) << 1
+        t1 = o.SAScheduleTupleID
+        if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
+            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{t1!r} outside 1..255')
+        a = (a << 12) | (t1 - 1) << 1
         k += 12
         s = 3
     elif o.MeterInfo is not None:
@@ -12977,30 +13264,35 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
     a = (a << 8) | (_I_iso2_responseCodeType[o.ResponseCode]) << 1
     k += 8
     if o.AC_EVSEStatus is not None:
-        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.AC_EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 4
         k += 4
-        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.AC_EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if o.AC_EVSEStatus.RCD is None:
+        if c1.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (1 if c1.RCD else 0) << 2
         k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
@@ -13017,28 +13309,33 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         if o.EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c3 = o.EVSEStatus
+        if c3.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 4) | 0x8
         k += 4
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t4 = c3.NotificationMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c3.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 7) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 2
         k += 7
     else:
         raise encode_error('MeteringReceiptResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
@@ -13211,17 +13508,21 @@ def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) 
     k = w.n
     if o.EVSETimeStamp is None:
         raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
-    if (w.strict and (o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807)):
-        raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
-    a = (a << 4) | (1 if o.EVSETimeStamp < 0 else 0)
+    t1 = o.EVSETimeStamp
+    if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
+        raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.EVSETimeStamp - 1 if o.EVSETimeStamp < 0 else o.EVSETimeStamp
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13414,9 +13715,10 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
         raise encode_error('PowerDeliveryReqType.ChargeProgress', 'required value missing')
     if o.SAScheduleTupleID is None:
         raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
-        raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
-    a = (a << 16) | (_I_iso2_chargeProgressType[o.ChargeProgress]) << 12 | (o.SAScheduleTupleID - 1) << 1
+    t1 = o.SAScheduleTupleID
+    if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
+        raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', f'{t1!r} outside 1..255')
+    a = (a << 16) | (_I_iso2_chargeProgressType[o.ChargeProgress]) << 12 | (t1 - 1) << 1
     k += 16
     s = 1
     s = 2
@@ -13595,30 +13897,35 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
     a = (a << 8) | (_I_iso2_responseCodeType[o.ResponseCode]) << 1
     k += 8
     if o.AC_EVSEStatus is not None:
-        if o.AC_EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.AC_EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 4
         k += 4
-        if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.AC_EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AC_EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if o.AC_EVSEStatus.RCD is None:
+        if c1.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 6 | (1 if o.AC_EVSEStatus.RCD else 0) << 2
+        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (1 if c1.RCD else 0) << 2
         k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
@@ -13635,28 +13942,33 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c3 = o.EVSEStatus
+        if c3.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 4) | 0x8
         k += 4
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t4 = c3.NotificationMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c3.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_iso2_EVSENotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 7) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 2
         k += 7
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
@@ -13762,35 +14074,43 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
     k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
-    if o.DC_EVStatus.EVReady is None:
+    c1 = o.DC_EVStatus
+    if c1.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-    if o.DC_EVStatus.EVErrorCode is None:
+    if c1.EVErrorCode is None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC is None:
+    if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
+    t2 = c1.EVRESSSOC
+    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
     if o.EVTargetVoltage is None:
         raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
-    if o.EVTargetVoltage.Multiplier is None:
+    c3 = o.EVTargetVoltage
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVTargetVoltage.Multiplier < -3 or o.EVTargetVoltage.Multiplier > 4 or (w.strict and (o.EVTargetVoltage.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetVoltage.Multiplier!r} outside -3..3')
-    if o.EVTargetVoltage.Unit is None:
+    t4 = c3.Multiplier
+    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVTargetVoltage.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    a = (a << 39) | (1 if o.DC_EVStatus.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 28 | (o.DC_EVStatus.EVRESSSOC) << 18 | (o.EVTargetVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetVoltage.Unit]) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t2) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 39
-    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13799,25 +14119,31 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         k = w.n
     if o.EVTargetCurrent is None:
         raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
-    if o.EVTargetCurrent.Multiplier is None:
+    c6 = o.EVTargetCurrent
+    if c6.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVTargetCurrent.Multiplier < -3 or o.EVTargetCurrent.Multiplier > 4 or (w.strict and (o.EVTargetCurrent.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVTargetCurrent.Multiplier!r} outside -3..3')
-    if o.EVTargetCurrent.Unit is None:
+    t7 = c6.Multiplier
+    if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+    if c6.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVTargetCurrent.Value is None:
+    if c6.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVTargetCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVTargetCurrent.Unit]) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+    t8 = c6.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
     k += 18
-    u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13910,25 +14236,31 @@ def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
     k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
-    if o.EVSEPresentVoltage.Multiplier is None:
+    c1 = o.EVSEPresentVoltage
+    if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEPresentVoltage.Multiplier < -3 or o.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.EVSEPresentVoltage.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentVoltage.Multiplier!r} outside -3..3')
-    if o.EVSEPresentVoltage.Unit is None:
+    t2 = c1.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEPresentVoltage.Value is None:
+    if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13983,15 +14315,19 @@ def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) ->
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceDetailReqType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14080,15 +14416,19 @@ def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) ->
     a = (a << 10) | (_I_iso2_responseCodeType[o.ResponseCode]) << 3
     k += 10
     s = 1
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceDetailResType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14536,17 +14876,21 @@ def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> N
     k += 1
     s = 2
     if o.EVSETimeStamp is not None:
-        if (w.strict and (o.EVSETimeStamp < -9223372036854775808 or o.EVSETimeStamp > 9223372036854775807)):
-            raise encode_error('SessionSetupResType.EVSETimeStamp', f'{o.EVSETimeStamp!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 4) | (1 if o.EVSETimeStamp < 0 else 0)
+        t1 = o.EVSETimeStamp
+        if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
+            raise encode_error('SessionSetupResType.EVSETimeStamp', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -o.EVSETimeStamp - 1 if o.EVSETimeStamp < 0 else o.EVSETimeStamp
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14660,15 +15004,17 @@ def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqTy
     k = w.n
     if o.DC_EVStatus is None:
         raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
-    if o.DC_EVStatus.EVReady is None:
+    c1 = o.DC_EVStatus
+    if c1.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-    if o.DC_EVStatus.EVErrorCode is None:
+    if c1.EVErrorCode is None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC is None:
+    if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-    a = (a << 24) | (1 if o.DC_EVStatus.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 13 | (o.DC_EVStatus.EVRESSSOC) << 3
+    t2 = c1.EVRESSSOC
+    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
+    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t2) << 3
     k += 24
     w.acc = a
     w.n = k
@@ -14754,25 +15100,31 @@ def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResTy
     k = w.n
     if o.EVSEPresentVoltage is None:
         raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
-    if o.EVSEPresentVoltage.Multiplier is None:
+    c1 = o.EVSEPresentVoltage
+    if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEPresentVoltage.Multiplier < -3 or o.EVSEPresentVoltage.Multiplier > 4 or (w.strict and (o.EVSEPresentVoltage.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPresentVoltage.Multiplier!r} outside -3..3')
-    if o.EVSEPresentVoltage.Unit is None:
+    t2 = c1.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEPresentVoltage.Value is None:
+    if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EVSEPresentVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPresentVoltage.Unit]) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15021,15 +15373,19 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15040,25 +15396,31 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         k += 1
         s = 1
     elif o.EAmount is not None:
-        if o.EAmount.Multiplier is None:
+        c2 = o.EAmount
+        if c2.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EAmount.Multiplier < -3 or o.EAmount.Multiplier > 4 or (w.strict and (o.EAmount.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EAmount.Multiplier!r} outside -3..3')
-        if o.EAmount.Unit is None:
+        t3 = c2.Multiplier
+        if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+        if c2.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EAmount.Value is None:
+        if c2.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EAmount.Value < -32768 or o.EAmount.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EAmount.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EAmount.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 4 | (1 if o.EAmount.Value < 0 else 0) | 0x8000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EAmount.Value - 1 if o.EAmount.Value < 0 else o.EAmount.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15072,25 +15434,31 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('AC_EVChargeParameterType', 'missing SE(DepartureTime), SE(EAmount)')
     if s == 1:
         if o.EAmount is not None:
-            if o.EAmount.Multiplier is None:
+            c5 = o.EAmount
+            if c5.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EAmount.Multiplier < -3 or o.EAmount.Multiplier > 4 or (w.strict and (o.EAmount.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EAmount.Multiplier!r} outside -3..3')
-            if o.EAmount.Unit is None:
+            t6 = c5.Multiplier
+            if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+            if c5.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EAmount.Value is None:
+            if c5.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EAmount.Value < -32768 or o.EAmount.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EAmount.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EAmount.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EAmount.Unit]) << 4 | (1 if o.EAmount.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 16) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t7 < 0 else 0)
             k += 16
-            u = -o.EAmount.Value - 1 if o.EAmount.Value < 0 else o.EAmount.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -15104,25 +15472,31 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
             raise encode_error('AC_EVChargeParameterType', 'missing SE(EAmount)')
     if o.EVMaxVoltage is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
-    if o.EVMaxVoltage.Multiplier is None:
+    c8 = o.EVMaxVoltage
+    if c8.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVMaxVoltage.Multiplier < -3 or o.EVMaxVoltage.Multiplier > 4 or (w.strict and (o.EVMaxVoltage.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaxVoltage.Multiplier!r} outside -3..3')
-    if o.EVMaxVoltage.Unit is None:
+    t9 = c8.Multiplier
+    if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+    if c8.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVMaxVoltage.Value is None:
+    if c8.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVMaxVoltage.Value < -32768 or o.EVMaxVoltage.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVMaxVoltage.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EVMaxVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaxVoltage.Unit]) << 4 | (1 if o.EVMaxVoltage.Value < 0 else 0)
+    t10 = c8.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 16) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t10 < 0 else 0)
     k += 16
-    u = -o.EVMaxVoltage.Value - 1 if o.EVMaxVoltage.Value < 0 else o.EVMaxVoltage.Value
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15131,26 +15505,32 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         k = w.n
     if o.EVMaxCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
-    if o.EVMaxCurrent.Multiplier is None:
+    c11 = o.EVMaxCurrent
+    if c11.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVMaxCurrent.Multiplier < -3 or o.EVMaxCurrent.Multiplier > 4 or (w.strict and (o.EVMaxCurrent.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaxCurrent.Multiplier!r} outside -3..3')
-    if o.EVMaxCurrent.Unit is None:
+    t12 = c11.Multiplier
+    if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
+    if c11.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVMaxCurrent.Value is None:
+    if c11.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVMaxCurrent.Value < -32768 or o.EVMaxCurrent.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVMaxCurrent.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaxCurrent.Unit]) << 4 | (1 if o.EVMaxCurrent.Value < 0 else 0)
+    t13 = c11.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c11.Unit]) << 4 | (1 if t13 < 0 else 0)
     k += 18
     s = 3
-    u = -o.EVMaxCurrent.Value - 1 if o.EVMaxCurrent.Value < 0 else o.EVMaxCurrent.Value
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15159,26 +15539,32 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         k = w.n
     if o.EVMinCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
-    if o.EVMinCurrent.Multiplier is None:
+    c14 = o.EVMinCurrent
+    if c14.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVMinCurrent.Multiplier < -3 or o.EVMinCurrent.Multiplier > 4 or (w.strict and (o.EVMinCurrent.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMinCurrent.Multiplier!r} outside -3..3')
-    if o.EVMinCurrent.Unit is None:
+    t15 = c14.Multiplier
+    if t15 < -3 or t15 > 4 or (w.strict and (t15 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t15!r} outside -3..3')
+    if c14.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVMinCurrent.Value is None:
+    if c14.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVMinCurrent.Value < -32768 or o.EVMinCurrent.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVMinCurrent.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVMinCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMinCurrent.Unit]) << 4 | (1 if o.EVMinCurrent.Value < 0 else 0)
+    t16 = c14.Value
+    if (w.strict and (t16 < -32768 or t16 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t16!r} outside -32768..32767')
+    a = (a << 18) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c14.Unit]) << 4 | (1 if t16 < 0 else 0)
     k += 18
     s = 4
-    u = -o.EVMinCurrent.Value - 1 if o.EVMinCurrent.Value < 0 else o.EVMinCurrent.Value
+    u = -t16 - 1 if t16 < 0 else t16
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15307,50 +15693,61 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
     k = w.n
     if o.AC_EVSEStatus is None:
         raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-    if o.AC_EVSEStatus.NotificationMaxDelay is None:
+    c1 = o.AC_EVSEStatus
+    if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 3
     k += 3
-    if o.AC_EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.AC_EVSEStatus.NotificationMaxDelay > 65535)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.AC_EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-    u = o.AC_EVSEStatus.NotificationMaxDelay
+    t2 = c1.NotificationMaxDelay
+    if t2 < 0 or (w.strict and (t2 > 65535)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.AC_EVSEStatus.EVSENotification is None:
+    if c1.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    if o.AC_EVSEStatus.RCD is None:
+    if c1.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.EVSENominalVoltage is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-    if o.EVSENominalVoltage.Multiplier is None:
+    c3 = o.EVSENominalVoltage
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSENominalVoltage.Multiplier < -3 or o.EVSENominalVoltage.Multiplier > 4 or (w.strict and (o.EVSENominalVoltage.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSENominalVoltage.Multiplier!r} outside -3..3')
-    if o.EVSENominalVoltage.Unit is None:
+    t4 = c3.Multiplier
+    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSENominalVoltage.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSENominalVoltage.Value < -32768 or o.EVSENominalVoltage.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSENominalVoltage.Value!r} outside -32768..32767')
-    a = (a << 27) | (_I_iso2_EVSENotificationType[o.AC_EVSEStatus.EVSENotification]) << 22 | (1 if o.AC_EVSEStatus.RCD else 0) << 18 | (o.EVSENominalVoltage.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSENominalVoltage.Unit]) << 4 | (1 if o.EVSENominalVoltage.Value < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (1 if c1.RCD else 0) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 27
-    u = -o.EVSENominalVoltage.Value - 1 if o.EVSENominalVoltage.Value < 0 else o.EVSENominalVoltage.Value
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15359,25 +15756,31 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         k = w.n
     if o.EVSEMaxCurrent is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-    if o.EVSEMaxCurrent.Multiplier is None:
+    c6 = o.EVSEMaxCurrent
+    if c6.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEMaxCurrent.Multiplier < -3 or o.EVSEMaxCurrent.Multiplier > 4 or (w.strict and (o.EVSEMaxCurrent.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaxCurrent.Multiplier!r} outside -3..3')
-    if o.EVSEMaxCurrent.Unit is None:
+    t7 = c6.Multiplier
+    if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+    if c6.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEMaxCurrent.Value is None:
+    if c6.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaxCurrent.Value < -32768 or o.EVSEMaxCurrent.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaxCurrent.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVSEMaxCurrent.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaxCurrent.Unit]) << 4 | (1 if o.EVSEMaxCurrent.Value < 0 else 0)
+    t8 = c6.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
     k += 18
-    u = -o.EVSEMaxCurrent.Value - 1 if o.EVSEMaxCurrent.Value < 0 else o.EVSEMaxCurrent.Value
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15441,15 +15844,19 @@ def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15838,15 +16245,19 @@ def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
         raise encode_error('ChargeServiceType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ChargeServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ChargeServiceType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16125,25 +16536,31 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
     s = 0
     if o.startValue is None:
         raise encode_error('ConsumptionCostType.startValue', 'required value missing')
-    if o.startValue.Multiplier is None:
+    c1 = o.startValue
+    if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.startValue.Multiplier < -3 or o.startValue.Multiplier > 4 or (w.strict and (o.startValue.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.startValue.Multiplier!r} outside -3..3')
-    if o.startValue.Unit is None:
+    t2 = c1.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.startValue.Value is None:
+    if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.startValue.Value < -32768 or o.startValue.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.startValue.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.startValue.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.startValue.Unit]) << 4 | (1 if o.startValue.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -o.startValue.Value - 1 if o.startValue.Value < 0 else o.startValue.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16378,15 +16795,19 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
     a = (a << 7) | (_I_iso2_costKindType[o.costKind]) << 3
     k += 7
     s = 1
-    if o.amount < 0 or (w.strict and (o.amount > 4294967295)):
-        raise encode_error('CostType.amount', f'{o.amount!r} outside 0..4294967295')
-    u = o.amount
+    t1 = o.amount
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('CostType.amount', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16397,9 +16818,10 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
     k += 1
     s = 2
     if o.amountMultiplier is not None:
-        if o.amountMultiplier < -3 or o.amountMultiplier > 4 or (w.strict and (o.amountMultiplier > 3)):
-            raise encode_error('CostType.amountMultiplier', f'{o.amountMultiplier!r} outside -3..3')
-        a = (a << 7) | (o.amountMultiplier + 3) << 1
+        t2 = o.amountMultiplier
+        if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+            raise encode_error('CostType.amountMultiplier', f'{t2!r} outside -3..3')
+        a = (a << 7) | (t2 + 3) << 1
         k += 7
         s = 3
     else:
@@ -16896,15 +17318,19 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('DC_EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('DC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16915,55 +17341,65 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 1
         s = 1
     elif o.DC_EVStatus is not None:
-        if o.DC_EVStatus.EVReady is None:
+        c2 = o.DC_EVStatus
+        if c2.EVReady is None:
             raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-        if o.DC_EVStatus.EVErrorCode is None:
+        if c2.EVErrorCode is None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-        if o.DC_EVStatus.EVRESSSOC is None:
+        if c2.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-        a = (a << 24) | (1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2 | 0x400000
+        t3 = c2.EVRESSSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t3!r} outside 0..100')
+        a = (a << 24) | (1 if c2.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c2.EVErrorCode]) << 12 | (t3) << 2 | 0x400000
         k += 24
         s = 2
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(DepartureTime), SE(DC_EVStatus)')
     if s == 1:
         if o.DC_EVStatus is not None:
-            if o.DC_EVStatus.EVReady is None:
+            c4 = o.DC_EVStatus
+            if c4.EVReady is None:
                 raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-            if o.DC_EVStatus.EVErrorCode is None:
+            if c4.EVErrorCode is None:
                 raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-            if o.DC_EVStatus.EVRESSSOC is None:
+            if c4.EVRESSSOC is None:
                 raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-            if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
-                raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-            a = (a << 23) | (1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2
+            t5 = c4.EVRESSSOC
+            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+                raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t5!r} outside 0..100')
+            a = (a << 23) | (1 if c4.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 12 | (t5) << 2
             k += 23
             s = 2
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(DC_EVStatus)')
     if o.EVMaximumCurrentLimit is None:
         raise encode_error('DC_EVChargeParameterType.EVMaximumCurrentLimit', 'required value missing')
-    if o.EVMaximumCurrentLimit.Multiplier is None:
+    c6 = o.EVMaximumCurrentLimit
+    if c6.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVMaximumCurrentLimit.Multiplier < -3 or o.EVMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVMaximumCurrentLimit.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumCurrentLimit.Multiplier!r} outside -3..3')
-    if o.EVMaximumCurrentLimit.Unit is None:
+    t7 = c6.Multiplier
+    if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+    if c6.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVMaximumCurrentLimit.Value is None:
+    if c6.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumCurrentLimit.Value < -32768 or o.EVMaximumCurrentLimit.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumCurrentLimit.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EVMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVMaximumCurrentLimit.Value < 0 else 0)
+    t8 = c6.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 16) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
     k += 16
-    u = -o.EVMaximumCurrentLimit.Value - 1 if o.EVMaximumCurrentLimit.Value < 0 else o.EVMaximumCurrentLimit.Value
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16974,25 +17410,31 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     k += 2
     s = 3
     if o.EVMaximumPowerLimit is not None:
-        if o.EVMaximumPowerLimit.Multiplier is None:
+        c9 = o.EVMaximumPowerLimit
+        if c9.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVMaximumPowerLimit.Multiplier < -3 or o.EVMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVMaximumPowerLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumPowerLimit.Multiplier!r} outside -3..3')
-        if o.EVMaximumPowerLimit.Unit is None:
+        t10 = c9.Multiplier
+        if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+        if c9.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVMaximumPowerLimit.Value is None:
+        if c9.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumPowerLimit.Value < -32768 or o.EVMaximumPowerLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumPowerLimit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumPowerLimit.Unit]) << 4 | (1 if o.EVMaximumPowerLimit.Value < 0 else 0)
+        t11 = c9.Value
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+        a = (a << 17) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t11 < 0 else 0)
         k += 17
-        u = -o.EVMaximumPowerLimit.Value - 1 if o.EVMaximumPowerLimit.Value < 0 else o.EVMaximumPowerLimit.Value
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17003,25 +17445,31 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 2
         s = 4
     elif o.EVMaximumVoltageLimit is not None:
-        if o.EVMaximumVoltageLimit.Multiplier is None:
+        c12 = o.EVMaximumVoltageLimit
+        if c12.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVMaximumVoltageLimit.Multiplier < -3 or o.EVMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVMaximumVoltageLimit.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumVoltageLimit.Multiplier!r} outside -3..3')
-        if o.EVMaximumVoltageLimit.Unit is None:
+        t13 = c12.Multiplier
+        if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
+        if c12.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVMaximumVoltageLimit.Value is None:
+        if c12.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVMaximumVoltageLimit.Value < 0 else 0) | 0x8000
+        t14 = c12.Value
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
+        a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMaximumVoltageLimit.Value - 1 if o.EVMaximumVoltageLimit.Value < 0 else o.EVMaximumVoltageLimit.Value
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17035,25 +17483,31 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 4:
         if o.EVMaximumVoltageLimit is not None:
-            if o.EVMaximumVoltageLimit.Multiplier is None:
+            c15 = o.EVMaximumVoltageLimit
+            if c15.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVMaximumVoltageLimit.Multiplier < -3 or o.EVMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVMaximumVoltageLimit.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVMaximumVoltageLimit.Multiplier!r} outside -3..3')
-            if o.EVMaximumVoltageLimit.Unit is None:
+            t16 = c15.Multiplier
+            if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
+            if c15.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVMaximumVoltageLimit.Value is None:
+            if c15.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumVoltageLimit.Value < -32768 or o.EVMaximumVoltageLimit.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVMaximumVoltageLimit.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVMaximumVoltageLimit.Value < 0 else 0)
+            t17 = c15.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 16) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c15.Unit]) << 4 | (1 if t17 < 0 else 0)
             k += 16
-            u = -o.EVMaximumVoltageLimit.Value - 1 if o.EVMaximumVoltageLimit.Value < 0 else o.EVMaximumVoltageLimit.Value
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -17066,25 +17520,31 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
     if o.EVEnergyCapacity is not None:
-        if o.EVEnergyCapacity.Multiplier is None:
+        c18 = o.EVEnergyCapacity
+        if c18.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVEnergyCapacity.Multiplier < -3 or o.EVEnergyCapacity.Multiplier > 4 or (w.strict and (o.EVEnergyCapacity.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVEnergyCapacity.Multiplier!r} outside -3..3')
-        if o.EVEnergyCapacity.Unit is None:
+        t19 = c18.Multiplier
+        if t19 < -3 or t19 > 4 or (w.strict and (t19 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t19!r} outside -3..3')
+        if c18.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVEnergyCapacity.Value is None:
+        if c18.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVEnergyCapacity.Value < -32768 or o.EVEnergyCapacity.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyCapacity.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVEnergyCapacity.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVEnergyCapacity.Unit]) << 4 | (1 if o.EVEnergyCapacity.Value < 0 else 0)
+        t20 = c18.Value
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t20!r} outside -32768..32767')
+        a = (a << 18) | (t19 + 3) << 10 | (_I_iso2_unitSymbolType[c18.Unit]) << 4 | (1 if t20 < 0 else 0)
         k += 18
-        u = -o.EVEnergyCapacity.Value - 1 if o.EVEnergyCapacity.Value < 0 else o.EVEnergyCapacity.Value
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17095,25 +17555,31 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 2
         s = 6
     elif o.EVEnergyRequest is not None:
-        if o.EVEnergyRequest.Multiplier is None:
+        c21 = o.EVEnergyRequest
+        if c21.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVEnergyRequest.Multiplier < -3 or o.EVEnergyRequest.Multiplier > 4 or (w.strict and (o.EVEnergyRequest.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVEnergyRequest.Multiplier!r} outside -3..3')
-        if o.EVEnergyRequest.Unit is None:
+        t22 = c21.Multiplier
+        if t22 < -3 or t22 > 4 or (w.strict and (t22 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t22!r} outside -3..3')
+        if c21.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVEnergyRequest.Value is None:
+        if c21.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVEnergyRequest.Value < -32768 or o.EVEnergyRequest.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVEnergyRequest.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 4 | (1 if o.EVEnergyRequest.Value < 0 else 0) | 0x8000
+        t23 = c21.Value
+        if (w.strict and (t23 < -32768 or t23 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t23!r} outside -32768..32767')
+        a = (a << 18) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c21.Unit]) << 4 | (1 if t23 < 0 else 0) | 0x8000
         k += 18
-        u = -o.EVEnergyRequest.Value - 1 if o.EVEnergyRequest.Value < 0 else o.EVEnergyRequest.Value
+        u = -t23 - 1 if t23 < 0 else t23
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17124,15 +17590,17 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 2
         s = 7
     elif o.FullSOC is not None:
-        if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
-            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-        a = (a << 12) | (o.FullSOC) << 1 | 0x400
+        t24 = o.FullSOC
+        if t24 < 0 or t24 > 127 or (w.strict and (t24 > 100)):
+            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t24!r} outside 0..100')
+        a = (a << 12) | (t24) << 1 | 0x400
         k += 12
         s = 8
     elif o.BulkSOC is not None:
-        if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-        a = (a << 12) | (o.BulkSOC) << 1 | 0x600
+        t25 = o.BulkSOC
+        if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
+            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t25!r} outside 0..100')
+        a = (a << 12) | (t25) << 1 | 0x600
         k += 12
         s = 9
     else:
@@ -17141,25 +17609,31 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         s = -1
     if s == 6:
         if o.EVEnergyRequest is not None:
-            if o.EVEnergyRequest.Multiplier is None:
+            c26 = o.EVEnergyRequest
+            if c26.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVEnergyRequest.Multiplier < -3 or o.EVEnergyRequest.Multiplier > 4 or (w.strict and (o.EVEnergyRequest.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVEnergyRequest.Multiplier!r} outside -3..3')
-            if o.EVEnergyRequest.Unit is None:
+            t27 = c26.Multiplier
+            if t27 < -3 or t27 > 4 or (w.strict and (t27 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t27!r} outside -3..3')
+            if c26.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVEnergyRequest.Value is None:
+            if c26.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVEnergyRequest.Value < -32768 or o.EVEnergyRequest.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVEnergyRequest.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVEnergyRequest.Unit]) << 4 | (1 if o.EVEnergyRequest.Value < 0 else 0)
+            t28 = c26.Value
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t28!r} outside -32768..32767')
+            a = (a << 18) | (t27 + 3) << 10 | (_I_iso2_unitSymbolType[c26.Unit]) << 4 | (1 if t28 < 0 else 0)
             k += 18
-            u = -o.EVEnergyRequest.Value - 1 if o.EVEnergyRequest.Value < 0 else o.EVEnergyRequest.Value
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -17170,15 +17644,17 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             k += 2
             s = 7
         elif o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            a = (a << 12) | (o.FullSOC) << 1 | 0x200
+            t29 = o.FullSOC
+            if t29 < 0 or t29 > 127 or (w.strict and (t29 > 100)):
+                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t29!r} outside 0..100')
+            a = (a << 12) | (t29) << 1 | 0x200
             k += 12
             s = 8
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            a = (a << 12) | (o.BulkSOC) << 1 | 0x400
+            t30 = o.BulkSOC
+            if t30 < 0 or t30 > 127 or (w.strict and (t30 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t30!r} outside 0..100')
+            a = (a << 12) | (t30) << 1 | 0x400
             k += 12
             s = 9
         else:
@@ -17187,15 +17663,17 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             s = -1
     if s == 7:
         if o.FullSOC is not None:
-            if o.FullSOC < 0 or o.FullSOC > 127 or (w.strict and (o.FullSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{o.FullSOC!r} outside 0..100')
-            a = (a << 11) | (o.FullSOC) << 1
+            t31 = o.FullSOC
+            if t31 < 0 or t31 > 127 or (w.strict and (t31 > 100)):
+                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t31!r} outside 0..100')
+            a = (a << 11) | (t31) << 1
             k += 11
             s = 8
         elif o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            a = (a << 11) | (o.BulkSOC) << 1 | 0x200
+            t32 = o.BulkSOC
+            if t32 < 0 or t32 > 127 or (w.strict and (t32 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t32!r} outside 0..100')
+            a = (a << 11) | (t32) << 1 | 0x200
             k += 11
             s = 9
         else:
@@ -17204,9 +17682,10 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             s = -1
     if s == 8:
         if o.BulkSOC is not None:
-            if o.BulkSOC < 0 or o.BulkSOC > 127 or (w.strict and (o.BulkSOC > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{o.BulkSOC!r} outside 0..100')
-            a = (a << 11) | (o.BulkSOC) << 1
+            t33 = o.BulkSOC
+            if t33 < 0 or t33 > 127 or (w.strict and (t33 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t33!r} outside 0..100')
+            a = (a << 11) | (t33) << 1
             k += 11
             s = 9
         else:
@@ -17298,15 +17777,17 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
     s = 0
     if o.DC_EVStatus is None:
         raise encode_error('DC_EVPowerDeliveryParameterType.DC_EVStatus', 'required value missing')
-    if o.DC_EVStatus.EVReady is None:
+    c1 = o.DC_EVStatus
+    if c1.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-    if o.DC_EVStatus.EVErrorCode is None:
+    if c1.EVErrorCode is None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC is None:
+    if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.DC_EVStatus.EVRESSSOC < 0 or o.DC_EVStatus.EVRESSSOC > 127 or (w.strict and (o.DC_EVStatus.EVRESSSOC > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.DC_EVStatus.EVRESSSOC!r} outside 0..100')
-    a = (a << 23) | (1 if o.DC_EVStatus.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.DC_EVStatus.EVErrorCode]) << 12 | (o.DC_EVStatus.EVRESSSOC) << 2
+    t2 = c1.EVRESSSOC
+    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
+    a = (a << 23) | (1 if c1.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t2) << 2
     k += 23
     s = 1
     if o.BulkChargingComplete is not None:
@@ -17719,26 +18200,32 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     k = w.n
     if o.EVSEMaximumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumCurrentLimit', 'required value missing')
-    if o.EVSEMaximumCurrentLimit.Multiplier is None:
+    c1 = o.EVSEMaximumCurrentLimit
+    if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEMaximumCurrentLimit.Multiplier < -3 or o.EVSEMaximumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumCurrentLimit.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumCurrentLimit.Multiplier!r} outside -3..3')
-    if o.EVSEMaximumCurrentLimit.Unit is None:
+    t2 = c1.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEMaximumCurrentLimit.Value is None:
+    if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumCurrentLimit.Value < -32768 or o.EVSEMaximumCurrentLimit.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumCurrentLimit.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EVSEMaximumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMaximumCurrentLimit.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 16
     s = 1
-    u = -o.EVSEMaximumCurrentLimit.Value - 1 if o.EVSEMaximumCurrentLimit.Value < 0 else o.EVSEMaximumCurrentLimit.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17747,26 +18234,32 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMaximumPowerLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumPowerLimit', 'required value missing')
-    if o.EVSEMaximumPowerLimit.Multiplier is None:
+    c4 = o.EVSEMaximumPowerLimit
+    if c4.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEMaximumPowerLimit.Multiplier < -3 or o.EVSEMaximumPowerLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumPowerLimit.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumPowerLimit.Multiplier!r} outside -3..3')
-    if o.EVSEMaximumPowerLimit.Unit is None:
+    t5 = c4.Multiplier
+    if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
+    if c4.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEMaximumPowerLimit.Value is None:
+    if c4.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumPowerLimit.Value < -32768 or o.EVSEMaximumPowerLimit.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumPowerLimit.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVSEMaximumPowerLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumPowerLimit.Unit]) << 4 | (1 if o.EVSEMaximumPowerLimit.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t6 < 0 else 0)
     k += 18
     s = 2
-    u = -o.EVSEMaximumPowerLimit.Value - 1 if o.EVSEMaximumPowerLimit.Value < 0 else o.EVSEMaximumPowerLimit.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17775,26 +18268,32 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMaximumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumVoltageLimit', 'required value missing')
-    if o.EVSEMaximumVoltageLimit.Multiplier is None:
+    c7 = o.EVSEMaximumVoltageLimit
+    if c7.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEMaximumVoltageLimit.Multiplier < -3 or o.EVSEMaximumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVSEMaximumVoltageLimit.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMaximumVoltageLimit.Multiplier!r} outside -3..3')
-    if o.EVSEMaximumVoltageLimit.Unit is None:
+    t8 = c7.Multiplier
+    if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+    if c7.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEMaximumVoltageLimit.Value is None:
+    if c7.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumVoltageLimit.Value < -32768 or o.EVSEMaximumVoltageLimit.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMaximumVoltageLimit.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVSEMaximumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMaximumVoltageLimit.Unit]) << 4 | (1 if o.EVSEMaximumVoltageLimit.Value < 0 else 0)
+    t9 = c7.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t9 < 0 else 0)
     k += 18
     s = 3
-    u = -o.EVSEMaximumVoltageLimit.Value - 1 if o.EVSEMaximumVoltageLimit.Value < 0 else o.EVSEMaximumVoltageLimit.Value
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17803,26 +18302,32 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMinimumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
-    if o.EVSEMinimumCurrentLimit.Multiplier is None:
+    c10 = o.EVSEMinimumCurrentLimit
+    if c10.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEMinimumCurrentLimit.Multiplier < -3 or o.EVSEMinimumCurrentLimit.Multiplier > 4 or (w.strict and (o.EVSEMinimumCurrentLimit.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMinimumCurrentLimit.Multiplier!r} outside -3..3')
-    if o.EVSEMinimumCurrentLimit.Unit is None:
+    t11 = c10.Multiplier
+    if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
+    if c10.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEMinimumCurrentLimit.Value is None:
+    if c10.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumCurrentLimit.Value < -32768 or o.EVSEMinimumCurrentLimit.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMinimumCurrentLimit.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVSEMinimumCurrentLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMinimumCurrentLimit.Unit]) << 4 | (1 if o.EVSEMinimumCurrentLimit.Value < 0 else 0)
+    t12 = c10.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 18) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t12 < 0 else 0)
     k += 18
     s = 4
-    u = -o.EVSEMinimumCurrentLimit.Value - 1 if o.EVSEMinimumCurrentLimit.Value < 0 else o.EVSEMinimumCurrentLimit.Value
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17831,26 +18336,32 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMinimumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
-    if o.EVSEMinimumVoltageLimit.Multiplier is None:
+    c13 = o.EVSEMinimumVoltageLimit
+    if c13.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.EVSEMinimumVoltageLimit.Multiplier < -3 or o.EVSEMinimumVoltageLimit.Multiplier > 4 or (w.strict and (o.EVSEMinimumVoltageLimit.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEMinimumVoltageLimit.Multiplier!r} outside -3..3')
-    if o.EVSEMinimumVoltageLimit.Unit is None:
+    t14 = c13.Multiplier
+    if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
+    if c13.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.EVSEMinimumVoltageLimit.Value is None:
+    if c13.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumVoltageLimit.Value < -32768 or o.EVSEMinimumVoltageLimit.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.EVSEMinimumVoltageLimit.Value!r} outside -32768..32767')
-    a = (a << 18) | (o.EVSEMinimumVoltageLimit.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEMinimumVoltageLimit.Unit]) << 4 | (1 if o.EVSEMinimumVoltageLimit.Value < 0 else 0)
+    t15 = c13.Value
+    if (w.strict and (t15 < -32768 or t15 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
+    a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t15 < 0 else 0)
     k += 18
     s = 5
-    u = -o.EVSEMinimumVoltageLimit.Value - 1 if o.EVSEMinimumVoltageLimit.Value < 0 else o.EVSEMinimumVoltageLimit.Value
+    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17861,25 +18372,31 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     k += 2
     s = 6
     if o.EVSECurrentRegulationTolerance is not None:
-        if o.EVSECurrentRegulationTolerance.Multiplier is None:
+        c16 = o.EVSECurrentRegulationTolerance
+        if c16.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVSECurrentRegulationTolerance.Multiplier < -3 or o.EVSECurrentRegulationTolerance.Multiplier > 4 or (w.strict and (o.EVSECurrentRegulationTolerance.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSECurrentRegulationTolerance.Multiplier!r} outside -3..3')
-        if o.EVSECurrentRegulationTolerance.Unit is None:
+        t17 = c16.Multiplier
+        if t17 < -3 or t17 > 4 or (w.strict and (t17 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t17!r} outside -3..3')
+        if c16.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVSECurrentRegulationTolerance.Value is None:
+        if c16.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVSECurrentRegulationTolerance.Value < -32768 or o.EVSECurrentRegulationTolerance.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVSECurrentRegulationTolerance.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSECurrentRegulationTolerance.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSECurrentRegulationTolerance.Unit]) << 4 | (1 if o.EVSECurrentRegulationTolerance.Value < 0 else 0)
+        t18 = c16.Value
+        if (w.strict and (t18 < -32768 or t18 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t18!r} outside -32768..32767')
+        a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c16.Unit]) << 4 | (1 if t18 < 0 else 0)
         k += 17
-        u = -o.EVSECurrentRegulationTolerance.Value - 1 if o.EVSECurrentRegulationTolerance.Value < 0 else o.EVSECurrentRegulationTolerance.Value
+        u = -t18 - 1 if t18 < 0 else t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17890,25 +18407,31 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k += 2
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
-        if o.EVSEPeakCurrentRipple.Multiplier is None:
+        c19 = o.EVSEPeakCurrentRipple
+        if c19.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVSEPeakCurrentRipple.Multiplier < -3 or o.EVSEPeakCurrentRipple.Multiplier > 4 or (w.strict and (o.EVSEPeakCurrentRipple.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPeakCurrentRipple.Multiplier!r} outside -3..3')
-        if o.EVSEPeakCurrentRipple.Unit is None:
+        t20 = c19.Multiplier
+        if t20 < -3 or t20 > 4 or (w.strict and (t20 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t20!r} outside -3..3')
+        if c19.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVSEPeakCurrentRipple.Value is None:
+        if c19.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVSEPeakCurrentRipple.Value < -32768 or o.EVSEPeakCurrentRipple.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVSEPeakCurrentRipple.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEPeakCurrentRipple.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 4 | (1 if o.EVSEPeakCurrentRipple.Value < 0 else 0) | 0x8000
+        t21 = c19.Value
+        if (w.strict and (t21 < -32768 or t21 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t21!r} outside -32768..32767')
+        a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVSEPeakCurrentRipple.Value - 1 if o.EVSEPeakCurrentRipple.Value < 0 else o.EVSEPeakCurrentRipple.Value
+        u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17922,25 +18445,31 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if o.EVSEPeakCurrentRipple is not None:
-            if o.EVSEPeakCurrentRipple.Multiplier is None:
+            c22 = o.EVSEPeakCurrentRipple
+            if c22.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            if o.EVSEPeakCurrentRipple.Multiplier < -3 or o.EVSEPeakCurrentRipple.Multiplier > 4 or (w.strict and (o.EVSEPeakCurrentRipple.Multiplier > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEPeakCurrentRipple.Multiplier!r} outside -3..3')
-            if o.EVSEPeakCurrentRipple.Unit is None:
+            t23 = c22.Multiplier
+            if t23 < -3 or t23 > 4 or (w.strict and (t23 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t23!r} outside -3..3')
+            if c22.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if o.EVSEPeakCurrentRipple.Value is None:
+            if c22.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            if (w.strict and (o.EVSEPeakCurrentRipple.Value < -32768 or o.EVSEPeakCurrentRipple.Value > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{o.EVSEPeakCurrentRipple.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEPeakCurrentRipple.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEPeakCurrentRipple.Unit]) << 4 | (1 if o.EVSEPeakCurrentRipple.Value < 0 else 0)
+            t24 = c22.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 16) | (t23 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t24 < 0 else 0)
             k += 16
-            u = -o.EVSEPeakCurrentRipple.Value - 1 if o.EVSEPeakCurrentRipple.Value < 0 else o.EVSEPeakCurrentRipple.Value
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -17953,25 +18482,31 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
     if o.EVSEEnergyToBeDelivered is not None:
-        if o.EVSEEnergyToBeDelivered.Multiplier is None:
+        c25 = o.EVSEEnergyToBeDelivered
+        if c25.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.EVSEEnergyToBeDelivered.Multiplier < -3 or o.EVSEEnergyToBeDelivered.Multiplier > 4 or (w.strict and (o.EVSEEnergyToBeDelivered.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.EVSEEnergyToBeDelivered.Multiplier!r} outside -3..3')
-        if o.EVSEEnergyToBeDelivered.Unit is None:
+        t26 = c25.Multiplier
+        if t26 < -3 or t26 > 4 or (w.strict and (t26 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t26!r} outside -3..3')
+        if c25.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.EVSEEnergyToBeDelivered.Value is None:
+        if c25.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.EVSEEnergyToBeDelivered.Value < -32768 or o.EVSEEnergyToBeDelivered.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.EVSEEnergyToBeDelivered.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEEnergyToBeDelivered.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.EVSEEnergyToBeDelivered.Unit]) << 4 | (1 if o.EVSEEnergyToBeDelivered.Value < 0 else 0)
+        t27 = c25.Value
+        if (w.strict and (t27 < -32768 or t27 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t27!r} outside -32768..32767')
+        a = (a << 17) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c25.Unit]) << 4 | (1 if t27 < 0 else 0)
         k += 17
-        u = -o.EVSEEnergyToBeDelivered.Value - 1 if o.EVSEEnergyToBeDelivered.Value < 0 else o.EVSEEnergyToBeDelivered.Value
+        u = -t27 - 1 if t27 < 0 else t27
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18096,15 +18631,19 @@ def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
         raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
-        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18176,9 +18715,10 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
     if o.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    if o.EVRESSSOC < 0 or o.EVRESSSOC > 127 or (w.strict and (o.EVRESSSOC > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{o.EVRESSSOC!r} outside 0..100')
-    a = (a << 22) | (1 if o.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (o.EVRESSSOC) << 2
+    t1 = o.EVRESSSOC
+    if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+    a = (a << 22) | (1 if o.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (t1) << 2
     k += 22
     w.acc = a
     w.n = k
@@ -18428,15 +18968,19 @@ def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) 
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('EVChargeParameterType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18553,15 +19097,19 @@ def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18835,26 +19383,31 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
         k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        if x_RootCertificateID.X509IssuerName is None:
+        c1 = x_RootCertificateID
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_RootCertificateID.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_RootCertificateID.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18873,26 +19426,31 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            if x_RootCertificateID.X509IssuerName is None:
+            c3 = x_RootCertificateID
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_RootCertificateID.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_RootCertificateID.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19313,15 +19871,19 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     if o.MeterReading is not None:
         a <<= 4
         k += 4
-        if o.MeterReading < 0 or (w.strict and (o.MeterReading > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterReading', f'{o.MeterReading!r} outside 0..18446744073709551615')
-        u = o.MeterReading
+        t1 = o.MeterReading
+        if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.MeterReading', f'{t1!r} outside 0..18446744073709551615')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -19345,17 +19907,21 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         k += 1
         s = 3
     elif o.MeterStatus is not None:
-        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+        t2 = o.MeterStatus
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('MeterInfoType.MeterStatus', f'{t2!r} outside -32768..32767')
+        a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
-        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -19366,17 +19932,21 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         k += 1
         s = 4
     elif o.TMeter is not None:
-        if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-            raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0xc
+        t3 = o.TMeter
+        if (w.strict and (t3 < -9223372036854775808 or t3 > 9223372036854775807)):
+            raise encode_error('MeterInfoType.TMeter', f'{t3!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
-        u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -19405,17 +19975,21 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             k += 1
             s = 3
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            t4 = o.MeterStatus
+            if (w.strict and (t4 < -32768 or t4 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t4!r} outside -32768..32767')
+            a = (a << 5) | (1 if t4 < 0 else 0) | 0x4
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19426,17 +20000,21 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             k += 1
             s = 4
         elif o.TMeter is not None:
-            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            a = (a << 5) | (1 if o.TMeter < 0 else 0) | 0x8
+            t5 = o.TMeter
+            if (w.strict and (t5 < -9223372036854775808 or t5 > 9223372036854775807)):
+                raise encode_error('MeterInfoType.TMeter', f'{t5!r} outside -9223372036854775808..9223372036854775807')
+            a = (a << 5) | (1 if t5 < 0 else 0) | 0x8
             k += 5
-            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19452,17 +20030,21 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             s = -1
     if s == 3:
         if o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            t6 = o.MeterStatus
+            if (w.strict and (t6 < -32768 or t6 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t6!r} outside -32768..32767')
+            a = (a << 4) | (1 if t6 < 0 else 0)
             k += 4
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19473,17 +20055,21 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             k += 1
             s = 4
         elif o.TMeter is not None:
-            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            a = (a << 4) | (1 if o.TMeter < 0 else 0) | 0x4
+            t7 = o.TMeter
+            if (w.strict and (t7 < -9223372036854775808 or t7 > 9223372036854775807)):
+                raise encode_error('MeterInfoType.TMeter', f'{t7!r} outside -9223372036854775808..9223372036854775807')
+            a = (a << 4) | (1 if t7 < 0 else 0) | 0x4
             k += 4
-            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19499,17 +20085,21 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
             s = -1
     if s == 4:
         if o.TMeter is not None:
-            if (w.strict and (o.TMeter < -9223372036854775808 or o.TMeter > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{o.TMeter!r} outside -9223372036854775808..9223372036854775807')
-            a = (a << 4) | (1 if o.TMeter < 0 else 0)
+            t8 = o.TMeter
+            if (w.strict and (t8 < -9223372036854775808 or t8 > 9223372036854775807)):
+                raise encode_error('MeterInfoType.TMeter', f'{t8!r} outside -9223372036854775808..9223372036854775807')
+            a = (a << 4) | (1 if t8 < 0 else 0)
             k += 4
-            u = -o.TMeter - 1 if o.TMeter < 0 else o.TMeter
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19725,25 +20315,31 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.PMax is None:
         raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
-    if o.PMax.Multiplier is None:
+    c2 = o.PMax
+    if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.PMax.Multiplier < -3 or o.PMax.Multiplier > 4 or (w.strict and (o.PMax.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.PMax.Multiplier!r} outside -3..3')
-    if o.PMax.Unit is None:
+    t3 = c2.Multiplier
+    if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+    if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.PMax.Value is None:
+    if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.PMax.Value < -32768 or o.PMax.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.PMax.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.PMax.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.PMax.Unit]) << 4 | (1 if o.PMax.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.PMax.Value - 1 if o.PMax.Value < 0 else o.PMax.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -19936,17 +20532,21 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
     s = 0
     if o.ParameterSetID is None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
-    if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
-        raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.ParameterSetID < 0 else 0)
+    t1 = o.ParameterSetID
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('ParameterSetType.ParameterSetID', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
-    u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20220,9 +20820,10 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with boolValue')
     elif o.byteValue is not None:
-        if o.byteValue < -128 or o.byteValue > 127:
-            raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        a = (a << 13) | (o.byteValue + 128) << 1 | 0x400
+        t1 = o.byteValue
+        if t1 < -128 or t1 > 127:
+            raise encode_error('ParameterType.byteValue', f'{t1!r} outside -128..127')
+        a = (a << 13) | (t1 + 128) << 1 | 0x400
         k += 13
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
@@ -20233,17 +20834,21 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
-            raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.shortValue < 0 else 0) | 0x8
+        t2 = o.shortValue
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('ParameterType.shortValue', f'{t2!r} outside -32768..32767')
+        a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
-        u = -o.shortValue - 1 if o.shortValue < 0 else o.shortValue
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20259,17 +20864,21 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
-            raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
-        a = (a << 5) | (1 if o.intValue < 0 else 0) | 0xc
+        t3 = o.intValue
+        if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
+            raise encode_error('ParameterType.intValue', f'{t3!r} outside -2147483648..2147483647')
+        a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
-        u = -o.intValue - 1 if o.intValue < 0 else o.intValue
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20283,25 +20892,31 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with intValue')
     elif o.physicalValue is not None:
-        if o.physicalValue.Multiplier is None:
+        c4 = o.physicalValue
+        if c4.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        if o.physicalValue.Multiplier < -3 or o.physicalValue.Multiplier > 4 or (w.strict and (o.physicalValue.Multiplier > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{o.physicalValue.Multiplier!r} outside -3..3')
-        if o.physicalValue.Unit is None:
+        t5 = c4.Multiplier
+        if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
+        if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if o.physicalValue.Value is None:
+        if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        if (w.strict and (o.physicalValue.Value < -32768 or o.physicalValue.Value > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{o.physicalValue.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.physicalValue.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.physicalValue.Unit]) << 4 | (1 if o.physicalValue.Value < 0 else 0) | 0x20000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t6 < 0 else 0) | 0x20000
         k += 18
-        u = -o.physicalValue.Value - 1 if o.physicalValue.Value < 0 else o.physicalValue.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20455,23 +21070,28 @@ def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
     k = w.n
     if o.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.Multiplier < -3 or o.Multiplier > 4 or (w.strict and (o.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.Multiplier!r} outside -3..3')
+    t1 = o.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
     if o.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.Unit]) << 4 | (1 if o.Value < 0 else 0)
+    t2 = o.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[o.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -o.Value - 1 if o.Value < 0 else o.Value
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20586,15 +21206,19 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
     a <<= 2
     k += 2
-    if o.ChargingProfileEntryStart < 0 or (w.strict and (o.ChargingProfileEntryStart > 4294967295)):
-        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{o.ChargingProfileEntryStart!r} outside 0..4294967295')
-    u = o.ChargingProfileEntryStart
+    t1 = o.ChargingProfileEntryStart
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20603,26 +21227,32 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
         k = w.n
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-    if o.ChargingProfileEntryMaxPower.Multiplier is None:
+    c2 = o.ChargingProfileEntryMaxPower
+    if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    if o.ChargingProfileEntryMaxPower.Multiplier < -3 or o.ChargingProfileEntryMaxPower.Multiplier > 4 or (w.strict and (o.ChargingProfileEntryMaxPower.Multiplier > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{o.ChargingProfileEntryMaxPower.Multiplier!r} outside -3..3')
-    if o.ChargingProfileEntryMaxPower.Unit is None:
+    t3 = c2.Multiplier
+    if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+    if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if o.ChargingProfileEntryMaxPower.Value is None:
+    if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    if (w.strict and (o.ChargingProfileEntryMaxPower.Value < -32768 or o.ChargingProfileEntryMaxPower.Value > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{o.ChargingProfileEntryMaxPower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.ChargingProfileEntryMaxPower.Multiplier + 3) << 10 | (_I_iso2_unitSymbolType[o.ChargingProfileEntryMaxPower.Unit]) << 4 | (1 if o.ChargingProfileEntryMaxPower.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
-    u = -o.ChargingProfileEntryMaxPower.Value - 1 if o.ChargingProfileEntryMaxPower.Value < 0 else o.ChargingProfileEntryMaxPower.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20633,9 +21263,10 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     k += 2
     s = 2
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
-        if o.ChargingProfileEntryMaxNumberOfPhasesInUse < 1 or o.ChargingProfileEntryMaxNumberOfPhasesInUse > 4 or (w.strict and (o.ChargingProfileEntryMaxNumberOfPhasesInUse > 3)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{o.ChargingProfileEntryMaxNumberOfPhasesInUse!r} outside 1..3')
-        a = (a << 6) | (o.ChargingProfileEntryMaxNumberOfPhasesInUse - 1) << 1
+        t5 = o.ChargingProfileEntryMaxNumberOfPhasesInUse
+        if t5 < 1 or t5 > 4 or (w.strict and (t5 > 3)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{t5!r} outside 1..3')
+        a = (a << 6) | (t5 - 1) << 1
         k += 6
         s = 3
     else:
@@ -20738,15 +21369,19 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
         raise encode_error('RelativeTimeIntervalType.start', 'required value missing')
     a <<= 2
     k += 2
-    if o.start < 0 or (w.strict and (o.start > 16777214)):
-        raise encode_error('RelativeTimeIntervalType.start', f'{o.start!r} outside 0..16777214')
-    u = o.start
+    t1 = o.start
+    if t1 < 0 or (w.strict and (t1 > 16777214)):
+        raise encode_error('RelativeTimeIntervalType.start', f'{t1!r} outside 0..16777214')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20759,15 +21394,19 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
     if o.duration is not None:
         a <<= 3
         k += 3
-        if o.duration < 0 or (w.strict and (o.duration > 86400)):
-            raise encode_error('RelativeTimeIntervalType.duration', f'{o.duration!r} outside 0..86400')
-        u = o.duration
+        t2 = o.duration
+        if t2 < 0 or (w.strict and (t2 > 86400)):
+            raise encode_error('RelativeTimeIntervalType.duration', f'{t2!r} outside 0..86400')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20967,11 +21606,12 @@ def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> N
     s = 0
     if o.SAScheduleTupleID is None:
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
-    if o.SAScheduleTupleID < 1 or o.SAScheduleTupleID > 256 or (w.strict and (o.SAScheduleTupleID > 255)):
-        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{o.SAScheduleTupleID!r} outside 1..255')
+    t1 = o.SAScheduleTupleID
+    if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{t1!r} outside 1..255')
     if o.PMaxSchedule is None:
         raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
-    a = (a << 12) | (o.SAScheduleTupleID - 1) << 2
+    a = (a << 12) | (t1 - 1) << 2
     k += 12
     s = 1
     w.acc = a
@@ -21165,9 +21805,10 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.EPriceLevel is not None:
-        if o.EPriceLevel < 0 or o.EPriceLevel > 255:
-            raise encode_error('SalesTariffEntryType.EPriceLevel', f'{o.EPriceLevel!r} outside 0..255')
-        a = (a << 12) | (o.EPriceLevel) << 1
+        t2 = o.EPriceLevel
+        if t2 < 0 or t2 > 255:
+            raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t2!r} outside 0..255')
+        a = (a << 12) | (t2) << 1
         k += 12
         s = 2
     elif i_ConsumptionCost < len(o.ConsumptionCost):
@@ -21439,18 +22080,20 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         k = w.n
         s = 1
     elif o.SalesTariffID is not None:
-        if o.SalesTariffID < 1 or o.SalesTariffID > 256 or (w.strict and (o.SalesTariffID > 255)):
-            raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
-        a = (a << 12) | (o.SalesTariffID - 1) << 1 | 0x400
+        t1 = o.SalesTariffID
+        if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
+            raise encode_error('SalesTariffType.SalesTariffID', f'{t1!r} outside 1..255')
+        a = (a << 12) | (t1 - 1) << 1 | 0x400
         k += 12
         s = 2
     else:
         raise encode_error('SalesTariffType', 'missing AT(Id), SE(SalesTariffID)')
     if s == 1:
         if o.SalesTariffID is not None:
-            if o.SalesTariffID < 1 or o.SalesTariffID > 256 or (w.strict and (o.SalesTariffID > 255)):
-                raise encode_error('SalesTariffType.SalesTariffID', f'{o.SalesTariffID!r} outside 1..255')
-            a = (a << 11) | (o.SalesTariffID - 1) << 1
+            t2 = o.SalesTariffID
+            if t2 < 1 or t2 > 256 or (w.strict and (t2 > 255)):
+                raise encode_error('SalesTariffType.SalesTariffID', f'{t2!r} outside 1..255')
+            a = (a << 11) | (t2 - 1) << 1
             k += 11
             s = 2
         else:
@@ -21469,9 +22112,10 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         k += 1
         s = 3
     elif o.NumEPriceLevels is not None:
-        if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
-            raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-        a = (a << 12) | (o.NumEPriceLevels) << 1 | 0x400
+        t3 = o.NumEPriceLevels
+        if t3 < 0 or t3 > 255:
+            raise encode_error('SalesTariffType.NumEPriceLevels', f'{t3!r} outside 0..255')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 4
     elif i_SalesTariffEntry < len(o.SalesTariffEntry):
@@ -21489,9 +22133,10 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         raise encode_error('SalesTariffType', 'missing SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 3:
         if o.NumEPriceLevels is not None:
-            if o.NumEPriceLevels < 0 or o.NumEPriceLevels > 255:
-                raise encode_error('SalesTariffType.NumEPriceLevels', f'{o.NumEPriceLevels!r} outside 0..255')
-            a = (a << 12) | (o.NumEPriceLevels) << 1
+            t4 = o.NumEPriceLevels
+            if t4 < 0 or t4 > 255:
+                raise encode_error('SalesTariffType.NumEPriceLevels', f'{t4!r} outside 0..255')
+            a = (a << 12) | (t4) << 1
             k += 12
             s = 4
         elif i_SalesTariffEntry < len(o.SalesTariffEntry):
@@ -21741,15 +22386,19 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21760,17 +22409,21 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
     k += 1
     s = 1
     if o.ParameterSetID is not None:
-        if (w.strict and (o.ParameterSetID < -32768 or o.ParameterSetID > 32767)):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside -32768..32767')
-        a = (a << 4) | (1 if o.ParameterSetID < 0 else 0)
+        t2 = o.ParameterSetID
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside -32768..32767')
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -o.ParameterSetID - 1 if o.ParameterSetID < 0 else o.ParameterSetID
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -22159,15 +22812,19 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
         raise encode_error('ServiceType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23097,6 +23754,9 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23440,6 +24100,9 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23706,6 +24369,9 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23764,6 +24430,9 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23875,6 +24544,9 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23934,6 +24606,9 @@ def _e_v27(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24069,6 +24744,9 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24277,6 +24955,9 @@ def _e_v36(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24572,6 +25253,9 @@ def _e_v42(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24681,6 +25365,9 @@ def _e_v45(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24740,6 +25427,9 @@ def _e_v46(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24798,6 +25488,9 @@ def _e_v47(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

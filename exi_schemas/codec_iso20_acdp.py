@@ -1503,22 +1503,23 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        if o.RSAKeyValue.Modulus is None:
+        c1 = o.RSAKeyValue
+        if c1.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
         a = (a << 5) | 0x4
         k += 5
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Modulus)
+        w.binary(c1.Modulus)
         a = w.acc
         k = w.n
-        if o.RSAKeyValue.Exponent is None:
+        if c1.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Exponent)
+        w.binary(c1.Exponent)
         a = w.acc
         k = w.n
         a <<= 2
@@ -3304,15 +3305,19 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        t1 = o.HMACOutputLength
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4882,26 +4887,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        if x_X509IssuerSerial.X509IssuerName is None:
+        c1 = x_X509IssuerSerial
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_X509IssuerSerial.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_X509IssuerSerial.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4966,26 +4976,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            if x_X509IssuerSerial.X509IssuerName is None:
+            c3 = x_X509IssuerSerial
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_X509IssuerSerial.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_X509IssuerSerial.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5125,15 +5140,19 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    t1 = o.X509SerialNumber
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5639,17 +5658,21 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         raise encode_error('ACDP_VehiclePositioningResType.EVSEPositioningSupport', 'required value missing')
     if o.EVRelativeXDeviation is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'required value missing')
-    if (w.strict and (o.EVRelativeXDeviation < -32768 or o.EVRelativeXDeviation > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{o.EVRelativeXDeviation!r} outside -32768..32767')
-    a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (1 if o.EVSEPositioningSupport else 0) << 4 | (1 if o.EVRelativeXDeviation < 0 else 0)
+    t1 = o.EVRelativeXDeviation
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{t1!r} outside -32768..32767')
+    a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (1 if o.EVSEPositioningSupport else 0) << 4 | (1 if t1 < 0 else 0)
     k += 21
-    u = -o.EVRelativeXDeviation - 1 if o.EVRelativeXDeviation < 0 else o.EVRelativeXDeviation
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5658,17 +5681,21 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         k = w.n
     if o.EVRelativeYDeviation is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'required value missing')
-    if (w.strict and (o.EVRelativeYDeviation < -32768 or o.EVRelativeYDeviation > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'{o.EVRelativeYDeviation!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.EVRelativeYDeviation < 0 else 0)
+    t2 = o.EVRelativeYDeviation
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'{t2!r} outside -32768..32767')
+    a = (a << 4) | (1 if t2 < 0 else 0)
     k += 4
-    u = -o.EVRelativeYDeviation - 1 if o.EVRelativeYDeviation < 0 else o.EVRelativeYDeviation
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5677,17 +5704,21 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         k = w.n
     if o.ContactWindowXc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'required value missing')
-    if (w.strict and (o.ContactWindowXc < -32768 or o.ContactWindowXc > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', f'{o.ContactWindowXc!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.ContactWindowXc < 0 else 0)
+    t3 = o.ContactWindowXc
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', f'{t3!r} outside -32768..32767')
+    a = (a << 4) | (1 if t3 < 0 else 0)
     k += 4
-    u = -o.ContactWindowXc - 1 if o.ContactWindowXc < 0 else o.ContactWindowXc
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5696,17 +5727,21 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         k = w.n
     if o.ContactWindowYc is None:
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'required value missing')
-    if (w.strict and (o.ContactWindowYc < -32768 or o.ContactWindowYc > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', f'{o.ContactWindowYc!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.ContactWindowYc < 0 else 0)
+    t4 = o.ContactWindowYc
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', f'{t4!r} outside -32768..32767')
+    a = (a << 4) | (1 if t4 < 0 else 0)
     k += 4
-    u = -o.ContactWindowYc - 1 if o.ContactWindowYc < 0 else o.ContactWindowYc
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6092,23 +6127,29 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         k += 6
         s = 3
     elif o.EVWLANStrength is not None:
-        if o.EVWLANStrength.Exponent is None:
+        c1 = o.EVWLANStrength
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVWLANStrength.Exponent < -128 or o.EVWLANStrength.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVWLANStrength.Exponent!r} outside -128..127')
-        if o.EVWLANStrength.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVWLANStrength.Value < -32768 or o.EVWLANStrength.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVWLANStrength.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVWLANStrength.Exponent + 128) << 4 | (1 if o.EVWLANStrength.Value < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVWLANStrength.Value - 1 if o.EVWLANStrength.Value < 0 else o.EVWLANStrength.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -6123,9 +6164,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         k += 8
         s = 5
     elif o.EVSOC is not None:
-        if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
-            raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-        a = (a << 12) | (o.EVSOC) << 1 | 0x600
+        t4 = o.EVSOC
+        if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
+            raise encode_error('EVTechnicalStatusType.EVSOC', f'{t4!r} outside 0..100')
+        a = (a << 12) | (t4) << 1 | 0x600
         k += 12
         s = 6
     elif o.EVErrorCode is not None:
@@ -6142,23 +6184,29 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         s = -1
     if s == 3:
         if o.EVWLANStrength is not None:
-            if o.EVWLANStrength.Exponent is None:
+            c5 = o.EVWLANStrength
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVWLANStrength.Exponent < -128 or o.EVWLANStrength.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVWLANStrength.Exponent!r} outside -128..127')
-            if o.EVWLANStrength.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVWLANStrength.Value < -32768 or o.EVWLANStrength.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVWLANStrength.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVWLANStrength.Exponent + 128) << 4 | (1 if o.EVWLANStrength.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 17
-            u = -o.EVWLANStrength.Value - 1 if o.EVWLANStrength.Value < 0 else o.EVWLANStrength.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -6173,9 +6221,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 8
             s = 5
         elif o.EVSOC is not None:
-            if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            a = (a << 12) | (o.EVSOC) << 1 | 0x400
+            t8 = o.EVSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t8!r} outside 0..100')
+            a = (a << 12) | (t8) << 1 | 0x400
             k += 12
             s = 6
         elif o.EVErrorCode is not None:
@@ -6196,9 +6245,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 8
             s = 5
         elif o.EVSOC is not None:
-            if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            a = (a << 12) | (o.EVSOC) << 1 | 0x200
+            t9 = o.EVSOC
+            if t9 < 0 or t9 > 127 or (w.strict and (t9 > 100)):
+                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t9!r} outside 0..100')
+            a = (a << 12) | (t9) << 1 | 0x200
             k += 12
             s = 6
         elif o.EVErrorCode is not None:
@@ -6215,9 +6265,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             s = -1
     if s == 5:
         if o.EVSOC is not None:
-            if o.EVSOC < 0 or o.EVSOC > 127 or (w.strict and (o.EVSOC > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{o.EVSOC!r} outside 0..100')
-            a = (a << 12) | (o.EVSOC) << 1
+            t10 = o.EVSOC
+            if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
+                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t10!r} outside 0..100')
+            a = (a << 12) | (t10) << 1
             k += 12
             s = 6
         elif o.EVErrorCode is not None:
@@ -6573,28 +6624,33 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
         k += 8
         s = 3
     elif o.MeterInfo is not None:
@@ -6834,23 +6890,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6859,23 +6921,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    if o.CostPerUnit.Exponent is None:
+    c4 = o.CostPerUnit
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
-    if o.CostPerUnit.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
-    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6957,15 +7025,19 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    u = o.TaxRuleID
+    t1 = o.TaxRuleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6974,23 +7046,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c2 = o.Amount
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8170,41 +8248,49 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     k = w.n
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        a = (a << 13) | (o.PresentSOC) << 1
+        t1 = o.PresentSOC
+        if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+        a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        t4 = o.MaximumSOC
+        if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
+            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+        a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         a = (a << 5) | 0x8
         k += 5
-        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMinimumSOC
+        t5 = o.RemainingTimeToMinimumSOC
+        if t5 < 0 or (w.strict and (t5 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+        u = t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8217,15 +8303,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToTargetSOC is not None:
         a = (a << 5) | 0xa
         k += 5
-        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToTargetSOC
+        t6 = o.RemainingTimeToTargetSOC
+        if t6 < 0 or (w.strict and (t6 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8238,15 +8328,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToMaximumSOC is not None:
         a = (a << 5) | 0xc
         k += 5
-        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMaximumSOC
+        t7 = o.RemainingTimeToMaximumSOC
+        if t7 < 0 or (w.strict and (t7 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+        u = t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8261,23 +8355,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        if o.BatteryEnergyCapacity.Exponent is None:
+        c8 = o.BatteryEnergyCapacity
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-        if o.BatteryEnergyCapacity.Value is None:
+        t9 = c8.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        t10 = c8.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
         k += 18
-        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8297,35 +8397,42 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MinimumSOC) << 1
+            t11 = o.MinimumSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            t12 = o.TargetSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            t13 = o.MaximumSOC
+            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
+            a = (a << 13) | (t13) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t14 = o.RemainingTimeToMinimumSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8338,15 +8445,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t15 = o.RemainingTimeToTargetSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8359,15 +8470,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t16 = o.RemainingTimeToMaximumSOC
+            if t16 < 0 or (w.strict and (t16 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
+            u = t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8382,23 +8497,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c17 = o.BatteryEnergyCapacity
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t18 = c17.Exponent
+            if t18 < -128 or t18 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            t19 = c17.Value
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8418,29 +8539,35 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1
+            t20 = o.TargetSOC
+            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
+            a = (a << 13) | (t20) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            t21 = o.MaximumSOC
+            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
+            a = (a << 13) | (t21) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t22 = o.RemainingTimeToMinimumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8453,15 +8580,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t23 = o.RemainingTimeToTargetSOC
+            if t23 < 0 or (w.strict and (t23 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
+            u = t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8474,15 +8605,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t24 = o.RemainingTimeToMaximumSOC
+            if t24 < 0 or (w.strict and (t24 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
+            u = t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8497,23 +8632,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c25 = o.BatteryEnergyCapacity
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8533,23 +8674,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1
+            t28 = o.MaximumSOC
+            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
+            a = (a << 13) | (t28) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t29 = o.RemainingTimeToMinimumSOC
+            if t29 < 0 or (w.strict and (t29 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
+            u = t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8562,15 +8708,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t30 = o.RemainingTimeToTargetSOC
+            if t30 < 0 or (w.strict and (t30 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
+            u = t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8583,15 +8733,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t31 = o.RemainingTimeToMaximumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8606,23 +8760,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c32 = o.BatteryEnergyCapacity
+            if c32.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t33 = c32.Exponent
+            if t33 < -128 or t33 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            t34 = c32.Value
+            if (w.strict and (t34 < -32768 or t34 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8644,15 +8804,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t35 = o.RemainingTimeToMinimumSOC
+            if t35 < 0 or (w.strict and (t35 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
+            u = t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8665,15 +8829,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8686,15 +8854,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8709,23 +8881,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c38 = o.BatteryEnergyCapacity
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t39 = c38.Exponent
+            if t39 < -128 or t39 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            t40 = c38.Value
+            if (w.strict and (t40 < -32768 or t40 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8747,15 +8925,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t41 = o.RemainingTimeToTargetSOC
+            if t41 < 0 or (w.strict and (t41 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
+            u = t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8768,15 +8950,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t42 = o.RemainingTimeToMaximumSOC
+            if t42 < 0 or (w.strict and (t42 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
+            u = t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8791,23 +8977,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c43 = o.BatteryEnergyCapacity
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8829,15 +9021,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t46 = o.RemainingTimeToMaximumSOC
+            if t46 < 0 or (w.strict and (t46 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
+            u = t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8852,23 +9048,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c47 = o.BatteryEnergyCapacity
+            if c47.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t48 = c47.Exponent
+            if t48 < -128 or t48 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
+            if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            t49 = c47.Value
+            if (w.strict and (t49 < -32768 or t49 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
+            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t49 - 1 if t49 < 0 else t49
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8892,23 +9094,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c50 = o.BatteryEnergyCapacity
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8928,23 +9136,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c53 = o.BatteryEnergyCapacity
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 16
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9163,15 +9377,19 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9182,23 +9400,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c2 = o.EVTargetEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9212,23 +9436,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c5 = o.EVTargetEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9242,23 +9472,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent is None:
+    c8 = o.EVMaximumEnergyRequest
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMaximumEnergyRequest.Value is None:
+    t9 = c8.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    t10 = c8.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 15
-    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9267,24 +9503,30 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent is None:
+    c11 = o.EVMinimumEnergyRequest
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMinimumEnergyRequest.Value is None:
+    t12 = c11.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    t13 = c11.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9547,15 +9789,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9566,29 +9812,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
         a = (a << 4) | 0x6
         k += 4
-        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        u = o.AckMaxDelay
+        t4 = o.AckMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9604,29 +9856,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 12) | (o.MinimumSOC) << 1
+            t5 = o.MinimumSOC
+            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+            a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            t6 = o.TargetSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+            a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t7 = o.AckMaxDelay
+            if t7 < 0 or (w.strict and (t7 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9642,23 +9900,28 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 11) | (o.TargetSOC) << 1
+            t8 = o.TargetSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+            a = (a << 11) | (t8) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t9 = o.AckMaxDelay
+            if t9 < 0 or (w.strict and (t9 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+            u = t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9676,15 +9939,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t10 = o.AckMaxDelay
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9755,15 +10022,19 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9928,26 +10199,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        if x_RootCertificateID.X509IssuerName is None:
+        c1 = x_RootCertificateID
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_RootCertificateID.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_RootCertificateID.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9966,26 +10242,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            if x_RootCertificateID.X509IssuerName is None:
+            c3 = x_RootCertificateID
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_RootCertificateID.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_RootCertificateID.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10117,15 +10398,19 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     a <<= 3
     k += 3
     s = 1
-    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    u = o.TimeStamp
+    t1 = o.TimeStamp
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10893,15 +11178,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     a <<= 3
     k += 3
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    u = o.ChargedEnergyReadingWh
+    t1 = o.ChargedEnergyReadingWh
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10914,15 +11203,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if o.BPT_DischargedEnergyReadingWh is not None:
         a <<= 4
         k += 4
-        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        u = o.BPT_DischargedEnergyReadingWh
+        t2 = o.BPT_DischargedEnergyReadingWh
+        if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10935,15 +11228,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.CapacitiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x2
         k += 4
-        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.CapacitiveEnergyReadingVARh
+        t3 = o.CapacitiveEnergyReadingVARh
+        if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10956,15 +11253,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x4
         k += 4
-        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.BPT_InductiveEnergyReadingVARh
+        t4 = o.BPT_InductiveEnergyReadingVARh
+        if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10988,17 +11289,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 1
         s = 6
     elif o.MeterStatus is not None:
-        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        t5 = o.MeterStatus
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+        a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
-        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11011,15 +11316,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterTimestamp is not None:
         a = (a << 4) | 0xa
         k += 4
-        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        u = o.MeterTimestamp
+        t6 = o.MeterTimestamp
+        if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11037,15 +11346,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.CapacitiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.CapacitiveEnergyReadingVARh
+            t7 = o.CapacitiveEnergyReadingVARh
+            if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11058,15 +11371,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t8 = o.BPT_InductiveEnergyReadingVARh
+            if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11090,17 +11407,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            t9 = o.MeterStatus
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+            a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11113,15 +11434,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x8
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t10 = o.MeterTimestamp
+            if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11139,15 +11464,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.BPT_InductiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t11 = o.BPT_InductiveEnergyReadingVARh
+            if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+            u = t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11171,17 +11500,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            t12 = o.MeterStatus
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+            a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11194,15 +11527,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x6
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t13 = o.MeterTimestamp
+            if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11231,17 +11568,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            t14 = o.MeterStatus
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+            a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11254,15 +11595,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t15 = o.MeterTimestamp
+            if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11278,17 +11623,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            t16 = o.MeterStatus
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+            a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11301,15 +11650,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t17 = o.MeterTimestamp
+            if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+            u = t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11327,15 +11680,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterTimestamp is not None:
             a <<= 3
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t18 = o.MeterTimestamp
+            if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+            u = t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11402,21 +11759,26 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Exponent < -128 or o.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    t1 = o.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    t2 = o.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
-    u = -o.Value - 1 if o.Value < 0 else o.Value
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -12505,15 +12867,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -12524,50 +12890,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        if o.EnergyCosts.Amount is None:
+        c2 = o.EnergyCosts
+        if c2.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent is None:
+        c3 = c2.Amount
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
-        if o.EnergyCosts.Amount.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 18
-        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EnergyCosts.CostPerUnit is None:
+        if c2.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent is None:
+        c6 = c2.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.EnergyCosts.CostPerUnit.Value is None:
+        t7 = c6.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        t8 = c6.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
         k += 17
-        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12578,50 +12957,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        if o.OccupancyCosts.Amount is None:
+        c9 = o.OccupancyCosts
+        if c9.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent is None:
+        c10 = c9.Amount
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.Amount.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
         k += 18
-        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OccupancyCosts.CostPerUnit is None:
+        if c9.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+        c13 = c9.CostPerUnit
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.CostPerUnit.Value is None:
+        t14 = c13.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        t15 = c13.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
         k += 17
-        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12632,50 +13024,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        if o.AdditionalServicesCosts.Amount is None:
+        c16 = o.AdditionalServicesCosts
+        if c16.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent is None:
+        c17 = c16.Amount
+        if c17.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.Amount.Value is None:
+        t18 = c17.Exponent
+        if t18 < -128 or t18 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        t19 = c17.Value
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
         k += 18
-        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AdditionalServicesCosts.CostPerUnit is None:
+        if c16.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+        c20 = c16.CostPerUnit
+        if c20.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+        t21 = c20.Exponent
+        if t21 < -128 or t21 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        t22 = c20.Value
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 17
-        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12686,50 +13091,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        if o.OverstayCosts.Amount is None:
+        c23 = o.OverstayCosts
+        if c23.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent is None:
+        c24 = c23.Amount
+        if c24.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-        if o.OverstayCosts.Amount.Value is None:
+        t25 = c24.Exponent
+        if t25 < -128 or t25 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        if c24.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        t26 = c24.Value
+        if (w.strict and (t26 < -32768 or t26 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
         k += 18
-        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OverstayCosts.CostPerUnit is None:
+        if c23.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent is None:
+        c27 = c23.CostPerUnit
+        if c27.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OverstayCosts.CostPerUnit.Value is None:
+        t28 = c27.Exponent
+        if t28 < -128 or t28 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+        if c27.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        t29 = c27.Value
+        if (w.strict and (t29 < -32768 or t29 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
         k += 17
-        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12744,44 +13162,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        if x_TaxCosts.TaxRuleID is None:
+        c30 = x_TaxCosts
+        if c30.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        u = x_TaxCosts.TaxRuleID
+        t31 = c30.TaxRuleID
+        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
+        u = t31
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TaxCosts.Amount is None:
+        if c30.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        if x_TaxCosts.Amount.Exponent is None:
+        c32 = c30.Amount
+        if c32.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-        if x_TaxCosts.Amount.Value is None:
+        t33 = c32.Exponent
+        if t33 < -128 or t33 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+        if c32.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        t34 = c32.Value
+        if (w.strict and (t34 < -32768 or t34 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
         k += 16
-        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        u = -t34 - 1 if t34 < 0 else t34
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12797,50 +13226,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            if o.OccupancyCosts.Amount is None:
+            c35 = o.OccupancyCosts
+            if c35.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent is None:
+            c36 = c35.Amount
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.Amount.Value is None:
+            t37 = c36.Exponent
+            if t37 < -128 or t37 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            t38 = c36.Value
+            if (w.strict and (t38 < -32768 or t38 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 18
-            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OccupancyCosts.CostPerUnit is None:
+            if c35.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            c39 = c35.CostPerUnit
+            if c39.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.CostPerUnit.Value is None:
+            t40 = c39.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            t41 = c39.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
             k += 17
-            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12851,50 +13293,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c42 = o.AdditionalServicesCosts
+            if c42.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c43 = c42.Amount
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c42.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c46 = c42.CostPerUnit
+            if c46.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t47 = c46.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t48 = c46.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12905,50 +13360,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c49 = o.OverstayCosts
+            if c49.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c50 = c49.Amount
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c49.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c53 = c49.CostPerUnit
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12963,44 +13431,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c56 = x_TaxCosts
+            if c56.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t57 = c56.TaxRuleID
+            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+            u = t57
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c56.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c58 = c56.Amount
+            if c58.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t59 = c58.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c58.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t60 = c58.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13016,50 +13495,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c61 = o.AdditionalServicesCosts
+            if c61.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c62 = c61.Amount
+            if c62.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t63 = c62.Exponent
+            if t63 < -128 or t63 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+            if c62.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            t64 = c62.Value
+            if (w.strict and (t64 < -32768 or t64 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c61.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c65 = c61.CostPerUnit
+            if c65.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t66 = c65.Exponent
+            if t66 < -128 or t66 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
+            if c65.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t67 = c65.Value
+            if (w.strict and (t67 < -32768 or t67 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
+            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t67 - 1 if t67 < 0 else t67
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13070,50 +13562,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c68 = o.OverstayCosts
+            if c68.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c69 = c68.Amount
+            if c69.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t70 = c69.Exponent
+            if t70 < -128 or t70 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
+            if c69.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            t71 = c69.Value
+            if (w.strict and (t71 < -32768 or t71 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
+            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t71 - 1 if t71 < 0 else t71
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c68.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c72 = c68.CostPerUnit
+            if c72.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t73 = c72.Exponent
+            if t73 < -128 or t73 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+            if c72.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t74 = c72.Value
+            if (w.strict and (t74 < -32768 or t74 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t74 - 1 if t74 < 0 else t74
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13128,44 +13633,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c75 = x_TaxCosts
+            if c75.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t76 = c75.TaxRuleID
+            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
+            u = t76
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c75.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c77 = c75.Amount
+            if c77.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t78 = c77.Exponent
+            if t78 < -128 or t78 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
+            if c77.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t79 = c77.Value
+            if (w.strict and (t79 < -32768 or t79 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
+            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t79 - 1 if t79 < 0 else t79
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13181,50 +13697,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c80 = o.OverstayCosts
+            if c80.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c81 = c80.Amount
+            if c81.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t82 = c81.Exponent
+            if t82 < -128 or t82 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
+            if c81.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            t83 = c81.Value
+            if (w.strict and (t83 < -32768 or t83 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
+            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t83 - 1 if t83 < 0 else t83
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c80.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c84 = c80.CostPerUnit
+            if c84.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t85 = c84.Exponent
+            if t85 < -128 or t85 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+            if c84.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t86 = c84.Value
+            if (w.strict and (t86 < -32768 or t86 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t86 - 1 if t86 < 0 else t86
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13239,44 +13768,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c87 = x_TaxCosts
+            if c87.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t88 = c87.TaxRuleID
+            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
+            u = t88
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c87.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c89 = c87.Amount
+            if c89.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t90 = c89.Exponent
+            if t90 < -128 or t90 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
+            if c89.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t91 = c89.Value
+            if (w.strict and (t91 < -32768 or t91 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
+            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t91 - 1 if t91 < 0 else t91
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13296,44 +13836,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c92 = x_TaxCosts
+            if c92.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t93 = c92.TaxRuleID
+            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
+            u = t93
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c92.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c94 = c92.Amount
+            if c94.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t95 = c94.Exponent
+            if t95 < -128 or t95 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+            if c94.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t96 = c94.Value
+            if (w.strict and (t96 < -32768 or t96 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t96 - 1 if t96 < 0 else t96
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13355,44 +13906,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                if x_TaxCosts.TaxRuleID is None:
+                c97 = x_TaxCosts
+                if c97.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                u = x_TaxCosts.TaxRuleID
+                t98 = c97.TaxRuleID
+                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
+                u = t98
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if x_TaxCosts.Amount is None:
+                if c97.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                if x_TaxCosts.Amount.Exponent is None:
+                c99 = c97.Amount
+                if c99.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-                if x_TaxCosts.Amount.Value is None:
+                t100 = c99.Exponent
+                if t100 < -128 or t100 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
+                if c99.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                t101 = c99.Value
+                if (w.strict and (t101 < -32768 or t101 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
+                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
                 k += 16
-                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                u = -t101 - 1 if t101 < 0 else t101
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
@@ -13674,23 +14236,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
     k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13701,23 +14269,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        if o.EVMaximumEnergyRequest.Exponent is None:
+        c4 = o.EVMaximumEnergyRequest
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumEnergyRequest.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13728,23 +14302,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        if o.EVMinimumEnergyRequest.Exponent is None:
+        c7 = o.EVMinimumEnergyRequest
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumEnergyRequest.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13760,23 +14340,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c10 = o.EVMaximumEnergyRequest
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t11 = c10.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            t12 = c10.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13787,23 +14373,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c13 = o.EVMinimumEnergyRequest
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13819,23 +14411,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c16 = o.EVMinimumEnergyRequest
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14169,6 +14767,9 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14227,6 +14828,9 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14309,6 +14913,9 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14367,6 +14974,9 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14701,6 +15311,9 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14995,6 +15608,9 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15052,6 +15668,9 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

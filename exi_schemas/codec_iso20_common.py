@@ -1513,22 +1513,23 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        if o.RSAKeyValue.Modulus is None:
+        c1 = o.RSAKeyValue
+        if c1.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
         a = (a << 5) | 0x4
         k += 5
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Modulus)
+        w.binary(c1.Modulus)
         a = w.acc
         k = w.n
-        if o.RSAKeyValue.Exponent is None:
+        if c1.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Exponent)
+        w.binary(c1.Exponent)
         a = w.acc
         k = w.n
         a <<= 2
@@ -3314,15 +3315,19 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        t1 = o.HMACOutputLength
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4892,26 +4897,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        if x_X509IssuerSerial.X509IssuerName is None:
+        c1 = x_X509IssuerSerial
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_X509IssuerSerial.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_X509IssuerSerial.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4976,26 +4986,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            if x_X509IssuerSerial.X509IssuerName is None:
+            c3 = x_X509IssuerSerial
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_X509IssuerSerial.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_X509IssuerSerial.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5135,15 +5150,19 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    t1 = o.X509SerialNumber
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5669,15 +5688,19 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
     elif o.TimeAnchor is not None:
         a = (a << 3) | 0x2
         k += 3
-        if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-            raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        u = o.TimeAnchor
+        t1 = o.TimeAnchor
+        if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+            raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -5693,15 +5716,19 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         if o.TimeAnchor is not None:
             a <<= 2
             k += 2
-            if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-                raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.TimeAnchor
+            t2 = o.TimeAnchor
+            if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+                raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
+            u = t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5717,15 +5744,19 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
-        raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-    u = o.PriceScheduleID
+    t3 = o.PriceScheduleID
+    if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
+        raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', f'{t3!r} outside 1..4294967295')
+    u = t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5806,23 +5837,29 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
     k += 1
     s = 7
     if o.MinimumCost is not None:
-        if o.MinimumCost.Exponent is None:
+        c4 = o.MinimumCost
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.MinimumCost.Exponent < -128 or o.MinimumCost.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.MinimumCost.Exponent!r} outside -128..127')
-        if o.MinimumCost.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.MinimumCost.Value < -32768 or o.MinimumCost.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.MinimumCost.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.MinimumCost.Exponent + 128) << 4 | (1 if o.MinimumCost.Value < 0 else 0)
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
         k += 17
-        u = -o.MinimumCost.Value - 1 if o.MinimumCost.Value < 0 else o.MinimumCost.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -5833,23 +5870,29 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         k += 2
         s = 8
     elif o.MaximumCost is not None:
-        if o.MaximumCost.Exponent is None:
+        c7 = o.MaximumCost
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.MaximumCost.Exponent < -128 or o.MaximumCost.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.MaximumCost.Exponent!r} outside -128..127')
-        if o.MaximumCost.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.MaximumCost.Value < -32768 or o.MaximumCost.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.MaximumCost.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.MaximumCost.Exponent + 128) << 4 | (1 if o.MaximumCost.Value < 0 else 0) | 0x4000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x4000
         k += 17
-        u = -o.MaximumCost.Value - 1 if o.MaximumCost.Value < 0 else o.MaximumCost.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -5881,23 +5924,29 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         raise encode_error('AbsolutePriceScheduleType', 'missing SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 8:
         if o.MaximumCost is not None:
-            if o.MaximumCost.Exponent is None:
+            c10 = o.MaximumCost
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.MaximumCost.Exponent < -128 or o.MaximumCost.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.MaximumCost.Exponent!r} outside -128..127')
-            if o.MaximumCost.Value is None:
+            t11 = c10.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.MaximumCost.Value < -32768 or o.MaximumCost.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.MaximumCost.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.MaximumCost.Exponent + 128) << 4 | (1 if o.MaximumCost.Value < 0 else 0)
+            t12 = c10.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -o.MaximumCost.Value - 1 if o.MaximumCost.Value < 0 else o.MaximumCost.Value
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -6165,36 +6214,43 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
         k += 1
         x_AdditionalService = o.AdditionalService[i_AdditionalService]
         i_AdditionalService += 1
-        if x_AdditionalService.ServiceName is None:
+        c1 = x_AdditionalService
+        if c1.ServiceName is None:
             raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
         a <<= 2
         k += 2
-        if len(x_AdditionalService.ServiceName) > 80:
-            raise encode_error('AdditionalServiceType.ServiceName', f'length {len(x_AdditionalService.ServiceName)} outside 0..80')
+        if len(c1.ServiceName) > 80:
+            raise encode_error('AdditionalServiceType.ServiceName', f'length {len(c1.ServiceName)} outside 0..80')
         w.acc = a
         w.n = k
-        w.string(x_AdditionalService.ServiceName)
+        w.string(c1.ServiceName)
         a = w.acc
         k = w.n
-        if x_AdditionalService.ServiceFee is None:
+        if c1.ServiceFee is None:
             raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
-        if x_AdditionalService.ServiceFee.Exponent is None:
+        c2 = c1.ServiceFee
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_AdditionalService.ServiceFee.Exponent < -128 or x_AdditionalService.ServiceFee.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_AdditionalService.ServiceFee.Exponent!r} outside -128..127')
-        if x_AdditionalService.ServiceFee.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_AdditionalService.ServiceFee.Value < -32768 or x_AdditionalService.ServiceFee.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_AdditionalService.ServiceFee.Value!r} outside -32768..32767')
-        a = (a << 16) | (x_AdditionalService.ServiceFee.Exponent + 128) << 4 | (1 if x_AdditionalService.ServiceFee.Value < 0 else 0)
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
-        u = -x_AdditionalService.ServiceFee.Value - 1 if x_AdditionalService.ServiceFee.Value < 0 else x_AdditionalService.ServiceFee.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -6213,36 +6269,43 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
             k += 2
             x_AdditionalService = o.AdditionalService[i_AdditionalService]
             i_AdditionalService += 1
-            if x_AdditionalService.ServiceName is None:
+            c5 = x_AdditionalService
+            if c5.ServiceName is None:
                 raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
             a <<= 2
             k += 2
-            if len(x_AdditionalService.ServiceName) > 80:
-                raise encode_error('AdditionalServiceType.ServiceName', f'length {len(x_AdditionalService.ServiceName)} outside 0..80')
+            if len(c5.ServiceName) > 80:
+                raise encode_error('AdditionalServiceType.ServiceName', f'length {len(c5.ServiceName)} outside 0..80')
             w.acc = a
             w.n = k
-            w.string(x_AdditionalService.ServiceName)
+            w.string(c5.ServiceName)
             a = w.acc
             k = w.n
-            if x_AdditionalService.ServiceFee is None:
+            if c5.ServiceFee is None:
                 raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
-            if x_AdditionalService.ServiceFee.Exponent is None:
+            c6 = c5.ServiceFee
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_AdditionalService.ServiceFee.Exponent < -128 or x_AdditionalService.ServiceFee.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_AdditionalService.ServiceFee.Exponent!r} outside -128..127')
-            if x_AdditionalService.ServiceFee.Value is None:
+            t7 = c6.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_AdditionalService.ServiceFee.Value < -32768 or x_AdditionalService.ServiceFee.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_AdditionalService.ServiceFee.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_AdditionalService.ServiceFee.Exponent + 128) << 4 | (1 if x_AdditionalService.ServiceFee.Value < 0 else 0)
+            t8 = c6.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
-            u = -x_AdditionalService.ServiceFee.Value - 1 if x_AdditionalService.ServiceFee.Value < 0 else x_AdditionalService.ServiceFee.Value
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -6352,23 +6415,29 @@ def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_commo
     k = w.n
     if o.ServiceFee is None:
         raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
-    if o.ServiceFee.Exponent is None:
+    c1 = o.ServiceFee
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.ServiceFee.Exponent < -128 or o.ServiceFee.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.ServiceFee.Exponent!r} outside -128..127')
-    if o.ServiceFee.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.ServiceFee.Value < -32768 or o.ServiceFee.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.ServiceFee.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.ServiceFee.Exponent + 128) << 4 | (1 if o.ServiceFee.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -o.ServiceFee.Value - 1 if o.ServiceFee.Value < 0 else o.ServiceFee.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -6546,46 +6615,48 @@ def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common
         if o.PnC_AReqAuthorizationMode is not None:
             raise encode_error('AuthorizationReqType.PnC_AReqAuthorizationMode', 'cannot be combined with EIM_AReqAuthorizationMode')
     elif o.PnC_AReqAuthorizationMode is not None:
-        if o.PnC_AReqAuthorizationMode.Id is None:
+        c2 = o.PnC_AReqAuthorizationMode
+        if c2.Id is None:
             raise encode_error('PnC_AReqAuthorizationModeType.Id', 'required value missing')
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.string(o.PnC_AReqAuthorizationMode.Id)
+        w.string(c2.Id)
         a = w.acc
         k = w.n
-        if o.PnC_AReqAuthorizationMode.GenChallenge is None:
+        if c2.GenChallenge is None:
             raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', 'required value missing')
         a <<= 2
         k += 2
-        if (len(o.PnC_AReqAuthorizationMode.GenChallenge) < 16 and w.strict) or len(o.PnC_AReqAuthorizationMode.GenChallenge) > 16:
-            raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', f'length {len(o.PnC_AReqAuthorizationMode.GenChallenge)} outside 16..16')
+        if (len(c2.GenChallenge) < 16 and w.strict) or len(c2.GenChallenge) > 16:
+            raise encode_error('PnC_AReqAuthorizationModeType.GenChallenge', f'length {len(c2.GenChallenge)} outside 16..16')
         w.acc = a
         w.n = k
-        w.binary(o.PnC_AReqAuthorizationMode.GenChallenge)
+        w.binary(c2.GenChallenge)
         a = w.acc
         k = w.n
-        if o.PnC_AReqAuthorizationMode.ContractCertificateChain is None:
+        if c2.ContractCertificateChain is None:
             raise encode_error('PnC_AReqAuthorizationModeType.ContractCertificateChain', 'required value missing')
-        if o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate is None:
+        c3 = c2.ContractCertificateChain
+        if c3.Certificate is None:
             raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
         a <<= 4
         k += 4
-        if len(o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate) > 1600:
-            raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate)} outside 0..1600')
+        if len(c3.Certificate) > 1600:
+            raise encode_error('ContractCertificateChainType.Certificate', f'length {len(c3.Certificate)} outside 0..1600')
         w.acc = a
         w.n = k
-        w.binary(o.PnC_AReqAuthorizationMode.ContractCertificateChain.Certificate)
+        w.binary(c3.Certificate)
         a = w.acc
         k = w.n
-        if o.PnC_AReqAuthorizationMode.ContractCertificateChain.SubCertificates is None:
+        if c3.SubCertificates is None:
             raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso20_common_messages_SubCertificatesType(w, o.PnC_AReqAuthorizationMode.ContractCertificateChain.SubCertificates)
+        _e_iso20_common_messages_SubCertificatesType(w, c3.SubCertificates)
         a = w.acc
         k = w.n
         a <<= 2
@@ -7095,9 +7166,10 @@ def _e_iso20_common_messages_CertificateInstallationReqType(w: BitWriter, o: _is
     k = w.n
     if o.MaximumContractCertificateChains is None:
         raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', 'required value missing')
-    if o.MaximumContractCertificateChains < 0 or o.MaximumContractCertificateChains > 255:
-        raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', f'{o.MaximumContractCertificateChains!r} outside 0..255')
-    a = (a << 11) | (o.MaximumContractCertificateChains) << 1
+    t1 = o.MaximumContractCertificateChains
+    if t1 < 0 or t1 > 255:
+        raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', f'{t1!r} outside 0..255')
+    a = (a << 11) | (t1) << 1
     k += 11
     s = 3
     s = 4
@@ -7224,9 +7296,10 @@ def _e_iso20_common_messages_CertificateInstallationResType(w: BitWriter, o: _is
     k = w.n
     if o.RemainingContractCertificateChains is None:
         raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', 'required value missing')
-    if o.RemainingContractCertificateChains < 0 or o.RemainingContractCertificateChains > 255:
-        raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', f'{o.RemainingContractCertificateChains!r} outside 0..255')
-    a = (a << 12) | (o.RemainingContractCertificateChains) << 2
+    t1 = o.RemainingContractCertificateChains
+    if t1 < 0 or t1 > 255:
+        raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', f'{t1!r} outside 0..255')
+    a = (a << 12) | (t1) << 2
     k += 12
     w.acc = a
     w.n = k
@@ -7810,15 +7883,19 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', 'required value missing')
     a <<= 2
     k += 2
-    if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-        raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-    u = o.DepartureTime
+    t1 = o.DepartureTime
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -7829,35 +7906,43 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
     k += 1
     s = 1
     if o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('Dynamic_SEReqControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 11) | (o.MinimumSOC) << 1
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('Dynamic_SEReqControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 11) | (t2) << 1
         k += 11
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 11) | (o.TargetSOC) << 1 | 0x200
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 11) | (t3) << 1 | 0x200
         k += 11
         s = 3
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c4 = o.EVTargetEnergyRequest
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x8000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 16
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7871,29 +7956,36 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 11) | (o.TargetSOC) << 1
+            t7 = o.TargetSOC
+            if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
+                raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{t7!r} outside 0..100')
+            a = (a << 11) | (t7) << 1
             k += 11
             s = 3
         elif o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c8 = o.EVTargetEnergyRequest
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t9 = c8.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+            t10 = c8.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7907,23 +7999,29 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c11 = o.EVTargetEnergyRequest
+            if c11.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t12 = c11.Exponent
+            if t12 < -128 or t12 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t13 = c11.Value
+            if (w.strict and (t13 < -32768 or t13 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            a = (a << 15) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
             k += 15
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t13 - 1 if t13 < 0 else t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7937,23 +8035,29 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_SEReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent is None:
+    c14 = o.EVMaximumEnergyRequest
+    if c14.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMaximumEnergyRequest.Value is None:
+    t15 = c14.Exponent
+    if t15 < -128 or t15 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+    if c14.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    t16 = c14.Value
+    if (w.strict and (t16 < -32768 or t16 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+    a = (a << 15) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
     k += 15
-    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    u = -t16 - 1 if t16 < 0 else t16
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -7962,24 +8066,30 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_SEReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent is None:
+    c17 = o.EVMinimumEnergyRequest
+    if c17.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMinimumEnergyRequest.Value is None:
+    t18 = c17.Exponent
+    if t18 < -128 or t18 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+    if c17.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    t19 = c17.Value
+    if (w.strict and (t19 < -32768 or t19 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 17
     s = 5
-    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -7990,23 +8100,29 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
     k += 2
     s = 6
     if o.EVMaximumV2XEnergyRequest is not None:
-        if o.EVMaximumV2XEnergyRequest.Exponent is None:
+        c20 = o.EVMaximumV2XEnergyRequest
+        if c20.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumV2XEnergyRequest.Exponent < -128 or o.EVMaximumV2XEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumV2XEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumV2XEnergyRequest.Value is None:
+        t21 = c20.Exponent
+        if t21 < -128 or t21 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumV2XEnergyRequest.Value < -32768 or o.EVMaximumV2XEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumV2XEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVMaximumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumV2XEnergyRequest.Value < 0 else 0)
+        t22 = c20.Value
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 16
-        u = -o.EVMaximumV2XEnergyRequest.Value - 1 if o.EVMaximumV2XEnergyRequest.Value < 0 else o.EVMaximumV2XEnergyRequest.Value
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8017,23 +8133,29 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         k += 2
         s = 7
     elif o.EVMinimumV2XEnergyRequest is not None:
-        if o.EVMinimumV2XEnergyRequest.Exponent is None:
+        c23 = o.EVMinimumV2XEnergyRequest
+        if c23.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumV2XEnergyRequest.Value is None:
+        t24 = c23.Exponent
+        if t24 < -128 or t24 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+        if c23.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0) | 0x4000
+        t25 = c23.Value
+        if (w.strict and (t25 < -32768 or t25 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+        a = (a << 16) | (t24 + 128) << 4 | (1 if t25 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+        u = -t25 - 1 if t25 < 0 else t25
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8049,23 +8171,29 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         s = -1
     if s == 7:
         if o.EVMinimumV2XEnergyRequest is not None:
-            if o.EVMinimumV2XEnergyRequest.Exponent is None:
+            c26 = o.EVMinimumV2XEnergyRequest
+            if c26.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumV2XEnergyRequest.Value is None:
+            t27 = c26.Exponent
+            if t27 < -128 or t27 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0)
+            t28 = c26.Value
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            a = (a << 16) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 16
-            u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8278,15 +8406,19 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_SEResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_SEResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8297,15 +8429,17 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
         k += 1
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
     elif o.AbsolutePriceSchedule is not None:
@@ -8334,15 +8468,17 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 12) | (o.MinimumSOC) << 1
+            t4 = o.MinimumSOC
+            if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
+                raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{t4!r} outside 0..100')
+            a = (a << 12) | (t4) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            t5 = o.TargetSOC
+            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{t5!r} outside 0..100')
+            a = (a << 12) | (t5) << 1 | 0x200
             k += 12
             s = 3
         elif o.AbsolutePriceSchedule is not None:
@@ -8371,9 +8507,10 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1
+            t6 = o.TargetSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+            a = (a << 12) | (t6) << 1
             k += 12
             s = 3
         elif o.AbsolutePriceSchedule is not None:
@@ -8755,15 +8892,19 @@ def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20
         raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8942,84 +9083,94 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
     k = w.n
     if o.EVPowerSchedule is None:
         raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-    if o.EVPowerSchedule.TimeAnchor is None:
+    c1 = o.EVPowerSchedule
+    if c1.TimeAnchor is None:
         raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
     a <<= 3
     k += 3
-    if o.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
-        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.EVPowerSchedule.TimeAnchor
+    t2 = c1.TimeAnchor
+    if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVPowerSchedule.EVPowerScheduleEntries is None:
+    if c1.EVPowerScheduleEntries is None:
         raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVPowerSchedule.EVPowerScheduleEntries)
+    _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c1.EVPowerScheduleEntries)
     a = w.acc
     k = w.n
     if o.EVAbsolutePriceSchedule is None:
         raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-    if o.EVAbsolutePriceSchedule.TimeAnchor is None:
+    c3 = o.EVAbsolutePriceSchedule
+    if c3.TimeAnchor is None:
         raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
     a <<= 4
     k += 4
-    if o.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
-        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.EVAbsolutePriceSchedule.TimeAnchor
+    t4 = c3.TimeAnchor
+    if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t4!r} outside 0..18446744073709551615')
+    u = t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVAbsolutePriceSchedule.Currency is None:
+    if c3.Currency is None:
         raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
     a <<= 3
     k += 3
-    if len(o.EVAbsolutePriceSchedule.Currency) > 3:
-        raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+    if len(c3.Currency) > 3:
+        raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c3.Currency)} outside 0..3')
     w.acc = a
     w.n = k
-    w.string(o.EVAbsolutePriceSchedule.Currency)
+    w.string(c3.Currency)
     a = w.acc
     k = w.n
-    if o.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+    if c3.PriceAlgorithm is None:
         raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
     a <<= 3
     k += 3
-    if len(o.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
-        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+    if len(c3.PriceAlgorithm) > 255:
+        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c3.PriceAlgorithm)} outside 0..255')
     w.acc = a
     w.n = k
-    w.string(o.EVAbsolutePriceSchedule.PriceAlgorithm)
+    w.string(c3.PriceAlgorithm)
     a = w.acc
     k = w.n
-    if o.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+    if c3.EVPriceRuleStacks is None:
         raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+    _e_iso20_common_messages_EVPriceRuleStackListType(w, c3.EVPriceRuleStacks)
     a = w.acc
     k = w.n
     a <<= 2
@@ -9209,15 +9360,19 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
         raise encode_error('EVPowerProfileType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('EVPowerProfileType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('EVPowerProfileType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9410,44 +9565,55 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
         k += 1
         x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
         i_EVPowerScheduleEntry += 1
-        if x_EVPowerScheduleEntry.Duration is None:
+        c1 = x_EVPowerScheduleEntry
+        if c1.Duration is None:
             raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
         a <<= 2
         k += 2
-        if x_EVPowerScheduleEntry.Duration < 0 or (w.strict and (x_EVPowerScheduleEntry.Duration > 4294967295)):
-            raise encode_error('EVPowerScheduleEntryType.Duration', f'{x_EVPowerScheduleEntry.Duration!r} outside 0..4294967295')
-        u = x_EVPowerScheduleEntry.Duration
+        t2 = c1.Duration
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('EVPowerScheduleEntryType.Duration', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_EVPowerScheduleEntry.Power is None:
+        if c1.Power is None:
             raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
-        if x_EVPowerScheduleEntry.Power.Exponent is None:
+        c3 = c1.Power
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_EVPowerScheduleEntry.Power.Exponent < -128 or x_EVPowerScheduleEntry.Power.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_EVPowerScheduleEntry.Power.Exponent!r} outside -128..127')
-        if x_EVPowerScheduleEntry.Power.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_EVPowerScheduleEntry.Power.Value < -32768 or x_EVPowerScheduleEntry.Power.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_EVPowerScheduleEntry.Power.Value!r} outside -32768..32767')
-        a = (a << 16) | (x_EVPowerScheduleEntry.Power.Exponent + 128) << 4 | (1 if x_EVPowerScheduleEntry.Power.Value < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 16
-        u = -x_EVPowerScheduleEntry.Power.Value - 1 if x_EVPowerScheduleEntry.Power.Value < 0 else x_EVPowerScheduleEntry.Power.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9466,44 +9632,55 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             k += 2
             x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
             i_EVPowerScheduleEntry += 1
-            if x_EVPowerScheduleEntry.Duration is None:
+            c6 = x_EVPowerScheduleEntry
+            if c6.Duration is None:
                 raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
             a <<= 2
             k += 2
-            if x_EVPowerScheduleEntry.Duration < 0 or (w.strict and (x_EVPowerScheduleEntry.Duration > 4294967295)):
-                raise encode_error('EVPowerScheduleEntryType.Duration', f'{x_EVPowerScheduleEntry.Duration!r} outside 0..4294967295')
-            u = x_EVPowerScheduleEntry.Duration
+            t7 = c6.Duration
+            if t7 < 0 or (w.strict and (t7 > 4294967295)):
+                raise encode_error('EVPowerScheduleEntryType.Duration', f'{t7!r} outside 0..4294967295')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_EVPowerScheduleEntry.Power is None:
+            if c6.Power is None:
                 raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
-            if x_EVPowerScheduleEntry.Power.Exponent is None:
+            c8 = c6.Power
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_EVPowerScheduleEntry.Power.Exponent < -128 or x_EVPowerScheduleEntry.Power.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_EVPowerScheduleEntry.Power.Exponent!r} outside -128..127')
-            if x_EVPowerScheduleEntry.Power.Value is None:
+            t9 = c8.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_EVPowerScheduleEntry.Power.Value < -32768 or x_EVPowerScheduleEntry.Power.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_EVPowerScheduleEntry.Power.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_EVPowerScheduleEntry.Power.Exponent + 128) << 4 | (1 if x_EVPowerScheduleEntry.Power.Value < 0 else 0)
+            t10 = c8.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
-            u = -x_EVPowerScheduleEntry.Power.Value - 1 if x_EVPowerScheduleEntry.Power.Value < 0 else x_EVPowerScheduleEntry.Power.Value
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9601,15 +9778,19 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
         raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
     a <<= 2
     k += 2
-    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
-        raise encode_error('EVPowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    u = o.Duration
+    t1 = o.Duration
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('EVPowerScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9618,23 +9799,29 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
         k = w.n
     if o.Power is None:
         raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
-    if o.Power.Exponent is None:
+    c2 = o.Power
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Power.Exponent < -128 or o.Power.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Power.Exponent!r} outside -128..127')
-    if o.Power.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Power.Value < -32768 or o.Power.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Power.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.Power.Exponent + 128) << 4 | (1 if o.Power.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.Power.Value - 1 if o.Power.Value < 0 else o.Power.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9701,15 +9888,19 @@ def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_
         raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10018,15 +10209,19 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
         raise encode_error('EVPriceRuleStackType.Duration', 'required value missing')
     a <<= 2
     k += 2
-    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
-        raise encode_error('EVPriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    u = o.Duration
+    t1 = o.Duration
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('EVPriceRuleStackType.Duration', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10041,50 +10236,63 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
         k += 1
         x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
         i_EVPriceRule += 1
-        if x_EVPriceRule.EnergyFee is None:
+        c2 = x_EVPriceRule
+        if c2.EnergyFee is None:
             raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
-        if x_EVPriceRule.EnergyFee.Exponent is None:
+        c3 = c2.EnergyFee
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_EVPriceRule.EnergyFee.Exponent < -128 or x_EVPriceRule.EnergyFee.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.EnergyFee.Exponent!r} outside -128..127')
-        if x_EVPriceRule.EnergyFee.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_EVPriceRule.EnergyFee.Value < -32768 or x_EVPriceRule.EnergyFee.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.EnergyFee.Value!r} outside -32768..32767')
-        a = (a << 15) | (x_EVPriceRule.EnergyFee.Exponent + 128) << 4 | (1 if x_EVPriceRule.EnergyFee.Value < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 15
-        u = -x_EVPriceRule.EnergyFee.Value - 1 if x_EVPriceRule.EnergyFee.Value < 0 else x_EVPriceRule.EnergyFee.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_EVPriceRule.PowerRangeStart is None:
+        if c2.PowerRangeStart is None:
             raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
-        if x_EVPriceRule.PowerRangeStart.Exponent is None:
+        c6 = c2.PowerRangeStart
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_EVPriceRule.PowerRangeStart.Exponent < -128 or x_EVPriceRule.PowerRangeStart.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.PowerRangeStart.Exponent!r} outside -128..127')
-        if x_EVPriceRule.PowerRangeStart.Value is None:
+        t7 = c6.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_EVPriceRule.PowerRangeStart.Value < -32768 or x_EVPriceRule.PowerRangeStart.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.PowerRangeStart.Value!r} outside -32768..32767')
-        a = (a << 17) | (x_EVPriceRule.PowerRangeStart.Exponent + 128) << 4 | (1 if x_EVPriceRule.PowerRangeStart.Value < 0 else 0)
+        t8 = c6.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
         k += 17
-        u = -x_EVPriceRule.PowerRangeStart.Value - 1 if x_EVPriceRule.PowerRangeStart.Value < 0 else x_EVPriceRule.PowerRangeStart.Value
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10103,50 +10311,63 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             k += 2
             x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
             i_EVPriceRule += 1
-            if x_EVPriceRule.EnergyFee is None:
+            c9 = x_EVPriceRule
+            if c9.EnergyFee is None:
                 raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
-            if x_EVPriceRule.EnergyFee.Exponent is None:
+            c10 = c9.EnergyFee
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_EVPriceRule.EnergyFee.Exponent < -128 or x_EVPriceRule.EnergyFee.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.EnergyFee.Exponent!r} outside -128..127')
-            if x_EVPriceRule.EnergyFee.Value is None:
+            t11 = c10.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_EVPriceRule.EnergyFee.Value < -32768 or x_EVPriceRule.EnergyFee.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.EnergyFee.Value!r} outside -32768..32767')
-            a = (a << 15) | (x_EVPriceRule.EnergyFee.Exponent + 128) << 4 | (1 if x_EVPriceRule.EnergyFee.Value < 0 else 0)
+            t12 = c10.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 15) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 15
-            u = -x_EVPriceRule.EnergyFee.Value - 1 if x_EVPriceRule.EnergyFee.Value < 0 else x_EVPriceRule.EnergyFee.Value
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_EVPriceRule.PowerRangeStart is None:
+            if c9.PowerRangeStart is None:
                 raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
-            if x_EVPriceRule.PowerRangeStart.Exponent is None:
+            c13 = c9.PowerRangeStart
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_EVPriceRule.PowerRangeStart.Exponent < -128 or x_EVPriceRule.PowerRangeStart.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_EVPriceRule.PowerRangeStart.Exponent!r} outside -128..127')
-            if x_EVPriceRule.PowerRangeStart.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_EVPriceRule.PowerRangeStart.Value < -32768 or x_EVPriceRule.PowerRangeStart.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_EVPriceRule.PowerRangeStart.Value!r} outside -32768..32767')
-            a = (a << 17) | (x_EVPriceRule.PowerRangeStart.Exponent + 128) << 4 | (1 if x_EVPriceRule.PowerRangeStart.Value < 0 else 0)
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
             k += 17
-            u = -x_EVPriceRule.PowerRangeStart.Value - 1 if x_EVPriceRule.PowerRangeStart.Value < 0 else x_EVPriceRule.PowerRangeStart.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10248,23 +10469,29 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
     k = w.n
     if o.EnergyFee is None:
         raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
-    if o.EnergyFee.Exponent is None:
+    c1 = o.EnergyFee
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EnergyFee.Exponent < -128 or o.EnergyFee.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EnergyFee.Exponent!r} outside -128..127')
-    if o.EnergyFee.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EnergyFee.Value < -32768 or o.EnergyFee.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EnergyFee.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EnergyFee.Exponent + 128) << 4 | (1 if o.EnergyFee.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EnergyFee.Value - 1 if o.EnergyFee.Value < 0 else o.EnergyFee.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10273,23 +10500,29 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
         k = w.n
     if o.PowerRangeStart is None:
         raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
-    if o.PowerRangeStart.Exponent is None:
+    c4 = o.PowerRangeStart
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
-    if o.PowerRangeStart.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
-    u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -10601,15 +10834,19 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
     if o.OverstayTimeThreshold is not None:
         a <<= 3
         k += 3
-        if o.OverstayTimeThreshold < 0 or (w.strict and (o.OverstayTimeThreshold > 4294967295)):
-            raise encode_error('OverstayRuleListType.OverstayTimeThreshold', f'{o.OverstayTimeThreshold!r} outside 0..4294967295')
-        u = o.OverstayTimeThreshold
+        t1 = o.OverstayTimeThreshold
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('OverstayRuleListType.OverstayTimeThreshold', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10620,23 +10857,29 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         k += 1
         s = 1
     elif o.OverstayPowerThreshold is not None:
-        if o.OverstayPowerThreshold.Exponent is None:
+        c2 = o.OverstayPowerThreshold
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayPowerThreshold.Exponent < -128 or o.OverstayPowerThreshold.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayPowerThreshold.Exponent!r} outside -128..127')
-        if o.OverstayPowerThreshold.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayPowerThreshold.Value < -32768 or o.OverstayPowerThreshold.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayPowerThreshold.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.OverstayPowerThreshold.Exponent + 128) << 4 | (1 if o.OverstayPowerThreshold.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.OverstayPowerThreshold.Value - 1 if o.OverstayPowerThreshold.Value < 0 else o.OverstayPowerThreshold.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10661,23 +10904,29 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         raise encode_error('OverstayRuleListType', 'missing SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 1:
         if o.OverstayPowerThreshold is not None:
-            if o.OverstayPowerThreshold.Exponent is None:
+            c5 = o.OverstayPowerThreshold
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayPowerThreshold.Exponent < -128 or o.OverstayPowerThreshold.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayPowerThreshold.Exponent!r} outside -128..127')
-            if o.OverstayPowerThreshold.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayPowerThreshold.Value < -32768 or o.OverstayPowerThreshold.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayPowerThreshold.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.OverstayPowerThreshold.Exponent + 128) << 4 | (1 if o.OverstayPowerThreshold.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 16
-            u = -o.OverstayPowerThreshold.Value - 1 if o.OverstayPowerThreshold.Value < 0 else o.OverstayPowerThreshold.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10927,15 +11176,19 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
     elif o.StartTime is not None:
         a = (a << 3) | 0x2
         k += 3
-        if o.StartTime < 0 or (w.strict and (o.StartTime > 4294967295)):
-            raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
-        u = o.StartTime
+        t1 = o.StartTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('OverstayRuleType.StartTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -10951,15 +11204,19 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
         if o.StartTime is not None:
             a <<= 2
             k += 2
-            if o.StartTime < 0 or (w.strict and (o.StartTime > 4294967295)):
-                raise encode_error('OverstayRuleType.StartTime', f'{o.StartTime!r} outside 0..4294967295')
-            u = o.StartTime
+            t2 = o.StartTime
+            if t2 < 0 or (w.strict and (t2 > 4294967295)):
+                raise encode_error('OverstayRuleType.StartTime', f'{t2!r} outside 0..4294967295')
+            u = t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10973,23 +11230,29 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
             raise encode_error('OverstayRuleType', 'missing SE(StartTime)')
     if o.OverstayFee is None:
         raise encode_error('OverstayRuleType.OverstayFee', 'required value missing')
-    if o.OverstayFee.Exponent is None:
+    c3 = o.OverstayFee
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.OverstayFee.Exponent < -128 or o.OverstayFee.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.OverstayFee.Exponent!r} outside -128..127')
-    if o.OverstayFee.Value is None:
+    t4 = c3.Exponent
+    if t4 < -128 or t4 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.OverstayFee.Value < -32768 or o.OverstayFee.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.OverstayFee.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.OverstayFee.Exponent + 128) << 4 | (1 if o.OverstayFee.Value < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
     k += 15
-    u = -o.OverstayFee.Value - 1 if o.OverstayFee.Value < 0 else o.OverstayFee.Value
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11001,15 +11264,19 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
     a <<= 4
     k += 4
     s = 3
-    if o.OverstayFeePeriod < 0 or (w.strict and (o.OverstayFeePeriod > 4294967295)):
-        raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{o.OverstayFeePeriod!r} outside 0..4294967295')
-    u = o.OverstayFeePeriod
+    t6 = o.OverstayFeePeriod
+    if t6 < 0 or (w.strict and (t6 > 4294967295)):
+        raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{t6!r} outside 0..4294967295')
+    u = t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11105,15 +11372,19 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ParameterSetID < 0 or (w.strict and (o.ParameterSetID > 65535)):
-        raise encode_error('ParameterSetType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
-    u = o.ParameterSetID
+    t1 = o.ParameterSetID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ParameterSetType.ParameterSetID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11384,9 +11655,10 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with boolValue')
     elif o.byteValue is not None:
-        if o.byteValue < -128 or o.byteValue > 127:
-            raise encode_error('ParameterType.byteValue', f'{o.byteValue!r} outside -128..127')
-        a = (a << 13) | (o.byteValue + 128) << 1 | 0x400
+        t1 = o.byteValue
+        if t1 < -128 or t1 > 127:
+            raise encode_error('ParameterType.byteValue', f'{t1!r} outside -128..127')
+        a = (a << 13) | (t1 + 128) << 1 | 0x400
         k += 13
         if o.shortValue is not None:
             raise encode_error('ParameterType.shortValue', 'cannot be combined with byteValue')
@@ -11397,17 +11669,21 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with byteValue')
     elif o.shortValue is not None:
-        if (w.strict and (o.shortValue < -32768 or o.shortValue > 32767)):
-            raise encode_error('ParameterType.shortValue', f'{o.shortValue!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.shortValue < 0 else 0) | 0x8
+        t2 = o.shortValue
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('ParameterType.shortValue', f'{t2!r} outside -32768..32767')
+        a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
-        u = -o.shortValue - 1 if o.shortValue < 0 else o.shortValue
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11423,17 +11699,21 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with shortValue')
     elif o.intValue is not None:
-        if (w.strict and (o.intValue < -2147483648 or o.intValue > 2147483647)):
-            raise encode_error('ParameterType.intValue', f'{o.intValue!r} outside -2147483648..2147483647')
-        a = (a << 5) | (1 if o.intValue < 0 else 0) | 0xc
+        t3 = o.intValue
+        if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
+            raise encode_error('ParameterType.intValue', f'{t3!r} outside -2147483648..2147483647')
+        a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
-        u = -o.intValue - 1 if o.intValue < 0 else o.intValue
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11447,23 +11727,29 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with intValue')
     elif o.rationalNumber is not None:
-        if o.rationalNumber.Exponent is None:
+        c4 = o.rationalNumber
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.rationalNumber.Exponent < -128 or o.rationalNumber.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.rationalNumber.Exponent!r} outside -128..127')
-        if o.rationalNumber.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.rationalNumber.Value < -32768 or o.rationalNumber.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.rationalNumber.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.rationalNumber.Exponent + 128) << 4 | (1 if o.rationalNumber.Value < 0 else 0) | 0x10000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
         k += 17
-        u = -o.rationalNumber.Value - 1 if o.rationalNumber.Value < 0 else o.rationalNumber.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11619,24 +11905,25 @@ def _e_iso20_common_messages_PnC_AReqAuthorizationModeType(w: BitWriter, o: _iso
     k = w.n
     if o.ContractCertificateChain is None:
         raise encode_error('PnC_AReqAuthorizationModeType.ContractCertificateChain', 'required value missing')
-    if o.ContractCertificateChain.Certificate is None:
+    c1 = o.ContractCertificateChain
+    if c1.Certificate is None:
         raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
     a <<= 4
     k += 4
-    if len(o.ContractCertificateChain.Certificate) > 1600:
-        raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.ContractCertificateChain.Certificate)} outside 0..1600')
+    if len(c1.Certificate) > 1600:
+        raise encode_error('ContractCertificateChainType.Certificate', f'length {len(c1.Certificate)} outside 0..1600')
     w.acc = a
     w.n = k
-    w.binary(o.ContractCertificateChain.Certificate)
+    w.binary(c1.Certificate)
     a = w.acc
     k = w.n
-    if o.ContractCertificateChain.SubCertificates is None:
+    if c1.SubCertificates is None:
         raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_SubCertificatesType(w, o.ContractCertificateChain.SubCertificates)
+    _e_iso20_common_messages_SubCertificatesType(w, c1.SubCertificates)
     a = w.acc
     k = w.n
     a <<= 2
@@ -11997,28 +12284,33 @@ def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 4
         k += 4
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
         k += 8
         s = 3
     else:
@@ -12332,15 +12624,19 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         raise encode_error('PowerScheduleEntryType.Duration', 'required value missing')
     a <<= 2
     k += 2
-    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
-        raise encode_error('PowerScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    u = o.Duration
+    t1 = o.Duration
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('PowerScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -12349,24 +12645,30 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         k = w.n
     if o.Power is None:
         raise encode_error('PowerScheduleEntryType.Power', 'required value missing')
-    if o.Power.Exponent is None:
+    c2 = o.Power
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Power.Exponent < -128 or o.Power.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Power.Exponent!r} outside -128..127')
-    if o.Power.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Power.Value < -32768 or o.Power.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Power.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.Power.Exponent + 128) << 4 | (1 if o.Power.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
     s = 1
-    u = -o.Power.Value - 1 if o.Power.Value < 0 else o.Power.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -12377,23 +12679,29 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
     k += 2
     s = 2
     if o.Power_L2 is not None:
-        if o.Power_L2.Exponent is None:
+        c5 = o.Power_L2
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.Power_L2.Exponent < -128 or o.Power_L2.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.Power_L2.Exponent!r} outside -128..127')
-        if o.Power_L2.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.Power_L2.Value < -32768 or o.Power_L2.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.Power_L2.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.Power_L2.Exponent + 128) << 4 | (1 if o.Power_L2.Value < 0 else 0)
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
         k += 16
-        u = -o.Power_L2.Value - 1 if o.Power_L2.Value < 0 else o.Power_L2.Value
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12404,23 +12712,29 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         k += 2
         s = 3
     elif o.Power_L3 is not None:
-        if o.Power_L3.Exponent is None:
+        c8 = o.Power_L3
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.Power_L3.Exponent < -128 or o.Power_L3.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.Power_L3.Exponent!r} outside -128..127')
-        if o.Power_L3.Value is None:
+        t9 = c8.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.Power_L3.Value < -32768 or o.Power_L3.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.Power_L3.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.Power_L3.Exponent + 128) << 4 | (1 if o.Power_L3.Value < 0 else 0) | 0x4000
+        t10 = c8.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
         k += 16
-        u = -o.Power_L3.Value - 1 if o.Power_L3.Value < 0 else o.Power_L3.Value
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12436,23 +12750,29 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         s = -1
     if s == 3:
         if o.Power_L3 is not None:
-            if o.Power_L3.Exponent is None:
+            c11 = o.Power_L3
+            if c11.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.Power_L3.Exponent < -128 or o.Power_L3.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.Power_L3.Exponent!r} outside -128..127')
-            if o.Power_L3.Value is None:
+            t12 = c11.Exponent
+            if t12 < -128 or t12 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.Power_L3.Value < -32768 or o.Power_L3.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.Power_L3.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.Power_L3.Exponent + 128) << 4 | (1 if o.Power_L3.Value < 0 else 0)
+            t13 = c11.Value
+            if (w.strict and (t13 < -32768 or t13 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
             k += 16
-            u = -o.Power_L3.Value - 1 if o.Power_L3.Value < 0 else o.Power_L3.Value
+            u = -t13 - 1 if t13 < 0 else t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12666,15 +12986,19 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
         raise encode_error('PowerScheduleType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('PowerScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('PowerScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -12685,23 +13009,29 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
     k += 1
     s = 1
     if o.AvailableEnergy is not None:
-        if o.AvailableEnergy.Exponent is None:
+        c2 = o.AvailableEnergy
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AvailableEnergy.Exponent < -128 or o.AvailableEnergy.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AvailableEnergy.Exponent!r} outside -128..127')
-        if o.AvailableEnergy.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AvailableEnergy.Value < -32768 or o.AvailableEnergy.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AvailableEnergy.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.AvailableEnergy.Exponent + 128) << 4 | (1 if o.AvailableEnergy.Value < 0 else 0)
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
-        u = -o.AvailableEnergy.Value - 1 if o.AvailableEnergy.Value < 0 else o.AvailableEnergy.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12712,23 +13042,29 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
         k += 2
         s = 2
     elif o.PowerTolerance is not None:
-        if o.PowerTolerance.Exponent is None:
+        c5 = o.PowerTolerance
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.PowerTolerance.Exponent < -128 or o.PowerTolerance.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.PowerTolerance.Exponent!r} outside -128..127')
-        if o.PowerTolerance.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.PowerTolerance.Value < -32768 or o.PowerTolerance.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.PowerTolerance.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.PowerTolerance.Exponent + 128) << 4 | (1 if o.PowerTolerance.Value < 0 else 0) | 0x4000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
         k += 16
-        u = -o.PowerTolerance.Value - 1 if o.PowerTolerance.Value < 0 else o.PowerTolerance.Value
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12751,23 +13087,29 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
         raise encode_error('PowerScheduleType', 'missing SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 2:
         if o.PowerTolerance is not None:
-            if o.PowerTolerance.Exponent is None:
+            c8 = o.PowerTolerance
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.PowerTolerance.Exponent < -128 or o.PowerTolerance.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.PowerTolerance.Exponent!r} outside -128..127')
-            if o.PowerTolerance.Value is None:
+            t9 = c8.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.PowerTolerance.Value < -32768 or o.PowerTolerance.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.PowerTolerance.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.PowerTolerance.Exponent + 128) << 4 | (1 if o.PowerTolerance.Value < 0 else 0)
+            t10 = c8.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
-            u = -o.PowerTolerance.Value - 1 if o.PowerTolerance.Value < 0 else o.PowerTolerance.Value
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12913,30 +13255,36 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
         k += 1
         x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
         i_PriceLevelScheduleEntry += 1
-        if x_PriceLevelScheduleEntry.Duration is None:
+        c1 = x_PriceLevelScheduleEntry
+        if c1.Duration is None:
             raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
         a <<= 2
         k += 2
-        if x_PriceLevelScheduleEntry.Duration < 0 or (w.strict and (x_PriceLevelScheduleEntry.Duration > 4294967295)):
-            raise encode_error('PriceLevelScheduleEntryType.Duration', f'{x_PriceLevelScheduleEntry.Duration!r} outside 0..4294967295')
-        u = x_PriceLevelScheduleEntry.Duration
+        t2 = c1.Duration
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_PriceLevelScheduleEntry.PriceLevel is None:
+        if c1.PriceLevel is None:
             raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
-        if x_PriceLevelScheduleEntry.PriceLevel < 0 or x_PriceLevelScheduleEntry.PriceLevel > 255:
-            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{x_PriceLevelScheduleEntry.PriceLevel!r} outside 0..255')
-        a = (a << 13) | (x_PriceLevelScheduleEntry.PriceLevel) << 2
+        t3 = c1.PriceLevel
+        if t3 < 0 or t3 > 255:
+            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t3!r} outside 0..255')
+        a = (a << 13) | (t3) << 2
         k += 13
         s = 1
     else:
@@ -12948,30 +13296,36 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
             k += 2
             x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
             i_PriceLevelScheduleEntry += 1
-            if x_PriceLevelScheduleEntry.Duration is None:
+            c4 = x_PriceLevelScheduleEntry
+            if c4.Duration is None:
                 raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
             a <<= 2
             k += 2
-            if x_PriceLevelScheduleEntry.Duration < 0 or (w.strict and (x_PriceLevelScheduleEntry.Duration > 4294967295)):
-                raise encode_error('PriceLevelScheduleEntryType.Duration', f'{x_PriceLevelScheduleEntry.Duration!r} outside 0..4294967295')
-            u = x_PriceLevelScheduleEntry.Duration
+            t5 = c4.Duration
+            if t5 < 0 or (w.strict and (t5 > 4294967295)):
+                raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t5!r} outside 0..4294967295')
+            u = t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_PriceLevelScheduleEntry.PriceLevel is None:
+            if c4.PriceLevel is None:
                 raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
-            if x_PriceLevelScheduleEntry.PriceLevel < 0 or x_PriceLevelScheduleEntry.PriceLevel > 255:
-                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{x_PriceLevelScheduleEntry.PriceLevel!r} outside 0..255')
-            a = (a << 13) | (x_PriceLevelScheduleEntry.PriceLevel) << 2
+            t6 = c4.PriceLevel
+            if t6 < 0 or t6 > 255:
+                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t6!r} outside 0..255')
+            a = (a << 13) | (t6) << 2
             k += 13
             n += 1
             if n == 1023:
@@ -13038,15 +13392,19 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20
         raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
     a <<= 2
     k += 2
-    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
-        raise encode_error('PriceLevelScheduleEntryType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    u = o.Duration
+    t1 = o.Duration
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13055,9 +13413,10 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20
         k = w.n
     if o.PriceLevel is None:
         raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
-    if o.PriceLevel < 0 or o.PriceLevel > 255:
-        raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{o.PriceLevel!r} outside 0..255')
-    a = (a << 13) | (o.PriceLevel) << 2
+    t2 = o.PriceLevel
+    if t2 < 0 or t2 > 255:
+        raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t2!r} outside 0..255')
+    a = (a << 13) | (t2) << 2
     k += 13
     w.acc = a
     w.n = k
@@ -13278,15 +13637,19 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
     elif o.TimeAnchor is not None:
         a = (a << 3) | 0x2
         k += 3
-        if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-            raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-        u = o.TimeAnchor
+        t1 = o.TimeAnchor
+        if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+            raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13302,15 +13665,19 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         if o.TimeAnchor is not None:
             a <<= 2
             k += 2
-            if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-                raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.TimeAnchor
+            t2 = o.TimeAnchor
+            if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+                raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
+            u = t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13326,15 +13693,19 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         raise encode_error('PriceLevelScheduleType.PriceScheduleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
-        raise encode_error('PriceLevelScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-    u = o.PriceScheduleID
+    t3 = o.PriceScheduleID
+    if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
+        raise encode_error('PriceLevelScheduleType.PriceScheduleID', f'{t3!r} outside 1..4294967295')
+    u = t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13358,18 +13729,20 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         k += 1
         s = 4
     elif o.NumberOfPriceLevels is not None:
-        if o.NumberOfPriceLevels < 0 or o.NumberOfPriceLevels > 255:
-            raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{o.NumberOfPriceLevels!r} outside 0..255')
-        a = (a << 12) | (o.NumberOfPriceLevels) << 1 | 0x400
+        t4 = o.NumberOfPriceLevels
+        if t4 < 0 or t4 > 255:
+            raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{t4!r} outside 0..255')
+        a = (a << 12) | (t4) << 1 | 0x400
         k += 12
         s = 5
     else:
         raise encode_error('PriceLevelScheduleType', 'missing SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
     if s == 4:
         if o.NumberOfPriceLevels is not None:
-            if o.NumberOfPriceLevels < 0 or o.NumberOfPriceLevels > 255:
-                raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{o.NumberOfPriceLevels!r} outside 0..255')
-            a = (a << 11) | (o.NumberOfPriceLevels) << 1
+            t5 = o.NumberOfPriceLevels
+            if t5 < 0 or t5 > 255:
+                raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{t5!r} outside 0..255')
+            a = (a << 11) | (t5) << 1
             k += 11
             s = 5
         else:
@@ -13572,15 +13945,19 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
         raise encode_error('PriceRuleStackType.Duration', 'required value missing')
     a <<= 2
     k += 2
-    if o.Duration < 0 or (w.strict and (o.Duration > 4294967295)):
-        raise encode_error('PriceRuleStackType.Duration', f'{o.Duration!r} outside 0..4294967295')
-    u = o.Duration
+    t1 = o.Duration
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('PriceRuleStackType.Duration', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14094,23 +14471,29 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     s = 0
     if o.EnergyFee is None:
         raise encode_error('PriceRuleType.EnergyFee', 'required value missing')
-    if o.EnergyFee.Exponent is None:
+    c1 = o.EnergyFee
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EnergyFee.Exponent < -128 or o.EnergyFee.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EnergyFee.Exponent!r} outside -128..127')
-    if o.EnergyFee.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EnergyFee.Value < -32768 or o.EnergyFee.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EnergyFee.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EnergyFee.Exponent + 128) << 4 | (1 if o.EnergyFee.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EnergyFee.Value - 1 if o.EnergyFee.Value < 0 else o.EnergyFee.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14121,23 +14504,29 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     k += 2
     s = 1
     if o.ParkingFee is not None:
-        if o.ParkingFee.Exponent is None:
+        c4 = o.ParkingFee
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.ParkingFee.Exponent < -128 or o.ParkingFee.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.ParkingFee.Exponent!r} outside -128..127')
-        if o.ParkingFee.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.ParkingFee.Value < -32768 or o.ParkingFee.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.ParkingFee.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.ParkingFee.Exponent + 128) << 4 | (1 if o.ParkingFee.Value < 0 else 0)
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
         k += 17
-        u = -o.ParkingFee.Value - 1 if o.ParkingFee.Value < 0 else o.ParkingFee.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14150,15 +14539,19 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     elif o.ParkingFeePeriod is not None:
         a = (a << 4) | 0x2
         k += 4
-        if o.ParkingFeePeriod < 0 or (w.strict and (o.ParkingFeePeriod > 4294967295)):
-            raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
-        u = o.ParkingFeePeriod
+        t7 = o.ParkingFeePeriod
+        if t7 < 0 or (w.strict and (t7 > 4294967295)):
+            raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t7!r} outside 0..4294967295')
+        u = t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14171,15 +14564,19 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     elif o.CarbonDioxideEmission is not None:
         a = (a << 4) | 0x4
         k += 4
-        if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
-            raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
-        u = o.CarbonDioxideEmission
+        t8 = o.CarbonDioxideEmission
+        if t8 < 0 or (w.strict and (t8 > 65535)):
+            raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t8!r} outside 0..65535')
+        u = t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14190,29 +14587,36 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         k += 1
         s = 4
     elif o.RenewableGenerationPercentage is not None:
-        if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
-            raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-        a = (a << 13) | (o.RenewableGenerationPercentage) << 1 | 0xc00
+        t9 = o.RenewableGenerationPercentage
+        if t9 < 0 or t9 > 255:
+            raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t9!r} outside 0..255')
+        a = (a << 13) | (t9) << 1 | 0xc00
         k += 13
         s = 5
     elif o.PowerRangeStart is not None:
-        if o.PowerRangeStart.Exponent is None:
+        c10 = o.PowerRangeStart
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
-        if o.PowerRangeStart.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0x10000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x10000
         k += 17
-        u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14228,15 +14632,19 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         if o.ParkingFeePeriod is not None:
             a <<= 4
             k += 4
-            if o.ParkingFeePeriod < 0 or (w.strict and (o.ParkingFeePeriod > 4294967295)):
-                raise encode_error('PriceRuleType.ParkingFeePeriod', f'{o.ParkingFeePeriod!r} outside 0..4294967295')
-            u = o.ParkingFeePeriod
+            t13 = o.ParkingFeePeriod
+            if t13 < 0 or (w.strict and (t13 > 4294967295)):
+                raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t13!r} outside 0..4294967295')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14249,15 +14657,19 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         elif o.CarbonDioxideEmission is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
-                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
-            u = o.CarbonDioxideEmission
+            t14 = o.CarbonDioxideEmission
+            if t14 < 0 or (w.strict and (t14 > 65535)):
+                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t14!r} outside 0..65535')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14268,29 +14680,36 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             k += 1
             s = 4
         elif o.RenewableGenerationPercentage is not None:
-            if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            a = (a << 13) | (o.RenewableGenerationPercentage) << 1 | 0x800
+            t15 = o.RenewableGenerationPercentage
+            if t15 < 0 or t15 > 255:
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t15!r} outside 0..255')
+            a = (a << 13) | (t15) << 1 | 0x800
             k += 13
             s = 5
         elif o.PowerRangeStart is not None:
-            if o.PowerRangeStart.Exponent is None:
+            c16 = o.PowerRangeStart
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
-            if o.PowerRangeStart.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0xc000
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0xc000
             k += 17
-            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14306,15 +14725,19 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         if o.CarbonDioxideEmission is not None:
             a <<= 3
             k += 3
-            if o.CarbonDioxideEmission < 0 or (w.strict and (o.CarbonDioxideEmission > 65535)):
-                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{o.CarbonDioxideEmission!r} outside 0..65535')
-            u = o.CarbonDioxideEmission
+            t19 = o.CarbonDioxideEmission
+            if t19 < 0 or (w.strict and (t19 > 65535)):
+                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t19!r} outside 0..65535')
+            u = t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14325,29 +14748,36 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             k += 1
             s = 4
         elif o.RenewableGenerationPercentage is not None:
-            if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            a = (a << 12) | (o.RenewableGenerationPercentage) << 1 | 0x400
+            t20 = o.RenewableGenerationPercentage
+            if t20 < 0 or t20 > 255:
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t20!r} outside 0..255')
+            a = (a << 12) | (t20) << 1 | 0x400
             k += 12
             s = 5
         elif o.PowerRangeStart is not None:
-            if o.PowerRangeStart.Exponent is None:
+            c21 = o.PowerRangeStart
+            if c21.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
-            if o.PowerRangeStart.Value is None:
+            t22 = c21.Exponent
+            if t22 < -128 or t22 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+            if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0x8000
+            t23 = c21.Value
+            if (w.strict and (t23 < -32768 or t23 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+            a = (a << 16) | (t22 + 128) << 4 | (1 if t23 < 0 else 0) | 0x8000
             k += 16
-            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14361,29 +14791,36 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('PriceRuleType', 'missing SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 4:
         if o.RenewableGenerationPercentage is not None:
-            if o.RenewableGenerationPercentage < 0 or o.RenewableGenerationPercentage > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{o.RenewableGenerationPercentage!r} outside 0..255')
-            a = (a << 12) | (o.RenewableGenerationPercentage) << 1
+            t24 = o.RenewableGenerationPercentage
+            if t24 < 0 or t24 > 255:
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t24!r} outside 0..255')
+            a = (a << 12) | (t24) << 1
             k += 12
             s = 5
         elif o.PowerRangeStart is not None:
-            if o.PowerRangeStart.Exponent is None:
+            c25 = o.PowerRangeStart
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
-            if o.PowerRangeStart.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0) | 0x4000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
             k += 16
-            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14397,23 +14834,29 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('PriceRuleType', 'missing SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
         if o.PowerRangeStart is not None:
-            if o.PowerRangeStart.Exponent is None:
+            c28 = o.PowerRangeStart
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.PowerRangeStart.Exponent < -128 or o.PowerRangeStart.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.PowerRangeStart.Exponent!r} outside -128..127')
-            if o.PowerRangeStart.Value is None:
+            t29 = c28.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.PowerRangeStart.Value < -32768 or o.PowerRangeStart.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.PowerRangeStart.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.PowerRangeStart.Exponent + 128) << 4 | (1 if o.PowerRangeStart.Value < 0 else 0)
+            t30 = c28.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
             k += 15
-            u = -o.PowerRangeStart.Value - 1 if o.PowerRangeStart.Value < 0 else o.PowerRangeStart.Value
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14544,15 +14987,19 @@ def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_me
         raise encode_error('PriceScheduleType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('PriceScheduleType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('PriceScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14564,15 +15011,19 @@ def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_me
     a <<= 3
     k += 3
     s = 1
-    if o.PriceScheduleID < 0 or (w.strict and (o.PriceScheduleID < 1 or o.PriceScheduleID > 4294967295)):
-        raise encode_error('PriceScheduleType.PriceScheduleID', f'{o.PriceScheduleID!r} outside 1..4294967295')
-    u = o.PriceScheduleID
+    t2 = o.PriceScheduleID
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('PriceScheduleType.PriceScheduleID', f'{t2!r} outside 1..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14674,9 +15125,10 @@ def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_com
     k = w.n
     if o.MaximumSupportingPoints is None:
         raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', 'required value missing')
-    if o.MaximumSupportingPoints < 12 or o.MaximumSupportingPoints > 1035 or (w.strict and (o.MaximumSupportingPoints > 1024)):
-        raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', f'{o.MaximumSupportingPoints!r} outside 12..1024')
-    a = (a << 13) | (o.MaximumSupportingPoints - 12) << 1
+    t1 = o.MaximumSupportingPoints
+    if t1 < 12 or t1 > 1035 or (w.strict and (t1 > 1024)):
+        raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', f'{t1!r} outside 12..1024')
+    a = (a << 13) | (t1 - 12) << 1
     k += 13
     if o.Dynamic_SEReqControlMode is not None:
         a <<= 2
@@ -14957,15 +15409,19 @@ def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_me
         raise encode_error('ScheduleTupleType.ScheduleTupleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ScheduleTupleID < 0 or (w.strict and (o.ScheduleTupleID < 1 or o.ScheduleTupleID > 4294967295)):
-        raise encode_error('ScheduleTupleType.ScheduleTupleID', f'{o.ScheduleTupleID!r} outside 1..4294967295')
-    u = o.ScheduleTupleID
+    t1 = o.ScheduleTupleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('ScheduleTupleType.ScheduleTupleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15074,15 +15530,19 @@ def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _is
         raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.SelectedScheduleTupleID < 0 or (w.strict and (o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295)):
-        raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
-    u = o.SelectedScheduleTupleID
+    t1 = o.SelectedScheduleTupleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16132,15 +16592,19 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Scheduled_SEReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Scheduled_SEReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16151,23 +16615,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c2 = o.EVTargetEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16178,23 +16648,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 2
         s = 2
     elif o.EVMaximumEnergyRequest is not None:
-        if o.EVMaximumEnergyRequest.Exponent is None:
+        c5 = o.EVMaximumEnergyRequest
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumEnergyRequest.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x8000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16205,23 +16681,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 2
         s = 3
     elif o.EVMinimumEnergyRequest is not None:
-        if o.EVMinimumEnergyRequest.Exponent is None:
+        c8 = o.EVMinimumEnergyRequest
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumEnergyRequest.Value is None:
+        t9 = c8.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0xc000
+        t10 = c8.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0xc000
         k += 17
-        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16232,86 +16714,97 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 2
         s = 4
     elif o.EVEnergyOffer is not None:
-        if o.EVEnergyOffer.EVPowerSchedule is None:
+        c11 = o.EVEnergyOffer
+        if c11.EVPowerSchedule is None:
             raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-        if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+        c12 = c11.EVPowerSchedule
+        if c12.TimeAnchor is None:
             raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
         a = (a << 6) | 0x20
         k += 6
-        if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
-            raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-        u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+        t13 = c12.TimeAnchor
+        if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
+            raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t13!r} outside 0..18446744073709551615')
+        u = t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+        if c12.EVPowerScheduleEntries is None:
             raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
+        _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c12.EVPowerScheduleEntries)
         a = w.acc
         k = w.n
-        if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+        if c11.EVAbsolutePriceSchedule is None:
             raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-        if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+        c14 = c11.EVAbsolutePriceSchedule
+        if c14.TimeAnchor is None:
             raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
         a <<= 4
         k += 4
-        if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
-            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-        u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+        t15 = c14.TimeAnchor
+        if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
+            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t15!r} outside 0..18446744073709551615')
+        u = t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+        if c14.Currency is None:
             raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
         a <<= 3
         k += 3
-        if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
-            raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+        if len(c14.Currency) > 3:
+            raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c14.Currency)} outside 0..3')
         w.acc = a
         w.n = k
-        w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+        w.string(c14.Currency)
         a = w.acc
         k = w.n
-        if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+        if c14.PriceAlgorithm is None:
             raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
         a <<= 3
         k += 3
-        if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
-            raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+        if len(c14.PriceAlgorithm) > 255:
+            raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c14.PriceAlgorithm)} outside 0..255')
         w.acc = a
         w.n = k
-        w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+        w.string(c14.PriceAlgorithm)
         a = w.acc
         k = w.n
-        if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+        if c14.EVPriceRuleStacks is None:
             raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+        _e_iso20_common_messages_EVPriceRuleStackListType(w, c14.EVPriceRuleStacks)
         a = w.acc
         k = w.n
         a <<= 2
@@ -16323,23 +16816,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         s = -1
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c16 = o.EVTargetEnergyRequest
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 17
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16350,23 +16849,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 2
         elif o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c19 = o.EVMaximumEnergyRequest
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t20 = c19.Exponent
+            if t20 < -128 or t20 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+            t21 = c19.Value
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+            a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16377,23 +16882,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c22 = o.EVMinimumEnergyRequest
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t23 = c22.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+            t24 = c22.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16404,86 +16915,97 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            if o.EVEnergyOffer.EVPowerSchedule is None:
+            c25 = o.EVEnergyOffer
+            if c25.EVPowerSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+            c26 = c25.EVPowerSchedule
+            if c26.TimeAnchor is None:
                 raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
             a = (a << 6) | 0x18
             k += 6
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            t27 = c26.TimeAnchor
+            if t27 < 0 or (w.strict and (t27 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t27!r} outside 0..18446744073709551615')
+            u = t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+            if c26.EVPowerScheduleEntries is None:
                 raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c26.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+            if c25.EVAbsolutePriceSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+            c28 = c25.EVAbsolutePriceSchedule
+            if c28.TimeAnchor is None:
                 raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
             a <<= 4
             k += 4
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            t29 = c28.TimeAnchor
+            if t29 < 0 or (w.strict and (t29 > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t29!r} outside 0..18446744073709551615')
+            u = t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+            if c28.Currency is None:
                 raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            if len(c28.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c28.Currency)} outside 0..3')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            w.string(c28.Currency)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+            if c28.PriceAlgorithm is None:
                 raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            if len(c28.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c28.PriceAlgorithm)} outside 0..255')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            w.string(c28.PriceAlgorithm)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+            if c28.EVPriceRuleStacks is None:
                 raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c28.EVPriceRuleStacks)
             a = w.acc
             k = w.n
             a <<= 2
@@ -16495,23 +17017,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             s = -1
     if s == 2:
         if o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c30 = o.EVMaximumEnergyRequest
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t31 = c30.Exponent
+            if t31 < -128 or t31 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            t32 = c30.Value
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16522,23 +17050,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 3
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c33 = o.EVMinimumEnergyRequest
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t34 = c33.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            t35 = c33.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16549,86 +17083,97 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            if o.EVEnergyOffer.EVPowerSchedule is None:
+            c36 = o.EVEnergyOffer
+            if c36.EVPowerSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+            c37 = c36.EVPowerSchedule
+            if c37.TimeAnchor is None:
                 raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
             a = (a << 6) | 0x10
             k += 6
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            t38 = c37.TimeAnchor
+            if t38 < 0 or (w.strict and (t38 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t38!r} outside 0..18446744073709551615')
+            u = t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+            if c37.EVPowerScheduleEntries is None:
                 raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c37.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+            if c36.EVAbsolutePriceSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+            c39 = c36.EVAbsolutePriceSchedule
+            if c39.TimeAnchor is None:
                 raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
             a <<= 4
             k += 4
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            t40 = c39.TimeAnchor
+            if t40 < 0 or (w.strict and (t40 > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t40!r} outside 0..18446744073709551615')
+            u = t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+            if c39.Currency is None:
                 raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            if len(c39.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c39.Currency)} outside 0..3')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            w.string(c39.Currency)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+            if c39.PriceAlgorithm is None:
                 raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            if len(c39.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c39.PriceAlgorithm)} outside 0..255')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            w.string(c39.PriceAlgorithm)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+            if c39.EVPriceRuleStacks is None:
                 raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c39.EVPriceRuleStacks)
             a = w.acc
             k = w.n
             a <<= 2
@@ -16640,23 +17185,29 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             s = -1
     if s == 3:
         if o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c41 = o.EVMinimumEnergyRequest
+            if c41.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t42 = c41.Exponent
+            if t42 < -128 or t42 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+            if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            t43 = c41.Value
+            if (w.strict and (t43 < -32768 or t43 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+            a = (a << 16) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t43 - 1 if t43 < 0 else t43
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16667,86 +17218,97 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            if o.EVEnergyOffer.EVPowerSchedule is None:
+            c44 = o.EVEnergyOffer
+            if c44.EVPowerSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+            c45 = c44.EVPowerSchedule
+            if c45.TimeAnchor is None:
                 raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
             a = (a << 5) | 0x8
             k += 5
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            t46 = c45.TimeAnchor
+            if t46 < 0 or (w.strict and (t46 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t46!r} outside 0..18446744073709551615')
+            u = t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+            if c45.EVPowerScheduleEntries is None:
                 raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c45.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+            if c44.EVAbsolutePriceSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+            c47 = c44.EVAbsolutePriceSchedule
+            if c47.TimeAnchor is None:
                 raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
             a <<= 4
             k += 4
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            t48 = c47.TimeAnchor
+            if t48 < 0 or (w.strict and (t48 > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t48!r} outside 0..18446744073709551615')
+            u = t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+            if c47.Currency is None:
                 raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            if len(c47.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c47.Currency)} outside 0..3')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            w.string(c47.Currency)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+            if c47.PriceAlgorithm is None:
                 raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            if len(c47.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c47.PriceAlgorithm)} outside 0..255')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            w.string(c47.PriceAlgorithm)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+            if c47.EVPriceRuleStacks is None:
                 raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c47.EVPriceRuleStacks)
             a = w.acc
             k = w.n
             a <<= 2
@@ -16758,86 +17320,97 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             s = -1
     if s == 4:
         if o.EVEnergyOffer is not None:
-            if o.EVEnergyOffer.EVPowerSchedule is None:
+            c49 = o.EVEnergyOffer
+            if c49.EVPowerSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor is None:
+            c50 = c49.EVPowerSchedule
+            if c50.TimeAnchor is None:
                 raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
             a <<= 5
             k += 5
-            if o.EVEnergyOffer.EVPowerSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVPowerSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVPowerSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVPowerSchedule.TimeAnchor
+            t51 = c50.TimeAnchor
+            if t51 < 0 or (w.strict and (t51 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t51!r} outside 0..18446744073709551615')
+            u = t51
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries is None:
+            if c50.EVPowerScheduleEntries is None:
                 raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, o.EVEnergyOffer.EVPowerSchedule.EVPowerScheduleEntries)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c50.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule is None:
+            if c49.EVAbsolutePriceSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor is None:
+            c52 = c49.EVAbsolutePriceSchedule
+            if c52.TimeAnchor is None:
                 raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
             a <<= 4
             k += 4
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor < 0 or (w.strict and (o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor!r} outside 0..18446744073709551615')
-            u = o.EVEnergyOffer.EVAbsolutePriceSchedule.TimeAnchor
+            t53 = c52.TimeAnchor
+            if t53 < 0 or (w.strict and (t53 > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t53!r} outside 0..18446744073709551615')
+            u = t53
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency is None:
+            if c52.Currency is None:
                 raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)} outside 0..3')
+            if len(c52.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c52.Currency)} outside 0..3')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.Currency)
+            w.string(c52.Currency)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm is None:
+            if c52.PriceAlgorithm is None:
                 raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
             a <<= 3
             k += 3
-            if len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)} outside 0..255')
+            if len(c52.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c52.PriceAlgorithm)} outside 0..255')
             w.acc = a
             w.n = k
-            w.string(o.EVEnergyOffer.EVAbsolutePriceSchedule.PriceAlgorithm)
+            w.string(c52.PriceAlgorithm)
             a = w.acc
             k = w.n
-            if o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks is None:
+            if c52.EVPriceRuleStacks is None:
                 raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, o.EVEnergyOffer.EVAbsolutePriceSchedule.EVPriceRuleStacks)
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c52.EVPriceRuleStacks)
             a = w.acc
             k = w.n
             a <<= 2
@@ -17018,15 +17591,19 @@ def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso
         raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.SelectedScheduleTupleID < 0 or (w.strict and (o.SelectedScheduleTupleID < 1 or o.SelectedScheduleTupleID > 4294967295)):
-        raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.SelectedScheduleTupleID!r} outside 1..4294967295')
-    u = o.SelectedScheduleTupleID
+    t1 = o.SelectedScheduleTupleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17181,38 +17758,47 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
         k += 1
         x_SelectedService = o.SelectedService[i_SelectedService]
         i_SelectedService += 1
-        if x_SelectedService.ServiceID is None:
+        c1 = x_SelectedService
+        if c1.ServiceID is None:
             raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
         a <<= 2
         k += 2
-        if x_SelectedService.ServiceID < 0 or (w.strict and (x_SelectedService.ServiceID > 65535)):
-            raise encode_error('SelectedServiceType.ServiceID', f'{x_SelectedService.ServiceID!r} outside 0..65535')
-        u = x_SelectedService.ServiceID
+        t2 = c1.ServiceID
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('SelectedServiceType.ServiceID', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_SelectedService.ParameterSetID is None:
+        if c1.ParameterSetID is None:
             raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
         a <<= 3
         k += 3
-        if x_SelectedService.ParameterSetID < 0 or (w.strict and (x_SelectedService.ParameterSetID > 65535)):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{x_SelectedService.ParameterSetID!r} outside 0..65535')
-        u = x_SelectedService.ParameterSetID
+        t3 = c1.ParameterSetID
+        if t3 < 0 or (w.strict and (t3 > 65535)):
+            raise encode_error('SelectedServiceType.ParameterSetID', f'{t3!r} outside 0..65535')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17231,38 +17817,47 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
             k += 2
             x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
-            if x_SelectedService.ServiceID is None:
+            c4 = x_SelectedService
+            if c4.ServiceID is None:
                 raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
             a <<= 2
             k += 2
-            if x_SelectedService.ServiceID < 0 or (w.strict and (x_SelectedService.ServiceID > 65535)):
-                raise encode_error('SelectedServiceType.ServiceID', f'{x_SelectedService.ServiceID!r} outside 0..65535')
-            u = x_SelectedService.ServiceID
+            t5 = c4.ServiceID
+            if t5 < 0 or (w.strict and (t5 > 65535)):
+                raise encode_error('SelectedServiceType.ServiceID', f'{t5!r} outside 0..65535')
+            u = t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_SelectedService.ParameterSetID is None:
+            if c4.ParameterSetID is None:
                 raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
             a <<= 3
             k += 3
-            if x_SelectedService.ParameterSetID < 0 or (w.strict and (x_SelectedService.ParameterSetID > 65535)):
-                raise encode_error('SelectedServiceType.ParameterSetID', f'{x_SelectedService.ParameterSetID!r} outside 0..65535')
-            u = x_SelectedService.ParameterSetID
+            t6 = c4.ParameterSetID
+            if t6 < 0 or (w.strict and (t6 > 65535)):
+                raise encode_error('SelectedServiceType.ParameterSetID', f'{t6!r} outside 0..65535')
+            u = t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -17354,15 +17949,19 @@ def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17373,15 +17972,19 @@ def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_
         raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
     a <<= 3
     k += 3
-    if o.ParameterSetID < 0 or (w.strict and (o.ParameterSetID > 65535)):
-        raise encode_error('SelectedServiceType.ParameterSetID', f'{o.ParameterSetID!r} outside 0..65535')
-    u = o.ParameterSetID
+    t2 = o.ParameterSetID
+    if t2 < 0 or (w.strict and (t2 > 65535)):
+        raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside 0..65535')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17457,15 +18060,19 @@ def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common
         raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceDetailReqType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceDetailReqType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17561,15 +18168,19 @@ def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common
         raise encode_error('ServiceDetailResType.ServiceID', 'required value missing')
     a = (a << 11) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 3
     k += 11
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceDetailResType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceDetailResType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17902,6 +18513,9 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -17929,6 +18543,9 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18063,28 +18680,33 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
         k += 1
         x_Service = o.Service[i_Service]
         i_Service += 1
-        if x_Service.ServiceID is None:
+        c1 = x_Service
+        if c1.ServiceID is None:
             raise encode_error('ServiceType.ServiceID', 'required value missing')
         a <<= 2
         k += 2
-        if x_Service.ServiceID < 0 or (w.strict and (x_Service.ServiceID > 65535)):
-            raise encode_error('ServiceType.ServiceID', f'{x_Service.ServiceID!r} outside 0..65535')
-        u = x_Service.ServiceID
+        t2 = c1.ServiceID
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('ServiceType.ServiceID', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_Service.FreeService is None:
+        if c1.FreeService is None:
             raise encode_error('ServiceType.FreeService', 'required value missing')
-        a = (a << 6) | (1 if x_Service.FreeService else 0) << 2
+        a = (a << 6) | (1 if c1.FreeService else 0) << 2
         k += 6
         s = 1
     else:
@@ -18096,28 +18718,33 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
             k += 2
             x_Service = o.Service[i_Service]
             i_Service += 1
-            if x_Service.ServiceID is None:
+            c3 = x_Service
+            if c3.ServiceID is None:
                 raise encode_error('ServiceType.ServiceID', 'required value missing')
             a <<= 2
             k += 2
-            if x_Service.ServiceID < 0 or (w.strict and (x_Service.ServiceID > 65535)):
-                raise encode_error('ServiceType.ServiceID', f'{x_Service.ServiceID!r} outside 0..65535')
-            u = x_Service.ServiceID
+            t4 = c3.ServiceID
+            if t4 < 0 or (w.strict and (t4 > 65535)):
+                raise encode_error('ServiceType.ServiceID', f'{t4!r} outside 0..65535')
+            u = t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_Service.FreeService is None:
+            if c3.FreeService is None:
                 raise encode_error('ServiceType.FreeService', 'required value missing')
-            a = (a << 6) | (1 if x_Service.FreeService else 0) << 2
+            a = (a << 6) | (1 if c3.FreeService else 0) << 2
             k += 6
             n += 1
             if n == 7:
@@ -18348,39 +18975,48 @@ def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_com
     k = w.n
     if o.SelectedEnergyTransferService is None:
         raise encode_error('ServiceSelectionReqType.SelectedEnergyTransferService', 'required value missing')
-    if o.SelectedEnergyTransferService.ServiceID is None:
+    c1 = o.SelectedEnergyTransferService
+    if c1.ServiceID is None:
         raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
     a <<= 3
     k += 3
     s = 1
-    if o.SelectedEnergyTransferService.ServiceID < 0 or (w.strict and (o.SelectedEnergyTransferService.ServiceID > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{o.SelectedEnergyTransferService.ServiceID!r} outside 0..65535')
-    u = o.SelectedEnergyTransferService.ServiceID
+    t2 = c1.ServiceID
+    if t2 < 0 or (w.strict and (t2 > 65535)):
+        raise encode_error('SelectedServiceType.ServiceID', f'{t2!r} outside 0..65535')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.SelectedEnergyTransferService.ParameterSetID is None:
+    if c1.ParameterSetID is None:
         raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
     a <<= 3
     k += 3
-    if o.SelectedEnergyTransferService.ParameterSetID < 0 or (w.strict and (o.SelectedEnergyTransferService.ParameterSetID > 65535)):
-        raise encode_error('SelectedServiceType.ParameterSetID', f'{o.SelectedEnergyTransferService.ParameterSetID!r} outside 0..65535')
-    u = o.SelectedEnergyTransferService.ParameterSetID
+    t3 = c1.ParameterSetID
+    if t3 < 0 or (w.strict and (t3 > 65535)):
+        raise encode_error('SelectedServiceType.ParameterSetID', f'{t3!r} outside 0..65535')
+    u = t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18509,15 +19145,19 @@ def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages
         raise encode_error('ServiceType.ServiceID', 'required value missing')
     a <<= 2
     k += 2
-    if o.ServiceID < 0 or (w.strict and (o.ServiceID > 65535)):
-        raise encode_error('ServiceType.ServiceID', f'{o.ServiceID!r} outside 0..65535')
-    u = o.ServiceID
+    t1 = o.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('ServiceType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -19332,24 +19972,25 @@ def _e_iso20_common_messages_SignedInstallationDataType(w: BitWriter, o: _iso20_
     k = w.n
     if o.ContractCertificateChain is None:
         raise encode_error('SignedInstallationDataType.ContractCertificateChain', 'required value missing')
-    if o.ContractCertificateChain.Certificate is None:
+    c1 = o.ContractCertificateChain
+    if c1.Certificate is None:
         raise encode_error('ContractCertificateChainType.Certificate', 'required value missing')
     a <<= 3
     k += 3
-    if len(o.ContractCertificateChain.Certificate) > 1600:
-        raise encode_error('ContractCertificateChainType.Certificate', f'length {len(o.ContractCertificateChain.Certificate)} outside 0..1600')
+    if len(c1.Certificate) > 1600:
+        raise encode_error('ContractCertificateChainType.Certificate', f'length {len(c1.Certificate)} outside 0..1600')
     w.acc = a
     w.n = k
-    w.binary(o.ContractCertificateChain.Certificate)
+    w.binary(c1.Certificate)
     a = w.acc
     k = w.n
-    if o.ContractCertificateChain.SubCertificates is None:
+    if c1.SubCertificates is None:
         raise encode_error('ContractCertificateChainType.SubCertificates', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_SubCertificatesType(w, o.ContractCertificateChain.SubCertificates)
+    _e_iso20_common_messages_SubCertificatesType(w, c1.SubCertificates)
     a = w.acc
     k = w.n
     if o.ECDHCurve is None:
@@ -19654,19 +20295,24 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
             raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
         s = 5
     elif o.Scheduled_SMDTControlMode is not None:
-        if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID is None:
+        c2 = o.Scheduled_SMDTControlMode
+        if c2.SelectedScheduleTupleID is None:
             raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
         a = (a << 4) | 0x8
         k += 4
-        if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 0 or (w.strict and (o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 1 or o.Scheduled_SMDTControlMode.SelectedScheduleTupleID > 4294967295)):
-            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.Scheduled_SMDTControlMode.SelectedScheduleTupleID!r} outside 1..4294967295')
-        u = o.Scheduled_SMDTControlMode.SelectedScheduleTupleID
+        t3 = c2.SelectedScheduleTupleID
+        if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
+            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t3!r} outside 1..4294967295')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -19686,19 +20332,24 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
                 raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
             s = 5
         elif o.Scheduled_SMDTControlMode is not None:
-            if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID is None:
+            c5 = o.Scheduled_SMDTControlMode
+            if c5.SelectedScheduleTupleID is None:
                 raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
             a = (a << 4) | 0x4
             k += 4
-            if o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 0 or (w.strict and (o.Scheduled_SMDTControlMode.SelectedScheduleTupleID < 1 or o.Scheduled_SMDTControlMode.SelectedScheduleTupleID > 4294967295)):
-                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{o.Scheduled_SMDTControlMode.SelectedScheduleTupleID!r} outside 1..4294967295')
-            u = o.Scheduled_SMDTControlMode.SelectedScheduleTupleID
+            t6 = c5.SelectedScheduleTupleID
+            if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
+                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t6!r} outside 1..4294967295')
+            u = t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20124,15 +20775,19 @@ def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_m
         raise encode_error('TargetPositionType.TargetOffsetX', 'required value missing')
     a <<= 2
     k += 2
-    if o.TargetOffsetX < 0 or (w.strict and (o.TargetOffsetX > 65535)):
-        raise encode_error('TargetPositionType.TargetOffsetX', f'{o.TargetOffsetX!r} outside 0..65535')
-    u = o.TargetOffsetX
+    t1 = o.TargetOffsetX
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('TargetPositionType.TargetOffsetX', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20143,15 +20798,19 @@ def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_m
         raise encode_error('TargetPositionType.TargetOffsetY', 'required value missing')
     a <<= 3
     k += 3
-    if o.TargetOffsetY < 0 or (w.strict and (o.TargetOffsetY > 65535)):
-        raise encode_error('TargetPositionType.TargetOffsetY', f'{o.TargetOffsetY!r} outside 0..65535')
-    u = o.TargetOffsetY
+    t2 = o.TargetOffsetY
+    if t2 < 0 or (w.strict and (t2 > 65535)):
+        raise encode_error('TargetPositionType.TargetOffsetY', f'{t2!r} outside 0..65535')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20469,15 +21128,19 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         raise encode_error('TaxRuleType.TaxRuleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
-        raise encode_error('TaxRuleType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    u = o.TaxRuleID
+    t1 = o.TaxRuleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('TaxRuleType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20501,23 +21164,29 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         k += 1
         s = 2
     elif o.TaxRate is not None:
-        if o.TaxRate.Exponent is None:
+        c2 = o.TaxRate
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.TaxRate.Exponent < -128 or o.TaxRate.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.TaxRate.Exponent!r} outside -128..127')
-        if o.TaxRate.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.TaxRate.Value < -32768 or o.TaxRate.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.TaxRate.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.TaxRate.Exponent + 128) << 4 | (1 if o.TaxRate.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.TaxRate.Value - 1 if o.TaxRate.Value < 0 else o.TaxRate.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20531,23 +21200,29 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         raise encode_error('TaxRuleType', 'missing SE(TaxRuleName), SE(TaxRate)')
     if s == 2:
         if o.TaxRate is not None:
-            if o.TaxRate.Exponent is None:
+            c5 = o.TaxRate
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.TaxRate.Exponent < -128 or o.TaxRate.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.TaxRate.Exponent!r} outside -128..127')
-            if o.TaxRate.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.TaxRate.Value < -32768 or o.TaxRate.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.TaxRate.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.TaxRate.Exponent + 128) << 4 | (1 if o.TaxRate.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -o.TaxRate.Value - 1 if o.TaxRate.Value < 0 else o.TaxRate.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20862,17 +21537,21 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
     s = 2
     s = 3
     if o.VehicleFrame is not None:
-        if (w.strict and (o.VehicleFrame < -32768 or o.VehicleFrame > 32767)):
-            raise encode_error('VehicleCheckInReqType.VehicleFrame', f'{o.VehicleFrame!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.VehicleFrame < 0 else 0)
+        t1 = o.VehicleFrame
+        if (w.strict and (t1 < -32768 or t1 > 32767)):
+            raise encode_error('VehicleCheckInReqType.VehicleFrame', f'{t1!r} outside -32768..32767')
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.VehicleFrame - 1 if o.VehicleFrame < 0 else o.VehicleFrame
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20883,17 +21562,21 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
         k += 1
         s = 4
     elif o.DeviceOffset is not None:
-        if (w.strict and (o.DeviceOffset < -32768 or o.DeviceOffset > 32767)):
-            raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.DeviceOffset < 0 else 0) | 0x4
+        t2 = o.DeviceOffset
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{t2!r} outside -32768..32767')
+        a = (a << 5) | (1 if t2 < 0 else 0) | 0x4
         k += 5
-        u = -o.DeviceOffset - 1 if o.DeviceOffset < 0 else o.DeviceOffset
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20904,17 +21587,21 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
         k += 1
         s = 5
     elif o.VehicleTravel is not None:
-        if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
-            raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.VehicleTravel < 0 else 0) | 0x8
+        t3 = o.VehicleTravel
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{t3!r} outside -32768..32767')
+        a = (a << 5) | (1 if t3 < 0 else 0) | 0x8
         k += 5
-        u = -o.VehicleTravel - 1 if o.VehicleTravel < 0 else o.VehicleTravel
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20930,17 +21617,21 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
         s = -1
     if s == 4:
         if o.DeviceOffset is not None:
-            if (w.strict and (o.DeviceOffset < -32768 or o.DeviceOffset > 32767)):
-                raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{o.DeviceOffset!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.DeviceOffset < 0 else 0)
+            t4 = o.DeviceOffset
+            if (w.strict and (t4 < -32768 or t4 > 32767)):
+                raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{t4!r} outside -32768..32767')
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -o.DeviceOffset - 1 if o.DeviceOffset < 0 else o.DeviceOffset
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20951,17 +21642,21 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
             k += 1
             s = 5
         elif o.VehicleTravel is not None:
-            if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
-                raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.VehicleTravel < 0 else 0) | 0x4
+            t5 = o.VehicleTravel
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{t5!r} outside -32768..32767')
+            a = (a << 4) | (1 if t5 < 0 else 0) | 0x4
             k += 4
-            u = -o.VehicleTravel - 1 if o.VehicleTravel < 0 else o.VehicleTravel
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20977,17 +21672,21 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
             s = -1
     if s == 5:
         if o.VehicleTravel is not None:
-            if (w.strict and (o.VehicleTravel < -32768 or o.VehicleTravel > 32767)):
-                raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{o.VehicleTravel!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.VehicleTravel < 0 else 0)
+            t6 = o.VehicleTravel
+            if (w.strict and (t6 < -32768 or t6 > 32767)):
+                raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{t6!r} outside -32768..32767')
+            a = (a << 4) | (1 if t6 < 0 else 0)
             k += 4
-            u = -o.VehicleTravel - 1 if o.VehicleTravel < 0 else o.VehicleTravel
+            u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21270,17 +21969,21 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
     s = 1
     s = 2
     if o.ParkingSpace is not None:
-        if (w.strict and (o.ParkingSpace < -32768 or o.ParkingSpace > 32767)):
-            raise encode_error('VehicleCheckInResType.ParkingSpace', f'{o.ParkingSpace!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.ParkingSpace < 0 else 0)
+        t1 = o.ParkingSpace
+        if (w.strict and (t1 < -32768 or t1 > 32767)):
+            raise encode_error('VehicleCheckInResType.ParkingSpace', f'{t1!r} outside -32768..32767')
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.ParkingSpace - 1 if o.ParkingSpace < 0 else o.ParkingSpace
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -21291,17 +21994,21 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
         k += 1
         s = 3
     elif o.DeviceLocation is not None:
-        if (w.strict and (o.DeviceLocation < -32768 or o.DeviceLocation > 32767)):
-            raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.DeviceLocation < 0 else 0) | 0x4
+        t2 = o.DeviceLocation
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('VehicleCheckInResType.DeviceLocation', f'{t2!r} outside -32768..32767')
+        a = (a << 5) | (1 if t2 < 0 else 0) | 0x4
         k += 5
-        u = -o.DeviceLocation - 1 if o.DeviceLocation < 0 else o.DeviceLocation
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -21312,17 +22019,21 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
         k += 1
         s = 4
     elif o.TargetDistance is not None:
-        if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
-            raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.TargetDistance < 0 else 0) | 0x8
+        t3 = o.TargetDistance
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('VehicleCheckInResType.TargetDistance', f'{t3!r} outside -32768..32767')
+        a = (a << 5) | (1 if t3 < 0 else 0) | 0x8
         k += 5
-        u = -o.TargetDistance - 1 if o.TargetDistance < 0 else o.TargetDistance
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -21338,17 +22049,21 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
         s = -1
     if s == 3:
         if o.DeviceLocation is not None:
-            if (w.strict and (o.DeviceLocation < -32768 or o.DeviceLocation > 32767)):
-                raise encode_error('VehicleCheckInResType.DeviceLocation', f'{o.DeviceLocation!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.DeviceLocation < 0 else 0)
+            t4 = o.DeviceLocation
+            if (w.strict and (t4 < -32768 or t4 > 32767)):
+                raise encode_error('VehicleCheckInResType.DeviceLocation', f'{t4!r} outside -32768..32767')
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -o.DeviceLocation - 1 if o.DeviceLocation < 0 else o.DeviceLocation
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21359,17 +22074,21 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
             k += 1
             s = 4
         elif o.TargetDistance is not None:
-            if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
-                raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.TargetDistance < 0 else 0) | 0x4
+            t5 = o.TargetDistance
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('VehicleCheckInResType.TargetDistance', f'{t5!r} outside -32768..32767')
+            a = (a << 4) | (1 if t5 < 0 else 0) | 0x4
             k += 4
-            u = -o.TargetDistance - 1 if o.TargetDistance < 0 else o.TargetDistance
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21385,17 +22104,21 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
             s = -1
     if s == 4:
         if o.TargetDistance is not None:
-            if (w.strict and (o.TargetDistance < -32768 or o.TargetDistance > 32767)):
-                raise encode_error('VehicleCheckInResType.TargetDistance', f'{o.TargetDistance!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.TargetDistance < 0 else 0)
+            t6 = o.TargetDistance
+            if (w.strict and (t6 < -32768 or t6 > 32767)):
+                raise encode_error('VehicleCheckInResType.TargetDistance', f'{t6!r} outside -32768..32767')
+            a = (a << 4) | (1 if t6 < 0 else 0)
             k += 4
-            u = -o.TargetDistance - 1 if o.TargetDistance < 0 else o.TargetDistance
+            u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21489,15 +22212,19 @@ def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_comm
         raise encode_error('VehicleCheckOutReqType.CheckOutTime', 'required value missing')
     a = (a << 7) | (_I_iso20_common_messages_evCheckOutStatusType[o.EVCheckOutStatus]) << 3
     k += 7
-    if o.CheckOutTime < 0 or (w.strict and (o.CheckOutTime > 18446744073709551615)):
-        raise encode_error('VehicleCheckOutReqType.CheckOutTime', f'{o.CheckOutTime!r} outside 0..18446744073709551615')
-    u = o.CheckOutTime
+    t1 = o.CheckOutTime
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('VehicleCheckOutReqType.CheckOutTime', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21877,28 +22604,33 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
         k += 8
         s = 3
     elif o.MeterInfo is not None:
@@ -22138,23 +22870,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22163,23 +22901,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    if o.CostPerUnit.Exponent is None:
+    c4 = o.CostPerUnit
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
-    if o.CostPerUnit.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
-    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22261,15 +23005,19 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    u = o.TaxRuleID
+    t1 = o.TaxRuleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22278,23 +23026,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c2 = o.Amount
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23474,41 +24228,49 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     k = w.n
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        a = (a << 13) | (o.PresentSOC) << 1
+        t1 = o.PresentSOC
+        if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+        a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        t4 = o.MaximumSOC
+        if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
+            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+        a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         a = (a << 5) | 0x8
         k += 5
-        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMinimumSOC
+        t5 = o.RemainingTimeToMinimumSOC
+        if t5 < 0 or (w.strict and (t5 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+        u = t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -23521,15 +24283,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToTargetSOC is not None:
         a = (a << 5) | 0xa
         k += 5
-        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToTargetSOC
+        t6 = o.RemainingTimeToTargetSOC
+        if t6 < 0 or (w.strict and (t6 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -23542,15 +24308,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToMaximumSOC is not None:
         a = (a << 5) | 0xc
         k += 5
-        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMaximumSOC
+        t7 = o.RemainingTimeToMaximumSOC
+        if t7 < 0 or (w.strict and (t7 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+        u = t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -23565,23 +24335,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        if o.BatteryEnergyCapacity.Exponent is None:
+        c8 = o.BatteryEnergyCapacity
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-        if o.BatteryEnergyCapacity.Value is None:
+        t9 = c8.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        t10 = c8.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
         k += 18
-        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -23601,35 +24377,42 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MinimumSOC) << 1
+            t11 = o.MinimumSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            t12 = o.TargetSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            t13 = o.MaximumSOC
+            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
+            a = (a << 13) | (t13) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t14 = o.RemainingTimeToMinimumSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23642,15 +24425,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t15 = o.RemainingTimeToTargetSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23663,15 +24450,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t16 = o.RemainingTimeToMaximumSOC
+            if t16 < 0 or (w.strict and (t16 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
+            u = t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23686,23 +24477,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c17 = o.BatteryEnergyCapacity
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t18 = c17.Exponent
+            if t18 < -128 or t18 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            t19 = c17.Value
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23722,29 +24519,35 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1
+            t20 = o.TargetSOC
+            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
+            a = (a << 13) | (t20) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            t21 = o.MaximumSOC
+            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
+            a = (a << 13) | (t21) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t22 = o.RemainingTimeToMinimumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23757,15 +24560,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t23 = o.RemainingTimeToTargetSOC
+            if t23 < 0 or (w.strict and (t23 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
+            u = t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23778,15 +24585,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t24 = o.RemainingTimeToMaximumSOC
+            if t24 < 0 or (w.strict and (t24 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
+            u = t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23801,23 +24612,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c25 = o.BatteryEnergyCapacity
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23837,23 +24654,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1
+            t28 = o.MaximumSOC
+            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
+            a = (a << 13) | (t28) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t29 = o.RemainingTimeToMinimumSOC
+            if t29 < 0 or (w.strict and (t29 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
+            u = t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23866,15 +24688,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t30 = o.RemainingTimeToTargetSOC
+            if t30 < 0 or (w.strict and (t30 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
+            u = t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23887,15 +24713,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t31 = o.RemainingTimeToMaximumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23910,23 +24740,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c32 = o.BatteryEnergyCapacity
+            if c32.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t33 = c32.Exponent
+            if t33 < -128 or t33 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            t34 = c32.Value
+            if (w.strict and (t34 < -32768 or t34 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23948,15 +24784,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t35 = o.RemainingTimeToMinimumSOC
+            if t35 < 0 or (w.strict and (t35 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
+            u = t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23969,15 +24809,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23990,15 +24834,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24013,23 +24861,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c38 = o.BatteryEnergyCapacity
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t39 = c38.Exponent
+            if t39 < -128 or t39 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            t40 = c38.Value
+            if (w.strict and (t40 < -32768 or t40 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24051,15 +24905,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t41 = o.RemainingTimeToTargetSOC
+            if t41 < 0 or (w.strict and (t41 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
+            u = t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24072,15 +24930,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t42 = o.RemainingTimeToMaximumSOC
+            if t42 < 0 or (w.strict and (t42 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
+            u = t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24095,23 +24957,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c43 = o.BatteryEnergyCapacity
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24133,15 +25001,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t46 = o.RemainingTimeToMaximumSOC
+            if t46 < 0 or (w.strict and (t46 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
+            u = t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24156,23 +25028,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c47 = o.BatteryEnergyCapacity
+            if c47.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t48 = c47.Exponent
+            if t48 < -128 or t48 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
+            if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            t49 = c47.Value
+            if (w.strict and (t49 < -32768 or t49 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
+            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t49 - 1 if t49 < 0 else t49
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24196,23 +25074,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c50 = o.BatteryEnergyCapacity
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24232,23 +25116,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c53 = o.BatteryEnergyCapacity
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 16
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24467,15 +25357,19 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -24486,23 +25380,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c2 = o.EVTargetEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -24516,23 +25416,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c5 = o.EVTargetEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24546,23 +25452,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent is None:
+    c8 = o.EVMaximumEnergyRequest
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMaximumEnergyRequest.Value is None:
+    t9 = c8.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    t10 = c8.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 15
-    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24571,24 +25483,30 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent is None:
+    c11 = o.EVMinimumEnergyRequest
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMinimumEnergyRequest.Value is None:
+    t12 = c11.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    t13 = c11.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24851,15 +25769,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -24870,29 +25792,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
         a = (a << 4) | 0x6
         k += 4
-        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        u = o.AckMaxDelay
+        t4 = o.AckMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -24908,29 +25836,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 12) | (o.MinimumSOC) << 1
+            t5 = o.MinimumSOC
+            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+            a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            t6 = o.TargetSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+            a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t7 = o.AckMaxDelay
+            if t7 < 0 or (w.strict and (t7 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24946,23 +25880,28 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 11) | (o.TargetSOC) << 1
+            t8 = o.TargetSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+            a = (a << 11) | (t8) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t9 = o.AckMaxDelay
+            if t9 < 0 or (w.strict and (t9 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+            u = t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24980,15 +25919,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t10 = o.AckMaxDelay
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25059,15 +26002,19 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -25232,26 +26179,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        if x_RootCertificateID.X509IssuerName is None:
+        c1 = x_RootCertificateID
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_RootCertificateID.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_RootCertificateID.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -25270,26 +26222,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            if x_RootCertificateID.X509IssuerName is None:
+            c3 = x_RootCertificateID
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_RootCertificateID.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_RootCertificateID.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25421,15 +26378,19 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     a <<= 3
     k += 3
     s = 1
-    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    u = o.TimeStamp
+    t1 = o.TimeStamp
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -26197,15 +27158,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     a <<= 3
     k += 3
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    u = o.ChargedEnergyReadingWh
+    t1 = o.ChargedEnergyReadingWh
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -26218,15 +27183,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if o.BPT_DischargedEnergyReadingWh is not None:
         a <<= 4
         k += 4
-        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        u = o.BPT_DischargedEnergyReadingWh
+        t2 = o.BPT_DischargedEnergyReadingWh
+        if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26239,15 +27208,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.CapacitiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x2
         k += 4
-        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.CapacitiveEnergyReadingVARh
+        t3 = o.CapacitiveEnergyReadingVARh
+        if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26260,15 +27233,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x4
         k += 4
-        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.BPT_InductiveEnergyReadingVARh
+        t4 = o.BPT_InductiveEnergyReadingVARh
+        if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26292,17 +27269,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 1
         s = 6
     elif o.MeterStatus is not None:
-        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        t5 = o.MeterStatus
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+        a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
-        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26315,15 +27296,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterTimestamp is not None:
         a = (a << 4) | 0xa
         k += 4
-        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        u = o.MeterTimestamp
+        t6 = o.MeterTimestamp
+        if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26341,15 +27326,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.CapacitiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.CapacitiveEnergyReadingVARh
+            t7 = o.CapacitiveEnergyReadingVARh
+            if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26362,15 +27351,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t8 = o.BPT_InductiveEnergyReadingVARh
+            if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26394,17 +27387,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            t9 = o.MeterStatus
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+            a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26417,15 +27414,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x8
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t10 = o.MeterTimestamp
+            if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26443,15 +27444,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.BPT_InductiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t11 = o.BPT_InductiveEnergyReadingVARh
+            if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+            u = t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26475,17 +27480,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            t12 = o.MeterStatus
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+            a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26498,15 +27507,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x6
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t13 = o.MeterTimestamp
+            if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26535,17 +27548,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            t14 = o.MeterStatus
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+            a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26558,15 +27575,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t15 = o.MeterTimestamp
+            if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26582,17 +27603,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            t16 = o.MeterStatus
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+            a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26605,15 +27630,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t17 = o.MeterTimestamp
+            if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+            u = t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26631,15 +27660,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterTimestamp is not None:
             a <<= 3
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t18 = o.MeterTimestamp
+            if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+            u = t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26706,21 +27739,26 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Exponent < -128 or o.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    t1 = o.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    t2 = o.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
-    u = -o.Value - 1 if o.Value < 0 else o.Value
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -27809,15 +28847,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -27828,50 +28870,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        if o.EnergyCosts.Amount is None:
+        c2 = o.EnergyCosts
+        if c2.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent is None:
+        c3 = c2.Amount
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
-        if o.EnergyCosts.Amount.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 18
-        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EnergyCosts.CostPerUnit is None:
+        if c2.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent is None:
+        c6 = c2.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.EnergyCosts.CostPerUnit.Value is None:
+        t7 = c6.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        t8 = c6.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
         k += 17
-        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -27882,50 +28937,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        if o.OccupancyCosts.Amount is None:
+        c9 = o.OccupancyCosts
+        if c9.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent is None:
+        c10 = c9.Amount
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.Amount.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
         k += 18
-        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OccupancyCosts.CostPerUnit is None:
+        if c9.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+        c13 = c9.CostPerUnit
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.CostPerUnit.Value is None:
+        t14 = c13.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        t15 = c13.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
         k += 17
-        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -27936,50 +29004,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        if o.AdditionalServicesCosts.Amount is None:
+        c16 = o.AdditionalServicesCosts
+        if c16.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent is None:
+        c17 = c16.Amount
+        if c17.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.Amount.Value is None:
+        t18 = c17.Exponent
+        if t18 < -128 or t18 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        t19 = c17.Value
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
         k += 18
-        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AdditionalServicesCosts.CostPerUnit is None:
+        if c16.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+        c20 = c16.CostPerUnit
+        if c20.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+        t21 = c20.Exponent
+        if t21 < -128 or t21 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        t22 = c20.Value
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 17
-        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -27990,50 +29071,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        if o.OverstayCosts.Amount is None:
+        c23 = o.OverstayCosts
+        if c23.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent is None:
+        c24 = c23.Amount
+        if c24.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-        if o.OverstayCosts.Amount.Value is None:
+        t25 = c24.Exponent
+        if t25 < -128 or t25 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        if c24.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        t26 = c24.Value
+        if (w.strict and (t26 < -32768 or t26 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
         k += 18
-        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OverstayCosts.CostPerUnit is None:
+        if c23.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent is None:
+        c27 = c23.CostPerUnit
+        if c27.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OverstayCosts.CostPerUnit.Value is None:
+        t28 = c27.Exponent
+        if t28 < -128 or t28 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+        if c27.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        t29 = c27.Value
+        if (w.strict and (t29 < -32768 or t29 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
         k += 17
-        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -28048,44 +29142,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        if x_TaxCosts.TaxRuleID is None:
+        c30 = x_TaxCosts
+        if c30.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        u = x_TaxCosts.TaxRuleID
+        t31 = c30.TaxRuleID
+        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
+        u = t31
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TaxCosts.Amount is None:
+        if c30.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        if x_TaxCosts.Amount.Exponent is None:
+        c32 = c30.Amount
+        if c32.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-        if x_TaxCosts.Amount.Value is None:
+        t33 = c32.Exponent
+        if t33 < -128 or t33 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+        if c32.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        t34 = c32.Value
+        if (w.strict and (t34 < -32768 or t34 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
         k += 16
-        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        u = -t34 - 1 if t34 < 0 else t34
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -28101,50 +29206,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            if o.OccupancyCosts.Amount is None:
+            c35 = o.OccupancyCosts
+            if c35.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent is None:
+            c36 = c35.Amount
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.Amount.Value is None:
+            t37 = c36.Exponent
+            if t37 < -128 or t37 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            t38 = c36.Value
+            if (w.strict and (t38 < -32768 or t38 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 18
-            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OccupancyCosts.CostPerUnit is None:
+            if c35.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            c39 = c35.CostPerUnit
+            if c39.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.CostPerUnit.Value is None:
+            t40 = c39.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            t41 = c39.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
             k += 17
-            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28155,50 +29273,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c42 = o.AdditionalServicesCosts
+            if c42.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c43 = c42.Amount
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c42.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c46 = c42.CostPerUnit
+            if c46.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t47 = c46.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t48 = c46.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28209,50 +29340,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c49 = o.OverstayCosts
+            if c49.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c50 = c49.Amount
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c49.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c53 = c49.CostPerUnit
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28267,44 +29411,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c56 = x_TaxCosts
+            if c56.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t57 = c56.TaxRuleID
+            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+            u = t57
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c56.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c58 = c56.Amount
+            if c58.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t59 = c58.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c58.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t60 = c58.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28320,50 +29475,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c61 = o.AdditionalServicesCosts
+            if c61.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c62 = c61.Amount
+            if c62.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t63 = c62.Exponent
+            if t63 < -128 or t63 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+            if c62.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            t64 = c62.Value
+            if (w.strict and (t64 < -32768 or t64 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c61.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c65 = c61.CostPerUnit
+            if c65.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t66 = c65.Exponent
+            if t66 < -128 or t66 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
+            if c65.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t67 = c65.Value
+            if (w.strict and (t67 < -32768 or t67 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
+            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t67 - 1 if t67 < 0 else t67
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28374,50 +29542,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c68 = o.OverstayCosts
+            if c68.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c69 = c68.Amount
+            if c69.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t70 = c69.Exponent
+            if t70 < -128 or t70 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
+            if c69.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            t71 = c69.Value
+            if (w.strict and (t71 < -32768 or t71 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
+            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t71 - 1 if t71 < 0 else t71
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c68.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c72 = c68.CostPerUnit
+            if c72.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t73 = c72.Exponent
+            if t73 < -128 or t73 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+            if c72.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t74 = c72.Value
+            if (w.strict and (t74 < -32768 or t74 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t74 - 1 if t74 < 0 else t74
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28432,44 +29613,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c75 = x_TaxCosts
+            if c75.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t76 = c75.TaxRuleID
+            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
+            u = t76
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c75.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c77 = c75.Amount
+            if c77.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t78 = c77.Exponent
+            if t78 < -128 or t78 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
+            if c77.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t79 = c77.Value
+            if (w.strict and (t79 < -32768 or t79 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
+            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t79 - 1 if t79 < 0 else t79
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28485,50 +29677,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c80 = o.OverstayCosts
+            if c80.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c81 = c80.Amount
+            if c81.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t82 = c81.Exponent
+            if t82 < -128 or t82 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
+            if c81.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            t83 = c81.Value
+            if (w.strict and (t83 < -32768 or t83 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
+            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t83 - 1 if t83 < 0 else t83
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c80.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c84 = c80.CostPerUnit
+            if c84.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t85 = c84.Exponent
+            if t85 < -128 or t85 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+            if c84.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t86 = c84.Value
+            if (w.strict and (t86 < -32768 or t86 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t86 - 1 if t86 < 0 else t86
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28543,44 +29748,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c87 = x_TaxCosts
+            if c87.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t88 = c87.TaxRuleID
+            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
+            u = t88
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c87.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c89 = c87.Amount
+            if c89.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t90 = c89.Exponent
+            if t90 < -128 or t90 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
+            if c89.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t91 = c89.Value
+            if (w.strict and (t91 < -32768 or t91 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
+            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t91 - 1 if t91 < 0 else t91
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28600,44 +29816,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c92 = x_TaxCosts
+            if c92.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t93 = c92.TaxRuleID
+            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
+            u = t93
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c92.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c94 = c92.Amount
+            if c94.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t95 = c94.Exponent
+            if t95 < -128 or t95 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+            if c94.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t96 = c94.Value
+            if (w.strict and (t96 < -32768 or t96 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t96 - 1 if t96 < 0 else t96
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28659,44 +29886,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                if x_TaxCosts.TaxRuleID is None:
+                c97 = x_TaxCosts
+                if c97.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                u = x_TaxCosts.TaxRuleID
+                t98 = c97.TaxRuleID
+                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
+                u = t98
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if x_TaxCosts.Amount is None:
+                if c97.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                if x_TaxCosts.Amount.Exponent is None:
+                c99 = c97.Amount
+                if c99.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-                if x_TaxCosts.Amount.Value is None:
+                t100 = c99.Exponent
+                if t100 < -128 or t100 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
+                if c99.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                t101 = c99.Value
+                if (w.strict and (t101 < -32768 or t101 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
+                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
                 k += 16
-                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                u = -t101 - 1 if t101 < 0 else t101
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
@@ -28978,23 +30216,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
     k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -29005,23 +30249,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        if o.EVMaximumEnergyRequest.Exponent is None:
+        c4 = o.EVMaximumEnergyRequest
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumEnergyRequest.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -29032,23 +30282,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        if o.EVMinimumEnergyRequest.Exponent is None:
+        c7 = o.EVMinimumEnergyRequest
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumEnergyRequest.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -29064,23 +30320,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c10 = o.EVMaximumEnergyRequest
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t11 = c10.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            t12 = c10.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -29091,23 +30353,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c13 = o.EVMinimumEnergyRequest
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -29123,23 +30391,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c16 = o.EVMinimumEnergyRequest
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -29473,6 +30747,9 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -29600,6 +30877,9 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -29866,6 +31146,9 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -29925,6 +31208,9 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -30420,6 +31706,9 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -30763,6 +32052,9 @@ def _e_v34(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -30870,6 +32162,9 @@ def _e_v37(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -31165,6 +32460,9 @@ def _e_v43(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -31224,6 +32522,9 @@ def _e_v44(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

@@ -1493,22 +1493,23 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        if o.RSAKeyValue.Modulus is None:
+        c1 = o.RSAKeyValue
+        if c1.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
         a = (a << 5) | 0x4
         k += 5
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Modulus)
+        w.binary(c1.Modulus)
         a = w.acc
         k = w.n
-        if o.RSAKeyValue.Exponent is None:
+        if c1.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Exponent)
+        w.binary(c1.Exponent)
         a = w.acc
         k = w.n
         a <<= 2
@@ -3294,15 +3295,19 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        t1 = o.HMACOutputLength
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4872,26 +4877,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        if x_X509IssuerSerial.X509IssuerName is None:
+        c1 = x_X509IssuerSerial
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_X509IssuerSerial.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_X509IssuerSerial.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4956,26 +4966,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            if x_X509IssuerSerial.X509IssuerName is None:
+            c3 = x_X509IssuerSerial
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_X509IssuerSerial.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_X509IssuerSerial.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5115,15 +5130,19 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    t1 = o.X509SerialNumber
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5446,28 +5465,33 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
         k += 8
         s = 3
     elif o.MeterInfo is not None:
@@ -5707,23 +5731,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5732,23 +5762,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    if o.CostPerUnit.Exponent is None:
+    c4 = o.CostPerUnit
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
-    if o.CostPerUnit.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
-    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5830,15 +5866,19 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    u = o.TaxRuleID
+    t1 = o.TaxRuleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5847,23 +5887,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c2 = o.Amount
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -7043,41 +7089,49 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     k = w.n
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        a = (a << 13) | (o.PresentSOC) << 1
+        t1 = o.PresentSOC
+        if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+        a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        t4 = o.MaximumSOC
+        if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
+            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+        a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         a = (a << 5) | 0x8
         k += 5
-        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMinimumSOC
+        t5 = o.RemainingTimeToMinimumSOC
+        if t5 < 0 or (w.strict and (t5 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+        u = t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7090,15 +7144,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToTargetSOC is not None:
         a = (a << 5) | 0xa
         k += 5
-        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToTargetSOC
+        t6 = o.RemainingTimeToTargetSOC
+        if t6 < 0 or (w.strict and (t6 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7111,15 +7169,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToMaximumSOC is not None:
         a = (a << 5) | 0xc
         k += 5
-        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMaximumSOC
+        t7 = o.RemainingTimeToMaximumSOC
+        if t7 < 0 or (w.strict and (t7 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+        u = t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7134,23 +7196,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        if o.BatteryEnergyCapacity.Exponent is None:
+        c8 = o.BatteryEnergyCapacity
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-        if o.BatteryEnergyCapacity.Value is None:
+        t9 = c8.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        t10 = c8.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
         k += 18
-        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7170,35 +7238,42 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MinimumSOC) << 1
+            t11 = o.MinimumSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            t12 = o.TargetSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            t13 = o.MaximumSOC
+            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
+            a = (a << 13) | (t13) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t14 = o.RemainingTimeToMinimumSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7211,15 +7286,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t15 = o.RemainingTimeToTargetSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7232,15 +7311,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t16 = o.RemainingTimeToMaximumSOC
+            if t16 < 0 or (w.strict and (t16 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
+            u = t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7255,23 +7338,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c17 = o.BatteryEnergyCapacity
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t18 = c17.Exponent
+            if t18 < -128 or t18 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            t19 = c17.Value
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7291,29 +7380,35 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1
+            t20 = o.TargetSOC
+            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
+            a = (a << 13) | (t20) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            t21 = o.MaximumSOC
+            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
+            a = (a << 13) | (t21) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t22 = o.RemainingTimeToMinimumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7326,15 +7421,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t23 = o.RemainingTimeToTargetSOC
+            if t23 < 0 or (w.strict and (t23 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
+            u = t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7347,15 +7446,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t24 = o.RemainingTimeToMaximumSOC
+            if t24 < 0 or (w.strict and (t24 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
+            u = t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7370,23 +7473,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c25 = o.BatteryEnergyCapacity
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7406,23 +7515,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1
+            t28 = o.MaximumSOC
+            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
+            a = (a << 13) | (t28) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t29 = o.RemainingTimeToMinimumSOC
+            if t29 < 0 or (w.strict and (t29 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
+            u = t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7435,15 +7549,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t30 = o.RemainingTimeToTargetSOC
+            if t30 < 0 or (w.strict and (t30 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
+            u = t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7456,15 +7574,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t31 = o.RemainingTimeToMaximumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7479,23 +7601,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c32 = o.BatteryEnergyCapacity
+            if c32.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t33 = c32.Exponent
+            if t33 < -128 or t33 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            t34 = c32.Value
+            if (w.strict and (t34 < -32768 or t34 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7517,15 +7645,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t35 = o.RemainingTimeToMinimumSOC
+            if t35 < 0 or (w.strict and (t35 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
+            u = t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7538,15 +7670,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7559,15 +7695,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7582,23 +7722,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c38 = o.BatteryEnergyCapacity
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t39 = c38.Exponent
+            if t39 < -128 or t39 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            t40 = c38.Value
+            if (w.strict and (t40 < -32768 or t40 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7620,15 +7766,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t41 = o.RemainingTimeToTargetSOC
+            if t41 < 0 or (w.strict and (t41 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
+            u = t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7641,15 +7791,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t42 = o.RemainingTimeToMaximumSOC
+            if t42 < 0 or (w.strict and (t42 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
+            u = t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7664,23 +7818,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c43 = o.BatteryEnergyCapacity
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7702,15 +7862,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t46 = o.RemainingTimeToMaximumSOC
+            if t46 < 0 or (w.strict and (t46 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
+            u = t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7725,23 +7889,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c47 = o.BatteryEnergyCapacity
+            if c47.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t48 = c47.Exponent
+            if t48 < -128 or t48 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
+            if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            t49 = c47.Value
+            if (w.strict and (t49 < -32768 or t49 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
+            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t49 - 1 if t49 < 0 else t49
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7765,23 +7935,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c50 = o.BatteryEnergyCapacity
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7801,23 +7977,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c53 = o.BatteryEnergyCapacity
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 16
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8036,15 +8218,19 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8055,23 +8241,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c2 = o.EVTargetEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8085,23 +8277,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c5 = o.EVTargetEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8115,23 +8313,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent is None:
+    c8 = o.EVMaximumEnergyRequest
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMaximumEnergyRequest.Value is None:
+    t9 = c8.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    t10 = c8.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 15
-    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8140,24 +8344,30 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent is None:
+    c11 = o.EVMinimumEnergyRequest
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMinimumEnergyRequest.Value is None:
+    t12 = c11.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    t13 = c11.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8420,15 +8630,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8439,29 +8653,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
         a = (a << 4) | 0x6
         k += 4
-        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        u = o.AckMaxDelay
+        t4 = o.AckMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8477,29 +8697,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 12) | (o.MinimumSOC) << 1
+            t5 = o.MinimumSOC
+            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+            a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            t6 = o.TargetSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+            a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t7 = o.AckMaxDelay
+            if t7 < 0 or (w.strict and (t7 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8515,23 +8741,28 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 11) | (o.TargetSOC) << 1
+            t8 = o.TargetSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+            a = (a << 11) | (t8) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t9 = o.AckMaxDelay
+            if t9 < 0 or (w.strict and (t9 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+            u = t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8549,15 +8780,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t10 = o.AckMaxDelay
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8628,15 +8863,19 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8801,26 +9040,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        if x_RootCertificateID.X509IssuerName is None:
+        c1 = x_RootCertificateID
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_RootCertificateID.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_RootCertificateID.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8839,26 +9083,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            if x_RootCertificateID.X509IssuerName is None:
+            c3 = x_RootCertificateID
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_RootCertificateID.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_RootCertificateID.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8990,15 +9239,19 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     a <<= 3
     k += 3
     s = 1
-    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    u = o.TimeStamp
+    t1 = o.TimeStamp
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9766,15 +10019,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     a <<= 3
     k += 3
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    u = o.ChargedEnergyReadingWh
+    t1 = o.ChargedEnergyReadingWh
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9787,15 +10044,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if o.BPT_DischargedEnergyReadingWh is not None:
         a <<= 4
         k += 4
-        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        u = o.BPT_DischargedEnergyReadingWh
+        t2 = o.BPT_DischargedEnergyReadingWh
+        if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9808,15 +10069,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.CapacitiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x2
         k += 4
-        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.CapacitiveEnergyReadingVARh
+        t3 = o.CapacitiveEnergyReadingVARh
+        if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9829,15 +10094,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x4
         k += 4
-        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.BPT_InductiveEnergyReadingVARh
+        t4 = o.BPT_InductiveEnergyReadingVARh
+        if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9861,17 +10130,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 1
         s = 6
     elif o.MeterStatus is not None:
-        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        t5 = o.MeterStatus
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+        a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
-        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9884,15 +10157,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterTimestamp is not None:
         a = (a << 4) | 0xa
         k += 4
-        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        u = o.MeterTimestamp
+        t6 = o.MeterTimestamp
+        if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9910,15 +10187,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.CapacitiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.CapacitiveEnergyReadingVARh
+            t7 = o.CapacitiveEnergyReadingVARh
+            if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9931,15 +10212,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t8 = o.BPT_InductiveEnergyReadingVARh
+            if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9963,17 +10248,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            t9 = o.MeterStatus
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+            a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9986,15 +10275,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x8
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t10 = o.MeterTimestamp
+            if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10012,15 +10305,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.BPT_InductiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t11 = o.BPT_InductiveEnergyReadingVARh
+            if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+            u = t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10044,17 +10341,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            t12 = o.MeterStatus
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+            a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10067,15 +10368,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x6
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t13 = o.MeterTimestamp
+            if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10104,17 +10409,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            t14 = o.MeterStatus
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+            a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10127,15 +10436,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t15 = o.MeterTimestamp
+            if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10151,17 +10464,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            t16 = o.MeterStatus
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+            a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10174,15 +10491,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t17 = o.MeterTimestamp
+            if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+            u = t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10200,15 +10521,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterTimestamp is not None:
             a <<= 3
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t18 = o.MeterTimestamp
+            if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+            u = t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10275,21 +10600,26 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Exponent < -128 or o.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    t1 = o.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    t2 = o.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
-    u = -o.Value - 1 if o.Value < 0 else o.Value
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11378,15 +11708,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11397,50 +11731,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        if o.EnergyCosts.Amount is None:
+        c2 = o.EnergyCosts
+        if c2.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent is None:
+        c3 = c2.Amount
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
-        if o.EnergyCosts.Amount.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 18
-        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EnergyCosts.CostPerUnit is None:
+        if c2.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent is None:
+        c6 = c2.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.EnergyCosts.CostPerUnit.Value is None:
+        t7 = c6.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        t8 = c6.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
         k += 17
-        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11451,50 +11798,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        if o.OccupancyCosts.Amount is None:
+        c9 = o.OccupancyCosts
+        if c9.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent is None:
+        c10 = c9.Amount
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.Amount.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
         k += 18
-        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OccupancyCosts.CostPerUnit is None:
+        if c9.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+        c13 = c9.CostPerUnit
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.CostPerUnit.Value is None:
+        t14 = c13.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        t15 = c13.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
         k += 17
-        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11505,50 +11865,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        if o.AdditionalServicesCosts.Amount is None:
+        c16 = o.AdditionalServicesCosts
+        if c16.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent is None:
+        c17 = c16.Amount
+        if c17.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.Amount.Value is None:
+        t18 = c17.Exponent
+        if t18 < -128 or t18 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        t19 = c17.Value
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
         k += 18
-        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AdditionalServicesCosts.CostPerUnit is None:
+        if c16.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+        c20 = c16.CostPerUnit
+        if c20.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+        t21 = c20.Exponent
+        if t21 < -128 or t21 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        t22 = c20.Value
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 17
-        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11559,50 +11932,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        if o.OverstayCosts.Amount is None:
+        c23 = o.OverstayCosts
+        if c23.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent is None:
+        c24 = c23.Amount
+        if c24.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-        if o.OverstayCosts.Amount.Value is None:
+        t25 = c24.Exponent
+        if t25 < -128 or t25 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        if c24.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        t26 = c24.Value
+        if (w.strict and (t26 < -32768 or t26 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
         k += 18
-        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OverstayCosts.CostPerUnit is None:
+        if c23.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent is None:
+        c27 = c23.CostPerUnit
+        if c27.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OverstayCosts.CostPerUnit.Value is None:
+        t28 = c27.Exponent
+        if t28 < -128 or t28 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+        if c27.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        t29 = c27.Value
+        if (w.strict and (t29 < -32768 or t29 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
         k += 17
-        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11617,44 +12003,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        if x_TaxCosts.TaxRuleID is None:
+        c30 = x_TaxCosts
+        if c30.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        u = x_TaxCosts.TaxRuleID
+        t31 = c30.TaxRuleID
+        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
+        u = t31
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TaxCosts.Amount is None:
+        if c30.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        if x_TaxCosts.Amount.Exponent is None:
+        c32 = c30.Amount
+        if c32.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-        if x_TaxCosts.Amount.Value is None:
+        t33 = c32.Exponent
+        if t33 < -128 or t33 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+        if c32.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        t34 = c32.Value
+        if (w.strict and (t34 < -32768 or t34 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
         k += 16
-        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        u = -t34 - 1 if t34 < 0 else t34
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11670,50 +12067,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            if o.OccupancyCosts.Amount is None:
+            c35 = o.OccupancyCosts
+            if c35.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent is None:
+            c36 = c35.Amount
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.Amount.Value is None:
+            t37 = c36.Exponent
+            if t37 < -128 or t37 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            t38 = c36.Value
+            if (w.strict and (t38 < -32768 or t38 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 18
-            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OccupancyCosts.CostPerUnit is None:
+            if c35.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            c39 = c35.CostPerUnit
+            if c39.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.CostPerUnit.Value is None:
+            t40 = c39.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            t41 = c39.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
             k += 17
-            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11724,50 +12134,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c42 = o.AdditionalServicesCosts
+            if c42.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c43 = c42.Amount
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c42.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c46 = c42.CostPerUnit
+            if c46.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t47 = c46.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t48 = c46.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11778,50 +12201,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c49 = o.OverstayCosts
+            if c49.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c50 = c49.Amount
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c49.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c53 = c49.CostPerUnit
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11836,44 +12272,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c56 = x_TaxCosts
+            if c56.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t57 = c56.TaxRuleID
+            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+            u = t57
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c56.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c58 = c56.Amount
+            if c58.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t59 = c58.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c58.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t60 = c58.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11889,50 +12336,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c61 = o.AdditionalServicesCosts
+            if c61.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c62 = c61.Amount
+            if c62.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t63 = c62.Exponent
+            if t63 < -128 or t63 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+            if c62.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            t64 = c62.Value
+            if (w.strict and (t64 < -32768 or t64 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c61.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c65 = c61.CostPerUnit
+            if c65.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t66 = c65.Exponent
+            if t66 < -128 or t66 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
+            if c65.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t67 = c65.Value
+            if (w.strict and (t67 < -32768 or t67 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
+            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t67 - 1 if t67 < 0 else t67
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11943,50 +12403,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c68 = o.OverstayCosts
+            if c68.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c69 = c68.Amount
+            if c69.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t70 = c69.Exponent
+            if t70 < -128 or t70 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
+            if c69.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            t71 = c69.Value
+            if (w.strict and (t71 < -32768 or t71 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
+            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t71 - 1 if t71 < 0 else t71
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c68.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c72 = c68.CostPerUnit
+            if c72.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t73 = c72.Exponent
+            if t73 < -128 or t73 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+            if c72.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t74 = c72.Value
+            if (w.strict and (t74 < -32768 or t74 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t74 - 1 if t74 < 0 else t74
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12001,44 +12474,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c75 = x_TaxCosts
+            if c75.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t76 = c75.TaxRuleID
+            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
+            u = t76
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c75.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c77 = c75.Amount
+            if c77.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t78 = c77.Exponent
+            if t78 < -128 or t78 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
+            if c77.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t79 = c77.Value
+            if (w.strict and (t79 < -32768 or t79 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
+            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t79 - 1 if t79 < 0 else t79
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12054,50 +12538,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c80 = o.OverstayCosts
+            if c80.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c81 = c80.Amount
+            if c81.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t82 = c81.Exponent
+            if t82 < -128 or t82 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
+            if c81.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            t83 = c81.Value
+            if (w.strict and (t83 < -32768 or t83 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
+            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t83 - 1 if t83 < 0 else t83
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c80.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c84 = c80.CostPerUnit
+            if c84.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t85 = c84.Exponent
+            if t85 < -128 or t85 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+            if c84.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t86 = c84.Value
+            if (w.strict and (t86 < -32768 or t86 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t86 - 1 if t86 < 0 else t86
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12112,44 +12609,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c87 = x_TaxCosts
+            if c87.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t88 = c87.TaxRuleID
+            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
+            u = t88
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c87.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c89 = c87.Amount
+            if c89.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t90 = c89.Exponent
+            if t90 < -128 or t90 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
+            if c89.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t91 = c89.Value
+            if (w.strict and (t91 < -32768 or t91 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
+            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t91 - 1 if t91 < 0 else t91
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12169,44 +12677,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c92 = x_TaxCosts
+            if c92.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t93 = c92.TaxRuleID
+            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
+            u = t93
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c92.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c94 = c92.Amount
+            if c94.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t95 = c94.Exponent
+            if t95 < -128 or t95 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+            if c94.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t96 = c94.Value
+            if (w.strict and (t96 < -32768 or t96 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t96 - 1 if t96 < 0 else t96
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12228,44 +12747,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                if x_TaxCosts.TaxRuleID is None:
+                c97 = x_TaxCosts
+                if c97.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                u = x_TaxCosts.TaxRuleID
+                t98 = c97.TaxRuleID
+                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
+                u = t98
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if x_TaxCosts.Amount is None:
+                if c97.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                if x_TaxCosts.Amount.Exponent is None:
+                c99 = c97.Amount
+                if c99.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-                if x_TaxCosts.Amount.Value is None:
+                t100 = c99.Exponent
+                if t100 < -128 or t100 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
+                if c99.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                t101 = c99.Value
+                if (w.strict and (t101 < -32768 or t101 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
+                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
                 k += 16
-                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                u = -t101 - 1 if t101 < 0 else t101
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
@@ -12547,23 +13077,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
     k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12574,23 +13110,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        if o.EVMaximumEnergyRequest.Exponent is None:
+        c4 = o.EVMaximumEnergyRequest
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumEnergyRequest.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12601,23 +13143,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        if o.EVMinimumEnergyRequest.Exponent is None:
+        c7 = o.EVMinimumEnergyRequest
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumEnergyRequest.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12633,23 +13181,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c10 = o.EVMaximumEnergyRequest
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t11 = c10.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            t12 = c10.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12660,23 +13214,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c13 = o.EVMinimumEnergyRequest
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12692,23 +13252,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c16 = o.EVMinimumEnergyRequest
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13256,23 +13822,29 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     s = 0
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
-    if o.EVMaximumChargePower.Exponent is None:
+    c1 = o.EVMaximumChargePower
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
-    if o.EVMaximumChargePower.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13281,24 +13853,30 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
-    if o.EVMinimumChargePower.Exponent is None:
+    c4 = o.EVMinimumChargePower
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVMinimumChargePower.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 1
-    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13307,24 +13885,30 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent is None:
+    c7 = o.EVMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMaximumChargeCurrent.Value is None:
+    t8 = c7.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    t9 = c7.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 2
-    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13333,24 +13917,30 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
-    if o.EVMinimumChargeCurrent.Exponent is None:
+    c10 = o.EVMinimumChargeCurrent
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumChargeCurrent.Exponent < -128 or o.EVMinimumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMinimumChargeCurrent.Value is None:
+    t11 = c10.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumChargeCurrent.Value < -32768 or o.EVMinimumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMinimumChargeCurrent.Value < 0 else 0)
+    t12 = c10.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumChargeCurrent.Value - 1 if o.EVMinimumChargeCurrent.Value < 0 else o.EVMinimumChargeCurrent.Value
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13359,24 +13949,30 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
-    if o.EVMaximumVoltage.Exponent is None:
+    c13 = o.EVMaximumVoltage
+    if c13.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVMaximumVoltage.Value is None:
+    t14 = c13.Exponent
+    if t14 < -128 or t14 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+    if c13.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    t15 = c13.Value
+    if (w.strict and (t15 < -32768 or t15 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 4
-    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13385,24 +13981,30 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
-    if o.EVMinimumVoltage.Exponent is None:
+    c16 = o.EVMinimumVoltage
+    if c16.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-    if o.EVMinimumVoltage.Value is None:
+    t17 = c16.Exponent
+    if t17 < -128 or t17 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+    if c16.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    t18 = c16.Value
+    if (w.strict and (t18 < -32768 or t18 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
     k += 17
     s = 5
-    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    u = -t18 - 1 if t18 < 0 else t18
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13413,29 +14015,36 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     k += 2
     s = 6
     if o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 11) | (o.TargetSOC) << 1
+        t19 = o.TargetSOC
+        if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
+            raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t19!r} outside 0..100')
+        a = (a << 11) | (t19) << 1
         k += 11
         s = 7
     elif o.EVMaximumDischargePower is not None:
-        if o.EVMaximumDischargePower.Exponent is None:
+        c20 = o.EVMaximumDischargePower
+        if c20.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-        if o.EVMaximumDischargePower.Value is None:
+        t21 = c20.Exponent
+        if t21 < -128 or t21 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x4000
+        t22 = c20.Value
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13449,23 +14058,29 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(TargetSOC), SE(EVMaximumDischargePower)')
     if s == 7:
         if o.EVMaximumDischargePower is not None:
-            if o.EVMaximumDischargePower.Exponent is None:
+            c23 = o.EVMaximumDischargePower
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargePower.Value is None:
+            t24 = c23.Exponent
+            if t24 < -128 or t24 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0)
+            t25 = c23.Value
+            if (w.strict and (t25 < -32768 or t25 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+            a = (a << 15) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
             k += 15
-            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            u = -t25 - 1 if t25 < 0 else t25
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13479,23 +14094,29 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower)')
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargePower', 'required value missing')
-    if o.EVMinimumDischargePower.Exponent is None:
+    c26 = o.EVMinimumDischargePower
+    if c26.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-    if o.EVMinimumDischargePower.Value is None:
+    t27 = c26.Exponent
+    if t27 < -128 or t27 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+    if c26.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0)
+    t28 = c26.Value
+    if (w.strict and (t28 < -32768 or t28 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+    a = (a << 15) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
     k += 15
-    u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+    u = -t28 - 1 if t28 < 0 else t28
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13504,24 +14125,30 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumDischargeCurrent', 'required value missing')
-    if o.EVMaximumDischargeCurrent.Exponent is None:
+    c29 = o.EVMaximumDischargeCurrent
+    if c29.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMaximumDischargeCurrent.Value is None:
+    t30 = c29.Exponent
+    if t30 < -128 or t30 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+    if c29.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0)
+    t31 = c29.Value
+    if (w.strict and (t31 < -32768 or t31 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
     k += 17
     s = 9
-    u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+    u = -t31 - 1 if t31 < 0 else t31
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13530,24 +14157,30 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargeCurrent', 'required value missing')
-    if o.EVMinimumDischargeCurrent.Exponent is None:
+    c32 = o.EVMinimumDischargeCurrent
+    if c32.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumDischargeCurrent.Exponent < -128 or o.EVMinimumDischargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMinimumDischargeCurrent.Value is None:
+    t33 = c32.Exponent
+    if t33 < -128 or t33 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+    if c32.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumDischargeCurrent.Value < -32768 or o.EVMinimumDischargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMinimumDischargeCurrent.Value < 0 else 0)
+    t34 = c32.Value
+    if (w.strict and (t34 < -32768 or t34 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
     k += 17
     s = 10
-    u = -o.EVMinimumDischargeCurrent.Value - 1 if o.EVMinimumDischargeCurrent.Value < 0 else o.EVMinimumDischargeCurrent.Value
+    u = -t34 - 1 if t34 < 0 else t34
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13948,23 +14581,29 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     s = 0
     if o.EVSEMaximumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
-    if o.EVSEMaximumChargePower.Exponent is None:
+    c1 = o.EVSEMaximumChargePower
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-    if o.EVSEMaximumChargePower.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13973,24 +14612,30 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent is None:
+    c4 = o.EVSEMinimumChargePower
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVSEMinimumChargePower.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 1
-    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -13999,24 +14644,30 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent is None:
+    c7 = o.EVSEMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMaximumChargeCurrent.Value is None:
+    t8 = c7.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    t9 = c7.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 2
-    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14025,24 +14676,30 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
-    if o.EVSEMinimumChargeCurrent.Exponent is None:
+    c10 = o.EVSEMinimumChargeCurrent
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumChargeCurrent.Exponent < -128 or o.EVSEMinimumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMinimumChargeCurrent.Value is None:
+    t11 = c10.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumChargeCurrent.Value < -32768 or o.EVSEMinimumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargeCurrent.Value < 0 else 0)
+    t12 = c10.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVSEMinimumChargeCurrent.Value - 1 if o.EVSEMinimumChargeCurrent.Value < 0 else o.EVSEMinimumChargeCurrent.Value
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14051,24 +14708,30 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent is None:
+    c13 = o.EVSEMaximumVoltage
+    if c13.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVSEMaximumVoltage.Value is None:
+    t14 = c13.Exponent
+    if t14 < -128 or t14 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+    if c13.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    t15 = c13.Value
+    if (w.strict and (t15 < -32768 or t15 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 4
-    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14077,24 +14740,30 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
-    if o.EVSEMinimumVoltage.Exponent is None:
+    c16 = o.EVSEMinimumVoltage
+    if c16.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-    if o.EVSEMinimumVoltage.Value is None:
+    t17 = c16.Exponent
+    if t17 < -128 or t17 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+    if c16.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+    t18 = c16.Value
+    if (w.strict and (t18 < -32768 or t18 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
     k += 17
     s = 5
-    u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+    u = -t18 - 1 if t18 < 0 else t18
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14105,23 +14774,29 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
-        if o.EVSEPowerRampLimitation.Exponent is None:
+        c19 = o.EVSEPowerRampLimitation
+        if c19.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEPowerRampLimitation.Exponent < -128 or o.EVSEPowerRampLimitation.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPowerRampLimitation.Exponent!r} outside -128..127')
-        if o.EVSEPowerRampLimitation.Value is None:
+        t20 = c19.Exponent
+        if t20 < -128 or t20 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+        if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEPowerRampLimitation.Value < -32768 or o.EVSEPowerRampLimitation.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEPowerRampLimitation.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVSEPowerRampLimitation.Exponent + 128) << 4 | (1 if o.EVSEPowerRampLimitation.Value < 0 else 0)
+        t21 = c19.Value
+        if (w.strict and (t21 < -32768 or t21 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+        a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
         k += 16
-        u = -o.EVSEPowerRampLimitation.Value - 1 if o.EVSEPowerRampLimitation.Value < 0 else o.EVSEPowerRampLimitation.Value
+        u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14132,23 +14807,29 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k += 2
         s = 7
     elif o.EVSEMaximumDischargePower is not None:
-        if o.EVSEMaximumDischargePower.Exponent is None:
+        c22 = o.EVSEMaximumDischargePower
+        if c22.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-        if o.EVSEMaximumDischargePower.Value is None:
+        t23 = c22.Exponent
+        if t23 < -128 or t23 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+        if c22.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x4000
+        t24 = c22.Value
+        if (w.strict and (t24 < -32768 or t24 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+        a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+        u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14162,23 +14843,29 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     if s == 7:
         if o.EVSEMaximumDischargePower is not None:
-            if o.EVSEMaximumDischargePower.Exponent is None:
+            c25 = o.EVSEMaximumDischargePower
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargePower.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0)
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 15) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
             k += 15
-            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14192,23 +14879,29 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower)')
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargePower', 'required value missing')
-    if o.EVSEMinimumDischargePower.Exponent is None:
+    c28 = o.EVSEMinimumDischargePower
+    if c28.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-    if o.EVSEMinimumDischargePower.Value is None:
+    t29 = c28.Exponent
+    if t29 < -128 or t29 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+    if c28.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0)
+    t30 = c28.Value
+    if (w.strict and (t30 < -32768 or t30 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+    a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
     k += 15
-    u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+    u = -t30 - 1 if t30 < 0 else t30
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14217,24 +14910,30 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumDischargeCurrent', 'required value missing')
-    if o.EVSEMaximumDischargeCurrent.Exponent is None:
+    c31 = o.EVSEMaximumDischargeCurrent
+    if c31.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMaximumDischargeCurrent.Value is None:
+    t32 = c31.Exponent
+    if t32 < -128 or t32 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
+    if c31.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0)
+    t33 = c31.Value
+    if (w.strict and (t33 < -32768 or t33 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
+    a = (a << 17) | (t32 + 128) << 4 | (1 if t33 < 0 else 0)
     k += 17
     s = 9
-    u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+    u = -t33 - 1 if t33 < 0 else t33
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14243,24 +14942,30 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargeCurrent', 'required value missing')
-    if o.EVSEMinimumDischargeCurrent.Exponent is None:
+    c34 = o.EVSEMinimumDischargeCurrent
+    if c34.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumDischargeCurrent.Exponent < -128 or o.EVSEMinimumDischargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMinimumDischargeCurrent.Value is None:
+    t35 = c34.Exponent
+    if t35 < -128 or t35 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+    if c34.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumDischargeCurrent.Value < -32768 or o.EVSEMinimumDischargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargeCurrent.Value < 0 else 0)
+    t36 = c34.Value
+    if (w.strict and (t36 < -32768 or t36 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+    a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
     k += 17
     s = 10
-    u = -o.EVSEMinimumDischargeCurrent.Value - 1 if o.EVSEMinimumDischargeCurrent.Value < 0 else o.EVSEMinimumDischargeCurrent.Value
+    u = -t36 - 1 if t36 < 0 else t36
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14806,15 +15511,19 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14825,23 +15534,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c2 = o.EVTargetEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14855,23 +15570,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c5 = o.EVTargetEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -14885,23 +15606,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent is None:
+    c8 = o.EVMaximumEnergyRequest
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMaximumEnergyRequest.Value is None:
+    t9 = c8.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    t10 = c8.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 15
-    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14910,24 +15637,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent is None:
+    c11 = o.EVMinimumEnergyRequest
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMinimumEnergyRequest.Value is None:
+    t12 = c11.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    t13 = c11.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14936,24 +15669,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
-    if o.EVMaximumChargePower.Exponent is None:
+    c14 = o.EVMaximumChargePower
+    if c14.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
-    if o.EVMaximumChargePower.Value is None:
+    t15 = c14.Exponent
+    if t15 < -128 or t15 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+    if c14.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    t16 = c14.Value
+    if (w.strict and (t16 < -32768 or t16 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+    a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
     k += 17
     s = 4
-    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    u = -t16 - 1 if t16 < 0 else t16
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14962,24 +15701,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
-    if o.EVMinimumChargePower.Exponent is None:
+    c17 = o.EVMinimumChargePower
+    if c17.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVMinimumChargePower.Value is None:
+    t18 = c17.Exponent
+    if t18 < -128 or t18 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+    if c17.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    t19 = c17.Value
+    if (w.strict and (t19 < -32768 or t19 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 17
     s = 5
-    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -14988,24 +15733,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent is None:
+    c20 = o.EVMaximumChargeCurrent
+    if c20.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMaximumChargeCurrent.Value is None:
+    t21 = c20.Exponent
+    if t21 < -128 or t21 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+    if c20.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    t22 = c20.Value
+    if (w.strict and (t22 < -32768 or t22 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+    a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 17
     s = 6
-    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15014,24 +15765,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
-    if o.EVMaximumVoltage.Exponent is None:
+    c23 = o.EVMaximumVoltage
+    if c23.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVMaximumVoltage.Value is None:
+    t24 = c23.Exponent
+    if t24 < -128 or t24 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+    if c23.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    t25 = c23.Value
+    if (w.strict and (t25 < -32768 or t25 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+    a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
     k += 17
     s = 7
-    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    u = -t25 - 1 if t25 < 0 else t25
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15040,24 +15797,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
-    if o.EVMinimumVoltage.Exponent is None:
+    c26 = o.EVMinimumVoltage
+    if c26.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-    if o.EVMinimumVoltage.Value is None:
+    t27 = c26.Exponent
+    if t27 < -128 or t27 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+    if c26.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    t28 = c26.Value
+    if (w.strict and (t28 < -32768 or t28 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+    a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
     k += 17
     s = 8
-    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    u = -t28 - 1 if t28 < 0 else t28
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15066,24 +15829,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargePower', 'required value missing')
-    if o.EVMaximumDischargePower.Exponent is None:
+    c29 = o.EVMaximumDischargePower
+    if c29.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-    if o.EVMaximumDischargePower.Value is None:
+    t30 = c29.Exponent
+    if t30 < -128 or t30 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+    if c29.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0)
+    t31 = c29.Value
+    if (w.strict and (t31 < -32768 or t31 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
     k += 17
     s = 9
-    u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+    u = -t31 - 1 if t31 < 0 else t31
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15092,24 +15861,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumDischargePower', 'required value missing')
-    if o.EVMinimumDischargePower.Exponent is None:
+    c32 = o.EVMinimumDischargePower
+    if c32.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-    if o.EVMinimumDischargePower.Value is None:
+    t33 = c32.Exponent
+    if t33 < -128 or t33 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+    if c32.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0)
+    t34 = c32.Value
+    if (w.strict and (t34 < -32768 or t34 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
     k += 17
     s = 10
-    u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+    u = -t34 - 1 if t34 < 0 else t34
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15118,24 +15893,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargeCurrent', 'required value missing')
-    if o.EVMaximumDischargeCurrent.Exponent is None:
+    c35 = o.EVMaximumDischargeCurrent
+    if c35.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMaximumDischargeCurrent.Value is None:
+    t36 = c35.Exponent
+    if t36 < -128 or t36 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+    if c35.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0)
+    t37 = c35.Value
+    if (w.strict and (t37 < -32768 or t37 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+    a = (a << 17) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
     k += 17
     s = 11
-    u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+    u = -t37 - 1 if t37 < 0 else t37
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15146,23 +15927,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     k += 2
     s = 12
     if o.EVMaximumV2XEnergyRequest is not None:
-        if o.EVMaximumV2XEnergyRequest.Exponent is None:
+        c38 = o.EVMaximumV2XEnergyRequest
+        if c38.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumV2XEnergyRequest.Exponent < -128 or o.EVMaximumV2XEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumV2XEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumV2XEnergyRequest.Value is None:
+        t39 = c38.Exponent
+        if t39 < -128 or t39 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+        if c38.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumV2XEnergyRequest.Value < -32768 or o.EVMaximumV2XEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumV2XEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVMaximumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumV2XEnergyRequest.Value < 0 else 0)
+        t40 = c38.Value
+        if (w.strict and (t40 < -32768 or t40 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+        a = (a << 16) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
         k += 16
-        u = -o.EVMaximumV2XEnergyRequest.Value - 1 if o.EVMaximumV2XEnergyRequest.Value < 0 else o.EVMaximumV2XEnergyRequest.Value
+        u = -t40 - 1 if t40 < 0 else t40
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15173,23 +15960,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 2
         s = 13
     elif o.EVMinimumV2XEnergyRequest is not None:
-        if o.EVMinimumV2XEnergyRequest.Exponent is None:
+        c41 = o.EVMinimumV2XEnergyRequest
+        if c41.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumV2XEnergyRequest.Value is None:
+        t42 = c41.Exponent
+        if t42 < -128 or t42 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+        if c41.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0) | 0x4000
+        t43 = c41.Value
+        if (w.strict and (t43 < -32768 or t43 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+        a = (a << 16) | (t42 + 128) << 4 | (1 if t43 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+        u = -t43 - 1 if t43 < 0 else t43
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15205,23 +15998,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         s = -1
     if s == 13:
         if o.EVMinimumV2XEnergyRequest is not None:
-            if o.EVMinimumV2XEnergyRequest.Exponent is None:
+            c44 = o.EVMinimumV2XEnergyRequest
+            if c44.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumV2XEnergyRequest.Exponent < -128 or o.EVMinimumV2XEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumV2XEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumV2XEnergyRequest.Value is None:
+            t45 = c44.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumV2XEnergyRequest.Value < -32768 or o.EVMinimumV2XEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumV2XEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumV2XEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumV2XEnergyRequest.Value < 0 else 0)
+            t46 = c44.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -o.EVMinimumV2XEnergyRequest.Value - 1 if o.EVMinimumV2XEnergyRequest.Value < 0 else o.EVMinimumV2XEnergyRequest.Value
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -15846,15 +16645,19 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15865,29 +16668,35 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 1
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
         a = (a << 4) | 0x6
         k += 4
-        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        u = o.AckMaxDelay
+        t4 = o.AckMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15898,23 +16707,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
-        if o.EVSEMaximumChargePower.Exponent is None:
+        c5 = o.EVSEMaximumChargePower
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-        if o.EVSEMaximumChargePower.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x10000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x10000
         k += 17
-        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15928,29 +16743,35 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 12) | (o.MinimumSOC) << 1
+            t8 = o.MinimumSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t8!r} outside 0..100')
+            a = (a << 12) | (t8) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            t9 = o.TargetSOC
+            if t9 < 0 or t9 > 127 or (w.strict and (t9 > 100)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t9!r} outside 0..100')
+            a = (a << 12) | (t9) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t10 = o.AckMaxDelay
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -15961,23 +16782,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c11 = o.EVSEMaximumChargePower
+            if c11.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t12 = c11.Exponent
+            if t12 < -128 or t12 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0xc000
+            t13 = c11.Value
+            if (w.strict and (t13 < -32768 or t13 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t13 - 1 if t13 < 0 else t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -15991,23 +16818,28 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 11) | (o.TargetSOC) << 1
+            t14 = o.TargetSOC
+            if t14 < 0 or t14 > 127 or (w.strict and (t14 > 100)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t14!r} outside 0..100')
+            a = (a << 11) | (t14) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t15 = o.AckMaxDelay
+            if t15 < 0 or (w.strict and (t15 > 65535)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t15!r} outside 0..65535')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16018,23 +16850,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c16 = o.EVSEMaximumChargePower
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x8000
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x8000
             k += 16
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16050,15 +16888,19 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t19 = o.AckMaxDelay
+            if t19 < 0 or (w.strict and (t19 > 65535)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t19!r} outside 0..65535')
+            u = t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16069,23 +16911,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c20 = o.EVSEMaximumChargePower
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t21 = c20.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x4000
+            t22 = c20.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16099,23 +16947,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c23 = o.EVSEMaximumChargePower
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t24 = c23.Exponent
+            if t24 < -128 or t24 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+            t25 = c23.Value
+            if (w.strict and (t25 < -32768 or t25 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+            a = (a << 15) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
             k += 15
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t25 - 1 if t25 < 0 else t25
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16129,23 +16983,29 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumChargePower', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent is None:
+    c26 = o.EVSEMinimumChargePower
+    if c26.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVSEMinimumChargePower.Value is None:
+    t27 = c26.Exponent
+    if t27 < -128 or t27 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+    if c26.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    t28 = c26.Value
+    if (w.strict and (t28 < -32768 or t28 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+    a = (a << 15) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
     k += 15
-    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    u = -t28 - 1 if t28 < 0 else t28
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16154,24 +17014,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent is None:
+    c29 = o.EVSEMaximumChargeCurrent
+    if c29.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMaximumChargeCurrent.Value is None:
+    t30 = c29.Exponent
+    if t30 < -128 or t30 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+    if c29.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    t31 = c29.Value
+    if (w.strict and (t31 < -32768 or t31 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
     k += 17
     s = 6
-    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    u = -t31 - 1 if t31 < 0 else t31
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16180,24 +17046,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent is None:
+    c32 = o.EVSEMaximumVoltage
+    if c32.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVSEMaximumVoltage.Value is None:
+    t33 = c32.Exponent
+    if t33 < -128 or t33 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+    if c32.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    t34 = c32.Value
+    if (w.strict and (t34 < -32768 or t34 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
     k += 17
     s = 7
-    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    u = -t34 - 1 if t34 < 0 else t34
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16206,24 +17078,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargePower', 'required value missing')
-    if o.EVSEMaximumDischargePower.Exponent is None:
+    c35 = o.EVSEMaximumDischargePower
+    if c35.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-    if o.EVSEMaximumDischargePower.Value is None:
+    t36 = c35.Exponent
+    if t36 < -128 or t36 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+    if c35.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0)
+    t37 = c35.Value
+    if (w.strict and (t37 < -32768 or t37 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+    a = (a << 17) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
     k += 17
     s = 8
-    u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+    u = -t37 - 1 if t37 < 0 else t37
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16232,24 +17110,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumDischargePower', 'required value missing')
-    if o.EVSEMinimumDischargePower.Exponent is None:
+    c38 = o.EVSEMinimumDischargePower
+    if c38.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-    if o.EVSEMinimumDischargePower.Value is None:
+    t39 = c38.Exponent
+    if t39 < -128 or t39 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+    if c38.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0)
+    t40 = c38.Value
+    if (w.strict and (t40 < -32768 or t40 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+    a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
     k += 17
     s = 9
-    u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+    u = -t40 - 1 if t40 < 0 else t40
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16258,24 +17142,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargeCurrent', 'required value missing')
-    if o.EVSEMaximumDischargeCurrent.Exponent is None:
+    c41 = o.EVSEMaximumDischargeCurrent
+    if c41.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMaximumDischargeCurrent.Value is None:
+    t42 = c41.Exponent
+    if t42 < -128 or t42 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+    if c41.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0)
+    t43 = c41.Value
+    if (w.strict and (t43 < -32768 or t43 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+    a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
     k += 17
     s = 10
-    u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+    u = -t43 - 1 if t43 < 0 else t43
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16284,24 +17174,30 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumVoltage', 'required value missing')
-    if o.EVSEMinimumVoltage.Exponent is None:
+    c44 = o.EVSEMinimumVoltage
+    if c44.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-    if o.EVSEMinimumVoltage.Value is None:
+    t45 = c44.Exponent
+    if t45 < -128 or t45 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+    if c44.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+    t46 = c44.Value
+    if (w.strict and (t46 < -32768 or t46 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+    a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
     k += 17
     s = 11
-    u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+    u = -t46 - 1 if t46 < 0 else t46
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18003,23 +18899,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
     k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18030,23 +18932,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        if o.EVMaximumEnergyRequest.Exponent is None:
+        c4 = o.EVMaximumEnergyRequest
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumEnergyRequest.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18057,23 +18965,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        if o.EVMinimumEnergyRequest.Exponent is None:
+        c7 = o.EVMinimumEnergyRequest
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumEnergyRequest.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18084,23 +18998,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
-        if o.EVTargetCurrent.Exponent is None:
+        c10 = o.EVTargetCurrent
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-        if o.EVTargetCurrent.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0xc000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
         k += 17
-        u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18114,23 +19034,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c13 = o.EVMaximumEnergyRequest
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
             k += 16
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18141,23 +19067,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c16 = o.EVMinimumEnergyRequest
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18168,23 +19100,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            if o.EVTargetCurrent.Exponent is None:
+            c19 = o.EVTargetCurrent
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-            if o.EVTargetCurrent.Value is None:
+            t20 = c19.Exponent
+            if t20 < -128 or t20 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x8000
+            t21 = c19.Value
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+            a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
             k += 16
-            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18198,23 +19136,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c22 = o.EVMinimumEnergyRequest
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t23 = c22.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            t24 = c22.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18225,23 +19169,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            if o.EVTargetCurrent.Exponent is None:
+            c25 = o.EVTargetCurrent
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-            if o.EVTargetCurrent.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x4000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18255,23 +19205,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if o.EVTargetCurrent is not None:
-            if o.EVTargetCurrent.Exponent is None:
+            c28 = o.EVTargetCurrent
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-            if o.EVTargetCurrent.Value is None:
+            t29 = c28.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+            t30 = c28.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
             k += 15
-            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18285,23 +19241,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
     if o.EVTargetVoltage is None:
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType.EVTargetVoltage', 'required value missing')
-    if o.EVTargetVoltage.Exponent is None:
+    c31 = o.EVTargetVoltage
+    if c31.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVTargetVoltage.Exponent < -128 or o.EVTargetVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
-    if o.EVTargetVoltage.Value is None:
+    t32 = c31.Exponent
+    if t32 < -128 or t32 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
+    if c31.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVTargetVoltage.Exponent + 128) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    t33 = c31.Value
+    if (w.strict and (t33 < -32768 or t33 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
+    a = (a << 15) | (t32 + 128) << 4 | (1 if t33 < 0 else 0)
     k += 15
-    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    u = -t33 - 1 if t33 < 0 else t33
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18312,23 +19274,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
     k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
-        if o.EVMaximumChargePower.Exponent is None:
+        c34 = o.EVMaximumChargePower
+        if c34.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
-        if o.EVMaximumChargePower.Value is None:
+        t35 = c34.Exponent
+        if t35 < -128 or t35 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+        if c34.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+        t36 = c34.Value
+        if (w.strict and (t36 < -32768 or t36 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+        a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
         k += 18
-        u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+        u = -t36 - 1 if t36 < 0 else t36
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18339,23 +19307,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
-        if o.EVMinimumChargePower.Exponent is None:
+        c37 = o.EVMinimumChargePower
+        if c37.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-        if o.EVMinimumChargePower.Value is None:
+        t38 = c37.Exponent
+        if t38 < -128 or t38 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+        if c37.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0) | 0x4000
+        t39 = c37.Value
+        if (w.strict and (t39 < -32768 or t39 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+        a = (a << 18) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x4000
         k += 18
-        u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+        u = -t39 - 1 if t39 < 0 else t39
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18366,23 +19340,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
-        if o.EVMaximumChargeCurrent.Exponent is None:
+        c40 = o.EVMaximumChargeCurrent
+        if c40.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-        if o.EVMaximumChargeCurrent.Value is None:
+        t41 = c40.Exponent
+        if t41 < -128 or t41 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+        if c40.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        t42 = c40.Value
+        if (w.strict and (t42 < -32768 or t42 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+        a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
         k += 18
-        u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+        u = -t42 - 1 if t42 < 0 else t42
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18393,23 +19373,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
-        if o.EVMaximumVoltage.Exponent is None:
+        c43 = o.EVMaximumVoltage
+        if c43.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-        if o.EVMaximumVoltage.Value is None:
+        t44 = c43.Exponent
+        if t44 < -128 or t44 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+        if c43.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0xc000
+        t45 = c43.Value
+        if (w.strict and (t45 < -32768 or t45 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+        a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
         k += 18
-        u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+        u = -t45 - 1 if t45 < 0 else t45
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18420,23 +19406,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
-        if o.EVMinimumVoltage.Exponent is None:
+        c46 = o.EVMinimumVoltage
+        if c46.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-        if o.EVMinimumVoltage.Value is None:
+        t47 = c46.Exponent
+        if t47 < -128 or t47 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+        if c46.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x10000
+        t48 = c46.Value
+        if (w.strict and (t48 < -32768 or t48 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+        a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
         k += 18
-        u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+        u = -t48 - 1 if t48 < 0 else t48
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18447,23 +19439,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 10
     elif o.EVMaximumDischargePower is not None:
-        if o.EVMaximumDischargePower.Exponent is None:
+        c49 = o.EVMaximumDischargePower
+        if c49.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-        if o.EVMaximumDischargePower.Value is None:
+        t50 = c49.Exponent
+        if t50 < -128 or t50 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
+        if c49.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x14000
+        t51 = c49.Value
+        if (w.strict and (t51 < -32768 or t51 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
+        a = (a << 18) | (t50 + 128) << 4 | (1 if t51 < 0 else 0) | 0x14000
         k += 18
-        u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+        u = -t51 - 1 if t51 < 0 else t51
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18474,23 +19472,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 11
     elif o.EVMinimumDischargePower is not None:
-        if o.EVMinimumDischargePower.Exponent is None:
+        c52 = o.EVMinimumDischargePower
+        if c52.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-        if o.EVMinimumDischargePower.Value is None:
+        t53 = c52.Exponent
+        if t53 < -128 or t53 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+        if c52.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x18000
+        t54 = c52.Value
+        if (w.strict and (t54 < -32768 or t54 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+        a = (a << 18) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x18000
         k += 18
-        u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+        u = -t54 - 1 if t54 < 0 else t54
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18501,23 +19505,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 12
     elif o.EVMaximumDischargeCurrent is not None:
-        if o.EVMaximumDischargeCurrent.Exponent is None:
+        c55 = o.EVMaximumDischargeCurrent
+        if c55.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-        if o.EVMaximumDischargeCurrent.Value is None:
+        t56 = c55.Exponent
+        if t56 < -128 or t56 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t56!r} outside -128..127')
+        if c55.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x1c000
+        t57 = c55.Value
+        if (w.strict and (t57 < -32768 or t57 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t57!r} outside -32768..32767')
+        a = (a << 18) | (t56 + 128) << 4 | (1 if t57 < 0 else 0) | 0x1c000
         k += 18
-        u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+        u = -t57 - 1 if t57 < 0 else t57
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -18533,23 +19543,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            if o.EVMinimumChargePower.Exponent is None:
+            c58 = o.EVMinimumChargePower
+            if c58.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumChargePower.Value is None:
+            t59 = c58.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c58.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+            t60 = c58.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 18) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
             k += 18
-            u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18560,23 +19576,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
-            if o.EVMaximumChargeCurrent.Exponent is None:
+            c61 = o.EVMaximumChargeCurrent
+            if c61.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumChargeCurrent.Value is None:
+            t62 = c61.Exponent
+            if t62 < -128 or t62 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t62!r} outside -128..127')
+            if c61.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            t63 = c61.Value
+            if (w.strict and (t63 < -32768 or t63 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t63!r} outside -32768..32767')
+            a = (a << 18) | (t62 + 128) << 4 | (1 if t63 < 0 else 0) | 0x4000
             k += 18
-            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            u = -t63 - 1 if t63 < 0 else t63
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18587,23 +19609,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            if o.EVMaximumVoltage.Exponent is None:
+            c64 = o.EVMaximumVoltage
+            if c64.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVMaximumVoltage.Value is None:
+            t65 = c64.Exponent
+            if t65 < -128 or t65 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+            if c64.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x8000
+            t66 = c64.Value
+            if (w.strict and (t66 < -32768 or t66 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+            a = (a << 18) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
             k += 18
-            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            u = -t66 - 1 if t66 < 0 else t66
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18614,23 +19642,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c67 = o.EVMinimumVoltage
+            if c67.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t68 = c67.Exponent
+            if t68 < -128 or t68 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t68!r} outside -128..127')
+            if c67.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0xc000
+            t69 = c67.Value
+            if (w.strict and (t69 < -32768 or t69 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t69!r} outside -32768..32767')
+            a = (a << 18) | (t68 + 128) << 4 | (1 if t69 < 0 else 0) | 0xc000
             k += 18
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t69 - 1 if t69 < 0 else t69
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18641,23 +19675,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            if o.EVMaximumDischargePower.Exponent is None:
+            c70 = o.EVMaximumDischargePower
+            if c70.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargePower.Value is None:
+            t71 = c70.Exponent
+            if t71 < -128 or t71 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+            if c70.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x10000
+            t72 = c70.Value
+            if (w.strict and (t72 < -32768 or t72 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+            a = (a << 18) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x10000
             k += 18
-            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            u = -t72 - 1 if t72 < 0 else t72
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18668,23 +19708,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            if o.EVMinimumDischargePower.Exponent is None:
+            c73 = o.EVMinimumDischargePower
+            if c73.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumDischargePower.Value is None:
+            t74 = c73.Exponent
+            if t74 < -128 or t74 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t74!r} outside -128..127')
+            if c73.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x14000
+            t75 = c73.Value
+            if (w.strict and (t75 < -32768 or t75 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t75!r} outside -32768..32767')
+            a = (a << 18) | (t74 + 128) << 4 | (1 if t75 < 0 else 0) | 0x14000
             k += 18
-            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            u = -t75 - 1 if t75 < 0 else t75
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18695,23 +19741,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            if o.EVMaximumDischargeCurrent.Exponent is None:
+            c76 = o.EVMaximumDischargeCurrent
+            if c76.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargeCurrent.Value is None:
+            t77 = c76.Exponent
+            if t77 < -128 or t77 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+            if c76.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x18000
+            t78 = c76.Value
+            if (w.strict and (t78 < -32768 or t78 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+            a = (a << 18) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x18000
             k += 18
-            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            u = -t78 - 1 if t78 < 0 else t78
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18727,23 +19779,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
-            if o.EVMaximumChargeCurrent.Exponent is None:
+            c79 = o.EVMaximumChargeCurrent
+            if c79.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumChargeCurrent.Value is None:
+            t80 = c79.Exponent
+            if t80 < -128 or t80 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t80!r} outside -128..127')
+            if c79.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+            t81 = c79.Value
+            if (w.strict and (t81 < -32768 or t81 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t81!r} outside -32768..32767')
+            a = (a << 17) | (t80 + 128) << 4 | (1 if t81 < 0 else 0)
             k += 17
-            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            u = -t81 - 1 if t81 < 0 else t81
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18754,23 +19812,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            if o.EVMaximumVoltage.Exponent is None:
+            c82 = o.EVMaximumVoltage
+            if c82.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVMaximumVoltage.Value is None:
+            t83 = c82.Exponent
+            if t83 < -128 or t83 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+            if c82.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x4000
+            t84 = c82.Value
+            if (w.strict and (t84 < -32768 or t84 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+            a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            u = -t84 - 1 if t84 < 0 else t84
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18781,23 +19845,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c85 = o.EVMinimumVoltage
+            if c85.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t86 = c85.Exponent
+            if t86 < -128 or t86 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t86!r} outside -128..127')
+            if c85.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x8000
+            t87 = c85.Value
+            if (w.strict and (t87 < -32768 or t87 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t87!r} outside -32768..32767')
+            a = (a << 17) | (t86 + 128) << 4 | (1 if t87 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t87 - 1 if t87 < 0 else t87
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18808,23 +19878,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            if o.EVMaximumDischargePower.Exponent is None:
+            c88 = o.EVMaximumDischargePower
+            if c88.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargePower.Value is None:
+            t89 = c88.Exponent
+            if t89 < -128 or t89 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+            if c88.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0xc000
+            t90 = c88.Value
+            if (w.strict and (t90 < -32768 or t90 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+            a = (a << 17) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            u = -t90 - 1 if t90 < 0 else t90
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18835,23 +19911,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            if o.EVMinimumDischargePower.Exponent is None:
+            c91 = o.EVMinimumDischargePower
+            if c91.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumDischargePower.Value is None:
+            t92 = c91.Exponent
+            if t92 < -128 or t92 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t92!r} outside -128..127')
+            if c91.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x10000
+            t93 = c91.Value
+            if (w.strict and (t93 < -32768 or t93 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t93!r} outside -32768..32767')
+            a = (a << 17) | (t92 + 128) << 4 | (1 if t93 < 0 else 0) | 0x10000
             k += 17
-            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            u = -t93 - 1 if t93 < 0 else t93
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18862,23 +19944,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            if o.EVMaximumDischargeCurrent.Exponent is None:
+            c94 = o.EVMaximumDischargeCurrent
+            if c94.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargeCurrent.Value is None:
+            t95 = c94.Exponent
+            if t95 < -128 or t95 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+            if c94.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x14000
+            t96 = c94.Value
+            if (w.strict and (t96 < -32768 or t96 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+            a = (a << 17) | (t95 + 128) << 4 | (1 if t96 < 0 else 0) | 0x14000
             k += 17
-            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            u = -t96 - 1 if t96 < 0 else t96
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18894,23 +19982,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
-            if o.EVMaximumVoltage.Exponent is None:
+            c97 = o.EVMaximumVoltage
+            if c97.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVMaximumVoltage.Value is None:
+            t98 = c97.Exponent
+            if t98 < -128 or t98 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t98!r} outside -128..127')
+            if c97.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+            t99 = c97.Value
+            if (w.strict and (t99 < -32768 or t99 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t99!r} outside -32768..32767')
+            a = (a << 17) | (t98 + 128) << 4 | (1 if t99 < 0 else 0)
             k += 17
-            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            u = -t99 - 1 if t99 < 0 else t99
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18921,23 +20015,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c100 = o.EVMinimumVoltage
+            if c100.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t101 = c100.Exponent
+            if t101 < -128 or t101 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t101!r} outside -128..127')
+            if c100.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x4000
+            t102 = c100.Value
+            if (w.strict and (t102 < -32768 or t102 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t102!r} outside -32768..32767')
+            a = (a << 17) | (t101 + 128) << 4 | (1 if t102 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t102 - 1 if t102 < 0 else t102
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18948,23 +20048,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            if o.EVMaximumDischargePower.Exponent is None:
+            c103 = o.EVMaximumDischargePower
+            if c103.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargePower.Value is None:
+            t104 = c103.Exponent
+            if t104 < -128 or t104 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t104!r} outside -128..127')
+            if c103.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x8000
+            t105 = c103.Value
+            if (w.strict and (t105 < -32768 or t105 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t105!r} outside -32768..32767')
+            a = (a << 17) | (t104 + 128) << 4 | (1 if t105 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            u = -t105 - 1 if t105 < 0 else t105
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -18975,23 +20081,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            if o.EVMinimumDischargePower.Exponent is None:
+            c106 = o.EVMinimumDischargePower
+            if c106.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumDischargePower.Value is None:
+            t107 = c106.Exponent
+            if t107 < -128 or t107 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t107!r} outside -128..127')
+            if c106.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0xc000
+            t108 = c106.Value
+            if (w.strict and (t108 < -32768 or t108 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t108!r} outside -32768..32767')
+            a = (a << 17) | (t107 + 128) << 4 | (1 if t108 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            u = -t108 - 1 if t108 < 0 else t108
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19002,23 +20114,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            if o.EVMaximumDischargeCurrent.Exponent is None:
+            c109 = o.EVMaximumDischargeCurrent
+            if c109.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargeCurrent.Value is None:
+            t110 = c109.Exponent
+            if t110 < -128 or t110 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t110!r} outside -128..127')
+            if c109.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x10000
+            t111 = c109.Value
+            if (w.strict and (t111 < -32768 or t111 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t111!r} outside -32768..32767')
+            a = (a << 17) | (t110 + 128) << 4 | (1 if t111 < 0 else 0) | 0x10000
             k += 17
-            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            u = -t111 - 1 if t111 < 0 else t111
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19034,23 +20152,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c112 = o.EVMinimumVoltage
+            if c112.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t113 = c112.Exponent
+            if t113 < -128 or t113 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t113!r} outside -128..127')
+            if c112.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+            t114 = c112.Value
+            if (w.strict and (t114 < -32768 or t114 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t114!r} outside -32768..32767')
+            a = (a << 17) | (t113 + 128) << 4 | (1 if t114 < 0 else 0)
             k += 17
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t114 - 1 if t114 < 0 else t114
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19061,23 +20185,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            if o.EVMaximumDischargePower.Exponent is None:
+            c115 = o.EVMaximumDischargePower
+            if c115.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargePower.Value is None:
+            t116 = c115.Exponent
+            if t116 < -128 or t116 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t116!r} outside -128..127')
+            if c115.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0) | 0x4000
+            t117 = c115.Value
+            if (w.strict and (t117 < -32768 or t117 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t117!r} outside -32768..32767')
+            a = (a << 17) | (t116 + 128) << 4 | (1 if t117 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            u = -t117 - 1 if t117 < 0 else t117
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19088,23 +20218,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            if o.EVMinimumDischargePower.Exponent is None:
+            c118 = o.EVMinimumDischargePower
+            if c118.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumDischargePower.Value is None:
+            t119 = c118.Exponent
+            if t119 < -128 or t119 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t119!r} outside -128..127')
+            if c118.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x8000
+            t120 = c118.Value
+            if (w.strict and (t120 < -32768 or t120 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t120!r} outside -32768..32767')
+            a = (a << 17) | (t119 + 128) << 4 | (1 if t120 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            u = -t120 - 1 if t120 < 0 else t120
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19115,23 +20251,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            if o.EVMaximumDischargeCurrent.Exponent is None:
+            c121 = o.EVMaximumDischargeCurrent
+            if c121.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargeCurrent.Value is None:
+            t122 = c121.Exponent
+            if t122 < -128 or t122 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t122!r} outside -128..127')
+            if c121.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0xc000
+            t123 = c121.Value
+            if (w.strict and (t123 < -32768 or t123 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t123!r} outside -32768..32767')
+            a = (a << 17) | (t122 + 128) << 4 | (1 if t123 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            u = -t123 - 1 if t123 < 0 else t123
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19147,23 +20289,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 10:
         if o.EVMaximumDischargePower is not None:
-            if o.EVMaximumDischargePower.Exponent is None:
+            c124 = o.EVMaximumDischargePower
+            if c124.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargePower.Exponent < -128 or o.EVMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargePower.Value is None:
+            t125 = c124.Exponent
+            if t125 < -128 or t125 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t125!r} outside -128..127')
+            if c124.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargePower.Value < -32768 or o.EVMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVMaximumDischargePower.Value < 0 else 0)
+            t126 = c124.Value
+            if (w.strict and (t126 < -32768 or t126 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t126!r} outside -32768..32767')
+            a = (a << 17) | (t125 + 128) << 4 | (1 if t126 < 0 else 0)
             k += 17
-            u = -o.EVMaximumDischargePower.Value - 1 if o.EVMaximumDischargePower.Value < 0 else o.EVMaximumDischargePower.Value
+            u = -t126 - 1 if t126 < 0 else t126
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19174,23 +20322,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            if o.EVMinimumDischargePower.Exponent is None:
+            c127 = o.EVMinimumDischargePower
+            if c127.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumDischargePower.Value is None:
+            t128 = c127.Exponent
+            if t128 < -128 or t128 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t128!r} outside -128..127')
+            if c127.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0) | 0x4000
+            t129 = c127.Value
+            if (w.strict and (t129 < -32768 or t129 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t129!r} outside -32768..32767')
+            a = (a << 17) | (t128 + 128) << 4 | (1 if t129 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            u = -t129 - 1 if t129 < 0 else t129
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19201,23 +20355,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            if o.EVMaximumDischargeCurrent.Exponent is None:
+            c130 = o.EVMaximumDischargeCurrent
+            if c130.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargeCurrent.Value is None:
+            t131 = c130.Exponent
+            if t131 < -128 or t131 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t131!r} outside -128..127')
+            if c130.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x8000
+            t132 = c130.Value
+            if (w.strict and (t132 < -32768 or t132 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t132!r} outside -32768..32767')
+            a = (a << 17) | (t131 + 128) << 4 | (1 if t132 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            u = -t132 - 1 if t132 < 0 else t132
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19233,23 +20393,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 11:
         if o.EVMinimumDischargePower is not None:
-            if o.EVMinimumDischargePower.Exponent is None:
+            c133 = o.EVMinimumDischargePower
+            if c133.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumDischargePower.Exponent < -128 or o.EVMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumDischargePower.Value is None:
+            t134 = c133.Exponent
+            if t134 < -128 or t134 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t134!r} outside -128..127')
+            if c133.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumDischargePower.Value < -32768 or o.EVMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVMinimumDischargePower.Value < 0 else 0)
+            t135 = c133.Value
+            if (w.strict and (t135 < -32768 or t135 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t135!r} outside -32768..32767')
+            a = (a << 16) | (t134 + 128) << 4 | (1 if t135 < 0 else 0)
             k += 16
-            u = -o.EVMinimumDischargePower.Value - 1 if o.EVMinimumDischargePower.Value < 0 else o.EVMinimumDischargePower.Value
+            u = -t135 - 1 if t135 < 0 else t135
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19260,23 +20426,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            if o.EVMaximumDischargeCurrent.Exponent is None:
+            c136 = o.EVMaximumDischargeCurrent
+            if c136.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargeCurrent.Value is None:
+            t137 = c136.Exponent
+            if t137 < -128 or t137 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t137!r} outside -128..127')
+            if c136.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0) | 0x4000
+            t138 = c136.Value
+            if (w.strict and (t138 < -32768 or t138 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t138!r} outside -32768..32767')
+            a = (a << 16) | (t137 + 128) << 4 | (1 if t138 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            u = -t138 - 1 if t138 < 0 else t138
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -19292,23 +20464,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 12:
         if o.EVMaximumDischargeCurrent is not None:
-            if o.EVMaximumDischargeCurrent.Exponent is None:
+            c139 = o.EVMaximumDischargeCurrent
+            if c139.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumDischargeCurrent.Exponent < -128 or o.EVMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumDischargeCurrent.Value is None:
+            t140 = c139.Exponent
+            if t140 < -128 or t140 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t140!r} outside -128..127')
+            if c139.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumDischargeCurrent.Value < -32768 or o.EVMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumDischargeCurrent.Value < 0 else 0)
+            t141 = c139.Value
+            if (w.strict and (t141 < -32768 or t141 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t141!r} outside -32768..32767')
+            a = (a << 16) | (t140 + 128) << 4 | (1 if t141 < 0 else 0)
             k += 16
-            u = -o.EVMaximumDischargeCurrent.Value - 1 if o.EVMaximumDischargeCurrent.Value < 0 else o.EVMaximumDischargeCurrent.Value
+            u = -t141 - 1 if t141 < 0 else t141
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20629,23 +21807,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
     k = w.n
     s = 0
     if o.EVSEMaximumChargePower is not None:
-        if o.EVSEMaximumChargePower.Exponent is None:
+        c1 = o.EVSEMaximumChargePower
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-        if o.EVSEMaximumChargePower.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
-        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20656,23 +21840,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
-        if o.EVSEMinimumChargePower.Exponent is None:
+        c4 = o.EVSEMinimumChargePower
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-        if o.EVSEMinimumChargePower.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 18
-        u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20683,23 +21873,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
-        if o.EVSEMaximumChargeCurrent.Exponent is None:
+        c7 = o.EVSEMaximumChargeCurrent
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-        if o.EVSEMaximumChargeCurrent.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 18
-        u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20710,23 +21906,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
-        if o.EVSEMaximumVoltage.Exponent is None:
+        c10 = o.EVSEMaximumVoltage
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-        if o.EVSEMaximumVoltage.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0xc000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
         k += 18
-        u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20737,23 +21939,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 4
     elif o.EVSEMaximumDischargePower is not None:
-        if o.EVSEMaximumDischargePower.Exponent is None:
+        c13 = o.EVSEMaximumDischargePower
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-        if o.EVSEMaximumDischargePower.Value is None:
+        t14 = c13.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x10000
+        t15 = c13.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x10000
         k += 18
-        u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20764,23 +21972,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 5
     elif o.EVSEMinimumDischargePower is not None:
-        if o.EVSEMinimumDischargePower.Exponent is None:
+        c16 = o.EVSEMinimumDischargePower
+        if c16.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-        if o.EVSEMinimumDischargePower.Value is None:
+        t17 = c16.Exponent
+        if t17 < -128 or t17 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+        if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x14000
+        t18 = c16.Value
+        if (w.strict and (t18 < -32768 or t18 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+        a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x14000
         k += 18
-        u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+        u = -t18 - 1 if t18 < 0 else t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20791,23 +22005,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 6
     elif o.EVSEMaximumDischargeCurrent is not None:
-        if o.EVSEMaximumDischargeCurrent.Exponent is None:
+        c19 = o.EVSEMaximumDischargeCurrent
+        if c19.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-        if o.EVSEMaximumDischargeCurrent.Value is None:
+        t20 = c19.Exponent
+        if t20 < -128 or t20 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+        if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x18000
+        t21 = c19.Value
+        if (w.strict and (t21 < -32768 or t21 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+        a = (a << 18) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x18000
         k += 18
-        u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+        u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20818,23 +22038,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 7
     elif o.EVSEMinimumVoltage is not None:
-        if o.EVSEMinimumVoltage.Exponent is None:
+        c22 = o.EVSEMinimumVoltage
+        if c22.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-        if o.EVSEMinimumVoltage.Value is None:
+        t23 = c22.Exponent
+        if t23 < -128 or t23 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+        if c22.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x1c000
+        t24 = c22.Value
+        if (w.strict and (t24 < -32768 or t24 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+        a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x1c000
         k += 18
-        u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+        u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20850,23 +22076,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
-            if o.EVSEMinimumChargePower.Exponent is None:
+            c25 = o.EVSEMinimumChargePower
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMinimumChargePower.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
             k += 18
-            u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20877,23 +22109,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
-            if o.EVSEMaximumChargeCurrent.Exponent is None:
+            c28 = o.EVSEMaximumChargeCurrent
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargeCurrent.Value is None:
+            t29 = c28.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            t30 = c28.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x4000
             k += 18
-            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20904,23 +22142,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            if o.EVSEMaximumVoltage.Exponent is None:
+            c31 = o.EVSEMaximumVoltage
+            if c31.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMaximumVoltage.Value is None:
+            t32 = c31.Exponent
+            if t32 < -128 or t32 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
+            if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x8000
+            t33 = c31.Value
+            if (w.strict and (t33 < -32768 or t33 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
+            a = (a << 18) | (t32 + 128) << 4 | (1 if t33 < 0 else 0) | 0x8000
             k += 18
-            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            u = -t33 - 1 if t33 < 0 else t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20931,23 +22175,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            if o.EVSEMaximumDischargePower.Exponent is None:
+            c34 = o.EVSEMaximumDischargePower
+            if c34.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargePower.Value is None:
+            t35 = c34.Exponent
+            if t35 < -128 or t35 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0xc000
+            t36 = c34.Value
+            if (w.strict and (t36 < -32768 or t36 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0xc000
             k += 18
-            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            u = -t36 - 1 if t36 < 0 else t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20958,23 +22208,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            if o.EVSEMinimumDischargePower.Exponent is None:
+            c37 = o.EVSEMinimumDischargePower
+            if c37.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMinimumDischargePower.Value is None:
+            t38 = c37.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x10000
+            t39 = c37.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 18) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x10000
             k += 18
-            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20985,23 +22241,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+            c40 = o.EVSEMaximumDischargeCurrent
+            if c40.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargeCurrent.Value is None:
+            t41 = c40.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x14000
+            t42 = c40.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x14000
             k += 18
-            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21012,23 +22274,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            if o.EVSEMinimumVoltage.Exponent is None:
+            c43 = o.EVSEMinimumVoltage
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMinimumVoltage.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x18000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x18000
             k += 18
-            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21044,23 +22312,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
-            if o.EVSEMaximumChargeCurrent.Exponent is None:
+            c46 = o.EVSEMaximumChargeCurrent
+            if c46.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargeCurrent.Value is None:
+            t47 = c46.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+            t48 = c46.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21071,23 +22345,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            if o.EVSEMaximumVoltage.Exponent is None:
+            c49 = o.EVSEMaximumVoltage
+            if c49.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMaximumVoltage.Value is None:
+            t50 = c49.Exponent
+            if t50 < -128 or t50 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
+            if c49.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x4000
+            t51 = c49.Value
+            if (w.strict and (t51 < -32768 or t51 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
+            a = (a << 17) | (t50 + 128) << 4 | (1 if t51 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            u = -t51 - 1 if t51 < 0 else t51
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21098,23 +22378,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            if o.EVSEMaximumDischargePower.Exponent is None:
+            c52 = o.EVSEMaximumDischargePower
+            if c52.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargePower.Value is None:
+            t53 = c52.Exponent
+            if t53 < -128 or t53 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+            if c52.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x8000
+            t54 = c52.Value
+            if (w.strict and (t54 < -32768 or t54 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            u = -t54 - 1 if t54 < 0 else t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21125,23 +22411,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            if o.EVSEMinimumDischargePower.Exponent is None:
+            c55 = o.EVSEMinimumDischargePower
+            if c55.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMinimumDischargePower.Value is None:
+            t56 = c55.Exponent
+            if t56 < -128 or t56 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t56!r} outside -128..127')
+            if c55.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0xc000
+            t57 = c55.Value
+            if (w.strict and (t57 < -32768 or t57 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t57!r} outside -32768..32767')
+            a = (a << 17) | (t56 + 128) << 4 | (1 if t57 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            u = -t57 - 1 if t57 < 0 else t57
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21152,23 +22444,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+            c58 = o.EVSEMaximumDischargeCurrent
+            if c58.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargeCurrent.Value is None:
+            t59 = c58.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c58.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x10000
+            t60 = c58.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x10000
             k += 17
-            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21179,23 +22477,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            if o.EVSEMinimumVoltage.Exponent is None:
+            c61 = o.EVSEMinimumVoltage
+            if c61.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMinimumVoltage.Value is None:
+            t62 = c61.Exponent
+            if t62 < -128 or t62 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t62!r} outside -128..127')
+            if c61.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x14000
+            t63 = c61.Value
+            if (w.strict and (t63 < -32768 or t63 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t63!r} outside -32768..32767')
+            a = (a << 17) | (t62 + 128) << 4 | (1 if t63 < 0 else 0) | 0x14000
             k += 17
-            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            u = -t63 - 1 if t63 < 0 else t63
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21211,23 +22515,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
-            if o.EVSEMaximumVoltage.Exponent is None:
+            c64 = o.EVSEMaximumVoltage
+            if c64.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMaximumVoltage.Value is None:
+            t65 = c64.Exponent
+            if t65 < -128 or t65 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+            if c64.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+            t66 = c64.Value
+            if (w.strict and (t66 < -32768 or t66 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0)
             k += 17
-            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            u = -t66 - 1 if t66 < 0 else t66
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21238,23 +22548,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            if o.EVSEMaximumDischargePower.Exponent is None:
+            c67 = o.EVSEMaximumDischargePower
+            if c67.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargePower.Value is None:
+            t68 = c67.Exponent
+            if t68 < -128 or t68 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t68!r} outside -128..127')
+            if c67.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0) | 0x4000
+            t69 = c67.Value
+            if (w.strict and (t69 < -32768 or t69 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t69!r} outside -32768..32767')
+            a = (a << 17) | (t68 + 128) << 4 | (1 if t69 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            u = -t69 - 1 if t69 < 0 else t69
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21265,23 +22581,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            if o.EVSEMinimumDischargePower.Exponent is None:
+            c70 = o.EVSEMinimumDischargePower
+            if c70.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMinimumDischargePower.Value is None:
+            t71 = c70.Exponent
+            if t71 < -128 or t71 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+            if c70.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x8000
+            t72 = c70.Value
+            if (w.strict and (t72 < -32768 or t72 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+            a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            u = -t72 - 1 if t72 < 0 else t72
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21292,23 +22614,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+            c73 = o.EVSEMaximumDischargeCurrent
+            if c73.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargeCurrent.Value is None:
+            t74 = c73.Exponent
+            if t74 < -128 or t74 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t74!r} outside -128..127')
+            if c73.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0xc000
+            t75 = c73.Value
+            if (w.strict and (t75 < -32768 or t75 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t75!r} outside -32768..32767')
+            a = (a << 17) | (t74 + 128) << 4 | (1 if t75 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            u = -t75 - 1 if t75 < 0 else t75
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21319,23 +22647,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            if o.EVSEMinimumVoltage.Exponent is None:
+            c76 = o.EVSEMinimumVoltage
+            if c76.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMinimumVoltage.Value is None:
+            t77 = c76.Exponent
+            if t77 < -128 or t77 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+            if c76.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x10000
+            t78 = c76.Value
+            if (w.strict and (t78 < -32768 or t78 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+            a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x10000
             k += 17
-            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            u = -t78 - 1 if t78 < 0 else t78
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21351,23 +22685,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 4:
         if o.EVSEMaximumDischargePower is not None:
-            if o.EVSEMaximumDischargePower.Exponent is None:
+            c79 = o.EVSEMaximumDischargePower
+            if c79.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargePower.Exponent < -128 or o.EVSEMaximumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargePower.Value is None:
+            t80 = c79.Exponent
+            if t80 < -128 or t80 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t80!r} outside -128..127')
+            if c79.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargePower.Value < -32768 or o.EVSEMaximumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargePower.Value < 0 else 0)
+            t81 = c79.Value
+            if (w.strict and (t81 < -32768 or t81 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t81!r} outside -32768..32767')
+            a = (a << 17) | (t80 + 128) << 4 | (1 if t81 < 0 else 0)
             k += 17
-            u = -o.EVSEMaximumDischargePower.Value - 1 if o.EVSEMaximumDischargePower.Value < 0 else o.EVSEMaximumDischargePower.Value
+            u = -t81 - 1 if t81 < 0 else t81
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21378,23 +22718,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            if o.EVSEMinimumDischargePower.Exponent is None:
+            c82 = o.EVSEMinimumDischargePower
+            if c82.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMinimumDischargePower.Value is None:
+            t83 = c82.Exponent
+            if t83 < -128 or t83 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+            if c82.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0) | 0x4000
+            t84 = c82.Value
+            if (w.strict and (t84 < -32768 or t84 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+            a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            u = -t84 - 1 if t84 < 0 else t84
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21405,23 +22751,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+            c85 = o.EVSEMaximumDischargeCurrent
+            if c85.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargeCurrent.Value is None:
+            t86 = c85.Exponent
+            if t86 < -128 or t86 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t86!r} outside -128..127')
+            if c85.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x8000
+            t87 = c85.Value
+            if (w.strict and (t87 < -32768 or t87 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t87!r} outside -32768..32767')
+            a = (a << 17) | (t86 + 128) << 4 | (1 if t87 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            u = -t87 - 1 if t87 < 0 else t87
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21432,23 +22784,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            if o.EVSEMinimumVoltage.Exponent is None:
+            c88 = o.EVSEMinimumVoltage
+            if c88.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMinimumVoltage.Value is None:
+            t89 = c88.Exponent
+            if t89 < -128 or t89 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+            if c88.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0xc000
+            t90 = c88.Value
+            if (w.strict and (t90 < -32768 or t90 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+            a = (a << 17) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            u = -t90 - 1 if t90 < 0 else t90
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21464,23 +22822,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 5:
         if o.EVSEMinimumDischargePower is not None:
-            if o.EVSEMinimumDischargePower.Exponent is None:
+            c91 = o.EVSEMinimumDischargePower
+            if c91.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumDischargePower.Exponent < -128 or o.EVSEMinimumDischargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumDischargePower.Exponent!r} outside -128..127')
-            if o.EVSEMinimumDischargePower.Value is None:
+            t92 = c91.Exponent
+            if t92 < -128 or t92 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t92!r} outside -128..127')
+            if c91.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumDischargePower.Value < -32768 or o.EVSEMinimumDischargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumDischargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumDischargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumDischargePower.Value < 0 else 0)
+            t93 = c91.Value
+            if (w.strict and (t93 < -32768 or t93 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t93!r} outside -32768..32767')
+            a = (a << 17) | (t92 + 128) << 4 | (1 if t93 < 0 else 0)
             k += 17
-            u = -o.EVSEMinimumDischargePower.Value - 1 if o.EVSEMinimumDischargePower.Value < 0 else o.EVSEMinimumDischargePower.Value
+            u = -t93 - 1 if t93 < 0 else t93
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21491,23 +22855,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+            c94 = o.EVSEMaximumDischargeCurrent
+            if c94.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargeCurrent.Value is None:
+            t95 = c94.Exponent
+            if t95 < -128 or t95 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+            if c94.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0) | 0x4000
+            t96 = c94.Value
+            if (w.strict and (t96 < -32768 or t96 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+            a = (a << 17) | (t95 + 128) << 4 | (1 if t96 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            u = -t96 - 1 if t96 < 0 else t96
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21518,23 +22888,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            if o.EVSEMinimumVoltage.Exponent is None:
+            c97 = o.EVSEMinimumVoltage
+            if c97.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMinimumVoltage.Value is None:
+            t98 = c97.Exponent
+            if t98 < -128 or t98 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t98!r} outside -128..127')
+            if c97.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x8000
+            t99 = c97.Value
+            if (w.strict and (t99 < -32768 or t99 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t99!r} outside -32768..32767')
+            a = (a << 17) | (t98 + 128) << 4 | (1 if t99 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            u = -t99 - 1 if t99 < 0 else t99
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21550,23 +22926,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 6:
         if o.EVSEMaximumDischargeCurrent is not None:
-            if o.EVSEMaximumDischargeCurrent.Exponent is None:
+            c100 = o.EVSEMaximumDischargeCurrent
+            if c100.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumDischargeCurrent.Exponent < -128 or o.EVSEMaximumDischargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumDischargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumDischargeCurrent.Value is None:
+            t101 = c100.Exponent
+            if t101 < -128 or t101 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t101!r} outside -128..127')
+            if c100.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumDischargeCurrent.Value < -32768 or o.EVSEMaximumDischargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumDischargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumDischargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumDischargeCurrent.Value < 0 else 0)
+            t102 = c100.Value
+            if (w.strict and (t102 < -32768 or t102 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t102!r} outside -32768..32767')
+            a = (a << 16) | (t101 + 128) << 4 | (1 if t102 < 0 else 0)
             k += 16
-            u = -o.EVSEMaximumDischargeCurrent.Value - 1 if o.EVSEMaximumDischargeCurrent.Value < 0 else o.EVSEMaximumDischargeCurrent.Value
+            u = -t102 - 1 if t102 < 0 else t102
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21577,23 +22959,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            if o.EVSEMinimumVoltage.Exponent is None:
+            c103 = o.EVSEMinimumVoltage
+            if c103.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMinimumVoltage.Value is None:
+            t104 = c103.Exponent
+            if t104 < -128 or t104 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t104!r} outside -128..127')
+            if c103.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0) | 0x4000
+            t105 = c103.Value
+            if (w.strict and (t105 < -32768 or t105 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t105!r} outside -32768..32767')
+            a = (a << 16) | (t104 + 128) << 4 | (1 if t105 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            u = -t105 - 1 if t105 < 0 else t105
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21609,23 +22997,29 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 7:
         if o.EVSEMinimumVoltage is not None:
-            if o.EVSEMinimumVoltage.Exponent is None:
+            c106 = o.EVSEMinimumVoltage
+            if c106.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMinimumVoltage.Value is None:
+            t107 = c106.Exponent
+            if t107 < -128 or t107 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t107!r} outside -128..127')
+            if c106.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+            t108 = c106.Value
+            if (w.strict and (t108 < -32768 or t108 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t108!r} outside -32768..32767')
+            a = (a << 16) | (t107 + 128) << 4 | (1 if t108 < 0 else 0)
             k += 16
-            u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+            u = -t108 - 1 if t108 < 0 else t108
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21861,23 +23255,29 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     s = 0
     if o.EVMaximumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargePower', 'required value missing')
-    if o.EVMaximumChargePower.Exponent is None:
+    c1 = o.EVMaximumChargePower
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
-    if o.EVMaximumChargePower.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21886,24 +23286,30 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
-    if o.EVMinimumChargePower.Exponent is None:
+    c4 = o.EVMinimumChargePower
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVMinimumChargePower.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 1
-    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21912,24 +23318,30 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent is None:
+    c7 = o.EVMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMaximumChargeCurrent.Value is None:
+    t8 = c7.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    t9 = c7.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 2
-    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21938,24 +23350,30 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
-    if o.EVMinimumChargeCurrent.Exponent is None:
+    c10 = o.EVMinimumChargeCurrent
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumChargeCurrent.Exponent < -128 or o.EVMinimumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMinimumChargeCurrent.Value is None:
+    t11 = c10.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumChargeCurrent.Value < -32768 or o.EVMinimumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMinimumChargeCurrent.Value < 0 else 0)
+    t12 = c10.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumChargeCurrent.Value - 1 if o.EVMinimumChargeCurrent.Value < 0 else o.EVMinimumChargeCurrent.Value
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21964,24 +23382,30 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
-    if o.EVMaximumVoltage.Exponent is None:
+    c13 = o.EVMaximumVoltage
+    if c13.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVMaximumVoltage.Value is None:
+    t14 = c13.Exponent
+    if t14 < -128 or t14 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+    if c13.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    t15 = c13.Value
+    if (w.strict and (t15 < -32768 or t15 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 4
-    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21990,24 +23414,30 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
-    if o.EVMinimumVoltage.Exponent is None:
+    c16 = o.EVMinimumVoltage
+    if c16.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-    if o.EVMinimumVoltage.Value is None:
+    t17 = c16.Exponent
+    if t17 < -128 or t17 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+    if c16.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    t18 = c16.Value
+    if (w.strict and (t18 < -32768 or t18 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
     k += 17
     s = 5
-    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    u = -t18 - 1 if t18 < 0 else t18
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22018,9 +23448,10 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     k += 2
     s = 6
     if o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 11) | (o.TargetSOC) << 1
+        t19 = o.TargetSOC
+        if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
+            raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t19!r} outside 0..100')
+        a = (a << 11) | (t19) << 1
         k += 11
         s = 7
     else:
@@ -22273,23 +23704,29 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     s = 0
     if o.EVSEMaximumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargePower', 'required value missing')
-    if o.EVSEMaximumChargePower.Exponent is None:
+    c1 = o.EVSEMaximumChargePower
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-    if o.EVSEMaximumChargePower.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22298,24 +23735,30 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent is None:
+    c4 = o.EVSEMinimumChargePower
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVSEMinimumChargePower.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 1
-    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22324,24 +23767,30 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent is None:
+    c7 = o.EVSEMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMaximumChargeCurrent.Value is None:
+    t8 = c7.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    t9 = c7.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 2
-    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22350,24 +23799,30 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
-    if o.EVSEMinimumChargeCurrent.Exponent is None:
+    c10 = o.EVSEMinimumChargeCurrent
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumChargeCurrent.Exponent < -128 or o.EVSEMinimumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMinimumChargeCurrent.Value is None:
+    t11 = c10.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumChargeCurrent.Value < -32768 or o.EVSEMinimumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargeCurrent.Value < 0 else 0)
+    t12 = c10.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVSEMinimumChargeCurrent.Value - 1 if o.EVSEMinimumChargeCurrent.Value < 0 else o.EVSEMinimumChargeCurrent.Value
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22376,24 +23831,30 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent is None:
+    c13 = o.EVSEMaximumVoltage
+    if c13.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVSEMaximumVoltage.Value is None:
+    t14 = c13.Exponent
+    if t14 < -128 or t14 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+    if c13.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    t15 = c13.Value
+    if (w.strict and (t15 < -32768 or t15 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 4
-    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22402,24 +23863,30 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
-    if o.EVSEMinimumVoltage.Exponent is None:
+    c16 = o.EVSEMinimumVoltage
+    if c16.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumVoltage.Exponent < -128 or o.EVSEMinimumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumVoltage.Exponent!r} outside -128..127')
-    if o.EVSEMinimumVoltage.Value is None:
+    t17 = c16.Exponent
+    if t17 < -128 or t17 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+    if c16.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumVoltage.Value < -32768 or o.EVSEMinimumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMinimumVoltage.Value < 0 else 0)
+    t18 = c16.Value
+    if (w.strict and (t18 < -32768 or t18 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
     k += 17
     s = 5
-    u = -o.EVSEMinimumVoltage.Value - 1 if o.EVSEMinimumVoltage.Value < 0 else o.EVSEMinimumVoltage.Value
+    u = -t18 - 1 if t18 < 0 else t18
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22430,23 +23897,29 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
-        if o.EVSEPowerRampLimitation.Exponent is None:
+        c19 = o.EVSEPowerRampLimitation
+        if c19.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEPowerRampLimitation.Exponent < -128 or o.EVSEPowerRampLimitation.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPowerRampLimitation.Exponent!r} outside -128..127')
-        if o.EVSEPowerRampLimitation.Value is None:
+        t20 = c19.Exponent
+        if t20 < -128 or t20 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+        if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEPowerRampLimitation.Value < -32768 or o.EVSEPowerRampLimitation.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEPowerRampLimitation.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVSEPowerRampLimitation.Exponent + 128) << 4 | (1 if o.EVSEPowerRampLimitation.Value < 0 else 0)
+        t21 = c19.Value
+        if (w.strict and (t21 < -32768 or t21 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+        a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
         k += 16
-        u = -o.EVSEPowerRampLimitation.Value - 1 if o.EVSEPowerRampLimitation.Value < 0 else o.EVSEPowerRampLimitation.Value
+        u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -22756,23 +24229,29 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
             raise encode_error('DC_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
     if o.EVPresentVoltage is None:
         raise encode_error('DC_ChargeLoopReqType.EVPresentVoltage', 'required value missing')
-    if o.EVPresentVoltage.Exponent is None:
+    c1 = o.EVPresentVoltage
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPresentVoltage.Exponent < -128 or o.EVPresentVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPresentVoltage.Exponent!r} outside -128..127')
-    if o.EVPresentVoltage.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPresentVoltage.Value < -32768 or o.EVPresentVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVPresentVoltage.Exponent + 128) << 4 | (1 if o.EVPresentVoltage.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EVPresentVoltage.Value - 1 if o.EVPresentVoltage.Value < 0 else o.EVPresentVoltage.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23228,28 +24707,33 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
         k += 8
         s = 3
     elif o.MeterInfo is not None:
@@ -23271,23 +24755,29 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         k = w.n
         s = 5
     elif o.EVSEPresentCurrent is not None:
-        if o.EVSEPresentCurrent.Exponent is None:
+        c3 = o.EVSEPresentCurrent
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
-        if o.EVSEPresentCurrent.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0) | 0xc000
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0xc000
         k += 17
-        u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -23319,23 +24809,29 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             k = w.n
             s = 5
         elif o.EVSEPresentCurrent is not None:
-            if o.EVSEPresentCurrent.Exponent is None:
+            c6 = o.EVSEPresentCurrent
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
-            if o.EVSEPresentCurrent.Value is None:
+            t7 = c6.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0) | 0x8000
+            t8 = c6.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
             k += 16
-            u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23358,23 +24854,29 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             k = w.n
             s = 5
         elif o.EVSEPresentCurrent is not None:
-            if o.EVSEPresentCurrent.Exponent is None:
+            c9 = o.EVSEPresentCurrent
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
-            if o.EVSEPresentCurrent.Value is None:
+            t10 = c9.Exponent
+            if t10 < -128 or t10 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0) | 0x4000
+            t11 = c9.Value
+            if (w.strict and (t11 < -32768 or t11 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+            u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23388,23 +24890,29 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType', 'missing SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
         if o.EVSEPresentCurrent is not None:
-            if o.EVSEPresentCurrent.Exponent is None:
+            c12 = o.EVSEPresentCurrent
+            if c12.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEPresentCurrent.Exponent < -128 or o.EVSEPresentCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentCurrent.Exponent!r} outside -128..127')
-            if o.EVSEPresentCurrent.Value is None:
+            t13 = c12.Exponent
+            if t13 < -128 or t13 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEPresentCurrent.Value < -32768 or o.EVSEPresentCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentCurrent.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVSEPresentCurrent.Exponent + 128) << 4 | (1 if o.EVSEPresentCurrent.Value < 0 else 0)
+            t14 = c12.Value
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
             k += 15
-            u = -o.EVSEPresentCurrent.Value - 1 if o.EVSEPresentCurrent.Value < 0 else o.EVSEPresentCurrent.Value
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23418,23 +24926,29 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEPresentCurrent)')
     if o.EVSEPresentVoltage is None:
         raise encode_error('DC_ChargeLoopResType.EVSEPresentVoltage', 'required value missing')
-    if o.EVSEPresentVoltage.Exponent is None:
+    c15 = o.EVSEPresentVoltage
+    if c15.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEPresentVoltage.Exponent < -128 or o.EVSEPresentVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
-    if o.EVSEPresentVoltage.Value is None:
+    t16 = c15.Exponent
+    if t16 < -128 or t16 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+    if c15.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVSEPresentVoltage.Exponent + 128) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    t17 = c15.Value
+    if (w.strict and (t17 < -32768 or t17 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+    a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
     k += 15
-    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    u = -t17 - 1 if t17 < 0 else t17
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23806,23 +25320,29 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         raise encode_error('DC_PreChargeReqType.EVProcessing', 'required value missing')
     if o.EVPresentVoltage is None:
         raise encode_error('DC_PreChargeReqType.EVPresentVoltage', 'required value missing')
-    if o.EVPresentVoltage.Exponent is None:
+    c1 = o.EVPresentVoltage
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPresentVoltage.Exponent < -128 or o.EVPresentVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPresentVoltage.Exponent!r} outside -128..127')
-    if o.EVPresentVoltage.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPresentVoltage.Value < -32768 or o.EVPresentVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (o.EVPresentVoltage.Exponent + 128) << 4 | (1 if o.EVPresentVoltage.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 20
-    u = -o.EVPresentVoltage.Value - 1 if o.EVPresentVoltage.Value < 0 else o.EVPresentVoltage.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23831,23 +25351,29 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         k = w.n
     if o.EVTargetVoltage is None:
         raise encode_error('DC_PreChargeReqType.EVTargetVoltage', 'required value missing')
-    if o.EVTargetVoltage.Exponent is None:
+    c4 = o.EVTargetVoltage
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVTargetVoltage.Exponent < -128 or o.EVTargetVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
-    if o.EVTargetVoltage.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVTargetVoltage.Exponent + 128) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
-    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23935,23 +25461,29 @@ def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResTy
         raise encode_error('DC_PreChargeResType.ResponseCode', 'required value missing')
     if o.EVSEPresentVoltage is None:
         raise encode_error('DC_PreChargeResType.EVSEPresentVoltage', 'required value missing')
-    if o.EVSEPresentVoltage.Exponent is None:
+    c1 = o.EVSEPresentVoltage
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEPresentVoltage.Exponent < -128 or o.EVSEPresentVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
-    if o.EVSEPresentVoltage.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (o.EVSEPresentVoltage.Exponent + 128) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 24
-    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24091,23 +25623,29 @@ def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_Welding
         raise encode_error('DC_WeldingDetectionResType.ResponseCode', 'required value missing')
     if o.EVSEPresentVoltage is None:
         raise encode_error('DC_WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
-    if o.EVSEPresentVoltage.Exponent is None:
+    c1 = o.EVSEPresentVoltage
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEPresentVoltage.Exponent < -128 or o.EVSEPresentVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEPresentVoltage.Exponent!r} outside -128..127')
-    if o.EVSEPresentVoltage.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEPresentVoltage.Value < -32768 or o.EVSEPresentVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEPresentVoltage.Value!r} outside -32768..32767')
-    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (o.EVSEPresentVoltage.Exponent + 128) << 4 | (1 if o.EVSEPresentVoltage.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 24
-    u = -o.EVSEPresentVoltage.Value - 1 if o.EVSEPresentVoltage.Value < 0 else o.EVSEPresentVoltage.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24443,15 +25981,19 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_DC_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_DC_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -24462,23 +26004,29 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c2 = o.EVTargetEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -24492,23 +26040,29 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c5 = o.EVTargetEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -24522,23 +26076,29 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent is None:
+    c8 = o.EVMaximumEnergyRequest
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMaximumEnergyRequest.Value is None:
+    t9 = c8.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    t10 = c8.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 15
-    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24547,24 +26107,30 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent is None:
+    c11 = o.EVMinimumEnergyRequest
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMinimumEnergyRequest.Value is None:
+    t12 = c11.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    t13 = c11.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24573,24 +26139,30 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMaximumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
-    if o.EVMaximumChargePower.Exponent is None:
+    c14 = o.EVMaximumChargePower
+    if c14.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
-    if o.EVMaximumChargePower.Value is None:
+    t15 = c14.Exponent
+    if t15 < -128 or t15 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+    if c14.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+    t16 = c14.Value
+    if (w.strict and (t16 < -32768 or t16 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+    a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
     k += 17
     s = 4
-    u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+    u = -t16 - 1 if t16 < 0 else t16
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24599,24 +26171,30 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
-    if o.EVMinimumChargePower.Exponent is None:
+    c17 = o.EVMinimumChargePower
+    if c17.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVMinimumChargePower.Value is None:
+    t18 = c17.Exponent
+    if t18 < -128 or t18 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+    if c17.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+    t19 = c17.Value
+    if (w.strict and (t19 < -32768 or t19 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 17
     s = 5
-    u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24625,24 +26203,30 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent is None:
+    c20 = o.EVMaximumChargeCurrent
+    if c20.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVMaximumChargeCurrent.Value is None:
+    t21 = c20.Exponent
+    if t21 < -128 or t21 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+    if c20.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+    t22 = c20.Value
+    if (w.strict and (t22 < -32768 or t22 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+    a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 17
     s = 6
-    u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24651,24 +26235,30 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
-    if o.EVMaximumVoltage.Exponent is None:
+    c23 = o.EVMaximumVoltage
+    if c23.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVMaximumVoltage.Value is None:
+    t24 = c23.Exponent
+    if t24 < -128 or t24 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+    if c23.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+    t25 = c23.Value
+    if (w.strict and (t25 < -32768 or t25 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+    a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
     k += 17
     s = 7
-    u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+    u = -t25 - 1 if t25 < 0 else t25
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24677,24 +26267,30 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
-    if o.EVMinimumVoltage.Exponent is None:
+    c26 = o.EVMinimumVoltage
+    if c26.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-    if o.EVMinimumVoltage.Value is None:
+    t27 = c26.Exponent
+    if t27 < -128 or t27 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+    if c26.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+    t28 = c26.Value
+    if (w.strict and (t28 < -32768 or t28 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+    a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
     k += 17
     s = 8
-    u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+    u = -t28 - 1 if t28 < 0 else t28
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -25199,15 +26795,19 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_DC_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -25218,29 +26818,35 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 1
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
         a = (a << 4) | 0x6
         k += 4
-        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        u = o.AckMaxDelay
+        t4 = o.AckMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -25251,23 +26857,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
-        if o.EVSEMaximumChargePower.Exponent is None:
+        c5 = o.EVSEMaximumChargePower
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-        if o.EVSEMaximumChargePower.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x10000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x10000
         k += 17
-        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -25281,29 +26893,35 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 12) | (o.MinimumSOC) << 1
+            t8 = o.MinimumSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t8!r} outside 0..100')
+            a = (a << 12) | (t8) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            t9 = o.TargetSOC
+            if t9 < 0 or t9 > 127 or (w.strict and (t9 > 100)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t9!r} outside 0..100')
+            a = (a << 12) | (t9) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t10 = o.AckMaxDelay
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25314,23 +26932,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c11 = o.EVSEMaximumChargePower
+            if c11.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t12 = c11.Exponent
+            if t12 < -128 or t12 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0xc000
+            t13 = c11.Value
+            if (w.strict and (t13 < -32768 or t13 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t13 - 1 if t13 < 0 else t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25344,23 +26968,28 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 11) | (o.TargetSOC) << 1
+            t14 = o.TargetSOC
+            if t14 < 0 or t14 > 127 or (w.strict and (t14 > 100)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t14!r} outside 0..100')
+            a = (a << 11) | (t14) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t15 = o.AckMaxDelay
+            if t15 < 0 or (w.strict and (t15 > 65535)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t15!r} outside 0..65535')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25371,23 +27000,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c16 = o.EVSEMaximumChargePower
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x8000
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x8000
             k += 16
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25403,15 +27038,19 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t19 = o.AckMaxDelay
+            if t19 < 0 or (w.strict and (t19 > 65535)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t19!r} outside 0..65535')
+            u = t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25422,23 +27061,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c20 = o.EVSEMaximumChargePower
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t21 = c20.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0) | 0x4000
+            t22 = c20.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25452,23 +27097,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if o.EVSEMaximumChargePower is not None:
-            if o.EVSEMaximumChargePower.Exponent is None:
+            c23 = o.EVSEMaximumChargePower
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargePower.Value is None:
+            t24 = c23.Exponent
+            if t24 < -128 or t24 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+            t25 = c23.Value
+            if (w.strict and (t25 < -32768 or t25 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+            a = (a << 15) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
             k += 15
-            u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+            u = -t25 - 1 if t25 < 0 else t25
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -25482,23 +27133,29 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
     if o.EVSEMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMinimumChargePower', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent is None:
+    c26 = o.EVSEMinimumChargePower
+    if c26.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-    if o.EVSEMinimumChargePower.Value is None:
+    t27 = c26.Exponent
+    if t27 < -128 or t27 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+    if c26.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+    t28 = c26.Value
+    if (w.strict and (t28 < -32768 or t28 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+    a = (a << 15) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
     k += 15
-    u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+    u = -t28 - 1 if t28 < 0 else t28
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -25507,24 +27164,30 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent is None:
+    c29 = o.EVSEMaximumChargeCurrent
+    if c29.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-    if o.EVSEMaximumChargeCurrent.Value is None:
+    t30 = c29.Exponent
+    if t30 < -128 or t30 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+    if c29.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+    t31 = c29.Value
+    if (w.strict and (t31 < -32768 or t31 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
     k += 17
     s = 6
-    u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+    u = -t31 - 1 if t31 < 0 else t31
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -25533,24 +27196,30 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent is None:
+    c32 = o.EVSEMaximumVoltage
+    if c32.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-    if o.EVSEMaximumVoltage.Value is None:
+    t33 = c32.Exponent
+    if t33 < -128 or t33 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+    if c32.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+    t34 = c32.Value
+    if (w.strict and (t34 < -32768 or t34 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
     k += 17
     s = 7
-    u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+    u = -t34 - 1 if t34 < 0 else t34
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -26526,23 +28195,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
     k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26553,23 +28228,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        if o.EVMaximumEnergyRequest.Exponent is None:
+        c4 = o.EVMaximumEnergyRequest
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumEnergyRequest.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26580,23 +28261,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        if o.EVMinimumEnergyRequest.Exponent is None:
+        c7 = o.EVMinimumEnergyRequest
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumEnergyRequest.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26607,23 +28294,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
-        if o.EVTargetCurrent.Exponent is None:
+        c10 = o.EVTargetCurrent
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-        if o.EVTargetCurrent.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0xc000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
         k += 17
-        u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26637,23 +28330,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c13 = o.EVMaximumEnergyRequest
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
             k += 16
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26664,23 +28363,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c16 = o.EVMinimumEnergyRequest
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26691,23 +28396,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            if o.EVTargetCurrent.Exponent is None:
+            c19 = o.EVTargetCurrent
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-            if o.EVTargetCurrent.Value is None:
+            t20 = c19.Exponent
+            if t20 < -128 or t20 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x8000
+            t21 = c19.Value
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+            a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
             k += 16
-            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26721,23 +28432,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c22 = o.EVMinimumEnergyRequest
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t23 = c22.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            t24 = c22.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26748,23 +28465,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            if o.EVTargetCurrent.Exponent is None:
+            c25 = o.EVTargetCurrent
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-            if o.EVTargetCurrent.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0) | 0x4000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26778,23 +28501,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if o.EVTargetCurrent is not None:
-            if o.EVTargetCurrent.Exponent is None:
+            c28 = o.EVTargetCurrent
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetCurrent.Exponent < -128 or o.EVTargetCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetCurrent.Exponent!r} outside -128..127')
-            if o.EVTargetCurrent.Value is None:
+            t29 = c28.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetCurrent.Value < -32768 or o.EVTargetCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetCurrent.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetCurrent.Exponent + 128) << 4 | (1 if o.EVTargetCurrent.Value < 0 else 0)
+            t30 = c28.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
             k += 15
-            u = -o.EVTargetCurrent.Value - 1 if o.EVTargetCurrent.Value < 0 else o.EVTargetCurrent.Value
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -26808,23 +28537,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
     if o.EVTargetVoltage is None:
         raise encode_error('Scheduled_DC_CLReqControlModeType.EVTargetVoltage', 'required value missing')
-    if o.EVTargetVoltage.Exponent is None:
+    c31 = o.EVTargetVoltage
+    if c31.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVTargetVoltage.Exponent < -128 or o.EVTargetVoltage.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetVoltage.Exponent!r} outside -128..127')
-    if o.EVTargetVoltage.Value is None:
+    t32 = c31.Exponent
+    if t32 < -128 or t32 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
+    if c31.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVTargetVoltage.Value < -32768 or o.EVTargetVoltage.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVTargetVoltage.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVTargetVoltage.Exponent + 128) << 4 | (1 if o.EVTargetVoltage.Value < 0 else 0)
+    t33 = c31.Value
+    if (w.strict and (t33 < -32768 or t33 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
+    a = (a << 15) | (t32 + 128) << 4 | (1 if t33 < 0 else 0)
     k += 15
-    u = -o.EVTargetVoltage.Value - 1 if o.EVTargetVoltage.Value < 0 else o.EVTargetVoltage.Value
+    u = -t33 - 1 if t33 < 0 else t33
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -26835,23 +28570,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
     k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
-        if o.EVMaximumChargePower.Exponent is None:
+        c34 = o.EVMaximumChargePower
+        if c34.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumChargePower.Exponent < -128 or o.EVMaximumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargePower.Exponent!r} outside -128..127')
-        if o.EVMaximumChargePower.Value is None:
+        t35 = c34.Exponent
+        if t35 < -128 or t35 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+        if c34.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumChargePower.Value < -32768 or o.EVMaximumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargePower.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVMaximumChargePower.Value < 0 else 0)
+        t36 = c34.Value
+        if (w.strict and (t36 < -32768 or t36 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+        a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
         k += 17
-        u = -o.EVMaximumChargePower.Value - 1 if o.EVMaximumChargePower.Value < 0 else o.EVMaximumChargePower.Value
+        u = -t36 - 1 if t36 < 0 else t36
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26862,23 +28603,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
-        if o.EVMinimumChargePower.Exponent is None:
+        c37 = o.EVMinimumChargePower
+        if c37.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-        if o.EVMinimumChargePower.Value is None:
+        t38 = c37.Exponent
+        if t38 < -128 or t38 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+        if c37.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0) | 0x4000
+        t39 = c37.Value
+        if (w.strict and (t39 < -32768 or t39 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+        a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+        u = -t39 - 1 if t39 < 0 else t39
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26889,23 +28636,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
-        if o.EVMaximumChargeCurrent.Exponent is None:
+        c40 = o.EVMaximumChargeCurrent
+        if c40.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-        if o.EVMaximumChargeCurrent.Value is None:
+        t41 = c40.Exponent
+        if t41 < -128 or t41 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+        if c40.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        t42 = c40.Value
+        if (w.strict and (t42 < -32768 or t42 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+        a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+        u = -t42 - 1 if t42 < 0 else t42
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26916,23 +28669,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
-        if o.EVMaximumVoltage.Exponent is None:
+        c43 = o.EVMaximumVoltage
+        if c43.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-        if o.EVMaximumVoltage.Value is None:
+        t44 = c43.Exponent
+        if t44 < -128 or t44 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+        if c43.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0xc000
+        t45 = c43.Value
+        if (w.strict and (t45 < -32768 or t45 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+        a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
         k += 17
-        u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+        u = -t45 - 1 if t45 < 0 else t45
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26943,23 +28702,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
-        if o.EVMinimumVoltage.Exponent is None:
+        c46 = o.EVMinimumVoltage
+        if c46.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-        if o.EVMinimumVoltage.Value is None:
+        t47 = c46.Exponent
+        if t47 < -128 or t47 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+        if c46.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x10000
+        t48 = c46.Value
+        if (w.strict and (t48 < -32768 or t48 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+        a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
         k += 17
-        u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+        u = -t48 - 1 if t48 < 0 else t48
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -26975,23 +28740,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            if o.EVMinimumChargePower.Exponent is None:
+            c49 = o.EVMinimumChargePower
+            if c49.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumChargePower.Exponent < -128 or o.EVMinimumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumChargePower.Exponent!r} outside -128..127')
-            if o.EVMinimumChargePower.Value is None:
+            t50 = c49.Exponent
+            if t50 < -128 or t50 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
+            if c49.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumChargePower.Value < -32768 or o.EVMinimumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumChargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVMinimumChargePower.Value < 0 else 0)
+            t51 = c49.Value
+            if (w.strict and (t51 < -32768 or t51 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
+            a = (a << 17) | (t50 + 128) << 4 | (1 if t51 < 0 else 0)
             k += 17
-            u = -o.EVMinimumChargePower.Value - 1 if o.EVMinimumChargePower.Value < 0 else o.EVMinimumChargePower.Value
+            u = -t51 - 1 if t51 < 0 else t51
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27002,23 +28773,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
-            if o.EVMaximumChargeCurrent.Exponent is None:
+            c52 = o.EVMaximumChargeCurrent
+            if c52.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumChargeCurrent.Value is None:
+            t53 = c52.Exponent
+            if t53 < -128 or t53 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+            if c52.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            t54 = c52.Value
+            if (w.strict and (t54 < -32768 or t54 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            u = -t54 - 1 if t54 < 0 else t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27029,23 +28806,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            if o.EVMaximumVoltage.Exponent is None:
+            c55 = o.EVMaximumVoltage
+            if c55.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVMaximumVoltage.Value is None:
+            t56 = c55.Exponent
+            if t56 < -128 or t56 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t56!r} outside -128..127')
+            if c55.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x8000
+            t57 = c55.Value
+            if (w.strict and (t57 < -32768 or t57 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t57!r} outside -32768..32767')
+            a = (a << 17) | (t56 + 128) << 4 | (1 if t57 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            u = -t57 - 1 if t57 < 0 else t57
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27056,23 +28839,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c58 = o.EVMinimumVoltage
+            if c58.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t59 = c58.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c58.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0xc000
+            t60 = c58.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
             k += 17
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27088,23 +28877,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
-            if o.EVMaximumChargeCurrent.Exponent is None:
+            c61 = o.EVMaximumChargeCurrent
+            if c61.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumChargeCurrent.Exponent < -128 or o.EVMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVMaximumChargeCurrent.Value is None:
+            t62 = c61.Exponent
+            if t62 < -128 or t62 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t62!r} outside -128..127')
+            if c61.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumChargeCurrent.Value < -32768 or o.EVMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVMaximumChargeCurrent.Value < 0 else 0)
+            t63 = c61.Value
+            if (w.strict and (t63 < -32768 or t63 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t63!r} outside -32768..32767')
+            a = (a << 17) | (t62 + 128) << 4 | (1 if t63 < 0 else 0)
             k += 17
-            u = -o.EVMaximumChargeCurrent.Value - 1 if o.EVMaximumChargeCurrent.Value < 0 else o.EVMaximumChargeCurrent.Value
+            u = -t63 - 1 if t63 < 0 else t63
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27115,23 +28910,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            if o.EVMaximumVoltage.Exponent is None:
+            c64 = o.EVMaximumVoltage
+            if c64.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVMaximumVoltage.Value is None:
+            t65 = c64.Exponent
+            if t65 < -128 or t65 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+            if c64.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0) | 0x4000
+            t66 = c64.Value
+            if (w.strict and (t66 < -32768 or t66 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            u = -t66 - 1 if t66 < 0 else t66
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27142,23 +28943,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c67 = o.EVMinimumVoltage
+            if c67.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t68 = c67.Exponent
+            if t68 < -128 or t68 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t68!r} outside -128..127')
+            if c67.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x8000
+            t69 = c67.Value
+            if (w.strict and (t69 < -32768 or t69 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t69!r} outside -32768..32767')
+            a = (a << 17) | (t68 + 128) << 4 | (1 if t69 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t69 - 1 if t69 < 0 else t69
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27174,23 +28981,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
-            if o.EVMaximumVoltage.Exponent is None:
+            c70 = o.EVMaximumVoltage
+            if c70.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumVoltage.Exponent < -128 or o.EVMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVMaximumVoltage.Value is None:
+            t71 = c70.Exponent
+            if t71 < -128 or t71 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+            if c70.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumVoltage.Value < -32768 or o.EVMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVMaximumVoltage.Value < 0 else 0)
+            t72 = c70.Value
+            if (w.strict and (t72 < -32768 or t72 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+            a = (a << 16) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
             k += 16
-            u = -o.EVMaximumVoltage.Value - 1 if o.EVMaximumVoltage.Value < 0 else o.EVMaximumVoltage.Value
+            u = -t72 - 1 if t72 < 0 else t72
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27201,23 +29014,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c73 = o.EVMinimumVoltage
+            if c73.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t74 = c73.Exponent
+            if t74 < -128 or t74 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t74!r} outside -128..127')
+            if c73.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0) | 0x4000
+            t75 = c73.Value
+            if (w.strict and (t75 < -32768 or t75 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t75!r} outside -32768..32767')
+            a = (a << 16) | (t74 + 128) << 4 | (1 if t75 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t75 - 1 if t75 < 0 else t75
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27233,23 +29052,29 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
-            if o.EVMinimumVoltage.Exponent is None:
+            c76 = o.EVMinimumVoltage
+            if c76.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumVoltage.Exponent < -128 or o.EVMinimumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumVoltage.Exponent!r} outside -128..127')
-            if o.EVMinimumVoltage.Value is None:
+            t77 = c76.Exponent
+            if t77 < -128 or t77 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+            if c76.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumVoltage.Value < -32768 or o.EVMinimumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumVoltage.Exponent + 128) << 4 | (1 if o.EVMinimumVoltage.Value < 0 else 0)
+            t78 = c76.Value
+            if (w.strict and (t78 < -32768 or t78 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+            a = (a << 16) | (t77 + 128) << 4 | (1 if t78 < 0 else 0)
             k += 16
-            u = -o.EVMinimumVoltage.Value - 1 if o.EVMinimumVoltage.Value < 0 else o.EVMinimumVoltage.Value
+            u = -t78 - 1 if t78 < 0 else t78
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27668,23 +29493,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
     k = w.n
     s = 0
     if o.EVSEMaximumChargePower is not None:
-        if o.EVSEMaximumChargePower.Exponent is None:
+        c1 = o.EVSEMaximumChargePower
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumChargePower.Exponent < -128 or o.EVSEMaximumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargePower.Exponent!r} outside -128..127')
-        if o.EVSEMaximumChargePower.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumChargePower.Value < -32768 or o.EVSEMaximumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargePower.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEMaximumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargePower.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.EVSEMaximumChargePower.Value - 1 if o.EVSEMaximumChargePower.Value < 0 else o.EVSEMaximumChargePower.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -27695,23 +29526,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
-        if o.EVSEMinimumChargePower.Exponent is None:
+        c4 = o.EVSEMinimumChargePower
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-        if o.EVSEMinimumChargePower.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -27722,23 +29559,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
-        if o.EVSEMaximumChargeCurrent.Exponent is None:
+        c7 = o.EVSEMaximumChargeCurrent
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-        if o.EVSEMaximumChargeCurrent.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -27749,23 +29592,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
-        if o.EVSEMaximumVoltage.Exponent is None:
+        c10 = o.EVSEMaximumVoltage
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-        if o.EVSEMaximumVoltage.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0xc000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
         k += 17
-        u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -27781,23 +29630,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
-            if o.EVSEMinimumChargePower.Exponent is None:
+            c13 = o.EVSEMinimumChargePower
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMinimumChargePower.Exponent < -128 or o.EVSEMinimumChargePower.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMinimumChargePower.Exponent!r} outside -128..127')
-            if o.EVSEMinimumChargePower.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMinimumChargePower.Value < -32768 or o.EVSEMinimumChargePower.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMinimumChargePower.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMinimumChargePower.Exponent + 128) << 4 | (1 if o.EVSEMinimumChargePower.Value < 0 else 0)
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
             k += 17
-            u = -o.EVSEMinimumChargePower.Value - 1 if o.EVSEMinimumChargePower.Value < 0 else o.EVSEMinimumChargePower.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27808,23 +29663,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
-            if o.EVSEMaximumChargeCurrent.Exponent is None:
+            c16 = o.EVSEMaximumChargeCurrent
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargeCurrent.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0) | 0x4000
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 17
-            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27835,23 +29696,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            if o.EVSEMaximumVoltage.Exponent is None:
+            c19 = o.EVSEMaximumVoltage
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMaximumVoltage.Value is None:
+            t20 = c19.Exponent
+            if t20 < -128 or t20 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x8000
+            t21 = c19.Value
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+            a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
             k += 17
-            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27867,23 +29734,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
-            if o.EVSEMaximumChargeCurrent.Exponent is None:
+            c22 = o.EVSEMaximumChargeCurrent
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumChargeCurrent.Exponent < -128 or o.EVSEMaximumChargeCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumChargeCurrent.Exponent!r} outside -128..127')
-            if o.EVSEMaximumChargeCurrent.Value is None:
+            t23 = c22.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumChargeCurrent.Value < -32768 or o.EVSEMaximumChargeCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumChargeCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumChargeCurrent.Exponent + 128) << 4 | (1 if o.EVSEMaximumChargeCurrent.Value < 0 else 0)
+            t24 = c22.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 16
-            u = -o.EVSEMaximumChargeCurrent.Value - 1 if o.EVSEMaximumChargeCurrent.Value < 0 else o.EVSEMaximumChargeCurrent.Value
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27894,23 +29767,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            if o.EVSEMaximumVoltage.Exponent is None:
+            c25 = o.EVSEMaximumVoltage
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMaximumVoltage.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0) | 0x4000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -27926,23 +29805,29 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
-            if o.EVSEMaximumVoltage.Exponent is None:
+            c28 = o.EVSEMaximumVoltage
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVSEMaximumVoltage.Exponent < -128 or o.EVSEMaximumVoltage.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVSEMaximumVoltage.Exponent!r} outside -128..127')
-            if o.EVSEMaximumVoltage.Value is None:
+            t29 = c28.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVSEMaximumVoltage.Value < -32768 or o.EVSEMaximumVoltage.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVSEMaximumVoltage.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVSEMaximumVoltage.Exponent + 128) << 4 | (1 if o.EVSEMaximumVoltage.Value < 0 else 0)
+            t30 = c28.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 16) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
             k += 16
-            u = -o.EVSEMaximumVoltage.Value - 1 if o.EVSEMaximumVoltage.Value < 0 else o.EVSEMaximumVoltage.Value
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -28113,6 +29998,9 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -28171,6 +30059,9 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -28252,6 +30143,9 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -28437,6 +30331,9 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -28627,6 +30524,9 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -28815,6 +30715,9 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -28872,6 +30775,9 @@ def _e_v19(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

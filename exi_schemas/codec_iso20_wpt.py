@@ -1507,22 +1507,23 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        if o.RSAKeyValue.Modulus is None:
+        c1 = o.RSAKeyValue
+        if c1.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
         a = (a << 5) | 0x4
         k += 5
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Modulus)
+        w.binary(c1.Modulus)
         a = w.acc
         k = w.n
-        if o.RSAKeyValue.Exponent is None:
+        if c1.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Exponent)
+        w.binary(c1.Exponent)
         a = w.acc
         k = w.n
         a <<= 2
@@ -3308,15 +3309,19 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        t1 = o.HMACOutputLength
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4886,26 +4891,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        if x_X509IssuerSerial.X509IssuerName is None:
+        c1 = x_X509IssuerSerial
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_X509IssuerSerial.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_X509IssuerSerial.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4970,26 +4980,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            if x_X509IssuerSerial.X509IssuerName is None:
+            c3 = x_X509IssuerSerial
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_X509IssuerSerial.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_X509IssuerSerial.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5129,15 +5144,19 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    t1 = o.X509SerialNumber
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5460,28 +5479,33 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
         k += 8
         s = 3
     elif o.MeterInfo is not None:
@@ -5721,23 +5745,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     k = w.n
     if o.Amount is None:
         raise encode_error('DetailedCostType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5746,23 +5776,29 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    if o.CostPerUnit.Exponent is None:
+    c4 = o.CostPerUnit
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.CostPerUnit.Exponent < -128 or o.CostPerUnit.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.CostPerUnit.Exponent!r} outside -128..127')
-    if o.CostPerUnit.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.CostPerUnit.Value < -32768 or o.CostPerUnit.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.CostPerUnit.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.CostPerUnit.Exponent + 128) << 4 | (1 if o.CostPerUnit.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
-    u = -o.CostPerUnit.Value - 1 if o.CostPerUnit.Value < 0 else o.CostPerUnit.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5844,15 +5880,19 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
     a <<= 2
     k += 2
-    if o.TaxRuleID < 0 or (w.strict and (o.TaxRuleID < 1 or o.TaxRuleID > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{o.TaxRuleID!r} outside 1..4294967295')
-    u = o.TaxRuleID
+    t1 = o.TaxRuleID
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5861,23 +5901,29 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    if o.Amount.Exponent is None:
+    c2 = o.Amount
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Amount.Exponent < -128 or o.Amount.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Amount.Exponent!r} outside -128..127')
-    if o.Amount.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Amount.Value < -32768 or o.Amount.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Amount.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.Amount.Exponent + 128) << 4 | (1 if o.Amount.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.Amount.Value - 1 if o.Amount.Value < 0 else o.Amount.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -7057,41 +7103,49 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     k = w.n
     s = 0
     if o.PresentSOC is not None:
-        if o.PresentSOC < 0 or o.PresentSOC > 127 or (w.strict and (o.PresentSOC > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{o.PresentSOC!r} outside 0..100')
-        a = (a << 13) | (o.PresentSOC) << 1
+        t1 = o.PresentSOC
+        if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+        a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 13) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
-        if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-        a = (a << 13) | (o.MaximumSOC) << 1 | 0x600
+        t4 = o.MaximumSOC
+        if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
+            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+        a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
     elif o.RemainingTimeToMinimumSOC is not None:
         a = (a << 5) | 0x8
         k += 5
-        if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMinimumSOC
+        t5 = o.RemainingTimeToMinimumSOC
+        if t5 < 0 or (w.strict and (t5 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+        u = t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7104,15 +7158,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToTargetSOC is not None:
         a = (a << 5) | 0xa
         k += 5
-        if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToTargetSOC
+        t6 = o.RemainingTimeToTargetSOC
+        if t6 < 0 or (w.strict and (t6 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7125,15 +7183,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     elif o.RemainingTimeToMaximumSOC is not None:
         a = (a << 5) | 0xc
         k += 5
-        if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-        u = o.RemainingTimeToMaximumSOC
+        t7 = o.RemainingTimeToMaximumSOC
+        if t7 < 0 or (w.strict and (t7 > 4294967295)):
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+        u = t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7148,23 +7210,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        if o.BatteryEnergyCapacity.Exponent is None:
+        c8 = o.BatteryEnergyCapacity
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-        if o.BatteryEnergyCapacity.Value is None:
+        t9 = c8.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x20000
+        t10 = c8.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
         k += 18
-        u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -7184,35 +7252,42 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MinimumSOC) << 1
+            t11 = o.MinimumSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1 | 0x200
+            t12 = o.TargetSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x400
+            t13 = o.MaximumSOC
+            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
+            a = (a << 13) | (t13) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t14 = o.RemainingTimeToMinimumSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7225,15 +7300,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t15 = o.RemainingTimeToTargetSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7246,15 +7325,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t16 = o.RemainingTimeToMaximumSOC
+            if t16 < 0 or (w.strict and (t16 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
+            u = t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7269,23 +7352,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c17 = o.BatteryEnergyCapacity
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t18 = c17.Exponent
+            if t18 < -128 or t18 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x1c000
+            t19 = c17.Value
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7305,29 +7394,35 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 13) | (o.TargetSOC) << 1
+            t20 = o.TargetSOC
+            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
+            a = (a << 13) | (t20) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1 | 0x200
+            t21 = o.MaximumSOC
+            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
+            a = (a << 13) | (t21) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t22 = o.RemainingTimeToMinimumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7340,15 +7435,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t23 = o.RemainingTimeToTargetSOC
+            if t23 < 0 or (w.strict and (t23 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
+            u = t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7361,15 +7460,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t24 = o.RemainingTimeToMaximumSOC
+            if t24 < 0 or (w.strict and (t24 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
+            u = t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7384,23 +7487,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c25 = o.BatteryEnergyCapacity
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t26 = c25.Exponent
+            if t26 < -128 or t26 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x18000
+            t27 = c25.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7420,23 +7529,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            if o.MaximumSOC < 0 or o.MaximumSOC > 127 or (w.strict and (o.MaximumSOC > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{o.MaximumSOC!r} outside 0..100')
-            a = (a << 13) | (o.MaximumSOC) << 1
+            t28 = o.MaximumSOC
+            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
+            a = (a << 13) | (t28) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t29 = o.RemainingTimeToMinimumSOC
+            if t29 < 0 or (w.strict and (t29 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
+            u = t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7449,15 +7563,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t30 = o.RemainingTimeToTargetSOC
+            if t30 < 0 or (w.strict and (t30 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
+            u = t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7470,15 +7588,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t31 = o.RemainingTimeToMaximumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7493,23 +7615,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c32 = o.BatteryEnergyCapacity
+            if c32.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t33 = c32.Exponent
+            if t33 < -128 or t33 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x14000
+            t34 = c32.Value
+            if (w.strict and (t34 < -32768 or t34 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
             k += 18
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7531,15 +7659,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMinimumSOC < 0 or (w.strict and (o.RemainingTimeToMinimumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{o.RemainingTimeToMinimumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMinimumSOC
+            t35 = o.RemainingTimeToMinimumSOC
+            if t35 < 0 or (w.strict and (t35 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
+            u = t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7552,15 +7684,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7573,15 +7709,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7596,23 +7736,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c38 = o.BatteryEnergyCapacity
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t39 = c38.Exponent
+            if t39 < -128 or t39 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x10000
+            t40 = c38.Value
+            if (w.strict and (t40 < -32768 or t40 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7634,15 +7780,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToTargetSOC < 0 or (w.strict and (o.RemainingTimeToTargetSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{o.RemainingTimeToTargetSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToTargetSOC
+            t41 = o.RemainingTimeToTargetSOC
+            if t41 < 0 or (w.strict and (t41 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
+            u = t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7655,15 +7805,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t42 = o.RemainingTimeToMaximumSOC
+            if t42 < 0 or (w.strict and (t42 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
+            u = t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7678,23 +7832,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c43 = o.BatteryEnergyCapacity
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0xc000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7716,15 +7876,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            if o.RemainingTimeToMaximumSOC < 0 or (w.strict and (o.RemainingTimeToMaximumSOC > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{o.RemainingTimeToMaximumSOC!r} outside 0..4294967295')
-            u = o.RemainingTimeToMaximumSOC
+            t46 = o.RemainingTimeToMaximumSOC
+            if t46 < 0 or (w.strict and (t46 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
+            u = t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7739,23 +7903,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c47 = o.BatteryEnergyCapacity
+            if c47.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t48 = c47.Exponent
+            if t48 < -128 or t48 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
+            if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x8000
+            t49 = c47.Value
+            if (w.strict and (t49 < -32768 or t49 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
+            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t49 - 1 if t49 < 0 else t49
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7779,23 +7949,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c50 = o.BatteryEnergyCapacity
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0) | 0x4000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
             k += 17
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -7815,23 +7991,29 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            if o.BatteryEnergyCapacity.Exponent is None:
+            c53 = o.BatteryEnergyCapacity
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.BatteryEnergyCapacity.Exponent < -128 or o.BatteryEnergyCapacity.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.BatteryEnergyCapacity.Exponent!r} outside -128..127')
-            if o.BatteryEnergyCapacity.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.BatteryEnergyCapacity.Value < -32768 or o.BatteryEnergyCapacity.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.BatteryEnergyCapacity.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.BatteryEnergyCapacity.Exponent + 128) << 4 | (1 if o.BatteryEnergyCapacity.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 16
-            u = -o.BatteryEnergyCapacity.Value - 1 if o.BatteryEnergyCapacity.Value < 0 else o.BatteryEnergyCapacity.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8050,15 +8232,19 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 3
         k += 3
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8069,23 +8255,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c2 = o.EVTargetEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 16
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8099,23 +8291,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            if o.EVTargetEnergyRequest.Exponent is None:
+            c5 = o.EVTargetEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVTargetEnergyRequest.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8129,23 +8327,29 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent is None:
+    c8 = o.EVMaximumEnergyRequest
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMaximumEnergyRequest.Value is None:
+    t9 = c8.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+    t10 = c8.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 15
-    u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8154,24 +8358,30 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent is None:
+    c11 = o.EVMinimumEnergyRequest
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-    if o.EVMinimumEnergyRequest.Value is None:
+    t12 = c11.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+    t13 = c11.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 3
-    u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8434,15 +8644,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     if o.DepartureTime is not None:
         a <<= 4
         k += 4
-        if o.DepartureTime < 0 or (w.strict and (o.DepartureTime > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{o.DepartureTime!r} outside 0..4294967295')
-        u = o.DepartureTime
+        t1 = o.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8453,29 +8667,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.MinimumSOC is not None:
-        if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-        a = (a << 12) | (o.MinimumSOC) << 1 | 0x200
+        t2 = o.MinimumSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+        a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
-        if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-        a = (a << 12) | (o.TargetSOC) << 1 | 0x400
+        t3 = o.TargetSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
     elif o.AckMaxDelay is not None:
         a = (a << 4) | 0x6
         k += 4
-        if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-        u = o.AckMaxDelay
+        t4 = o.AckMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8491,29 +8711,35 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            if o.MinimumSOC < 0 or o.MinimumSOC > 127 or (w.strict and (o.MinimumSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{o.MinimumSOC!r} outside 0..100')
-            a = (a << 12) | (o.MinimumSOC) << 1
+            t5 = o.MinimumSOC
+            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+            a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 12) | (o.TargetSOC) << 1 | 0x200
+            t6 = o.TargetSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+            a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t7 = o.AckMaxDelay
+            if t7 < 0 or (w.strict and (t7 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8529,23 +8755,28 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            if o.TargetSOC < 0 or o.TargetSOC > 127 or (w.strict and (o.TargetSOC > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{o.TargetSOC!r} outside 0..100')
-            a = (a << 11) | (o.TargetSOC) << 1
+            t8 = o.TargetSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+            a = (a << 11) | (t8) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t9 = o.AckMaxDelay
+            if t9 < 0 or (w.strict and (t9 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+            u = t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8563,15 +8794,19 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            if o.AckMaxDelay < 0 or (w.strict and (o.AckMaxDelay > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{o.AckMaxDelay!r} outside 0..65535')
-            u = o.AckMaxDelay
+            t10 = o.AckMaxDelay
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -8642,15 +8877,19 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
         raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 2
     k += 2
-    if o.NotificationMaxDelay < 0 or (w.strict and (o.NotificationMaxDelay > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.NotificationMaxDelay!r} outside 0..65535')
-    u = o.NotificationMaxDelay
+    t1 = o.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -8815,26 +9054,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k += 1
         x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
         i_RootCertificateID += 1
-        if x_RootCertificateID.X509IssuerName is None:
+        c1 = x_RootCertificateID
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_RootCertificateID.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_RootCertificateID.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -8853,26 +9097,31 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            if x_RootCertificateID.X509IssuerName is None:
+            c3 = x_RootCertificateID
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_RootCertificateID.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_RootCertificateID.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_RootCertificateID.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_RootCertificateID.X509SerialNumber - 1 if x_RootCertificateID.X509SerialNumber < 0 else x_RootCertificateID.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9004,15 +9253,19 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     a <<= 3
     k += 3
     s = 1
-    if o.TimeStamp < 0 or (w.strict and (o.TimeStamp > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{o.TimeStamp!r} outside 0..18446744073709551615')
-    u = o.TimeStamp
+    t1 = o.TimeStamp
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9780,15 +10033,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     a <<= 3
     k += 3
     s = 1
-    if o.ChargedEnergyReadingWh < 0 or (w.strict and (o.ChargedEnergyReadingWh > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{o.ChargedEnergyReadingWh!r} outside 0..18446744073709551615')
-    u = o.ChargedEnergyReadingWh
+    t1 = o.ChargedEnergyReadingWh
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -9801,15 +10058,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     if o.BPT_DischargedEnergyReadingWh is not None:
         a <<= 4
         k += 4
-        if o.BPT_DischargedEnergyReadingWh < 0 or (w.strict and (o.BPT_DischargedEnergyReadingWh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{o.BPT_DischargedEnergyReadingWh!r} outside 0..18446744073709551615')
-        u = o.BPT_DischargedEnergyReadingWh
+        t2 = o.BPT_DischargedEnergyReadingWh
+        if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9822,15 +10083,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.CapacitiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x2
         k += 4
-        if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.CapacitiveEnergyReadingVARh
+        t3 = o.CapacitiveEnergyReadingVARh
+        if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9843,15 +10108,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.BPT_InductiveEnergyReadingVARh is not None:
         a = (a << 4) | 0x4
         k += 4
-        if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-        u = o.BPT_InductiveEnergyReadingVARh
+        t4 = o.BPT_InductiveEnergyReadingVARh
+        if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9875,17 +10144,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 1
         s = 6
     elif o.MeterStatus is not None:
-        if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-        a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x10
+        t5 = o.MeterStatus
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+        a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
-        u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9898,15 +10171,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterTimestamp is not None:
         a = (a << 4) | 0xa
         k += 4
-        if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-        u = o.MeterTimestamp
+        t6 = o.MeterTimestamp
+        if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
+            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -9924,15 +10201,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.CapacitiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.CapacitiveEnergyReadingVARh < 0 or (w.strict and (o.CapacitiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{o.CapacitiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.CapacitiveEnergyReadingVARh
+            t7 = o.CapacitiveEnergyReadingVARh
+            if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9945,15 +10226,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.BPT_InductiveEnergyReadingVARh is not None:
             a = (a << 4) | 0x2
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t8 = o.BPT_InductiveEnergyReadingVARh
+            if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -9977,17 +10262,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0xc
+            t9 = o.MeterStatus
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+            a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10000,15 +10289,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x8
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t10 = o.MeterTimestamp
+            if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10026,15 +10319,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.BPT_InductiveEnergyReadingVARh is not None:
             a <<= 4
             k += 4
-            if o.BPT_InductiveEnergyReadingVARh < 0 or (w.strict and (o.BPT_InductiveEnergyReadingVARh > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{o.BPT_InductiveEnergyReadingVARh!r} outside 0..18446744073709551615')
-            u = o.BPT_InductiveEnergyReadingVARh
+            t11 = o.BPT_InductiveEnergyReadingVARh
+            if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+            u = t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10058,17 +10355,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x8
+            t12 = o.MeterStatus
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+            a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10081,15 +10382,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x6
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t13 = o.MeterTimestamp
+            if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10118,17 +10423,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 1
             s = 6
         elif o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 5) | (1 if o.MeterStatus < 0 else 0) | 0x4
+            t14 = o.MeterStatus
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+            a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10141,15 +10450,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t15 = o.MeterTimestamp
+            if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10165,17 +10478,21 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             s = -1
     if s == 6:
         if o.MeterStatus is not None:
-            if (w.strict and (o.MeterStatus < -32768 or o.MeterStatus > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{o.MeterStatus!r} outside -32768..32767')
-            a = (a << 4) | (1 if o.MeterStatus < 0 else 0)
+            t16 = o.MeterStatus
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+            a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
-            u = -o.MeterStatus - 1 if o.MeterStatus < 0 else o.MeterStatus
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10188,15 +10505,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterTimestamp is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t17 = o.MeterTimestamp
+            if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+            u = t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10214,15 +10535,19 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterTimestamp is not None:
             a <<= 3
             k += 3
-            if o.MeterTimestamp < 0 or (w.strict and (o.MeterTimestamp > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{o.MeterTimestamp!r} outside 0..18446744073709551615')
-            u = o.MeterTimestamp
+            t18 = o.MeterTimestamp
+            if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
+                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+            u = t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -10289,21 +10614,26 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
     k = w.n
     if o.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.Exponent < -128 or o.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.Exponent!r} outside -128..127')
+    t1 = o.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.Value < -32768 or o.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.Value!r} outside -32768..32767')
-    a = (a << 14) | (o.Exponent + 128) << 4 | (1 if o.Value < 0 else 0)
+    t2 = o.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
-    u = -o.Value - 1 if o.Value < 0 else o.Value
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11392,15 +11722,19 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         raise encode_error('ReceiptType.TimeAnchor', 'required value missing')
     a <<= 2
     k += 2
-    if o.TimeAnchor < 0 or (w.strict and (o.TimeAnchor > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{o.TimeAnchor!r} outside 0..18446744073709551615')
-    u = o.TimeAnchor
+    t1 = o.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -11411,50 +11745,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        if o.EnergyCosts.Amount is None:
+        c2 = o.EnergyCosts
+        if c2.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent is None:
+        c3 = c2.Amount
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.Amount.Exponent < -128 or o.EnergyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.Amount.Exponent!r} outside -128..127')
-        if o.EnergyCosts.Amount.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.Amount.Value < -32768 or o.EnergyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EnergyCosts.Amount.Exponent + 128) << 4 | (1 if o.EnergyCosts.Amount.Value < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 18
-        u = -o.EnergyCosts.Amount.Value - 1 if o.EnergyCosts.Amount.Value < 0 else o.EnergyCosts.Amount.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EnergyCosts.CostPerUnit is None:
+        if c2.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent is None:
+        c6 = c2.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EnergyCosts.CostPerUnit.Exponent < -128 or o.EnergyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EnergyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.EnergyCosts.CostPerUnit.Value is None:
+        t7 = c6.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EnergyCosts.CostPerUnit.Value < -32768 or o.EnergyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EnergyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EnergyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.EnergyCosts.CostPerUnit.Value < 0 else 0)
+        t8 = c6.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
         k += 17
-        u = -o.EnergyCosts.CostPerUnit.Value - 1 if o.EnergyCosts.CostPerUnit.Value < 0 else o.EnergyCosts.CostPerUnit.Value
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11465,50 +11812,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        if o.OccupancyCosts.Amount is None:
+        c9 = o.OccupancyCosts
+        if c9.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent is None:
+        c10 = c9.Amount
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.Amount.Value is None:
+        t11 = c10.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0) | 0x8000
+        t12 = c10.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
         k += 18
-        u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OccupancyCosts.CostPerUnit is None:
+        if c9.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent is None:
+        c13 = c9.CostPerUnit
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OccupancyCosts.CostPerUnit.Value is None:
+        t14 = c13.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+        t15 = c13.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
         k += 17
-        u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11519,50 +11879,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        if o.AdditionalServicesCosts.Amount is None:
+        c16 = o.AdditionalServicesCosts
+        if c16.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent is None:
+        c17 = c16.Amount
+        if c17.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.Amount.Value is None:
+        t18 = c17.Exponent
+        if t18 < -128 or t18 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x10000
+        t19 = c17.Value
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
         k += 18
-        u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.AdditionalServicesCosts.CostPerUnit is None:
+        if c16.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+        c20 = c16.CostPerUnit
+        if c20.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+        t21 = c20.Exponent
+        if t21 < -128 or t21 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+        t22 = c20.Value
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 17
-        u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11573,50 +11946,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        if o.OverstayCosts.Amount is None:
+        c23 = o.OverstayCosts
+        if c23.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent is None:
+        c24 = c23.Amount
+        if c24.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-        if o.OverstayCosts.Amount.Value is None:
+        t25 = c24.Exponent
+        if t25 < -128 or t25 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        if c24.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x18000
+        t26 = c24.Value
+        if (w.strict and (t26 < -32768 or t26 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
         k += 18
-        u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+        u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.OverstayCosts.CostPerUnit is None:
+        if c23.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent is None:
+        c27 = c23.CostPerUnit
+        if c27.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-        if o.OverstayCosts.CostPerUnit.Value is None:
+        t28 = c27.Exponent
+        if t28 < -128 or t28 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+        if c27.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+        t29 = c27.Value
+        if (w.strict and (t29 < -32768 or t29 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
         k += 17
-        u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+        u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11631,44 +12017,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        if x_TaxCosts.TaxRuleID is None:
+        c30 = x_TaxCosts
+        if c30.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-        u = x_TaxCosts.TaxRuleID
+        t31 = c30.TaxRuleID
+        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
+        u = t31
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TaxCosts.Amount is None:
+        if c30.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        if x_TaxCosts.Amount.Exponent is None:
+        c32 = c30.Amount
+        if c32.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-        if x_TaxCosts.Amount.Value is None:
+        t33 = c32.Exponent
+        if t33 < -128 or t33 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+        if c32.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-        a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+        t34 = c32.Value
+        if (w.strict and (t34 < -32768 or t34 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
         k += 16
-        u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+        u = -t34 - 1 if t34 < 0 else t34
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -11684,50 +12081,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            if o.OccupancyCosts.Amount is None:
+            c35 = o.OccupancyCosts
+            if c35.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent is None:
+            c36 = c35.Amount
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.Amount.Exponent < -128 or o.OccupancyCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.Amount.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.Amount.Value is None:
+            t37 = c36.Exponent
+            if t37 < -128 or t37 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.Amount.Value < -32768 or o.OccupancyCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OccupancyCosts.Amount.Exponent + 128) << 4 | (1 if o.OccupancyCosts.Amount.Value < 0 else 0)
+            t38 = c36.Value
+            if (w.strict and (t38 < -32768 or t38 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 18
-            u = -o.OccupancyCosts.Amount.Value - 1 if o.OccupancyCosts.Amount.Value < 0 else o.OccupancyCosts.Amount.Value
+            u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OccupancyCosts.CostPerUnit is None:
+            if c35.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent is None:
+            c39 = c35.CostPerUnit
+            if c39.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OccupancyCosts.CostPerUnit.Exponent < -128 or o.OccupancyCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OccupancyCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OccupancyCosts.CostPerUnit.Value is None:
+            t40 = c39.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OccupancyCosts.CostPerUnit.Value < -32768 or o.OccupancyCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OccupancyCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OccupancyCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OccupancyCosts.CostPerUnit.Value < 0 else 0)
+            t41 = c39.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
             k += 17
-            u = -o.OccupancyCosts.CostPerUnit.Value - 1 if o.OccupancyCosts.CostPerUnit.Value < 0 else o.OccupancyCosts.CostPerUnit.Value
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11738,50 +12148,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c42 = o.AdditionalServicesCosts
+            if c42.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c43 = c42.Amount
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t44 = c43.Exponent
+            if t44 < -128 or t44 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0) | 0x8000
+            t45 = c43.Value
+            if (w.strict and (t45 < -32768 or t45 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t45 - 1 if t45 < 0 else t45
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c42.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c46 = c42.CostPerUnit
+            if c46.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t47 = c46.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t48 = c46.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11792,50 +12215,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c49 = o.OverstayCosts
+            if c49.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c50 = c49.Amount
+            if c50.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t51 = c50.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x10000
+            t52 = c50.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c49.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c53 = c49.CostPerUnit
+            if c53.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t54 = c53.Exponent
+            if t54 < -128 or t54 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+            if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t55 = c53.Value
+            if (w.strict and (t55 < -32768 or t55 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t55 - 1 if t55 < 0 else t55
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11850,44 +12286,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c56 = x_TaxCosts
+            if c56.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t57 = c56.TaxRuleID
+            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+            u = t57
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c56.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c58 = c56.Amount
+            if c58.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t59 = c58.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c58.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t60 = c58.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11903,50 +12350,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            if o.AdditionalServicesCosts.Amount is None:
+            c61 = o.AdditionalServicesCosts
+            if c61.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent is None:
+            c62 = c61.Amount
+            if c62.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.Amount.Exponent < -128 or o.AdditionalServicesCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.Amount.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.Amount.Value is None:
+            t63 = c62.Exponent
+            if t63 < -128 or t63 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+            if c62.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.Amount.Value < -32768 or o.AdditionalServicesCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.AdditionalServicesCosts.Amount.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.Amount.Value < 0 else 0)
+            t64 = c62.Value
+            if (w.strict and (t64 < -32768 or t64 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
             k += 18
-            u = -o.AdditionalServicesCosts.Amount.Value - 1 if o.AdditionalServicesCosts.Amount.Value < 0 else o.AdditionalServicesCosts.Amount.Value
+            u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.AdditionalServicesCosts.CostPerUnit is None:
+            if c61.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent is None:
+            c65 = c61.CostPerUnit
+            if c65.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.AdditionalServicesCosts.CostPerUnit.Exponent < -128 or o.AdditionalServicesCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.AdditionalServicesCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.AdditionalServicesCosts.CostPerUnit.Value is None:
+            t66 = c65.Exponent
+            if t66 < -128 or t66 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
+            if c65.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.AdditionalServicesCosts.CostPerUnit.Value < -32768 or o.AdditionalServicesCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.AdditionalServicesCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.AdditionalServicesCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else 0)
+            t67 = c65.Value
+            if (w.strict and (t67 < -32768 or t67 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
+            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
             k += 17
-            u = -o.AdditionalServicesCosts.CostPerUnit.Value - 1 if o.AdditionalServicesCosts.CostPerUnit.Value < 0 else o.AdditionalServicesCosts.CostPerUnit.Value
+            u = -t67 - 1 if t67 < 0 else t67
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -11957,50 +12417,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c68 = o.OverstayCosts
+            if c68.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c69 = c68.Amount
+            if c69.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t70 = c69.Exponent
+            if t70 < -128 or t70 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
+            if c69.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 18) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0) | 0x8000
+            t71 = c69.Value
+            if (w.strict and (t71 < -32768 or t71 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
+            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
             k += 18
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t71 - 1 if t71 < 0 else t71
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c68.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c72 = c68.CostPerUnit
+            if c72.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t73 = c72.Exponent
+            if t73 < -128 or t73 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+            if c72.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t74 = c72.Value
+            if (w.strict and (t74 < -32768 or t74 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t74 - 1 if t74 < 0 else t74
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12015,44 +12488,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c75 = x_TaxCosts
+            if c75.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t76 = c75.TaxRuleID
+            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
+            u = t76
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c75.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c77 = c75.Amount
+            if c77.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t78 = c77.Exponent
+            if t78 < -128 or t78 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
+            if c77.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t79 = c77.Value
+            if (w.strict and (t79 < -32768 or t79 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
+            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t79 - 1 if t79 < 0 else t79
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12068,50 +12552,63 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            if o.OverstayCosts.Amount is None:
+            c80 = o.OverstayCosts
+            if c80.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent is None:
+            c81 = c80.Amount
+            if c81.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.Amount.Exponent < -128 or o.OverstayCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.Amount.Exponent!r} outside -128..127')
-            if o.OverstayCosts.Amount.Value is None:
+            t82 = c81.Exponent
+            if t82 < -128 or t82 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
+            if c81.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.Amount.Value < -32768 or o.OverstayCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.Amount.Exponent + 128) << 4 | (1 if o.OverstayCosts.Amount.Value < 0 else 0)
+            t83 = c81.Value
+            if (w.strict and (t83 < -32768 or t83 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
+            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.Amount.Value - 1 if o.OverstayCosts.Amount.Value < 0 else o.OverstayCosts.Amount.Value
+            u = -t83 - 1 if t83 < 0 else t83
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.OverstayCosts.CostPerUnit is None:
+            if c80.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent is None:
+            c84 = c80.CostPerUnit
+            if c84.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.OverstayCosts.CostPerUnit.Exponent < -128 or o.OverstayCosts.CostPerUnit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.OverstayCosts.CostPerUnit.Exponent!r} outside -128..127')
-            if o.OverstayCosts.CostPerUnit.Value is None:
+            t85 = c84.Exponent
+            if t85 < -128 or t85 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+            if c84.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.OverstayCosts.CostPerUnit.Value < -32768 or o.OverstayCosts.CostPerUnit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.OverstayCosts.CostPerUnit.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.OverstayCosts.CostPerUnit.Exponent + 128) << 4 | (1 if o.OverstayCosts.CostPerUnit.Value < 0 else 0)
+            t86 = c84.Value
+            if (w.strict and (t86 < -32768 or t86 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
             k += 17
-            u = -o.OverstayCosts.CostPerUnit.Value - 1 if o.OverstayCosts.CostPerUnit.Value < 0 else o.OverstayCosts.CostPerUnit.Value
+            u = -t86 - 1 if t86 < 0 else t86
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12126,44 +12623,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c87 = x_TaxCosts
+            if c87.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t88 = c87.TaxRuleID
+            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
+            u = t88
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c87.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c89 = c87.Amount
+            if c89.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t90 = c89.Exponent
+            if t90 < -128 or t90 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
+            if c89.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t91 = c89.Value
+            if (w.strict and (t91 < -32768 or t91 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
+            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t91 - 1 if t91 < 0 else t91
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12183,44 +12691,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            if x_TaxCosts.TaxRuleID is None:
+            c92 = x_TaxCosts
+            if c92.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-            u = x_TaxCosts.TaxRuleID
+            t93 = c92.TaxRuleID
+            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
+            u = t93
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TaxCosts.Amount is None:
+            if c92.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            if x_TaxCosts.Amount.Exponent is None:
+            c94 = c92.Amount
+            if c94.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-            if x_TaxCosts.Amount.Value is None:
+            t95 = c94.Exponent
+            if t95 < -128 or t95 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+            if c94.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-            a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+            t96 = c94.Value
+            if (w.strict and (t96 < -32768 or t96 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
             k += 16
-            u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+            u = -t96 - 1 if t96 < 0 else t96
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12242,44 +12761,55 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                if x_TaxCosts.TaxRuleID is None:
+                c97 = x_TaxCosts
+                if c97.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                if x_TaxCosts.TaxRuleID < 0 or (w.strict and (x_TaxCosts.TaxRuleID < 1 or x_TaxCosts.TaxRuleID > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{x_TaxCosts.TaxRuleID!r} outside 1..4294967295')
-                u = x_TaxCosts.TaxRuleID
+                t98 = c97.TaxRuleID
+                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
+                u = t98
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if x_TaxCosts.Amount is None:
+                if c97.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                if x_TaxCosts.Amount.Exponent is None:
+                c99 = c97.Amount
+                if c99.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                if x_TaxCosts.Amount.Exponent < -128 or x_TaxCosts.Amount.Exponent > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{x_TaxCosts.Amount.Exponent!r} outside -128..127')
-                if x_TaxCosts.Amount.Value is None:
+                t100 = c99.Exponent
+                if t100 < -128 or t100 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
+                if c99.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                if (w.strict and (x_TaxCosts.Amount.Value < -32768 or x_TaxCosts.Amount.Value > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{x_TaxCosts.Amount.Value!r} outside -32768..32767')
-                a = (a << 16) | (x_TaxCosts.Amount.Exponent + 128) << 4 | (1 if x_TaxCosts.Amount.Value < 0 else 0)
+                t101 = c99.Value
+                if (w.strict and (t101 < -32768 or t101 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
+                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
                 k += 16
-                u = -x_TaxCosts.Amount.Value - 1 if x_TaxCosts.Amount.Value < 0 else x_TaxCosts.Amount.Value
+                u = -t101 - 1 if t101 < 0 else t101
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
                 elif u < 0x4000:
                     a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                     k += 16
+                elif u < 0x200000:
+                    a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                    k += 24
                 else:
                     w.acc = a
                     w.n = k
@@ -12561,23 +13091,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
     k = w.n
     s = 0
     if o.EVTargetEnergyRequest is not None:
-        if o.EVTargetEnergyRequest.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVTargetEnergyRequest.Exponent < -128 or o.EVTargetEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVTargetEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVTargetEnergyRequest.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVTargetEnergyRequest.Value < -32768 or o.EVTargetEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVTargetEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVTargetEnergyRequest.Exponent + 128) << 4 | (1 if o.EVTargetEnergyRequest.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.EVTargetEnergyRequest.Value - 1 if o.EVTargetEnergyRequest.Value < 0 else o.EVTargetEnergyRequest.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12588,23 +13124,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        if o.EVMaximumEnergyRequest.Exponent is None:
+        c4 = o.EVMaximumEnergyRequest
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMaximumEnergyRequest.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12615,23 +13157,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        if o.EVMinimumEnergyRequest.Exponent is None:
+        c7 = o.EVMinimumEnergyRequest
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-        if o.EVMinimumEnergyRequest.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x8000
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -12647,23 +13195,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            if o.EVMaximumEnergyRequest.Exponent is None:
+            c10 = o.EVMaximumEnergyRequest
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMaximumEnergyRequest.Exponent < -128 or o.EVMaximumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMaximumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMaximumEnergyRequest.Value is None:
+            t11 = c10.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMaximumEnergyRequest.Value < -32768 or o.EVMaximumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMaximumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMaximumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMaximumEnergyRequest.Value < 0 else 0)
+            t12 = c10.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -o.EVMaximumEnergyRequest.Value - 1 if o.EVMaximumEnergyRequest.Value < 0 else o.EVMaximumEnergyRequest.Value
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12674,23 +13228,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c13 = o.EVMinimumEnergyRequest
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t14 = c13.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0) | 0x4000
+            t15 = c13.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -12706,23 +13266,29 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            if o.EVMinimumEnergyRequest.Exponent is None:
+            c16 = o.EVMinimumEnergyRequest
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVMinimumEnergyRequest.Exponent < -128 or o.EVMinimumEnergyRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVMinimumEnergyRequest.Exponent!r} outside -128..127')
-            if o.EVMinimumEnergyRequest.Value is None:
+            t17 = c16.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVMinimumEnergyRequest.Value < -32768 or o.EVMinimumEnergyRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVMinimumEnergyRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVMinimumEnergyRequest.Exponent + 128) << 4 | (1 if o.EVMinimumEnergyRequest.Value < 0 else 0)
+            t18 = c16.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 16
-            u = -o.EVMinimumEnergyRequest.Value - 1 if o.EVMinimumEnergyRequest.Value < 0 else o.EVMinimumEnergyRequest.Value
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13403,15 +13969,19 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
     elif o.Port is not None:
         a = (a << 4) | 0x6
         k += 4
-        if o.Port < 0 or (w.strict and (o.Port > 65535)):
-            raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-        u = o.Port
+        t1 = o.Port
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('AlternativeSECCType.Port', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -13455,15 +14025,19 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
         elif o.Port is not None:
             a = (a << 4) | 0x4
             k += 4
-            if o.Port < 0 or (w.strict and (o.Port > 65535)):
-                raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-            u = o.Port
+            t2 = o.Port
+            if t2 < 0 or (w.strict and (t2 > 65535)):
+                raise encode_error('AlternativeSECCType.Port', f'{t2!r} outside 0..65535')
+            u = t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13494,15 +14068,19 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
         elif o.Port is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.Port < 0 or (w.strict and (o.Port > 65535)):
-                raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-            u = o.Port
+            t3 = o.Port
+            if t3 < 0 or (w.strict and (t3 > 65535)):
+                raise encode_error('AlternativeSECCType.Port', f'{t3!r} outside 0..65535')
+            u = t3
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13520,15 +14098,19 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
         if o.Port is not None:
             a <<= 3
             k += 3
-            if o.Port < 0 or (w.strict and (o.Port > 65535)):
-                raise encode_error('AlternativeSECCType.Port', f'{o.Port!r} outside 0..65535')
-            u = o.Port
+            t4 = o.Port
+            if t4 < 0 or (w.strict and (t4 > 65535)):
+                raise encode_error('AlternativeSECCType.Port', f'{t4!r} outside 0..65535')
+            u = t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -13821,23 +14403,29 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
     s = 1
     s = 2
     if o.TargetCoilCurrent is not None:
-        if o.TargetCoilCurrent.Exponent is None:
+        c1 = o.TargetCoilCurrent
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.TargetCoilCurrent.Exponent < -128 or o.TargetCoilCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.TargetCoilCurrent.Exponent!r} outside -128..127')
-        if o.TargetCoilCurrent.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.TargetCoilCurrent.Value < -32768 or o.TargetCoilCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.TargetCoilCurrent.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.TargetCoilCurrent.Exponent + 128) << 4 | (1 if o.TargetCoilCurrent.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 16
-        u = -o.TargetCoilCurrent.Value - 1 if o.TargetCoilCurrent.Value < 0 else o.TargetCoilCurrent.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14233,23 +14821,29 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
     s = 2
     s = 3
     if o.PowerTransmitted is not None:
-        if o.PowerTransmitted.Exponent is None:
+        c1 = o.PowerTransmitted
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.PowerTransmitted.Exponent < -128 or o.PowerTransmitted.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.PowerTransmitted.Exponent!r} outside -128..127')
-        if o.PowerTransmitted.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.PowerTransmitted.Value < -32768 or o.PowerTransmitted.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.PowerTransmitted.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.PowerTransmitted.Exponent + 128) << 4 | (1 if o.PowerTransmitted.Value < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 17
-        u = -o.PowerTransmitted.Value - 1 if o.PowerTransmitted.Value < 0 else o.PowerTransmitted.Value
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14260,23 +14854,29 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         k += 2
         s = 4
     elif o.SupplyDeviceCurrent is not None:
-        if o.SupplyDeviceCurrent.Exponent is None:
+        c4 = o.SupplyDeviceCurrent
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.SupplyDeviceCurrent.Exponent < -128 or o.SupplyDeviceCurrent.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.SupplyDeviceCurrent.Exponent!r} outside -128..127')
-        if o.SupplyDeviceCurrent.Value is None:
+        t5 = c4.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.SupplyDeviceCurrent.Value < -32768 or o.SupplyDeviceCurrent.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.SupplyDeviceCurrent.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.SupplyDeviceCurrent.Exponent + 128) << 4 | (1 if o.SupplyDeviceCurrent.Value < 0 else 0) | 0x4000
+        t6 = c4.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 17
-        u = -o.SupplyDeviceCurrent.Value - 1 if o.SupplyDeviceCurrent.Value < 0 else o.SupplyDeviceCurrent.Value
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -14307,23 +14907,29 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         s = -1
     if s == 4:
         if o.SupplyDeviceCurrent is not None:
-            if o.SupplyDeviceCurrent.Exponent is None:
+            c7 = o.SupplyDeviceCurrent
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.SupplyDeviceCurrent.Exponent < -128 or o.SupplyDeviceCurrent.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.SupplyDeviceCurrent.Exponent!r} outside -128..127')
-            if o.SupplyDeviceCurrent.Value is None:
+            t8 = c7.Exponent
+            if t8 < -128 or t8 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.SupplyDeviceCurrent.Value < -32768 or o.SupplyDeviceCurrent.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.SupplyDeviceCurrent.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.SupplyDeviceCurrent.Exponent + 128) << 4 | (1 if o.SupplyDeviceCurrent.Value < 0 else 0)
+            t9 = c7.Value
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            a = (a << 16) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 16
-            u = -o.SupplyDeviceCurrent.Value - 1 if o.SupplyDeviceCurrent.Value < 0 else o.SupplyDeviceCurrent.Value
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -15004,23 +15610,29 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('WPT_ChargeLoopReqType', 'missing SE(MeterInfoRequested)')
     if o.EVPCPowerRequest is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCPowerRequest', 'required value missing')
-    if o.EVPCPowerRequest.Exponent is None:
+    c1 = o.EVPCPowerRequest
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
-    if o.EVPCPowerRequest.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15029,24 +15641,30 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k = w.n
     if o.EVPCPowerOutput is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCPowerOutput', 'required value missing')
-    if o.EVPCPowerOutput.Exponent is None:
+    c4 = o.EVPCPowerOutput
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCPowerOutput.Exponent < -128 or o.EVPCPowerOutput.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerOutput.Exponent!r} outside -128..127')
-    if o.EVPCPowerOutput.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCPowerOutput.Value < -32768 or o.EVPCPowerOutput.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerOutput.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVPCPowerOutput.Exponent + 128) << 4 | (1 if o.EVPCPowerOutput.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 4
-    u = -o.EVPCPowerOutput.Value - 1 if o.EVPCPowerOutput.Value < 0 else o.EVPCPowerOutput.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -15060,23 +15678,29 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     s = 5
     s = 6
     if o.EVPCOperatingFrequency is not None:
-        if o.EVPCOperatingFrequency.Exponent is None:
+        c7 = o.EVPCOperatingFrequency
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVPCOperatingFrequency.Exponent < -128 or o.EVPCOperatingFrequency.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCOperatingFrequency.Exponent!r} outside -128..127')
-        if o.EVPCOperatingFrequency.Value is None:
+        t8 = c7.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVPCOperatingFrequency.Value < -32768 or o.EVPCOperatingFrequency.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVPCOperatingFrequency.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVPCOperatingFrequency.Exponent + 128) << 4 | (1 if o.EVPCOperatingFrequency.Value < 0 else 0)
+        t9 = c7.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
-        u = -o.EVPCOperatingFrequency.Value - 1 if o.EVPCOperatingFrequency.Value < 0 else o.EVPCOperatingFrequency.Value
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15087,100 +15711,125 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k += 2
         s = 7
     elif o.EVPCPowerControlParameter is not None:
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest is None:
+        c10 = o.EVPCPowerControlParameter
+        if c10.EVPCCoilCurrentRequest is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent is None:
+        c11 = c10.EVPCCoilCurrentRequest
+        if c11.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value is None:
+        t12 = c11.Exponent
+        if t12 < -128 or t12 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else 0) | 0x8000
+        t13 = c11.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 18) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x8000
         k += 18
-        u = -o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation is None:
+        if c10.EVPCCoilCurrentInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent is None:
+        c14 = c10.EVPCCoilCurrentInformation
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
-        if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value is None:
+        t15 = c14.Exponent
+        if t15 < -128 or t15 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else 0)
+        t16 = c14.Value
+        if (w.strict and (t16 < -32768 or t16 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+        a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
         k += 17
-        u = -o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value
+        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation is None:
+        if c10.EVPCCurrentOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent is None:
+        c17 = c10.EVPCCurrentOutputInformation
+        if c17.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
-        if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value is None:
+        t18 = c17.Exponent
+        if t18 < -128 or t18 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else 0)
+        t19 = c17.Value
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
         k += 17
-        u = -o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation is None:
+        if c10.EVPCVoltageOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent is None:
+        c20 = c10.EVPCVoltageOutputInformation
+        if c20.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
-        if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value is None:
+        t21 = c20.Exponent
+        if t21 < -128 or t21 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else 0)
+        t22 = c20.Value
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 17
-        u = -o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -15211,100 +15860,125 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = -1
     if s == 7:
         if o.EVPCPowerControlParameter is not None:
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest is None:
+            c23 = o.EVPCPowerControlParameter
+            if c23.EVPCCoilCurrentRequest is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent is None:
+            c24 = c23.EVPCCoilCurrentRequest
+            if c24.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value is None:
+            t25 = c24.Exponent
+            if t25 < -128 or t25 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else 0)
+            t26 = c24.Value
+            if (w.strict and (t26 < -32768 or t26 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
             k += 17
-            u = -o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentRequest.Value
+            u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation is None:
+            if c23.EVPCCoilCurrentInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent is None:
+            c27 = c23.EVPCCoilCurrentInformation
+            if c27.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
-            if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value is None:
+            t28 = c27.Exponent
+            if t28 < -128 or t28 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+            if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else 0)
+            t29 = c27.Value
+            if (w.strict and (t29 < -32768 or t29 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+            a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
             k += 17
-            u = -o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCoilCurrentInformation.Value
+            u = -t29 - 1 if t29 < 0 else t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation is None:
+            if c23.EVPCCurrentOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent is None:
+            c30 = c23.EVPCCurrentOutputInformation
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
-            if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value is None:
+            t31 = c30.Exponent
+            if t31 < -128 or t31 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else 0)
+            t32 = c30.Value
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
-            u = -o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCCurrentOutputInformation.Value
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation is None:
+            if c23.EVPCVoltageOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent is None:
+            c33 = c23.EVPCVoltageOutputInformation
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent < -128 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
-            if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value is None:
+            t34 = c33.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else 0)
+            t35 = c33.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 17
-            u = -o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value - 1 if o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value < 0 else o.EVPCPowerControlParameter.EVPCVoltageOutputInformation.Value
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16096,28 +16770,33 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     s = 1
     s = 2
     if o.EVSEStatus is not None:
-        if o.EVSEStatus.NotificationMaxDelay is None:
+        c1 = o.EVSEStatus
+        if c1.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        if o.EVSEStatus.NotificationMaxDelay < 0 or (w.strict and (o.EVSEStatus.NotificationMaxDelay > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{o.EVSEStatus.NotificationMaxDelay!r} outside 0..65535')
-        u = o.EVSEStatus.NotificationMaxDelay
+        t2 = c1.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.EVSEStatus.EVSENotification is None:
+        if c1.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[o.EVSEStatus.EVSENotification]) << 2
+        a = (a << 8) | (_I_iso20_common_types_evseNotificationType[c1.EVSENotification]) << 2
         k += 8
         s = 3
     elif o.MeterInfo is not None:
@@ -16139,23 +16818,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k = w.n
         s = 5
     elif o.EVPCPowerRequest is not None:
-        if o.EVPCPowerRequest.Exponent is None:
+        c3 = o.EVPCPowerRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
-        if o.EVPCPowerRequest.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0) | 0xc000
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0xc000
         k += 17
-        u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16187,23 +16872,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             k = w.n
             s = 5
         elif o.EVPCPowerRequest is not None:
-            if o.EVPCPowerRequest.Exponent is None:
+            c6 = o.EVPCPowerRequest
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
-            if o.EVPCPowerRequest.Value is None:
+            t7 = c6.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0) | 0x8000
+            t8 = c6.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
             k += 16
-            u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16226,23 +16917,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             k = w.n
             s = 5
         elif o.EVPCPowerRequest is not None:
-            if o.EVPCPowerRequest.Exponent is None:
+            c9 = o.EVPCPowerRequest
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
-            if o.EVPCPowerRequest.Value is None:
+            t10 = c9.Exponent
+            if t10 < -128 or t10 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-            a = (a << 16) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0) | 0x4000
+            t11 = c9.Value
+            if (w.strict and (t11 < -32768 or t11 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x4000
             k += 16
-            u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+            u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16256,23 +16953,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
         if o.EVPCPowerRequest is not None:
-            if o.EVPCPowerRequest.Exponent is None:
+            c12 = o.EVPCPowerRequest
+            if c12.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.EVPCPowerRequest.Exponent < -128 or o.EVPCPowerRequest.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.EVPCPowerRequest.Exponent!r} outside -128..127')
-            if o.EVPCPowerRequest.Value is None:
+            t13 = c12.Exponent
+            if t13 < -128 or t13 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.EVPCPowerRequest.Value < -32768 or o.EVPCPowerRequest.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.EVPCPowerRequest.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.EVPCPowerRequest.Exponent + 128) << 4 | (1 if o.EVPCPowerRequest.Value < 0 else 0)
+            t14 = c12.Value
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
             k += 15
-            u = -o.EVPCPowerRequest.Value - 1 if o.EVPCPowerRequest.Value < 0 else o.EVPCPowerRequest.Value
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16285,23 +16988,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVPCPowerRequest)')
     if o.SDPowerInput is not None:
-        if o.SDPowerInput.Exponent is None:
+        c15 = o.SDPowerInput
+        if c15.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.SDPowerInput.Exponent < -128 or o.SDPowerInput.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.SDPowerInput.Exponent!r} outside -128..127')
-        if o.SDPowerInput.Value is None:
+        t16 = c15.Exponent
+        if t16 < -128 or t16 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.SDPowerInput.Value < -32768 or o.SDPowerInput.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.SDPowerInput.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.SDPowerInput.Exponent + 128) << 4 | (1 if o.SDPowerInput.Value < 0 else 0)
+        t17 = c15.Value
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        a = (a << 16) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 16
-        u = -o.SDPowerInput.Value - 1 if o.SDPowerInput.Value < 0 else o.SDPowerInput.Value
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16312,23 +17021,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k += 2
         s = 7
     elif o.SPCMaxOutputPowerLimit is not None:
-        if o.SPCMaxOutputPowerLimit.Exponent is None:
+        c18 = o.SPCMaxOutputPowerLimit
+        if c18.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.SPCMaxOutputPowerLimit.Exponent < -128 or o.SPCMaxOutputPowerLimit.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.SPCMaxOutputPowerLimit.Exponent!r} outside -128..127')
-        if o.SPCMaxOutputPowerLimit.Value is None:
+        t19 = c18.Exponent
+        if t19 < -128 or t19 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+        if c18.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.SPCMaxOutputPowerLimit.Value < -32768 or o.SPCMaxOutputPowerLimit.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.SPCMaxOutputPowerLimit.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.SPCMaxOutputPowerLimit.Exponent + 128) << 4 | (1 if o.SPCMaxOutputPowerLimit.Value < 0 else 0) | 0x4000
+        t20 = c18.Value
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+        a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x4000
         k += 16
-        u = -o.SPCMaxOutputPowerLimit.Value - 1 if o.SPCMaxOutputPowerLimit.Value < 0 else o.SPCMaxOutputPowerLimit.Value
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16342,23 +17057,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if s == 7:
         if o.SPCMaxOutputPowerLimit is not None:
-            if o.SPCMaxOutputPowerLimit.Exponent is None:
+            c21 = o.SPCMaxOutputPowerLimit
+            if c21.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.SPCMaxOutputPowerLimit.Exponent < -128 or o.SPCMaxOutputPowerLimit.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.SPCMaxOutputPowerLimit.Exponent!r} outside -128..127')
-            if o.SPCMaxOutputPowerLimit.Value is None:
+            t22 = c21.Exponent
+            if t22 < -128 or t22 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+            if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.SPCMaxOutputPowerLimit.Value < -32768 or o.SPCMaxOutputPowerLimit.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.SPCMaxOutputPowerLimit.Value!r} outside -32768..32767')
-            a = (a << 15) | (o.SPCMaxOutputPowerLimit.Exponent + 128) << 4 | (1 if o.SPCMaxOutputPowerLimit.Value < 0 else 0)
+            t23 = c21.Value
+            if (w.strict and (t23 < -32768 or t23 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+            a = (a << 15) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
             k += 15
-            u = -o.SPCMaxOutputPowerLimit.Value - 1 if o.SPCMaxOutputPowerLimit.Value < 0 else o.SPCMaxOutputPowerLimit.Value
+            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16372,23 +17093,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCMaxOutputPowerLimit)')
     if o.SPCMinOutputPowerLimit is None:
         raise encode_error('WPT_ChargeLoopResType.SPCMinOutputPowerLimit', 'required value missing')
-    if o.SPCMinOutputPowerLimit.Exponent is None:
+    c24 = o.SPCMinOutputPowerLimit
+    if c24.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.SPCMinOutputPowerLimit.Exponent < -128 or o.SPCMinOutputPowerLimit.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.SPCMinOutputPowerLimit.Exponent!r} outside -128..127')
-    if o.SPCMinOutputPowerLimit.Value is None:
+    t25 = c24.Exponent
+    if t25 < -128 or t25 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+    if c24.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.SPCMinOutputPowerLimit.Value < -32768 or o.SPCMinOutputPowerLimit.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.SPCMinOutputPowerLimit.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.SPCMinOutputPowerLimit.Exponent + 128) << 4 | (1 if o.SPCMinOutputPowerLimit.Value < 0 else 0)
+    t26 = c24.Value
+    if (w.strict and (t26 < -32768 or t26 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+    a = (a << 15) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
     k += 15
-    u = -o.SPCMinOutputPowerLimit.Value - 1 if o.SPCMinOutputPowerLimit.Value < 0 else o.SPCMinOutputPowerLimit.Value
+    u = -t26 - 1 if t26 < 0 else t26
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16402,23 +17129,29 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     s = 9
     s = 10
     if o.SPCOperatingFrequency is not None:
-        if o.SPCOperatingFrequency.Exponent is None:
+        c27 = o.SPCOperatingFrequency
+        if c27.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.SPCOperatingFrequency.Exponent < -128 or o.SPCOperatingFrequency.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.SPCOperatingFrequency.Exponent!r} outside -128..127')
-        if o.SPCOperatingFrequency.Value is None:
+        t28 = c27.Exponent
+        if t28 < -128 or t28 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+        if c27.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.SPCOperatingFrequency.Value < -32768 or o.SPCOperatingFrequency.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.SPCOperatingFrequency.Value!r} outside -32768..32767')
-        a = (a << 17) | (o.SPCOperatingFrequency.Exponent + 128) << 4 | (1 if o.SPCOperatingFrequency.Value < 0 else 0)
+        t29 = c27.Value
+        if (w.strict and (t29 < -32768 or t29 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
         k += 17
-        u = -o.SPCOperatingFrequency.Value - 1 if o.SPCOperatingFrequency.Value < 0 else o.SPCOperatingFrequency.Value
+        u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16429,25 +17162,32 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k += 2
         s = 11
     elif o.SPCPowerControlParameter is not None:
-        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation is None:
+        c30 = o.SPCPowerControlParameter
+        if c30.SPCPrimaryDeviceCoilCurrentInformation is None:
             raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
-        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent is None:
+        c31 = c30.SPCPrimaryDeviceCoilCurrentInformation
+        if c31.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent < -128 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
-        if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
+        t32 = c31.Exponent
+        if t32 < -128 or t32 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
+        if c31.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
-        a = (a << 18) | (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else 0) | 0x8000
+        t33 = c31.Value
+        if (w.strict and (t33 < -32768 or t33 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
+        a = (a << 18) | (t32 + 128) << 4 | (1 if t33 < 0 else 0) | 0x8000
         k += 18
-        u = -o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value - 1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value
+        u = -t33 - 1 if t33 < 0 else t33
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -16478,25 +17218,32 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = -1
     if s == 11:
         if o.SPCPowerControlParameter is not None:
-            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation is None:
+            c34 = o.SPCPowerControlParameter
+            if c34.SPCPrimaryDeviceCoilCurrentInformation is None:
                 raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
-            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent is None:
+            c35 = c34.SPCPrimaryDeviceCoilCurrentInformation
+            if c35.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent < -128 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
-            if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
+            t36 = c35.Exponent
+            if t36 < -128 or t36 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+            if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            if (w.strict and (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
-            a = (a << 17) | (o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else 0)
+            t37 = c35.Value
+            if (w.strict and (t37 < -32768 or t37 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+            a = (a << 17) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 17
-            u = -o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value - 1 if o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else o.SPCPowerControlParameter.SPCPrimaryDeviceCoilCurrentInformation.Value
+            u = -t37 - 1 if t37 < 0 else t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -16784,24 +17531,30 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     k = w.n
     if o.EVPCMaxReceivablePower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCMaxReceivablePower', 'required value missing')
-    if o.EVPCMaxReceivablePower.Exponent is None:
+    c1 = o.EVPCMaxReceivablePower
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCMaxReceivablePower.Exponent < -128 or o.EVPCMaxReceivablePower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCMaxReceivablePower.Exponent!r} outside -128..127')
-    if o.EVPCMaxReceivablePower.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCMaxReceivablePower.Value < -32768 or o.EVPCMaxReceivablePower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCMaxReceivablePower.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVPCMaxReceivablePower.Exponent + 128) << 4 | (1 if o.EVPCMaxReceivablePower.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
     s = 1
-    u = -o.EVPCMaxReceivablePower.Value - 1 if o.EVPCMaxReceivablePower.Value < 0 else o.EVPCMaxReceivablePower.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16813,15 +17566,19 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     a <<= 4
     k += 4
     s = 2
-    if o.SDMaxGroundClearence < 0 or (w.strict and (o.SDMaxGroundClearence > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{o.SDMaxGroundClearence!r} outside 0..65535')
-    u = o.SDMaxGroundClearence
+    t4 = o.SDMaxGroundClearence
+    if t4 < 0 or (w.strict and (t4 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{t4!r} outside 0..65535')
+    u = t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16833,15 +17590,19 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     a <<= 3
     k += 3
     s = 3
-    if o.SDMinGroundClearence < 0 or (w.strict and (o.SDMinGroundClearence > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{o.SDMinGroundClearence!r} outside 0..65535')
-    u = o.SDMinGroundClearence
+    t5 = o.SDMinGroundClearence
+    if t5 < 0 or (w.strict and (t5 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{t5!r} outside 0..65535')
+    u = t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -16850,24 +17611,30 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.EVPCNaturalFrequency is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCNaturalFrequency', 'required value missing')
-    if o.EVPCNaturalFrequency.Exponent is None:
+    c6 = o.EVPCNaturalFrequency
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCNaturalFrequency.Exponent < -128 or o.EVPCNaturalFrequency.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCNaturalFrequency.Exponent!r} outside -128..127')
-    if o.EVPCNaturalFrequency.Value is None:
+    t7 = c6.Exponent
+    if t7 < -128 or t7 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCNaturalFrequency.Value < -32768 or o.EVPCNaturalFrequency.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCNaturalFrequency.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EVPCNaturalFrequency.Exponent + 128) << 4 | (1 if o.EVPCNaturalFrequency.Value < 0 else 0)
+    t8 = c6.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 16
     s = 4
-    u = -o.EVPCNaturalFrequency.Value - 1 if o.EVPCNaturalFrequency.Value < 0 else o.EVPCNaturalFrequency.Value
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17185,26 +17952,32 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDInputPowerClass', 'required value missing')
     if o.SDMinOutputPower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinOutputPower', 'required value missing')
-    if o.SDMinOutputPower.Exponent is None:
+    c1 = o.SDMinOutputPower
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.SDMinOutputPower.Exponent < -128 or o.SDMinOutputPower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.SDMinOutputPower.Exponent!r} outside -128..127')
-    if o.SDMinOutputPower.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.SDMinOutputPower.Value < -32768 or o.SDMinOutputPower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.SDMinOutputPower.Value!r} outside -32768..32767')
-    a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (o.SDMinOutputPower.Exponent + 128) << 4 | (1 if o.SDMinOutputPower.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 29
     s = 1
     s = 2
     s = 3
-    u = -o.SDMinOutputPower.Value - 1 if o.SDMinOutputPower.Value < 0 else o.SDMinOutputPower.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17213,24 +17986,30 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.SDMaxOutputPower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxOutputPower', 'required value missing')
-    if o.SDMaxOutputPower.Exponent is None:
+    c4 = o.SDMaxOutputPower
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.SDMaxOutputPower.Exponent < -128 or o.SDMaxOutputPower.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.SDMaxOutputPower.Exponent!r} outside -128..127')
-    if o.SDMaxOutputPower.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.SDMaxOutputPower.Value < -32768 or o.SDMaxOutputPower.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.SDMaxOutputPower.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.SDMaxOutputPower.Exponent + 128) << 4 | (1 if o.SDMaxOutputPower.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 4
-    u = -o.SDMaxOutputPower.Value - 1 if o.SDMaxOutputPower.Value < 0 else o.SDMaxOutputPower.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17242,15 +18021,19 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     a <<= 4
     k += 4
     s = 5
-    if o.SDMaxGroundClearanceSupport < 0 or (w.strict and (o.SDMaxGroundClearanceSupport > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{o.SDMaxGroundClearanceSupport!r} outside 0..65535')
-    u = o.SDMaxGroundClearanceSupport
+    t7 = o.SDMaxGroundClearanceSupport
+    if t7 < 0 or (w.strict and (t7 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{t7!r} outside 0..65535')
+    u = t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17262,15 +18045,19 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     a <<= 3
     k += 3
     s = 6
-    if o.SDMinGroundClearanceSupport < 0 or (w.strict and (o.SDMinGroundClearanceSupport > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{o.SDMinGroundClearanceSupport!r} outside 0..65535')
-    u = o.SDMinGroundClearanceSupport
+    t8 = o.SDMinGroundClearanceSupport
+    if t8 < 0 or (w.strict and (t8 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{t8!r} outside 0..65535')
+    u = t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17279,24 +18066,30 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.PDMinCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMinCoilCurrent', 'required value missing')
-    if o.PDMinCoilCurrent.Exponent is None:
+    c9 = o.PDMinCoilCurrent
+    if c9.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.PDMinCoilCurrent.Exponent < -128 or o.PDMinCoilCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.PDMinCoilCurrent.Exponent!r} outside -128..127')
-    if o.PDMinCoilCurrent.Value is None:
+    t10 = c9.Exponent
+    if t10 < -128 or t10 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+    if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.PDMinCoilCurrent.Value < -32768 or o.PDMinCoilCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.PDMinCoilCurrent.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.PDMinCoilCurrent.Exponent + 128) << 4 | (1 if o.PDMinCoilCurrent.Value < 0 else 0)
+    t11 = c9.Value
+    if (w.strict and (t11 < -32768 or t11 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+    a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 16
     s = 7
-    u = -o.PDMinCoilCurrent.Value - 1 if o.PDMinCoilCurrent.Value < 0 else o.PDMinCoilCurrent.Value
+    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17305,24 +18098,30 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.PDMaxCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMaxCoilCurrent', 'required value missing')
-    if o.PDMaxCoilCurrent.Exponent is None:
+    c12 = o.PDMaxCoilCurrent
+    if c12.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.PDMaxCoilCurrent.Exponent < -128 or o.PDMaxCoilCurrent.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.PDMaxCoilCurrent.Exponent!r} outside -128..127')
-    if o.PDMaxCoilCurrent.Value is None:
+    t13 = c12.Exponent
+    if t13 < -128 or t13 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+    if c12.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.PDMaxCoilCurrent.Value < -32768 or o.PDMaxCoilCurrent.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.PDMaxCoilCurrent.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.PDMaxCoilCurrent.Exponent + 128) << 4 | (1 if o.PDMaxCoilCurrent.Value < 0 else 0)
+    t14 = c12.Value
+    if (w.strict and (t14 < -32768 or t14 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+    a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
     k += 17
     s = 8
-    u = -o.PDMaxCoilCurrent.Value - 1 if o.PDMaxCoilCurrent.Value < 0 else o.PDMaxCoilCurrent.Value
+    u = -t14 - 1 if t14 < 0 else t14
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17453,17 +18252,21 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
     k = w.n
     if o.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    if (w.strict and (o.Coord_X < -32768 or o.Coord_X > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.Coord_X!r} outside -32768..32767')
-    a = (a << 3) | (1 if o.Coord_X < 0 else 0)
+    t1 = o.Coord_X
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
-    u = -o.Coord_X - 1 if o.Coord_X < 0 else o.Coord_X
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17472,17 +18275,21 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
         k = w.n
     if o.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    if (w.strict and (o.Coord_Y < -32768 or o.Coord_Y > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.Coord_Y!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.Coord_Y < 0 else 0)
+    t2 = o.Coord_Y
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t2!r} outside -32768..32767')
+    a = (a << 4) | (1 if t2 < 0 else 0)
     k += 4
-    u = -o.Coord_Y - 1 if o.Coord_Y < 0 else o.Coord_Y
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17491,17 +18298,21 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
         k = w.n
     if o.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    if (w.strict and (o.Coord_Z < -32768 or o.Coord_Z > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.Coord_Z!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.Coord_Z < 0 else 0)
+    t3 = o.Coord_Z
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t3!r} outside -32768..32767')
+    a = (a << 4) | (1 if t3 < 0 else 0)
     k += 4
-    u = -o.Coord_Z - 1 if o.Coord_Z < 0 else o.Coord_Z
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17641,23 +18452,29 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
     k = w.n
     if o.EVPCCoilCurrentRequest is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
-    if o.EVPCCoilCurrentRequest.Exponent is None:
+    c1 = o.EVPCCoilCurrentRequest
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCCoilCurrentRequest.Exponent < -128 or o.EVPCCoilCurrentRequest.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCoilCurrentRequest.Exponent!r} outside -128..127')
-    if o.EVPCCoilCurrentRequest.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCCoilCurrentRequest.Value < -32768 or o.EVPCCoilCurrentRequest.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCCoilCurrentRequest.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.EVPCCoilCurrentRequest.Exponent + 128) << 4 | (1 if o.EVPCCoilCurrentRequest.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.EVPCCoilCurrentRequest.Value - 1 if o.EVPCCoilCurrentRequest.Value < 0 else o.EVPCCoilCurrentRequest.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17666,23 +18483,29 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         k = w.n
     if o.EVPCCoilCurrentInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
-    if o.EVPCCoilCurrentInformation.Exponent is None:
+    c4 = o.EVPCCoilCurrentInformation
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCCoilCurrentInformation.Exponent < -128 or o.EVPCCoilCurrentInformation.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCoilCurrentInformation.Exponent!r} outside -128..127')
-    if o.EVPCCoilCurrentInformation.Value is None:
+    t5 = c4.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCCoilCurrentInformation.Value < -32768 or o.EVPCCoilCurrentInformation.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCCoilCurrentInformation.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVPCCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.EVPCCoilCurrentInformation.Value < 0 else 0)
+    t6 = c4.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
-    u = -o.EVPCCoilCurrentInformation.Value - 1 if o.EVPCCoilCurrentInformation.Value < 0 else o.EVPCCoilCurrentInformation.Value
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17691,23 +18514,29 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         k = w.n
     if o.EVPCCurrentOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
-    if o.EVPCCurrentOutputInformation.Exponent is None:
+    c7 = o.EVPCCurrentOutputInformation
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCCurrentOutputInformation.Exponent < -128 or o.EVPCCurrentOutputInformation.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCCurrentOutputInformation.Exponent!r} outside -128..127')
-    if o.EVPCCurrentOutputInformation.Value is None:
+    t8 = c7.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCCurrentOutputInformation.Value < -32768 or o.EVPCCurrentOutputInformation.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCCurrentOutputInformation.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVPCCurrentOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCCurrentOutputInformation.Value < 0 else 0)
+    t9 = c7.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
-    u = -o.EVPCCurrentOutputInformation.Value - 1 if o.EVPCCurrentOutputInformation.Value < 0 else o.EVPCCurrentOutputInformation.Value
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -17716,23 +18545,29 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         k = w.n
     if o.EVPCVoltageOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
-    if o.EVPCVoltageOutputInformation.Exponent is None:
+    c10 = o.EVPCVoltageOutputInformation
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EVPCVoltageOutputInformation.Exponent < -128 or o.EVPCVoltageOutputInformation.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EVPCVoltageOutputInformation.Exponent!r} outside -128..127')
-    if o.EVPCVoltageOutputInformation.Value is None:
+    t11 = c10.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EVPCVoltageOutputInformation.Value < -32768 or o.EVPCVoltageOutputInformation.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EVPCVoltageOutputInformation.Value!r} outside -32768..32767')
-    a = (a << 17) | (o.EVPCVoltageOutputInformation.Exponent + 128) << 4 | (1 if o.EVPCVoltageOutputInformation.Value < 0 else 0)
+    t12 = c10.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
-    u = -o.EVPCVoltageOutputInformation.Value - 1 if o.EVPCVoltageOutputInformation.Value < 0 else o.EVPCVoltageOutputInformation.Value
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18041,17 +18876,19 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningReqType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            if o.WPT_LF_DataPackageList.NumPackages is None:
+            c1 = o.WPT_LF_DataPackageList
+            if c1.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
-            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+            t2 = c1.NumPackages
+            if t2 < 0 or t2 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+            if c1.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2 | 0x1000
+            a = (a << 14) | (t2) << 2 | 0x1000
             k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, c1.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
             a <<= 1
@@ -18065,17 +18902,19 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            if o.WPT_LF_DataPackageList.NumPackages is None:
+            c3 = o.WPT_LF_DataPackageList
+            if c3.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
-            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+            t4 = c3.NumPackages
+            if t4 < 0 or t4 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t4!r} outside 0..255')
+            if c3.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2
+            a = (a << 14) | (t4) << 2
             k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, c3.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
             a <<= 1
@@ -18294,17 +19133,19 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                     raise encode_error('WPT_FinePositioningResType.VendorSpecificDataContainer', 'too many entries')
                 break
         elif o.WPT_LF_DataPackageList is not None:
-            if o.WPT_LF_DataPackageList.NumPackages is None:
+            c1 = o.WPT_LF_DataPackageList
+            if c1.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
-            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+            t2 = c1.NumPackages
+            if t2 < 0 or t2 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+            if c1.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2 | 0x1000
+            a = (a << 14) | (t2) << 2 | 0x1000
             k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, c1.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
             a <<= 1
@@ -18318,17 +19159,19 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            if o.WPT_LF_DataPackageList.NumPackages is None:
+            c3 = o.WPT_LF_DataPackageList
+            if c3.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            if o.WPT_LF_DataPackageList.NumPackages < 0 or o.WPT_LF_DataPackageList.NumPackages > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.WPT_LF_DataPackageList.NumPackages!r} outside 0..255')
-            if o.WPT_LF_DataPackageList.WPT_LF_DataPackage is None:
+            t4 = c3.NumPackages
+            if t4 < 0 or t4 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t4!r} outside 0..255')
+            if c3.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (o.WPT_LF_DataPackageList.NumPackages) << 2
+            a = (a << 14) | (t4) << 2
             k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageType(w, o.WPT_LF_DataPackageList.WPT_LF_DataPackage)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, c3.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
             a <<= 1
@@ -18573,15 +19416,19 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
     a <<= 2
     k += 2
     s = 5
-    if o.NaturalOffset < 0 or (w.strict and (o.NaturalOffset > 65535)):
-        raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
-    u = o.NaturalOffset
+    t1 = o.NaturalOffset
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18877,15 +19724,19 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
     a <<= 2
     k += 2
     s = 5
-    if o.NaturalOffset < 0 or (w.strict and (o.NaturalOffset > 65535)):
-        raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', f'{o.NaturalOffset!r} outside 0..65535')
-    u = o.NaturalOffset
+    t1 = o.NaturalOffset
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -18989,11 +19840,12 @@ def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_D
     k = w.n
     if o.NumPackages is None:
         raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-    if o.NumPackages < 0 or o.NumPackages > 255:
-        raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{o.NumPackages!r} outside 0..255')
+    t1 = o.NumPackages
+    if t1 < 0 or t1 > 255:
+        raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t1!r} outside 0..255')
     if o.WPT_LF_DataPackage is None:
         raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-    a = (a << 12) | (o.NumPackages) << 2
+    a = (a << 12) | (t1) << 2
     k += 12
     w.acc = a
     w.n = k
@@ -19145,51 +19997,64 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
     k = w.n
     if o.PackageIndex is None:
         raise encode_error('WPT_LF_DataPackageType.PackageIndex', 'required value missing')
-    if o.PackageIndex < 0 or o.PackageIndex > 255:
-        raise encode_error('WPT_LF_DataPackageType.PackageIndex', f'{o.PackageIndex!r} outside 0..255')
-    a = (a << 11) | (o.PackageIndex) << 1
+    t1 = o.PackageIndex
+    if t1 < 0 or t1 > 255:
+        raise encode_error('WPT_LF_DataPackageType.PackageIndex', f'{t1!r} outside 0..255')
+    a = (a << 11) | (t1) << 1
     k += 11
     if o.LF_TxData is not None:
-        if o.LF_TxData.WPT_LF_TxDataList is None:
+        c2 = o.LF_TxData
+        if c2.WPT_LF_TxDataList is None:
             raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
-        if o.LF_TxData.WPT_LF_TxDataList.TxIdentifier is None:
+        c3 = c2.WPT_LF_TxDataList
+        if c3.TxIdentifier is None:
             raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
         a <<= 5
         k += 5
-        if o.LF_TxData.WPT_LF_TxDataList.TxIdentifier < 0 or (w.strict and (o.LF_TxData.WPT_LF_TxDataList.TxIdentifier < 1 or o.LF_TxData.WPT_LF_TxDataList.TxIdentifier > 4294967295)):
-            raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.LF_TxData.WPT_LF_TxDataList.TxIdentifier!r} outside 1..4294967295')
-        u = o.LF_TxData.WPT_LF_TxDataList.TxIdentifier
+        t4 = c3.TxIdentifier
+        if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
+            raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t4!r} outside 1..4294967295')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.LF_TxData.WPT_LF_TxDataList.EIRP is None:
+        if c3.EIRP is None:
             raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
-        if o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent is None:
+        c5 = c3.EIRP
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        if o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent < -128 or o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent!r} outside -128..127')
-        if o.LF_TxData.WPT_LF_TxDataList.EIRP.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        if (w.strict and (o.LF_TxData.WPT_LF_TxDataList.EIRP.Value < -32768 or o.LF_TxData.WPT_LF_TxDataList.EIRP.Value > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{o.LF_TxData.WPT_LF_TxDataList.EIRP.Value!r} outside -32768..32767')
-        a = (a << 16) | (o.LF_TxData.WPT_LF_TxDataList.EIRP.Exponent + 128) << 4 | (1 if o.LF_TxData.WPT_LF_TxDataList.EIRP.Value < 0 else 0)
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
         k += 16
-        u = -o.LF_TxData.WPT_LF_TxDataList.EIRP.Value - 1 if o.LF_TxData.WPT_LF_TxDataList.EIRP.Value < 0 else o.LF_TxData.WPT_LF_TxDataList.EIRP.Value
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -19201,36 +20066,43 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         if o.LF_RxData is not None:
             raise encode_error('WPT_LF_DataPackageType.LF_RxData', 'cannot be combined with LF_TxData')
     elif o.LF_RxData is not None:
-        if o.LF_RxData.WPT_LF_RxDataList is None:
+        c8 = o.LF_RxData
+        if c8.WPT_LF_RxDataList is None:
             raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
-        if o.LF_RxData.WPT_LF_RxDataList.RxIdentifier is None:
+        c9 = c8.WPT_LF_RxDataList
+        if c9.RxIdentifier is None:
             raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
         a = (a << 5) | 0x8
         k += 5
-        if o.LF_RxData.WPT_LF_RxDataList.RxIdentifier < 0 or (w.strict and (o.LF_RxData.WPT_LF_RxDataList.RxIdentifier < 1 or o.LF_RxData.WPT_LF_RxDataList.RxIdentifier > 4294967295)):
-            raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.LF_RxData.WPT_LF_RxDataList.RxIdentifier!r} outside 1..4294967295')
-        u = o.LF_RxData.WPT_LF_RxDataList.RxIdentifier
+        t10 = c9.RxIdentifier
+        if t10 < 0 or (w.strict and (t10 < 1 or t10 > 4294967295)):
+            raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t10!r} outside 1..4294967295')
+        u = t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData is None:
+        if c9.RSSIData is None:
             raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
-        if o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList is None:
+        c11 = c9.RSSIData
+        if c11.RSSIDataList is None:
             raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        _e_iso20_wpt_WPT_LF_RxRSSIType(w, o.LF_RxData.WPT_LF_RxDataList.RSSIData.RSSIDataList)
+        _e_iso20_wpt_WPT_LF_RxRSSIType(w, c11.RSSIDataList)
         a = w.acc
         k = w.n
         a <<= 3
@@ -19765,9 +20637,10 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
     s = 0
     if o.NumberOfReceivers is None:
         raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', 'required value missing')
-    if o.NumberOfReceivers < 0 or o.NumberOfReceivers > 255:
-        raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', f'{o.NumberOfReceivers!r} outside 0..255')
-    a = (a << 11) | (o.NumberOfReceivers) << 1
+    t1 = o.NumberOfReceivers
+    if t1 < 0 or t1 > 255:
+        raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', f'{t1!r} outside 0..255')
+    a = (a << 11) | (t1) << 1
     k += 11
     s = 1
     if i_RxSpecData < len(o.RxSpecData):
@@ -19775,137 +20648,168 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         k += 1
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        if x_RxSpecData.TxRxIdentifier is None:
+        c2 = x_RxSpecData
+        if c2.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        u = x_RxSpecData.TxRxIdentifier
+        t3 = c2.TxRxIdentifier
+        if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t3!r} outside 1..4294967295')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxPosition is None:
+        if c2.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        if x_RxSpecData.TxRxPosition.Coord_X is None:
+        c4 = c2.TxRxPosition
+        if c4.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        a = (a << 5) | (1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        t5 = c4.Coord_X
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t5!r} outside -32768..32767')
+        a = (a << 5) | (1 if t5 < 0 else 0)
         k += 5
-        u = -x_RxSpecData.TxRxPosition.Coord_X - 1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else x_RxSpecData.TxRxPosition.Coord_X
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxPosition.Coord_Y is None:
+        if c4.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        t6 = c4.Coord_Y
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t6!r} outside -32768..32767')
+        a = (a << 4) | (1 if t6 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxPosition.Coord_Y - 1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else x_RxSpecData.TxRxPosition.Coord_Y
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxPosition.Coord_Z is None:
+        if c4.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        t7 = c4.Coord_Z
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t7!r} outside -32768..32767')
+        a = (a << 4) | (1 if t7 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxPosition.Coord_Z - 1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else x_RxSpecData.TxRxPosition.Coord_Z
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxOrientation is None:
+        if c2.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        if x_RxSpecData.TxRxOrientation.Coord_X is None:
+        c8 = c2.TxRxOrientation
+        if c8.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        a = (a << 6) | (1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        t9 = c8.Coord_X
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t9!r} outside -32768..32767')
+        a = (a << 6) | (1 if t9 < 0 else 0)
         k += 6
-        u = -x_RxSpecData.TxRxOrientation.Coord_X - 1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else x_RxSpecData.TxRxOrientation.Coord_X
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxOrientation.Coord_Y is None:
+        if c8.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        t10 = c8.Coord_Y
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t10!r} outside -32768..32767')
+        a = (a << 4) | (1 if t10 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxOrientation.Coord_Y - 1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else x_RxSpecData.TxRxOrientation.Coord_Y
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxOrientation.Coord_Z is None:
+        if c8.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        t11 = c8.Coord_Z
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t11!r} outside -32768..32767')
+        a = (a << 4) | (1 if t11 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxOrientation.Coord_Z - 1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else x_RxSpecData.TxRxOrientation.Coord_Z
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -19922,137 +20826,168 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         k += 1
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        if x_RxSpecData.TxRxIdentifier is None:
+        c12 = x_RxSpecData
+        if c12.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        u = x_RxSpecData.TxRxIdentifier
+        t13 = c12.TxRxIdentifier
+        if t13 < 0 or (w.strict and (t13 < 1 or t13 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t13!r} outside 1..4294967295')
+        u = t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxPosition is None:
+        if c12.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        if x_RxSpecData.TxRxPosition.Coord_X is None:
+        c14 = c12.TxRxPosition
+        if c14.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        a = (a << 5) | (1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        t15 = c14.Coord_X
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t15!r} outside -32768..32767')
+        a = (a << 5) | (1 if t15 < 0 else 0)
         k += 5
-        u = -x_RxSpecData.TxRxPosition.Coord_X - 1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else x_RxSpecData.TxRxPosition.Coord_X
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxPosition.Coord_Y is None:
+        if c14.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        t16 = c14.Coord_Y
+        if (w.strict and (t16 < -32768 or t16 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t16!r} outside -32768..32767')
+        a = (a << 4) | (1 if t16 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxPosition.Coord_Y - 1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else x_RxSpecData.TxRxPosition.Coord_Y
+        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxPosition.Coord_Z is None:
+        if c14.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        t17 = c14.Coord_Z
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t17!r} outside -32768..32767')
+        a = (a << 4) | (1 if t17 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxPosition.Coord_Z - 1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else x_RxSpecData.TxRxPosition.Coord_Z
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxOrientation is None:
+        if c12.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        if x_RxSpecData.TxRxOrientation.Coord_X is None:
+        c18 = c12.TxRxOrientation
+        if c18.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        a = (a << 6) | (1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        t19 = c18.Coord_X
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t19!r} outside -32768..32767')
+        a = (a << 6) | (1 if t19 < 0 else 0)
         k += 6
-        u = -x_RxSpecData.TxRxOrientation.Coord_X - 1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else x_RxSpecData.TxRxOrientation.Coord_X
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxOrientation.Coord_Y is None:
+        if c18.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        t20 = c18.Coord_Y
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t20!r} outside -32768..32767')
+        a = (a << 4) | (1 if t20 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxOrientation.Coord_Y - 1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else x_RxSpecData.TxRxOrientation.Coord_Y
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_RxSpecData.TxRxOrientation.Coord_Z is None:
+        if c18.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        t21 = c18.Coord_Z
+        if (w.strict and (t21 < -32768 or t21 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t21!r} outside -32768..32767')
+        a = (a << 4) | (1 if t21 < 0 else 0)
         k += 4
-        u = -x_RxSpecData.TxRxOrientation.Coord_Z - 1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else x_RxSpecData.TxRxOrientation.Coord_Z
+        u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -20071,137 +21006,168 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             k += 2
             x_RxSpecData = o.RxSpecData[i_RxSpecData]
             i_RxSpecData += 1
-            if x_RxSpecData.TxRxIdentifier is None:
+            c22 = x_RxSpecData
+            if c22.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
             a <<= 2
             k += 2
-            if x_RxSpecData.TxRxIdentifier < 0 or (w.strict and (x_RxSpecData.TxRxIdentifier < 1 or x_RxSpecData.TxRxIdentifier > 4294967295)):
-                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_RxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-            u = x_RxSpecData.TxRxIdentifier
+            t23 = c22.TxRxIdentifier
+            if t23 < 0 or (w.strict and (t23 < 1 or t23 > 4294967295)):
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t23!r} outside 1..4294967295')
+            u = t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_RxSpecData.TxRxPosition is None:
+            if c22.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-            if x_RxSpecData.TxRxPosition.Coord_X is None:
+            c24 = c22.TxRxPosition
+            if c24.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            if (w.strict and (x_RxSpecData.TxRxPosition.Coord_X < -32768 or x_RxSpecData.TxRxPosition.Coord_X > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-            a = (a << 5) | (1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else 0)
+            t25 = c24.Coord_X
+            if (w.strict and (t25 < -32768 or t25 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t25!r} outside -32768..32767')
+            a = (a << 5) | (1 if t25 < 0 else 0)
             k += 5
-            u = -x_RxSpecData.TxRxPosition.Coord_X - 1 if x_RxSpecData.TxRxPosition.Coord_X < 0 else x_RxSpecData.TxRxPosition.Coord_X
+            u = -t25 - 1 if t25 < 0 else t25
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_RxSpecData.TxRxPosition.Coord_Y is None:
+            if c24.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Y < -32768 or x_RxSpecData.TxRxPosition.Coord_Y > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+            t26 = c24.Coord_Y
+            if (w.strict and (t26 < -32768 or t26 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t26!r} outside -32768..32767')
+            a = (a << 4) | (1 if t26 < 0 else 0)
             k += 4
-            u = -x_RxSpecData.TxRxPosition.Coord_Y - 1 if x_RxSpecData.TxRxPosition.Coord_Y < 0 else x_RxSpecData.TxRxPosition.Coord_Y
+            u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_RxSpecData.TxRxPosition.Coord_Z is None:
+            if c24.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            if (w.strict and (x_RxSpecData.TxRxPosition.Coord_Z < -32768 or x_RxSpecData.TxRxPosition.Coord_Z > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+            t27 = c24.Coord_Z
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t27!r} outside -32768..32767')
+            a = (a << 4) | (1 if t27 < 0 else 0)
             k += 4
-            u = -x_RxSpecData.TxRxPosition.Coord_Z - 1 if x_RxSpecData.TxRxPosition.Coord_Z < 0 else x_RxSpecData.TxRxPosition.Coord_Z
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_RxSpecData.TxRxOrientation is None:
+            if c22.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-            if x_RxSpecData.TxRxOrientation.Coord_X is None:
+            c28 = c22.TxRxOrientation
+            if c28.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_X < -32768 or x_RxSpecData.TxRxOrientation.Coord_X > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_RxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-            a = (a << 6) | (1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+            t29 = c28.Coord_X
+            if (w.strict and (t29 < -32768 or t29 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t29!r} outside -32768..32767')
+            a = (a << 6) | (1 if t29 < 0 else 0)
             k += 6
-            u = -x_RxSpecData.TxRxOrientation.Coord_X - 1 if x_RxSpecData.TxRxOrientation.Coord_X < 0 else x_RxSpecData.TxRxOrientation.Coord_X
+            u = -t29 - 1 if t29 < 0 else t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_RxSpecData.TxRxOrientation.Coord_Y is None:
+            if c28.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Y < -32768 or x_RxSpecData.TxRxOrientation.Coord_Y > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_RxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+            t30 = c28.Coord_Y
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t30!r} outside -32768..32767')
+            a = (a << 4) | (1 if t30 < 0 else 0)
             k += 4
-            u = -x_RxSpecData.TxRxOrientation.Coord_Y - 1 if x_RxSpecData.TxRxOrientation.Coord_Y < 0 else x_RxSpecData.TxRxOrientation.Coord_Y
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_RxSpecData.TxRxOrientation.Coord_Z is None:
+            if c28.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            if (w.strict and (x_RxSpecData.TxRxOrientation.Coord_Z < -32768 or x_RxSpecData.TxRxOrientation.Coord_Z > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_RxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+            t31 = c28.Coord_Z
+            if (w.strict and (t31 < -32768 or t31 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t31!r} outside -32768..32767')
+            a = (a << 4) | (1 if t31 < 0 else 0)
             k += 4
-            u = -x_RxSpecData.TxRxOrientation.Coord_Z - 1 if x_RxSpecData.TxRxOrientation.Coord_Z < 0 else x_RxSpecData.TxRxOrientation.Coord_Z
+            u = -t31 - 1 if t31 < 0 else t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -20310,55 +21276,66 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
     k = w.n
     if o.WPT_LF_RxDataList is None:
         raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
-    if o.WPT_LF_RxDataList.RxIdentifier is None:
+    c1 = o.WPT_LF_RxDataList
+    if c1.RxIdentifier is None:
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
     a <<= 3
     k += 3
-    if o.WPT_LF_RxDataList.RxIdentifier < 0 or (w.strict and (o.WPT_LF_RxDataList.RxIdentifier < 1 or o.WPT_LF_RxDataList.RxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.WPT_LF_RxDataList.RxIdentifier!r} outside 1..4294967295')
-    u = o.WPT_LF_RxDataList.RxIdentifier
+    t2 = c1.RxIdentifier
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t2!r} outside 1..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.WPT_LF_RxDataList.RSSIData is None:
+    if c1.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
-    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList is None:
+    c3 = c1.RSSIData
+    if c3.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier is None:
+    c4 = c3.RSSIDataList
+    if c4.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     a <<= 5
     k += 5
-    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier < 1 or o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-    u = o.WPT_LF_RxDataList.RSSIData.RSSIDataList.TxIdentifier
+    t5 = c4.TxIdentifier
+    if t5 < 0 or (w.strict and (t5 < 1 or t5 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t5!r} outside 1..4294967295')
+    u = t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI is None:
+    if c4.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_types_RationalNumberType(w, o.WPT_LF_RxDataList.RSSIData.RSSIDataList.RSSI)
+    _e_iso20_common_types_RationalNumberType(w, c4.RSSI)
     a = w.acc
     k = w.n
     a <<= 4
@@ -20462,15 +21439,19 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
     a <<= 2
     k += 2
-    if o.RxIdentifier < 0 or (w.strict and (o.RxIdentifier < 1 or o.RxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{o.RxIdentifier!r} outside 1..4294967295')
-    u = o.RxIdentifier
+    t1 = o.RxIdentifier
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20479,46 +21460,58 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
         k = w.n
     if o.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
-    if o.RSSIData.RSSIDataList is None:
+    c2 = o.RSSIData
+    if c2.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-    if o.RSSIData.RSSIDataList.TxIdentifier is None:
+    c3 = c2.RSSIDataList
+    if c3.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     a <<= 5
     k += 5
-    if o.RSSIData.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.RSSIData.RSSIDataList.TxIdentifier < 1 or o.RSSIData.RSSIDataList.TxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.RSSIData.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-    u = o.RSSIData.RSSIDataList.TxIdentifier
+    t4 = c3.TxIdentifier
+    if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t4!r} outside 1..4294967295')
+    u = t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.RSSIData.RSSIDataList.RSSI is None:
+    if c3.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    if o.RSSIData.RSSIDataList.RSSI.Exponent is None:
+    c5 = c3.RSSI
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.RSSIData.RSSIDataList.RSSI.Exponent < -128 or o.RSSIData.RSSIDataList.RSSI.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.RSSIData.RSSIDataList.RSSI.Exponent!r} outside -128..127')
-    if o.RSSIData.RSSIDataList.RSSI.Value is None:
+    t6 = c5.Exponent
+    if t6 < -128 or t6 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.RSSIData.RSSIDataList.RSSI.Value < -32768 or o.RSSIData.RSSIDataList.RSSI.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.RSSIData.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.RSSIData.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.RSSIData.RSSIDataList.RSSI.Value < 0 else 0)
+    t7 = c5.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 16
-    u = -o.RSSIData.RSSIDataList.RSSI.Value - 1 if o.RSSIData.RSSIDataList.RSSI.Value < 0 else o.RSSIData.RSSIDataList.RSSI.Value
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20600,44 +21593,55 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
     k = w.n
     if o.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-    if o.RSSIDataList.TxIdentifier is None:
+    c1 = o.RSSIDataList
+    if c1.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     a <<= 3
     k += 3
-    if o.RSSIDataList.TxIdentifier < 0 or (w.strict and (o.RSSIDataList.TxIdentifier < 1 or o.RSSIDataList.TxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.RSSIDataList.TxIdentifier!r} outside 1..4294967295')
-    u = o.RSSIDataList.TxIdentifier
+    t2 = c1.TxIdentifier
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.RSSIDataList.RSSI is None:
+    if c1.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    if o.RSSIDataList.RSSI.Exponent is None:
+    c3 = c1.RSSI
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.RSSIDataList.RSSI.Exponent < -128 or o.RSSIDataList.RSSI.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.RSSIDataList.RSSI.Exponent!r} outside -128..127')
-    if o.RSSIDataList.RSSI.Value is None:
+    t4 = c3.Exponent
+    if t4 < -128 or t4 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.RSSIDataList.RSSI.Value < -32768 or o.RSSIDataList.RSSI.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.RSSIDataList.RSSI.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.RSSIDataList.RSSI.Exponent + 128) << 4 | (1 if o.RSSIDataList.RSSI.Value < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
     k += 16
-    u = -o.RSSIDataList.RSSI.Value - 1 if o.RSSIDataList.RSSI.Value < 0 else o.RSSIDataList.RSSI.Value
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20719,15 +21723,19 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     a <<= 2
     k += 2
-    if o.TxIdentifier < 0 or (w.strict and (o.TxIdentifier < 1 or o.TxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
-    u = o.TxIdentifier
+    t1 = o.TxIdentifier
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -20736,23 +21744,29 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
         k = w.n
     if o.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    if o.RSSI.Exponent is None:
+    c2 = o.RSSI
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.RSSI.Exponent < -128 or o.RSSI.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.RSSI.Exponent!r} outside -128..127')
-    if o.RSSI.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.RSSI.Value < -32768 or o.RSSI.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.RSSI.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.RSSI.Exponent + 128) << 4 | (1 if o.RSSI.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.RSSI.Value - 1 if o.RSSI.Value < 0 else o.RSSI.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21403,28 +22417,35 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
     s = 0
     if o.NumberOfTransmitters is None:
         raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'required value missing')
-    if o.NumberOfTransmitters < 0 or o.NumberOfTransmitters > 255:
-        raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', f'{o.NumberOfTransmitters!r} outside 0..255')
+    t1 = o.NumberOfTransmitters
+    if t1 < 0 or t1 > 255:
+        raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', f'{t1!r} outside 0..255')
     if o.SignalFrequency is None:
         raise encode_error('WPT_LF_TransmitterDataType.SignalFrequency', 'required value missing')
-    if o.SignalFrequency.Exponent is None:
+    c2 = o.SignalFrequency
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.SignalFrequency.Exponent < -128 or o.SignalFrequency.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.SignalFrequency.Exponent!r} outside -128..127')
-    if o.SignalFrequency.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.SignalFrequency.Value < -32768 or o.SignalFrequency.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.SignalFrequency.Value!r} outside -32768..32767')
-    a = (a << 26) | (o.NumberOfTransmitters) << 16 | (o.SignalFrequency.Exponent + 128) << 4 | (1 if o.SignalFrequency.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 26) | (t1) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 26
     s = 1
-    u = -o.SignalFrequency.Value - 1 if o.SignalFrequency.Value < 0 else o.SignalFrequency.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -21439,137 +22460,168 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         k += 1
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        if x_TxSpecData.TxRxIdentifier is None:
+        c5 = x_TxSpecData
+        if c5.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        u = x_TxSpecData.TxRxIdentifier
+        t6 = c5.TxRxIdentifier
+        if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t6!r} outside 1..4294967295')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxPosition is None:
+        if c5.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        if x_TxSpecData.TxRxPosition.Coord_X is None:
+        c7 = c5.TxRxPosition
+        if c7.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        a = (a << 5) | (1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        t8 = c7.Coord_X
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t8!r} outside -32768..32767')
+        a = (a << 5) | (1 if t8 < 0 else 0)
         k += 5
-        u = -x_TxSpecData.TxRxPosition.Coord_X - 1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else x_TxSpecData.TxRxPosition.Coord_X
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxPosition.Coord_Y is None:
+        if c7.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        t9 = c7.Coord_Y
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t9!r} outside -32768..32767')
+        a = (a << 4) | (1 if t9 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxPosition.Coord_Y - 1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else x_TxSpecData.TxRxPosition.Coord_Y
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxPosition.Coord_Z is None:
+        if c7.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        t10 = c7.Coord_Z
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t10!r} outside -32768..32767')
+        a = (a << 4) | (1 if t10 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxPosition.Coord_Z - 1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else x_TxSpecData.TxRxPosition.Coord_Z
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxOrientation is None:
+        if c5.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        if x_TxSpecData.TxRxOrientation.Coord_X is None:
+        c11 = c5.TxRxOrientation
+        if c11.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        a = (a << 6) | (1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        t12 = c11.Coord_X
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t12!r} outside -32768..32767')
+        a = (a << 6) | (1 if t12 < 0 else 0)
         k += 6
-        u = -x_TxSpecData.TxRxOrientation.Coord_X - 1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else x_TxSpecData.TxRxOrientation.Coord_X
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxOrientation.Coord_Y is None:
+        if c11.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        t13 = c11.Coord_Y
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t13!r} outside -32768..32767')
+        a = (a << 4) | (1 if t13 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxOrientation.Coord_Y - 1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else x_TxSpecData.TxRxOrientation.Coord_Y
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxOrientation.Coord_Z is None:
+        if c11.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        t14 = c11.Coord_Z
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t14!r} outside -32768..32767')
+        a = (a << 4) | (1 if t14 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxOrientation.Coord_Z - 1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else x_TxSpecData.TxRxOrientation.Coord_Z
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -21586,137 +22638,168 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         k += 1
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        if x_TxSpecData.TxRxIdentifier is None:
+        c15 = x_TxSpecData
+        if c15.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-        u = x_TxSpecData.TxRxIdentifier
+        t16 = c15.TxRxIdentifier
+        if t16 < 0 or (w.strict and (t16 < 1 or t16 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t16!r} outside 1..4294967295')
+        u = t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxPosition is None:
+        if c15.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        if x_TxSpecData.TxRxPosition.Coord_X is None:
+        c17 = c15.TxRxPosition
+        if c17.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-        a = (a << 5) | (1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else 0)
+        t18 = c17.Coord_X
+        if (w.strict and (t18 < -32768 or t18 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t18!r} outside -32768..32767')
+        a = (a << 5) | (1 if t18 < 0 else 0)
         k += 5
-        u = -x_TxSpecData.TxRxPosition.Coord_X - 1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else x_TxSpecData.TxRxPosition.Coord_X
+        u = -t18 - 1 if t18 < 0 else t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxPosition.Coord_Y is None:
+        if c17.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+        t19 = c17.Coord_Y
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t19!r} outside -32768..32767')
+        a = (a << 4) | (1 if t19 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxPosition.Coord_Y - 1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else x_TxSpecData.TxRxPosition.Coord_Y
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxPosition.Coord_Z is None:
+        if c17.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+        t20 = c17.Coord_Z
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t20!r} outside -32768..32767')
+        a = (a << 4) | (1 if t20 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxPosition.Coord_Z - 1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else x_TxSpecData.TxRxPosition.Coord_Z
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxOrientation is None:
+        if c15.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        if x_TxSpecData.TxRxOrientation.Coord_X is None:
+        c21 = c15.TxRxOrientation
+        if c21.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-        a = (a << 6) | (1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+        t22 = c21.Coord_X
+        if (w.strict and (t22 < -32768 or t22 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t22!r} outside -32768..32767')
+        a = (a << 6) | (1 if t22 < 0 else 0)
         k += 6
-        u = -x_TxSpecData.TxRxOrientation.Coord_X - 1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else x_TxSpecData.TxRxOrientation.Coord_X
+        u = -t22 - 1 if t22 < 0 else t22
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxOrientation.Coord_Y is None:
+        if c21.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+        t23 = c21.Coord_Y
+        if (w.strict and (t23 < -32768 or t23 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t23!r} outside -32768..32767')
+        a = (a << 4) | (1 if t23 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxOrientation.Coord_Y - 1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else x_TxSpecData.TxRxOrientation.Coord_Y
+        u = -t23 - 1 if t23 < 0 else t23
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_TxSpecData.TxRxOrientation.Coord_Z is None:
+        if c21.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-        a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+        t24 = c21.Coord_Z
+        if (w.strict and (t24 < -32768 or t24 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t24!r} outside -32768..32767')
+        a = (a << 4) | (1 if t24 < 0 else 0)
         k += 4
-        u = -x_TxSpecData.TxRxOrientation.Coord_Z - 1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else x_TxSpecData.TxRxOrientation.Coord_Z
+        u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -21735,137 +22818,168 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             k += 2
             x_TxSpecData = o.TxSpecData[i_TxSpecData]
             i_TxSpecData += 1
-            if x_TxSpecData.TxRxIdentifier is None:
+            c25 = x_TxSpecData
+            if c25.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
             a <<= 2
             k += 2
-            if x_TxSpecData.TxRxIdentifier < 0 or (w.strict and (x_TxSpecData.TxRxIdentifier < 1 or x_TxSpecData.TxRxIdentifier > 4294967295)):
-                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{x_TxSpecData.TxRxIdentifier!r} outside 1..4294967295')
-            u = x_TxSpecData.TxRxIdentifier
+            t26 = c25.TxRxIdentifier
+            if t26 < 0 or (w.strict and (t26 < 1 or t26 > 4294967295)):
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t26!r} outside 1..4294967295')
+            u = t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TxSpecData.TxRxPosition is None:
+            if c25.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-            if x_TxSpecData.TxRxPosition.Coord_X is None:
+            c27 = c25.TxRxPosition
+            if c27.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            if (w.strict and (x_TxSpecData.TxRxPosition.Coord_X < -32768 or x_TxSpecData.TxRxPosition.Coord_X > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxPosition.Coord_X!r} outside -32768..32767')
-            a = (a << 5) | (1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else 0)
+            t28 = c27.Coord_X
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t28!r} outside -32768..32767')
+            a = (a << 5) | (1 if t28 < 0 else 0)
             k += 5
-            u = -x_TxSpecData.TxRxPosition.Coord_X - 1 if x_TxSpecData.TxRxPosition.Coord_X < 0 else x_TxSpecData.TxRxPosition.Coord_X
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TxSpecData.TxRxPosition.Coord_Y is None:
+            if c27.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Y < -32768 or x_TxSpecData.TxRxPosition.Coord_Y > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxPosition.Coord_Y!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else 0)
+            t29 = c27.Coord_Y
+            if (w.strict and (t29 < -32768 or t29 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t29!r} outside -32768..32767')
+            a = (a << 4) | (1 if t29 < 0 else 0)
             k += 4
-            u = -x_TxSpecData.TxRxPosition.Coord_Y - 1 if x_TxSpecData.TxRxPosition.Coord_Y < 0 else x_TxSpecData.TxRxPosition.Coord_Y
+            u = -t29 - 1 if t29 < 0 else t29
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TxSpecData.TxRxPosition.Coord_Z is None:
+            if c27.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            if (w.strict and (x_TxSpecData.TxRxPosition.Coord_Z < -32768 or x_TxSpecData.TxRxPosition.Coord_Z > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxPosition.Coord_Z!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else 0)
+            t30 = c27.Coord_Z
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t30!r} outside -32768..32767')
+            a = (a << 4) | (1 if t30 < 0 else 0)
             k += 4
-            u = -x_TxSpecData.TxRxPosition.Coord_Z - 1 if x_TxSpecData.TxRxPosition.Coord_Z < 0 else x_TxSpecData.TxRxPosition.Coord_Z
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TxSpecData.TxRxOrientation is None:
+            if c25.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-            if x_TxSpecData.TxRxOrientation.Coord_X is None:
+            c31 = c25.TxRxOrientation
+            if c31.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_X < -32768 or x_TxSpecData.TxRxOrientation.Coord_X > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{x_TxSpecData.TxRxOrientation.Coord_X!r} outside -32768..32767')
-            a = (a << 6) | (1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else 0)
+            t32 = c31.Coord_X
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t32!r} outside -32768..32767')
+            a = (a << 6) | (1 if t32 < 0 else 0)
             k += 6
-            u = -x_TxSpecData.TxRxOrientation.Coord_X - 1 if x_TxSpecData.TxRxOrientation.Coord_X < 0 else x_TxSpecData.TxRxOrientation.Coord_X
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TxSpecData.TxRxOrientation.Coord_Y is None:
+            if c31.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Y < -32768 or x_TxSpecData.TxRxOrientation.Coord_Y > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{x_TxSpecData.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else 0)
+            t33 = c31.Coord_Y
+            if (w.strict and (t33 < -32768 or t33 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t33!r} outside -32768..32767')
+            a = (a << 4) | (1 if t33 < 0 else 0)
             k += 4
-            u = -x_TxSpecData.TxRxOrientation.Coord_Y - 1 if x_TxSpecData.TxRxOrientation.Coord_Y < 0 else x_TxSpecData.TxRxOrientation.Coord_Y
+            u = -t33 - 1 if t33 < 0 else t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_TxSpecData.TxRxOrientation.Coord_Z is None:
+            if c31.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            if (w.strict and (x_TxSpecData.TxRxOrientation.Coord_Z < -32768 or x_TxSpecData.TxRxOrientation.Coord_Z > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{x_TxSpecData.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-            a = (a << 4) | (1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else 0)
+            t34 = c31.Coord_Z
+            if (w.strict and (t34 < -32768 or t34 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t34!r} outside -32768..32767')
+            a = (a << 4) | (1 if t34 < 0 else 0)
             k += 4
-            u = -x_TxSpecData.TxRxOrientation.Coord_Z - 1 if x_TxSpecData.TxRxOrientation.Coord_Z < 0 else x_TxSpecData.TxRxOrientation.Coord_Z
+            u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -21987,44 +23101,55 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
     k = w.n
     if o.WPT_LF_TxDataList is None:
         raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
-    if o.WPT_LF_TxDataList.TxIdentifier is None:
+    c1 = o.WPT_LF_TxDataList
+    if c1.TxIdentifier is None:
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
     a <<= 3
     k += 3
-    if o.WPT_LF_TxDataList.TxIdentifier < 0 or (w.strict and (o.WPT_LF_TxDataList.TxIdentifier < 1 or o.WPT_LF_TxDataList.TxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.WPT_LF_TxDataList.TxIdentifier!r} outside 1..4294967295')
-    u = o.WPT_LF_TxDataList.TxIdentifier
+    t2 = c1.TxIdentifier
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.WPT_LF_TxDataList.EIRP is None:
+    if c1.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
-    if o.WPT_LF_TxDataList.EIRP.Exponent is None:
+    c3 = c1.EIRP
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.WPT_LF_TxDataList.EIRP.Exponent < -128 or o.WPT_LF_TxDataList.EIRP.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.WPT_LF_TxDataList.EIRP.Exponent!r} outside -128..127')
-    if o.WPT_LF_TxDataList.EIRP.Value is None:
+    t4 = c3.Exponent
+    if t4 < -128 or t4 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.WPT_LF_TxDataList.EIRP.Value < -32768 or o.WPT_LF_TxDataList.EIRP.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.WPT_LF_TxDataList.EIRP.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.WPT_LF_TxDataList.EIRP.Exponent + 128) << 4 | (1 if o.WPT_LF_TxDataList.EIRP.Value < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
     k += 16
-    u = -o.WPT_LF_TxDataList.EIRP.Value - 1 if o.WPT_LF_TxDataList.EIRP.Value < 0 else o.WPT_LF_TxDataList.EIRP.Value
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22106,15 +23231,19 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
     a <<= 2
     k += 2
-    if o.TxIdentifier < 0 or (w.strict and (o.TxIdentifier < 1 or o.TxIdentifier > 4294967295)):
-        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{o.TxIdentifier!r} outside 1..4294967295')
-    u = o.TxIdentifier
+    t1 = o.TxIdentifier
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22123,23 +23252,29 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
         k = w.n
     if o.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
-    if o.EIRP.Exponent is None:
+    c2 = o.EIRP
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.EIRP.Exponent < -128 or o.EIRP.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.EIRP.Exponent!r} outside -128..127')
-    if o.EIRP.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.EIRP.Value < -32768 or o.EIRP.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.EIRP.Value!r} outside -32768..32767')
-    a = (a << 16) | (o.EIRP.Exponent + 128) << 4 | (1 if o.EIRP.Value < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -o.EIRP.Value - 1 if o.EIRP.Value < 0 else o.EIRP.Value
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -22418,15 +23553,19 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
     if o.ObservedIDCode is not None:
         a <<= 3
         k += 3
-        if o.ObservedIDCode < 0 or (w.strict and (o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295)):
-            raise encode_error('WPT_PairingReqType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
-        u = o.ObservedIDCode
+        t1 = o.ObservedIDCode
+        if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+            raise encode_error('WPT_PairingReqType.ObservedIDCode', f'{t1!r} outside 1..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -22764,15 +23903,19 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
     if o.ObservedIDCode is not None:
         a <<= 4
         k += 4
-        if o.ObservedIDCode < 0 or (w.strict and (o.ObservedIDCode < 1 or o.ObservedIDCode > 4294967295)):
-            raise encode_error('WPT_PairingResType.ObservedIDCode', f'{o.ObservedIDCode!r} outside 1..4294967295')
-        u = o.ObservedIDCode
+        t1 = o.ObservedIDCode
+        if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+            raise encode_error('WPT_PairingResType.ObservedIDCode', f'{t1!r} outside 1..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -22942,23 +24085,29 @@ def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WP
     k = w.n
     if o.SPCPrimaryDeviceCoilCurrentInformation is None:
         raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
-    if o.SPCPrimaryDeviceCoilCurrentInformation.Exponent is None:
+    c1 = o.SPCPrimaryDeviceCoilCurrentInformation
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    if o.SPCPrimaryDeviceCoilCurrentInformation.Exponent < -128 or o.SPCPrimaryDeviceCoilCurrentInformation.Exponent > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{o.SPCPrimaryDeviceCoilCurrentInformation.Exponent!r} outside -128..127')
-    if o.SPCPrimaryDeviceCoilCurrentInformation.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    if (w.strict and (o.SPCPrimaryDeviceCoilCurrentInformation.Value < -32768 or o.SPCPrimaryDeviceCoilCurrentInformation.Value > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{o.SPCPrimaryDeviceCoilCurrentInformation.Value!r} outside -32768..32767')
-    a = (a << 15) | (o.SPCPrimaryDeviceCoilCurrentInformation.Exponent + 128) << 4 | (1 if o.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 15
-    u = -o.SPCPrimaryDeviceCoilCurrentInformation.Value - 1 if o.SPCPrimaryDeviceCoilCurrentInformation.Value < 0 else o.SPCPrimaryDeviceCoilCurrentInformation.Value
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23253,38 +24402,47 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         k += 1
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
-        if x_PulseSequenceOrder.IndexNumber is None:
+        c1 = x_PulseSequenceOrder
+        if c1.IndexNumber is None:
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
         a <<= 2
         k += 2
-        if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
-            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
-        u = x_PulseSequenceOrder.IndexNumber
+        t2 = c1.IndexNumber
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_PulseSequenceOrder.TxRxIdentifier is None:
+        if c1.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
         a <<= 3
         k += 3
-        if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
-        u = x_PulseSequenceOrder.TxRxIdentifier
+        t3 = c1.TxRxIdentifier
+        if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t3!r} outside 1..4294967295')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -23301,38 +24459,47 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         k += 1
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
-        if x_PulseSequenceOrder.IndexNumber is None:
+        c4 = x_PulseSequenceOrder
+        if c4.IndexNumber is None:
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
         a <<= 2
         k += 2
-        if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
-            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
-        u = x_PulseSequenceOrder.IndexNumber
+        t5 = c4.IndexNumber
+        if t5 < 0 or (w.strict and (t5 > 65535)):
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t5!r} outside 0..65535')
+        u = t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
             w.uint(u)
             a = w.acc
             k = w.n
-        if x_PulseSequenceOrder.TxRxIdentifier is None:
+        if c4.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
         a <<= 3
         k += 3
-        if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
-        u = x_PulseSequenceOrder.TxRxIdentifier
+        t6 = c4.TxRxIdentifier
+        if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t6!r} outside 1..4294967295')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -23351,38 +24518,47 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             k += 2
             x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
             i_PulseSequenceOrder += 1
-            if x_PulseSequenceOrder.IndexNumber is None:
+            c7 = x_PulseSequenceOrder
+            if c7.IndexNumber is None:
                 raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
             a <<= 2
             k += 2
-            if x_PulseSequenceOrder.IndexNumber < 0 or (w.strict and (x_PulseSequenceOrder.IndexNumber > 65535)):
-                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{x_PulseSequenceOrder.IndexNumber!r} outside 0..65535')
-            u = x_PulseSequenceOrder.IndexNumber
+            t8 = c7.IndexNumber
+            if t8 < 0 or (w.strict and (t8 > 65535)):
+                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t8!r} outside 0..65535')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if x_PulseSequenceOrder.TxRxIdentifier is None:
+            if c7.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
             a <<= 3
             k += 3
-            if x_PulseSequenceOrder.TxRxIdentifier < 0 or (w.strict and (x_PulseSequenceOrder.TxRxIdentifier < 1 or x_PulseSequenceOrder.TxRxIdentifier > 4294967295)):
-                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{x_PulseSequenceOrder.TxRxIdentifier!r} outside 1..4294967295')
-            u = x_PulseSequenceOrder.TxRxIdentifier
+            t9 = c7.TxRxIdentifier
+            if t9 < 0 or (w.strict and (t9 < 1 or t9 > 4294967295)):
+                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t9!r} outside 1..4294967295')
+            u = t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23400,15 +24576,19 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         elif o.PulseSeparationTime is not None:
             a = (a << 3) | 0x2
             k += 3
-            if o.PulseSeparationTime < 0 or (w.strict and (o.PulseSeparationTime > 65535)):
-                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
-            u = o.PulseSeparationTime
+            t10 = o.PulseSeparationTime
+            if t10 < 0 or (w.strict and (t10 > 65535)):
+                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t10!r} outside 0..65535')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23425,15 +24605,19 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         if o.PulseSeparationTime is not None:
             a <<= 2
             k += 2
-            if o.PulseSeparationTime < 0 or (w.strict and (o.PulseSeparationTime > 65535)):
-                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{o.PulseSeparationTime!r} outside 0..65535')
-            u = o.PulseSeparationTime
+            t11 = o.PulseSeparationTime
+            if t11 < 0 or (w.strict and (t11 > 65535)):
+                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t11!r} outside 0..65535')
+            u = t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -23449,15 +24633,19 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'required value missing')
     a <<= 2
     k += 2
-    if o.PulseDuration < 0 or (w.strict and (o.PulseDuration > 65535)):
-        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{o.PulseDuration!r} outside 0..65535')
-    u = o.PulseDuration
+    t12 = o.PulseDuration
+    if t12 < 0 or (w.strict and (t12 > 65535)):
+        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{t12!r} outside 0..65535')
+    u = t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23469,15 +24657,19 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     a <<= 3
     k += 3
     s = 6
-    if o.PackageSeparationTime < 0 or (w.strict and (o.PackageSeparationTime > 65535)):
-        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{o.PackageSeparationTime!r} outside 0..65535')
-    u = o.PackageSeparationTime
+    t13 = o.PackageSeparationTime
+    if t13 < 0 or (w.strict and (t13 > 65535)):
+        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{t13!r} outside 0..65535')
+    u = t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23555,15 +24747,19 @@ def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPuls
         raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
     a <<= 2
     k += 2
-    if o.IndexNumber < 0 or (w.strict and (o.IndexNumber > 65535)):
-        raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{o.IndexNumber!r} outside 0..65535')
-    u = o.IndexNumber
+    t1 = o.IndexNumber
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23574,15 +24770,19 @@ def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPuls
         raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
     a <<= 3
     k += 3
-    if o.TxRxIdentifier < 0 or (w.strict and (o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295)):
-        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
-    u = o.TxRxIdentifier
+    t2 = o.TxRxIdentifier
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t2!r} outside 1..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23771,15 +24971,19 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
     a <<= 2
     k += 2
-    if o.TxRxIdentifier < 0 or (w.strict and (o.TxRxIdentifier < 1 or o.TxRxIdentifier > 4294967295)):
-        raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{o.TxRxIdentifier!r} outside 1..4294967295')
-    u = o.TxRxIdentifier
+    t1 = o.TxRxIdentifier
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23788,57 +24992,70 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         k = w.n
     if o.TxRxPosition is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-    if o.TxRxPosition.Coord_X is None:
+    c2 = o.TxRxPosition
+    if c2.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    if (w.strict and (o.TxRxPosition.Coord_X < -32768 or o.TxRxPosition.Coord_X > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.TxRxPosition.Coord_X!r} outside -32768..32767')
-    a = (a << 5) | (1 if o.TxRxPosition.Coord_X < 0 else 0)
+    t3 = c2.Coord_X
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t3!r} outside -32768..32767')
+    a = (a << 5) | (1 if t3 < 0 else 0)
     k += 5
-    u = -o.TxRxPosition.Coord_X - 1 if o.TxRxPosition.Coord_X < 0 else o.TxRxPosition.Coord_X
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.TxRxPosition.Coord_Y is None:
+    if c2.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    if (w.strict and (o.TxRxPosition.Coord_Y < -32768 or o.TxRxPosition.Coord_Y > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.TxRxPosition.Coord_Y!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.TxRxPosition.Coord_Y < 0 else 0)
+    t4 = c2.Coord_Y
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t4!r} outside -32768..32767')
+    a = (a << 4) | (1 if t4 < 0 else 0)
     k += 4
-    u = -o.TxRxPosition.Coord_Y - 1 if o.TxRxPosition.Coord_Y < 0 else o.TxRxPosition.Coord_Y
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.TxRxPosition.Coord_Z is None:
+    if c2.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    if (w.strict and (o.TxRxPosition.Coord_Z < -32768 or o.TxRxPosition.Coord_Z > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.TxRxPosition.Coord_Z!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.TxRxPosition.Coord_Z < 0 else 0)
+    t5 = c2.Coord_Z
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t5!r} outside -32768..32767')
+    a = (a << 4) | (1 if t5 < 0 else 0)
     k += 4
-    u = -o.TxRxPosition.Coord_Z - 1 if o.TxRxPosition.Coord_Z < 0 else o.TxRxPosition.Coord_Z
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -23847,57 +25064,70 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         k = w.n
     if o.TxRxOrientation is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-    if o.TxRxOrientation.Coord_X is None:
+    c6 = o.TxRxOrientation
+    if c6.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    if (w.strict and (o.TxRxOrientation.Coord_X < -32768 or o.TxRxOrientation.Coord_X > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{o.TxRxOrientation.Coord_X!r} outside -32768..32767')
-    a = (a << 6) | (1 if o.TxRxOrientation.Coord_X < 0 else 0)
+    t7 = c6.Coord_X
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t7!r} outside -32768..32767')
+    a = (a << 6) | (1 if t7 < 0 else 0)
     k += 6
-    u = -o.TxRxOrientation.Coord_X - 1 if o.TxRxOrientation.Coord_X < 0 else o.TxRxOrientation.Coord_X
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.TxRxOrientation.Coord_Y is None:
+    if c6.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    if (w.strict and (o.TxRxOrientation.Coord_Y < -32768 or o.TxRxOrientation.Coord_Y > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{o.TxRxOrientation.Coord_Y!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.TxRxOrientation.Coord_Y < 0 else 0)
+    t8 = c6.Coord_Y
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t8!r} outside -32768..32767')
+    a = (a << 4) | (1 if t8 < 0 else 0)
     k += 4
-    u = -o.TxRxOrientation.Coord_Y - 1 if o.TxRxOrientation.Coord_Y < 0 else o.TxRxOrientation.Coord_Y
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.TxRxOrientation.Coord_Z is None:
+    if c6.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    if (w.strict and (o.TxRxOrientation.Coord_Z < -32768 or o.TxRxOrientation.Coord_Z > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{o.TxRxOrientation.Coord_Z!r} outside -32768..32767')
-    a = (a << 4) | (1 if o.TxRxOrientation.Coord_Z < 0 else 0)
+    t9 = c6.Coord_Z
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t9!r} outside -32768..32767')
+    a = (a << 4) | (1 if t9 < 0 else 0)
     k += 4
-    u = -o.TxRxOrientation.Coord_Z - 1 if o.TxRxOrientation.Coord_Z < 0 else o.TxRxOrientation.Coord_Z
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24058,6 +25288,9 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24116,6 +25349,9 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24251,6 +25487,9 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24309,6 +25548,9 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24543,6 +25785,9 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -24863,6 +26108,9 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -25230,6 +26478,9 @@ def _e_v31(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

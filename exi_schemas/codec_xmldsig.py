@@ -1485,22 +1485,23 @@ def _e_xmldsig_KeyValueType(w: BitWriter, o: _xmldsig.KeyValueType) -> None:
         if o.RSAKeyValue is not None:
             raise encode_error('KeyValueType.RSAKeyValue', 'cannot be combined with DSAKeyValue')
     elif o.RSAKeyValue is not None:
-        if o.RSAKeyValue.Modulus is None:
+        c1 = o.RSAKeyValue
+        if c1.Modulus is None:
             raise encode_error('RSAKeyValueType.Modulus', 'required value missing')
         a = (a << 5) | 0x4
         k += 5
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Modulus)
+        w.binary(c1.Modulus)
         a = w.acc
         k = w.n
-        if o.RSAKeyValue.Exponent is None:
+        if c1.Exponent is None:
             raise encode_error('RSAKeyValueType.Exponent', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        w.binary(o.RSAKeyValue.Exponent)
+        w.binary(c1.Exponent)
         a = w.acc
         k = w.n
         a <<= 2
@@ -3286,15 +3287,19 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     k = w.n
     s = 1
     if o.HMACOutputLength is not None:
-        a = (a << 5) | (1 if o.HMACOutputLength < 0 else 0)
+        t1 = o.HMACOutputLength
+        a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
-        u = -o.HMACOutputLength - 1 if o.HMACOutputLength < 0 else o.HMACOutputLength
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4864,26 +4869,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k += 3
         x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
         i_X509IssuerSerial += 1
-        if x_X509IssuerSerial.X509IssuerName is None:
+        c1 = x_X509IssuerSerial
+        if c1.X509IssuerName is None:
             raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        w.string(x_X509IssuerSerial.X509IssuerName)
+        w.string(c1.X509IssuerName)
         a = w.acc
         k = w.n
-        if x_X509IssuerSerial.X509SerialNumber is None:
+        if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+        t2 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
         elif u < 0x4000:
             a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
             k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
         else:
             w.acc = a
             w.n = k
@@ -4948,26 +4958,31 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            if x_X509IssuerSerial.X509IssuerName is None:
+            c3 = x_X509IssuerSerial
+            if c3.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(x_X509IssuerSerial.X509IssuerName)
+            w.string(c3.X509IssuerName)
             a = w.acc
             k = w.n
-            if x_X509IssuerSerial.X509SerialNumber is None:
+            if c3.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            a = (a << 4) | (1 if x_X509IssuerSerial.X509SerialNumber < 0 else 0)
+            t4 = c3.X509SerialNumber
+            a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
-            u = -x_X509IssuerSerial.X509SerialNumber - 1 if x_X509IssuerSerial.X509SerialNumber < 0 else x_X509IssuerSerial.X509SerialNumber
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
             elif u < 0x4000:
                 a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
                 k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
             else:
                 w.acc = a
                 w.n = k
@@ -5107,15 +5122,19 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     k = w.n
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-    a = (a << 4) | (1 if o.X509SerialNumber < 0 else 0)
+    t1 = o.X509SerialNumber
+    a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
-    u = -o.X509SerialNumber - 1 if o.X509SerialNumber < 0 else o.X509SerialNumber
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5326,6 +5345,9 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k
@@ -5434,6 +5456,9 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     elif u < 0x4000:
         a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
         k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
     else:
         w.acc = a
         w.n = k

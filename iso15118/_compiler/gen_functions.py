@@ -50,8 +50,21 @@ def _first_octet(where: str) -> list[ReadBits]:
 ENCODER_EPILOGUE = ["w.acc = a", "w.n = k", "if k >= 1024:", _IND + "w.spill()"]
 
 
+def _prepend(items: list[WriteItem], lines: list[str]) -> None:
+    """Put `lines` before everything `items` does."""
+    for item in items:
+        if isinstance(item, WriteBits):
+            item.pre[:0] = lines
+            return
+        if isinstance(item, Raw):
+            item.lines[:0] = lines
+            return
+    items.insert(0, Raw(lines))
+
+
 def _uint_lines() -> list[str]:
-    """Write the Unsigned Integer `u`: one or two octets in place, longer ones by the writer."""
+    """Write the Unsigned Integer `u`: up to three octets in place, longer ones by the writer
+    (EXI 1.0 section 7.1.6: 7-bit groups, least significant first)."""
     return [
         "if u < 0x80:",
         _IND + "a = (a << 8) | u",
@@ -59,6 +72,10 @@ def _uint_lines() -> list[str]:
         "elif u < 0x4000:",
         _IND + "a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7",
         _IND + "k += 16",
+        "elif u < 0x200000:",
+        _IND + "a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8"
+        " | u >> 14",
+        _IND + "k += 24",
         "else:",
         *_indent(with_writer(["w.uint(u)"])),
     ]
@@ -111,6 +128,7 @@ class FunctionWriter:
         self.obj = "o"  # the object being encoded
         self.inlined = 0
         self.svar = "s"  # the state variable (another one inside an inlined child)
+        self.temps = 0
         self.depth = 0  # of inlined children
 
     def grammar(self, ct: ComplexType) -> Grammar:
@@ -229,6 +247,10 @@ class FunctionWriter:
 
     def write_value(self, st: SimpleType, expr: str, where: str, pre: list[str]) -> list[WriteItem]:
         """Items that write `expr` as a value of `st`; `pre` runs first."""
+        if "." in expr and st.enum_owner is None and st.primitive == "integer":
+            self.temps += 1
+            pre = [*pre, f"t{self.temps} = {expr}"]  # read the attribute once
+            expr = f"t{self.temps}"
         if st.enum_owner is not None:
             count = len(st.facets.enumeration or [])
             table = self.enum_table(st)
@@ -431,9 +453,14 @@ class FunctionWriter:
             ],
             g,
         )
+        self.temps += 1
+        child = f"c{self.temps}"
+        self.obj = child
         items: list[WriteItem] = [Stmt([f"{self.svar} = 0"])] if self.need_s else []
         for k in order:
             items += self.encode_block(cm, g, k, k not in mandatory, reach)
+        if cm.fields:
+            _prepend(items, [f"{child} = {obj}"])  # read the child object once
         self.obj, self.need_s, self.svar, self.chains = saved
         self.depth -= 1
         return items
@@ -459,7 +486,7 @@ class FunctionWriter:
         self.need_s = cyclic or any(k not in mandatory for k in order)
         self.chains = find_chains(g)
         order = skip_chain_interiors(order, g, self.chains)
-        self.inlined = 0
+        self.inlined = self.temps = 0
         out = [f"def {self.fn(key, 'e')}(w: BitWriter, o: {self.cls_ref(key)}) -> None:"]
         out += [f"{_IND}a = w.acc", f"{_IND}k = w.n"]
         out += [f"{_IND}i_{fm.py} = 0" for fm in cm.fields if fm.is_list]
