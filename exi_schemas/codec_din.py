@@ -69,10 +69,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -171,10 +177,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -201,10 +213,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -231,10 +249,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -263,10 +287,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -298,10 +328,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -328,10 +364,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -360,10 +402,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -395,10 +443,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -425,10 +479,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -464,10 +524,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -498,10 +564,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -709,10 +781,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -810,10 +888,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -834,10 +918,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -894,10 +984,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -936,10 +1032,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -1002,10 +1104,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -1044,10 +1152,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -1098,10 +1212,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1436,10 +1556,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1458,10 +1584,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1570,10 +1702,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1739,10 +1877,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1761,10 +1905,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1783,10 +1933,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1818,10 +1974,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1840,10 +2002,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1875,10 +2043,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -2042,10 +2216,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -2072,10 +2252,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -2109,10 +2295,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2281,10 +2473,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2303,10 +2501,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2379,10 +2583,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2401,10 +2611,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2423,10 +2639,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2464,10 +2686,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2486,10 +2714,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2527,10 +2761,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2595,10 +2835,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2817,10 +3063,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2839,10 +3091,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2876,10 +3134,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -3028,10 +3292,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -3064,10 +3334,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         u2 = (win >> av) & 0xff
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 14)
-                            win = r.win
-                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -3105,10 +3381,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -3213,10 +3495,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3243,10 +3531,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3381,10 +3675,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3549,10 +3849,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3571,10 +3877,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3597,10 +3909,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3731,10 +4049,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3965,10 +4289,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3987,10 +4317,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4013,10 +4349,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4105,10 +4447,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -4311,10 +4659,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -4339,10 +4693,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4538,10 +4898,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4561,10 +4927,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4591,10 +4963,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4620,10 +4998,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4649,10 +5033,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4678,10 +5068,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4716,10 +5112,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4739,10 +5141,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4769,10 +5177,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4798,10 +5212,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4827,10 +5247,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4856,10 +5282,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -5097,10 +5529,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -5120,10 +5558,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -5304,10 +5748,16 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -5328,10 +5778,16 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_OEMProvisioningCert = r.binary_of(u, 1200)
         win = r.win
@@ -5360,10 +5816,16 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_OEMProvisioningCert = r.binary_of(u, 1200)
         win = r.win
@@ -5400,10 +5862,16 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DHParams = r.binary_of(u, 256)
     win = r.win
@@ -5521,10 +5989,16 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -5557,10 +6031,16 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
     win = r.win
@@ -5579,10 +6059,16 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DHParams = r.binary_of(u, 256)
     win = r.win
@@ -5601,10 +6087,16 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_ContractID = r.string_of(u, 24)
     win = r.win
@@ -5715,10 +6207,16 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -5758,10 +6256,16 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_ContractID = r.string_of(u, 24)
     win = r.win
@@ -5792,10 +6296,16 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DHParams = r.binary_of(u, 256)
     win = r.win
@@ -5919,10 +6429,16 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -5955,10 +6471,16 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
     win = r.win
@@ -5977,10 +6499,16 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DHParams = r.binary_of(u, 256)
     win = r.win
@@ -5999,10 +6527,16 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_ContractID = r.string_of(u, 24)
     win = r.win
@@ -6022,10 +6556,16 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_RetryCounter = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -6163,10 +6703,16 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_DepartureTime = u
         av -= 2
         if av < 0:
@@ -6407,10 +6953,16 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -6663,10 +7215,16 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_EVSEID = r.binary_of(u, 32)
     win = r.win
@@ -6687,10 +7245,16 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_SAScheduleTupleID = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -6770,10 +7334,16 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -6961,10 +7531,16 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -6985,10 +7561,16 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_GenChallenge = r.string_of(u, None)
         win = r.win
@@ -7024,10 +7606,16 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_GenChallenge = r.string_of(u, None)
             win = r.win
@@ -7900,10 +8488,16 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -7924,10 +8518,16 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SessionID = r.binary_of(u, 8)
         win = r.win
@@ -7956,10 +8556,16 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SessionID = r.binary_of(u, 8)
         win = r.win
@@ -7992,10 +8598,16 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_SAScheduleTupleID = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -8164,10 +8776,16 @@ def _d_din_MeteringReceiptResType(r: BitReader) -> _din.MeteringReceiptResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -8254,10 +8872,16 @@ def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_ContractID = r.string_of(u, 24)
     win = r.win
@@ -8338,10 +8962,16 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_GenChallenge = r.string_of(u, None)
     win = r.win
@@ -8361,10 +8991,16 @@ def _d_din_PaymentDetailsResType(r: BitReader) -> _din.PaymentDetailsResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_DateTimeNow = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -8609,10 +9245,16 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 7
         if av < 0:
@@ -8903,10 +9545,16 @@ def _d_din_ServiceDetailReqType(r: BitReader) -> _din.ServiceDetailReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 2
     if av < 0:
@@ -8978,10 +9626,16 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -9098,10 +9752,16 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 32)
         win = r.win
@@ -9437,10 +10097,16 @@ def _d_din_SessionSetupReqType(r: BitReader) -> _din.SessionSetupReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_EVCCID = r.binary_of(u, 8)
     win = r.win
@@ -9503,10 +10169,16 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_EVSEID = r.binary_of(u, 32)
     win = r.win
@@ -9535,10 +10207,16 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DateTimeNow = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -9819,10 +10497,16 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_DepartureTime = u
     av -= 2
     if av < 0:
@@ -9971,10 +10655,16 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -10122,10 +10812,16 @@ def _d_din_AC_EVSEStatusType(r: BitReader) -> _din.AC_EVSEStatusType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_NotificationMaxDelay = u
     av -= 7
     if av < 0:
@@ -10204,10 +10900,16 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Certificate = r.binary_of(u, 1200)
     win = r.win
@@ -10306,10 +11008,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_SAScheduleTupleID = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -10326,10 +11034,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_ChargingProfileEntryStart = u
     av -= 12
     if av < 0:
@@ -10346,10 +11060,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_ChargingProfileEntryMaxPower = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -10378,10 +11098,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_ChargingProfileEntryStart = u
         av -= 12
         if av < 0:
@@ -10398,10 +11124,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_ChargingProfileEntryMaxPower = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10439,10 +11171,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 f_3_ChargingProfileEntryStart = u
                 av -= 12
                 if av < 0:
@@ -10459,10 +11197,16 @@ def _d_din_ChargingProfileType(r: BitReader) -> _din.ChargingProfileType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 f_3_ChargingProfileEntryMaxPower = -u - 1 if sg else u
                 av -= 2
                 if av < 0:
@@ -10718,10 +11462,16 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_startValue = u
     av -= 3
     if av < 0:
@@ -10857,10 +11607,16 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_amount = u
     av -= 3
     if av < 0:
@@ -11768,10 +12524,16 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_NotificationMaxDelay = u
     av -= 7
     if av < 0:
@@ -12233,10 +12995,16 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_RootCertificateID.append(r.string_of(u, 40))
     win = r.win
@@ -12264,10 +13032,16 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_RootCertificateID.append(r.string_of(u, 40))
         win = r.win
@@ -12304,10 +13078,16 @@ def _d_din_ListOfRootCertificateIDsType(r: BitReader) -> _din.ListOfRootCertific
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_RootCertificateID.append(r.string_of(u, 40))
                 win = r.win
@@ -12418,10 +13198,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -12455,10 +13241,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SigMeterReading = r.binary_of(u, 32)
         win = r.win
@@ -12486,10 +13278,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -12514,10 +13312,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_TMeter = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -12550,10 +13354,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_SigMeterReading = r.binary_of(u, 32)
             win = r.win
@@ -12581,10 +13391,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -12609,10 +13425,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -12646,10 +13468,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -12674,10 +13502,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -12711,10 +13545,16 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -13034,10 +13874,16 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_FaultMsg = r.string_of(u, 64)
         win = r.win
@@ -13145,10 +13991,16 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_PMax = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -13232,10 +14084,16 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_PMaxScheduleID = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -13388,10 +14246,16 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ParameterSetID = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -13548,10 +14412,16 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Name = r.string_of(u, None)
     win = r.win
@@ -13599,10 +14469,16 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_shortValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -13626,10 +14502,16 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_intValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -13657,10 +14539,16 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_stringValue = r.string_of(u, None)
         win = r.win
@@ -13956,10 +14844,16 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_Value = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -13986,10 +14880,16 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_Value = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -14110,10 +15010,16 @@ def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ChargingProfileEntryStart = u
     av -= 12
     if av < 0:
@@ -14130,10 +15036,16 @@ def _d_din_ProfileEntryType(r: BitReader) -> _din.ProfileEntryType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ChargingProfileEntryMaxPower = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -14223,10 +15135,16 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_start = u
     av -= 3
     if av < 0:
@@ -14251,10 +15169,16 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_duration = u
         av -= 1
         if av < 0:
@@ -14479,10 +15403,16 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_SAScheduleTupleID = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -14774,10 +15704,16 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -14798,10 +15734,16 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_SalesTariffID = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -14826,10 +15768,16 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SalesTariffDescription = r.string_of(u, 32)
         win = r.win
@@ -15162,10 +16110,16 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -15191,10 +16145,16 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_ParameterSetID = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -15651,10 +16611,16 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -15679,10 +16645,16 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceName = r.string_of(u, 32)
         win = r.win
@@ -15734,10 +16706,16 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 32)
         win = r.win
@@ -15920,10 +16898,16 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Certificate.append(r.binary_of(u, 1200))
     win = r.win
@@ -15951,10 +16935,16 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Certificate.append(r.binary_of(u, 1200))
         win = r.win
@@ -15991,10 +16981,16 @@ def _d_din_SubCertificatesType(r: BitReader) -> _din.SubCertificatesType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_Certificate.append(r.binary_of(u, 1200))
                 win = r.win
@@ -16229,10 +17225,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_4_Id = r.string_of(u, None)
         win = r.win
@@ -16265,10 +17267,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_4_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
         win = r.win
@@ -16287,10 +17295,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_4_DHParams = r.binary_of(u, 256)
         win = r.win
@@ -16309,10 +17323,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_4_ContractID = r.string_of(u, 24)
         win = r.win
@@ -16353,10 +17373,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_5_Id = r.string_of(u, None)
         win = r.win
@@ -16389,10 +17415,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_5_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
         win = r.win
@@ -16411,10 +17443,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_5_DHParams = r.binary_of(u, 256)
         win = r.win
@@ -16433,10 +17471,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_5_ContractID = r.string_of(u, 24)
         win = r.win
@@ -16456,10 +17500,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_RetryCounter = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -16567,10 +17617,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_9_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -16608,10 +17664,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_10_ContractID = r.string_of(u, 24)
         win = r.win
@@ -16656,10 +17718,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_11_GenChallenge = r.string_of(u, None)
         win = r.win
@@ -16679,10 +17747,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_11_DateTimeNow = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -16803,10 +17877,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_ServiceID = u
         av -= 2
         if av < 0:
@@ -16889,10 +17969,16 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_17_EVCCID = r.binary_of(u, 8)
         win = r.win
@@ -18941,10 +20027,16 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -19084,10 +20176,16 @@ def _d_v0(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -19135,10 +20233,16 @@ def _d_v1(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -19234,10 +20338,16 @@ def _d_v4(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 1200)
     win = r.win
@@ -19288,10 +20398,16 @@ def _d_v5(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -19349,10 +20465,16 @@ def _d_v6(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -19410,10 +20532,16 @@ def _d_v7(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 24)
     win = r.win
@@ -19463,10 +20591,16 @@ def _d_v8(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 128)
     win = r.win
@@ -19516,10 +20650,16 @@ def _d_v9(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 256)
     win = r.win
@@ -19570,10 +20710,16 @@ def _d_v10(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -19656,10 +20802,16 @@ def _d_v12(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -19761,10 +20913,16 @@ def _d_v15(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 32)
     win = r.win
@@ -19938,10 +21096,16 @@ def _d_v21(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -20015,10 +21179,16 @@ def _d_v23(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 64)
     win = r.win
@@ -20068,10 +21238,16 @@ def _d_v24(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -20120,10 +21296,16 @@ def _d_v25(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -20179,10 +21361,16 @@ def _d_v26(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -20233,10 +21421,16 @@ def _d_v27(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -20319,10 +21513,16 @@ def _d_v29(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -20371,10 +21571,16 @@ def _d_v30(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -20433,10 +21639,16 @@ def _d_v31(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -20543,10 +21755,16 @@ def _d_v34(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 40)
     win = r.win
@@ -20596,10 +21814,16 @@ def _d_v35(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -20672,10 +21896,16 @@ def _d_v37(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -20733,10 +21963,16 @@ def _d_v38(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -20786,10 +22022,16 @@ def _d_v39(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -20839,10 +22081,16 @@ def _d_v40(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -20892,10 +22140,16 @@ def _d_v41(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 32)
     win = r.win
@@ -20972,10 +22226,16 @@ def _d_v43(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -21083,10 +22343,16 @@ def _d_v46(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

@@ -69,10 +69,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -171,10 +177,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -201,10 +213,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -231,10 +249,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -263,10 +287,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -298,10 +328,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -328,10 +364,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -360,10 +402,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -395,10 +443,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -425,10 +479,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -464,10 +524,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -498,10 +564,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -709,10 +781,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -810,10 +888,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -834,10 +918,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -894,10 +984,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -936,10 +1032,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -1002,10 +1104,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -1044,10 +1152,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -1098,10 +1212,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1436,10 +1556,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1458,10 +1584,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1570,10 +1702,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1739,10 +1877,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1761,10 +1905,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1783,10 +1933,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1818,10 +1974,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1840,10 +2002,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1875,10 +2043,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -2042,10 +2216,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -2072,10 +2252,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -2109,10 +2295,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2281,10 +2473,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2303,10 +2501,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2379,10 +2583,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2401,10 +2611,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2423,10 +2639,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2464,10 +2686,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2486,10 +2714,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2527,10 +2761,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2595,10 +2835,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2817,10 +3063,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2839,10 +3091,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2876,10 +3134,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -3028,10 +3292,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -3064,10 +3334,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         u2 = (win >> av) & 0xff
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 14)
-                            win = r.win
-                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -3105,10 +3381,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -3213,10 +3495,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3243,10 +3531,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3381,10 +3675,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3549,10 +3849,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3571,10 +3877,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3597,10 +3909,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3731,10 +4049,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3965,10 +4289,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3987,10 +4317,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4013,10 +4349,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4105,10 +4447,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -4311,10 +4659,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -4339,10 +4693,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4538,10 +4898,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4561,10 +4927,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4591,10 +4963,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4620,10 +4998,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4649,10 +5033,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4678,10 +5068,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4716,10 +5112,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4739,10 +5141,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4769,10 +5177,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4798,10 +5212,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4827,10 +5247,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4856,10 +5282,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -5097,10 +5529,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -5120,10 +5558,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -5201,10 +5645,16 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -5225,10 +5675,16 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_GenChallenge = r.binary_of(u, 16)
         win = r.win
@@ -5264,10 +5720,16 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_GenChallenge = r.binary_of(u, 16)
             win = r.win
@@ -5565,10 +6027,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_6_Id = r.string_of(u, None)
         win = r.win
@@ -5587,10 +6055,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_6_OEMProvisioningCert = r.binary_of(u, 800)
         win = r.win
@@ -5656,10 +6130,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_8_Id = r.string_of(u, None)
         win = r.win
@@ -5678,10 +6158,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_8_value = r.binary_of(u, 48)
         win = r.win
@@ -5704,10 +6190,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_9_Id = r.string_of(u, None)
         win = r.win
@@ -5726,10 +6218,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_9_value = r.binary_of(u, 65)
         win = r.win
@@ -5752,10 +6250,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_10_Id = r.string_of(u, None)
         win = r.win
@@ -5774,10 +6278,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_10_value = r.string_of(u, 15)
         win = r.win
@@ -5816,10 +6326,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_11_Id = r.string_of(u, None)
         win = r.win
@@ -5848,10 +6364,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_11_eMAID = r.string_of(u, 15)
         win = r.win
@@ -5952,10 +6474,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_13_eMAID = r.string_of(u, 15)
         win = r.win
@@ -6000,10 +6528,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_14_GenChallenge = r.binary_of(u, 16)
         win = r.win
@@ -6023,10 +6557,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_EVSETimeStamp = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -6122,10 +6662,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_19_Value = -u - 1 if sg else u
         av -= 26
         if av < 0:
@@ -6152,10 +6698,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_20_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -6209,10 +6761,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_22_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -6246,10 +6804,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_23_ServiceID = u
         av -= 2
         if av < 0:
@@ -6294,10 +6858,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_24_EVCCID = r.binary_of(u, 6)
         win = r.win
@@ -6402,10 +6972,16 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_30_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -8514,10 +9090,16 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -8536,10 +9118,16 @@ def _d_iso2_CertificateInstallationReqType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_OEMProvisioningCert = r.binary_of(u, 800)
     win = r.win
@@ -8653,10 +9241,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_1_Id = r.string_of(u, None)
     win = r.win
@@ -8675,10 +9269,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_1_value = r.binary_of(u, 48)
     win = r.win
@@ -8701,10 +9301,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_2_Id = r.string_of(u, None)
     win = r.win
@@ -8723,10 +9329,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_2_value = r.binary_of(u, 65)
     win = r.win
@@ -8749,10 +9361,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_3_Id = r.string_of(u, None)
     win = r.win
@@ -8771,10 +9389,16 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_3_value = r.string_of(u, 15)
     win = r.win
@@ -8919,10 +9543,16 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -8951,10 +9581,16 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_eMAID = r.string_of(u, 15)
     win = r.win
@@ -9083,10 +9719,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_1_Id = r.string_of(u, None)
     win = r.win
@@ -9105,10 +9747,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_1_value = r.binary_of(u, 48)
     win = r.win
@@ -9132,10 +9780,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_2_Id = r.string_of(u, None)
     win = r.win
@@ -9154,10 +9808,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_2_value = r.binary_of(u, 65)
     win = r.win
@@ -9181,10 +9841,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_3_Id = r.string_of(u, None)
     win = r.win
@@ -9203,10 +9869,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_3_value = r.string_of(u, 15)
     win = r.win
@@ -9239,10 +9911,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_RetryCounter = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -9443,10 +10121,16 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MaxEntriesSAScheduleTuple = u
         av -= 1
         if av < 0:
@@ -9666,10 +10350,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_NotificationMaxDelay = u
         av -= 35
         if av < 0:
@@ -9701,10 +10391,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 26
         if av < 0:
@@ -9731,10 +10427,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -9791,10 +10493,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_NotificationMaxDelay = u
             av -= 35
             if av < 0:
@@ -9826,10 +10534,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 26
             if av < 0:
@@ -9856,10 +10570,16 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_10_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -10247,10 +10967,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_EVSEID = r.string_of(u, 37)
     win = r.win
@@ -10286,10 +11012,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10333,10 +11065,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -10392,10 +11130,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_3_NotificationMaxDelay = u
             av -= 11
             if av < 0:
@@ -10445,10 +11189,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_NotificationMaxDelay = u
             av -= 11
             if av < 0:
@@ -10484,10 +11234,16 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -10809,10 +11565,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 5
     if av < 0:
@@ -10848,10 +11610,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10886,10 +11654,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10924,10 +11698,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -10987,10 +11767,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11025,10 +11811,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11088,10 +11880,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11185,10 +11983,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11223,10 +12027,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_10_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11261,10 +12071,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_11_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -11306,10 +12122,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_12_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11344,10 +12166,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -11384,10 +12212,16 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12015,10 +12849,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -12046,10 +12886,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 17
     if av < 0:
@@ -12091,10 +12937,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12129,10 +12981,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12167,10 +13025,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12199,10 +13063,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_EVSEID = r.string_of(u, 37)
         win = r.win
@@ -12242,10 +13112,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12280,10 +13156,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12312,10 +13194,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_EVSEID = r.string_of(u, 37)
             win = r.win
@@ -12355,10 +13243,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12387,10 +13281,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_EVSEID = r.string_of(u, 37)
             win = r.win
@@ -12419,10 +13319,16 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_EVSEID = r.string_of(u, 37)
         win = r.win
@@ -12945,10 +13851,16 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -12969,10 +13881,16 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SessionID = r.binary_of(u, 8)
         win = r.win
@@ -13001,10 +13919,16 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SessionID = r.binary_of(u, 8)
         win = r.win
@@ -13180,10 +14104,16 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -13221,10 +14151,16 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_NotificationMaxDelay = u
         av -= 7
         if av < 0:
@@ -13365,10 +14301,16 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_eMAID = r.string_of(u, 15)
     win = r.win
@@ -13449,10 +14391,16 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_GenChallenge = r.binary_of(u, 16)
     win = r.win
@@ -13472,10 +14420,16 @@ def _d_iso2_PaymentDetailsResType(r: BitReader) -> _iso2.PaymentDetailsResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_EVSETimeStamp = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -13813,10 +14767,16 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 11
         if av < 0:
@@ -13854,10 +14814,16 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_NotificationMaxDelay = u
         av -= 7
         if av < 0:
@@ -14016,10 +14982,16 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -14046,10 +15018,16 @@ def _d_iso2_PreChargeReqType(r: BitReader) -> _iso2.PreChargeReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -14197,10 +15175,16 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -14292,10 +15276,16 @@ def _d_iso2_ServiceDetailReqType(r: BitReader) -> _iso2.ServiceDetailReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 2
     if av < 0:
@@ -14367,10 +15357,16 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -14487,10 +15483,16 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
@@ -14725,10 +15727,16 @@ def _d_iso2_SessionSetupReqType(r: BitReader) -> _iso2.SessionSetupReqType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_EVCCID = r.binary_of(u, 6)
     win = r.win
@@ -14791,10 +15799,16 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_EVSEID = r.string_of(u, 37)
     win = r.win
@@ -14823,10 +15837,16 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_EVSETimeStamp = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -15061,10 +16081,16 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -15167,10 +16193,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -15200,10 +16232,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15240,10 +16278,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15277,10 +16321,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -15308,10 +16358,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -15339,10 +16395,16 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -15600,10 +16662,16 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_NotificationMaxDelay = u
     av -= 35
     if av < 0:
@@ -15635,10 +16703,16 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -15665,10 +16739,16 @@ def _d_iso2_AC_EVSEChargeParameterType(r: BitReader) -> _iso2.AC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -15814,10 +16894,16 @@ def _d_iso2_AC_EVSEStatusType(r: BitReader) -> _iso2.AC_EVSEStatusType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_NotificationMaxDelay = u
     av -= 11
     if av < 0:
@@ -15899,10 +16985,16 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -15923,10 +17015,16 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Certificate = r.binary_of(u, 800)
         win = r.win
@@ -15955,10 +17053,16 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Certificate = r.binary_of(u, 800)
         win = r.win
@@ -16091,10 +17195,16 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -16119,10 +17229,16 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceName = r.string_of(u, 32)
         win = r.win
@@ -16174,10 +17290,16 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
@@ -16463,10 +17585,16 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -16645,10 +17773,16 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.Cont
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -16667,10 +17801,16 @@ def _d_iso2_ContractSignatureEncryptedPrivateKeyType(r: BitReader) -> _iso2.Cont
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_value = r.binary_of(u, 48)
     win = r.win
@@ -16743,10 +17883,16 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_amount = u
     av -= 3
     if av < 0:
@@ -16871,10 +18017,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -16943,10 +18095,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -16982,10 +18140,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17020,10 +18184,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17060,10 +18230,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17103,10 +18279,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17141,10 +18323,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17206,10 +18394,16 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17859,10 +19053,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -17890,10 +19090,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -17921,10 +19127,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -17952,10 +19164,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
@@ -17983,10 +19201,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -18022,10 +19246,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -18060,10 +19290,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -18100,10 +19336,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -18143,10 +19385,16 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -18552,10 +19800,16 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -18744,10 +19998,16 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPubli
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -18766,10 +20026,16 @@ def _d_iso2_DiffieHellmanPublickeyType(r: BitReader) -> _iso2.DiffieHellmanPubli
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_value = r.binary_of(u, 65)
     win = r.win
@@ -18835,10 +20101,16 @@ def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Id = r.string_of(u, None)
     win = r.win
@@ -18857,10 +20129,16 @@ def _d_iso2_EMAIDType(r: BitReader) -> _iso2.EMAIDType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_value = r.string_of(u, 15)
     win = r.win
@@ -18932,10 +20210,16 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -19069,10 +20353,16 @@ def _d_iso2_EVSEStatusType(r: BitReader) -> _iso2.EVSEStatusType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_NotificationMaxDelay = u
     av -= 7
     if av < 0:
@@ -19253,10 +20543,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -19276,10 +20572,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -19313,10 +20615,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -19336,10 +20644,16 @@ def _d_iso2_ListOfRootCertificateIDsType(r: BitReader) -> _iso2.ListOfRootCertif
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -19503,10 +20817,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -19534,10 +20854,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MeterReading = u
         av -= 1
         if av < 0:
@@ -19561,10 +20887,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SigMeterReading = r.binary_of(u, 64)
         win = r.win
@@ -19592,10 +20924,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -19620,10 +20958,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_TMeter = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -19656,10 +21000,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_SigMeterReading = r.binary_of(u, 64)
             win = r.win
@@ -19687,10 +21037,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -19715,10 +21071,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -19752,10 +21114,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -19780,10 +21148,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -19817,10 +21191,16 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_TMeter = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -20156,10 +21536,16 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_FaultMsg = r.string_of(u, 64)
         win = r.win
@@ -20272,10 +21658,16 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -20474,10 +21866,16 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ParameterSetID = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -20626,10 +22024,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Name = r.string_of(u, None)
     win = r.win
@@ -20671,10 +22075,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_shortValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -20698,10 +22108,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_intValue = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -20730,10 +22146,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20761,10 +22183,16 @@ def _d_iso2_ParameterType(r: BitReader) -> _iso2.ParameterType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_stringValue = r.string_of(u, None)
         win = r.win
@@ -21047,10 +22475,16 @@ def _d_iso2_PhysicalValueType(r: BitReader) -> _iso2.PhysicalValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -21126,10 +22560,16 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ChargingProfileEntryStart = u
     av -= 25
     if av < 0:
@@ -21152,10 +22592,16 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -21303,10 +22749,16 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_start = u
     av -= 3
     if av < 0:
@@ -21331,10 +22783,16 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_duration = u
         av -= 1
         if av < 0:
@@ -21913,10 +23371,16 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -21962,10 +23426,16 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_SalesTariffDescription = r.string_of(u, 32)
         win = r.win
@@ -22319,10 +23789,16 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -22348,10 +23824,16 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_ParameterSetID = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -22670,10 +24152,16 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ServiceID = u
     av -= 3
     if av < 0:
@@ -22698,10 +24186,16 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceName = r.string_of(u, 32)
         win = r.win
@@ -22753,10 +24247,16 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
@@ -22913,10 +24413,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Certificate.append(r.binary_of(u, 800))
     win = r.win
@@ -22944,10 +24450,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Certificate.append(r.binary_of(u, 800))
         win = r.win
@@ -22983,10 +24495,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Certificate.append(r.binary_of(u, 800))
             win = r.win
@@ -23022,10 +24540,16 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Certificate.append(r.binary_of(u, 800))
             win = r.win
@@ -23329,10 +24853,16 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -23472,10 +25002,16 @@ def _d_v0(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -23523,10 +25059,16 @@ def _d_v1(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -23622,10 +25164,16 @@ def _d_v4(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 800)
     win = r.win
@@ -23726,10 +25274,16 @@ def _d_v7(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -23835,10 +25389,16 @@ def _d_v10(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 6)
     win = r.win
@@ -23914,10 +25474,16 @@ def _d_v12(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 37)
     win = r.win
@@ -24072,10 +25638,16 @@ def _d_v17(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -24159,10 +25731,16 @@ def _d_v19(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -24236,10 +25814,16 @@ def _d_v21(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 64)
     win = r.win
@@ -24289,10 +25873,16 @@ def _d_v22(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 16)
     win = r.win
@@ -24343,10 +25933,16 @@ def _d_v23(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -24402,10 +25998,16 @@ def _d_v24(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -24463,10 +26065,16 @@ def _d_v25(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -24516,10 +26124,16 @@ def _d_v26(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -24578,10 +26192,16 @@ def _d_v27(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -24664,10 +26284,16 @@ def _d_v29(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -24716,10 +26342,16 @@ def _d_v30(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -24851,10 +26483,16 @@ def _d_v34(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -24927,10 +26565,16 @@ def _d_v36(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -24988,10 +26632,16 @@ def _d_v37(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -25041,10 +26691,16 @@ def _d_v38(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 64)
     win = r.win
@@ -25094,10 +26750,16 @@ def _d_v39(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -25147,10 +26809,16 @@ def _d_v40(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 64)
     win = r.win
@@ -25227,10 +26895,16 @@ def _d_v42(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -25337,10 +27011,16 @@ def _d_v45(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -25399,10 +27079,16 @@ def _d_v46(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -25460,10 +27146,16 @@ def _d_v47(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:

@@ -58,10 +58,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -160,10 +166,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -190,10 +202,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -220,10 +238,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -252,10 +276,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -287,10 +317,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -317,10 +353,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -349,10 +391,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -384,10 +432,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -414,10 +468,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -453,10 +513,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -487,10 +553,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -698,10 +770,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -799,10 +877,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -823,10 +907,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -883,10 +973,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -925,10 +1021,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -991,10 +1093,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -1033,10 +1141,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -1087,10 +1201,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1425,10 +1545,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1447,10 +1573,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1559,10 +1691,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1728,10 +1866,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1750,10 +1894,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1772,10 +1922,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1807,10 +1963,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1829,10 +1991,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1864,10 +2032,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -2031,10 +2205,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -2061,10 +2241,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -2098,10 +2284,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2270,10 +2462,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2292,10 +2490,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2368,10 +2572,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2390,10 +2600,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2412,10 +2628,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2453,10 +2675,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2475,10 +2703,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2516,10 +2750,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2584,10 +2824,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2806,10 +3052,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2828,10 +3080,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2865,10 +3123,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -3017,10 +3281,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -3053,10 +3323,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         u2 = (win >> av) & 0xff
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 14)
-                            win = r.win
-                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -3094,10 +3370,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -3202,10 +3484,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3232,10 +3520,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3370,10 +3664,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3538,10 +3838,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3560,10 +3866,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3586,10 +3898,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3720,10 +4038,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3954,10 +4278,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3976,10 +4306,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4002,10 +4338,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4094,10 +4436,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -4300,10 +4648,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -4328,10 +4682,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4527,10 +4887,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4550,10 +4916,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4580,10 +4952,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4609,10 +4987,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4638,10 +5022,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4667,10 +5057,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4705,10 +5101,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4728,10 +5130,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4758,10 +5166,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4787,10 +5201,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4816,10 +5236,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4845,10 +5271,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -5086,10 +5518,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -5109,10 +5547,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -5553,10 +5997,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_EVRelativeXDeviation = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -5573,10 +6023,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_EVRelativeYDeviation = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -5593,10 +6049,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ContactWindowXc = -u - 1 if sg else u
     av -= 12
     if av < 0:
@@ -5613,10 +6075,16 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ContactWindowYc = -u - 1 if sg else u
     av -= 6
     if av < 0:
@@ -5806,10 +6274,16 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -5890,10 +6364,16 @@ def _d_iso20_acdp_EVTechnicalStatusType(r: BitReader) -> _iso20_acdp.EVTechnical
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6515,10 +6995,16 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -6839,10 +7325,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -6864,10 +7356,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -6976,10 +7474,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_TaxRuleID = u
     av -= 24
     if av < 0:
@@ -6997,10 +7501,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -7152,10 +7662,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_RemainingTimeToMinimumSOC = u
         av -= 1
         if av < 0:
@@ -7179,10 +7695,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_RemainingTimeToTargetSOC = u
         av -= 1
         if av < 0:
@@ -7206,10 +7728,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_RemainingTimeToMaximumSOC = u
         av -= 1
         if av < 0:
@@ -7244,10 +7772,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -7320,10 +7854,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -7347,10 +7887,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -7374,10 +7920,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -7412,10 +7964,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7479,10 +8037,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -7506,10 +8070,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -7533,10 +8103,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -7571,10 +8147,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7629,10 +8211,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -7656,10 +8244,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -7683,10 +8277,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -7721,10 +8321,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7770,10 +8376,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -7797,10 +8409,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -7824,10 +8442,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -7862,10 +8486,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7911,10 +8541,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -7938,10 +8574,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -7976,10 +8618,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -8025,10 +8673,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -8063,10 +8717,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -8123,10 +8783,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -8174,10 +8840,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9223,10 +9895,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -9252,10 +9930,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9287,10 +9971,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -9319,10 +10009,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -9345,10 +10041,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -9570,10 +10272,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -9615,10 +10323,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_AckMaxDelay = u
         av -= 1
         if av < 0:
@@ -9669,10 +10383,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -9714,10 +10434,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -9750,10 +10476,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -9994,10 +10726,16 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -10069,10 +10807,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -10092,10 +10836,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -10129,10 +10879,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -10152,10 +10908,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -10317,10 +11079,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -10340,10 +11108,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_TimeStamp = u
     av -= 3
     if av < 0:
@@ -10469,10 +11243,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -10492,10 +11272,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ChargedEnergyReadingWh = u
     av -= 4
     if av < 0:
@@ -10520,10 +11306,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
         av -= 1
         if av < 0:
@@ -10547,10 +11339,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_CapacitiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -10574,10 +11372,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -10601,10 +11405,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
         win = r.win
@@ -10632,10 +11442,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -10659,10 +11475,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MeterTimestamp = u
         av -= 1
         if av < 0:
@@ -10695,10 +11517,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_CapacitiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -10722,10 +11550,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -10749,10 +11583,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -10780,10 +11620,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -10807,10 +11653,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -10843,10 +11695,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -10870,10 +11728,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -10901,10 +11765,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -10928,10 +11798,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -10964,10 +11840,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -10995,10 +11877,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -11022,10 +11910,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -11059,10 +11953,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -11086,10 +11986,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -11122,10 +12028,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -11737,10 +12649,16 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -11816,10 +12734,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_TimeAnchor = u
     av -= 4
     if av < 0:
@@ -11846,10 +12770,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -11871,10 +12801,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -11908,10 +12844,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -11933,10 +12875,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -11970,10 +12918,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -11995,10 +12949,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -12032,10 +12992,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_11_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -12057,10 +13023,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -12092,10 +13064,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_13_TaxRuleID = u
         av -= 24
         if av < 0:
@@ -12113,10 +13091,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -12159,10 +13143,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_16_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -12184,10 +13174,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_17_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12221,10 +13217,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_19_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -12246,10 +13248,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12283,10 +13291,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -12308,10 +13322,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12343,10 +13363,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_24_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -12364,10 +13390,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12410,10 +13442,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_27_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -12435,10 +13473,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_28_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12472,10 +13516,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_30_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -12497,10 +13547,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_31_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12532,10 +13588,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_32_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -12553,10 +13615,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_33_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12599,10 +13667,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_35_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -12624,10 +13698,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_36_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12659,10 +13739,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_37_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -12680,10 +13766,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_38_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12724,10 +13816,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_39_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -12745,10 +13843,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_40_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -12791,10 +13895,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 f_41_TaxRuleID = u
                 av -= 24
                 if av < 0:
@@ -12812,10 +13922,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 f_42_Value = -u - 1 if sg else u
                 av -= 3
                 if av < 0:
@@ -14013,10 +15129,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14046,10 +15168,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14079,10 +15207,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14121,10 +15255,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -14154,10 +15294,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -14196,10 +15342,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -14637,10 +15789,16 @@ def _d_v0(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -14688,10 +15846,16 @@ def _d_v1(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -14739,10 +15903,16 @@ def _d_v2(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -14800,10 +15970,16 @@ def _d_v3(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -14885,10 +16061,16 @@ def _d_v5(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -14946,10 +16128,16 @@ def _d_v6(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -15208,10 +16396,16 @@ def _d_v15(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -15285,10 +16479,16 @@ def _d_v17(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -15344,10 +16544,16 @@ def _d_v18(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -15397,10 +16603,16 @@ def _d_v19(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 64)
     win = r.win
@@ -15450,10 +16662,16 @@ def _d_v20(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -15527,10 +16745,16 @@ def _d_v22(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -15580,10 +16804,16 @@ def _d_v23(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -15642,10 +16872,16 @@ def _d_v24(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

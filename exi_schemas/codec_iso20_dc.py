@@ -48,10 +48,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -150,10 +156,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -180,10 +192,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -210,10 +228,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -242,10 +266,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -277,10 +307,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -307,10 +343,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -339,10 +381,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -374,10 +422,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -404,10 +458,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -443,10 +503,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -477,10 +543,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -688,10 +760,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -789,10 +867,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -813,10 +897,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -873,10 +963,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -915,10 +1011,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -981,10 +1083,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -1023,10 +1131,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -1077,10 +1191,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1415,10 +1535,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1437,10 +1563,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1549,10 +1681,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1718,10 +1856,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1740,10 +1884,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1762,10 +1912,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1797,10 +1953,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1819,10 +1981,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1854,10 +2022,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -2021,10 +2195,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -2051,10 +2231,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -2088,10 +2274,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2260,10 +2452,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2282,10 +2480,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2358,10 +2562,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2380,10 +2590,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2402,10 +2618,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2443,10 +2665,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2465,10 +2693,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2506,10 +2740,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2574,10 +2814,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2796,10 +3042,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2818,10 +3070,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2855,10 +3113,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -3007,10 +3271,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -3043,10 +3313,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         u2 = (win >> av) & 0xff
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 14)
-                            win = r.win
-                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -3084,10 +3360,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -3192,10 +3474,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3222,10 +3510,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3360,10 +3654,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3528,10 +3828,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3550,10 +3856,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3576,10 +3888,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3710,10 +4028,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3944,10 +4268,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3966,10 +4296,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3992,10 +4328,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4084,10 +4426,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -4290,10 +4638,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -4318,10 +4672,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4517,10 +4877,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4540,10 +4906,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4570,10 +4942,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4599,10 +4977,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4628,10 +5012,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4657,10 +5047,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4695,10 +5091,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4718,10 +5120,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4748,10 +5156,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4777,10 +5191,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4806,10 +5226,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4835,10 +5261,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -5076,10 +5508,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -5099,10 +5537,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -5356,10 +5800,16 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -5680,10 +6130,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -5705,10 +6161,16 @@ def _d_iso20_common_types_DetailedCostType(r: BitReader) -> _iso20_common_types.
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -5817,10 +6279,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_TaxRuleID = u
     av -= 24
     if av < 0:
@@ -5838,10 +6306,16 @@ def _d_iso20_common_types_DetailedTaxType(r: BitReader) -> _iso20_common_types.D
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -5993,10 +6467,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_RemainingTimeToMinimumSOC = u
         av -= 1
         if av < 0:
@@ -6020,10 +6500,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_RemainingTimeToTargetSOC = u
         av -= 1
         if av < 0:
@@ -6047,10 +6533,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_RemainingTimeToMaximumSOC = u
         av -= 1
         if av < 0:
@@ -6085,10 +6577,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -6161,10 +6659,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -6188,10 +6692,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -6215,10 +6725,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -6253,10 +6769,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6320,10 +6842,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -6347,10 +6875,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -6374,10 +6908,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -6412,10 +6952,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6470,10 +7016,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -6497,10 +7049,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -6524,10 +7082,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -6562,10 +7126,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6611,10 +7181,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMinimumSOC = u
             av -= 1
             if av < 0:
@@ -6638,10 +7214,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -6665,10 +7247,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -6703,10 +7291,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6752,10 +7346,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToTargetSOC = u
             av -= 1
             if av < 0:
@@ -6779,10 +7379,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -6817,10 +7423,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6866,10 +7478,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_RemainingTimeToMaximumSOC = u
             av -= 1
             if av < 0:
@@ -6904,10 +7522,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -6964,10 +7588,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -7015,10 +7645,16 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -8064,10 +8700,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -8093,10 +8735,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -8128,10 +8776,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -8160,10 +8814,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -8186,10 +8846,16 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -8411,10 +9077,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -8456,10 +9128,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_AckMaxDelay = u
         av -= 1
         if av < 0:
@@ -8510,10 +9188,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -8555,10 +9239,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -8591,10 +9281,16 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -8835,10 +9531,16 @@ def _d_iso20_common_types_EVSEStatusType(r: BitReader) -> _iso20_common_types.EV
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_NotificationMaxDelay = u
     av -= 8
     if av < 0:
@@ -8910,10 +9612,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_1_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -8933,10 +9641,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -8970,10 +9684,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -8993,10 +9713,16 @@ def _d_iso20_common_types_ListOfRootCertificateIDsType(r: BitReader) -> _iso20_c
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -9158,10 +9884,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_SessionID = r.binary_of(u, 8)
     win = r.win
@@ -9181,10 +9913,16 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_TimeStamp = u
     av -= 3
     if av < 0:
@@ -9310,10 +10048,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_MeterID = r.string_of(u, 32)
     win = r.win
@@ -9333,10 +10077,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_ChargedEnergyReadingWh = u
     av -= 4
     if av < 0:
@@ -9361,10 +10111,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
         av -= 1
         if av < 0:
@@ -9388,10 +10144,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_CapacitiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -9415,10 +10177,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_BPT_InductiveEnergyReadingVARh = u
         av -= 1
         if av < 0:
@@ -9442,10 +10210,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MeterSignature = r.binary_of(u, 64)
         win = r.win
@@ -9473,10 +10247,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MeterStatus = -u - 1 if sg else u
         av -= 1
         if av < 0:
@@ -9500,10 +10280,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_MeterTimestamp = u
         av -= 1
         if av < 0:
@@ -9536,10 +10322,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_CapacitiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -9563,10 +10355,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -9590,10 +10388,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -9621,10 +10425,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9648,10 +10458,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9684,10 +10500,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_BPT_InductiveEnergyReadingVARh = u
             av -= 1
             if av < 0:
@@ -9711,10 +10533,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -9742,10 +10570,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9769,10 +10603,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9805,10 +10645,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MeterSignature = r.binary_of(u, 64)
             win = r.win
@@ -9836,10 +10682,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9863,10 +10715,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9900,10 +10758,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterStatus = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -9927,10 +10791,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -9963,10 +10833,16 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_MeterTimestamp = u
             av -= 1
             if av < 0:
@@ -10578,10 +11454,16 @@ def _d_iso20_common_types_RationalNumberType(r: BitReader) -> _iso20_common_type
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -10657,10 +11539,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_TimeAnchor = u
     av -= 4
     if av < 0:
@@ -10687,10 +11575,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10712,10 +11606,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10749,10 +11649,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10774,10 +11680,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10811,10 +11723,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10836,10 +11754,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10873,10 +11797,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_11_Value = -u - 1 if sg else u
         av -= 25
         if av < 0:
@@ -10898,10 +11828,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -10933,10 +11869,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_13_TaxRuleID = u
         av -= 24
         if av < 0:
@@ -10954,10 +11896,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
@@ -11000,10 +11948,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_16_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -11025,10 +11979,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_17_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11062,10 +12022,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_19_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -11087,10 +12053,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11124,10 +12096,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -11149,10 +12127,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11184,10 +12168,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_24_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -11205,10 +12195,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11251,10 +12247,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_27_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -11276,10 +12278,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_28_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11313,10 +12321,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_30_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -11338,10 +12352,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_31_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11373,10 +12393,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_32_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -11394,10 +12420,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_33_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11440,10 +12472,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_35_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
@@ -11465,10 +12503,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_36_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11500,10 +12544,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_37_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -11521,10 +12571,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_38_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11565,10 +12621,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_39_TaxRuleID = u
             av -= 24
             if av < 0:
@@ -11586,10 +12648,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_40_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
@@ -11632,10 +12700,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 f_41_TaxRuleID = u
                 av -= 24
                 if av < 0:
@@ -11653,10 +12727,16 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 f_42_Value = -u - 1 if sg else u
                 av -= 3
                 if av < 0:
@@ -12854,10 +13934,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12887,10 +13973,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12920,10 +14012,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -12962,10 +14060,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -12995,10 +14099,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13037,10 +14147,16 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -13492,10 +14608,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -13518,10 +14640,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -13544,10 +14672,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -13570,10 +14704,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -13596,10 +14736,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -13622,10 +14768,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -13665,10 +14817,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13700,10 +14858,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -13732,10 +14896,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_9_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -13758,10 +14928,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_10_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -13784,10 +14960,16 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_11_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -14227,10 +15409,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14253,10 +15441,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14279,10 +15473,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14305,10 +15505,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14331,10 +15537,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14357,10 +15569,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -14391,10 +15609,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14424,10 +15648,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14459,10 +15689,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_9_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -14491,10 +15727,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_10_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14517,10 +15759,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_11_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -14543,10 +15791,16 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_12_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -15019,10 +16273,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -15048,10 +16308,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15083,10 +16349,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15115,10 +16387,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15141,10 +16419,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15167,10 +16451,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15193,10 +16483,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15219,10 +16515,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_7_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15245,10 +16547,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_8_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15271,10 +16579,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_9_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15297,10 +16611,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_10_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15323,10 +16643,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_11_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -15349,10 +16675,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_12_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -15383,10 +16715,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_13_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15416,10 +16754,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -15458,10 +16802,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_15_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -16080,10 +17430,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -16125,10 +17481,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_AckMaxDelay = u
         av -= 1
         if av < 0:
@@ -16154,10 +17516,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -16210,10 +17578,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -16239,10 +17613,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -16286,10 +17666,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -16315,10 +17701,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -16353,10 +17745,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -16382,10 +17780,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -16417,10 +17821,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -16449,10 +17859,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -16475,10 +17891,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_7_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -16501,10 +17923,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_8_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -16527,10 +17955,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_9_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -16553,10 +17987,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_10_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -16579,10 +18019,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_11_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -16605,10 +18051,16 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_12_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -17252,10 +18704,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17285,10 +18743,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17318,10 +18782,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17351,10 +18821,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17391,10 +18867,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17424,10 +18906,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17457,10 +18945,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17497,10 +18991,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17530,10 +19030,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17565,10 +19071,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_10_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17597,10 +19109,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_11_Value = -u - 1 if sg else u
     av -= 6
     if av < 0:
@@ -17631,10 +19149,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17664,10 +19188,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_13_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17697,10 +19227,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17730,10 +19266,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_15_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17763,10 +19305,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_16_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17796,10 +19344,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_17_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17829,10 +19383,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_18_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17862,10 +19422,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_19_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -17904,10 +19470,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17937,10 +19509,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_21_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -17970,10 +19548,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18003,10 +19587,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18036,10 +19626,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_24_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18069,10 +19665,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18102,10 +19704,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_26_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18144,10 +19752,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_27_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18177,10 +19791,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_28_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18210,10 +19830,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_29_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18243,10 +19869,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_30_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18276,10 +19908,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_31_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18309,10 +19947,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_32_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18351,10 +19995,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_33_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18384,10 +20034,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_34_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18417,10 +20073,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_35_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18450,10 +20112,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_36_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18483,10 +20151,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_37_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18525,10 +20199,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_38_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18558,10 +20238,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_39_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18591,10 +20277,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_40_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18624,10 +20316,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_41_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18666,10 +20364,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_42_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18699,10 +20403,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_43_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18732,10 +20442,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_44_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18774,10 +20490,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_45_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18807,10 +20529,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_46_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -18849,10 +20577,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_47_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20544,10 +22278,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20577,10 +22317,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20610,10 +22356,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20643,10 +22395,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20676,10 +22434,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20709,10 +22473,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20742,10 +22512,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20775,10 +22551,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_8_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -20817,10 +22599,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20850,10 +22638,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20883,10 +22677,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_11_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20916,10 +22716,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_12_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20949,10 +22755,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -20982,10 +22794,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21015,10 +22833,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_15_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21057,10 +22881,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_16_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21090,10 +22920,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_17_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21123,10 +22959,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_18_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21156,10 +22998,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_19_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21189,10 +23037,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21222,10 +23076,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_21_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21264,10 +23124,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21297,10 +23163,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21330,10 +23202,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_24_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21363,10 +23241,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21396,10 +23280,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_26_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21438,10 +23328,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_27_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21471,10 +23367,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_28_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21504,10 +23406,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_29_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21537,10 +23445,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_30_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21579,10 +23493,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_31_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21612,10 +23532,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_32_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21645,10 +23571,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_33_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21687,10 +23619,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_34_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21720,10 +23658,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_35_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -21762,10 +23706,16 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_36_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -23070,10 +25020,16 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23096,10 +25052,16 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23122,10 +25084,16 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23148,10 +25116,16 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23174,10 +25148,16 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23200,10 +25180,16 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -23495,10 +25481,16 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23521,10 +25513,16 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23547,10 +25545,16 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23573,10 +25577,16 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23599,10 +25609,16 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -23625,10 +25641,16 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
@@ -23659,10 +25681,16 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_7_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -24118,10 +26146,16 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 5
     if av < 0:
@@ -24388,10 +26422,16 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_NotificationMaxDelay = u
         av -= 8
         if av < 0:
@@ -24437,10 +26477,16 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -24489,10 +26535,16 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -24535,10 +26587,16 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -24570,10 +26628,16 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -24602,10 +26666,16 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 17
     if av < 0:
@@ -25256,10 +27326,16 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -25281,10 +27357,16 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -25423,10 +27505,16 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -25585,10 +27673,16 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_1_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -25692,10 +27786,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -25721,10 +27821,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -25756,10 +27862,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -25788,10 +27900,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_3_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -25814,10 +27932,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -25840,10 +27964,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_5_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -25866,10 +27996,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -25892,10 +28028,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_7_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -25918,10 +28060,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_8_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -25944,10 +28092,16 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_9_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -26338,10 +28492,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_DepartureTime = u
         av -= 1
         if av < 0:
@@ -26383,10 +28543,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_AckMaxDelay = u
         av -= 1
         if av < 0:
@@ -26412,10 +28578,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -26468,10 +28640,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -26497,10 +28675,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -26544,10 +28728,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -26573,10 +28763,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -26611,10 +28807,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_AckMaxDelay = u
             av -= 1
             if av < 0:
@@ -26640,10 +28842,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -26675,10 +28883,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -26707,10 +28921,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_6_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -26733,10 +28953,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_7_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
@@ -26759,10 +28985,16 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_8_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
@@ -27271,10 +29503,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27304,10 +29542,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27337,10 +29581,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27370,10 +29620,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27410,10 +29666,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27443,10 +29705,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27476,10 +29744,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27516,10 +29790,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27549,10 +29829,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27584,10 +29870,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_10_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27616,10 +29908,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_11_Value = -u - 1 if sg else u
     av -= 5
     if av < 0:
@@ -27650,10 +29948,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_12_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27683,10 +29987,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_13_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27716,10 +30026,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_14_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27749,10 +30065,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_15_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27782,10 +30104,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_16_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -27824,10 +30152,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_17_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27857,10 +30191,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_18_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27890,10 +30230,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_19_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27923,10 +30269,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_20_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27965,10 +30317,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_21_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -27998,10 +30356,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_22_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -28031,10 +30395,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_23_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -28073,10 +30443,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_24_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -28106,10 +30482,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_25_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -28148,10 +30530,16 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_26_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -29128,10 +31516,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -29161,10 +31555,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_2_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -29194,10 +31594,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_3_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -29227,10 +31633,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -29269,10 +31681,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -29302,10 +31720,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -29335,10 +31759,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -29377,10 +31807,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -29410,10 +31846,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -29452,10 +31894,16 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -29868,10 +32316,16 @@ def _d_v0(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -29919,10 +32373,16 @@ def _d_v1(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -29970,10 +32430,16 @@ def _d_v2(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -30031,10 +32497,16 @@ def _d_v3(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -30115,10 +32587,16 @@ def _d_v5(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -30228,10 +32706,16 @@ def _d_v8(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -30305,10 +32789,16 @@ def _d_v10(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -30389,10 +32879,16 @@ def _d_v12(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, 32)
     win = r.win
@@ -30442,10 +32938,16 @@ def _d_v13(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 64)
     win = r.win
@@ -30496,10 +32998,16 @@ def _d_v14(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -30557,10 +33065,16 @@ def _d_v15(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -30634,10 +33148,16 @@ def _d_v17(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, 8)
     win = r.win
@@ -30687,10 +33207,16 @@ def _d_v18(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = u
     av -= 1
     if av < 0:
@@ -30749,10 +33275,16 @@ def _d_v19(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

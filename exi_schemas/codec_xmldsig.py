@@ -40,10 +40,16 @@ def _d_xmldsig_CanonicalizationMethodType(r: BitReader) -> _xmldsig.Canonicaliza
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -142,10 +148,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_P = r.binary_of(u, None)
         win = r.win
@@ -172,10 +184,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_G = r.binary_of(u, None)
         win = r.win
@@ -202,10 +220,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -234,10 +258,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Q = r.binary_of(u, None)
         win = r.win
@@ -269,10 +299,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_G = r.binary_of(u, None)
             win = r.win
@@ -299,10 +335,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Y = r.binary_of(u, None)
             win = r.win
@@ -331,10 +373,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Y = r.binary_of(u, None)
         win = r.win
@@ -366,10 +414,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_J = r.binary_of(u, None)
         win = r.win
@@ -396,10 +450,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Seed = r.binary_of(u, None)
         win = r.win
@@ -435,10 +495,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Seed = r.binary_of(u, None)
             win = r.win
@@ -469,10 +535,16 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PgenCounter = r.binary_of(u, None)
         win = r.win
@@ -680,10 +752,16 @@ def _d_xmldsig_DigestMethodType(r: BitReader) -> _xmldsig.DigestMethodType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -781,10 +859,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -805,10 +889,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_KeyName.append(r.string_of(u, None))
         win = r.win
@@ -865,10 +955,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MgmtData.append(r.string_of(u, None))
         win = r.win
@@ -907,10 +1003,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_KeyName.append(r.string_of(u, None))
                 win = r.win
@@ -973,10 +1075,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_MgmtData.append(r.string_of(u, None))
                 win = r.win
@@ -1015,10 +1123,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_KeyName.append(r.string_of(u, None))
             win = r.win
@@ -1069,10 +1183,16 @@ def _d_xmldsig_KeyInfoType(r: BitReader) -> _xmldsig.KeyInfoType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MgmtData.append(r.string_of(u, None))
             win = r.win
@@ -1407,10 +1527,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Modulus = r.binary_of(u, None)
             win = r.win
@@ -1429,10 +1555,16 @@ def _d_xmldsig_KeyValueType(r: BitReader) -> _xmldsig.KeyValueType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_1_Exponent = r.binary_of(u, None)
             win = r.win
@@ -1541,10 +1673,16 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1710,10 +1848,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Encoding = r.string_of(u, None)
         win = r.win
@@ -1732,10 +1876,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -1754,10 +1904,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_MimeType = r.string_of(u, None)
         win = r.win
@@ -1789,10 +1945,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Id = r.string_of(u, None)
             win = r.win
@@ -1811,10 +1973,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -1846,10 +2014,16 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_MimeType = r.string_of(u, None)
             win = r.win
@@ -2013,10 +2187,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
@@ -2043,10 +2223,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_PGPKeyPacket.append(r.binary_of(u, None))
         win = r.win
@@ -2080,10 +2266,16 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_PGPKeyPacket.append(r.binary_of(u, None))
             win = r.win
@@ -2252,10 +2444,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Modulus = r.binary_of(u, None)
     win = r.win
@@ -2274,10 +2472,16 @@ def _d_xmldsig_RSAKeyValueType(r: BitReader) -> _xmldsig.RSAKeyValueType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Exponent = r.binary_of(u, None)
     win = r.win
@@ -2350,10 +2554,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -2372,10 +2582,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2394,10 +2610,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2435,10 +2657,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_Type = r.string_of(u, None)
             win = r.win
@@ -2457,10 +2685,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2498,10 +2732,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2566,10 +2806,16 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_DigestValue = r.binary_of(u, None)
     win = r.win
@@ -2788,10 +3034,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Type = r.string_of(u, None)
         win = r.win
@@ -2810,10 +3062,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_URI = r.string_of(u, None)
         win = r.win
@@ -2847,10 +3105,16 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_URI = r.string_of(u, None)
             win = r.win
@@ -2999,10 +3263,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_SPKISexp.append(r.binary_of(u, None))
             win = r.win
@@ -3035,10 +3305,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                         u2 = (win >> av) & 0xff
                         u = (u & 0x7F) | (u2 & 0x7F) << 7
                         if u2 > 127:
-                            r.avail = av
-                            u = r.uint_more(u, 14)
-                            win = r.win
-                            av = r.avail
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
                     r.avail = av
                     f_SPKISexp.append(r.binary_of(u, None))
                     win = r.win
@@ -3076,10 +3352,16 @@ def _d_xmldsig_SPKIDataType(r: BitReader) -> _xmldsig.SPKIDataType:
                     u2 = (win >> av) & 0xff
                     u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 14)
-                        win = r.win
-                        av = r.avail
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
                 f_SPKISexp.append(r.binary_of(u, None))
                 win = r.win
@@ -3184,10 +3466,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -3214,10 +3502,16 @@ def _d_xmldsig_SignatureMethodType(r: BitReader) -> _xmldsig.SignatureMethodType
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_HMACOutputLength = -u - 1 if sg else u
             av -= 1
             if av < 0:
@@ -3352,10 +3646,16 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3520,10 +3820,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3542,10 +3848,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3568,10 +3880,16 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Target = r.string_of(u, None)
         win = r.win
@@ -3702,10 +4020,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3936,10 +4260,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -3958,10 +4288,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -3984,10 +4320,16 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_value = r.binary_of(u, None)
         win = r.win
@@ -4076,10 +4418,16 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_Id = r.string_of(u, None)
         win = r.win
@@ -4282,10 +4630,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_Algorithm = r.string_of(u, None)
     win = r.win
@@ -4310,10 +4664,16 @@ def _d_xmldsig_TransformType(r: BitReader) -> _xmldsig.TransformType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_XPath.append(r.string_of(u, None))
             win = r.win
@@ -4509,10 +4869,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_1_X509IssuerName = r.string_of(u, None)
         win = r.win
@@ -4532,10 +4898,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         f_1_X509SerialNumber = -u - 1 if sg else u
         av -= 2
         if av < 0:
@@ -4562,10 +4934,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SKI.append(r.binary_of(u, None))
         win = r.win
@@ -4591,10 +4969,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509SubjectName.append(r.string_of(u, None))
         win = r.win
@@ -4620,10 +5004,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509Certificate.append(r.binary_of(u, None))
         win = r.win
@@ -4649,10 +5039,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
             u2 = (win >> av) & 0xff
             u = (u & 0x7F) | (u2 & 0x7F) << 7
             if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 14)
-                win = r.win
-                av = r.avail
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
         f_X509CRL.append(r.binary_of(u, None))
         win = r.win
@@ -4687,10 +5083,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_2_X509IssuerName = r.string_of(u, None)
             win = r.win
@@ -4710,10 +5112,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             f_2_X509SerialNumber = -u - 1 if sg else u
             av -= 2
             if av < 0:
@@ -4740,10 +5148,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SKI.append(r.binary_of(u, None))
             win = r.win
@@ -4769,10 +5183,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509SubjectName.append(r.string_of(u, None))
             win = r.win
@@ -4798,10 +5218,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509Certificate.append(r.binary_of(u, None))
             win = r.win
@@ -4827,10 +5253,16 @@ def _d_xmldsig_X509DataType(r: BitReader) -> _xmldsig.X509DataType:
                 u2 = (win >> av) & 0xff
                 u = (u & 0x7F) | (u2 & 0x7F) << 7
                 if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 14)
-                    win = r.win
-                    av = r.avail
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
             f_X509CRL.append(r.binary_of(u, None))
             win = r.win
@@ -5068,10 +5500,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     f_X509IssuerName = r.string_of(u, None)
     win = r.win
@@ -5091,10 +5529,16 @@ def _d_xmldsig_X509IssuerSerialType(r: BitReader) -> _xmldsig.X509IssuerSerialTy
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     f_X509SerialNumber = -u - 1 if sg else u
     av -= 2
     if av < 0:
@@ -5165,10 +5609,16 @@ def _d_v0(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -5216,10 +5666,16 @@ def _d_v1(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.string_of(u, None)
     win = r.win
@@ -5267,10 +5723,16 @@ def _d_v2(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -5319,10 +5781,16 @@ def _d_v3(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:
@@ -5378,10 +5846,16 @@ def _d_v4(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
     v = r.binary_of(u, None)
     win = r.win
@@ -5430,10 +5904,16 @@ def _d_v5(r: BitReader) -> object:
         u2 = (win >> av) & 0xff
         u = (u & 0x7F) | (u2 & 0x7F) << 7
         if u2 > 127:
-            r.avail = av
-            u = r.uint_more(u, 14)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     v = -u - 1 if sg else u
     av -= 1
     if av < 0:

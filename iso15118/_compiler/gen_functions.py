@@ -89,7 +89,10 @@ def _more_octets() -> list[str]:
         *_indent(read_into("u2", 8)),
         _IND + "u = (u & 0x7F) | (u2 & 0x7F) << 7",
         _IND + "if u2 > 127:",
-        *_indent(with_reader(["u = r.uint_more(u, 14)"]), 2),
+        *_indent(read_into("u2", 8), 2),
+        _IND * 2 + "u |= (u2 & 0x7F) << 14",
+        _IND * 2 + "if u2 > 127:",
+        *_indent(with_reader(["u = r.uint_more(u, 21)"]), 3),
     ]
 
 
