@@ -450,10 +450,10 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
         a <<= 3
         k += 3
-        t2 = c1.VersionNumberMajor
-        if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('AppProtocolType.VersionNumberMajor', f'{t2!r} outside 0..4294967295')
-        u = t2
+        t1 = c1.VersionNumberMajor
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('AppProtocolType.VersionNumberMajor', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -473,10 +473,10 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
         a <<= 3
         k += 3
-        t3 = c1.VersionNumberMinor
-        if t3 < 0 or (w.strict and (t3 > 4294967295)):
-            raise encode_error('AppProtocolType.VersionNumberMinor', f'{t3!r} outside 0..4294967295')
-        u = t3
+        t2 = c1.VersionNumberMinor
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('AppProtocolType.VersionNumberMinor', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -494,15 +494,15 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             k = w.n
         if c1.SchemaID is None:
             raise encode_error('AppProtocolType.SchemaID', 'required value missing')
-        t4 = c1.SchemaID
-        if t4 < 0 or t4 > 255:
-            raise encode_error('AppProtocolType.SchemaID', f'{t4!r} outside 0..255')
+        t3 = c1.SchemaID
+        if t3 < 0 or t3 > 255:
+            raise encode_error('AppProtocolType.SchemaID', f'{t3!r} outside 0..255')
         if c1.Priority is None:
             raise encode_error('AppProtocolType.Priority', 'required value missing')
-        t5 = c1.Priority
-        if t5 < 1 or t5 > 32 or (w.strict and (t5 > 20)):
-            raise encode_error('AppProtocolType.Priority', f'{t5!r} outside 1..20')
-        a = (a << 21) | (t4) << 10 | (t5 - 1) << 2
+        t4 = c1.Priority
+        if t4 < 1 or t4 > 32 or (w.strict and (t4 > 20)):
+            raise encode_error('AppProtocolType.Priority', f'{t4!r} outside 1..20')
+        a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
         k += 21
         s = 1
     else:
@@ -514,26 +514,26 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             k += 2
             x_AppProtocol = o.AppProtocol[i_AppProtocol]
             i_AppProtocol += 1
-            c6 = x_AppProtocol
-            if c6.ProtocolNamespace is None:
+            c2 = x_AppProtocol
+            if c2.ProtocolNamespace is None:
                 raise encode_error('AppProtocolType.ProtocolNamespace', 'required value missing')
             a <<= 2
             k += 2
-            if len(c6.ProtocolNamespace) > 100:
-                raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(c6.ProtocolNamespace)} outside 0..100')
+            if len(c2.ProtocolNamespace) > 100:
+                raise encode_error('AppProtocolType.ProtocolNamespace', f'length {len(c2.ProtocolNamespace)} outside 0..100')
             w.acc = a
             w.n = k
-            w.string(c6.ProtocolNamespace)
+            w.string(c2.ProtocolNamespace)
             a = w.acc
             k = w.n
-            if c6.VersionNumberMajor is None:
+            if c2.VersionNumberMajor is None:
                 raise encode_error('AppProtocolType.VersionNumberMajor', 'required value missing')
             a <<= 3
             k += 3
-            t7 = c6.VersionNumberMajor
-            if t7 < 0 or (w.strict and (t7 > 4294967295)):
-                raise encode_error('AppProtocolType.VersionNumberMajor', f'{t7!r} outside 0..4294967295')
-            u = t7
+            t5 = c2.VersionNumberMajor
+            if t5 < 0 or (w.strict and (t5 > 4294967295)):
+                raise encode_error('AppProtocolType.VersionNumberMajor', f'{t5!r} outside 0..4294967295')
+            u = t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -549,14 +549,14 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c6.VersionNumberMinor is None:
+            if c2.VersionNumberMinor is None:
                 raise encode_error('AppProtocolType.VersionNumberMinor', 'required value missing')
             a <<= 3
             k += 3
-            t8 = c6.VersionNumberMinor
-            if t8 < 0 or (w.strict and (t8 > 4294967295)):
-                raise encode_error('AppProtocolType.VersionNumberMinor', f'{t8!r} outside 0..4294967295')
-            u = t8
+            t6 = c2.VersionNumberMinor
+            if t6 < 0 or (w.strict and (t6 > 4294967295)):
+                raise encode_error('AppProtocolType.VersionNumberMinor', f'{t6!r} outside 0..4294967295')
+            u = t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -572,17 +572,17 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c6.SchemaID is None:
+            if c2.SchemaID is None:
                 raise encode_error('AppProtocolType.SchemaID', 'required value missing')
-            t9 = c6.SchemaID
-            if t9 < 0 or t9 > 255:
-                raise encode_error('AppProtocolType.SchemaID', f'{t9!r} outside 0..255')
-            if c6.Priority is None:
+            t7 = c2.SchemaID
+            if t7 < 0 or t7 > 255:
+                raise encode_error('AppProtocolType.SchemaID', f'{t7!r} outside 0..255')
+            if c2.Priority is None:
                 raise encode_error('AppProtocolType.Priority', 'required value missing')
-            t10 = c6.Priority
-            if t10 < 1 or t10 > 32 or (w.strict and (t10 > 20)):
-                raise encode_error('AppProtocolType.Priority', f'{t10!r} outside 1..20')
-            a = (a << 21) | (t9) << 10 | (t10 - 1) << 2
+            t8 = c2.Priority
+            if t8 < 1 or t8 > 32 or (w.strict and (t8 > 20)):
+                raise encode_error('AppProtocolType.Priority', f'{t8!r} outside 1..20')
+            a = (a << 21) | (t7) << 10 | (t8 - 1) << 2
             k += 21
             n += 1
             if n == 19:

@@ -5342,10 +5342,10 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -5419,22 +5419,22 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            c3 = x_X509IssuerSerial
-            if c3.X509IssuerName is None:
+            c2 = x_X509IssuerSerial
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -6810,10 +6810,10 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
             raise encode_error('AC_EVChargeParameterType.DepartureTime', 'required value missing')
         a <<= 4
         k += 4
-        t2 = c1.DepartureTime
-        if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t2!r} outside 0..4294967295')
-        u = t2
+        t1 = c1.DepartureTime
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -7086,10 +7086,10 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 13) | (1 if c3.PowerSwitchClosed else 0) << 7 | (1 if c3.RCD else 0) << 3
         k += 13
-        t4 = c3.NotificationMaxDelay
-        if t4 < 0 or (w.strict and (t4 > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..4294967295')
-        u = t4
+        t1 = c3.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -7468,19 +7468,19 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired)')
     if o.AC_EVSEStatus is None:
         raise encode_error('ChargingStatusResType.AC_EVSEStatus', 'required value missing')
-    c2 = o.AC_EVSEStatus
-    if c2.PowerSwitchClosed is None:
+    c1 = o.AC_EVSEStatus
+    if c1.PowerSwitchClosed is None:
         raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-    if c2.RCD is None:
+    if c1.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    if c2.NotificationMaxDelay is None:
+    if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 11) | (1 if c2.PowerSwitchClosed else 0) << 7 | (1 if c2.RCD else 0) << 3
+    a = (a << 11) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
     k += 11
-    t3 = c2.NotificationMaxDelay
-    if t3 < 0 or (w.strict and (t3 > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t3!r} outside 0..4294967295')
-    u = t3
+    t2 = c1.NotificationMaxDelay
+    if t2 < 0 or (w.strict and (t2 > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -7496,9 +7496,9 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         w.uint(u)
         a = w.acc
         k = w.n
-    if c2.EVSENotification is None:
+    if c1.EVSENotification is None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-    a = (a << 8) | (_I_din_EVSENotificationType[c2.EVSENotification]) << 3
+    a = (a << 8) | (_I_din_EVSENotificationType[c1.EVSENotification]) << 3
     k += 8
     s = 7
     s = -1
@@ -8825,10 +8825,10 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
     k += 19
-    t2 = c1.NotificationMaxDelay
-    if t2 < 0 or (w.strict and (t2 > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
-    u = t2
+    t1 = c1.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9319,10 +9319,10 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 12) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
         k += 12
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10734,10 +10734,10 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a = (a << 11) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
     k += 11
-    t2 = c1.NotificationMaxDelay
-    if t2 < 0 or (w.strict and (t2 > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
-    u = t2
+    t1 = c1.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 4294967295)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -11265,15 +11265,15 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         k += 1
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        c2 = x_ProfileEntry
-        if c2.ChargingProfileEntryStart is None:
+        c1 = x_ProfileEntry
+        if c1.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
         a <<= 2
         k += 2
-        t3 = c2.ChargingProfileEntryStart
-        if t3 < 0 or (w.strict and (t3 > 4294967295)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t3!r} outside 0..4294967295')
-        u = t3
+        t2 = c1.ChargingProfileEntryStart
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11289,14 +11289,14 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.ChargingProfileEntryMaxPower is None:
+        if c1.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-        t4 = c2.ChargingProfileEntryMaxPower
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t4!r} outside -32768..32767')
-        a = (a << 4) | (1 if t4 < 0 else 0)
+        t3 = c1.ChargingProfileEntryMaxPower
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t3!r} outside -32768..32767')
+        a = (a << 4) | (1 if t3 < 0 else 0)
         k += 4
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11322,15 +11322,15 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         k += 2
         x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
         i_ProfileEntry += 1
-        c5 = x_ProfileEntry
-        if c5.ChargingProfileEntryStart is None:
+        c2 = x_ProfileEntry
+        if c2.ChargingProfileEntryStart is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
         a <<= 2
         k += 2
-        t6 = c5.ChargingProfileEntryStart
-        if t6 < 0 or (w.strict and (t6 > 4294967295)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t6!r} outside 0..4294967295')
-        u = t6
+        t4 = c2.ChargingProfileEntryStart
+        if t4 < 0 or (w.strict and (t4 > 4294967295)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t4!r} outside 0..4294967295')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11346,14 +11346,14 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
             w.uint(u)
             a = w.acc
             k = w.n
-        if c5.ChargingProfileEntryMaxPower is None:
+        if c2.ChargingProfileEntryMaxPower is None:
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-        t7 = c5.ChargingProfileEntryMaxPower
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t7!r} outside -32768..32767')
-        a = (a << 4) | (1 if t7 < 0 else 0)
+        t5 = c2.ChargingProfileEntryMaxPower
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t5!r} outside -32768..32767')
+        a = (a << 4) | (1 if t5 < 0 else 0)
         k += 4
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11383,15 +11383,15 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
                 k += 2
                 x_ProfileEntry = o.ProfileEntry[i_ProfileEntry]
                 i_ProfileEntry += 1
-                c8 = x_ProfileEntry
-                if c8.ChargingProfileEntryStart is None:
+                c3 = x_ProfileEntry
+                if c3.ChargingProfileEntryStart is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'required value missing')
                 a <<= 2
                 k += 2
-                t9 = c8.ChargingProfileEntryStart
-                if t9 < 0 or (w.strict and (t9 > 4294967295)):
-                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t9!r} outside 0..4294967295')
-                u = t9
+                t6 = c3.ChargingProfileEntryStart
+                if t6 < 0 or (w.strict and (t6 > 4294967295)):
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t6!r} outside 0..4294967295')
+                u = t6
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -11407,14 +11407,14 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if c8.ChargingProfileEntryMaxPower is None:
+                if c3.ChargingProfileEntryMaxPower is None:
                     raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-                t10 = c8.ChargingProfileEntryMaxPower
-                if (w.strict and (t10 < -32768 or t10 > 32767)):
-                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t10!r} outside -32768..32767')
-                a = (a << 4) | (1 if t10 < 0 else 0)
+                t7 = c3.ChargingProfileEntryMaxPower
+                if (w.strict and (t7 < -32768 or t7 > 32767)):
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t7!r} outside -32768..32767')
+                a = (a << 4) | (1 if t7 < 0 else 0)
                 k += 4
-                u = -t10 - 1 if t10 < 0 else t10
+                u = -t7 - 1 if t7 < 0 else t7
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -14035,12 +14035,12 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
         raise encode_error('PMaxScheduleEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.PMax is None:
         raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
-    t2 = o.PMax
-    if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PMaxScheduleEntryType.PMax', f'{t2!r} outside -32768..32767')
-    a = (a << 3) | (1 if t2 < 0 else 0)
+    t1 = o.PMax
+    if (w.strict and (t1 < -32768 or t1 > 32767)):
+        raise encode_error('PMaxScheduleEntryType.PMax', f'{t1!r} outside -32768..32767')
+    a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
-    u = -t2 - 1 if t2 < 0 else t2
+    u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15638,10 +15638,10 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.EPriceLevel is None:
         raise encode_error('SalesTariffEntryType.EPriceLevel', 'required value missing')
-    t2 = o.EPriceLevel
-    if t2 < 0 or t2 > 255:
-        raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t2!r} outside 0..255')
-    a = (a << 11) | (t2) << 1
+    t1 = o.EPriceLevel
+    if t1 < 0 or t1 > 255:
+        raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t1!r} outside 0..255')
+    a = (a << 11) | (t1) << 1
     k += 11
     s = 2
     if i_ConsumptionCost < len(o.ConsumptionCost):
@@ -18684,12 +18684,12 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         k = w.n
         if c5.RetryCounter is None:
             raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
-        t6 = c5.RetryCounter
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t6!r} outside -32768..32767')
-        a = (a << 4) | (1 if t6 < 0 else 0)
+        t1 = c5.RetryCounter
+        if (w.strict and (t1 < -32768 or t1 > 32767)):
+            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t1!r} outside -32768..32767')
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19055,12 +19055,12 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ContractAuthenticationReq')
         s = 1
     elif o.ContractAuthenticationRes is not None:
-        c8 = o.ContractAuthenticationRes
-        if c8.ResponseCode is None:
+        c7 = o.ContractAuthenticationRes
+        if c7.ResponseCode is None:
             raise encode_error('ContractAuthenticationResType.ResponseCode', 'required value missing')
-        if c8.EVSEProcessing is None:
+        if c7.EVSEProcessing is None:
             raise encode_error('ContractAuthenticationResType.EVSEProcessing', 'required value missing')
-        a = (a << 19) | (_I_din_responseCodeType[c8.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[c8.EVSEProcessing]) << 2 | 0x18000
+        a = (a << 19) | (_I_din_responseCodeType[c7.ResponseCode]) << 6 | (_I_din_EVSEProcessingType[c7.EVSEProcessing]) << 2 | 0x18000
         k += 19
         if o.CurrentDemandReq is not None:
             raise encode_error('BodyType.CurrentDemandReq', 'cannot be combined with ContractAuthenticationRes')
@@ -19255,24 +19255,24 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptReq')
         s = 1
     elif o.MeteringReceiptRes is not None:
-        c9 = o.MeteringReceiptRes
-        if c9.ResponseCode is None:
+        c8 = o.MeteringReceiptRes
+        if c8.ResponseCode is None:
             raise encode_error('MeteringReceiptResType.ResponseCode', 'required value missing')
-        if c9.AC_EVSEStatus is None:
+        if c8.AC_EVSEStatus is None:
             raise encode_error('MeteringReceiptResType.AC_EVSEStatus', 'required value missing')
-        c10 = c9.AC_EVSEStatus
-        if c10.PowerSwitchClosed is None:
+        c9 = c8.AC_EVSEStatus
+        if c9.PowerSwitchClosed is None:
             raise encode_error('AC_EVSEStatusType.PowerSwitchClosed', 'required value missing')
-        if c10.RCD is None:
+        if c9.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        if c10.NotificationMaxDelay is None:
+        if c9.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 25) | (_I_din_responseCodeType[c9.ResponseCode]) << 12 | (1 if c10.PowerSwitchClosed else 0) << 7 | (1 if c10.RCD else 0) << 3 | 0x800000
+        a = (a << 25) | (_I_din_responseCodeType[c8.ResponseCode]) << 12 | (1 if c9.PowerSwitchClosed else 0) << 7 | (1 if c9.RCD else 0) << 3 | 0x800000
         k += 25
-        t11 = c10.NotificationMaxDelay
-        if t11 < 0 or (w.strict and (t11 > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t11!r} outside 0..4294967295')
-        u = t11
+        t2 = c9.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 4294967295)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19288,9 +19288,9 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             w.uint(u)
             a = w.acc
             k = w.n
-        if c10.EVSENotification is None:
+        if c9.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 8) | (_I_din_EVSENotificationType[c10.EVSENotification]) << 3
+        a = (a << 8) | (_I_din_EVSENotificationType[c9.EVSENotification]) << 3
         k += 8
         if o.PaymentDetailsReq is not None:
             raise encode_error('BodyType.PaymentDetailsReq', 'cannot be combined with MeteringReceiptRes')
@@ -19330,25 +19330,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        c12 = o.PaymentDetailsReq
-        if c12.ContractID is None:
+        c10 = o.PaymentDetailsReq
+        if c10.ContractID is None:
             raise encode_error('PaymentDetailsReqType.ContractID', 'required value missing')
         a = (a << 8) | 0x44
         k += 8
-        if len(c12.ContractID) > 24:
-            raise encode_error('PaymentDetailsReqType.ContractID', f'length {len(c12.ContractID)} outside 0..24')
+        if len(c10.ContractID) > 24:
+            raise encode_error('PaymentDetailsReqType.ContractID', f'length {len(c10.ContractID)} outside 0..24')
         w.acc = a
         w.n = k
-        w.string(c12.ContractID)
+        w.string(c10.ContractID)
         a = w.acc
         k = w.n
-        if c12.ContractSignatureCertChain is None:
+        if c10.ContractSignatureCertChain is None:
             raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_din_CertificateChainType(w, c12.ContractSignatureCertChain)
+        _e_din_CertificateChainType(w, c10.ContractSignatureCertChain)
         a = w.acc
         k = w.n
         a <<= 1
@@ -19389,26 +19389,26 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        c13 = o.PaymentDetailsRes
-        if c13.ResponseCode is None:
+        c11 = o.PaymentDetailsRes
+        if c11.ResponseCode is None:
             raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
-        if c13.GenChallenge is None:
+        if c11.GenChallenge is None:
             raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-        a = (a << 16) | (_I_din_responseCodeType[c13.ResponseCode]) << 3 | 0x4800
+        a = (a << 16) | (_I_din_responseCodeType[c11.ResponseCode]) << 3 | 0x4800
         k += 16
         w.acc = a
         w.n = k
-        w.string(c13.GenChallenge)
+        w.string(c11.GenChallenge)
         a = w.acc
         k = w.n
-        if c13.DateTimeNow is None:
+        if c11.DateTimeNow is None:
             raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
-        t14 = c13.DateTimeNow
-        if (w.strict and (t14 < -9223372036854775808 or t14 > 9223372036854775807)):
-            raise encode_error('PaymentDetailsResType.DateTimeNow', f'{t14!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 4) | (1 if t14 < 0 else 0)
+        t3 = c11.DateTimeNow
+        if (w.strict and (t3 < -9223372036854775808 or t3 > 9223372036854775807)):
+            raise encode_error('PaymentDetailsResType.DateTimeNow', f'{t3!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 4) | (1 if t3 < 0 else 0)
         k += 4
-        u = -t14 - 1 if t14 < 0 else t14
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19536,32 +19536,32 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        c15 = o.PreChargeReq
-        if c15.DC_EVStatus is None:
+        c12 = o.PreChargeReq
+        if c12.DC_EVStatus is None:
             raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
         a = (a << 7) | 0x2a
         k += 7
         w.acc = a
         w.n = k
-        _e_din_DC_EVStatusType(w, c15.DC_EVStatus)
+        _e_din_DC_EVStatusType(w, c12.DC_EVStatus)
         a = w.acc
         k = w.n
-        if c15.EVTargetVoltage is None:
+        if c12.EVTargetVoltage is None:
             raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, c15.EVTargetVoltage)
+        _e_din_PhysicalValueType(w, c12.EVTargetVoltage)
         a = w.acc
         k = w.n
-        if c15.EVTargetCurrent is None:
+        if c12.EVTargetCurrent is None:
             raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, c15.EVTargetCurrent)
+        _e_din_PhysicalValueType(w, c12.EVTargetCurrent)
         a = w.acc
         k = w.n
         a <<= 1
@@ -19594,25 +19594,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        c16 = o.PreChargeRes
-        if c16.ResponseCode is None:
+        c13 = o.PreChargeRes
+        if c13.ResponseCode is None:
             raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
-        if c16.DC_EVSEStatus is None:
+        if c13.DC_EVSEStatus is None:
             raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[c16.ResponseCode]) << 2 | 0x2c00
+        a = (a << 15) | (_I_din_responseCodeType[c13.ResponseCode]) << 2 | 0x2c00
         k += 15
         w.acc = a
         w.n = k
-        _e_din_DC_EVSEStatusType(w, c16.DC_EVSEStatus)
+        _e_din_DC_EVSEStatusType(w, c13.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if c16.EVSEPresentVoltage is None:
+        if c13.EVSEPresentVoltage is None:
             raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, c16.EVSEPresentVoltage)
+        _e_din_PhysicalValueType(w, c13.EVSEPresentVoltage)
         a = w.acc
         k = w.n
         a <<= 1
@@ -19643,15 +19643,15 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        c17 = o.ServiceDetailReq
-        if c17.ServiceID is None:
+        c14 = o.ServiceDetailReq
+        if c14.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
         a = (a << 8) | 0x5c
         k += 8
-        t18 = c17.ServiceID
-        if t18 < 0 or (w.strict and (t18 > 65535)):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{t18!r} outside 0..65535')
-        u = t18
+        t4 = c14.ServiceID
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('ServiceDetailReqType.ServiceID', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19774,16 +19774,16 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.ServicePaymentSelectionReq is not None:
-        c19 = o.ServicePaymentSelectionReq
-        if c19.SelectedPaymentOption is None:
+        c15 = o.ServicePaymentSelectionReq
+        if c15.SelectedPaymentOption is None:
             raise encode_error('ServicePaymentSelectionReqType.SelectedPaymentOption', 'required value missing')
-        if c19.SelectedServiceList is None:
+        if c15.SelectedServiceList is None:
             raise encode_error('ServicePaymentSelectionReqType.SelectedServiceList', 'required value missing')
-        a = (a << 11) | (_I_din_paymentOptionType[c19.SelectedPaymentOption]) << 2 | 0x360
+        a = (a << 11) | (_I_din_paymentOptionType[c15.SelectedPaymentOption]) << 2 | 0x360
         k += 11
         w.acc = a
         w.n = k
-        _e_din_SelectedServiceListType(w, c19.SelectedServiceList)
+        _e_din_SelectedServiceListType(w, c15.SelectedServiceList)
         a = w.acc
         k = w.n
         a <<= 1
@@ -19804,10 +19804,10 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionReq')
         s = 1
     elif o.ServicePaymentSelectionRes is not None:
-        c20 = o.ServicePaymentSelectionRes
-        if c20.ResponseCode is None:
+        c16 = o.ServicePaymentSelectionRes
+        if c16.ResponseCode is None:
             raise encode_error('ServicePaymentSelectionResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[c20.ResponseCode]) << 2 | 0x3800
+        a = (a << 15) | (_I_din_responseCodeType[c16.ResponseCode]) << 2 | 0x3800
         k += 15
         if o.SessionSetupReq is not None:
             raise encode_error('BodyType.SessionSetupReq', 'cannot be combined with ServicePaymentSelectionRes')
@@ -19823,16 +19823,16 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServicePaymentSelectionRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        c21 = o.SessionSetupReq
-        if c21.EVCCID is None:
+        c17 = o.SessionSetupReq
+        if c17.EVCCID is None:
             raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
         a = (a << 8) | 0x74
         k += 8
-        if len(c21.EVCCID) > 8:
-            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(c21.EVCCID)} outside 0..8')
+        if len(c17.EVCCID) > 8:
+            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(c17.EVCCID)} outside 0..8')
         w.acc = a
         w.n = k
-        w.binary(c21.EVCCID)
+        w.binary(c17.EVCCID)
         a = w.acc
         k = w.n
         a <<= 2
@@ -19876,10 +19876,10 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        c23 = o.SessionStopRes
-        if c23.ResponseCode is None:
+        c19 = o.SessionStopRes
+        if c19.ResponseCode is None:
             raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[c23.ResponseCode]) << 2 | 0x4000
+        a = (a << 15) | (_I_din_responseCodeType[c19.ResponseCode]) << 2 | 0x4000
         k += 15
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
@@ -19887,14 +19887,14 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        c24 = o.WeldingDetectionReq
-        if c24.DC_EVStatus is None:
+        c20 = o.WeldingDetectionReq
+        if c20.DC_EVStatus is None:
             raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
         a = (a << 7) | 0x42
         k += 7
         w.acc = a
         w.n = k
-        _e_din_DC_EVStatusType(w, c24.DC_EVStatus)
+        _e_din_DC_EVStatusType(w, c20.DC_EVStatus)
         a = w.acc
         k = w.n
         a <<= 1
@@ -19903,25 +19903,25 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        c25 = o.WeldingDetectionRes
-        if c25.ResponseCode is None:
+        c21 = o.WeldingDetectionRes
+        if c21.ResponseCode is None:
             raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
-        if c25.DC_EVSEStatus is None:
+        if c21.DC_EVSEStatus is None:
             raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_din_responseCodeType[c25.ResponseCode]) << 2 | 0x4400
+        a = (a << 15) | (_I_din_responseCodeType[c21.ResponseCode]) << 2 | 0x4400
         k += 15
         w.acc = a
         w.n = k
-        _e_din_DC_EVSEStatusType(w, c25.DC_EVSEStatus)
+        _e_din_DC_EVSEStatusType(w, c21.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if c25.EVSEPresentVoltage is None:
+        if c21.EVSEPresentVoltage is None:
             raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_din_PhysicalValueType(w, c25.EVSEPresentVoltage)
+        _e_din_PhysicalValueType(w, c21.EVSEPresentVoltage)
         a = w.acc
         k = w.n
         a <<= 1

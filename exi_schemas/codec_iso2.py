@@ -5342,10 +5342,10 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -5419,22 +5419,22 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            c3 = x_X509IssuerSerial
-            if c3.X509IssuerName is None:
+            c2 = x_X509IssuerSerial
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -7286,10 +7286,10 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
         if c4.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        t5 = c4.EVRESSSOC
-        if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t5!r} outside 0..100')
-        a = (a << 30) | (1 if c4.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 13 | (t5) << 3 | 0x3000000
+        t1 = c4.EVRESSSOC
+        if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        a = (a << 30) | (1 if c4.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 13 | (t1) << 3 | 0x3000000
         k += 30
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
@@ -7355,21 +7355,21 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckReq')
         s = 1
     elif o.CableCheckRes is not None:
-        c6 = o.CableCheckRes
-        if c6.ResponseCode is None:
+        c5 = o.CableCheckRes
+        if c5.ResponseCode is None:
             raise encode_error('CableCheckResType.ResponseCode', 'required value missing')
-        if c6.DC_EVSEStatus is None:
+        if c5.DC_EVSEStatus is None:
             raise encode_error('CableCheckResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[c6.ResponseCode]) << 2 | 0x800
+        a = (a << 15) | (_I_iso2_responseCodeType[c5.ResponseCode]) << 2 | 0x800
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_DC_EVSEStatusType(w, c6.DC_EVSEStatus)
+        _e_iso2_DC_EVSEStatusType(w, c5.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if c6.EVSEProcessing is None:
+        if c5.EVSEProcessing is None:
             raise encode_error('CableCheckResType.EVSEProcessing', 'required value missing')
-        a = (a << 6) | (_I_iso2_EVSEProcessingType[c6.EVSEProcessing]) << 2
+        a = (a << 6) | (_I_iso2_EVSEProcessingType[c5.EVSEProcessing]) << 2
         k += 6
         if o.CertificateInstallationReq is not None:
             raise encode_error('BodyType.CertificateInstallationReq', 'cannot be combined with CableCheckRes')
@@ -7433,34 +7433,34 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CableCheckRes')
         s = 1
     elif o.CertificateInstallationReq is not None:
-        c7 = o.CertificateInstallationReq
-        if c7.Id is None:
+        c6 = o.CertificateInstallationReq
+        if c6.Id is None:
             raise encode_error('CertificateInstallationReqType.Id', 'required value missing')
         a = (a << 7) | 0xa
         k += 7
         w.acc = a
         w.n = k
-        w.string(c7.Id)
+        w.string(c6.Id)
         a = w.acc
         k = w.n
-        if c7.OEMProvisioningCert is None:
+        if c6.OEMProvisioningCert is None:
             raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', 'required value missing')
         a <<= 2
         k += 2
-        if len(c7.OEMProvisioningCert) > 800:
-            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(c7.OEMProvisioningCert)} outside 0..800')
+        if len(c6.OEMProvisioningCert) > 800:
+            raise encode_error('CertificateInstallationReqType.OEMProvisioningCert', f'length {len(c6.OEMProvisioningCert)} outside 0..800')
         w.acc = a
         w.n = k
-        w.binary(c7.OEMProvisioningCert)
+        w.binary(c6.OEMProvisioningCert)
         a = w.acc
         k = w.n
-        if c7.ListOfRootCertificateIDs is None:
+        if c6.ListOfRootCertificateIDs is None:
             raise encode_error('CertificateInstallationReqType.ListOfRootCertificateIDs', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso2_ListOfRootCertificateIDsType(w, c7.ListOfRootCertificateIDs)
+        _e_iso2_ListOfRootCertificateIDsType(w, c6.ListOfRootCertificateIDs)
         a = w.acc
         k = w.n
         a <<= 1
@@ -7525,55 +7525,78 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationReq')
         s = 1
     elif o.CertificateInstallationRes is not None:
-        c8 = o.CertificateInstallationRes
-        if c8.ResponseCode is None:
+        c7 = o.CertificateInstallationRes
+        if c7.ResponseCode is None:
             raise encode_error('CertificateInstallationResType.ResponseCode', 'required value missing')
-        if c8.SAProvisioningCertificateChain is None:
+        if c7.SAProvisioningCertificateChain is None:
             raise encode_error('CertificateInstallationResType.SAProvisioningCertificateChain', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[c8.ResponseCode]) << 2 | 0xc00
+        a = (a << 15) | (_I_iso2_responseCodeType[c7.ResponseCode]) << 2 | 0xc00
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, c8.SAProvisioningCertificateChain)
+        _e_iso2_CertificateChainType(w, c7.SAProvisioningCertificateChain)
         a = w.acc
         k = w.n
-        if c8.ContractSignatureCertChain is None:
+        if c7.ContractSignatureCertChain is None:
             raise encode_error('CertificateInstallationResType.ContractSignatureCertChain', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, c8.ContractSignatureCertChain)
+        _e_iso2_CertificateChainType(w, c7.ContractSignatureCertChain)
         a = w.acc
         k = w.n
-        if c8.ContractSignatureEncryptedPrivateKey is None:
+        if c7.ContractSignatureEncryptedPrivateKey is None:
             raise encode_error('CertificateInstallationResType.ContractSignatureEncryptedPrivateKey', 'required value missing')
-        c9 = c8.ContractSignatureEncryptedPrivateKey
-        if c9.Id is None:
+        c8 = c7.ContractSignatureEncryptedPrivateKey
+        if c8.Id is None:
             raise encode_error('ContractSignatureEncryptedPrivateKeyType.Id', 'required value missing')
         a <<= 2
         k += 2
+        w.acc = a
+        w.n = k
+        w.string(c8.Id)
+        a = w.acc
+        k = w.n
+        if c8.value is None:
+            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
+        a <<= 1
+        k += 1
+        if len(c8.value) > 48:
+            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(c8.value)} outside 0..48')
+        w.acc = a
+        w.n = k
+        w.binary(c8.value)
+        a = w.acc
+        k = w.n
+        if c7.DHpublickey is None:
+            raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
+        c9 = c7.DHpublickey
+        if c9.Id is None:
+            raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
+        a <<= 3
+        k += 3
         w.acc = a
         w.n = k
         w.string(c9.Id)
         a = w.acc
         k = w.n
         if c9.value is None:
-            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', 'required value missing')
+            raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
         a <<= 1
         k += 1
-        if len(c9.value) > 48:
-            raise encode_error('ContractSignatureEncryptedPrivateKeyType.value', f'length {len(c9.value)} outside 0..48')
+        if len(c9.value) > 65:
+            raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(c9.value)} outside 0..65')
         w.acc = a
         w.n = k
         w.binary(c9.value)
         a = w.acc
         k = w.n
-        if c8.DHpublickey is None:
-            raise encode_error('CertificateInstallationResType.DHpublickey', 'required value missing')
-        c10 = c8.DHpublickey
+        if c7.eMAID is None:
+            raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
+        c10 = c7.eMAID
         if c10.Id is None:
-            raise encode_error('DiffieHellmanPublickeyType.Id', 'required value missing')
+            raise encode_error('EMAIDType.Id', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
@@ -7582,37 +7605,14 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         a = w.acc
         k = w.n
         if c10.value is None:
-            raise encode_error('DiffieHellmanPublickeyType.value', 'required value missing')
-        a <<= 1
-        k += 1
-        if len(c10.value) > 65:
-            raise encode_error('DiffieHellmanPublickeyType.value', f'length {len(c10.value)} outside 0..65')
-        w.acc = a
-        w.n = k
-        w.binary(c10.value)
-        a = w.acc
-        k = w.n
-        if c8.eMAID is None:
-            raise encode_error('CertificateInstallationResType.eMAID', 'required value missing')
-        c11 = c8.eMAID
-        if c11.Id is None:
-            raise encode_error('EMAIDType.Id', 'required value missing')
-        a <<= 3
-        k += 3
-        w.acc = a
-        w.n = k
-        w.string(c11.Id)
-        a = w.acc
-        k = w.n
-        if c11.value is None:
             raise encode_error('EMAIDType.value', 'required value missing')
         a <<= 1
         k += 1
-        if (len(c11.value) < 14 and w.strict) or len(c11.value) > 15:
-            raise encode_error('EMAIDType.value', f'length {len(c11.value)} outside 14..15')
+        if (len(c10.value) < 14 and w.strict) or len(c10.value) > 15:
+            raise encode_error('EMAIDType.value', f'length {len(c10.value)} outside 14..15')
         w.acc = a
         w.n = k
-        w.string(c11.value)
+        w.string(c10.value)
         a = w.acc
         k = w.n
         a <<= 2
@@ -7675,43 +7675,43 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with CertificateInstallationRes')
         s = 1
     elif o.CertificateUpdateReq is not None:
-        c12 = o.CertificateUpdateReq
-        if c12.Id is None:
+        c11 = o.CertificateUpdateReq
+        if c11.Id is None:
             raise encode_error('CertificateUpdateReqType.Id', 'required value missing')
         a = (a << 7) | 0xe
         k += 7
         w.acc = a
         w.n = k
-        w.string(c12.Id)
+        w.string(c11.Id)
         a = w.acc
         k = w.n
-        if c12.ContractSignatureCertChain is None:
+        if c11.ContractSignatureCertChain is None:
             raise encode_error('CertificateUpdateReqType.ContractSignatureCertChain', 'required value missing')
         a <<= 1
         k += 1
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, c12.ContractSignatureCertChain)
+        _e_iso2_CertificateChainType(w, c11.ContractSignatureCertChain)
         a = w.acc
         k = w.n
-        if c12.eMAID is None:
+        if c11.eMAID is None:
             raise encode_error('CertificateUpdateReqType.eMAID', 'required value missing')
         a <<= 2
         k += 2
-        if (len(c12.eMAID) < 14 and w.strict) or len(c12.eMAID) > 15:
-            raise encode_error('CertificateUpdateReqType.eMAID', f'length {len(c12.eMAID)} outside 14..15')
+        if (len(c11.eMAID) < 14 and w.strict) or len(c11.eMAID) > 15:
+            raise encode_error('CertificateUpdateReqType.eMAID', f'length {len(c11.eMAID)} outside 14..15')
         w.acc = a
         w.n = k
-        w.string(c12.eMAID)
+        w.string(c11.eMAID)
         a = w.acc
         k = w.n
-        if c12.ListOfRootCertificateIDs is None:
+        if c11.ListOfRootCertificateIDs is None:
             raise encode_error('CertificateUpdateReqType.ListOfRootCertificateIDs', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso2_ListOfRootCertificateIDsType(w, c12.ListOfRootCertificateIDs)
+        _e_iso2_ListOfRootCertificateIDsType(w, c11.ListOfRootCertificateIDs)
         a = w.acc
         k = w.n
         a <<= 1
@@ -8244,25 +8244,25 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with MeteringReceiptRes')
         s = 1
     elif o.PaymentDetailsReq is not None:
-        c14 = o.PaymentDetailsReq
-        if c14.eMAID is None:
+        c13 = o.PaymentDetailsReq
+        if c13.eMAID is None:
             raise encode_error('PaymentDetailsReqType.eMAID', 'required value missing')
         a = (a << 8) | 0x44
         k += 8
-        if (len(c14.eMAID) < 14 and w.strict) or len(c14.eMAID) > 15:
-            raise encode_error('PaymentDetailsReqType.eMAID', f'length {len(c14.eMAID)} outside 14..15')
+        if (len(c13.eMAID) < 14 and w.strict) or len(c13.eMAID) > 15:
+            raise encode_error('PaymentDetailsReqType.eMAID', f'length {len(c13.eMAID)} outside 14..15')
         w.acc = a
         w.n = k
-        w.string(c14.eMAID)
+        w.string(c13.eMAID)
         a = w.acc
         k = w.n
-        if c14.ContractSignatureCertChain is None:
+        if c13.ContractSignatureCertChain is None:
             raise encode_error('PaymentDetailsReqType.ContractSignatureCertChain', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso2_CertificateChainType(w, c14.ContractSignatureCertChain)
+        _e_iso2_CertificateChainType(w, c13.ContractSignatureCertChain)
         a = w.acc
         k = w.n
         a <<= 1
@@ -8303,28 +8303,28 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsReq')
         s = 1
     elif o.PaymentDetailsRes is not None:
-        c15 = o.PaymentDetailsRes
-        if c15.ResponseCode is None:
+        c14 = o.PaymentDetailsRes
+        if c14.ResponseCode is None:
             raise encode_error('PaymentDetailsResType.ResponseCode', 'required value missing')
-        if c15.GenChallenge is None:
+        if c14.GenChallenge is None:
             raise encode_error('PaymentDetailsResType.GenChallenge', 'required value missing')
-        a = (a << 16) | (_I_iso2_responseCodeType[c15.ResponseCode]) << 3 | 0x4800
+        a = (a << 16) | (_I_iso2_responseCodeType[c14.ResponseCode]) << 3 | 0x4800
         k += 16
-        if (len(c15.GenChallenge) < 16 and w.strict) or len(c15.GenChallenge) > 16:
-            raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(c15.GenChallenge)} outside 16..16')
+        if (len(c14.GenChallenge) < 16 and w.strict) or len(c14.GenChallenge) > 16:
+            raise encode_error('PaymentDetailsResType.GenChallenge', f'length {len(c14.GenChallenge)} outside 16..16')
         w.acc = a
         w.n = k
-        w.binary(c15.GenChallenge)
+        w.binary(c14.GenChallenge)
         a = w.acc
         k = w.n
-        if c15.EVSETimeStamp is None:
+        if c14.EVSETimeStamp is None:
             raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
-        t16 = c15.EVSETimeStamp
-        if (w.strict and (t16 < -9223372036854775808 or t16 > 9223372036854775807)):
-            raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{t16!r} outside -9223372036854775808..9223372036854775807')
-        a = (a << 4) | (1 if t16 < 0 else 0)
+        t2 = c14.EVSETimeStamp
+        if (w.strict and (t2 < -9223372036854775808 or t2 > 9223372036854775807)):
+            raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{t2!r} outside -9223372036854775808..9223372036854775807')
+        a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
-        u = -t16 - 1 if t16 < 0 else t16
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8376,16 +8376,16 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentDetailsRes')
         s = 1
     elif o.PaymentServiceSelectionReq is not None:
-        c17 = o.PaymentServiceSelectionReq
-        if c17.SelectedPaymentOption is None:
+        c15 = o.PaymentServiceSelectionReq
+        if c15.SelectedPaymentOption is None:
             raise encode_error('PaymentServiceSelectionReqType.SelectedPaymentOption', 'required value missing')
-        if c17.SelectedServiceList is None:
+        if c15.SelectedServiceList is None:
             raise encode_error('PaymentServiceSelectionReqType.SelectedServiceList', 'required value missing')
-        a = (a << 11) | (_I_iso2_paymentOptionType[c17.SelectedPaymentOption]) << 2 | 0x260
+        a = (a << 11) | (_I_iso2_paymentOptionType[c15.SelectedPaymentOption]) << 2 | 0x260
         k += 11
         w.acc = a
         w.n = k
-        _e_iso2_SelectedServiceListType(w, c17.SelectedServiceList)
+        _e_iso2_SelectedServiceListType(w, c15.SelectedServiceList)
         a = w.acc
         k = w.n
         a <<= 1
@@ -8422,10 +8422,10 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PaymentServiceSelectionReq')
         s = 1
     elif o.PaymentServiceSelectionRes is not None:
-        c18 = o.PaymentServiceSelectionRes
-        if c18.ResponseCode is None:
+        c16 = o.PaymentServiceSelectionRes
+        if c16.ResponseCode is None:
             raise encode_error('PaymentServiceSelectionResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[c18.ResponseCode]) << 2 | 0x2800
+        a = (a << 15) | (_I_iso2_responseCodeType[c16.ResponseCode]) << 2 | 0x2800
         k += 15
         if o.PowerDeliveryReq is not None:
             raise encode_error('BodyType.PowerDeliveryReq', 'cannot be combined with PaymentServiceSelectionRes')
@@ -8525,37 +8525,37 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PowerDeliveryRes')
         s = 1
     elif o.PreChargeReq is not None:
-        c19 = o.PreChargeReq
-        if c19.DC_EVStatus is None:
+        c17 = o.PreChargeReq
+        if c17.DC_EVStatus is None:
             raise encode_error('PreChargeReqType.DC_EVStatus', 'required value missing')
-        c20 = c19.DC_EVStatus
-        if c20.EVReady is None:
+        c18 = c17.DC_EVStatus
+        if c18.EVReady is None:
             raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-        if c20.EVErrorCode is None:
+        if c18.EVErrorCode is None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-        if c20.EVRESSSOC is None:
+        if c18.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        t21 = c20.EVRESSSOC
-        if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t21!r} outside 0..100')
-        if c19.EVTargetVoltage is None:
+        t3 = c18.EVRESSSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t3!r} outside 0..100')
+        if c17.EVTargetVoltage is None:
             raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
-        c22 = c19.EVTargetVoltage
-        if c22.Multiplier is None:
+        c19 = c17.EVTargetVoltage
+        if c19.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t23 = c22.Multiplier
-        if t23 < -3 or t23 > 4 or (w.strict and (t23 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t23!r} outside -3..3')
-        if c22.Unit is None:
+        t4 = c19.Multiplier
+        if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+        if c19.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c22.Value is None:
+        if c19.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t24 = c22.Value
-        if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t24!r} outside -32768..32767')
-        a = (a << 45) | (1 if c20.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c20.EVErrorCode]) << 28 | (t21) << 18 | (t23 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t24 < 0 else 0) | 0xb8000000000
+        t5 = c19.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 45) | (1 if c18.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c18.EVErrorCode]) << 28 | (t3) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t5 < 0 else 0) | 0xb8000000000
         k += 45
-        u = -t24 - 1 if t24 < 0 else t24
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8571,24 +8571,24 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             w.uint(u)
             a = w.acc
             k = w.n
-        if c19.EVTargetCurrent is None:
+        if c17.EVTargetCurrent is None:
             raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
-        c25 = c19.EVTargetCurrent
-        if c25.Multiplier is None:
+        c20 = c17.EVTargetCurrent
+        if c20.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t26 = c25.Multiplier
-        if t26 < -3 or t26 > 4 or (w.strict and (t26 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t26!r} outside -3..3')
-        if c25.Unit is None:
+        t6 = c20.Multiplier
+        if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+        if c20.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c25.Value is None:
+        if c20.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t27 = c25.Value
-        if (w.strict and (t27 < -32768 or t27 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t27!r} outside -32768..32767')
-        a = (a << 18) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c25.Unit]) << 4 | (1 if t27 < 0 else 0)
+        t7 = c20.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c20.Unit]) << 4 | (1 if t7 < 0 else 0)
         k += 18
-        u = -t27 - 1 if t27 < 0 else t27
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8630,36 +8630,36 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeReq')
         s = 1
     elif o.PreChargeRes is not None:
-        c28 = o.PreChargeRes
-        if c28.ResponseCode is None:
+        c21 = o.PreChargeRes
+        if c21.ResponseCode is None:
             raise encode_error('PreChargeResType.ResponseCode', 'required value missing')
-        if c28.DC_EVSEStatus is None:
+        if c21.DC_EVSEStatus is None:
             raise encode_error('PreChargeResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[c28.ResponseCode]) << 2 | 0x3000
+        a = (a << 15) | (_I_iso2_responseCodeType[c21.ResponseCode]) << 2 | 0x3000
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_DC_EVSEStatusType(w, c28.DC_EVSEStatus)
+        _e_iso2_DC_EVSEStatusType(w, c21.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if c28.EVSEPresentVoltage is None:
+        if c21.EVSEPresentVoltage is None:
             raise encode_error('PreChargeResType.EVSEPresentVoltage', 'required value missing')
-        c29 = c28.EVSEPresentVoltage
-        if c29.Multiplier is None:
+        c22 = c21.EVSEPresentVoltage
+        if c22.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t30 = c29.Multiplier
-        if t30 < -3 or t30 > 4 or (w.strict and (t30 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t30!r} outside -3..3')
-        if c29.Unit is None:
+        t8 = c22.Multiplier
+        if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+        if c22.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c29.Value is None:
+        if c22.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t31 = c29.Value
-        if (w.strict and (t31 < -32768 or t31 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t31!r} outside -32768..32767')
-        a = (a << 16) | (t30 + 3) << 10 | (_I_iso2_unitSymbolType[c29.Unit]) << 4 | (1 if t31 < 0 else 0)
+        t9 = c22.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 16) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t9 < 0 else 0)
         k += 16
-        u = -t31 - 1 if t31 < 0 else t31
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8699,15 +8699,15 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with PreChargeRes')
         s = 1
     elif o.ServiceDetailReq is not None:
-        c32 = o.ServiceDetailReq
-        if c32.ServiceID is None:
+        c23 = o.ServiceDetailReq
+        if c23.ServiceID is None:
             raise encode_error('ServiceDetailReqType.ServiceID', 'required value missing')
         a = (a << 8) | 0x64
         k += 8
-        t33 = c32.ServiceID
-        if t33 < 0 or (w.strict and (t33 > 65535)):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{t33!r} outside 0..65535')
-        u = t33
+        t10 = c23.ServiceID
+        if t10 < 0 or (w.strict and (t10 > 65535)):
+            raise encode_error('ServiceDetailReqType.ServiceID', f'{t10!r} outside 0..65535')
+        u = t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8814,16 +8814,16 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ServiceDiscoveryRes')
         s = 1
     elif o.SessionSetupReq is not None:
-        c34 = o.SessionSetupReq
-        if c34.EVCCID is None:
+        c24 = o.SessionSetupReq
+        if c24.EVCCID is None:
             raise encode_error('SessionSetupReqType.EVCCID', 'required value missing')
         a = (a << 8) | 0x74
         k += 8
-        if len(c34.EVCCID) > 6:
-            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(c34.EVCCID)} outside 0..6')
+        if len(c24.EVCCID) > 6:
+            raise encode_error('SessionSetupReqType.EVCCID', f'length {len(c24.EVCCID)} outside 0..6')
         w.acc = a
         w.n = k
-        w.binary(c34.EVCCID)
+        w.binary(c24.EVCCID)
         a = w.acc
         k = w.n
         a <<= 2
@@ -8857,10 +8857,10 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
-        c35 = o.SessionStopReq
-        if c35.ChargingSession is None:
+        c25 = o.SessionStopReq
+        if c25.ChargingSession is None:
             raise encode_error('SessionStopReqType.ChargingSession', 'required value missing')
-        a = (a << 11) | (_I_iso2_chargingSessionType[c35.ChargingSession]) << 2 | 0x3e0
+        a = (a << 11) | (_I_iso2_chargingSessionType[c25.ChargingSession]) << 2 | 0x3e0
         k += 11
         if o.SessionStopRes is not None:
             raise encode_error('BodyType.SessionStopRes', 'cannot be combined with SessionStopReq')
@@ -8870,10 +8870,10 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopReq')
         s = 1
     elif o.SessionStopRes is not None:
-        c36 = o.SessionStopRes
-        if c36.ResponseCode is None:
+        c26 = o.SessionStopRes
+        if c26.ResponseCode is None:
             raise encode_error('SessionStopResType.ResponseCode', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[c36.ResponseCode]) << 2 | 0x4000
+        a = (a << 15) | (_I_iso2_responseCodeType[c26.ResponseCode]) << 2 | 0x4000
         k += 15
         if o.WeldingDetectionReq is not None:
             raise encode_error('BodyType.WeldingDetectionReq', 'cannot be combined with SessionStopRes')
@@ -8881,55 +8881,55 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionStopRes')
         s = 1
     elif o.WeldingDetectionReq is not None:
-        c37 = o.WeldingDetectionReq
-        if c37.DC_EVStatus is None:
+        c27 = o.WeldingDetectionReq
+        if c27.DC_EVStatus is None:
             raise encode_error('WeldingDetectionReqType.DC_EVStatus', 'required value missing')
-        c38 = c37.DC_EVStatus
-        if c38.EVReady is None:
+        c28 = c27.DC_EVStatus
+        if c28.EVReady is None:
             raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-        if c38.EVErrorCode is None:
+        if c28.EVErrorCode is None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-        if c38.EVRESSSOC is None:
+        if c28.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        t39 = c38.EVRESSSOC
-        if t39 < 0 or t39 > 127 or (w.strict and (t39 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t39!r} outside 0..100')
-        a = (a << 30) | (1 if c38.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c38.EVErrorCode]) << 13 | (t39) << 3 | 0x21000000
+        t11 = c28.EVRESSSOC
+        if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t11!r} outside 0..100')
+        a = (a << 30) | (1 if c28.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c28.EVErrorCode]) << 13 | (t11) << 3 | 0x21000000
         k += 30
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
         s = 1
     elif o.WeldingDetectionRes is not None:
-        c40 = o.WeldingDetectionRes
-        if c40.ResponseCode is None:
+        c29 = o.WeldingDetectionRes
+        if c29.ResponseCode is None:
             raise encode_error('WeldingDetectionResType.ResponseCode', 'required value missing')
-        if c40.DC_EVSEStatus is None:
+        if c29.DC_EVSEStatus is None:
             raise encode_error('WeldingDetectionResType.DC_EVSEStatus', 'required value missing')
-        a = (a << 15) | (_I_iso2_responseCodeType[c40.ResponseCode]) << 2 | 0x4400
+        a = (a << 15) | (_I_iso2_responseCodeType[c29.ResponseCode]) << 2 | 0x4400
         k += 15
         w.acc = a
         w.n = k
-        _e_iso2_DC_EVSEStatusType(w, c40.DC_EVSEStatus)
+        _e_iso2_DC_EVSEStatusType(w, c29.DC_EVSEStatus)
         a = w.acc
         k = w.n
-        if c40.EVSEPresentVoltage is None:
+        if c29.EVSEPresentVoltage is None:
             raise encode_error('WeldingDetectionResType.EVSEPresentVoltage', 'required value missing')
-        c41 = c40.EVSEPresentVoltage
-        if c41.Multiplier is None:
+        c30 = c29.EVSEPresentVoltage
+        if c30.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t42 = c41.Multiplier
-        if t42 < -3 or t42 > 4 or (w.strict and (t42 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t42!r} outside -3..3')
-        if c41.Unit is None:
+        t12 = c30.Multiplier
+        if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
+        if c30.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c41.Value is None:
+        if c30.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t43 = c41.Value
-        if (w.strict and (t43 < -32768 or t43 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t43!r} outside -32768..32767')
-        a = (a << 16) | (t42 + 3) << 10 | (_I_iso2_unitSymbolType[c41.Unit]) << 4 | (1 if t43 < 0 else 0)
+        t13 = c30.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 16) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c30.Unit]) << 4 | (1 if t13 < 0 else 0)
         k += 16
-        u = -t43 - 1 if t43 < 0 else t43
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -9000,10 +9000,10 @@ def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
     if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    t2 = c1.EVRESSSOC
-    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
-    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t2) << 3
+    t1 = c1.EVRESSSOC
+    if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
     k += 24
     w.acc = a
     w.n = k
@@ -10054,12 +10054,12 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
     k += 1
     s = 6
     if o.RetryCounter is not None:
-        t4 = o.RetryCounter
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t4!r} outside -32768..32767')
-        a = (a << 4) | (1 if t4 < 0 else 0)
+        t1 = o.RetryCounter
+        if (w.strict and (t1 < -32768 or t1 > 32767)):
+            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t1!r} outside -32768..32767')
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10670,10 +10670,10 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 6) | 0x10
         k += 6
-        t4 = c3.NotificationMaxDelay
-        if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
-        u = t4
+        t1 = c3.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10695,22 +10695,22 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if c2.EVSENominalVoltage is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-        c5 = c2.EVSENominalVoltage
-        if c5.Multiplier is None:
+        c4 = c2.EVSENominalVoltage
+        if c4.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t6 = c5.Multiplier
-        if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
-        if c5.Unit is None:
+        t2 = c4.Multiplier
+        if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+        if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c5.Value is None:
+        if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t7 = c5.Value
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
-        a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (1 if c3.RCD else 0) << 18 | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t7 < 0 else 0)
+        t3 = c4.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (1 if c3.RCD else 0) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0)
         k += 27
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10728,22 +10728,22 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             k = w.n
         if c2.EVSEMaxCurrent is None:
             raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-        c8 = c2.EVSEMaxCurrent
-        if c8.Multiplier is None:
+        c5 = c2.EVSEMaxCurrent
+        if c5.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t9 = c8.Multiplier
-        if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
-        if c8.Unit is None:
+        t4 = c5.Multiplier
+        if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+        if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c8.Value is None:
+        if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t10 = c8.Value
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
-        a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t10 < 0 else 0)
+        t5 = c5.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t5 < 0 else 0)
         k += 18
-        u = -t10 - 1 if t10 < 0 else t10
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10785,18 +10785,18 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         raise encode_error('ChargeParameterDiscoveryResType', 'missing SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     if s == 3:
         if o.AC_EVSEChargeParameter is not None:
-            c12 = o.AC_EVSEChargeParameter
-            if c12.AC_EVSEStatus is None:
+            c7 = o.AC_EVSEChargeParameter
+            if c7.AC_EVSEStatus is None:
                 raise encode_error('AC_EVSEChargeParameterType.AC_EVSEStatus', 'required value missing')
-            c13 = c12.AC_EVSEStatus
-            if c13.NotificationMaxDelay is None:
+            c8 = c7.AC_EVSEStatus
+            if c8.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a <<= 5
             k += 5
-            t14 = c13.NotificationMaxDelay
-            if t14 < 0 or (w.strict and (t14 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t14!r} outside 0..65535')
-            u = t14
+            t6 = c8.NotificationMaxDelay
+            if t6 < 0 or (w.strict and (t6 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t6!r} outside 0..65535')
+            u = t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -10812,28 +10812,28 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c13.EVSENotification is None:
+            if c8.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if c13.RCD is None:
+            if c8.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            if c12.EVSENominalVoltage is None:
+            if c7.EVSENominalVoltage is None:
                 raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-            c15 = c12.EVSENominalVoltage
-            if c15.Multiplier is None:
+            c9 = c7.EVSENominalVoltage
+            if c9.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t16 = c15.Multiplier
-            if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
-            if c15.Unit is None:
+            t7 = c9.Multiplier
+            if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+            if c9.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c15.Value is None:
+            if c9.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t17 = c15.Value
-            if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
-            a = (a << 27) | (_I_iso2_EVSENotificationType[c13.EVSENotification]) << 22 | (1 if c13.RCD else 0) << 18 | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c15.Unit]) << 4 | (1 if t17 < 0 else 0)
+            t8 = c9.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 27) | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (1 if c8.RCD else 0) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0)
             k += 27
-            u = -t17 - 1 if t17 < 0 else t17
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -10849,24 +10849,24 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c12.EVSEMaxCurrent is None:
+            if c7.EVSEMaxCurrent is None:
                 raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-            c18 = c12.EVSEMaxCurrent
-            if c18.Multiplier is None:
+            c10 = c7.EVSEMaxCurrent
+            if c10.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t19 = c18.Multiplier
-            if t19 < -3 or t19 > 4 or (w.strict and (t19 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t19!r} outside -3..3')
-            if c18.Unit is None:
+            t9 = c10.Multiplier
+            if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+            if c10.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c18.Value is None:
+            if c10.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t20 = c18.Value
-            if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t20!r} outside -32768..32767')
-            a = (a << 18) | (t19 + 3) << 10 | (_I_iso2_unitSymbolType[c18.Unit]) << 4 | (1 if t20 < 0 else 0)
+            t10 = c10.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t10 < 0 else 0)
             k += 18
-            u = -t20 - 1 if t20 < 0 else t20
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -11308,22 +11308,22 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
     s = 2
     s = 3
     if o.EVSEMaxCurrent is not None:
-        c2 = o.EVSEMaxCurrent
-        if c2.Multiplier is None:
+        c1 = o.EVSEMaxCurrent
+        if c1.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t3 = c2.Multiplier
-        if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
-        if c2.Unit is None:
+        t2 = c1.Multiplier
+        if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+        if c1.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c2.Value is None:
+        if c1.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 18) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
         k += 18
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11356,15 +11356,15 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         k += 6
         s = 6
     elif o.AC_EVSEStatus is not None:
-        c5 = o.AC_EVSEStatus
-        if c5.NotificationMaxDelay is None:
+        c2 = o.AC_EVSEStatus
+        if c2.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 5) | 0xc
         k += 5
-        t6 = c5.NotificationMaxDelay
-        if t6 < 0 or (w.strict and (t6 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t6!r} outside 0..65535')
-        u = t6
+        t4 = c2.NotificationMaxDelay
+        if t4 < 0 or (w.strict and (t4 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11380,11 +11380,11 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             w.uint(u)
             a = w.acc
             k = w.n
-        if c5.EVSENotification is None:
+        if c2.EVSENotification is None:
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-        if c5.RCD is None:
+        if c2.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (1 if c5.RCD else 0) << 2
+        a = (a << 11) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (1 if c2.RCD else 0) << 2
         k += 11
         s = 7
     else:
@@ -11404,15 +11404,15 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
-            c7 = o.AC_EVSEStatus
-            if c7.NotificationMaxDelay is None:
+            c3 = o.AC_EVSEStatus
+            if c3.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a = (a << 4) | 0x8
             k += 4
-            t8 = c7.NotificationMaxDelay
-            if t8 < 0 or (w.strict and (t8 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t8!r} outside 0..65535')
-            u = t8
+            t5 = c3.NotificationMaxDelay
+            if t5 < 0 or (w.strict and (t5 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t5!r} outside 0..65535')
+            u = t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -11428,11 +11428,11 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c7.EVSENotification is None:
+            if c3.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if c7.RCD is None:
+            if c3.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c7.EVSENotification]) << 6 | (1 if c7.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (1 if c3.RCD else 0) << 2
             k += 11
             s = 7
         else:
@@ -11443,15 +11443,15 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
-            c9 = o.AC_EVSEStatus
-            if c9.NotificationMaxDelay is None:
+            c4 = o.AC_EVSEStatus
+            if c4.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a = (a << 4) | 0x4
             k += 4
-            t10 = c9.NotificationMaxDelay
-            if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t10!r} outside 0..65535')
-            u = t10
+            t6 = c4.NotificationMaxDelay
+            if t6 < 0 or (w.strict and (t6 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t6!r} outside 0..65535')
+            u = t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -11467,26 +11467,26 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c9.EVSENotification is None:
+            if c4.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if c9.RCD is None:
+            if c4.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c9.EVSENotification]) << 6 | (1 if c9.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (1 if c4.RCD else 0) << 2
             k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 6:
         if o.AC_EVSEStatus is not None:
-            c11 = o.AC_EVSEStatus
-            if c11.NotificationMaxDelay is None:
+            c5 = o.AC_EVSEStatus
+            if c5.NotificationMaxDelay is None:
                 raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
             a <<= 3
             k += 3
-            t12 = c11.NotificationMaxDelay
-            if t12 < 0 or (w.strict and (t12 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t12!r} outside 0..65535')
-            u = t12
+            t7 = c5.NotificationMaxDelay
+            if t7 < 0 or (w.strict and (t7 > 65535)):
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t7!r} outside 0..65535')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -11502,11 +11502,11 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c11.EVSENotification is None:
+            if c5.EVSENotification is None:
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
-            if c11.RCD is None:
+            if c5.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c11.EVSENotification]) << 6 | (1 if c11.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (1 if c5.RCD else 0) << 2
             k += 11
             s = 7
         else:
@@ -12269,28 +12269,28 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
     if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    t2 = c1.EVRESSSOC
-    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
+    t1 = c1.EVRESSSOC
+    if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
     if o.EVTargetCurrent is None:
         raise encode_error('CurrentDemandReqType.EVTargetCurrent', 'required value missing')
-    c3 = o.EVTargetCurrent
-    if c3.Multiplier is None:
+    c2 = o.EVTargetCurrent
+    if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t4 = c3.Multiplier
-    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
-    if c3.Unit is None:
+    t2 = c2.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c3.Value is None:
+    if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t5 = c3.Value
-    if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
-    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t2) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+    t3 = c2.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
     s = 1
-    u = -t5 - 1 if t5 < 0 else t5
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -12310,22 +12310,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
     k += 2
     s = 2
     if o.EVMaximumVoltageLimit is not None:
-        c6 = o.EVMaximumVoltageLimit
-        if c6.Multiplier is None:
+        c3 = o.EVMaximumVoltageLimit
+        if c3.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t7 = c6.Multiplier
-        if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
-        if c6.Unit is None:
+        t4 = c3.Multiplier
+        if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+        if c3.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c6.Value is None:
+        if c3.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t8 = c6.Value
-        if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
-        a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
         k += 18
-        u = -t8 - 1 if t8 < 0 else t8
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12345,22 +12345,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 3
     elif o.EVMaximumCurrentLimit is not None:
-        c9 = o.EVMaximumCurrentLimit
-        if c9.Multiplier is None:
+        c4 = o.EVMaximumCurrentLimit
+        if c4.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t10 = c9.Multiplier
-        if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
-        if c9.Unit is None:
+        t6 = c4.Multiplier
+        if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+        if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c9.Value is None:
+        if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t11 = c9.Value
-        if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
-        a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t11 < 0 else 0) | 0x8000
+        t7 = c4.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
-        u = -t11 - 1 if t11 < 0 else t11
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12380,22 +12380,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 4
     elif o.EVMaximumPowerLimit is not None:
-        c12 = o.EVMaximumPowerLimit
-        if c12.Multiplier is None:
+        c5 = o.EVMaximumPowerLimit
+        if c5.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t13 = c12.Multiplier
-        if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
-        if c12.Unit is None:
+        t8 = c5.Multiplier
+        if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+        if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c12.Value is None:
+        if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t14 = c12.Value
-        if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
-        a = (a << 18) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x10000
+        t9 = c5.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x10000
         k += 18
-        u = -t14 - 1 if t14 < 0 else t14
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12426,22 +12426,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 3:
         if o.EVMaximumCurrentLimit is not None:
-            c15 = o.EVMaximumCurrentLimit
-            if c15.Multiplier is None:
+            c6 = o.EVMaximumCurrentLimit
+            if c6.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t16 = c15.Multiplier
-            if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
-            if c15.Unit is None:
+            t10 = c6.Multiplier
+            if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+            if c6.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c15.Value is None:
+            if c6.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t17 = c15.Value
-            if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
-            a = (a << 18) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c15.Unit]) << 4 | (1 if t17 < 0 else 0)
+            t11 = c6.Value
+            if (w.strict and (t11 < -32768 or t11 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+            a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
             k += 18
-            u = -t17 - 1 if t17 < 0 else t17
+            u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12461,22 +12461,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             k += 2
             s = 4
         elif o.EVMaximumPowerLimit is not None:
-            c18 = o.EVMaximumPowerLimit
-            if c18.Multiplier is None:
+            c7 = o.EVMaximumPowerLimit
+            if c7.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t19 = c18.Multiplier
-            if t19 < -3 or t19 > 4 or (w.strict and (t19 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t19!r} outside -3..3')
-            if c18.Unit is None:
+            t12 = c7.Multiplier
+            if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
+            if c7.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c18.Value is None:
+            if c7.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t20 = c18.Value
-            if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t20!r} outside -32768..32767')
-            a = (a << 18) | (t19 + 3) << 10 | (_I_iso2_unitSymbolType[c18.Unit]) << 4 | (1 if t20 < 0 else 0) | 0x8000
+            t13 = c7.Value
+            if (w.strict and (t13 < -32768 or t13 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
+            a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0) | 0x8000
             k += 18
-            u = -t20 - 1 if t20 < 0 else t20
+            u = -t13 - 1 if t13 < 0 else t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12507,22 +12507,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         if o.EVMaximumPowerLimit is not None:
-            c21 = o.EVMaximumPowerLimit
-            if c21.Multiplier is None:
+            c8 = o.EVMaximumPowerLimit
+            if c8.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t22 = c21.Multiplier
-            if t22 < -3 or t22 > 4 or (w.strict and (t22 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t22!r} outside -3..3')
-            if c21.Unit is None:
+            t14 = c8.Multiplier
+            if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
+            if c8.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c21.Value is None:
+            if c8.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t23 = c21.Value
-            if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t23!r} outside -32768..32767')
-            a = (a << 17) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c21.Unit]) << 4 | (1 if t23 < 0 else 0)
+            t15 = c8.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 17) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0)
             k += 17
-            u = -t23 - 1 if t23 < 0 else t23
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12570,22 +12570,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(ChargingComplete)')
     if o.RemainingTimeToFullSoC is not None:
-        c24 = o.RemainingTimeToFullSoC
-        if c24.Multiplier is None:
+        c9 = o.RemainingTimeToFullSoC
+        if c9.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t25 = c24.Multiplier
-        if t25 < -3 or t25 > 4 or (w.strict and (t25 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t25!r} outside -3..3')
-        if c24.Unit is None:
+        t16 = c9.Multiplier
+        if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
+        if c9.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c24.Value is None:
+        if c9.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t26 = c24.Value
-        if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t26!r} outside -32768..32767')
-        a = (a << 17) | (t25 + 3) << 10 | (_I_iso2_unitSymbolType[c24.Unit]) << 4 | (1 if t26 < 0 else 0)
+        t17 = c9.Value
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
+        a = (a << 17) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t17 < 0 else 0)
         k += 17
-        u = -t26 - 1 if t26 < 0 else t26
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12605,22 +12605,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 8
     elif o.RemainingTimeToBulkSoC is not None:
-        c27 = o.RemainingTimeToBulkSoC
-        if c27.Multiplier is None:
+        c10 = o.RemainingTimeToBulkSoC
+        if c10.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t28 = c27.Multiplier
-        if t28 < -3 or t28 > 4 or (w.strict and (t28 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t28!r} outside -3..3')
-        if c27.Unit is None:
+        t18 = c10.Multiplier
+        if t18 < -3 or t18 > 4 or (w.strict and (t18 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t18!r} outside -3..3')
+        if c10.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c27.Value is None:
+        if c10.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t29 = c27.Value
-        if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t29!r} outside -32768..32767')
-        a = (a << 17) | (t28 + 3) << 10 | (_I_iso2_unitSymbolType[c27.Unit]) << 4 | (1 if t29 < 0 else 0) | 0x8000
+        t19 = c10.Value
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t19!r} outside -32768..32767')
+        a = (a << 17) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t19 < 0 else 0) | 0x8000
         k += 17
-        u = -t29 - 1 if t29 < 0 else t29
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12640,22 +12640,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 9
     elif o.EVTargetVoltage is not None:
-        c30 = o.EVTargetVoltage
-        if c30.Multiplier is None:
+        c11 = o.EVTargetVoltage
+        if c11.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t31 = c30.Multiplier
-        if t31 < -3 or t31 > 4 or (w.strict and (t31 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t31!r} outside -3..3')
-        if c30.Unit is None:
+        t20 = c11.Multiplier
+        if t20 < -3 or t20 > 4 or (w.strict and (t20 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t20!r} outside -3..3')
+        if c11.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c30.Value is None:
+        if c11.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t32 = c30.Value
-        if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t32!r} outside -32768..32767')
-        a = (a << 17) | (t31 + 3) << 10 | (_I_iso2_unitSymbolType[c30.Unit]) << 4 | (1 if t32 < 0 else 0) | 0x10000
+        t21 = c11.Value
+        if (w.strict and (t21 < -32768 or t21 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t21!r} outside -32768..32767')
+        a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c11.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x10000
         k += 17
-        u = -t32 - 1 if t32 < 0 else t32
+        u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12678,22 +12678,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 8:
         if o.RemainingTimeToBulkSoC is not None:
-            c33 = o.RemainingTimeToBulkSoC
-            if c33.Multiplier is None:
+            c12 = o.RemainingTimeToBulkSoC
+            if c12.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t34 = c33.Multiplier
-            if t34 < -3 or t34 > 4 or (w.strict and (t34 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t34!r} outside -3..3')
-            if c33.Unit is None:
+            t22 = c12.Multiplier
+            if t22 < -3 or t22 > 4 or (w.strict and (t22 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t22!r} outside -3..3')
+            if c12.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c33.Value is None:
+            if c12.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t35 = c33.Value
-            if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t35!r} outside -32768..32767')
-            a = (a << 17) | (t34 + 3) << 10 | (_I_iso2_unitSymbolType[c33.Unit]) << 4 | (1 if t35 < 0 else 0)
+            t23 = c12.Value
+            if (w.strict and (t23 < -32768 or t23 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t23!r} outside -32768..32767')
+            a = (a << 17) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t23 < 0 else 0)
             k += 17
-            u = -t35 - 1 if t35 < 0 else t35
+            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12713,22 +12713,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             k += 2
             s = 9
         elif o.EVTargetVoltage is not None:
-            c36 = o.EVTargetVoltage
-            if c36.Multiplier is None:
+            c13 = o.EVTargetVoltage
+            if c13.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t37 = c36.Multiplier
-            if t37 < -3 or t37 > 4 or (w.strict and (t37 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t37!r} outside -3..3')
-            if c36.Unit is None:
+            t24 = c13.Multiplier
+            if t24 < -3 or t24 > 4 or (w.strict and (t24 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t24!r} outside -3..3')
+            if c13.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c36.Value is None:
+            if c13.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t38 = c36.Value
-            if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t38!r} outside -32768..32767')
-            a = (a << 17) | (t37 + 3) << 10 | (_I_iso2_unitSymbolType[c36.Unit]) << 4 | (1 if t38 < 0 else 0) | 0x8000
+            t25 = c13.Value
+            if (w.strict and (t25 < -32768 or t25 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t25!r} outside -32768..32767')
+            a = (a << 17) | (t24 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t25 < 0 else 0) | 0x8000
             k += 17
-            u = -t38 - 1 if t38 < 0 else t38
+            u = -t25 - 1 if t25 < 0 else t25
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12751,22 +12751,22 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('CurrentDemandReqType', 'missing SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         if o.EVTargetVoltage is not None:
-            c39 = o.EVTargetVoltage
-            if c39.Multiplier is None:
+            c14 = o.EVTargetVoltage
+            if c14.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t40 = c39.Multiplier
-            if t40 < -3 or t40 > 4 or (w.strict and (t40 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t40!r} outside -3..3')
-            if c39.Unit is None:
+            t26 = c14.Multiplier
+            if t26 < -3 or t26 > 4 or (w.strict and (t26 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t26!r} outside -3..3')
+            if c14.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c39.Value is None:
+            if c14.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t41 = c39.Value
-            if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t41!r} outside -32768..32767')
-            a = (a << 16) | (t40 + 3) << 10 | (_I_iso2_unitSymbolType[c39.Unit]) << 4 | (1 if t41 < 0 else 0)
+            t27 = c14.Value
+            if (w.strict and (t27 < -32768 or t27 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t27!r} outside -32768..32767')
+            a = (a << 16) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c14.Unit]) << 4 | (1 if t27 < 0 else 0)
             k += 16
-            u = -t41 - 1 if t41 < 0 else t41
+            u = -t27 - 1 if t27 < 0 else t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13433,20 +13433,20 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     c1 = o.EVSEPresentVoltage
     if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t2 = c1.Multiplier
-    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    t1 = c1.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     s = 2
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -13464,23 +13464,23 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         k = w.n
     if o.EVSEPresentCurrent is None:
         raise encode_error('CurrentDemandResType.EVSEPresentCurrent', 'required value missing')
-    c4 = o.EVSEPresentCurrent
-    if c4.Multiplier is None:
+    c2 = o.EVSEPresentCurrent
+    if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t5 = c4.Multiplier
-    if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
-    if c4.Unit is None:
+    t3 = c2.Multiplier
+    if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+    if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c4.Value is None:
+    if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
     k += 18
     s = 3
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -13509,22 +13509,22 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
     s = 6
     s = 7
     if o.EVSEMaximumVoltageLimit is not None:
-        c7 = o.EVSEMaximumVoltageLimit
-        if c7.Multiplier is None:
+        c3 = o.EVSEMaximumVoltageLimit
+        if c3.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t8 = c7.Multiplier
-        if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
-        if c7.Unit is None:
+        t5 = c3.Multiplier
+        if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
+        if c3.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c7.Value is None:
+        if c3.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t9 < 0 else 0)
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
         k += 18
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13544,22 +13544,22 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         k += 2
         s = 8
     elif o.EVSEMaximumCurrentLimit is not None:
-        c10 = o.EVSEMaximumCurrentLimit
-        if c10.Multiplier is None:
+        c4 = o.EVSEMaximumCurrentLimit
+        if c4.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t11 = c10.Multiplier
-        if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
-        if c10.Unit is None:
+        t7 = c4.Multiplier
+        if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+        if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c10.Value is None:
+        if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 18) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t12 < 0 else 0) | 0x8000
+        t8 = c4.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 18
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13579,22 +13579,22 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         k += 2
         s = 9
     elif o.EVSEMaximumPowerLimit is not None:
-        c13 = o.EVSEMaximumPowerLimit
-        if c13.Multiplier is None:
+        c5 = o.EVSEMaximumPowerLimit
+        if c5.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t14 = c13.Multiplier
-        if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
-        if c13.Unit is None:
+        t9 = c5.Multiplier
+        if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+        if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c13.Value is None:
+        if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t15 = c13.Value
-        if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
-        a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t15 < 0 else 0) | 0x10000
+        t10 = c5.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
-        u = -t15 - 1 if t15 < 0 else t15
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13630,22 +13630,22 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 8:
         if o.EVSEMaximumCurrentLimit is not None:
-            c16 = o.EVSEMaximumCurrentLimit
-            if c16.Multiplier is None:
+            c6 = o.EVSEMaximumCurrentLimit
+            if c6.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t17 = c16.Multiplier
-            if t17 < -3 or t17 > 4 or (w.strict and (t17 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t17!r} outside -3..3')
-            if c16.Unit is None:
+            t11 = c6.Multiplier
+            if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
+            if c6.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c16.Value is None:
+            if c6.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c16.Unit]) << 4 | (1 if t18 < 0 else 0)
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
             k += 17
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13665,22 +13665,22 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             k += 2
             s = 9
         elif o.EVSEMaximumPowerLimit is not None:
-            c19 = o.EVSEMaximumPowerLimit
-            if c19.Multiplier is None:
+            c7 = o.EVSEMaximumPowerLimit
+            if c7.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t20 = c19.Multiplier
-            if t20 < -3 or t20 > 4 or (w.strict and (t20 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t20!r} outside -3..3')
-            if c19.Unit is None:
+            t13 = c7.Multiplier
+            if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
+            if c7.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c19.Value is None:
+            if c7.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t21 = c19.Value
-            if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t21!r} outside -32768..32767')
-            a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x8000
+            t14 = c7.Value
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
+            a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 17
-            u = -t21 - 1 if t21 < 0 else t21
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13716,22 +13716,22 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
         if o.EVSEMaximumPowerLimit is not None:
-            c22 = o.EVSEMaximumPowerLimit
-            if c22.Multiplier is None:
+            c8 = o.EVSEMaximumPowerLimit
+            if c8.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t23 = c22.Multiplier
-            if t23 < -3 or t23 > 4 or (w.strict and (t23 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t23!r} outside -3..3')
-            if c22.Unit is None:
+            t15 = c8.Multiplier
+            if t15 < -3 or t15 > 4 or (w.strict and (t15 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t15!r} outside -3..3')
+            if c8.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c22.Value is None:
+            if c8.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t24 = c22.Value
-            if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t24!r} outside -32768..32767')
-            a = (a << 17) | (t23 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t24 < 0 else 0)
+            t16 = c8.Value
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t16!r} outside -32768..32767')
+            a = (a << 17) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
             k += 17
-            u = -t24 - 1 if t24 < 0 else t24
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13783,10 +13783,10 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('CurrentDemandResType', 'missing SE(EVSEID)')
     if o.SAScheduleTupleID is None:
         raise encode_error('CurrentDemandResType.SAScheduleTupleID', 'required value missing')
-    t25 = o.SAScheduleTupleID
-    if t25 < 1 or t25 > 256 or (w.strict and (t25 > 255)):
-        raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{t25!r} outside 1..255')
-    a = (a << 11) | (t25 - 1) << 1
+    t17 = o.SAScheduleTupleID
+    if t17 < 1 or t17 > 256 or (w.strict and (t17 > 255)):
+        raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{t17!r} outside 1..255')
+    a = (a << 11) | (t17 - 1) << 1
     k += 11
     s = 12
     if o.MeterInfo is not None:
@@ -14205,10 +14205,10 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 4
         k += 4
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14245,15 +14245,15 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         if o.EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        c3 = o.EVSEStatus
-        if c3.NotificationMaxDelay is None:
+        c2 = o.EVSEStatus
+        if c2.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 4) | 0x8
         k += 4
-        t4 = c3.NotificationMaxDelay
-        if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
-        u = t4
+        t2 = c2.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14269,9 +14269,9 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
             w.uint(u)
             a = w.acc
             k = w.n
-        if c3.EVSENotification is None:
+        if c2.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 2
+        a = (a << 7) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2
         k += 7
     else:
         raise encode_error('MeteringReceiptResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
@@ -14868,10 +14868,10 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 4
         k += 4
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14908,15 +14908,15 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
-        c3 = o.EVSEStatus
-        if c3.NotificationMaxDelay is None:
+        c2 = o.EVSEStatus
+        if c2.NotificationMaxDelay is None:
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a = (a << 4) | 0x8
         k += 4
-        t4 = c3.NotificationMaxDelay
-        if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
-        u = t4
+        t2 = c2.NotificationMaxDelay
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14932,9 +14932,9 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
             w.uint(u)
             a = w.acc
             k = w.n
-        if c3.EVSENotification is None:
+        if c2.EVSENotification is None:
             raise encode_error('EVSEStatusType.EVSENotification', 'required value missing')
-        a = (a << 7) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 2
+        a = (a << 7) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 2
         k += 7
     else:
         raise encode_error('PowerDeliveryResType', 'missing SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
@@ -15059,27 +15059,27 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
     if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    t2 = c1.EVRESSSOC
-    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
+    t1 = c1.EVRESSSOC
+    if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
     if o.EVTargetVoltage is None:
         raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
-    c3 = o.EVTargetVoltage
-    if c3.Multiplier is None:
+    c2 = o.EVTargetVoltage
+    if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t4 = c3.Multiplier
-    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
-    if c3.Unit is None:
+    t2 = c2.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c3.Value is None:
+    if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t5 = c3.Value
-    if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
-    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t2) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+    t3 = c2.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
-    u = -t5 - 1 if t5 < 0 else t5
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15097,22 +15097,22 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         k = w.n
     if o.EVTargetCurrent is None:
         raise encode_error('PreChargeReqType.EVTargetCurrent', 'required value missing')
-    c6 = o.EVTargetCurrent
-    if c6.Multiplier is None:
+    c3 = o.EVTargetCurrent
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t7 = c6.Multiplier
-    if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
-    if c6.Unit is None:
+    t4 = c3.Multiplier
+    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c6.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t8 = c6.Value
-    if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
-    a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 18
-    u = -t8 - 1 if t8 < 0 else t8
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15223,19 +15223,19 @@ def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
     c1 = o.EVSEPresentVoltage
     if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t2 = c1.Multiplier
-    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    t1 = c1.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16031,10 +16031,10 @@ def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqTy
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
     if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    t2 = c1.EVRESSSOC
-    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
-    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t2) << 3
+    t1 = c1.EVRESSSOC
+    if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
     k += 24
     w.acc = a
     w.n = k
@@ -16129,19 +16129,19 @@ def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResTy
     c1 = o.EVSEPresentVoltage
     if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t2 = c1.Multiplier
-    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    t1 = c1.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16458,22 +16458,22 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         k += 1
         s = 1
     elif o.EAmount is not None:
-        c2 = o.EAmount
-        if c2.Multiplier is None:
+        c1 = o.EAmount
+        if c1.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t3 = c2.Multiplier
-        if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
-        if c2.Unit is None:
+        t2 = c1.Multiplier
+        if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+        if c1.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c2.Value is None:
+        if c1.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 17) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0) | 0x8000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x8000
         k += 17
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -16496,22 +16496,22 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('AC_EVChargeParameterType', 'missing SE(DepartureTime), SE(EAmount)')
     if s == 1:
         if o.EAmount is not None:
-            c5 = o.EAmount
-            if c5.Multiplier is None:
+            c2 = o.EAmount
+            if c2.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t6 = c5.Multiplier
-            if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
-            if c5.Unit is None:
+            t4 = c2.Multiplier
+            if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+            if c2.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c5.Value is None:
+            if c2.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 16) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t5 < 0 else 0)
             k += 16
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -16534,22 +16534,22 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
             raise encode_error('AC_EVChargeParameterType', 'missing SE(EAmount)')
     if o.EVMaxVoltage is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxVoltage', 'required value missing')
-    c8 = o.EVMaxVoltage
-    if c8.Multiplier is None:
+    c3 = o.EVMaxVoltage
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t9 = c8.Multiplier
-    if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
-    if c8.Unit is None:
+    t6 = c3.Multiplier
+    if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c8.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t10 = c8.Value
-    if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
-    a = (a << 16) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t10 < 0 else 0)
+    t7 = c3.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 16) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t7 < 0 else 0)
     k += 16
-    u = -t10 - 1 if t10 < 0 else t10
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16567,23 +16567,23 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         k = w.n
     if o.EVMaxCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMaxCurrent', 'required value missing')
-    c11 = o.EVMaxCurrent
-    if c11.Multiplier is None:
+    c4 = o.EVMaxCurrent
+    if c4.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t12 = c11.Multiplier
-    if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
-    if c11.Unit is None:
+    t8 = c4.Multiplier
+    if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+    if c4.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c11.Value is None:
+    if c4.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t13 = c11.Value
-    if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
-    a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c11.Unit]) << 4 | (1 if t13 < 0 else 0)
+    t9 = c4.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t9 < 0 else 0)
     k += 18
     s = 3
-    u = -t13 - 1 if t13 < 0 else t13
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16601,23 +16601,23 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         k = w.n
     if o.EVMinCurrent is None:
         raise encode_error('AC_EVChargeParameterType.EVMinCurrent', 'required value missing')
-    c14 = o.EVMinCurrent
-    if c14.Multiplier is None:
+    c5 = o.EVMinCurrent
+    if c5.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t15 = c14.Multiplier
-    if t15 < -3 or t15 > 4 or (w.strict and (t15 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t15!r} outside -3..3')
-    if c14.Unit is None:
+    t10 = c5.Multiplier
+    if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+    if c5.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c14.Value is None:
+    if c5.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t16 = c14.Value
-    if (w.strict and (t16 < -32768 or t16 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t16!r} outside -32768..32767')
-    a = (a << 18) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c14.Unit]) << 4 | (1 if t16 < 0 else 0)
+    t11 = c5.Value
+    if (w.strict and (t11 < -32768 or t11 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+    a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t11 < 0 else 0)
     k += 18
     s = 4
-    u = -t16 - 1 if t16 < 0 else t16
+    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16778,10 +16778,10 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
     a <<= 3
     k += 3
-    t2 = c1.NotificationMaxDelay
-    if t2 < 0 or (w.strict and (t2 > 65535)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-    u = t2
+    t1 = c1.NotificationMaxDelay
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16803,22 +16803,22 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.EVSENominalVoltage is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSENominalVoltage', 'required value missing')
-    c3 = o.EVSENominalVoltage
-    if c3.Multiplier is None:
+    c2 = o.EVSENominalVoltage
+    if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t4 = c3.Multiplier
-    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
-    if c3.Unit is None:
+    t2 = c2.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c3.Value is None:
+    if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t5 = c3.Value
-    if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
-    a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (1 if c1.RCD else 0) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
+    t3 = c2.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (1 if c1.RCD else 0) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 27
-    u = -t5 - 1 if t5 < 0 else t5
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16836,22 +16836,22 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         k = w.n
     if o.EVSEMaxCurrent is None:
         raise encode_error('AC_EVSEChargeParameterType.EVSEMaxCurrent', 'required value missing')
-    c6 = o.EVSEMaxCurrent
-    if c6.Multiplier is None:
+    c3 = o.EVSEMaxCurrent
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t7 = c6.Multiplier
-    if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
-    if c6.Unit is None:
+    t4 = c3.Multiplier
+    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c6.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t8 = c6.Value
-    if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
-    a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 18
-    u = -t8 - 1 if t8 < 0 else t8
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17667,19 +17667,19 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
     c1 = o.startValue
     if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t2 = c1.Multiplier
-    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    t1 = c1.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18535,56 +18535,56 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 1
         s = 1
     elif o.DC_EVStatus is not None:
-        c2 = o.DC_EVStatus
-        if c2.EVReady is None:
+        c1 = o.DC_EVStatus
+        if c1.EVReady is None:
             raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-        if c2.EVErrorCode is None:
+        if c1.EVErrorCode is None:
             raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-        if c2.EVRESSSOC is None:
+        if c1.EVRESSSOC is None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-        t3 = c2.EVRESSSOC
-        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t3!r} outside 0..100')
-        a = (a << 24) | (1 if c2.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c2.EVErrorCode]) << 12 | (t3) << 2 | 0x400000
+        t2 = c1.EVRESSSOC
+        if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
+            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
+        a = (a << 24) | (1 if c1.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t2) << 2 | 0x400000
         k += 24
         s = 2
     else:
         raise encode_error('DC_EVChargeParameterType', 'missing SE(DepartureTime), SE(DC_EVStatus)')
     if s == 1:
         if o.DC_EVStatus is not None:
-            c4 = o.DC_EVStatus
-            if c4.EVReady is None:
+            c2 = o.DC_EVStatus
+            if c2.EVReady is None:
                 raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-            if c4.EVErrorCode is None:
+            if c2.EVErrorCode is None:
                 raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
-            if c4.EVRESSSOC is None:
+            if c2.EVRESSSOC is None:
                 raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-            t5 = c4.EVRESSSOC
-            if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t5!r} outside 0..100')
-            a = (a << 23) | (1 if c4.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 12 | (t5) << 2
+            t3 = c2.EVRESSSOC
+            if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+                raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t3!r} outside 0..100')
+            a = (a << 23) | (1 if c2.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c2.EVErrorCode]) << 12 | (t3) << 2
             k += 23
             s = 2
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(DC_EVStatus)')
     if o.EVMaximumCurrentLimit is None:
         raise encode_error('DC_EVChargeParameterType.EVMaximumCurrentLimit', 'required value missing')
-    c6 = o.EVMaximumCurrentLimit
-    if c6.Multiplier is None:
+    c3 = o.EVMaximumCurrentLimit
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t7 = c6.Multiplier
-    if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
-    if c6.Unit is None:
+    t4 = c3.Multiplier
+    if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c6.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t8 = c6.Value
-    if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
-    a = (a << 16) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t8 < 0 else 0)
+    t5 = c3.Value
+    if (w.strict and (t5 < -32768 or t5 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+    a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 16
-    u = -t8 - 1 if t8 < 0 else t8
+    u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18604,22 +18604,22 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     k += 2
     s = 3
     if o.EVMaximumPowerLimit is not None:
-        c9 = o.EVMaximumPowerLimit
-        if c9.Multiplier is None:
+        c4 = o.EVMaximumPowerLimit
+        if c4.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t10 = c9.Multiplier
-        if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
-        if c9.Unit is None:
+        t6 = c4.Multiplier
+        if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+        if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c9.Value is None:
+        if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t11 = c9.Value
-        if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
-        a = (a << 17) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t11 < 0 else 0)
+        t7 = c4.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 17) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0)
         k += 17
-        u = -t11 - 1 if t11 < 0 else t11
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18639,22 +18639,22 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 2
         s = 4
     elif o.EVMaximumVoltageLimit is not None:
-        c12 = o.EVMaximumVoltageLimit
-        if c12.Multiplier is None:
+        c5 = o.EVMaximumVoltageLimit
+        if c5.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t13 = c12.Multiplier
-        if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
-        if c12.Unit is None:
+        t8 = c5.Multiplier
+        if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+        if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c12.Value is None:
+        if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t14 = c12.Value
-        if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
-        a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
+        t9 = c5.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
-        u = -t14 - 1 if t14 < 0 else t14
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18677,22 +18677,22 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     if s == 4:
         if o.EVMaximumVoltageLimit is not None:
-            c15 = o.EVMaximumVoltageLimit
-            if c15.Multiplier is None:
+            c6 = o.EVMaximumVoltageLimit
+            if c6.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t16 = c15.Multiplier
-            if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
-            if c15.Unit is None:
+            t10 = c6.Multiplier
+            if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+            if c6.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c15.Value is None:
+            if c6.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t17 = c15.Value
-            if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
-            a = (a << 16) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c15.Unit]) << 4 | (1 if t17 < 0 else 0)
+            t11 = c6.Value
+            if (w.strict and (t11 < -32768 or t11 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+            a = (a << 16) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
             k += 16
-            u = -t17 - 1 if t17 < 0 else t17
+            u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18714,22 +18714,22 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         else:
             raise encode_error('DC_EVChargeParameterType', 'missing SE(EVMaximumVoltageLimit)')
     if o.EVEnergyCapacity is not None:
-        c18 = o.EVEnergyCapacity
-        if c18.Multiplier is None:
+        c7 = o.EVEnergyCapacity
+        if c7.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t19 = c18.Multiplier
-        if t19 < -3 or t19 > 4 or (w.strict and (t19 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t19!r} outside -3..3')
-        if c18.Unit is None:
+        t12 = c7.Multiplier
+        if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
+        if c7.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c18.Value is None:
+        if c7.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t20 = c18.Value
-        if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t20!r} outside -32768..32767')
-        a = (a << 18) | (t19 + 3) << 10 | (_I_iso2_unitSymbolType[c18.Unit]) << 4 | (1 if t20 < 0 else 0)
+        t13 = c7.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0)
         k += 18
-        u = -t20 - 1 if t20 < 0 else t20
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18749,22 +18749,22 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 2
         s = 6
     elif o.EVEnergyRequest is not None:
-        c21 = o.EVEnergyRequest
-        if c21.Multiplier is None:
+        c8 = o.EVEnergyRequest
+        if c8.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t22 = c21.Multiplier
-        if t22 < -3 or t22 > 4 or (w.strict and (t22 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t22!r} outside -3..3')
-        if c21.Unit is None:
+        t14 = c8.Multiplier
+        if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
+        if c8.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c21.Value is None:
+        if c8.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t23 = c21.Value
-        if (w.strict and (t23 < -32768 or t23 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t23!r} outside -32768..32767')
-        a = (a << 18) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c21.Unit]) << 4 | (1 if t23 < 0 else 0) | 0x8000
+        t15 = c8.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0) | 0x8000
         k += 18
-        u = -t23 - 1 if t23 < 0 else t23
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18784,17 +18784,17 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 2
         s = 7
     elif o.FullSOC is not None:
-        t24 = o.FullSOC
-        if t24 < 0 or t24 > 127 or (w.strict and (t24 > 100)):
-            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t24!r} outside 0..100')
-        a = (a << 12) | (t24) << 1 | 0x400
+        t16 = o.FullSOC
+        if t16 < 0 or t16 > 127 or (w.strict and (t16 > 100)):
+            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t16!r} outside 0..100')
+        a = (a << 12) | (t16) << 1 | 0x400
         k += 12
         s = 8
     elif o.BulkSOC is not None:
-        t25 = o.BulkSOC
-        if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
-            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t25!r} outside 0..100')
-        a = (a << 12) | (t25) << 1 | 0x600
+        t17 = o.BulkSOC
+        if t17 < 0 or t17 > 127 or (w.strict and (t17 > 100)):
+            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t17!r} outside 0..100')
+        a = (a << 12) | (t17) << 1 | 0x600
         k += 12
         s = 9
     else:
@@ -18803,22 +18803,22 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         s = -1
     if s == 6:
         if o.EVEnergyRequest is not None:
-            c26 = o.EVEnergyRequest
-            if c26.Multiplier is None:
+            c9 = o.EVEnergyRequest
+            if c9.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t27 = c26.Multiplier
-            if t27 < -3 or t27 > 4 or (w.strict and (t27 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t27!r} outside -3..3')
-            if c26.Unit is None:
+            t18 = c9.Multiplier
+            if t18 < -3 or t18 > 4 or (w.strict and (t18 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t18!r} outside -3..3')
+            if c9.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c26.Value is None:
+            if c9.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t28 = c26.Value
-            if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t28!r} outside -32768..32767')
-            a = (a << 18) | (t27 + 3) << 10 | (_I_iso2_unitSymbolType[c26.Unit]) << 4 | (1 if t28 < 0 else 0)
+            t19 = c9.Value
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t19!r} outside -32768..32767')
+            a = (a << 18) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t19 < 0 else 0)
             k += 18
-            u = -t28 - 1 if t28 < 0 else t28
+            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18838,17 +18838,17 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             k += 2
             s = 7
         elif o.FullSOC is not None:
-            t29 = o.FullSOC
-            if t29 < 0 or t29 > 127 or (w.strict and (t29 > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t29!r} outside 0..100')
-            a = (a << 12) | (t29) << 1 | 0x200
+            t20 = o.FullSOC
+            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
+                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t20!r} outside 0..100')
+            a = (a << 12) | (t20) << 1 | 0x200
             k += 12
             s = 8
         elif o.BulkSOC is not None:
-            t30 = o.BulkSOC
-            if t30 < 0 or t30 > 127 or (w.strict and (t30 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t30!r} outside 0..100')
-            a = (a << 12) | (t30) << 1 | 0x400
+            t21 = o.BulkSOC
+            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t21!r} outside 0..100')
+            a = (a << 12) | (t21) << 1 | 0x400
             k += 12
             s = 9
         else:
@@ -18857,17 +18857,17 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             s = -1
     if s == 7:
         if o.FullSOC is not None:
-            t31 = o.FullSOC
-            if t31 < 0 or t31 > 127 or (w.strict and (t31 > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t31!r} outside 0..100')
-            a = (a << 11) | (t31) << 1
+            t22 = o.FullSOC
+            if t22 < 0 or t22 > 127 or (w.strict and (t22 > 100)):
+                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t22!r} outside 0..100')
+            a = (a << 11) | (t22) << 1
             k += 11
             s = 8
         elif o.BulkSOC is not None:
-            t32 = o.BulkSOC
-            if t32 < 0 or t32 > 127 or (w.strict and (t32 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t32!r} outside 0..100')
-            a = (a << 11) | (t32) << 1 | 0x200
+            t23 = o.BulkSOC
+            if t23 < 0 or t23 > 127 or (w.strict and (t23 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t23!r} outside 0..100')
+            a = (a << 11) | (t23) << 1 | 0x200
             k += 11
             s = 9
         else:
@@ -18876,10 +18876,10 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             s = -1
     if s == 8:
         if o.BulkSOC is not None:
-            t33 = o.BulkSOC
-            if t33 < 0 or t33 > 127 or (w.strict and (t33 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t33!r} outside 0..100')
-            a = (a << 11) | (t33) << 1
+            t24 = o.BulkSOC
+            if t24 < 0 or t24 > 127 or (w.strict and (t24 > 100)):
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t24!r} outside 0..100')
+            a = (a << 11) | (t24) << 1
             k += 11
             s = 9
         else:
@@ -18978,10 +18978,10 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
         raise encode_error('DC_EVStatusType.EVErrorCode', 'required value missing')
     if c1.EVRESSSOC is None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
-    t2 = c1.EVRESSSOC
-    if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
-    a = (a << 23) | (1 if c1.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t2) << 2
+    t1 = c1.EVRESSSOC
+    if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
+        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+    a = (a << 23) | (1 if c1.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t1) << 2
     k += 23
     s = 1
     if o.BulkChargingComplete is not None:
@@ -19451,20 +19451,20 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     c1 = o.EVSEMaximumCurrentLimit
     if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t2 = c1.Multiplier
-    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    t1 = c1.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 16) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     s = 1
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19482,23 +19482,23 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMaximumPowerLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumPowerLimit', 'required value missing')
-    c4 = o.EVSEMaximumPowerLimit
-    if c4.Multiplier is None:
+    c2 = o.EVSEMaximumPowerLimit
+    if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t5 = c4.Multiplier
-    if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
-    if c4.Unit is None:
+    t3 = c2.Multiplier
+    if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+    if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c4.Value is None:
+    if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
     k += 18
     s = 2
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19516,23 +19516,23 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMaximumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMaximumVoltageLimit', 'required value missing')
-    c7 = o.EVSEMaximumVoltageLimit
-    if c7.Multiplier is None:
+    c3 = o.EVSEMaximumVoltageLimit
+    if c3.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t8 = c7.Multiplier
-    if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
-    if c7.Unit is None:
+    t5 = c3.Multiplier
+    if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
+    if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c7.Value is None:
+    if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t9 = c7.Value
-    if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
-    a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t9 < 0 else 0)
+    t6 = c3.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
     k += 18
     s = 3
-    u = -t9 - 1 if t9 < 0 else t9
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19550,23 +19550,23 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMinimumCurrentLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumCurrentLimit', 'required value missing')
-    c10 = o.EVSEMinimumCurrentLimit
-    if c10.Multiplier is None:
+    c4 = o.EVSEMinimumCurrentLimit
+    if c4.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t11 = c10.Multiplier
-    if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
-    if c10.Unit is None:
+    t7 = c4.Multiplier
+    if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+    if c4.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c10.Value is None:
+    if c4.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t12 = c10.Value
-    if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
-    a = (a << 18) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t12 < 0 else 0)
+    t8 = c4.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0)
     k += 18
     s = 4
-    u = -t12 - 1 if t12 < 0 else t12
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19584,23 +19584,23 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k = w.n
     if o.EVSEMinimumVoltageLimit is None:
         raise encode_error('DC_EVSEChargeParameterType.EVSEMinimumVoltageLimit', 'required value missing')
-    c13 = o.EVSEMinimumVoltageLimit
-    if c13.Multiplier is None:
+    c5 = o.EVSEMinimumVoltageLimit
+    if c5.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t14 = c13.Multiplier
-    if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
-    if c13.Unit is None:
+    t9 = c5.Multiplier
+    if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+    if c5.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c13.Value is None:
+    if c5.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t15 = c13.Value
-    if (w.strict and (t15 < -32768 or t15 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
-    a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t15 < 0 else 0)
+    t10 = c5.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0)
     k += 18
     s = 5
-    u = -t15 - 1 if t15 < 0 else t15
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19620,22 +19620,22 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
     k += 2
     s = 6
     if o.EVSECurrentRegulationTolerance is not None:
-        c16 = o.EVSECurrentRegulationTolerance
-        if c16.Multiplier is None:
+        c6 = o.EVSECurrentRegulationTolerance
+        if c6.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t17 = c16.Multiplier
-        if t17 < -3 or t17 > 4 or (w.strict and (t17 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t17!r} outside -3..3')
-        if c16.Unit is None:
+        t11 = c6.Multiplier
+        if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
+        if c6.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c16.Value is None:
+        if c6.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t18 = c16.Value
-        if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t18!r} outside -32768..32767')
-        a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c16.Unit]) << 4 | (1 if t18 < 0 else 0)
+        t12 = c6.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
         k += 17
-        u = -t18 - 1 if t18 < 0 else t18
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19655,22 +19655,22 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         k += 2
         s = 7
     elif o.EVSEPeakCurrentRipple is not None:
-        c19 = o.EVSEPeakCurrentRipple
-        if c19.Multiplier is None:
+        c7 = o.EVSEPeakCurrentRipple
+        if c7.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t20 = c19.Multiplier
-        if t20 < -3 or t20 > 4 or (w.strict and (t20 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t20!r} outside -3..3')
-        if c19.Unit is None:
+        t13 = c7.Multiplier
+        if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
+        if c7.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c19.Value is None:
+        if c7.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t21 = c19.Value
-        if (w.strict and (t21 < -32768 or t21 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t21!r} outside -32768..32767')
-        a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x8000
+        t14 = c7.Value
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
+        a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
         k += 17
-        u = -t21 - 1 if t21 < 0 else t21
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19693,22 +19693,22 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     if s == 7:
         if o.EVSEPeakCurrentRipple is not None:
-            c22 = o.EVSEPeakCurrentRipple
-            if c22.Multiplier is None:
+            c8 = o.EVSEPeakCurrentRipple
+            if c8.Multiplier is None:
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-            t23 = c22.Multiplier
-            if t23 < -3 or t23 > 4 or (w.strict and (t23 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t23!r} outside -3..3')
-            if c22.Unit is None:
+            t15 = c8.Multiplier
+            if t15 < -3 or t15 > 4 or (w.strict and (t15 > 3)):
+                raise encode_error('PhysicalValueType.Multiplier', f'{t15!r} outside -3..3')
+            if c8.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
-            if c22.Value is None:
+            if c8.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
-            t24 = c22.Value
-            if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t24!r} outside -32768..32767')
-            a = (a << 16) | (t23 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t24 < 0 else 0)
+            t16 = c8.Value
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('PhysicalValueType.Value', f'{t16!r} outside -32768..32767')
+            a = (a << 16) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
             k += 16
-            u = -t24 - 1 if t24 < 0 else t24
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -19730,22 +19730,22 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         else:
             raise encode_error('DC_EVSEChargeParameterType', 'missing SE(EVSEPeakCurrentRipple)')
     if o.EVSEEnergyToBeDelivered is not None:
-        c25 = o.EVSEEnergyToBeDelivered
-        if c25.Multiplier is None:
+        c9 = o.EVSEEnergyToBeDelivered
+        if c9.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t26 = c25.Multiplier
-        if t26 < -3 or t26 > 4 or (w.strict and (t26 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t26!r} outside -3..3')
-        if c25.Unit is None:
+        t17 = c9.Multiplier
+        if t17 < -3 or t17 > 4 or (w.strict and (t17 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t17!r} outside -3..3')
+        if c9.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c25.Value is None:
+        if c9.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t27 = c25.Value
-        if (w.strict and (t27 < -32768 or t27 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t27!r} outside -32768..32767')
-        a = (a << 17) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c25.Unit]) << 4 | (1 if t27 < 0 else 0)
+        t18 = c9.Value
+        if (w.strict and (t18 < -32768 or t18 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t18!r} outside -32768..32767')
+        a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t18 < 0 else 0)
         k += 17
-        u = -t27 - 1 if t27 < 0 else t27
+        u = -t18 - 1 if t18 < 0 else t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -20709,10 +20709,10 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -20740,22 +20740,22 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            c3 = x_RootCertificateID
-            if c3.X509IssuerName is None:
+            c2 = x_RootCertificateID
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21710,19 +21710,19 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
     c2 = o.PMax
     if c2.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t3 = c2.Multiplier
-    if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+    t1 = c2.Multiplier
+    if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
     if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
+    t2 = c2.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -22320,22 +22320,22 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
         if o.stringValue is not None:
             raise encode_error('ParameterType.stringValue', 'cannot be combined with intValue')
     elif o.physicalValue is not None:
-        c4 = o.physicalValue
-        if c4.Multiplier is None:
+        c1 = o.physicalValue
+        if c1.Multiplier is None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-        t5 = c4.Multiplier
-        if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
-        if c4.Unit is None:
+        t4 = c1.Multiplier
+        if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
+            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+        if c1.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
-        if c4.Value is None:
+        if c1.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t6 < 0 else 0) | 0x20000
+        t5 = c1.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x20000
         k += 18
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22673,23 +22673,23 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
         k = w.n
     if o.ChargingProfileEntryMaxPower is None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
-    c2 = o.ChargingProfileEntryMaxPower
-    if c2.Multiplier is None:
+    c1 = o.ChargingProfileEntryMaxPower
+    if c1.Multiplier is None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
-    t3 = c2.Multiplier
-    if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
-    if c2.Unit is None:
+    t2 = c1.Multiplier
+    if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
+        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+    if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
-    if c2.Value is None:
+    if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 17) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 17
     s = 1
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -22709,10 +22709,10 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     k += 2
     s = 2
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
-        t5 = o.ChargingProfileEntryMaxNumberOfPhasesInUse
-        if t5 < 1 or t5 > 4 or (w.strict and (t5 > 3)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{t5!r} outside 1..3')
-        a = (a << 6) | (t5 - 1) << 1
+        t4 = o.ChargingProfileEntryMaxNumberOfPhasesInUse
+        if t4 < 1 or t4 > 4 or (w.strict and (t4 > 3)):
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{t4!r} outside 1..3')
+        a = (a << 6) | (t4 - 1) << 1
         k += 6
         s = 3
     else:
@@ -23263,10 +23263,10 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
     else:
         raise encode_error('SalesTariffEntryType', 'missing SE(RelativeTimeInterval), SE(TimeInterval)')
     if o.EPriceLevel is not None:
-        t2 = o.EPriceLevel
-        if t2 < 0 or t2 > 255:
-            raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t2!r} outside 0..255')
-        a = (a << 12) | (t2) << 1
+        t1 = o.EPriceLevel
+        if t1 < 0 or t1 > 255:
+            raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t1!r} outside 0..255')
+        a = (a << 12) | (t1) << 1
         k += 12
         s = 2
     elif i_ConsumptionCost < len(o.ConsumptionCost):

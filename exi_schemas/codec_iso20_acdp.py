@@ -5331,10 +5331,10 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -5408,22 +5408,22 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            c3 = x_X509IssuerSerial
-            if c3.X509IssuerName is None:
+            c2 = x_X509IssuerSerial
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -6610,17 +6610,17 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         c1 = o.EVWLANStrength
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0) | 0x4000
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -6644,10 +6644,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         k += 8
         s = 5
     elif o.EVSOC is not None:
-        t4 = o.EVSOC
-        if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-            raise encode_error('EVTechnicalStatusType.EVSOC', f'{t4!r} outside 0..100')
-        a = (a << 12) | (t4) << 1 | 0x600
+        t3 = o.EVSOC
+        if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
+            raise encode_error('EVTechnicalStatusType.EVSOC', f'{t3!r} outside 0..100')
+        a = (a << 12) | (t3) << 1 | 0x600
         k += 12
         s = 6
     elif o.EVErrorCode is not None:
@@ -6664,20 +6664,20 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         s = -1
     if s == 3:
         if o.EVWLANStrength is not None:
-            c5 = o.EVWLANStrength
-            if c5.Exponent is None:
+            c2 = o.EVWLANStrength
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 17
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -6701,10 +6701,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 8
             s = 5
         elif o.EVSOC is not None:
-            t8 = o.EVSOC
-            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t8!r} outside 0..100')
-            a = (a << 12) | (t8) << 1 | 0x400
+            t6 = o.EVSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t6!r} outside 0..100')
+            a = (a << 12) | (t6) << 1 | 0x400
             k += 12
             s = 6
         elif o.EVErrorCode is not None:
@@ -6725,10 +6725,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 8
             s = 5
         elif o.EVSOC is not None:
-            t9 = o.EVSOC
-            if t9 < 0 or t9 > 127 or (w.strict and (t9 > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t9!r} outside 0..100')
-            a = (a << 12) | (t9) << 1 | 0x200
+            t7 = o.EVSOC
+            if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
+                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t7!r} outside 0..100')
+            a = (a << 12) | (t7) << 1 | 0x200
             k += 12
             s = 6
         elif o.EVErrorCode is not None:
@@ -6745,10 +6745,10 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             s = -1
     if s == 5:
         if o.EVSOC is not None:
-            t10 = o.EVSOC
-            if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t10!r} outside 0..100')
-            a = (a << 12) | (t10) << 1
+            t8 = o.EVSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t8!r} outside 0..100')
+            a = (a << 12) | (t8) << 1
             k += 12
             s = 6
         elif o.EVErrorCode is not None:
@@ -7115,10 +7115,10 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -7391,17 +7391,17 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     c1 = o.Amount
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -7419,20 +7419,20 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    c4 = o.CostPerUnit
-    if c4.Exponent is None:
+    c2 = o.CostPerUnit
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -7556,20 +7556,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    c2 = o.Amount
-    if c2.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9027,20 +9027,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        c8 = o.BatteryEnergyCapacity
-        if c8.Exponent is None:
+        c1 = o.BatteryEnergyCapacity
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t9 = c8.Exponent
-        if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-        if c8.Value is None:
+        t8 = c1.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t10 = c8.Value
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
+        t9 = c1.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
-        u = -t10 - 1 if t10 < 0 else t10
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -9069,33 +9069,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            t11 = o.MinimumSOC
-            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
-            a = (a << 13) | (t11) << 1
+            t10 = o.MinimumSOC
+            if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+            a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            t12 = o.TargetSOC
-            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
-            a = (a << 13) | (t12) << 1 | 0x200
+            t11 = o.TargetSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t13 = o.MaximumSOC
-            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
-            a = (a << 13) | (t13) << 1 | 0x400
+            t12 = o.MaximumSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t14 = o.RemainingTimeToMinimumSOC
-            if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
-            u = t14
+            t13 = o.RemainingTimeToMinimumSOC
+            if t13 < 0 or (w.strict and (t13 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9117,10 +9117,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t15 = o.RemainingTimeToTargetSOC
-            if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
-            u = t15
+            t14 = o.RemainingTimeToTargetSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9142,10 +9142,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            t16 = o.RemainingTimeToMaximumSOC
-            if t16 < 0 or (w.strict and (t16 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
-            u = t16
+            t15 = o.RemainingTimeToMaximumSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9169,20 +9169,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c17 = o.BatteryEnergyCapacity
-            if c17.Exponent is None:
+            c2 = o.BatteryEnergyCapacity
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t18 = c17.Exponent
-            if t18 < -128 or t18 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-            if c17.Value is None:
+            t16 = c2.Exponent
+            if t16 < -128 or t16 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t19 = c17.Value
-            if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
+            t17 = c2.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
-            u = -t19 - 1 if t19 < 0 else t19
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9211,26 +9211,26 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            t20 = o.TargetSOC
-            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
-            a = (a << 13) | (t20) << 1
+            t18 = o.TargetSOC
+            if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+            a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t21 = o.MaximumSOC
-            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
-            a = (a << 13) | (t21) << 1 | 0x200
+            t19 = o.MaximumSOC
+            if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+            a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t22 = o.RemainingTimeToMinimumSOC
-            if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
-            u = t22
+            t20 = o.RemainingTimeToMinimumSOC
+            if t20 < 0 or (w.strict and (t20 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+            u = t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9252,10 +9252,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t23 = o.RemainingTimeToTargetSOC
-            if t23 < 0 or (w.strict and (t23 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
-            u = t23
+            t21 = o.RemainingTimeToTargetSOC
+            if t21 < 0 or (w.strict and (t21 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+            u = t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9277,10 +9277,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t24 = o.RemainingTimeToMaximumSOC
-            if t24 < 0 or (w.strict and (t24 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
-            u = t24
+            t22 = o.RemainingTimeToMaximumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9304,20 +9304,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c25 = o.BatteryEnergyCapacity
-            if c25.Exponent is None:
+            c3 = o.BatteryEnergyCapacity
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t23 = c3.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
+            t24 = c3.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9346,19 +9346,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            t28 = o.MaximumSOC
-            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
-            a = (a << 13) | (t28) << 1
+            t25 = o.MaximumSOC
+            if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+            a = (a << 13) | (t25) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            t29 = o.RemainingTimeToMinimumSOC
-            if t29 < 0 or (w.strict and (t29 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
-            u = t29
+            t26 = o.RemainingTimeToMinimumSOC
+            if t26 < 0 or (w.strict and (t26 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+            u = t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9380,10 +9380,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t30 = o.RemainingTimeToTargetSOC
-            if t30 < 0 or (w.strict and (t30 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
-            u = t30
+            t27 = o.RemainingTimeToTargetSOC
+            if t27 < 0 or (w.strict and (t27 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+            u = t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9405,10 +9405,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t31 = o.RemainingTimeToMaximumSOC
-            if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
-            u = t31
+            t28 = o.RemainingTimeToMaximumSOC
+            if t28 < 0 or (w.strict and (t28 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+            u = t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9432,20 +9432,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c32 = o.BatteryEnergyCapacity
-            if c32.Exponent is None:
+            c4 = o.BatteryEnergyCapacity
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t33 = c32.Exponent
-            if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-            if c32.Value is None:
+            t29 = c4.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t34 = c32.Value
-            if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
+            t30 = c4.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
-            u = -t34 - 1 if t34 < 0 else t34
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9476,10 +9476,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            t35 = o.RemainingTimeToMinimumSOC
-            if t35 < 0 or (w.strict and (t35 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
-            u = t35
+            t31 = o.RemainingTimeToMinimumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9501,10 +9501,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t36 = o.RemainingTimeToTargetSOC
-            if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
-            u = t36
+            t32 = o.RemainingTimeToTargetSOC
+            if t32 < 0 or (w.strict and (t32 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+            u = t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9526,10 +9526,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            t37 = o.RemainingTimeToMaximumSOC
-            if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
-            u = t37
+            t33 = o.RemainingTimeToMaximumSOC
+            if t33 < 0 or (w.strict and (t33 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9553,20 +9553,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c38 = o.BatteryEnergyCapacity
-            if c38.Exponent is None:
+            c5 = o.BatteryEnergyCapacity
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t39 = c38.Exponent
-            if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
-            if c38.Value is None:
+            t34 = c5.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t40 = c38.Value
-            if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
-            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
+            t35 = c5.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
-            u = -t40 - 1 if t40 < 0 else t40
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9597,10 +9597,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            t41 = o.RemainingTimeToTargetSOC
-            if t41 < 0 or (w.strict and (t41 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
-            u = t41
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9622,10 +9622,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t42 = o.RemainingTimeToMaximumSOC
-            if t42 < 0 or (w.strict and (t42 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
-            u = t42
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9649,20 +9649,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c43 = o.BatteryEnergyCapacity
-            if c43.Exponent is None:
+            c6 = o.BatteryEnergyCapacity
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t38 = c6.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
+            t39 = c6.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9693,10 +9693,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            t46 = o.RemainingTimeToMaximumSOC
-            if t46 < 0 or (w.strict and (t46 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
-            u = t46
+            t40 = o.RemainingTimeToMaximumSOC
+            if t40 < 0 or (w.strict and (t40 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+            u = t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9720,20 +9720,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c47 = o.BatteryEnergyCapacity
-            if c47.Exponent is None:
+            c7 = o.BatteryEnergyCapacity
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t48 = c47.Exponent
-            if t48 < -128 or t48 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
-            if c47.Value is None:
+            t41 = c7.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t49 = c47.Value
-            if (w.strict and (t49 < -32768 or t49 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
-            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
+            t42 = c7.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
-            u = -t49 - 1 if t49 < 0 else t49
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9766,20 +9766,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c50 = o.BatteryEnergyCapacity
-            if c50.Exponent is None:
+            c8 = o.BatteryEnergyCapacity
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t43 = c8.Exponent
+            if t43 < -128 or t43 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
+            t44 = c8.Value
+            if (w.strict and (t44 < -32768 or t44 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9808,20 +9808,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            c53 = o.BatteryEnergyCapacity
-            if c53.Exponent is None:
+            c9 = o.BatteryEnergyCapacity
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t45 = c9.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t46 = c9.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -10102,20 +10102,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        c2 = o.EVTargetEnergyRequest
-        if c2.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10138,20 +10138,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            c5 = o.EVTargetEnergyRequest
-            if c5.Exponent is None:
+            c2 = o.EVTargetEnergyRequest
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -10174,20 +10174,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    c8 = o.EVMaximumEnergyRequest
-    if c8.Exponent is None:
+    c3 = o.EVMaximumEnergyRequest
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t9 = c8.Exponent
-    if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-    if c8.Value is None:
+    t6 = c3.Exponent
+    if t6 < -128 or t6 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t10 = c8.Value
-    if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+    t7 = c3.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
-    u = -t10 - 1 if t10 < 0 else t10
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -10205,21 +10205,21 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    c11 = o.EVMinimumEnergyRequest
-    if c11.Exponent is None:
+    c4 = o.EVMinimumEnergyRequest
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t12 = c11.Exponent
-    if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-    if c11.Value is None:
+    t8 = c4.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t13 = c11.Value
-    if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+    t9 = c4.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
-    u = -t13 - 1 if t13 < 0 else t13
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -10973,10 +10973,10 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11004,22 +11004,22 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            c3 = x_RootCertificateID
-            if c3.X509IssuerName is None:
+            c2 = x_RootCertificateID
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14006,23 +14006,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        c2 = o.EnergyCosts
-        if c2.Amount is None:
+        c1 = o.EnergyCosts
+        if c1.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c3 = c2.Amount
-        if c3.Exponent is None:
+        c2 = c1.Amount
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14038,22 +14038,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.CostPerUnit is None:
+        if c1.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c6 = c2.CostPerUnit
-        if c6.Exponent is None:
+        c3 = c1.CostPerUnit
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t7 = c6.Exponent
-        if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-        if c6.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t8 = c6.Value
-        if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
-        u = -t8 - 1 if t8 < 0 else t8
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14073,23 +14073,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        c9 = o.OccupancyCosts
-        if c9.Amount is None:
+        c4 = o.OccupancyCosts
+        if c4.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c10 = c9.Amount
-        if c10.Exponent is None:
+        c5 = c4.Amount
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14105,22 +14105,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c9.CostPerUnit is None:
+        if c4.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c13 = c9.CostPerUnit
-        if c13.Exponent is None:
+        c6 = c4.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t14 = c13.Exponent
-        if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-        if c13.Value is None:
+        t8 = c6.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t15 = c13.Value
-        if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        t9 = c6.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
-        u = -t15 - 1 if t15 < 0 else t15
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14140,23 +14140,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        c16 = o.AdditionalServicesCosts
-        if c16.Amount is None:
+        c7 = o.AdditionalServicesCosts
+        if c7.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c17 = c16.Amount
-        if c17.Exponent is None:
+        c8 = c7.Amount
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t18 = c17.Exponent
-        if t18 < -128 or t18 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-        if c17.Value is None:
+        t10 = c8.Exponent
+        if t10 < -128 or t10 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t19 = c17.Value
-        if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
+        t11 = c8.Value
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
-        u = -t19 - 1 if t19 < 0 else t19
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14172,22 +14172,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c16.CostPerUnit is None:
+        if c7.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c20 = c16.CostPerUnit
-        if c20.Exponent is None:
+        c9 = c7.CostPerUnit
+        if c9.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t21 = c20.Exponent
-        if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-        if c20.Value is None:
+        t12 = c9.Exponent
+        if t12 < -128 or t12 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t22 = c20.Value
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        t13 = c9.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14207,23 +14207,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        c23 = o.OverstayCosts
-        if c23.Amount is None:
+        c10 = o.OverstayCosts
+        if c10.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c24 = c23.Amount
-        if c24.Exponent is None:
+        c11 = c10.Amount
+        if c11.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t25 = c24.Exponent
-        if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
-        if c24.Value is None:
+        t14 = c11.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t26 = c24.Value
-        if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
-        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
+        t15 = c11.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
-        u = -t26 - 1 if t26 < 0 else t26
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14239,22 +14239,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c23.CostPerUnit is None:
+        if c10.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c27 = c23.CostPerUnit
-        if c27.Exponent is None:
+        c12 = c10.CostPerUnit
+        if c12.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t28 = c27.Exponent
-        if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
-        if c27.Value is None:
+        t16 = c12.Exponent
+        if t16 < -128 or t16 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t29 = c27.Value
-        if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
-        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
+        t17 = c12.Value
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
-        u = -t29 - 1 if t29 < 0 else t29
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14278,15 +14278,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        c30 = x_TaxCosts
-        if c30.TaxRuleID is None:
+        c13 = x_TaxCosts
+        if c13.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        t31 = c30.TaxRuleID
-        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
-        u = t31
+        t18 = c13.TaxRuleID
+        if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+        u = t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14302,22 +14302,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c30.Amount is None:
+        if c13.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        c32 = c30.Amount
-        if c32.Exponent is None:
+        c14 = c13.Amount
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t33 = c32.Exponent
-        if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-        if c32.Value is None:
+        t19 = c14.Exponent
+        if t19 < -128 or t19 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t34 = c32.Value
-        if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+        t20 = c14.Value
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+        a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
-        u = -t34 - 1 if t34 < 0 else t34
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14342,23 +14342,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            c35 = o.OccupancyCosts
-            if c35.Amount is None:
+            c15 = o.OccupancyCosts
+            if c15.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c36 = c35.Amount
-            if c36.Exponent is None:
+            c16 = c15.Amount
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t37 = c36.Exponent
-            if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
-            if c36.Value is None:
+            t21 = c16.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t38 = c36.Value
-            if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
-            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
+            t22 = c16.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
-            u = -t38 - 1 if t38 < 0 else t38
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14374,22 +14374,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c35.CostPerUnit is None:
+            if c15.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c39 = c35.CostPerUnit
-            if c39.Exponent is None:
+            c17 = c15.CostPerUnit
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t40 = c39.Exponent
-            if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
-            if c39.Value is None:
+            t23 = c17.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t41 = c39.Value
-            if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
-            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
+            t24 = c17.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
-            u = -t41 - 1 if t41 < 0 else t41
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14409,23 +14409,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            c42 = o.AdditionalServicesCosts
-            if c42.Amount is None:
+            c18 = o.AdditionalServicesCosts
+            if c18.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c43 = c42.Amount
-            if c43.Exponent is None:
+            c19 = c18.Amount
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t25 = c19.Exponent
+            if t25 < -128 or t25 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
+            t26 = c19.Value
+            if (w.strict and (t26 < -32768 or t26 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14441,22 +14441,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c42.CostPerUnit is None:
+            if c18.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c46 = c42.CostPerUnit
-            if c46.Exponent is None:
+            c20 = c18.CostPerUnit
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t47 = c46.Exponent
-            if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
-            if c46.Value is None:
+            t27 = c20.Exponent
+            if t27 < -128 or t27 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t48 = c46.Value
-            if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
-            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
+            t28 = c20.Value
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
-            u = -t48 - 1 if t48 < 0 else t48
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14476,23 +14476,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c49 = o.OverstayCosts
-            if c49.Amount is None:
+            c21 = o.OverstayCosts
+            if c21.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c50 = c49.Amount
-            if c50.Exponent is None:
+            c22 = c21.Amount
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t29 = c22.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
+            t30 = c22.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14508,22 +14508,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c49.CostPerUnit is None:
+            if c21.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c53 = c49.CostPerUnit
-            if c53.Exponent is None:
+            c23 = c21.CostPerUnit
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t31 = c23.Exponent
+            if t31 < -128 or t31 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t32 = c23.Value
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14547,15 +14547,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c56 = x_TaxCosts
-            if c56.TaxRuleID is None:
+            c24 = x_TaxCosts
+            if c24.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t57 = c56.TaxRuleID
-            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
-            u = t57
+            t33 = c24.TaxRuleID
+            if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14571,22 +14571,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c56.Amount is None:
+            if c24.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c58 = c56.Amount
-            if c58.Exponent is None:
+            c25 = c24.Amount
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t59 = c58.Exponent
-            if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
-            if c58.Value is None:
+            t34 = c25.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t60 = c58.Value
-            if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
-            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
+            t35 = c25.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
-            u = -t60 - 1 if t60 < 0 else t60
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14611,23 +14611,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            c61 = o.AdditionalServicesCosts
-            if c61.Amount is None:
+            c26 = o.AdditionalServicesCosts
+            if c26.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c62 = c61.Amount
-            if c62.Exponent is None:
+            c27 = c26.Amount
+            if c27.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t63 = c62.Exponent
-            if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
-            if c62.Value is None:
+            t36 = c27.Exponent
+            if t36 < -128 or t36 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+            if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t64 = c62.Value
-            if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
-            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
+            t37 = c27.Value
+            if (w.strict and (t37 < -32768 or t37 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+            a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
-            u = -t64 - 1 if t64 < 0 else t64
+            u = -t37 - 1 if t37 < 0 else t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14643,22 +14643,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c61.CostPerUnit is None:
+            if c26.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c65 = c61.CostPerUnit
-            if c65.Exponent is None:
+            c28 = c26.CostPerUnit
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t66 = c65.Exponent
-            if t66 < -128 or t66 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
-            if c65.Value is None:
+            t38 = c28.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t67 = c65.Value
-            if (w.strict and (t67 < -32768 or t67 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
-            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
+            t39 = c28.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
-            u = -t67 - 1 if t67 < 0 else t67
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14678,23 +14678,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c68 = o.OverstayCosts
-            if c68.Amount is None:
+            c29 = o.OverstayCosts
+            if c29.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c69 = c68.Amount
-            if c69.Exponent is None:
+            c30 = c29.Amount
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t70 = c69.Exponent
-            if t70 < -128 or t70 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
-            if c69.Value is None:
+            t40 = c30.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t71 = c69.Value
-            if (w.strict and (t71 < -32768 or t71 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
-            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
+            t41 = c30.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
-            u = -t71 - 1 if t71 < 0 else t71
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14710,22 +14710,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c68.CostPerUnit is None:
+            if c29.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c72 = c68.CostPerUnit
-            if c72.Exponent is None:
+            c31 = c29.CostPerUnit
+            if c31.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t73 = c72.Exponent
-            if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
-            if c72.Value is None:
+            t42 = c31.Exponent
+            if t42 < -128 or t42 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+            if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t74 = c72.Value
-            if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
-            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
+            t43 = c31.Value
+            if (w.strict and (t43 < -32768 or t43 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+            a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
-            u = -t74 - 1 if t74 < 0 else t74
+            u = -t43 - 1 if t43 < 0 else t43
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14749,15 +14749,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c75 = x_TaxCosts
-            if c75.TaxRuleID is None:
+            c32 = x_TaxCosts
+            if c32.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t76 = c75.TaxRuleID
-            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
-            u = t76
+            t44 = c32.TaxRuleID
+            if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+            u = t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14773,22 +14773,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c75.Amount is None:
+            if c32.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c77 = c75.Amount
-            if c77.Exponent is None:
+            c33 = c32.Amount
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t78 = c77.Exponent
-            if t78 < -128 or t78 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
-            if c77.Value is None:
+            t45 = c33.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t79 = c77.Value
-            if (w.strict and (t79 < -32768 or t79 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
-            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
+            t46 = c33.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t79 - 1 if t79 < 0 else t79
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14813,23 +14813,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            c80 = o.OverstayCosts
-            if c80.Amount is None:
+            c34 = o.OverstayCosts
+            if c34.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c81 = c80.Amount
-            if c81.Exponent is None:
+            c35 = c34.Amount
+            if c35.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t82 = c81.Exponent
-            if t82 < -128 or t82 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
-            if c81.Value is None:
+            t47 = c35.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t83 = c81.Value
-            if (w.strict and (t83 < -32768 or t83 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
-            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
+            t48 = c35.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -t83 - 1 if t83 < 0 else t83
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14845,22 +14845,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c80.CostPerUnit is None:
+            if c34.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c84 = c80.CostPerUnit
-            if c84.Exponent is None:
+            c36 = c34.CostPerUnit
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t85 = c84.Exponent
-            if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
-            if c84.Value is None:
+            t49 = c36.Exponent
+            if t49 < -128 or t49 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t86 = c84.Value
-            if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
-            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
+            t50 = c36.Value
+            if (w.strict and (t50 < -32768 or t50 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+            a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
-            u = -t86 - 1 if t86 < 0 else t86
+            u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14884,15 +14884,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c87 = x_TaxCosts
-            if c87.TaxRuleID is None:
+            c37 = x_TaxCosts
+            if c37.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t88 = c87.TaxRuleID
-            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
-            u = t88
+            t51 = c37.TaxRuleID
+            if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+            u = t51
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14908,22 +14908,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c87.Amount is None:
+            if c37.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c89 = c87.Amount
-            if c89.Exponent is None:
+            c38 = c37.Amount
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t90 = c89.Exponent
-            if t90 < -128 or t90 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
-            if c89.Value is None:
+            t52 = c38.Exponent
+            if t52 < -128 or t52 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t91 = c89.Value
-            if (w.strict and (t91 < -32768 or t91 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
-            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
+            t53 = c38.Value
+            if (w.strict and (t53 < -32768 or t53 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+            a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
-            u = -t91 - 1 if t91 < 0 else t91
+            u = -t53 - 1 if t53 < 0 else t53
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14952,15 +14952,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c92 = x_TaxCosts
-            if c92.TaxRuleID is None:
+            c39 = x_TaxCosts
+            if c39.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t93 = c92.TaxRuleID
-            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
-            u = t93
+            t54 = c39.TaxRuleID
+            if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+            u = t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14976,22 +14976,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c92.Amount is None:
+            if c39.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c94 = c92.Amount
-            if c94.Exponent is None:
+            c40 = c39.Amount
+            if c40.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t95 = c94.Exponent
-            if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
-            if c94.Value is None:
+            t55 = c40.Exponent
+            if t55 < -128 or t55 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+            if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t96 = c94.Value
-            if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
-            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
+            t56 = c40.Value
+            if (w.strict and (t56 < -32768 or t56 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+            a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
-            u = -t96 - 1 if t96 < 0 else t96
+            u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15022,15 +15022,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                c97 = x_TaxCosts
-                if c97.TaxRuleID is None:
+                c41 = x_TaxCosts
+                if c41.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                t98 = c97.TaxRuleID
-                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
-                u = t98
+                t57 = c41.TaxRuleID
+                if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                u = t57
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -15046,22 +15046,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if c97.Amount is None:
+                if c41.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                c99 = c97.Amount
-                if c99.Exponent is None:
+                c42 = c41.Amount
+                if c42.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                t100 = c99.Exponent
-                if t100 < -128 or t100 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
-                if c99.Value is None:
+                t58 = c42.Exponent
+                if t58 < -128 or t58 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                t101 = c99.Value
-                if (w.strict and (t101 < -32768 or t101 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
-                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
+                t59 = c42.Value
+                if (w.strict and (t59 < -32768 or t59 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
-                u = -t101 - 1 if t101 < 0 else t101
+                u = -t59 - 1 if t59 < 0 else t59
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -15391,17 +15391,17 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         c1 = o.EVTargetEnergyRequest
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15421,20 +15421,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        c4 = o.EVMaximumEnergyRequest
-        if c4.Exponent is None:
+        c2 = o.EVMaximumEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15454,20 +15454,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        c7 = o.EVMinimumEnergyRequest
-        if c7.Exponent is None:
+        c3 = o.EVMinimumEnergyRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15492,20 +15492,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            c10 = o.EVMaximumEnergyRequest
-            if c10.Exponent is None:
+            c4 = o.EVMaximumEnergyRequest
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t11 = c10.Exponent
-            if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-            if c10.Value is None:
+            t7 = c4.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t12 = c10.Value
-            if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            t8 = c4.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
-            u = -t12 - 1 if t12 < 0 else t12
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15525,20 +15525,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            c13 = o.EVMinimumEnergyRequest
-            if c13.Exponent is None:
+            c5 = o.EVMinimumEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t9 = c5.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
+            t10 = c5.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15563,20 +15563,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            c16 = o.EVMinimumEnergyRequest
-            if c16.Exponent is None:
+            c6 = o.EVMinimumEnergyRequest
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t11 = c6.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8

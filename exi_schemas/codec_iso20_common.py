@@ -5341,10 +5341,10 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -5418,22 +5418,22 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            c3 = x_X509IssuerSerial
-            if c3.X509IssuerName is None:
+            c2 = x_X509IssuerSerial
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -6353,20 +6353,20 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
     k += 1
     s = 7
     if o.MinimumCost is not None:
-        c4 = o.MinimumCost
-        if c4.Exponent is None:
+        c1 = o.MinimumCost
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t4 = c1.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        t5 = c1.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -6386,20 +6386,20 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         k += 2
         s = 8
     elif o.MaximumCost is not None:
-        c7 = o.MaximumCost
-        if c7.Exponent is None:
+        c2 = o.MaximumCost
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t6 = c2.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x4000
+        t7 = c2.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -6440,20 +6440,20 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         raise encode_error('AbsolutePriceScheduleType', 'missing SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 8:
         if o.MaximumCost is not None:
-            c10 = o.MaximumCost
-            if c10.Exponent is None:
+            c3 = o.MaximumCost
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t11 = c10.Exponent
-            if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-            if c10.Value is None:
+            t8 = c3.Exponent
+            if t8 < -128 or t8 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t12 = c10.Value
-            if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            t9 = c3.Value
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            a = (a << 16) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 16
-            u = -t12 - 1 if t12 < 0 else t12
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -6771,17 +6771,17 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
         c2 = c1.ServiceFee
         if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        t1 = c2.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        t2 = c2.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -6809,34 +6809,34 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
             k += 2
             x_AdditionalService = o.AdditionalService[i_AdditionalService]
             i_AdditionalService += 1
-            c5 = x_AdditionalService
-            if c5.ServiceName is None:
+            c3 = x_AdditionalService
+            if c3.ServiceName is None:
                 raise encode_error('AdditionalServiceType.ServiceName', 'required value missing')
             a <<= 2
             k += 2
-            if len(c5.ServiceName) > 80:
-                raise encode_error('AdditionalServiceType.ServiceName', f'length {len(c5.ServiceName)} outside 0..80')
+            if len(c3.ServiceName) > 80:
+                raise encode_error('AdditionalServiceType.ServiceName', f'length {len(c3.ServiceName)} outside 0..80')
             w.acc = a
             w.n = k
-            w.string(c5.ServiceName)
+            w.string(c3.ServiceName)
             a = w.acc
             k = w.n
-            if c5.ServiceFee is None:
+            if c3.ServiceFee is None:
                 raise encode_error('AdditionalServiceType.ServiceFee', 'required value missing')
-            c6 = c5.ServiceFee
-            if c6.Exponent is None:
+            c4 = c3.ServiceFee
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t7 = c6.Exponent
-            if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-            if c6.Value is None:
+            t3 = c4.Exponent
+            if t3 < -128 or t3 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t8 = c6.Value
-            if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+            t4 = c4.Value
+            if (w.strict and (t4 < -32768 or t4 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
             k += 16
-            u = -t8 - 1 if t8 < 0 else t8
+            u = -t4 - 1 if t4 < 0 else t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -6970,17 +6970,17 @@ def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_commo
     c1 = o.ServiceFee
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 16
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -8556,20 +8556,20 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         k += 11
         s = 3
     elif o.EVTargetEnergyRequest is not None:
-        c4 = o.EVTargetEnergyRequest
-        if c4.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t4 = c1.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
+        t5 = c1.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
         k += 16
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8592,27 +8592,27 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 2:
         if o.TargetSOC is not None:
-            t7 = o.TargetSOC
-            if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
-                raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{t7!r} outside 0..100')
-            a = (a << 11) | (t7) << 1
+            t6 = o.TargetSOC
+            if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
+                raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+            a = (a << 11) | (t6) << 1
             k += 11
             s = 3
         elif o.EVTargetEnergyRequest is not None:
-            c8 = o.EVTargetEnergyRequest
-            if c8.Exponent is None:
+            c2 = o.EVTargetEnergyRequest
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t9 = c8.Exponent
-            if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-            if c8.Value is None:
+            t7 = c2.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t10 = c8.Value
-            if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
+            t8 = c2.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x4000
             k += 16
-            u = -t10 - 1 if t10 < 0 else t10
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8635,20 +8635,20 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
         if o.EVTargetEnergyRequest is not None:
-            c11 = o.EVTargetEnergyRequest
-            if c11.Exponent is None:
+            c3 = o.EVTargetEnergyRequest
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t12 = c11.Exponent
-            if t12 < -128 or t12 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-            if c11.Value is None:
+            t9 = c3.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t13 = c11.Value
-            if (w.strict and (t13 < -32768 or t13 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-            a = (a << 15) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+            t10 = c3.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 15
-            u = -t13 - 1 if t13 < 0 else t13
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8671,20 +8671,20 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('Dynamic_SEReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_SEReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    c14 = o.EVMaximumEnergyRequest
-    if c14.Exponent is None:
+    c4 = o.EVMaximumEnergyRequest
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t15 = c14.Exponent
-    if t15 < -128 or t15 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
-    if c14.Value is None:
+    t11 = c4.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t16 = c14.Value
-    if (w.strict and (t16 < -32768 or t16 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
-    a = (a << 15) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+    t12 = c4.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 15) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 15
-    u = -t16 - 1 if t16 < 0 else t16
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -8702,21 +8702,21 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_SEReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    c17 = o.EVMinimumEnergyRequest
-    if c17.Exponent is None:
+    c5 = o.EVMinimumEnergyRequest
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t18 = c17.Exponent
-    if t18 < -128 or t18 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-    if c17.Value is None:
+    t13 = c5.Exponent
+    if t13 < -128 or t13 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t19 = c17.Value
-    if (w.strict and (t19 < -32768 or t19 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+    t14 = c5.Value
+    if (w.strict and (t14 < -32768 or t14 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+    a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
     k += 17
     s = 5
-    u = -t19 - 1 if t19 < 0 else t19
+    u = -t14 - 1 if t14 < 0 else t14
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -8736,20 +8736,20 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
     k += 2
     s = 6
     if o.EVMaximumV2XEnergyRequest is not None:
-        c20 = o.EVMaximumV2XEnergyRequest
-        if c20.Exponent is None:
+        c6 = o.EVMaximumV2XEnergyRequest
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t21 = c20.Exponent
-        if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-        if c20.Value is None:
+        t15 = c6.Exponent
+        if t15 < -128 or t15 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t22 = c20.Value
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-        a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        t16 = c6.Value
+        if (w.strict and (t16 < -32768 or t16 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+        a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
         k += 16
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8769,20 +8769,20 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         k += 2
         s = 7
     elif o.EVMinimumV2XEnergyRequest is not None:
-        c23 = o.EVMinimumV2XEnergyRequest
-        if c23.Exponent is None:
+        c7 = o.EVMinimumV2XEnergyRequest
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t24 = c23.Exponent
-        if t24 < -128 or t24 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
-        if c23.Value is None:
+        t17 = c7.Exponent
+        if t17 < -128 or t17 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t25 = c23.Value
-        if (w.strict and (t25 < -32768 or t25 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
-        a = (a << 16) | (t24 + 128) << 4 | (1 if t25 < 0 else 0) | 0x4000
+        t18 = c7.Value
+        if (w.strict and (t18 < -32768 or t18 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+        a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
         k += 16
-        u = -t25 - 1 if t25 < 0 else t25
+        u = -t18 - 1 if t18 < 0 else t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8807,20 +8807,20 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         s = -1
     if s == 7:
         if o.EVMinimumV2XEnergyRequest is not None:
-            c26 = o.EVMinimumV2XEnergyRequest
-            if c26.Exponent is None:
+            c8 = o.EVMinimumV2XEnergyRequest
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t27 = c26.Exponent
-            if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
-            if c26.Value is None:
+            t19 = c8.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t28 = c26.Value
-            if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
-            a = (a << 16) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+            t20 = c8.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 16
-            u = -t28 - 1 if t28 < 0 else t28
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -9784,10 +9784,10 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
         raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
     a <<= 3
     k += 3
-    t2 = c1.TimeAnchor
-    if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
-    u = t2
+    t1 = c1.TimeAnchor
+    if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
+        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9814,15 +9814,15 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
     k = w.n
     if o.EVAbsolutePriceSchedule is None:
         raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-    c3 = o.EVAbsolutePriceSchedule
-    if c3.TimeAnchor is None:
+    c2 = o.EVAbsolutePriceSchedule
+    if c2.TimeAnchor is None:
         raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
     a <<= 4
     k += 4
-    t4 = c3.TimeAnchor
-    if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
-        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t4!r} outside 0..18446744073709551615')
-    u = t4
+    t2 = c2.TimeAnchor
+    if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9838,35 +9838,35 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
         w.uint(u)
         a = w.acc
         k = w.n
-    if c3.Currency is None:
+    if c2.Currency is None:
         raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
     a <<= 3
     k += 3
-    if len(c3.Currency) > 3:
-        raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c3.Currency)} outside 0..3')
+    if len(c2.Currency) > 3:
+        raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c2.Currency)} outside 0..3')
     w.acc = a
     w.n = k
-    w.string(c3.Currency)
+    w.string(c2.Currency)
     a = w.acc
     k = w.n
-    if c3.PriceAlgorithm is None:
+    if c2.PriceAlgorithm is None:
         raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
     a <<= 3
     k += 3
-    if len(c3.PriceAlgorithm) > 255:
-        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c3.PriceAlgorithm)} outside 0..255')
+    if len(c2.PriceAlgorithm) > 255:
+        raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c2.PriceAlgorithm)} outside 0..255')
     w.acc = a
     w.n = k
-    w.string(c3.PriceAlgorithm)
+    w.string(c2.PriceAlgorithm)
     a = w.acc
     k = w.n
-    if c3.EVPriceRuleStacks is None:
+    if c2.EVPriceRuleStacks is None:
         raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_messages_EVPriceRuleStackListType(w, c3.EVPriceRuleStacks)
+    _e_iso20_common_messages_EVPriceRuleStackListType(w, c2.EVPriceRuleStacks)
     a = w.acc
     k = w.n
     a <<= 2
@@ -10296,10 +10296,10 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
         a <<= 2
         k += 2
-        t2 = c1.Duration
-        if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('EVPowerScheduleEntryType.Duration', f'{t2!r} outside 0..4294967295')
-        u = t2
+        t1 = c1.Duration
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('EVPowerScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10317,20 +10317,20 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             k = w.n
         if c1.Power is None:
             raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
-        c3 = c1.Power
-        if c3.Exponent is None:
+        c2 = c1.Power
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 16
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -10358,15 +10358,15 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             k += 2
             x_EVPowerScheduleEntry = o.EVPowerScheduleEntry[i_EVPowerScheduleEntry]
             i_EVPowerScheduleEntry += 1
-            c6 = x_EVPowerScheduleEntry
-            if c6.Duration is None:
+            c3 = x_EVPowerScheduleEntry
+            if c3.Duration is None:
                 raise encode_error('EVPowerScheduleEntryType.Duration', 'required value missing')
             a <<= 2
             k += 2
-            t7 = c6.Duration
-            if t7 < 0 or (w.strict and (t7 > 4294967295)):
-                raise encode_error('EVPowerScheduleEntryType.Duration', f'{t7!r} outside 0..4294967295')
-            u = t7
+            t4 = c3.Duration
+            if t4 < 0 or (w.strict and (t4 > 4294967295)):
+                raise encode_error('EVPowerScheduleEntryType.Duration', f'{t4!r} outside 0..4294967295')
+            u = t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -10382,22 +10382,22 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c6.Power is None:
+            if c3.Power is None:
                 raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
-            c8 = c6.Power
-            if c8.Exponent is None:
+            c4 = c3.Power
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t9 = c8.Exponent
-            if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-            if c8.Value is None:
+            t5 = c4.Exponent
+            if t5 < -128 or t5 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t10 = c8.Value
-            if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+            t6 = c4.Value
+            if (w.strict and (t6 < -32768 or t6 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
             k += 16
-            u = -t10 - 1 if t10 < 0 else t10
+            u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -10537,20 +10537,20 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
         k = w.n
     if o.Power is None:
         raise encode_error('EVPowerScheduleEntryType.Power', 'required value missing')
-    c2 = o.Power
-    if c2.Exponent is None:
+    c1 = o.Power
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -11010,23 +11010,23 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
         k += 1
         x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
         i_EVPriceRule += 1
-        c2 = x_EVPriceRule
-        if c2.EnergyFee is None:
+        c1 = x_EVPriceRule
+        if c1.EnergyFee is None:
             raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
-        c3 = c2.EnergyFee
-        if c3.Exponent is None:
+        c2 = c1.EnergyFee
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 15
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11042,22 +11042,22 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.PowerRangeStart is None:
+        if c1.PowerRangeStart is None:
             raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
-        c6 = c2.PowerRangeStart
-        if c6.Exponent is None:
+        c3 = c1.PowerRangeStart
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t7 = c6.Exponent
-        if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-        if c6.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t8 = c6.Value
-        if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
-        u = -t8 - 1 if t8 < 0 else t8
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11085,23 +11085,23 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             k += 2
             x_EVPriceRule = o.EVPriceRule[i_EVPriceRule]
             i_EVPriceRule += 1
-            c9 = x_EVPriceRule
-            if c9.EnergyFee is None:
+            c4 = x_EVPriceRule
+            if c4.EnergyFee is None:
                 raise encode_error('EVPriceRuleType.EnergyFee', 'required value missing')
-            c10 = c9.EnergyFee
-            if c10.Exponent is None:
+            c5 = c4.EnergyFee
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t11 = c10.Exponent
-            if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-            if c10.Value is None:
+            t6 = c5.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t12 = c10.Value
-            if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-            a = (a << 15) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            t7 = c5.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
-            u = -t12 - 1 if t12 < 0 else t12
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -11117,22 +11117,22 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c9.PowerRangeStart is None:
+            if c4.PowerRangeStart is None:
                 raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
-            c13 = c9.PowerRangeStart
-            if c13.Exponent is None:
+            c6 = c4.PowerRangeStart
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t8 = c6.Exponent
+            if t8 < -128 or t8 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+            t9 = c6.Value
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 17
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -11258,17 +11258,17 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
     c1 = o.EnergyFee
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -11286,20 +11286,20 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
         k = w.n
     if o.PowerRangeStart is None:
         raise encode_error('EVPriceRuleType.PowerRangeStart', 'required value missing')
-    c4 = o.PowerRangeStart
-    if c4.Exponent is None:
+    c2 = o.PowerRangeStart
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -11661,20 +11661,20 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         k += 1
         s = 1
     elif o.OverstayPowerThreshold is not None:
-        c2 = o.OverstayPowerThreshold
-        if c2.Exponent is None:
+        c1 = o.OverstayPowerThreshold
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -11708,20 +11708,20 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         raise encode_error('OverstayRuleListType', 'missing SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 1:
         if o.OverstayPowerThreshold is not None:
-            c5 = o.OverstayPowerThreshold
-            if c5.Exponent is None:
+            c2 = o.OverstayPowerThreshold
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 16
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12064,20 +12064,20 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
             raise encode_error('OverstayRuleType', 'missing SE(StartTime)')
     if o.OverstayFee is None:
         raise encode_error('OverstayRuleType.OverstayFee', 'required value missing')
-    c3 = o.OverstayFee
-    if c3.Exponent is None:
+    c1 = o.OverstayFee
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t4 = c3.Exponent
-    if t4 < -128 or t4 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-    if c3.Value is None:
+    t3 = c1.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t5 = c3.Value
-    if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-    a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+    t4 = c1.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 15) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 15
-    u = -t5 - 1 if t5 < 0 else t5
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -12098,10 +12098,10 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
     a <<= 4
     k += 4
     s = 3
-    t6 = o.OverstayFeePeriod
-    if t6 < 0 or (w.strict and (t6 > 4294967295)):
-        raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{t6!r} outside 0..4294967295')
-    u = t6
+    t5 = o.OverstayFeePeriod
+    if t5 < 0 or (w.strict and (t5 > 4294967295)):
+        raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{t5!r} outside 0..4294967295')
+    u = t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -12597,20 +12597,20 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
         if o.finiteString is not None:
             raise encode_error('ParameterType.finiteString', 'cannot be combined with intValue')
     elif o.rationalNumber is not None:
-        c4 = o.rationalNumber
-        if c4.Exponent is None:
+        c1 = o.rationalNumber
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t4 = c1.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
+        t5 = c1.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x10000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13189,10 +13189,10 @@ def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 4
         k += 4
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13575,21 +13575,21 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         k = w.n
     if o.Power is None:
         raise encode_error('PowerScheduleEntryType.Power', 'required value missing')
-    c2 = o.Power
-    if c2.Exponent is None:
+    c1 = o.Power
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     s = 1
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -13609,20 +13609,20 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
     k += 2
     s = 2
     if o.Power_L2 is not None:
-        c5 = o.Power_L2
-        if c5.Exponent is None:
+        c2 = o.Power_L2
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t6 = c5.Exponent
-        if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-        if c5.Value is None:
+        t4 = c2.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t7 = c5.Value
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-        a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+        t5 = c2.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 16
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13642,20 +13642,20 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         k += 2
         s = 3
     elif o.Power_L3 is not None:
-        c8 = o.Power_L3
-        if c8.Exponent is None:
+        c3 = o.Power_L3
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t9 = c8.Exponent
-        if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-        if c8.Value is None:
+        t6 = c3.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t10 = c8.Value
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-        a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
+        t7 = c3.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
         k += 16
-        u = -t10 - 1 if t10 < 0 else t10
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13680,20 +13680,20 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         s = -1
     if s == 3:
         if o.Power_L3 is not None:
-            c11 = o.Power_L3
-            if c11.Exponent is None:
+            c4 = o.Power_L3
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t12 = c11.Exponent
-            if t12 < -128 or t12 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-            if c11.Value is None:
+            t8 = c4.Exponent
+            if t8 < -128 or t8 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t13 = c11.Value
-            if (w.strict and (t13 < -32768 or t13 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-            a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+            t9 = c4.Value
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            a = (a << 16) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 16
-            u = -t13 - 1 if t13 < 0 else t13
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13963,20 +13963,20 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
     k += 1
     s = 1
     if o.AvailableEnergy is not None:
-        c2 = o.AvailableEnergy
-        if c2.Exponent is None:
+        c1 = o.AvailableEnergy
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13996,20 +13996,20 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
         k += 2
         s = 2
     elif o.PowerTolerance is not None:
-        c5 = o.PowerTolerance
-        if c5.Exponent is None:
+        c2 = o.PowerTolerance
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t6 = c5.Exponent
-        if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-        if c5.Value is None:
+        t4 = c2.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t7 = c5.Value
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-        a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
+        t5 = c2.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x4000
         k += 16
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14041,20 +14041,20 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
         raise encode_error('PowerScheduleType', 'missing SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 2:
         if o.PowerTolerance is not None:
-            c8 = o.PowerTolerance
-            if c8.Exponent is None:
+            c3 = o.PowerTolerance
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t9 = c8.Exponent
-            if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-            if c8.Value is None:
+            t6 = c3.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t10 = c8.Value
-            if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+            t7 = c3.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 16
-            u = -t10 - 1 if t10 < 0 else t10
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14226,10 +14226,10 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
             raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
         a <<= 2
         k += 2
-        t2 = c1.Duration
-        if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t2!r} outside 0..4294967295')
-        u = t2
+        t1 = c1.Duration
+        if t1 < 0 or (w.strict and (t1 > 4294967295)):
+            raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14247,10 +14247,10 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
             k = w.n
         if c1.PriceLevel is None:
             raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
-        t3 = c1.PriceLevel
-        if t3 < 0 or t3 > 255:
-            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t3!r} outside 0..255')
-        a = (a << 13) | (t3) << 2
+        t2 = c1.PriceLevel
+        if t2 < 0 or t2 > 255:
+            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t2!r} outside 0..255')
+        a = (a << 13) | (t2) << 2
         k += 13
         s = 1
     else:
@@ -14262,15 +14262,15 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
             k += 2
             x_PriceLevelScheduleEntry = o.PriceLevelScheduleEntry[i_PriceLevelScheduleEntry]
             i_PriceLevelScheduleEntry += 1
-            c4 = x_PriceLevelScheduleEntry
-            if c4.Duration is None:
+            c2 = x_PriceLevelScheduleEntry
+            if c2.Duration is None:
                 raise encode_error('PriceLevelScheduleEntryType.Duration', 'required value missing')
             a <<= 2
             k += 2
-            t5 = c4.Duration
-            if t5 < 0 or (w.strict and (t5 > 4294967295)):
-                raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t5!r} outside 0..4294967295')
-            u = t5
+            t3 = c2.Duration
+            if t3 < 0 or (w.strict and (t3 > 4294967295)):
+                raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t3!r} outside 0..4294967295')
+            u = t3
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14286,12 +14286,12 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c4.PriceLevel is None:
+            if c2.PriceLevel is None:
                 raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
-            t6 = c4.PriceLevel
-            if t6 < 0 or t6 > 255:
-                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t6!r} outside 0..255')
-            a = (a << 13) | (t6) << 2
+            t4 = c2.PriceLevel
+            if t4 < 0 or t4 > 255:
+                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t4!r} outside 0..255')
+            a = (a << 13) | (t4) << 2
             k += 13
             n += 1
             if n == 1023:
@@ -15554,17 +15554,17 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     c1 = o.EnergyFee
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15584,20 +15584,20 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     k += 2
     s = 1
     if o.ParkingFee is not None:
-        c4 = o.ParkingFee
-        if c4.Exponent is None:
+        c2 = o.ParkingFee
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15619,10 +15619,10 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     elif o.ParkingFeePeriod is not None:
         a = (a << 4) | 0x2
         k += 4
-        t7 = o.ParkingFeePeriod
-        if t7 < 0 or (w.strict and (t7 > 4294967295)):
-            raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t7!r} outside 0..4294967295')
-        u = t7
+        t5 = o.ParkingFeePeriod
+        if t5 < 0 or (w.strict and (t5 > 4294967295)):
+            raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t5!r} outside 0..4294967295')
+        u = t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15644,10 +15644,10 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     elif o.CarbonDioxideEmission is not None:
         a = (a << 4) | 0x4
         k += 4
-        t8 = o.CarbonDioxideEmission
-        if t8 < 0 or (w.strict and (t8 > 65535)):
-            raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t8!r} outside 0..65535')
-        u = t8
+        t6 = o.CarbonDioxideEmission
+        if t6 < 0 or (w.strict and (t6 > 65535)):
+            raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t6!r} outside 0..65535')
+        u = t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15667,27 +15667,27 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         k += 1
         s = 4
     elif o.RenewableGenerationPercentage is not None:
-        t9 = o.RenewableGenerationPercentage
-        if t9 < 0 or t9 > 255:
-            raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t9!r} outside 0..255')
-        a = (a << 13) | (t9) << 1 | 0xc00
+        t7 = o.RenewableGenerationPercentage
+        if t7 < 0 or t7 > 255:
+            raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t7!r} outside 0..255')
+        a = (a << 13) | (t7) << 1 | 0xc00
         k += 13
         s = 5
     elif o.PowerRangeStart is not None:
-        c10 = o.PowerRangeStart
-        if c10.Exponent is None:
+        c3 = o.PowerRangeStart
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t8 = c3.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x10000
+        t9 = c3.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x10000
         k += 17
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15712,10 +15712,10 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         if o.ParkingFeePeriod is not None:
             a <<= 4
             k += 4
-            t13 = o.ParkingFeePeriod
-            if t13 < 0 or (w.strict and (t13 > 4294967295)):
-                raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t13!r} outside 0..4294967295')
-            u = t13
+            t10 = o.ParkingFeePeriod
+            if t10 < 0 or (w.strict and (t10 > 4294967295)):
+                raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t10!r} outside 0..4294967295')
+            u = t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15737,10 +15737,10 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         elif o.CarbonDioxideEmission is not None:
             a = (a << 4) | 0x2
             k += 4
-            t14 = o.CarbonDioxideEmission
-            if t14 < 0 or (w.strict and (t14 > 65535)):
-                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t14!r} outside 0..65535')
-            u = t14
+            t11 = o.CarbonDioxideEmission
+            if t11 < 0 or (w.strict and (t11 > 65535)):
+                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t11!r} outside 0..65535')
+            u = t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15760,27 +15760,27 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             k += 1
             s = 4
         elif o.RenewableGenerationPercentage is not None:
-            t15 = o.RenewableGenerationPercentage
-            if t15 < 0 or t15 > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t15!r} outside 0..255')
-            a = (a << 13) | (t15) << 1 | 0x800
+            t12 = o.RenewableGenerationPercentage
+            if t12 < 0 or t12 > 255:
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t12!r} outside 0..255')
+            a = (a << 13) | (t12) << 1 | 0x800
             k += 13
             s = 5
         elif o.PowerRangeStart is not None:
-            c16 = o.PowerRangeStart
-            if c16.Exponent is None:
+            c4 = o.PowerRangeStart
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t13 = c4.Exponent
+            if t13 < -128 or t13 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0xc000
+            t14 = c4.Value
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0xc000
             k += 17
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15805,10 +15805,10 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         if o.CarbonDioxideEmission is not None:
             a <<= 3
             k += 3
-            t19 = o.CarbonDioxideEmission
-            if t19 < 0 or (w.strict and (t19 > 65535)):
-                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t19!r} outside 0..65535')
-            u = t19
+            t15 = o.CarbonDioxideEmission
+            if t15 < 0 or (w.strict and (t15 > 65535)):
+                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t15!r} outside 0..65535')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15828,27 +15828,27 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             k += 1
             s = 4
         elif o.RenewableGenerationPercentage is not None:
-            t20 = o.RenewableGenerationPercentage
-            if t20 < 0 or t20 > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t20!r} outside 0..255')
-            a = (a << 12) | (t20) << 1 | 0x400
+            t16 = o.RenewableGenerationPercentage
+            if t16 < 0 or t16 > 255:
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t16!r} outside 0..255')
+            a = (a << 12) | (t16) << 1 | 0x400
             k += 12
             s = 5
         elif o.PowerRangeStart is not None:
-            c21 = o.PowerRangeStart
-            if c21.Exponent is None:
+            c5 = o.PowerRangeStart
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t22 = c21.Exponent
-            if t22 < -128 or t22 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
-            if c21.Value is None:
+            t17 = c5.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t23 = c21.Value
-            if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
-            a = (a << 16) | (t22 + 128) << 4 | (1 if t23 < 0 else 0) | 0x8000
+            t18 = c5.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x8000
             k += 16
-            u = -t23 - 1 if t23 < 0 else t23
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15871,27 +15871,27 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('PriceRuleType', 'missing SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 4:
         if o.RenewableGenerationPercentage is not None:
-            t24 = o.RenewableGenerationPercentage
-            if t24 < 0 or t24 > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t24!r} outside 0..255')
-            a = (a << 12) | (t24) << 1
+            t19 = o.RenewableGenerationPercentage
+            if t19 < 0 or t19 > 255:
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t19!r} outside 0..255')
+            a = (a << 12) | (t19) << 1
             k += 12
             s = 5
         elif o.PowerRangeStart is not None:
-            c25 = o.PowerRangeStart
-            if c25.Exponent is None:
+            c6 = o.PowerRangeStart
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t20 = c6.Exponent
+            if t20 < -128 or t20 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
+            t21 = c6.Value
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+            a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x4000
             k += 16
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15914,20 +15914,20 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('PriceRuleType', 'missing SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 5:
         if o.PowerRangeStart is not None:
-            c28 = o.PowerRangeStart
-            if c28.Exponent is None:
+            c7 = o.PowerRangeStart
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t29 = c28.Exponent
-            if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
-            if c28.Value is None:
+            t22 = c7.Exponent
+            if t22 < -128 or t22 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t30 = c28.Value
-            if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
-            a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
+            t23 = c7.Value
+            if (w.strict and (t23 < -32768 or t23 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+            a = (a << 15) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
             k += 15
-            u = -t30 - 1 if t30 < 0 else t30
+            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -17905,20 +17905,20 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        c2 = o.EVTargetEnergyRequest
-        if c2.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 17
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17938,20 +17938,20 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 2
         s = 2
     elif o.EVMaximumEnergyRequest is not None:
-        c5 = o.EVMaximumEnergyRequest
-        if c5.Exponent is None:
+        c2 = o.EVMaximumEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t6 = c5.Exponent
-        if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-        if c5.Value is None:
+        t4 = c2.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t7 = c5.Value
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
+        t5 = c2.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
         k += 17
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17971,20 +17971,20 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 2
         s = 3
     elif o.EVMinimumEnergyRequest is not None:
-        c8 = o.EVMinimumEnergyRequest
-        if c8.Exponent is None:
+        c3 = o.EVMinimumEnergyRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t9 = c8.Exponent
-        if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-        if c8.Value is None:
+        t6 = c3.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t10 = c8.Value
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0xc000
+        t7 = c3.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0xc000
         k += 17
-        u = -t10 - 1 if t10 < 0 else t10
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18004,18 +18004,18 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 2
         s = 4
     elif o.EVEnergyOffer is not None:
-        c11 = o.EVEnergyOffer
-        if c11.EVPowerSchedule is None:
+        c4 = o.EVEnergyOffer
+        if c4.EVPowerSchedule is None:
             raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-        c12 = c11.EVPowerSchedule
-        if c12.TimeAnchor is None:
+        c5 = c4.EVPowerSchedule
+        if c5.TimeAnchor is None:
             raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
         a = (a << 6) | 0x20
         k += 6
-        t13 = c12.TimeAnchor
-        if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
-            raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t13!r} outside 0..18446744073709551615')
-        u = t13
+        t8 = c5.TimeAnchor
+        if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
+            raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t8!r} outside 0..18446744073709551615')
+        u = t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18031,26 +18031,26 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             w.uint(u)
             a = w.acc
             k = w.n
-        if c12.EVPowerScheduleEntries is None:
+        if c5.EVPowerScheduleEntries is None:
             raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c12.EVPowerScheduleEntries)
+        _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c5.EVPowerScheduleEntries)
         a = w.acc
         k = w.n
-        if c11.EVAbsolutePriceSchedule is None:
+        if c4.EVAbsolutePriceSchedule is None:
             raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-        c14 = c11.EVAbsolutePriceSchedule
-        if c14.TimeAnchor is None:
+        c6 = c4.EVAbsolutePriceSchedule
+        if c6.TimeAnchor is None:
             raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
         a <<= 4
         k += 4
-        t15 = c14.TimeAnchor
-        if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
-            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t15!r} outside 0..18446744073709551615')
-        u = t15
+        t9 = c6.TimeAnchor
+        if t9 < 0 or (w.strict and (t9 > 18446744073709551615)):
+            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t9!r} outside 0..18446744073709551615')
+        u = t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18066,35 +18066,35 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             w.uint(u)
             a = w.acc
             k = w.n
-        if c14.Currency is None:
+        if c6.Currency is None:
             raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
         a <<= 3
         k += 3
-        if len(c14.Currency) > 3:
-            raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c14.Currency)} outside 0..3')
+        if len(c6.Currency) > 3:
+            raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c6.Currency)} outside 0..3')
         w.acc = a
         w.n = k
-        w.string(c14.Currency)
+        w.string(c6.Currency)
         a = w.acc
         k = w.n
-        if c14.PriceAlgorithm is None:
+        if c6.PriceAlgorithm is None:
             raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
         a <<= 3
         k += 3
-        if len(c14.PriceAlgorithm) > 255:
-            raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c14.PriceAlgorithm)} outside 0..255')
+        if len(c6.PriceAlgorithm) > 255:
+            raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c6.PriceAlgorithm)} outside 0..255')
         w.acc = a
         w.n = k
-        w.string(c14.PriceAlgorithm)
+        w.string(c6.PriceAlgorithm)
         a = w.acc
         k = w.n
-        if c14.EVPriceRuleStacks is None:
+        if c6.EVPriceRuleStacks is None:
             raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
         a <<= 2
         k += 2
         w.acc = a
         w.n = k
-        _e_iso20_common_messages_EVPriceRuleStackListType(w, c14.EVPriceRuleStacks)
+        _e_iso20_common_messages_EVPriceRuleStackListType(w, c6.EVPriceRuleStacks)
         a = w.acc
         k = w.n
         a <<= 2
@@ -18106,20 +18106,20 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         s = -1
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            c16 = o.EVTargetEnergyRequest
-            if c16.Exponent is None:
+            c7 = o.EVTargetEnergyRequest
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t10 = c7.Exponent
+            if t10 < -128 or t10 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+            t11 = c7.Value
+            if (w.strict and (t11 < -32768 or t11 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
             k += 17
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18139,15 +18139,216 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 2
         elif o.EVMaximumEnergyRequest is not None:
-            c19 = o.EVMaximumEnergyRequest
-            if c19.Exponent is None:
+            c8 = o.EVMaximumEnergyRequest
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t20 = c19.Exponent
+            t12 = c8.Exponent
+            if t12 < -128 or t12 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            if c8.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            t13 = c8.Value
+            if (w.strict and (t13 < -32768 or t13 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x4000
+            k += 17
+            u = -t13 - 1 if t13 < 0 else t13
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
+            s = 3
+        elif o.EVMinimumEnergyRequest is not None:
+            c9 = o.EVMinimumEnergyRequest
+            if c9.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            t14 = c9.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c9.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            t15 = c9.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
+            k += 17
+            u = -t15 - 1 if t15 < 0 else t15
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
+            s = 4
+        elif o.EVEnergyOffer is not None:
+            c10 = o.EVEnergyOffer
+            if c10.EVPowerSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+            c11 = c10.EVPowerSchedule
+            if c11.TimeAnchor is None:
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+            a = (a << 6) | 0x18
+            k += 6
+            t16 = c11.TimeAnchor
+            if t16 < 0 or (w.strict and (t16 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t16!r} outside 0..18446744073709551615')
+            u = t16
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if c11.EVPowerScheduleEntries is None:
+                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c11.EVPowerScheduleEntries)
+            a = w.acc
+            k = w.n
+            if c10.EVAbsolutePriceSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+            c12 = c10.EVAbsolutePriceSchedule
+            if c12.TimeAnchor is None:
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+            a <<= 4
+            k += 4
+            t17 = c12.TimeAnchor
+            if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t17!r} outside 0..18446744073709551615')
+            u = t17
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if c12.Currency is None:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(c12.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c12.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
+            w.string(c12.Currency)
+            a = w.acc
+            k = w.n
+            if c12.PriceAlgorithm is None:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(c12.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c12.PriceAlgorithm)} outside 0..255')
+            w.acc = a
+            w.n = k
+            w.string(c12.PriceAlgorithm)
+            a = w.acc
+            k = w.n
+            if c12.EVPriceRuleStacks is None:
+                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c12.EVPriceRuleStacks)
+            a = w.acc
+            k = w.n
+            a <<= 2
+            k += 2
+            s = 5
+        else:
+            a = (a << 3) | 0x4
+            k += 3
+            s = -1
+    if s == 2:
+        if o.EVMaximumEnergyRequest is not None:
+            c13 = o.EVMaximumEnergyRequest
+            if c13.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            t18 = c13.Exponent
+            if t18 < -128 or t18 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+            if c13.Value is None:
+                raise encode_error('RationalNumberType.Value', 'required value missing')
+            t19 = c13.Value
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+            a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+            k += 17
+            u = -t19 - 1 if t19 < 0 else t19
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            a <<= 2
+            k += 2
+            s = 3
+        elif o.EVMinimumEnergyRequest is not None:
+            c14 = o.EVMinimumEnergyRequest
+            if c14.Exponent is None:
+                raise encode_error('RationalNumberType.Exponent', 'required value missing')
+            t20 = c14.Exponent
             if t20 < -128 or t20 > 127:
                 raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
-            if c19.Value is None:
+            if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t21 = c19.Value
+            t21 = c14.Value
             if (w.strict and (t21 < -32768 or t21 > 32767)):
                 raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
             a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x4000
@@ -18170,22 +18371,124 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 k = w.n
             a <<= 2
             k += 2
-            s = 3
-        elif o.EVMinimumEnergyRequest is not None:
-            c22 = o.EVMinimumEnergyRequest
-            if c22.Exponent is None:
+            s = 4
+        elif o.EVEnergyOffer is not None:
+            c15 = o.EVEnergyOffer
+            if c15.EVPowerSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+            c16 = c15.EVPowerSchedule
+            if c16.TimeAnchor is None:
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+            a = (a << 6) | 0x10
+            k += 6
+            t22 = c16.TimeAnchor
+            if t22 < 0 or (w.strict and (t22 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t22!r} outside 0..18446744073709551615')
+            u = t22
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if c16.EVPowerScheduleEntries is None:
+                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c16.EVPowerScheduleEntries)
+            a = w.acc
+            k = w.n
+            if c15.EVAbsolutePriceSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+            c17 = c15.EVAbsolutePriceSchedule
+            if c17.TimeAnchor is None:
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+            a <<= 4
+            k += 4
+            t23 = c17.TimeAnchor
+            if t23 < 0 or (w.strict and (t23 > 18446744073709551615)):
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t23!r} outside 0..18446744073709551615')
+            u = t23
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if c17.Currency is None:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(c17.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c17.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
+            w.string(c17.Currency)
+            a = w.acc
+            k = w.n
+            if c17.PriceAlgorithm is None:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(c17.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c17.PriceAlgorithm)} outside 0..255')
+            w.acc = a
+            w.n = k
+            w.string(c17.PriceAlgorithm)
+            a = w.acc
+            k = w.n
+            if c17.EVPriceRuleStacks is None:
+                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c17.EVPriceRuleStacks)
+            a = w.acc
+            k = w.n
+            a <<= 2
+            k += 2
+            s = 5
+        else:
+            a = (a << 3) | 0x3
+            k += 3
+            s = -1
+    if s == 3:
+        if o.EVMinimumEnergyRequest is not None:
+            c18 = o.EVMinimumEnergyRequest
+            if c18.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t23 = c22.Exponent
-            if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
-            if c22.Value is None:
+            t24 = c18.Exponent
+            if t24 < -128 or t24 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+            if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t24 = c22.Value
-            if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
-            a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x8000
-            k += 17
-            u = -t24 - 1 if t24 < 0 else t24
+            t25 = c18.Value
+            if (w.strict and (t25 < -32768 or t25 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+            a = (a << 16) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+            k += 16
+            u = -t25 - 1 if t25 < 0 else t25
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18205,17 +18508,52 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 2
             s = 4
         elif o.EVEnergyOffer is not None:
-            c25 = o.EVEnergyOffer
-            if c25.EVPowerSchedule is None:
+            c19 = o.EVEnergyOffer
+            if c19.EVPowerSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            c26 = c25.EVPowerSchedule
-            if c26.TimeAnchor is None:
+            c20 = c19.EVPowerSchedule
+            if c20.TimeAnchor is None:
                 raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
-            a = (a << 6) | 0x18
-            k += 6
-            t27 = c26.TimeAnchor
+            a = (a << 5) | 0x8
+            k += 5
+            t26 = c20.TimeAnchor
+            if t26 < 0 or (w.strict and (t26 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t26!r} outside 0..18446744073709551615')
+            u = t26
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if c20.EVPowerScheduleEntries is None:
+                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c20.EVPowerScheduleEntries)
+            a = w.acc
+            k = w.n
+            if c19.EVAbsolutePriceSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
+            c21 = c19.EVAbsolutePriceSchedule
+            if c21.TimeAnchor is None:
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
+            a <<= 4
+            k += 4
+            t27 = c21.TimeAnchor
             if t27 < 0 or (w.strict and (t27 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t27!r} outside 0..18446744073709551615')
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t27!r} outside 0..18446744073709551615')
             u = t27
             if u < 0x80:
                 a = (a << 8) | u
@@ -18232,23 +18570,90 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c26.EVPowerScheduleEntries is None:
+            if c21.Currency is None:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(c21.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c21.Currency)} outside 0..3')
+            w.acc = a
+            w.n = k
+            w.string(c21.Currency)
+            a = w.acc
+            k = w.n
+            if c21.PriceAlgorithm is None:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
+            a <<= 3
+            k += 3
+            if len(c21.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c21.PriceAlgorithm)} outside 0..255')
+            w.acc = a
+            w.n = k
+            w.string(c21.PriceAlgorithm)
+            a = w.acc
+            k = w.n
+            if c21.EVPriceRuleStacks is None:
+                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
+            a <<= 2
+            k += 2
+            w.acc = a
+            w.n = k
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c21.EVPriceRuleStacks)
+            a = w.acc
+            k = w.n
+            a <<= 2
+            k += 2
+            s = 5
+        else:
+            a = (a << 2) | 0x2
+            k += 2
+            s = -1
+    if s == 4:
+        if o.EVEnergyOffer is not None:
+            c22 = o.EVEnergyOffer
+            if c22.EVPowerSchedule is None:
+                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
+            c23 = c22.EVPowerSchedule
+            if c23.TimeAnchor is None:
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
+            a <<= 5
+            k += 5
+            t28 = c23.TimeAnchor
+            if t28 < 0 or (w.strict and (t28 > 18446744073709551615)):
+                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t28!r} outside 0..18446744073709551615')
+            u = t28
+            if u < 0x80:
+                a = (a << 8) | u
+                k += 8
+            elif u < 0x4000:
+                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+                k += 16
+            elif u < 0x200000:
+                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+                k += 24
+            else:
+                w.acc = a
+                w.n = k
+                w.uint(u)
+                a = w.acc
+                k = w.n
+            if c23.EVPowerScheduleEntries is None:
                 raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c26.EVPowerScheduleEntries)
+            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c23.EVPowerScheduleEntries)
             a = w.acc
             k = w.n
-            if c25.EVAbsolutePriceSchedule is None:
+            if c22.EVAbsolutePriceSchedule is None:
                 raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            c28 = c25.EVAbsolutePriceSchedule
-            if c28.TimeAnchor is None:
+            c24 = c22.EVAbsolutePriceSchedule
+            if c24.TimeAnchor is None:
                 raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
             a <<= 4
             k += 4
-            t29 = c28.TimeAnchor
+            t29 = c24.TimeAnchor
             if t29 < 0 or (w.strict and (t29 > 18446744073709551615)):
                 raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t29!r} outside 0..18446744073709551615')
             u = t29
@@ -18267,440 +18672,35 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c28.Currency is None:
+            if c24.Currency is None:
                 raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
             a <<= 3
             k += 3
-            if len(c28.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c28.Currency)} outside 0..3')
+            if len(c24.Currency) > 3:
+                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c24.Currency)} outside 0..3')
             w.acc = a
             w.n = k
-            w.string(c28.Currency)
+            w.string(c24.Currency)
             a = w.acc
             k = w.n
-            if c28.PriceAlgorithm is None:
+            if c24.PriceAlgorithm is None:
                 raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
             a <<= 3
             k += 3
-            if len(c28.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c28.PriceAlgorithm)} outside 0..255')
+            if len(c24.PriceAlgorithm) > 255:
+                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c24.PriceAlgorithm)} outside 0..255')
             w.acc = a
             w.n = k
-            w.string(c28.PriceAlgorithm)
+            w.string(c24.PriceAlgorithm)
             a = w.acc
             k = w.n
-            if c28.EVPriceRuleStacks is None:
+            if c24.EVPriceRuleStacks is None:
                 raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, c28.EVPriceRuleStacks)
-            a = w.acc
-            k = w.n
-            a <<= 2
-            k += 2
-            s = 5
-        else:
-            a = (a << 3) | 0x4
-            k += 3
-            s = -1
-    if s == 2:
-        if o.EVMaximumEnergyRequest is not None:
-            c30 = o.EVMaximumEnergyRequest
-            if c30.Exponent is None:
-                raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t31 = c30.Exponent
-            if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
-            if c30.Value is None:
-                raise encode_error('RationalNumberType.Value', 'required value missing')
-            t32 = c30.Value
-            if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
-            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
-            k += 17
-            u = -t32 - 1 if t32 < 0 else t32
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            a <<= 2
-            k += 2
-            s = 3
-        elif o.EVMinimumEnergyRequest is not None:
-            c33 = o.EVMinimumEnergyRequest
-            if c33.Exponent is None:
-                raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t34 = c33.Exponent
-            if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
-            if c33.Value is None:
-                raise encode_error('RationalNumberType.Value', 'required value missing')
-            t35 = c33.Value
-            if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
-            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x4000
-            k += 17
-            u = -t35 - 1 if t35 < 0 else t35
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            a <<= 2
-            k += 2
-            s = 4
-        elif o.EVEnergyOffer is not None:
-            c36 = o.EVEnergyOffer
-            if c36.EVPowerSchedule is None:
-                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            c37 = c36.EVPowerSchedule
-            if c37.TimeAnchor is None:
-                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
-            a = (a << 6) | 0x10
-            k += 6
-            t38 = c37.TimeAnchor
-            if t38 < 0 or (w.strict and (t38 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t38!r} outside 0..18446744073709551615')
-            u = t38
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            if c37.EVPowerScheduleEntries is None:
-                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
-            a <<= 2
-            k += 2
-            w.acc = a
-            w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c37.EVPowerScheduleEntries)
-            a = w.acc
-            k = w.n
-            if c36.EVAbsolutePriceSchedule is None:
-                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            c39 = c36.EVAbsolutePriceSchedule
-            if c39.TimeAnchor is None:
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
-            a <<= 4
-            k += 4
-            t40 = c39.TimeAnchor
-            if t40 < 0 or (w.strict and (t40 > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t40!r} outside 0..18446744073709551615')
-            u = t40
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            if c39.Currency is None:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
-            a <<= 3
-            k += 3
-            if len(c39.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c39.Currency)} outside 0..3')
-            w.acc = a
-            w.n = k
-            w.string(c39.Currency)
-            a = w.acc
-            k = w.n
-            if c39.PriceAlgorithm is None:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
-            a <<= 3
-            k += 3
-            if len(c39.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c39.PriceAlgorithm)} outside 0..255')
-            w.acc = a
-            w.n = k
-            w.string(c39.PriceAlgorithm)
-            a = w.acc
-            k = w.n
-            if c39.EVPriceRuleStacks is None:
-                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
-            a <<= 2
-            k += 2
-            w.acc = a
-            w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, c39.EVPriceRuleStacks)
-            a = w.acc
-            k = w.n
-            a <<= 2
-            k += 2
-            s = 5
-        else:
-            a = (a << 3) | 0x3
-            k += 3
-            s = -1
-    if s == 3:
-        if o.EVMinimumEnergyRequest is not None:
-            c41 = o.EVMinimumEnergyRequest
-            if c41.Exponent is None:
-                raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t42 = c41.Exponent
-            if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
-            if c41.Value is None:
-                raise encode_error('RationalNumberType.Value', 'required value missing')
-            t43 = c41.Value
-            if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
-            a = (a << 16) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
-            k += 16
-            u = -t43 - 1 if t43 < 0 else t43
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            a <<= 2
-            k += 2
-            s = 4
-        elif o.EVEnergyOffer is not None:
-            c44 = o.EVEnergyOffer
-            if c44.EVPowerSchedule is None:
-                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            c45 = c44.EVPowerSchedule
-            if c45.TimeAnchor is None:
-                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
-            a = (a << 5) | 0x8
-            k += 5
-            t46 = c45.TimeAnchor
-            if t46 < 0 or (w.strict and (t46 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t46!r} outside 0..18446744073709551615')
-            u = t46
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            if c45.EVPowerScheduleEntries is None:
-                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
-            a <<= 2
-            k += 2
-            w.acc = a
-            w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c45.EVPowerScheduleEntries)
-            a = w.acc
-            k = w.n
-            if c44.EVAbsolutePriceSchedule is None:
-                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            c47 = c44.EVAbsolutePriceSchedule
-            if c47.TimeAnchor is None:
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
-            a <<= 4
-            k += 4
-            t48 = c47.TimeAnchor
-            if t48 < 0 or (w.strict and (t48 > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t48!r} outside 0..18446744073709551615')
-            u = t48
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            if c47.Currency is None:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
-            a <<= 3
-            k += 3
-            if len(c47.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c47.Currency)} outside 0..3')
-            w.acc = a
-            w.n = k
-            w.string(c47.Currency)
-            a = w.acc
-            k = w.n
-            if c47.PriceAlgorithm is None:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
-            a <<= 3
-            k += 3
-            if len(c47.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c47.PriceAlgorithm)} outside 0..255')
-            w.acc = a
-            w.n = k
-            w.string(c47.PriceAlgorithm)
-            a = w.acc
-            k = w.n
-            if c47.EVPriceRuleStacks is None:
-                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
-            a <<= 2
-            k += 2
-            w.acc = a
-            w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, c47.EVPriceRuleStacks)
-            a = w.acc
-            k = w.n
-            a <<= 2
-            k += 2
-            s = 5
-        else:
-            a = (a << 2) | 0x2
-            k += 2
-            s = -1
-    if s == 4:
-        if o.EVEnergyOffer is not None:
-            c49 = o.EVEnergyOffer
-            if c49.EVPowerSchedule is None:
-                raise encode_error('EVEnergyOfferType.EVPowerSchedule', 'required value missing')
-            c50 = c49.EVPowerSchedule
-            if c50.TimeAnchor is None:
-                raise encode_error('EVPowerScheduleType.TimeAnchor', 'required value missing')
-            a <<= 5
-            k += 5
-            t51 = c50.TimeAnchor
-            if t51 < 0 or (w.strict and (t51 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t51!r} outside 0..18446744073709551615')
-            u = t51
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            if c50.EVPowerScheduleEntries is None:
-                raise encode_error('EVPowerScheduleType.EVPowerScheduleEntries', 'required value missing')
-            a <<= 2
-            k += 2
-            w.acc = a
-            w.n = k
-            _e_iso20_common_messages_EVPowerScheduleEntryListType(w, c50.EVPowerScheduleEntries)
-            a = w.acc
-            k = w.n
-            if c49.EVAbsolutePriceSchedule is None:
-                raise encode_error('EVEnergyOfferType.EVAbsolutePriceSchedule', 'required value missing')
-            c52 = c49.EVAbsolutePriceSchedule
-            if c52.TimeAnchor is None:
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'required value missing')
-            a <<= 4
-            k += 4
-            t53 = c52.TimeAnchor
-            if t53 < 0 or (w.strict and (t53 > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t53!r} outside 0..18446744073709551615')
-            u = t53
-            if u < 0x80:
-                a = (a << 8) | u
-                k += 8
-            elif u < 0x4000:
-                a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-                k += 16
-            elif u < 0x200000:
-                a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-                k += 24
-            else:
-                w.acc = a
-                w.n = k
-                w.uint(u)
-                a = w.acc
-                k = w.n
-            if c52.Currency is None:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', 'required value missing')
-            a <<= 3
-            k += 3
-            if len(c52.Currency) > 3:
-                raise encode_error('EVAbsolutePriceScheduleType.Currency', f'length {len(c52.Currency)} outside 0..3')
-            w.acc = a
-            w.n = k
-            w.string(c52.Currency)
-            a = w.acc
-            k = w.n
-            if c52.PriceAlgorithm is None:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', 'required value missing')
-            a <<= 3
-            k += 3
-            if len(c52.PriceAlgorithm) > 255:
-                raise encode_error('EVAbsolutePriceScheduleType.PriceAlgorithm', f'length {len(c52.PriceAlgorithm)} outside 0..255')
-            w.acc = a
-            w.n = k
-            w.string(c52.PriceAlgorithm)
-            a = w.acc
-            k = w.n
-            if c52.EVPriceRuleStacks is None:
-                raise encode_error('EVAbsolutePriceScheduleType.EVPriceRuleStacks', 'required value missing')
-            a <<= 2
-            k += 2
-            w.acc = a
-            w.n = k
-            _e_iso20_common_messages_EVPriceRuleStackListType(w, c52.EVPriceRuleStacks)
+            _e_iso20_common_messages_EVPriceRuleStackListType(w, c24.EVPriceRuleStacks)
             a = w.acc
             k = w.n
             a <<= 2
@@ -19083,10 +19083,10 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
             raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
         a <<= 2
         k += 2
-        t2 = c1.ServiceID
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('SelectedServiceType.ServiceID', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.ServiceID
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19106,10 +19106,10 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
             raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
         a <<= 3
         k += 3
-        t3 = c1.ParameterSetID
-        if t3 < 0 or (w.strict and (t3 > 65535)):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{t3!r} outside 0..65535')
-        u = t3
+        t2 = c1.ParameterSetID
+        if t2 < 0 or (w.strict and (t2 > 65535)):
+            raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside 0..65535')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -19137,15 +19137,15 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
             k += 2
             x_SelectedService = o.SelectedService[i_SelectedService]
             i_SelectedService += 1
-            c4 = x_SelectedService
-            if c4.ServiceID is None:
+            c2 = x_SelectedService
+            if c2.ServiceID is None:
                 raise encode_error('SelectedServiceType.ServiceID', 'required value missing')
             a <<= 2
             k += 2
-            t5 = c4.ServiceID
-            if t5 < 0 or (w.strict and (t5 > 65535)):
-                raise encode_error('SelectedServiceType.ServiceID', f'{t5!r} outside 0..65535')
-            u = t5
+            t3 = c2.ServiceID
+            if t3 < 0 or (w.strict and (t3 > 65535)):
+                raise encode_error('SelectedServiceType.ServiceID', f'{t3!r} outside 0..65535')
+            u = t3
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -19161,14 +19161,14 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c4.ParameterSetID is None:
+            if c2.ParameterSetID is None:
                 raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
             a <<= 3
             k += 3
-            t6 = c4.ParameterSetID
-            if t6 < 0 or (w.strict and (t6 > 65535)):
-                raise encode_error('SelectedServiceType.ParameterSetID', f'{t6!r} outside 0..65535')
-            u = t6
+            t4 = c2.ParameterSetID
+            if t4 < 0 or (w.strict and (t4 > 65535)):
+                raise encode_error('SelectedServiceType.ParameterSetID', f'{t4!r} outside 0..65535')
+            u = t4
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20053,10 +20053,10 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
             raise encode_error('ServiceType.ServiceID', 'required value missing')
         a <<= 2
         k += 2
-        t2 = c1.ServiceID
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('ServiceType.ServiceID', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.ServiceID
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('ServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -20086,15 +20086,15 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
             k += 2
             x_Service = o.Service[i_Service]
             i_Service += 1
-            c3 = x_Service
-            if c3.ServiceID is None:
+            c2 = x_Service
+            if c2.ServiceID is None:
                 raise encode_error('ServiceType.ServiceID', 'required value missing')
             a <<= 2
             k += 2
-            t4 = c3.ServiceID
-            if t4 < 0 or (w.strict and (t4 > 65535)):
-                raise encode_error('ServiceType.ServiceID', f'{t4!r} outside 0..65535')
-            u = t4
+            t2 = c2.ServiceID
+            if t2 < 0 or (w.strict and (t2 > 65535)):
+                raise encode_error('ServiceType.ServiceID', f'{t2!r} outside 0..65535')
+            u = t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20110,9 +20110,9 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c3.FreeService is None:
+            if c2.FreeService is None:
                 raise encode_error('ServiceType.FreeService', 'required value missing')
-            a = (a << 6) | (1 if c3.FreeService else 0) << 2
+            a = (a << 6) | (1 if c2.FreeService else 0) << 2
             k += 6
             n += 1
             if n == 7:
@@ -20361,10 +20361,10 @@ def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_com
     a <<= 3
     k += 3
     s = 1
-    t2 = c1.ServiceID
-    if t2 < 0 or (w.strict and (t2 > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{t2!r} outside 0..65535')
-    u = t2
+    t1 = c1.ServiceID
+    if t1 < 0 or (w.strict and (t1 > 65535)):
+        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -20384,10 +20384,10 @@ def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_com
         raise encode_error('SelectedServiceType.ParameterSetID', 'required value missing')
     a <<= 3
     k += 3
-    t3 = c1.ParameterSetID
-    if t3 < 0 or (w.strict and (t3 > 65535)):
-        raise encode_error('SelectedServiceType.ParameterSetID', f'{t3!r} outside 0..65535')
-    u = t3
+    t2 = c1.ParameterSetID
+    if t2 < 0 or (w.strict and (t2 > 65535)):
+        raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside 0..65535')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -21788,10 +21788,10 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
             raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
         a = (a << 4) | 0x8
         k += 4
-        t3 = c2.SelectedScheduleTupleID
-        if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
-            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t3!r} outside 1..4294967295')
-        u = t3
+        t1 = c2.SelectedScheduleTupleID
+        if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t1!r} outside 1..4294967295')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21820,15 +21820,15 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
                 raise encode_error('SignedMeteringDataType.Scheduled_SMDTControlMode', 'cannot be combined with Dynamic_SMDTControlMode')
             s = 5
         elif o.Scheduled_SMDTControlMode is not None:
-            c5 = o.Scheduled_SMDTControlMode
-            if c5.SelectedScheduleTupleID is None:
+            c4 = o.Scheduled_SMDTControlMode
+            if c4.SelectedScheduleTupleID is None:
                 raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'required value missing')
             a = (a << 4) | 0x4
             k += 4
-            t6 = c5.SelectedScheduleTupleID
-            if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
-                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t6!r} outside 1..4294967295')
-            u = t6
+            t2 = c4.SelectedScheduleTupleID
+            if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t2!r} outside 1..4294967295')
+            u = t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22718,20 +22718,20 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         k += 1
         s = 2
     elif o.TaxRate is not None:
-        c2 = o.TaxRate
-        if c2.Exponent is None:
+        c1 = o.TaxRate
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22754,20 +22754,20 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         raise encode_error('TaxRuleType', 'missing SE(TaxRuleName), SE(TaxRate)')
     if s == 2:
         if o.TaxRate is not None:
-            c5 = o.TaxRate
-            if c5.Exponent is None:
+            c2 = o.TaxRate
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24247,10 +24247,10 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24523,17 +24523,17 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     c1 = o.Amount
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -24551,20 +24551,20 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    c4 = o.CostPerUnit
-    if c4.Exponent is None:
+    c2 = o.CostPerUnit
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -24688,20 +24688,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    c2 = o.Amount
-    if c2.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -26159,20 +26159,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        c8 = o.BatteryEnergyCapacity
-        if c8.Exponent is None:
+        c1 = o.BatteryEnergyCapacity
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t9 = c8.Exponent
-        if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-        if c8.Value is None:
+        t8 = c1.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t10 = c8.Value
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
+        t9 = c1.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
-        u = -t10 - 1 if t10 < 0 else t10
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26201,33 +26201,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            t11 = o.MinimumSOC
-            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
-            a = (a << 13) | (t11) << 1
+            t10 = o.MinimumSOC
+            if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+            a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            t12 = o.TargetSOC
-            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
-            a = (a << 13) | (t12) << 1 | 0x200
+            t11 = o.TargetSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t13 = o.MaximumSOC
-            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
-            a = (a << 13) | (t13) << 1 | 0x400
+            t12 = o.MaximumSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t14 = o.RemainingTimeToMinimumSOC
-            if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
-            u = t14
+            t13 = o.RemainingTimeToMinimumSOC
+            if t13 < 0 or (w.strict and (t13 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26249,10 +26249,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t15 = o.RemainingTimeToTargetSOC
-            if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
-            u = t15
+            t14 = o.RemainingTimeToTargetSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26274,10 +26274,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            t16 = o.RemainingTimeToMaximumSOC
-            if t16 < 0 or (w.strict and (t16 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
-            u = t16
+            t15 = o.RemainingTimeToMaximumSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26301,20 +26301,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c17 = o.BatteryEnergyCapacity
-            if c17.Exponent is None:
+            c2 = o.BatteryEnergyCapacity
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t18 = c17.Exponent
-            if t18 < -128 or t18 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-            if c17.Value is None:
+            t16 = c2.Exponent
+            if t16 < -128 or t16 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t19 = c17.Value
-            if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
+            t17 = c2.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
-            u = -t19 - 1 if t19 < 0 else t19
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26343,26 +26343,26 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            t20 = o.TargetSOC
-            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
-            a = (a << 13) | (t20) << 1
+            t18 = o.TargetSOC
+            if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+            a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t21 = o.MaximumSOC
-            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
-            a = (a << 13) | (t21) << 1 | 0x200
+            t19 = o.MaximumSOC
+            if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+            a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t22 = o.RemainingTimeToMinimumSOC
-            if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
-            u = t22
+            t20 = o.RemainingTimeToMinimumSOC
+            if t20 < 0 or (w.strict and (t20 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+            u = t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26384,10 +26384,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t23 = o.RemainingTimeToTargetSOC
-            if t23 < 0 or (w.strict and (t23 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
-            u = t23
+            t21 = o.RemainingTimeToTargetSOC
+            if t21 < 0 or (w.strict and (t21 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+            u = t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26409,10 +26409,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t24 = o.RemainingTimeToMaximumSOC
-            if t24 < 0 or (w.strict and (t24 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
-            u = t24
+            t22 = o.RemainingTimeToMaximumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26436,20 +26436,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c25 = o.BatteryEnergyCapacity
-            if c25.Exponent is None:
+            c3 = o.BatteryEnergyCapacity
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t23 = c3.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
+            t24 = c3.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26478,19 +26478,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            t28 = o.MaximumSOC
-            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
-            a = (a << 13) | (t28) << 1
+            t25 = o.MaximumSOC
+            if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+            a = (a << 13) | (t25) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            t29 = o.RemainingTimeToMinimumSOC
-            if t29 < 0 or (w.strict and (t29 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
-            u = t29
+            t26 = o.RemainingTimeToMinimumSOC
+            if t26 < 0 or (w.strict and (t26 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+            u = t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26512,10 +26512,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t30 = o.RemainingTimeToTargetSOC
-            if t30 < 0 or (w.strict and (t30 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
-            u = t30
+            t27 = o.RemainingTimeToTargetSOC
+            if t27 < 0 or (w.strict and (t27 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+            u = t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26537,10 +26537,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t31 = o.RemainingTimeToMaximumSOC
-            if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
-            u = t31
+            t28 = o.RemainingTimeToMaximumSOC
+            if t28 < 0 or (w.strict and (t28 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+            u = t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26564,20 +26564,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c32 = o.BatteryEnergyCapacity
-            if c32.Exponent is None:
+            c4 = o.BatteryEnergyCapacity
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t33 = c32.Exponent
-            if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-            if c32.Value is None:
+            t29 = c4.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t34 = c32.Value
-            if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
+            t30 = c4.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
-            u = -t34 - 1 if t34 < 0 else t34
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26608,10 +26608,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            t35 = o.RemainingTimeToMinimumSOC
-            if t35 < 0 or (w.strict and (t35 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
-            u = t35
+            t31 = o.RemainingTimeToMinimumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26633,10 +26633,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t36 = o.RemainingTimeToTargetSOC
-            if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
-            u = t36
+            t32 = o.RemainingTimeToTargetSOC
+            if t32 < 0 or (w.strict and (t32 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+            u = t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26658,10 +26658,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            t37 = o.RemainingTimeToMaximumSOC
-            if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
-            u = t37
+            t33 = o.RemainingTimeToMaximumSOC
+            if t33 < 0 or (w.strict and (t33 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26685,20 +26685,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c38 = o.BatteryEnergyCapacity
-            if c38.Exponent is None:
+            c5 = o.BatteryEnergyCapacity
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t39 = c38.Exponent
-            if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
-            if c38.Value is None:
+            t34 = c5.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t40 = c38.Value
-            if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
-            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
+            t35 = c5.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
-            u = -t40 - 1 if t40 < 0 else t40
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26729,10 +26729,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            t41 = o.RemainingTimeToTargetSOC
-            if t41 < 0 or (w.strict and (t41 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
-            u = t41
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26754,10 +26754,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t42 = o.RemainingTimeToMaximumSOC
-            if t42 < 0 or (w.strict and (t42 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
-            u = t42
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26781,20 +26781,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c43 = o.BatteryEnergyCapacity
-            if c43.Exponent is None:
+            c6 = o.BatteryEnergyCapacity
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t38 = c6.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
+            t39 = c6.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26825,10 +26825,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            t46 = o.RemainingTimeToMaximumSOC
-            if t46 < 0 or (w.strict and (t46 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
-            u = t46
+            t40 = o.RemainingTimeToMaximumSOC
+            if t40 < 0 or (w.strict and (t40 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+            u = t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26852,20 +26852,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c47 = o.BatteryEnergyCapacity
-            if c47.Exponent is None:
+            c7 = o.BatteryEnergyCapacity
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t48 = c47.Exponent
-            if t48 < -128 or t48 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
-            if c47.Value is None:
+            t41 = c7.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t49 = c47.Value
-            if (w.strict and (t49 < -32768 or t49 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
-            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
+            t42 = c7.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
-            u = -t49 - 1 if t49 < 0 else t49
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26898,20 +26898,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c50 = o.BatteryEnergyCapacity
-            if c50.Exponent is None:
+            c8 = o.BatteryEnergyCapacity
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t43 = c8.Exponent
+            if t43 < -128 or t43 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
+            t44 = c8.Value
+            if (w.strict and (t44 < -32768 or t44 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26940,20 +26940,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            c53 = o.BatteryEnergyCapacity
-            if c53.Exponent is None:
+            c9 = o.BatteryEnergyCapacity
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t45 = c9.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t46 = c9.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -27234,20 +27234,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        c2 = o.EVTargetEnergyRequest
-        if c2.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -27270,20 +27270,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            c5 = o.EVTargetEnergyRequest
-            if c5.Exponent is None:
+            c2 = o.EVTargetEnergyRequest
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -27306,20 +27306,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    c8 = o.EVMaximumEnergyRequest
-    if c8.Exponent is None:
+    c3 = o.EVMaximumEnergyRequest
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t9 = c8.Exponent
-    if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-    if c8.Value is None:
+    t6 = c3.Exponent
+    if t6 < -128 or t6 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t10 = c8.Value
-    if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+    t7 = c3.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
-    u = -t10 - 1 if t10 < 0 else t10
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -27337,21 +27337,21 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    c11 = o.EVMinimumEnergyRequest
-    if c11.Exponent is None:
+    c4 = o.EVMinimumEnergyRequest
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t12 = c11.Exponent
-    if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-    if c11.Value is None:
+    t8 = c4.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t13 = c11.Value
-    if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+    t9 = c4.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
-    u = -t13 - 1 if t13 < 0 else t13
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28105,10 +28105,10 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -28136,22 +28136,22 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            c3 = x_RootCertificateID
-            if c3.X509IssuerName is None:
+            c2 = x_RootCertificateID
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31138,23 +31138,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        c2 = o.EnergyCosts
-        if c2.Amount is None:
+        c1 = o.EnergyCosts
+        if c1.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c3 = c2.Amount
-        if c3.Exponent is None:
+        c2 = c1.Amount
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31170,22 +31170,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.CostPerUnit is None:
+        if c1.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c6 = c2.CostPerUnit
-        if c6.Exponent is None:
+        c3 = c1.CostPerUnit
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t7 = c6.Exponent
-        if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-        if c6.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t8 = c6.Value
-        if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
-        u = -t8 - 1 if t8 < 0 else t8
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31205,23 +31205,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        c9 = o.OccupancyCosts
-        if c9.Amount is None:
+        c4 = o.OccupancyCosts
+        if c4.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c10 = c9.Amount
-        if c10.Exponent is None:
+        c5 = c4.Amount
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31237,22 +31237,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c9.CostPerUnit is None:
+        if c4.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c13 = c9.CostPerUnit
-        if c13.Exponent is None:
+        c6 = c4.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t14 = c13.Exponent
-        if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-        if c13.Value is None:
+        t8 = c6.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t15 = c13.Value
-        if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        t9 = c6.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
-        u = -t15 - 1 if t15 < 0 else t15
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31272,23 +31272,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        c16 = o.AdditionalServicesCosts
-        if c16.Amount is None:
+        c7 = o.AdditionalServicesCosts
+        if c7.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c17 = c16.Amount
-        if c17.Exponent is None:
+        c8 = c7.Amount
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t18 = c17.Exponent
-        if t18 < -128 or t18 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-        if c17.Value is None:
+        t10 = c8.Exponent
+        if t10 < -128 or t10 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t19 = c17.Value
-        if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
+        t11 = c8.Value
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
-        u = -t19 - 1 if t19 < 0 else t19
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31304,22 +31304,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c16.CostPerUnit is None:
+        if c7.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c20 = c16.CostPerUnit
-        if c20.Exponent is None:
+        c9 = c7.CostPerUnit
+        if c9.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t21 = c20.Exponent
-        if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-        if c20.Value is None:
+        t12 = c9.Exponent
+        if t12 < -128 or t12 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t22 = c20.Value
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        t13 = c9.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31339,23 +31339,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        c23 = o.OverstayCosts
-        if c23.Amount is None:
+        c10 = o.OverstayCosts
+        if c10.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c24 = c23.Amount
-        if c24.Exponent is None:
+        c11 = c10.Amount
+        if c11.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t25 = c24.Exponent
-        if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
-        if c24.Value is None:
+        t14 = c11.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t26 = c24.Value
-        if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
-        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
+        t15 = c11.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
-        u = -t26 - 1 if t26 < 0 else t26
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31371,22 +31371,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c23.CostPerUnit is None:
+        if c10.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c27 = c23.CostPerUnit
-        if c27.Exponent is None:
+        c12 = c10.CostPerUnit
+        if c12.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t28 = c27.Exponent
-        if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
-        if c27.Value is None:
+        t16 = c12.Exponent
+        if t16 < -128 or t16 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t29 = c27.Value
-        if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
-        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
+        t17 = c12.Value
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
-        u = -t29 - 1 if t29 < 0 else t29
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31410,15 +31410,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        c30 = x_TaxCosts
-        if c30.TaxRuleID is None:
+        c13 = x_TaxCosts
+        if c13.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        t31 = c30.TaxRuleID
-        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
-        u = t31
+        t18 = c13.TaxRuleID
+        if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+        u = t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31434,22 +31434,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c30.Amount is None:
+        if c13.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        c32 = c30.Amount
-        if c32.Exponent is None:
+        c14 = c13.Amount
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t33 = c32.Exponent
-        if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-        if c32.Value is None:
+        t19 = c14.Exponent
+        if t19 < -128 or t19 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t34 = c32.Value
-        if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+        t20 = c14.Value
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+        a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
-        u = -t34 - 1 if t34 < 0 else t34
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31474,23 +31474,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            c35 = o.OccupancyCosts
-            if c35.Amount is None:
+            c15 = o.OccupancyCosts
+            if c15.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c36 = c35.Amount
-            if c36.Exponent is None:
+            c16 = c15.Amount
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t37 = c36.Exponent
-            if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
-            if c36.Value is None:
+            t21 = c16.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t38 = c36.Value
-            if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
-            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
+            t22 = c16.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
-            u = -t38 - 1 if t38 < 0 else t38
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31506,22 +31506,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c35.CostPerUnit is None:
+            if c15.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c39 = c35.CostPerUnit
-            if c39.Exponent is None:
+            c17 = c15.CostPerUnit
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t40 = c39.Exponent
-            if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
-            if c39.Value is None:
+            t23 = c17.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t41 = c39.Value
-            if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
-            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
+            t24 = c17.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
-            u = -t41 - 1 if t41 < 0 else t41
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31541,23 +31541,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            c42 = o.AdditionalServicesCosts
-            if c42.Amount is None:
+            c18 = o.AdditionalServicesCosts
+            if c18.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c43 = c42.Amount
-            if c43.Exponent is None:
+            c19 = c18.Amount
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t25 = c19.Exponent
+            if t25 < -128 or t25 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
+            t26 = c19.Value
+            if (w.strict and (t26 < -32768 or t26 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31573,22 +31573,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c42.CostPerUnit is None:
+            if c18.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c46 = c42.CostPerUnit
-            if c46.Exponent is None:
+            c20 = c18.CostPerUnit
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t47 = c46.Exponent
-            if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
-            if c46.Value is None:
+            t27 = c20.Exponent
+            if t27 < -128 or t27 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t48 = c46.Value
-            if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
-            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
+            t28 = c20.Value
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
-            u = -t48 - 1 if t48 < 0 else t48
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31608,23 +31608,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c49 = o.OverstayCosts
-            if c49.Amount is None:
+            c21 = o.OverstayCosts
+            if c21.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c50 = c49.Amount
-            if c50.Exponent is None:
+            c22 = c21.Amount
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t29 = c22.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
+            t30 = c22.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31640,22 +31640,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c49.CostPerUnit is None:
+            if c21.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c53 = c49.CostPerUnit
-            if c53.Exponent is None:
+            c23 = c21.CostPerUnit
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t31 = c23.Exponent
+            if t31 < -128 or t31 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t32 = c23.Value
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31679,15 +31679,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c56 = x_TaxCosts
-            if c56.TaxRuleID is None:
+            c24 = x_TaxCosts
+            if c24.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t57 = c56.TaxRuleID
-            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
-            u = t57
+            t33 = c24.TaxRuleID
+            if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31703,22 +31703,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c56.Amount is None:
+            if c24.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c58 = c56.Amount
-            if c58.Exponent is None:
+            c25 = c24.Amount
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t59 = c58.Exponent
-            if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
-            if c58.Value is None:
+            t34 = c25.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t60 = c58.Value
-            if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
-            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
+            t35 = c25.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
-            u = -t60 - 1 if t60 < 0 else t60
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31743,23 +31743,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            c61 = o.AdditionalServicesCosts
-            if c61.Amount is None:
+            c26 = o.AdditionalServicesCosts
+            if c26.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c62 = c61.Amount
-            if c62.Exponent is None:
+            c27 = c26.Amount
+            if c27.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t63 = c62.Exponent
-            if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
-            if c62.Value is None:
+            t36 = c27.Exponent
+            if t36 < -128 or t36 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+            if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t64 = c62.Value
-            if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
-            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
+            t37 = c27.Value
+            if (w.strict and (t37 < -32768 or t37 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+            a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
-            u = -t64 - 1 if t64 < 0 else t64
+            u = -t37 - 1 if t37 < 0 else t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31775,22 +31775,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c61.CostPerUnit is None:
+            if c26.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c65 = c61.CostPerUnit
-            if c65.Exponent is None:
+            c28 = c26.CostPerUnit
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t66 = c65.Exponent
-            if t66 < -128 or t66 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
-            if c65.Value is None:
+            t38 = c28.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t67 = c65.Value
-            if (w.strict and (t67 < -32768 or t67 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
-            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
+            t39 = c28.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
-            u = -t67 - 1 if t67 < 0 else t67
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31810,23 +31810,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c68 = o.OverstayCosts
-            if c68.Amount is None:
+            c29 = o.OverstayCosts
+            if c29.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c69 = c68.Amount
-            if c69.Exponent is None:
+            c30 = c29.Amount
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t70 = c69.Exponent
-            if t70 < -128 or t70 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
-            if c69.Value is None:
+            t40 = c30.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t71 = c69.Value
-            if (w.strict and (t71 < -32768 or t71 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
-            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
+            t41 = c30.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
-            u = -t71 - 1 if t71 < 0 else t71
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31842,22 +31842,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c68.CostPerUnit is None:
+            if c29.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c72 = c68.CostPerUnit
-            if c72.Exponent is None:
+            c31 = c29.CostPerUnit
+            if c31.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t73 = c72.Exponent
-            if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
-            if c72.Value is None:
+            t42 = c31.Exponent
+            if t42 < -128 or t42 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+            if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t74 = c72.Value
-            if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
-            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
+            t43 = c31.Value
+            if (w.strict and (t43 < -32768 or t43 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+            a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
-            u = -t74 - 1 if t74 < 0 else t74
+            u = -t43 - 1 if t43 < 0 else t43
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31881,15 +31881,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c75 = x_TaxCosts
-            if c75.TaxRuleID is None:
+            c32 = x_TaxCosts
+            if c32.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t76 = c75.TaxRuleID
-            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
-            u = t76
+            t44 = c32.TaxRuleID
+            if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+            u = t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31905,22 +31905,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c75.Amount is None:
+            if c32.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c77 = c75.Amount
-            if c77.Exponent is None:
+            c33 = c32.Amount
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t78 = c77.Exponent
-            if t78 < -128 or t78 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
-            if c77.Value is None:
+            t45 = c33.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t79 = c77.Value
-            if (w.strict and (t79 < -32768 or t79 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
-            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
+            t46 = c33.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t79 - 1 if t79 < 0 else t79
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31945,23 +31945,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            c80 = o.OverstayCosts
-            if c80.Amount is None:
+            c34 = o.OverstayCosts
+            if c34.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c81 = c80.Amount
-            if c81.Exponent is None:
+            c35 = c34.Amount
+            if c35.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t82 = c81.Exponent
-            if t82 < -128 or t82 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
-            if c81.Value is None:
+            t47 = c35.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t83 = c81.Value
-            if (w.strict and (t83 < -32768 or t83 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
-            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
+            t48 = c35.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -t83 - 1 if t83 < 0 else t83
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31977,22 +31977,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c80.CostPerUnit is None:
+            if c34.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c84 = c80.CostPerUnit
-            if c84.Exponent is None:
+            c36 = c34.CostPerUnit
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t85 = c84.Exponent
-            if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
-            if c84.Value is None:
+            t49 = c36.Exponent
+            if t49 < -128 or t49 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t86 = c84.Value
-            if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
-            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
+            t50 = c36.Value
+            if (w.strict and (t50 < -32768 or t50 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+            a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
-            u = -t86 - 1 if t86 < 0 else t86
+            u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32016,15 +32016,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c87 = x_TaxCosts
-            if c87.TaxRuleID is None:
+            c37 = x_TaxCosts
+            if c37.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t88 = c87.TaxRuleID
-            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
-            u = t88
+            t51 = c37.TaxRuleID
+            if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+            u = t51
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32040,22 +32040,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c87.Amount is None:
+            if c37.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c89 = c87.Amount
-            if c89.Exponent is None:
+            c38 = c37.Amount
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t90 = c89.Exponent
-            if t90 < -128 or t90 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
-            if c89.Value is None:
+            t52 = c38.Exponent
+            if t52 < -128 or t52 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t91 = c89.Value
-            if (w.strict and (t91 < -32768 or t91 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
-            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
+            t53 = c38.Value
+            if (w.strict and (t53 < -32768 or t53 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+            a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
-            u = -t91 - 1 if t91 < 0 else t91
+            u = -t53 - 1 if t53 < 0 else t53
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32084,15 +32084,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c92 = x_TaxCosts
-            if c92.TaxRuleID is None:
+            c39 = x_TaxCosts
+            if c39.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t93 = c92.TaxRuleID
-            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
-            u = t93
+            t54 = c39.TaxRuleID
+            if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+            u = t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32108,22 +32108,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c92.Amount is None:
+            if c39.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c94 = c92.Amount
-            if c94.Exponent is None:
+            c40 = c39.Amount
+            if c40.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t95 = c94.Exponent
-            if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
-            if c94.Value is None:
+            t55 = c40.Exponent
+            if t55 < -128 or t55 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+            if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t96 = c94.Value
-            if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
-            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
+            t56 = c40.Value
+            if (w.strict and (t56 < -32768 or t56 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+            a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
-            u = -t96 - 1 if t96 < 0 else t96
+            u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32154,15 +32154,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                c97 = x_TaxCosts
-                if c97.TaxRuleID is None:
+                c41 = x_TaxCosts
+                if c41.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                t98 = c97.TaxRuleID
-                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
-                u = t98
+                t57 = c41.TaxRuleID
+                if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                u = t57
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -32178,22 +32178,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if c97.Amount is None:
+                if c41.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                c99 = c97.Amount
-                if c99.Exponent is None:
+                c42 = c41.Amount
+                if c42.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                t100 = c99.Exponent
-                if t100 < -128 or t100 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
-                if c99.Value is None:
+                t58 = c42.Exponent
+                if t58 < -128 or t58 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                t101 = c99.Value
-                if (w.strict and (t101 < -32768 or t101 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
-                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
+                t59 = c42.Value
+                if (w.strict and (t59 < -32768 or t59 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
-                u = -t101 - 1 if t101 < 0 else t101
+                u = -t59 - 1 if t59 < 0 else t59
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -32523,17 +32523,17 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         c1 = o.EVTargetEnergyRequest
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -32553,20 +32553,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        c4 = o.EVMaximumEnergyRequest
-        if c4.Exponent is None:
+        c2 = o.EVMaximumEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -32586,20 +32586,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        c7 = o.EVMinimumEnergyRequest
-        if c7.Exponent is None:
+        c3 = o.EVMinimumEnergyRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -32624,20 +32624,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            c10 = o.EVMaximumEnergyRequest
-            if c10.Exponent is None:
+            c4 = o.EVMaximumEnergyRequest
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t11 = c10.Exponent
-            if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-            if c10.Value is None:
+            t7 = c4.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t12 = c10.Value
-            if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            t8 = c4.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
-            u = -t12 - 1 if t12 < 0 else t12
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32657,20 +32657,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            c13 = o.EVMinimumEnergyRequest
-            if c13.Exponent is None:
+            c5 = o.EVMinimumEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t9 = c5.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
+            t10 = c5.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32695,20 +32695,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            c16 = o.EVMinimumEnergyRequest
-            if c16.Exponent is None:
+            c6 = o.EVMinimumEnergyRequest
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t11 = c6.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8

@@ -5321,10 +5321,10 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -5398,22 +5398,22 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            c3 = x_X509IssuerSerial
-            if c3.X509IssuerName is None:
+            c2 = x_X509IssuerSerial
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -5920,10 +5920,10 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -6196,17 +6196,17 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     c1 = o.Amount
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -6224,20 +6224,20 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    c4 = o.CostPerUnit
-    if c4.Exponent is None:
+    c2 = o.CostPerUnit
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -6361,20 +6361,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    c2 = o.Amount
-    if c2.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -7832,20 +7832,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        c8 = o.BatteryEnergyCapacity
-        if c8.Exponent is None:
+        c1 = o.BatteryEnergyCapacity
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t9 = c8.Exponent
-        if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-        if c8.Value is None:
+        t8 = c1.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t10 = c8.Value
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
+        t9 = c1.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
-        u = -t10 - 1 if t10 < 0 else t10
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -7874,33 +7874,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            t11 = o.MinimumSOC
-            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
-            a = (a << 13) | (t11) << 1
+            t10 = o.MinimumSOC
+            if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+            a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            t12 = o.TargetSOC
-            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
-            a = (a << 13) | (t12) << 1 | 0x200
+            t11 = o.TargetSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t13 = o.MaximumSOC
-            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
-            a = (a << 13) | (t13) << 1 | 0x400
+            t12 = o.MaximumSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t14 = o.RemainingTimeToMinimumSOC
-            if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
-            u = t14
+            t13 = o.RemainingTimeToMinimumSOC
+            if t13 < 0 or (w.strict and (t13 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -7922,10 +7922,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t15 = o.RemainingTimeToTargetSOC
-            if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
-            u = t15
+            t14 = o.RemainingTimeToTargetSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -7947,10 +7947,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            t16 = o.RemainingTimeToMaximumSOC
-            if t16 < 0 or (w.strict and (t16 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
-            u = t16
+            t15 = o.RemainingTimeToMaximumSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -7974,20 +7974,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c17 = o.BatteryEnergyCapacity
-            if c17.Exponent is None:
+            c2 = o.BatteryEnergyCapacity
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t18 = c17.Exponent
-            if t18 < -128 or t18 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-            if c17.Value is None:
+            t16 = c2.Exponent
+            if t16 < -128 or t16 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t19 = c17.Value
-            if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
+            t17 = c2.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
-            u = -t19 - 1 if t19 < 0 else t19
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8016,26 +8016,26 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            t20 = o.TargetSOC
-            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
-            a = (a << 13) | (t20) << 1
+            t18 = o.TargetSOC
+            if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+            a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t21 = o.MaximumSOC
-            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
-            a = (a << 13) | (t21) << 1 | 0x200
+            t19 = o.MaximumSOC
+            if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+            a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t22 = o.RemainingTimeToMinimumSOC
-            if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
-            u = t22
+            t20 = o.RemainingTimeToMinimumSOC
+            if t20 < 0 or (w.strict and (t20 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+            u = t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8057,10 +8057,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t23 = o.RemainingTimeToTargetSOC
-            if t23 < 0 or (w.strict and (t23 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
-            u = t23
+            t21 = o.RemainingTimeToTargetSOC
+            if t21 < 0 or (w.strict and (t21 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+            u = t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8082,10 +8082,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t24 = o.RemainingTimeToMaximumSOC
-            if t24 < 0 or (w.strict and (t24 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
-            u = t24
+            t22 = o.RemainingTimeToMaximumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8109,20 +8109,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c25 = o.BatteryEnergyCapacity
-            if c25.Exponent is None:
+            c3 = o.BatteryEnergyCapacity
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t23 = c3.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
+            t24 = c3.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8151,19 +8151,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            t28 = o.MaximumSOC
-            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
-            a = (a << 13) | (t28) << 1
+            t25 = o.MaximumSOC
+            if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+            a = (a << 13) | (t25) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            t29 = o.RemainingTimeToMinimumSOC
-            if t29 < 0 or (w.strict and (t29 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
-            u = t29
+            t26 = o.RemainingTimeToMinimumSOC
+            if t26 < 0 or (w.strict and (t26 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+            u = t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8185,10 +8185,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t30 = o.RemainingTimeToTargetSOC
-            if t30 < 0 or (w.strict and (t30 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
-            u = t30
+            t27 = o.RemainingTimeToTargetSOC
+            if t27 < 0 or (w.strict and (t27 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+            u = t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8210,10 +8210,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t31 = o.RemainingTimeToMaximumSOC
-            if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
-            u = t31
+            t28 = o.RemainingTimeToMaximumSOC
+            if t28 < 0 or (w.strict and (t28 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+            u = t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8237,20 +8237,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c32 = o.BatteryEnergyCapacity
-            if c32.Exponent is None:
+            c4 = o.BatteryEnergyCapacity
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t33 = c32.Exponent
-            if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-            if c32.Value is None:
+            t29 = c4.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t34 = c32.Value
-            if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
+            t30 = c4.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
-            u = -t34 - 1 if t34 < 0 else t34
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8281,10 +8281,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            t35 = o.RemainingTimeToMinimumSOC
-            if t35 < 0 or (w.strict and (t35 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
-            u = t35
+            t31 = o.RemainingTimeToMinimumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8306,10 +8306,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t36 = o.RemainingTimeToTargetSOC
-            if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
-            u = t36
+            t32 = o.RemainingTimeToTargetSOC
+            if t32 < 0 or (w.strict and (t32 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+            u = t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8331,10 +8331,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            t37 = o.RemainingTimeToMaximumSOC
-            if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
-            u = t37
+            t33 = o.RemainingTimeToMaximumSOC
+            if t33 < 0 or (w.strict and (t33 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8358,20 +8358,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c38 = o.BatteryEnergyCapacity
-            if c38.Exponent is None:
+            c5 = o.BatteryEnergyCapacity
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t39 = c38.Exponent
-            if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
-            if c38.Value is None:
+            t34 = c5.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t40 = c38.Value
-            if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
-            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
+            t35 = c5.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
-            u = -t40 - 1 if t40 < 0 else t40
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8402,10 +8402,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            t41 = o.RemainingTimeToTargetSOC
-            if t41 < 0 or (w.strict and (t41 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
-            u = t41
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8427,10 +8427,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t42 = o.RemainingTimeToMaximumSOC
-            if t42 < 0 or (w.strict and (t42 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
-            u = t42
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8454,20 +8454,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c43 = o.BatteryEnergyCapacity
-            if c43.Exponent is None:
+            c6 = o.BatteryEnergyCapacity
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t38 = c6.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
+            t39 = c6.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8498,10 +8498,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            t46 = o.RemainingTimeToMaximumSOC
-            if t46 < 0 or (w.strict and (t46 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
-            u = t46
+            t40 = o.RemainingTimeToMaximumSOC
+            if t40 < 0 or (w.strict and (t40 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+            u = t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8525,20 +8525,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c47 = o.BatteryEnergyCapacity
-            if c47.Exponent is None:
+            c7 = o.BatteryEnergyCapacity
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t48 = c47.Exponent
-            if t48 < -128 or t48 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
-            if c47.Value is None:
+            t41 = c7.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t49 = c47.Value
-            if (w.strict and (t49 < -32768 or t49 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
-            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
+            t42 = c7.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
-            u = -t49 - 1 if t49 < 0 else t49
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8571,20 +8571,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c50 = o.BatteryEnergyCapacity
-            if c50.Exponent is None:
+            c8 = o.BatteryEnergyCapacity
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t43 = c8.Exponent
+            if t43 < -128 or t43 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
+            t44 = c8.Value
+            if (w.strict and (t44 < -32768 or t44 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8613,20 +8613,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            c53 = o.BatteryEnergyCapacity
-            if c53.Exponent is None:
+            c9 = o.BatteryEnergyCapacity
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t45 = c9.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t46 = c9.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8907,20 +8907,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        c2 = o.EVTargetEnergyRequest
-        if c2.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8943,20 +8943,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            c5 = o.EVTargetEnergyRequest
-            if c5.Exponent is None:
+            c2 = o.EVTargetEnergyRequest
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8979,20 +8979,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    c8 = o.EVMaximumEnergyRequest
-    if c8.Exponent is None:
+    c3 = o.EVMaximumEnergyRequest
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t9 = c8.Exponent
-    if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-    if c8.Value is None:
+    t6 = c3.Exponent
+    if t6 < -128 or t6 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t10 = c8.Value
-    if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+    t7 = c3.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
-    u = -t10 - 1 if t10 < 0 else t10
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9010,21 +9010,21 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    c11 = o.EVMinimumEnergyRequest
-    if c11.Exponent is None:
+    c4 = o.EVMinimumEnergyRequest
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t12 = c11.Exponent
-    if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-    if c11.Value is None:
+    t8 = c4.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t13 = c11.Value
-    if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+    t9 = c4.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
-    u = -t13 - 1 if t13 < 0 else t13
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9778,10 +9778,10 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -9809,22 +9809,22 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            c3 = x_RootCertificateID
-            if c3.X509IssuerName is None:
+            c2 = x_RootCertificateID
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12811,23 +12811,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        c2 = o.EnergyCosts
-        if c2.Amount is None:
+        c1 = o.EnergyCosts
+        if c1.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c3 = c2.Amount
-        if c3.Exponent is None:
+        c2 = c1.Amount
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12843,22 +12843,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.CostPerUnit is None:
+        if c1.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c6 = c2.CostPerUnit
-        if c6.Exponent is None:
+        c3 = c1.CostPerUnit
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t7 = c6.Exponent
-        if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-        if c6.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t8 = c6.Value
-        if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
-        u = -t8 - 1 if t8 < 0 else t8
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12878,23 +12878,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        c9 = o.OccupancyCosts
-        if c9.Amount is None:
+        c4 = o.OccupancyCosts
+        if c4.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c10 = c9.Amount
-        if c10.Exponent is None:
+        c5 = c4.Amount
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12910,22 +12910,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c9.CostPerUnit is None:
+        if c4.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c13 = c9.CostPerUnit
-        if c13.Exponent is None:
+        c6 = c4.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t14 = c13.Exponent
-        if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-        if c13.Value is None:
+        t8 = c6.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t15 = c13.Value
-        if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        t9 = c6.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
-        u = -t15 - 1 if t15 < 0 else t15
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12945,23 +12945,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        c16 = o.AdditionalServicesCosts
-        if c16.Amount is None:
+        c7 = o.AdditionalServicesCosts
+        if c7.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c17 = c16.Amount
-        if c17.Exponent is None:
+        c8 = c7.Amount
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t18 = c17.Exponent
-        if t18 < -128 or t18 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-        if c17.Value is None:
+        t10 = c8.Exponent
+        if t10 < -128 or t10 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t19 = c17.Value
-        if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
+        t11 = c8.Value
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
-        u = -t19 - 1 if t19 < 0 else t19
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12977,22 +12977,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c16.CostPerUnit is None:
+        if c7.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c20 = c16.CostPerUnit
-        if c20.Exponent is None:
+        c9 = c7.CostPerUnit
+        if c9.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t21 = c20.Exponent
-        if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-        if c20.Value is None:
+        t12 = c9.Exponent
+        if t12 < -128 or t12 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t22 = c20.Value
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        t13 = c9.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13012,23 +13012,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        c23 = o.OverstayCosts
-        if c23.Amount is None:
+        c10 = o.OverstayCosts
+        if c10.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c24 = c23.Amount
-        if c24.Exponent is None:
+        c11 = c10.Amount
+        if c11.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t25 = c24.Exponent
-        if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
-        if c24.Value is None:
+        t14 = c11.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t26 = c24.Value
-        if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
-        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
+        t15 = c11.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
-        u = -t26 - 1 if t26 < 0 else t26
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13044,22 +13044,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c23.CostPerUnit is None:
+        if c10.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c27 = c23.CostPerUnit
-        if c27.Exponent is None:
+        c12 = c10.CostPerUnit
+        if c12.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t28 = c27.Exponent
-        if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
-        if c27.Value is None:
+        t16 = c12.Exponent
+        if t16 < -128 or t16 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t29 = c27.Value
-        if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
-        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
+        t17 = c12.Value
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
-        u = -t29 - 1 if t29 < 0 else t29
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13083,15 +13083,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        c30 = x_TaxCosts
-        if c30.TaxRuleID is None:
+        c13 = x_TaxCosts
+        if c13.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        t31 = c30.TaxRuleID
-        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
-        u = t31
+        t18 = c13.TaxRuleID
+        if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+        u = t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13107,22 +13107,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c30.Amount is None:
+        if c13.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        c32 = c30.Amount
-        if c32.Exponent is None:
+        c14 = c13.Amount
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t33 = c32.Exponent
-        if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-        if c32.Value is None:
+        t19 = c14.Exponent
+        if t19 < -128 or t19 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t34 = c32.Value
-        if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+        t20 = c14.Value
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+        a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
-        u = -t34 - 1 if t34 < 0 else t34
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13147,23 +13147,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            c35 = o.OccupancyCosts
-            if c35.Amount is None:
+            c15 = o.OccupancyCosts
+            if c15.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c36 = c35.Amount
-            if c36.Exponent is None:
+            c16 = c15.Amount
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t37 = c36.Exponent
-            if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
-            if c36.Value is None:
+            t21 = c16.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t38 = c36.Value
-            if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
-            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
+            t22 = c16.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
-            u = -t38 - 1 if t38 < 0 else t38
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13179,22 +13179,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c35.CostPerUnit is None:
+            if c15.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c39 = c35.CostPerUnit
-            if c39.Exponent is None:
+            c17 = c15.CostPerUnit
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t40 = c39.Exponent
-            if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
-            if c39.Value is None:
+            t23 = c17.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t41 = c39.Value
-            if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
-            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
+            t24 = c17.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
-            u = -t41 - 1 if t41 < 0 else t41
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13214,23 +13214,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            c42 = o.AdditionalServicesCosts
-            if c42.Amount is None:
+            c18 = o.AdditionalServicesCosts
+            if c18.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c43 = c42.Amount
-            if c43.Exponent is None:
+            c19 = c18.Amount
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t25 = c19.Exponent
+            if t25 < -128 or t25 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
+            t26 = c19.Value
+            if (w.strict and (t26 < -32768 or t26 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13246,22 +13246,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c42.CostPerUnit is None:
+            if c18.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c46 = c42.CostPerUnit
-            if c46.Exponent is None:
+            c20 = c18.CostPerUnit
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t47 = c46.Exponent
-            if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
-            if c46.Value is None:
+            t27 = c20.Exponent
+            if t27 < -128 or t27 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t48 = c46.Value
-            if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
-            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
+            t28 = c20.Value
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
-            u = -t48 - 1 if t48 < 0 else t48
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13281,23 +13281,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c49 = o.OverstayCosts
-            if c49.Amount is None:
+            c21 = o.OverstayCosts
+            if c21.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c50 = c49.Amount
-            if c50.Exponent is None:
+            c22 = c21.Amount
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t29 = c22.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
+            t30 = c22.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13313,22 +13313,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c49.CostPerUnit is None:
+            if c21.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c53 = c49.CostPerUnit
-            if c53.Exponent is None:
+            c23 = c21.CostPerUnit
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t31 = c23.Exponent
+            if t31 < -128 or t31 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t32 = c23.Value
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13352,15 +13352,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c56 = x_TaxCosts
-            if c56.TaxRuleID is None:
+            c24 = x_TaxCosts
+            if c24.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t57 = c56.TaxRuleID
-            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
-            u = t57
+            t33 = c24.TaxRuleID
+            if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13376,22 +13376,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c56.Amount is None:
+            if c24.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c58 = c56.Amount
-            if c58.Exponent is None:
+            c25 = c24.Amount
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t59 = c58.Exponent
-            if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
-            if c58.Value is None:
+            t34 = c25.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t60 = c58.Value
-            if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
-            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
+            t35 = c25.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
-            u = -t60 - 1 if t60 < 0 else t60
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13416,23 +13416,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            c61 = o.AdditionalServicesCosts
-            if c61.Amount is None:
+            c26 = o.AdditionalServicesCosts
+            if c26.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c62 = c61.Amount
-            if c62.Exponent is None:
+            c27 = c26.Amount
+            if c27.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t63 = c62.Exponent
-            if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
-            if c62.Value is None:
+            t36 = c27.Exponent
+            if t36 < -128 or t36 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+            if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t64 = c62.Value
-            if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
-            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
+            t37 = c27.Value
+            if (w.strict and (t37 < -32768 or t37 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+            a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
-            u = -t64 - 1 if t64 < 0 else t64
+            u = -t37 - 1 if t37 < 0 else t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13448,22 +13448,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c61.CostPerUnit is None:
+            if c26.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c65 = c61.CostPerUnit
-            if c65.Exponent is None:
+            c28 = c26.CostPerUnit
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t66 = c65.Exponent
-            if t66 < -128 or t66 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
-            if c65.Value is None:
+            t38 = c28.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t67 = c65.Value
-            if (w.strict and (t67 < -32768 or t67 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
-            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
+            t39 = c28.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
-            u = -t67 - 1 if t67 < 0 else t67
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13483,23 +13483,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c68 = o.OverstayCosts
-            if c68.Amount is None:
+            c29 = o.OverstayCosts
+            if c29.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c69 = c68.Amount
-            if c69.Exponent is None:
+            c30 = c29.Amount
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t70 = c69.Exponent
-            if t70 < -128 or t70 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
-            if c69.Value is None:
+            t40 = c30.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t71 = c69.Value
-            if (w.strict and (t71 < -32768 or t71 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
-            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
+            t41 = c30.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
-            u = -t71 - 1 if t71 < 0 else t71
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13515,22 +13515,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c68.CostPerUnit is None:
+            if c29.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c72 = c68.CostPerUnit
-            if c72.Exponent is None:
+            c31 = c29.CostPerUnit
+            if c31.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t73 = c72.Exponent
-            if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
-            if c72.Value is None:
+            t42 = c31.Exponent
+            if t42 < -128 or t42 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+            if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t74 = c72.Value
-            if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
-            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
+            t43 = c31.Value
+            if (w.strict and (t43 < -32768 or t43 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+            a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
-            u = -t74 - 1 if t74 < 0 else t74
+            u = -t43 - 1 if t43 < 0 else t43
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13554,15 +13554,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c75 = x_TaxCosts
-            if c75.TaxRuleID is None:
+            c32 = x_TaxCosts
+            if c32.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t76 = c75.TaxRuleID
-            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
-            u = t76
+            t44 = c32.TaxRuleID
+            if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+            u = t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13578,22 +13578,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c75.Amount is None:
+            if c32.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c77 = c75.Amount
-            if c77.Exponent is None:
+            c33 = c32.Amount
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t78 = c77.Exponent
-            if t78 < -128 or t78 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
-            if c77.Value is None:
+            t45 = c33.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t79 = c77.Value
-            if (w.strict and (t79 < -32768 or t79 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
-            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
+            t46 = c33.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t79 - 1 if t79 < 0 else t79
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13618,23 +13618,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            c80 = o.OverstayCosts
-            if c80.Amount is None:
+            c34 = o.OverstayCosts
+            if c34.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c81 = c80.Amount
-            if c81.Exponent is None:
+            c35 = c34.Amount
+            if c35.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t82 = c81.Exponent
-            if t82 < -128 or t82 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
-            if c81.Value is None:
+            t47 = c35.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t83 = c81.Value
-            if (w.strict and (t83 < -32768 or t83 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
-            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
+            t48 = c35.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -t83 - 1 if t83 < 0 else t83
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13650,22 +13650,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c80.CostPerUnit is None:
+            if c34.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c84 = c80.CostPerUnit
-            if c84.Exponent is None:
+            c36 = c34.CostPerUnit
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t85 = c84.Exponent
-            if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
-            if c84.Value is None:
+            t49 = c36.Exponent
+            if t49 < -128 or t49 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t86 = c84.Value
-            if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
-            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
+            t50 = c36.Value
+            if (w.strict and (t50 < -32768 or t50 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+            a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
-            u = -t86 - 1 if t86 < 0 else t86
+            u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13689,15 +13689,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c87 = x_TaxCosts
-            if c87.TaxRuleID is None:
+            c37 = x_TaxCosts
+            if c37.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t88 = c87.TaxRuleID
-            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
-            u = t88
+            t51 = c37.TaxRuleID
+            if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+            u = t51
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13713,22 +13713,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c87.Amount is None:
+            if c37.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c89 = c87.Amount
-            if c89.Exponent is None:
+            c38 = c37.Amount
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t90 = c89.Exponent
-            if t90 < -128 or t90 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
-            if c89.Value is None:
+            t52 = c38.Exponent
+            if t52 < -128 or t52 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t91 = c89.Value
-            if (w.strict and (t91 < -32768 or t91 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
-            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
+            t53 = c38.Value
+            if (w.strict and (t53 < -32768 or t53 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+            a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
-            u = -t91 - 1 if t91 < 0 else t91
+            u = -t53 - 1 if t53 < 0 else t53
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13757,15 +13757,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c92 = x_TaxCosts
-            if c92.TaxRuleID is None:
+            c39 = x_TaxCosts
+            if c39.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t93 = c92.TaxRuleID
-            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
-            u = t93
+            t54 = c39.TaxRuleID
+            if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+            u = t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13781,22 +13781,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c92.Amount is None:
+            if c39.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c94 = c92.Amount
-            if c94.Exponent is None:
+            c40 = c39.Amount
+            if c40.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t95 = c94.Exponent
-            if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
-            if c94.Value is None:
+            t55 = c40.Exponent
+            if t55 < -128 or t55 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+            if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t96 = c94.Value
-            if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
-            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
+            t56 = c40.Value
+            if (w.strict and (t56 < -32768 or t56 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+            a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
-            u = -t96 - 1 if t96 < 0 else t96
+            u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13827,15 +13827,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                c97 = x_TaxCosts
-                if c97.TaxRuleID is None:
+                c41 = x_TaxCosts
+                if c41.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                t98 = c97.TaxRuleID
-                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
-                u = t98
+                t57 = c41.TaxRuleID
+                if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                u = t57
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -13851,22 +13851,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if c97.Amount is None:
+                if c41.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                c99 = c97.Amount
-                if c99.Exponent is None:
+                c42 = c41.Amount
+                if c42.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                t100 = c99.Exponent
-                if t100 < -128 or t100 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
-                if c99.Value is None:
+                t58 = c42.Exponent
+                if t58 < -128 or t58 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                t101 = c99.Value
-                if (w.strict and (t101 < -32768 or t101 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
-                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
+                t59 = c42.Value
+                if (w.strict and (t59 < -32768 or t59 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
-                u = -t101 - 1 if t101 < 0 else t101
+                u = -t59 - 1 if t59 < 0 else t59
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -14196,17 +14196,17 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         c1 = o.EVTargetEnergyRequest
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14226,20 +14226,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        c4 = o.EVMaximumEnergyRequest
-        if c4.Exponent is None:
+        c2 = o.EVMaximumEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14259,20 +14259,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        c7 = o.EVMinimumEnergyRequest
-        if c7.Exponent is None:
+        c3 = o.EVMinimumEnergyRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14297,20 +14297,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            c10 = o.EVMaximumEnergyRequest
-            if c10.Exponent is None:
+            c4 = o.EVMaximumEnergyRequest
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t11 = c10.Exponent
-            if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-            if c10.Value is None:
+            t7 = c4.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t12 = c10.Value
-            if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            t8 = c4.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
-            u = -t12 - 1 if t12 < 0 else t12
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14330,20 +14330,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            c13 = o.EVMinimumEnergyRequest
-            if c13.Exponent is None:
+            c5 = o.EVMinimumEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t9 = c5.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
+            t10 = c5.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14368,20 +14368,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            c16 = o.EVMinimumEnergyRequest
-            if c16.Exponent is None:
+            c6 = o.EVMinimumEnergyRequest
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t11 = c6.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15007,17 +15007,17 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     c1 = o.EVMaximumChargePower
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15035,21 +15035,21 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
-    c4 = o.EVMinimumChargePower
-    if c4.Exponent is None:
+    c2 = o.EVMinimumChargePower
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15067,21 +15067,21 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
-    c7 = o.EVMaximumChargeCurrent
-    if c7.Exponent is None:
+    c3 = o.EVMaximumChargeCurrent
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t8 = c7.Exponent
-    if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-    if c7.Value is None:
+    t5 = c3.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t9 = c7.Value
-    if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+    t6 = c3.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
-    u = -t9 - 1 if t9 < 0 else t9
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15099,21 +15099,21 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
-    c10 = o.EVMinimumChargeCurrent
-    if c10.Exponent is None:
+    c4 = o.EVMinimumChargeCurrent
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t11 = c10.Exponent
-    if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-    if c10.Value is None:
+    t7 = c4.Exponent
+    if t7 < -128 or t7 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t12 = c10.Value
-    if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+    t8 = c4.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
-    u = -t12 - 1 if t12 < 0 else t12
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15131,21 +15131,21 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
-    c13 = o.EVMaximumVoltage
-    if c13.Exponent is None:
+    c5 = o.EVMaximumVoltage
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t14 = c13.Exponent
-    if t14 < -128 or t14 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-    if c13.Value is None:
+    t9 = c5.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t15 = c13.Value
-    if (w.strict and (t15 < -32768 or t15 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+    t10 = c5.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
-    u = -t15 - 1 if t15 < 0 else t15
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15163,21 +15163,21 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
-    c16 = o.EVMinimumVoltage
-    if c16.Exponent is None:
+    c6 = o.EVMinimumVoltage
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t17 = c16.Exponent
-    if t17 < -128 or t17 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-    if c16.Value is None:
+    t11 = c6.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t18 = c16.Value
-    if (w.strict and (t18 < -32768 or t18 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+    t12 = c6.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
-    u = -t18 - 1 if t18 < 0 else t18
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15197,27 +15197,27 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     k += 2
     s = 6
     if o.TargetSOC is not None:
-        t19 = o.TargetSOC
-        if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
-            raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t19!r} outside 0..100')
-        a = (a << 11) | (t19) << 1
+        t13 = o.TargetSOC
+        if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
+            raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t13!r} outside 0..100')
+        a = (a << 11) | (t13) << 1
         k += 11
         s = 7
     elif o.EVMaximumDischargePower is not None:
-        c20 = o.EVMaximumDischargePower
-        if c20.Exponent is None:
+        c7 = o.EVMaximumDischargePower
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t21 = c20.Exponent
-        if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-        if c20.Value is None:
+        t14 = c7.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t22 = c20.Value
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-        a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
+        t15 = c7.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
         k += 16
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -15240,20 +15240,20 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(TargetSOC), SE(EVMaximumDischargePower)')
     if s == 7:
         if o.EVMaximumDischargePower is not None:
-            c23 = o.EVMaximumDischargePower
-            if c23.Exponent is None:
+            c8 = o.EVMaximumDischargePower
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t24 = c23.Exponent
-            if t24 < -128 or t24 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
-            if c23.Value is None:
+            t16 = c8.Exponent
+            if t16 < -128 or t16 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t25 = c23.Value
-            if (w.strict and (t25 < -32768 or t25 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
-            a = (a << 15) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+            t17 = c8.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
             k += 15
-            u = -t25 - 1 if t25 < 0 else t25
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15276,20 +15276,20 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_DC_CPDReqEnergyTransferModeType', 'missing SE(EVMaximumDischargePower)')
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargePower', 'required value missing')
-    c26 = o.EVMinimumDischargePower
-    if c26.Exponent is None:
+    c9 = o.EVMinimumDischargePower
+    if c9.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t27 = c26.Exponent
-    if t27 < -128 or t27 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
-    if c26.Value is None:
+    t18 = c9.Exponent
+    if t18 < -128 or t18 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+    if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t28 = c26.Value
-    if (w.strict and (t28 < -32768 or t28 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
-    a = (a << 15) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+    t19 = c9.Value
+    if (w.strict and (t19 < -32768 or t19 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+    a = (a << 15) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 15
-    u = -t28 - 1 if t28 < 0 else t28
+    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15307,21 +15307,21 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMaximumDischargeCurrent', 'required value missing')
-    c29 = o.EVMaximumDischargeCurrent
-    if c29.Exponent is None:
+    c10 = o.EVMaximumDischargeCurrent
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t30 = c29.Exponent
-    if t30 < -128 or t30 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
-    if c29.Value is None:
+    t20 = c10.Exponent
+    if t20 < -128 or t20 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t31 = c29.Value
-    if (w.strict and (t31 < -32768 or t31 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
-    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
+    t21 = c10.Value
+    if (w.strict and (t21 < -32768 or t21 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+    a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
     k += 17
     s = 9
-    u = -t31 - 1 if t31 < 0 else t31
+    u = -t21 - 1 if t21 < 0 else t21
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15339,21 +15339,21 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.EVMinimumDischargeCurrent', 'required value missing')
-    c32 = o.EVMinimumDischargeCurrent
-    if c32.Exponent is None:
+    c11 = o.EVMinimumDischargeCurrent
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t33 = c32.Exponent
-    if t33 < -128 or t33 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-    if c32.Value is None:
+    t22 = c11.Exponent
+    if t22 < -128 or t22 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t34 = c32.Value
-    if (w.strict and (t34 < -32768 or t34 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+    t23 = c11.Value
+    if (w.strict and (t23 < -32768 or t23 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+    a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
     k += 17
     s = 10
-    u = -t34 - 1 if t34 < 0 else t34
+    u = -t23 - 1 if t23 < 0 else t23
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15838,17 +15838,17 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     c1 = o.EVSEMaximumChargePower
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15866,21 +15866,21 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
-    c4 = o.EVSEMinimumChargePower
-    if c4.Exponent is None:
+    c2 = o.EVSEMinimumChargePower
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15898,21 +15898,21 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    c7 = o.EVSEMaximumChargeCurrent
-    if c7.Exponent is None:
+    c3 = o.EVSEMaximumChargeCurrent
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t8 = c7.Exponent
-    if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-    if c7.Value is None:
+    t5 = c3.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t9 = c7.Value
-    if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+    t6 = c3.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
-    u = -t9 - 1 if t9 < 0 else t9
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15930,21 +15930,21 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
-    c10 = o.EVSEMinimumChargeCurrent
-    if c10.Exponent is None:
+    c4 = o.EVSEMinimumChargeCurrent
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t11 = c10.Exponent
-    if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-    if c10.Value is None:
+    t7 = c4.Exponent
+    if t7 < -128 or t7 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t12 = c10.Value
-    if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+    t8 = c4.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
-    u = -t12 - 1 if t12 < 0 else t12
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15962,21 +15962,21 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
-    c13 = o.EVSEMaximumVoltage
-    if c13.Exponent is None:
+    c5 = o.EVSEMaximumVoltage
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t14 = c13.Exponent
-    if t14 < -128 or t14 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-    if c13.Value is None:
+    t9 = c5.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t15 = c13.Value
-    if (w.strict and (t15 < -32768 or t15 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+    t10 = c5.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
-    u = -t15 - 1 if t15 < 0 else t15
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -15994,21 +15994,21 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
-    c16 = o.EVSEMinimumVoltage
-    if c16.Exponent is None:
+    c6 = o.EVSEMinimumVoltage
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t17 = c16.Exponent
-    if t17 < -128 or t17 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-    if c16.Value is None:
+    t11 = c6.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t18 = c16.Value
-    if (w.strict and (t18 < -32768 or t18 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+    t12 = c6.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
-    u = -t18 - 1 if t18 < 0 else t18
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16028,20 +16028,20 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
-        c19 = o.EVSEPowerRampLimitation
-        if c19.Exponent is None:
+        c7 = o.EVSEPowerRampLimitation
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t20 = c19.Exponent
-        if t20 < -128 or t20 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
-        if c19.Value is None:
+        t13 = c7.Exponent
+        if t13 < -128 or t13 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t21 = c19.Value
-        if (w.strict and (t21 < -32768 or t21 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
-        a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
+        t14 = c7.Value
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+        a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
         k += 16
-        u = -t21 - 1 if t21 < 0 else t21
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -16061,20 +16061,20 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k += 2
         s = 7
     elif o.EVSEMaximumDischargePower is not None:
-        c22 = o.EVSEMaximumDischargePower
-        if c22.Exponent is None:
+        c8 = o.EVSEMaximumDischargePower
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t23 = c22.Exponent
-        if t23 < -128 or t23 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
-        if c22.Value is None:
+        t15 = c8.Exponent
+        if t15 < -128 or t15 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t24 = c22.Value
-        if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
-        a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
+        t16 = c8.Value
+        if (w.strict and (t16 < -32768 or t16 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+        a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x4000
         k += 16
-        u = -t24 - 1 if t24 < 0 else t24
+        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -16097,20 +16097,20 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     if s == 7:
         if o.EVSEMaximumDischargePower is not None:
-            c25 = o.EVSEMaximumDischargePower
-            if c25.Exponent is None:
+            c9 = o.EVSEMaximumDischargePower
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t17 = c9.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 15) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
+            t18 = c9.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 15) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 15
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -16133,20 +16133,20 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_DC_CPDResEnergyTransferModeType', 'missing SE(EVSEMaximumDischargePower)')
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargePower', 'required value missing')
-    c28 = o.EVSEMinimumDischargePower
-    if c28.Exponent is None:
+    c10 = o.EVSEMinimumDischargePower
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t29 = c28.Exponent
-    if t29 < -128 or t29 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
-    if c28.Value is None:
+    t19 = c10.Exponent
+    if t19 < -128 or t19 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t30 = c28.Value
-    if (w.strict and (t30 < -32768 or t30 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
-    a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
+    t20 = c10.Value
+    if (w.strict and (t20 < -32768 or t20 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+    a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
     k += 15
-    u = -t30 - 1 if t30 < 0 else t30
+    u = -t20 - 1 if t20 < 0 else t20
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16164,21 +16164,21 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMaximumDischargeCurrent', 'required value missing')
-    c31 = o.EVSEMaximumDischargeCurrent
-    if c31.Exponent is None:
+    c11 = o.EVSEMaximumDischargeCurrent
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t32 = c31.Exponent
-    if t32 < -128 or t32 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
-    if c31.Value is None:
+    t21 = c11.Exponent
+    if t21 < -128 or t21 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t33 = c31.Value
-    if (w.strict and (t33 < -32768 or t33 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
-    a = (a << 17) | (t32 + 128) << 4 | (1 if t33 < 0 else 0)
+    t22 = c11.Value
+    if (w.strict and (t22 < -32768 or t22 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+    a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 17
     s = 9
-    u = -t33 - 1 if t33 < 0 else t33
+    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16196,21 +16196,21 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumDischargeCurrent is None:
         raise encode_error('BPT_DC_CPDResEnergyTransferModeType.EVSEMinimumDischargeCurrent', 'required value missing')
-    c34 = o.EVSEMinimumDischargeCurrent
-    if c34.Exponent is None:
+    c12 = o.EVSEMinimumDischargeCurrent
+    if c12.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t35 = c34.Exponent
-    if t35 < -128 or t35 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
-    if c34.Value is None:
+    t23 = c12.Exponent
+    if t23 < -128 or t23 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+    if c12.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t36 = c34.Value
-    if (w.strict and (t36 < -32768 or t36 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
-    a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
+    t24 = c12.Value
+    if (w.strict and (t24 < -32768 or t24 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+    a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
     k += 17
     s = 10
-    u = -t36 - 1 if t36 < 0 else t36
+    u = -t24 - 1 if t24 < 0 else t24
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16884,20 +16884,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        c2 = o.EVTargetEnergyRequest
-        if c2.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -16920,20 +16920,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            c5 = o.EVTargetEnergyRequest
-            if c5.Exponent is None:
+            c2 = o.EVTargetEnergyRequest
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -16956,20 +16956,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    c8 = o.EVMaximumEnergyRequest
-    if c8.Exponent is None:
+    c3 = o.EVMaximumEnergyRequest
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t9 = c8.Exponent
-    if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-    if c8.Value is None:
+    t6 = c3.Exponent
+    if t6 < -128 or t6 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t10 = c8.Value
-    if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+    t7 = c3.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
-    u = -t10 - 1 if t10 < 0 else t10
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16987,21 +16987,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    c11 = o.EVMinimumEnergyRequest
-    if c11.Exponent is None:
+    c4 = o.EVMinimumEnergyRequest
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t12 = c11.Exponent
-    if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-    if c11.Value is None:
+    t8 = c4.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t13 = c11.Value
-    if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+    t9 = c4.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
-    u = -t13 - 1 if t13 < 0 else t13
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17019,21 +17019,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
-    c14 = o.EVMaximumChargePower
-    if c14.Exponent is None:
+    c5 = o.EVMaximumChargePower
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t15 = c14.Exponent
-    if t15 < -128 or t15 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
-    if c14.Value is None:
+    t10 = c5.Exponent
+    if t10 < -128 or t10 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t16 = c14.Value
-    if (w.strict and (t16 < -32768 or t16 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
-    a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+    t11 = c5.Value
+    if (w.strict and (t11 < -32768 or t11 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+    a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 17
     s = 4
-    u = -t16 - 1 if t16 < 0 else t16
+    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17051,21 +17051,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
-    c17 = o.EVMinimumChargePower
-    if c17.Exponent is None:
+    c6 = o.EVMinimumChargePower
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t18 = c17.Exponent
-    if t18 < -128 or t18 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-    if c17.Value is None:
+    t12 = c6.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t19 = c17.Value
-    if (w.strict and (t19 < -32768 or t19 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+    t13 = c6.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 5
-    u = -t19 - 1 if t19 < 0 else t19
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17083,21 +17083,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
-    c20 = o.EVMaximumChargeCurrent
-    if c20.Exponent is None:
+    c7 = o.EVMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t21 = c20.Exponent
-    if t21 < -128 or t21 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-    if c20.Value is None:
+    t14 = c7.Exponent
+    if t14 < -128 or t14 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t22 = c20.Value
-    if (w.strict and (t22 < -32768 or t22 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-    a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+    t15 = c7.Value
+    if (w.strict and (t15 < -32768 or t15 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 6
-    u = -t22 - 1 if t22 < 0 else t22
+    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17115,21 +17115,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
-    c23 = o.EVMaximumVoltage
-    if c23.Exponent is None:
+    c8 = o.EVMaximumVoltage
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t24 = c23.Exponent
-    if t24 < -128 or t24 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
-    if c23.Value is None:
+    t16 = c8.Exponent
+    if t16 < -128 or t16 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t25 = c23.Value
-    if (w.strict and (t25 < -32768 or t25 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
-    a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+    t17 = c8.Value
+    if (w.strict and (t17 < -32768 or t17 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+    a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
     k += 17
     s = 7
-    u = -t25 - 1 if t25 < 0 else t25
+    u = -t17 - 1 if t17 < 0 else t17
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17147,21 +17147,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
-    c26 = o.EVMinimumVoltage
-    if c26.Exponent is None:
+    c9 = o.EVMinimumVoltage
+    if c9.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t27 = c26.Exponent
-    if t27 < -128 or t27 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
-    if c26.Value is None:
+    t18 = c9.Exponent
+    if t18 < -128 or t18 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+    if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t28 = c26.Value
-    if (w.strict and (t28 < -32768 or t28 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
-    a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+    t19 = c9.Value
+    if (w.strict and (t19 < -32768 or t19 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 17
     s = 8
-    u = -t28 - 1 if t28 < 0 else t28
+    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17179,21 +17179,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargePower', 'required value missing')
-    c29 = o.EVMaximumDischargePower
-    if c29.Exponent is None:
+    c10 = o.EVMaximumDischargePower
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t30 = c29.Exponent
-    if t30 < -128 or t30 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
-    if c29.Value is None:
+    t20 = c10.Exponent
+    if t20 < -128 or t20 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t31 = c29.Value
-    if (w.strict and (t31 < -32768 or t31 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
-    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
+    t21 = c10.Value
+    if (w.strict and (t21 < -32768 or t21 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+    a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
     k += 17
     s = 9
-    u = -t31 - 1 if t31 < 0 else t31
+    u = -t21 - 1 if t21 < 0 else t21
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17211,21 +17211,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMinimumDischargePower', 'required value missing')
-    c32 = o.EVMinimumDischargePower
-    if c32.Exponent is None:
+    c11 = o.EVMinimumDischargePower
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t33 = c32.Exponent
-    if t33 < -128 or t33 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-    if c32.Value is None:
+    t22 = c11.Exponent
+    if t22 < -128 or t22 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t34 = c32.Value
-    if (w.strict and (t34 < -32768 or t34 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+    t23 = c11.Value
+    if (w.strict and (t23 < -32768 or t23 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+    a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
     k += 17
     s = 10
-    u = -t34 - 1 if t34 < 0 else t34
+    u = -t23 - 1 if t23 < 0 else t23
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17243,21 +17243,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.EVMaximumDischargeCurrent', 'required value missing')
-    c35 = o.EVMaximumDischargeCurrent
-    if c35.Exponent is None:
+    c12 = o.EVMaximumDischargeCurrent
+    if c12.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t36 = c35.Exponent
-    if t36 < -128 or t36 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
-    if c35.Value is None:
+    t24 = c12.Exponent
+    if t24 < -128 or t24 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+    if c12.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t37 = c35.Value
-    if (w.strict and (t37 < -32768 or t37 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
-    a = (a << 17) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
+    t25 = c12.Value
+    if (w.strict and (t25 < -32768 or t25 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+    a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
     k += 17
     s = 11
-    u = -t37 - 1 if t37 < 0 else t37
+    u = -t25 - 1 if t25 < 0 else t25
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -17277,20 +17277,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
     k += 2
     s = 12
     if o.EVMaximumV2XEnergyRequest is not None:
-        c38 = o.EVMaximumV2XEnergyRequest
-        if c38.Exponent is None:
+        c13 = o.EVMaximumV2XEnergyRequest
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t39 = c38.Exponent
-        if t39 < -128 or t39 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
-        if c38.Value is None:
+        t26 = c13.Exponent
+        if t26 < -128 or t26 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t40 = c38.Value
-        if (w.strict and (t40 < -32768 or t40 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
-        a = (a << 16) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
+        t27 = c13.Value
+        if (w.strict and (t27 < -32768 or t27 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+        a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
         k += 16
-        u = -t40 - 1 if t40 < 0 else t40
+        u = -t27 - 1 if t27 < 0 else t27
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17310,20 +17310,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 2
         s = 13
     elif o.EVMinimumV2XEnergyRequest is not None:
-        c41 = o.EVMinimumV2XEnergyRequest
-        if c41.Exponent is None:
+        c14 = o.EVMinimumV2XEnergyRequest
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t42 = c41.Exponent
-        if t42 < -128 or t42 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
-        if c41.Value is None:
+        t28 = c14.Exponent
+        if t28 < -128 or t28 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t43 = c41.Value
-        if (w.strict and (t43 < -32768 or t43 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
-        a = (a << 16) | (t42 + 128) << 4 | (1 if t43 < 0 else 0) | 0x4000
+        t29 = c14.Value
+        if (w.strict and (t29 < -32768 or t29 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+        a = (a << 16) | (t28 + 128) << 4 | (1 if t29 < 0 else 0) | 0x4000
         k += 16
-        u = -t43 - 1 if t43 < 0 else t43
+        u = -t29 - 1 if t29 < 0 else t29
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17348,20 +17348,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         s = -1
     if s == 13:
         if o.EVMinimumV2XEnergyRequest is not None:
-            c44 = o.EVMinimumV2XEnergyRequest
-            if c44.Exponent is None:
+            c15 = o.EVMinimumV2XEnergyRequest
+            if c15.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t45 = c44.Exponent
-            if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
-            if c44.Value is None:
+            t30 = c15.Exponent
+            if t30 < -128 or t30 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+            if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t46 = c44.Value
-            if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
-            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
+            t31 = c15.Value
+            if (w.strict and (t31 < -32768 or t31 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+            a = (a << 16) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
             k += 16
-            u = -t46 - 1 if t46 < 0 else t46
+            u = -t31 - 1 if t31 < 0 else t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18159,20 +18159,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
-        c5 = o.EVSEMaximumChargePower
-        if c5.Exponent is None:
+        c1 = o.EVSEMaximumChargePower
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t6 = c5.Exponent
-        if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-        if c5.Value is None:
+        t5 = c1.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t7 = c5.Value
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x10000
+        t6 = c1.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
         k += 17
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18195,26 +18195,26 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            t8 = o.MinimumSOC
-            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t8!r} outside 0..100')
-            a = (a << 12) | (t8) << 1
+            t7 = o.MinimumSOC
+            if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t7!r} outside 0..100')
+            a = (a << 12) | (t7) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            t9 = o.TargetSOC
-            if t9 < 0 or t9 > 127 or (w.strict and (t9 > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t9!r} outside 0..100')
-            a = (a << 12) | (t9) << 1 | 0x200
+            t8 = o.TargetSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+            a = (a << 12) | (t8) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            t10 = o.AckMaxDelay
-            if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
-            u = t10
+            t9 = o.AckMaxDelay
+            if t9 < 0 or (w.strict and (t9 > 65535)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+            u = t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18234,20 +18234,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            c11 = o.EVSEMaximumChargePower
-            if c11.Exponent is None:
+            c2 = o.EVSEMaximumChargePower
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t12 = c11.Exponent
-            if t12 < -128 or t12 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-            if c11.Value is None:
+            t10 = c2.Exponent
+            if t10 < -128 or t10 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t13 = c11.Value
-            if (w.strict and (t13 < -32768 or t13 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-            a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0xc000
+            t11 = c2.Value
+            if (w.strict and (t11 < -32768 or t11 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
             k += 17
-            u = -t13 - 1 if t13 < 0 else t13
+            u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18270,19 +18270,19 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            t14 = o.TargetSOC
-            if t14 < 0 or t14 > 127 or (w.strict and (t14 > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t14!r} outside 0..100')
-            a = (a << 11) | (t14) << 1
+            t12 = o.TargetSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t12!r} outside 0..100')
+            a = (a << 11) | (t12) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            t15 = o.AckMaxDelay
-            if t15 < 0 or (w.strict and (t15 > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t15!r} outside 0..65535')
-            u = t15
+            t13 = o.AckMaxDelay
+            if t13 < 0 or (w.strict and (t13 > 65535)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t13!r} outside 0..65535')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18302,20 +18302,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            c16 = o.EVSEMaximumChargePower
-            if c16.Exponent is None:
+            c3 = o.EVSEMaximumChargePower
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t14 = c3.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x8000
+            t15 = c3.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18340,10 +18340,10 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            t19 = o.AckMaxDelay
-            if t19 < 0 or (w.strict and (t19 > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t19!r} outside 0..65535')
-            u = t19
+            t16 = o.AckMaxDelay
+            if t16 < 0 or (w.strict and (t16 > 65535)):
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t16!r} outside 0..65535')
+            u = t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18363,20 +18363,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            c20 = o.EVSEMaximumChargePower
-            if c20.Exponent is None:
+            c4 = o.EVSEMaximumChargePower
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t21 = c20.Exponent
-            if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-            if c20.Value is None:
+            t17 = c4.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t22 = c20.Value
-            if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-            a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
+            t18 = c4.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
-            u = -t22 - 1 if t22 < 0 else t22
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18399,20 +18399,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if o.EVSEMaximumChargePower is not None:
-            c23 = o.EVSEMaximumChargePower
-            if c23.Exponent is None:
+            c5 = o.EVSEMaximumChargePower
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t24 = c23.Exponent
-            if t24 < -128 or t24 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
-            if c23.Value is None:
+            t19 = c5.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t25 = c23.Value
-            if (w.strict and (t25 < -32768 or t25 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
-            a = (a << 15) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+            t20 = c5.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
-            u = -t25 - 1 if t25 < 0 else t25
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18435,20 +18435,20 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('BPT_Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
     if o.EVSEMinimumChargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumChargePower', 'required value missing')
-    c26 = o.EVSEMinimumChargePower
-    if c26.Exponent is None:
+    c6 = o.EVSEMinimumChargePower
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t27 = c26.Exponent
-    if t27 < -128 or t27 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
-    if c26.Value is None:
+    t21 = c6.Exponent
+    if t21 < -128 or t21 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t28 = c26.Value
-    if (w.strict and (t28 < -32768 or t28 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
-    a = (a << 15) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+    t22 = c6.Value
+    if (w.strict and (t22 < -32768 or t22 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
-    u = -t28 - 1 if t28 < 0 else t28
+    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18466,21 +18466,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    c29 = o.EVSEMaximumChargeCurrent
-    if c29.Exponent is None:
+    c7 = o.EVSEMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t30 = c29.Exponent
-    if t30 < -128 or t30 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
-    if c29.Value is None:
+    t23 = c7.Exponent
+    if t23 < -128 or t23 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t31 = c29.Value
-    if (w.strict and (t31 < -32768 or t31 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
-    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
+    t24 = c7.Value
+    if (w.strict and (t24 < -32768 or t24 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+    a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
     k += 17
     s = 6
-    u = -t31 - 1 if t31 < 0 else t31
+    u = -t24 - 1 if t24 < 0 else t24
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18498,21 +18498,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
-    c32 = o.EVSEMaximumVoltage
-    if c32.Exponent is None:
+    c8 = o.EVSEMaximumVoltage
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t33 = c32.Exponent
-    if t33 < -128 or t33 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-    if c32.Value is None:
+    t25 = c8.Exponent
+    if t25 < -128 or t25 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t34 = c32.Value
-    if (w.strict and (t34 < -32768 or t34 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+    t26 = c8.Value
+    if (w.strict and (t26 < -32768 or t26 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+    a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
     k += 17
     s = 7
-    u = -t34 - 1 if t34 < 0 else t34
+    u = -t26 - 1 if t26 < 0 else t26
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18530,21 +18530,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargePower', 'required value missing')
-    c35 = o.EVSEMaximumDischargePower
-    if c35.Exponent is None:
+    c9 = o.EVSEMaximumDischargePower
+    if c9.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t36 = c35.Exponent
-    if t36 < -128 or t36 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
-    if c35.Value is None:
+    t27 = c9.Exponent
+    if t27 < -128 or t27 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+    if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t37 = c35.Value
-    if (w.strict and (t37 < -32768 or t37 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
-    a = (a << 17) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
+    t28 = c9.Value
+    if (w.strict and (t28 < -32768 or t28 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+    a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
     k += 17
     s = 8
-    u = -t37 - 1 if t37 < 0 else t37
+    u = -t28 - 1 if t28 < 0 else t28
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18562,21 +18562,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumDischargePower is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumDischargePower', 'required value missing')
-    c38 = o.EVSEMinimumDischargePower
-    if c38.Exponent is None:
+    c10 = o.EVSEMinimumDischargePower
+    if c10.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t39 = c38.Exponent
-    if t39 < -128 or t39 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
-    if c38.Value is None:
+    t29 = c10.Exponent
+    if t29 < -128 or t29 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+    if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t40 = c38.Value
-    if (w.strict and (t40 < -32768 or t40 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
-    a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
+    t30 = c10.Value
+    if (w.strict and (t30 < -32768 or t30 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+    a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
     k += 17
     s = 9
-    u = -t40 - 1 if t40 < 0 else t40
+    u = -t30 - 1 if t30 < 0 else t30
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18594,21 +18594,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMaximumDischargeCurrent is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMaximumDischargeCurrent', 'required value missing')
-    c41 = o.EVSEMaximumDischargeCurrent
-    if c41.Exponent is None:
+    c11 = o.EVSEMaximumDischargeCurrent
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t42 = c41.Exponent
-    if t42 < -128 or t42 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
-    if c41.Value is None:
+    t31 = c11.Exponent
+    if t31 < -128 or t31 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t43 = c41.Value
-    if (w.strict and (t43 < -32768 or t43 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
-    a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
+    t32 = c11.Value
+    if (w.strict and (t32 < -32768 or t32 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+    a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
     k += 17
     s = 10
-    u = -t43 - 1 if t43 < 0 else t43
+    u = -t32 - 1 if t32 < 0 else t32
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18626,21 +18626,21 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('BPT_Dynamic_DC_CLResControlModeType.EVSEMinimumVoltage', 'required value missing')
-    c44 = o.EVSEMinimumVoltage
-    if c44.Exponent is None:
+    c12 = o.EVSEMinimumVoltage
+    if c12.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t45 = c44.Exponent
-    if t45 < -128 or t45 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
-    if c44.Value is None:
+    t33 = c12.Exponent
+    if t33 < -128 or t33 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+    if c12.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t46 = c44.Value
-    if (w.strict and (t46 < -32768 or t46 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
-    a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
+    t34 = c12.Value
+    if (w.strict and (t34 < -32768 or t34 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
     k += 17
     s = 11
-    u = -t46 - 1 if t46 < 0 else t46
+    u = -t34 - 1 if t34 < 0 else t34
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -20636,17 +20636,17 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         c1 = o.EVTargetEnergyRequest
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -20666,20 +20666,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        c4 = o.EVMaximumEnergyRequest
-        if c4.Exponent is None:
+        c2 = o.EVMaximumEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -20699,20 +20699,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        c7 = o.EVMinimumEnergyRequest
-        if c7.Exponent is None:
+        c3 = o.EVMinimumEnergyRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -20732,20 +20732,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
-        c10 = o.EVTargetCurrent
-        if c10.Exponent is None:
+        c4 = o.EVTargetCurrent
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t7 = c4.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
+        t8 = c4.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 17
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -20768,20 +20768,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            c13 = o.EVMaximumEnergyRequest
-            if c13.Exponent is None:
+            c5 = o.EVMaximumEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t9 = c5.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+            t10 = c5.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20801,20 +20801,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            c16 = o.EVMinimumEnergyRequest
-            if c16.Exponent is None:
+            c6 = o.EVMinimumEnergyRequest
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t11 = c6.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20834,20 +20834,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            c19 = o.EVTargetCurrent
-            if c19.Exponent is None:
+            c7 = o.EVTargetCurrent
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t20 = c19.Exponent
-            if t20 < -128 or t20 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
-            if c19.Value is None:
+            t13 = c7.Exponent
+            if t13 < -128 or t13 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t21 = c19.Value
-            if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
-            a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
+            t14 = c7.Value
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 16
-            u = -t21 - 1 if t21 < 0 else t21
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20870,20 +20870,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            c22 = o.EVMinimumEnergyRequest
-            if c22.Exponent is None:
+            c8 = o.EVMinimumEnergyRequest
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t23 = c22.Exponent
-            if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
-            if c22.Value is None:
+            t15 = c8.Exponent
+            if t15 < -128 or t15 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t24 = c22.Value
-            if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
-            a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+            t16 = c8.Value
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 16
-            u = -t24 - 1 if t24 < 0 else t24
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20903,20 +20903,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            c25 = o.EVTargetCurrent
-            if c25.Exponent is None:
+            c9 = o.EVTargetCurrent
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t17 = c9.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
+            t18 = c9.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20939,20 +20939,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if o.EVTargetCurrent is not None:
-            c28 = o.EVTargetCurrent
-            if c28.Exponent is None:
+            c10 = o.EVTargetCurrent
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t29 = c28.Exponent
-            if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
-            if c28.Value is None:
+            t19 = c10.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t30 = c28.Value
-            if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
-            a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
+            t20 = c10.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
-            u = -t30 - 1 if t30 < 0 else t30
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -20975,20 +20975,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('BPT_Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
     if o.EVTargetVoltage is None:
         raise encode_error('BPT_Scheduled_DC_CLReqControlModeType.EVTargetVoltage', 'required value missing')
-    c31 = o.EVTargetVoltage
-    if c31.Exponent is None:
+    c11 = o.EVTargetVoltage
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t32 = c31.Exponent
-    if t32 < -128 or t32 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
-    if c31.Value is None:
+    t21 = c11.Exponent
+    if t21 < -128 or t21 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t33 = c31.Value
-    if (w.strict and (t33 < -32768 or t33 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
-    a = (a << 15) | (t32 + 128) << 4 | (1 if t33 < 0 else 0)
+    t22 = c11.Value
+    if (w.strict and (t22 < -32768 or t22 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
-    u = -t33 - 1 if t33 < 0 else t33
+    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -21008,20 +21008,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
     k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
-        c34 = o.EVMaximumChargePower
-        if c34.Exponent is None:
+        c12 = o.EVMaximumChargePower
+        if c12.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t35 = c34.Exponent
-        if t35 < -128 or t35 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
-        if c34.Value is None:
+        t23 = c12.Exponent
+        if t23 < -128 or t23 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+        if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t36 = c34.Value
-        if (w.strict and (t36 < -32768 or t36 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
-        a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
+        t24 = c12.Value
+        if (w.strict and (t24 < -32768 or t24 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+        a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
         k += 18
-        u = -t36 - 1 if t36 < 0 else t36
+        u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21041,20 +21041,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
-        c37 = o.EVMinimumChargePower
-        if c37.Exponent is None:
+        c13 = o.EVMinimumChargePower
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t38 = c37.Exponent
-        if t38 < -128 or t38 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
-        if c37.Value is None:
+        t25 = c13.Exponent
+        if t25 < -128 or t25 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t39 = c37.Value
-        if (w.strict and (t39 < -32768 or t39 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
-        a = (a << 18) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x4000
+        t26 = c13.Value
+        if (w.strict and (t26 < -32768 or t26 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
         k += 18
-        u = -t39 - 1 if t39 < 0 else t39
+        u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21074,20 +21074,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
-        c40 = o.EVMaximumChargeCurrent
-        if c40.Exponent is None:
+        c14 = o.EVMaximumChargeCurrent
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t41 = c40.Exponent
-        if t41 < -128 or t41 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
-        if c40.Value is None:
+        t27 = c14.Exponent
+        if t27 < -128 or t27 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t42 = c40.Value
-        if (w.strict and (t42 < -32768 or t42 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
-        a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
+        t28 = c14.Value
+        if (w.strict and (t28 < -32768 or t28 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+        a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
         k += 18
-        u = -t42 - 1 if t42 < 0 else t42
+        u = -t28 - 1 if t28 < 0 else t28
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21107,20 +21107,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
-        c43 = o.EVMaximumVoltage
-        if c43.Exponent is None:
+        c15 = o.EVMaximumVoltage
+        if c15.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t44 = c43.Exponent
-        if t44 < -128 or t44 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-        if c43.Value is None:
+        t29 = c15.Exponent
+        if t29 < -128 or t29 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+        if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t45 = c43.Value
-        if (w.strict and (t45 < -32768 or t45 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-        a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
+        t30 = c15.Value
+        if (w.strict and (t30 < -32768 or t30 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+        a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
         k += 18
-        u = -t45 - 1 if t45 < 0 else t45
+        u = -t30 - 1 if t30 < 0 else t30
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21140,20 +21140,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
-        c46 = o.EVMinimumVoltage
-        if c46.Exponent is None:
+        c16 = o.EVMinimumVoltage
+        if c16.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t47 = c46.Exponent
-        if t47 < -128 or t47 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
-        if c46.Value is None:
+        t31 = c16.Exponent
+        if t31 < -128 or t31 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+        if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t48 = c46.Value
-        if (w.strict and (t48 < -32768 or t48 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
-        a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
+        t32 = c16.Value
+        if (w.strict and (t32 < -32768 or t32 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+        a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
         k += 18
-        u = -t48 - 1 if t48 < 0 else t48
+        u = -t32 - 1 if t32 < 0 else t32
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21173,20 +21173,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 10
     elif o.EVMaximumDischargePower is not None:
-        c49 = o.EVMaximumDischargePower
-        if c49.Exponent is None:
+        c17 = o.EVMaximumDischargePower
+        if c17.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t50 = c49.Exponent
-        if t50 < -128 or t50 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
-        if c49.Value is None:
+        t33 = c17.Exponent
+        if t33 < -128 or t33 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+        if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t51 = c49.Value
-        if (w.strict and (t51 < -32768 or t51 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
-        a = (a << 18) | (t50 + 128) << 4 | (1 if t51 < 0 else 0) | 0x14000
+        t34 = c17.Value
+        if (w.strict and (t34 < -32768 or t34 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+        a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
         k += 18
-        u = -t51 - 1 if t51 < 0 else t51
+        u = -t34 - 1 if t34 < 0 else t34
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21206,20 +21206,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 11
     elif o.EVMinimumDischargePower is not None:
-        c52 = o.EVMinimumDischargePower
-        if c52.Exponent is None:
+        c18 = o.EVMinimumDischargePower
+        if c18.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t53 = c52.Exponent
-        if t53 < -128 or t53 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
-        if c52.Value is None:
+        t35 = c18.Exponent
+        if t35 < -128 or t35 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+        if c18.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t54 = c52.Value
-        if (w.strict and (t54 < -32768 or t54 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
-        a = (a << 18) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x18000
+        t36 = c18.Value
+        if (w.strict and (t36 < -32768 or t36 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+        a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x18000
         k += 18
-        u = -t54 - 1 if t54 < 0 else t54
+        u = -t36 - 1 if t36 < 0 else t36
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21239,20 +21239,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 12
     elif o.EVMaximumDischargeCurrent is not None:
-        c55 = o.EVMaximumDischargeCurrent
-        if c55.Exponent is None:
+        c19 = o.EVMaximumDischargeCurrent
+        if c19.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t56 = c55.Exponent
-        if t56 < -128 or t56 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t56!r} outside -128..127')
-        if c55.Value is None:
+        t37 = c19.Exponent
+        if t37 < -128 or t37 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+        if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t57 = c55.Value
-        if (w.strict and (t57 < -32768 or t57 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t57!r} outside -32768..32767')
-        a = (a << 18) | (t56 + 128) << 4 | (1 if t57 < 0 else 0) | 0x1c000
+        t38 = c19.Value
+        if (w.strict and (t38 < -32768 or t38 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+        a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x1c000
         k += 18
-        u = -t57 - 1 if t57 < 0 else t57
+        u = -t38 - 1 if t38 < 0 else t38
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21277,20 +21277,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            c58 = o.EVMinimumChargePower
-            if c58.Exponent is None:
+            c20 = o.EVMinimumChargePower
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t59 = c58.Exponent
-            if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
-            if c58.Value is None:
+            t39 = c20.Exponent
+            if t39 < -128 or t39 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t60 = c58.Value
-            if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
-            a = (a << 18) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
+            t40 = c20.Value
+            if (w.strict and (t40 < -32768 or t40 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
             k += 18
-            u = -t60 - 1 if t60 < 0 else t60
+            u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21310,20 +21310,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
-            c61 = o.EVMaximumChargeCurrent
-            if c61.Exponent is None:
+            c21 = o.EVMaximumChargeCurrent
+            if c21.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t62 = c61.Exponent
-            if t62 < -128 or t62 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t62!r} outside -128..127')
-            if c61.Value is None:
+            t41 = c21.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t63 = c61.Value
-            if (w.strict and (t63 < -32768 or t63 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t63!r} outside -32768..32767')
-            a = (a << 18) | (t62 + 128) << 4 | (1 if t63 < 0 else 0) | 0x4000
+            t42 = c21.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
             k += 18
-            u = -t63 - 1 if t63 < 0 else t63
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21343,20 +21343,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            c64 = o.EVMaximumVoltage
-            if c64.Exponent is None:
+            c22 = o.EVMaximumVoltage
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t65 = c64.Exponent
-            if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
-            if c64.Value is None:
+            t43 = c22.Exponent
+            if t43 < -128 or t43 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t66 = c64.Value
-            if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
-            a = (a << 18) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
+            t44 = c22.Value
+            if (w.strict and (t44 < -32768 or t44 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+            a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x8000
             k += 18
-            u = -t66 - 1 if t66 < 0 else t66
+            u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21376,20 +21376,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            c67 = o.EVMinimumVoltage
-            if c67.Exponent is None:
+            c23 = o.EVMinimumVoltage
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t68 = c67.Exponent
-            if t68 < -128 or t68 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t68!r} outside -128..127')
-            if c67.Value is None:
+            t45 = c23.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t69 = c67.Value
-            if (w.strict and (t69 < -32768 or t69 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t69!r} outside -32768..32767')
-            a = (a << 18) | (t68 + 128) << 4 | (1 if t69 < 0 else 0) | 0xc000
+            t46 = c23.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0xc000
             k += 18
-            u = -t69 - 1 if t69 < 0 else t69
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21409,20 +21409,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            c70 = o.EVMaximumDischargePower
-            if c70.Exponent is None:
+            c24 = o.EVMaximumDischargePower
+            if c24.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t71 = c70.Exponent
-            if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
-            if c70.Value is None:
+            t47 = c24.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t72 = c70.Value
-            if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
-            a = (a << 18) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x10000
+            t48 = c24.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
             k += 18
-            u = -t72 - 1 if t72 < 0 else t72
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21442,20 +21442,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            c73 = o.EVMinimumDischargePower
-            if c73.Exponent is None:
+            c25 = o.EVMinimumDischargePower
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t74 = c73.Exponent
-            if t74 < -128 or t74 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t74!r} outside -128..127')
-            if c73.Value is None:
+            t49 = c25.Exponent
+            if t49 < -128 or t49 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t75 = c73.Value
-            if (w.strict and (t75 < -32768 or t75 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t75!r} outside -32768..32767')
-            a = (a << 18) | (t74 + 128) << 4 | (1 if t75 < 0 else 0) | 0x14000
+            t50 = c25.Value
+            if (w.strict and (t50 < -32768 or t50 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+            a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x14000
             k += 18
-            u = -t75 - 1 if t75 < 0 else t75
+            u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21475,20 +21475,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            c76 = o.EVMaximumDischargeCurrent
-            if c76.Exponent is None:
+            c26 = o.EVMaximumDischargeCurrent
+            if c26.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t77 = c76.Exponent
-            if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
-            if c76.Value is None:
+            t51 = c26.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t78 = c76.Value
-            if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
-            a = (a << 18) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x18000
+            t52 = c26.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x18000
             k += 18
-            u = -t78 - 1 if t78 < 0 else t78
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21513,20 +21513,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
-            c79 = o.EVMaximumChargeCurrent
-            if c79.Exponent is None:
+            c27 = o.EVMaximumChargeCurrent
+            if c27.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t80 = c79.Exponent
-            if t80 < -128 or t80 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t80!r} outside -128..127')
-            if c79.Value is None:
+            t53 = c27.Exponent
+            if t53 < -128 or t53 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+            if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t81 = c79.Value
-            if (w.strict and (t81 < -32768 or t81 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t81!r} outside -32768..32767')
-            a = (a << 17) | (t80 + 128) << 4 | (1 if t81 < 0 else 0)
+            t54 = c27.Value
+            if (w.strict and (t54 < -32768 or t54 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
             k += 17
-            u = -t81 - 1 if t81 < 0 else t81
+            u = -t54 - 1 if t54 < 0 else t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21546,20 +21546,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            c82 = o.EVMaximumVoltage
-            if c82.Exponent is None:
+            c28 = o.EVMaximumVoltage
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t83 = c82.Exponent
-            if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
-            if c82.Value is None:
+            t55 = c28.Exponent
+            if t55 < -128 or t55 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t84 = c82.Value
-            if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
-            a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
+            t56 = c28.Value
+            if (w.strict and (t56 < -32768 or t56 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+            a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
             k += 17
-            u = -t84 - 1 if t84 < 0 else t84
+            u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21579,20 +21579,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            c85 = o.EVMinimumVoltage
-            if c85.Exponent is None:
+            c29 = o.EVMinimumVoltage
+            if c29.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t86 = c85.Exponent
-            if t86 < -128 or t86 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t86!r} outside -128..127')
-            if c85.Value is None:
+            t57 = c29.Exponent
+            if t57 < -128 or t57 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+            if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t87 = c85.Value
-            if (w.strict and (t87 < -32768 or t87 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t87!r} outside -32768..32767')
-            a = (a << 17) | (t86 + 128) << 4 | (1 if t87 < 0 else 0) | 0x8000
+            t58 = c29.Value
+            if (w.strict and (t58 < -32768 or t58 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+            a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
             k += 17
-            u = -t87 - 1 if t87 < 0 else t87
+            u = -t58 - 1 if t58 < 0 else t58
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21612,20 +21612,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            c88 = o.EVMaximumDischargePower
-            if c88.Exponent is None:
+            c30 = o.EVMaximumDischargePower
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t89 = c88.Exponent
-            if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
-            if c88.Value is None:
+            t59 = c30.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t90 = c88.Value
-            if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
-            a = (a << 17) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0xc000
+            t60 = c30.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
             k += 17
-            u = -t90 - 1 if t90 < 0 else t90
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21645,20 +21645,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            c91 = o.EVMinimumDischargePower
-            if c91.Exponent is None:
+            c31 = o.EVMinimumDischargePower
+            if c31.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t92 = c91.Exponent
-            if t92 < -128 or t92 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t92!r} outside -128..127')
-            if c91.Value is None:
+            t61 = c31.Exponent
+            if t61 < -128 or t61 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+            if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t93 = c91.Value
-            if (w.strict and (t93 < -32768 or t93 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t93!r} outside -32768..32767')
-            a = (a << 17) | (t92 + 128) << 4 | (1 if t93 < 0 else 0) | 0x10000
+            t62 = c31.Value
+            if (w.strict and (t62 < -32768 or t62 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+            a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0x10000
             k += 17
-            u = -t93 - 1 if t93 < 0 else t93
+            u = -t62 - 1 if t62 < 0 else t62
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21678,20 +21678,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            c94 = o.EVMaximumDischargeCurrent
-            if c94.Exponent is None:
+            c32 = o.EVMaximumDischargeCurrent
+            if c32.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t95 = c94.Exponent
-            if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
-            if c94.Value is None:
+            t63 = c32.Exponent
+            if t63 < -128 or t63 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+            if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t96 = c94.Value
-            if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
-            a = (a << 17) | (t95 + 128) << 4 | (1 if t96 < 0 else 0) | 0x14000
+            t64 = c32.Value
+            if (w.strict and (t64 < -32768 or t64 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+            a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x14000
             k += 17
-            u = -t96 - 1 if t96 < 0 else t96
+            u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21716,20 +21716,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
-            c97 = o.EVMaximumVoltage
-            if c97.Exponent is None:
+            c33 = o.EVMaximumVoltage
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t98 = c97.Exponent
-            if t98 < -128 or t98 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t98!r} outside -128..127')
-            if c97.Value is None:
+            t65 = c33.Exponent
+            if t65 < -128 or t65 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t99 = c97.Value
-            if (w.strict and (t99 < -32768 or t99 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t99!r} outside -32768..32767')
-            a = (a << 17) | (t98 + 128) << 4 | (1 if t99 < 0 else 0)
+            t66 = c33.Value
+            if (w.strict and (t66 < -32768 or t66 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0)
             k += 17
-            u = -t99 - 1 if t99 < 0 else t99
+            u = -t66 - 1 if t66 < 0 else t66
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21749,20 +21749,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            c100 = o.EVMinimumVoltage
-            if c100.Exponent is None:
+            c34 = o.EVMinimumVoltage
+            if c34.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t101 = c100.Exponent
-            if t101 < -128 or t101 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t101!r} outside -128..127')
-            if c100.Value is None:
+            t67 = c34.Exponent
+            if t67 < -128 or t67 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+            if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t102 = c100.Value
-            if (w.strict and (t102 < -32768 or t102 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t102!r} outside -32768..32767')
-            a = (a << 17) | (t101 + 128) << 4 | (1 if t102 < 0 else 0) | 0x4000
+            t68 = c34.Value
+            if (w.strict and (t68 < -32768 or t68 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+            a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x4000
             k += 17
-            u = -t102 - 1 if t102 < 0 else t102
+            u = -t68 - 1 if t68 < 0 else t68
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21782,20 +21782,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            c103 = o.EVMaximumDischargePower
-            if c103.Exponent is None:
+            c35 = o.EVMaximumDischargePower
+            if c35.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t104 = c103.Exponent
-            if t104 < -128 or t104 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t104!r} outside -128..127')
-            if c103.Value is None:
+            t69 = c35.Exponent
+            if t69 < -128 or t69 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+            if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t105 = c103.Value
-            if (w.strict and (t105 < -32768 or t105 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t105!r} outside -32768..32767')
-            a = (a << 17) | (t104 + 128) << 4 | (1 if t105 < 0 else 0) | 0x8000
+            t70 = c35.Value
+            if (w.strict and (t70 < -32768 or t70 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+            a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x8000
             k += 17
-            u = -t105 - 1 if t105 < 0 else t105
+            u = -t70 - 1 if t70 < 0 else t70
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21815,20 +21815,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            c106 = o.EVMinimumDischargePower
-            if c106.Exponent is None:
+            c36 = o.EVMinimumDischargePower
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t107 = c106.Exponent
-            if t107 < -128 or t107 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t107!r} outside -128..127')
-            if c106.Value is None:
+            t71 = c36.Exponent
+            if t71 < -128 or t71 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t108 = c106.Value
-            if (w.strict and (t108 < -32768 or t108 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t108!r} outside -32768..32767')
-            a = (a << 17) | (t107 + 128) << 4 | (1 if t108 < 0 else 0) | 0xc000
+            t72 = c36.Value
+            if (w.strict and (t72 < -32768 or t72 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+            a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0xc000
             k += 17
-            u = -t108 - 1 if t108 < 0 else t108
+            u = -t72 - 1 if t72 < 0 else t72
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21848,20 +21848,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            c109 = o.EVMaximumDischargeCurrent
-            if c109.Exponent is None:
+            c37 = o.EVMaximumDischargeCurrent
+            if c37.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t110 = c109.Exponent
-            if t110 < -128 or t110 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t110!r} outside -128..127')
-            if c109.Value is None:
+            t73 = c37.Exponent
+            if t73 < -128 or t73 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+            if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t111 = c109.Value
-            if (w.strict and (t111 < -32768 or t111 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t111!r} outside -32768..32767')
-            a = (a << 17) | (t110 + 128) << 4 | (1 if t111 < 0 else 0) | 0x10000
+            t74 = c37.Value
+            if (w.strict and (t74 < -32768 or t74 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x10000
             k += 17
-            u = -t111 - 1 if t111 < 0 else t111
+            u = -t74 - 1 if t74 < 0 else t74
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21886,20 +21886,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
-            c112 = o.EVMinimumVoltage
-            if c112.Exponent is None:
+            c38 = o.EVMinimumVoltage
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t113 = c112.Exponent
-            if t113 < -128 or t113 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t113!r} outside -128..127')
-            if c112.Value is None:
+            t75 = c38.Exponent
+            if t75 < -128 or t75 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t114 = c112.Value
-            if (w.strict and (t114 < -32768 or t114 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t114!r} outside -32768..32767')
-            a = (a << 17) | (t113 + 128) << 4 | (1 if t114 < 0 else 0)
+            t76 = c38.Value
+            if (w.strict and (t76 < -32768 or t76 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+            a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0)
             k += 17
-            u = -t114 - 1 if t114 < 0 else t114
+            u = -t76 - 1 if t76 < 0 else t76
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21919,20 +21919,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 10
         elif o.EVMaximumDischargePower is not None:
-            c115 = o.EVMaximumDischargePower
-            if c115.Exponent is None:
+            c39 = o.EVMaximumDischargePower
+            if c39.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t116 = c115.Exponent
-            if t116 < -128 or t116 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t116!r} outside -128..127')
-            if c115.Value is None:
+            t77 = c39.Exponent
+            if t77 < -128 or t77 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+            if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t117 = c115.Value
-            if (w.strict and (t117 < -32768 or t117 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t117!r} outside -32768..32767')
-            a = (a << 17) | (t116 + 128) << 4 | (1 if t117 < 0 else 0) | 0x4000
+            t78 = c39.Value
+            if (w.strict and (t78 < -32768 or t78 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+            a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x4000
             k += 17
-            u = -t117 - 1 if t117 < 0 else t117
+            u = -t78 - 1 if t78 < 0 else t78
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21952,20 +21952,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            c118 = o.EVMinimumDischargePower
-            if c118.Exponent is None:
+            c40 = o.EVMinimumDischargePower
+            if c40.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t119 = c118.Exponent
-            if t119 < -128 or t119 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t119!r} outside -128..127')
-            if c118.Value is None:
+            t79 = c40.Exponent
+            if t79 < -128 or t79 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+            if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t120 = c118.Value
-            if (w.strict and (t120 < -32768 or t120 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t120!r} outside -32768..32767')
-            a = (a << 17) | (t119 + 128) << 4 | (1 if t120 < 0 else 0) | 0x8000
+            t80 = c40.Value
+            if (w.strict and (t80 < -32768 or t80 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+            a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0x8000
             k += 17
-            u = -t120 - 1 if t120 < 0 else t120
+            u = -t80 - 1 if t80 < 0 else t80
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -21985,20 +21985,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            c121 = o.EVMaximumDischargeCurrent
-            if c121.Exponent is None:
+            c41 = o.EVMaximumDischargeCurrent
+            if c41.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t122 = c121.Exponent
-            if t122 < -128 or t122 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t122!r} outside -128..127')
-            if c121.Value is None:
+            t81 = c41.Exponent
+            if t81 < -128 or t81 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+            if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t123 = c121.Value
-            if (w.strict and (t123 < -32768 or t123 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t123!r} outside -32768..32767')
-            a = (a << 17) | (t122 + 128) << 4 | (1 if t123 < 0 else 0) | 0xc000
+            t82 = c41.Value
+            if (w.strict and (t82 < -32768 or t82 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+            a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0) | 0xc000
             k += 17
-            u = -t123 - 1 if t123 < 0 else t123
+            u = -t82 - 1 if t82 < 0 else t82
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22023,20 +22023,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 10:
         if o.EVMaximumDischargePower is not None:
-            c124 = o.EVMaximumDischargePower
-            if c124.Exponent is None:
+            c42 = o.EVMaximumDischargePower
+            if c42.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t125 = c124.Exponent
-            if t125 < -128 or t125 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t125!r} outside -128..127')
-            if c124.Value is None:
+            t83 = c42.Exponent
+            if t83 < -128 or t83 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+            if c42.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t126 = c124.Value
-            if (w.strict and (t126 < -32768 or t126 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t126!r} outside -32768..32767')
-            a = (a << 17) | (t125 + 128) << 4 | (1 if t126 < 0 else 0)
+            t84 = c42.Value
+            if (w.strict and (t84 < -32768 or t84 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+            a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0)
             k += 17
-            u = -t126 - 1 if t126 < 0 else t126
+            u = -t84 - 1 if t84 < 0 else t84
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22056,20 +22056,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 11
         elif o.EVMinimumDischargePower is not None:
-            c127 = o.EVMinimumDischargePower
-            if c127.Exponent is None:
+            c43 = o.EVMinimumDischargePower
+            if c43.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t128 = c127.Exponent
-            if t128 < -128 or t128 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t128!r} outside -128..127')
-            if c127.Value is None:
+            t85 = c43.Exponent
+            if t85 < -128 or t85 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+            if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t129 = c127.Value
-            if (w.strict and (t129 < -32768 or t129 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t129!r} outside -32768..32767')
-            a = (a << 17) | (t128 + 128) << 4 | (1 if t129 < 0 else 0) | 0x4000
+            t86 = c43.Value
+            if (w.strict and (t86 < -32768 or t86 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x4000
             k += 17
-            u = -t129 - 1 if t129 < 0 else t129
+            u = -t86 - 1 if t86 < 0 else t86
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22089,20 +22089,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            c130 = o.EVMaximumDischargeCurrent
-            if c130.Exponent is None:
+            c44 = o.EVMaximumDischargeCurrent
+            if c44.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t131 = c130.Exponent
-            if t131 < -128 or t131 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t131!r} outside -128..127')
-            if c130.Value is None:
+            t87 = c44.Exponent
+            if t87 < -128 or t87 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+            if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t132 = c130.Value
-            if (w.strict and (t132 < -32768 or t132 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t132!r} outside -32768..32767')
-            a = (a << 17) | (t131 + 128) << 4 | (1 if t132 < 0 else 0) | 0x8000
+            t88 = c44.Value
+            if (w.strict and (t88 < -32768 or t88 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+            a = (a << 17) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0x8000
             k += 17
-            u = -t132 - 1 if t132 < 0 else t132
+            u = -t88 - 1 if t88 < 0 else t88
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22127,20 +22127,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 11:
         if o.EVMinimumDischargePower is not None:
-            c133 = o.EVMinimumDischargePower
-            if c133.Exponent is None:
+            c45 = o.EVMinimumDischargePower
+            if c45.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t134 = c133.Exponent
-            if t134 < -128 or t134 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t134!r} outside -128..127')
-            if c133.Value is None:
+            t89 = c45.Exponent
+            if t89 < -128 or t89 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+            if c45.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t135 = c133.Value
-            if (w.strict and (t135 < -32768 or t135 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t135!r} outside -32768..32767')
-            a = (a << 16) | (t134 + 128) << 4 | (1 if t135 < 0 else 0)
+            t90 = c45.Value
+            if (w.strict and (t90 < -32768 or t90 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+            a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0)
             k += 16
-            u = -t135 - 1 if t135 < 0 else t135
+            u = -t90 - 1 if t90 < 0 else t90
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22160,20 +22160,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 12
         elif o.EVMaximumDischargeCurrent is not None:
-            c136 = o.EVMaximumDischargeCurrent
-            if c136.Exponent is None:
+            c46 = o.EVMaximumDischargeCurrent
+            if c46.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t137 = c136.Exponent
-            if t137 < -128 or t137 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t137!r} outside -128..127')
-            if c136.Value is None:
+            t91 = c46.Exponent
+            if t91 < -128 or t91 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t91!r} outside -128..127')
+            if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t138 = c136.Value
-            if (w.strict and (t138 < -32768 or t138 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t138!r} outside -32768..32767')
-            a = (a << 16) | (t137 + 128) << 4 | (1 if t138 < 0 else 0) | 0x4000
+            t92 = c46.Value
+            if (w.strict and (t92 < -32768 or t92 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t92!r} outside -32768..32767')
+            a = (a << 16) | (t91 + 128) << 4 | (1 if t92 < 0 else 0) | 0x4000
             k += 16
-            u = -t138 - 1 if t138 < 0 else t138
+            u = -t92 - 1 if t92 < 0 else t92
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22198,20 +22198,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 12:
         if o.EVMaximumDischargeCurrent is not None:
-            c139 = o.EVMaximumDischargeCurrent
-            if c139.Exponent is None:
+            c47 = o.EVMaximumDischargeCurrent
+            if c47.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t140 = c139.Exponent
-            if t140 < -128 or t140 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t140!r} outside -128..127')
-            if c139.Value is None:
+            t93 = c47.Exponent
+            if t93 < -128 or t93 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t93!r} outside -128..127')
+            if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t141 = c139.Value
-            if (w.strict and (t141 < -32768 or t141 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t141!r} outside -32768..32767')
-            a = (a << 16) | (t140 + 128) << 4 | (1 if t141 < 0 else 0)
+            t94 = c47.Value
+            if (w.strict and (t94 < -32768 or t94 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t94!r} outside -32768..32767')
+            a = (a << 16) | (t93 + 128) << 4 | (1 if t94 < 0 else 0)
             k += 16
-            u = -t141 - 1 if t141 < 0 else t141
+            u = -t94 - 1 if t94 < 0 else t94
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -23760,17 +23760,17 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         c1 = o.EVSEMaximumChargePower
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 18
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -23790,20 +23790,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
-        c4 = o.EVSEMinimumChargePower
-        if c4.Exponent is None:
+        c2 = o.EVSEMinimumChargePower
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 18
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -23823,20 +23823,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
-        c7 = o.EVSEMaximumChargeCurrent
-        if c7.Exponent is None:
+        c3 = o.EVSEMaximumChargeCurrent
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 18
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -23856,20 +23856,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
-        c10 = o.EVSEMaximumVoltage
-        if c10.Exponent is None:
+        c4 = o.EVSEMaximumVoltage
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t7 = c4.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
+        t8 = c4.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 18
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -23889,20 +23889,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 4
     elif o.EVSEMaximumDischargePower is not None:
-        c13 = o.EVSEMaximumDischargePower
-        if c13.Exponent is None:
+        c5 = o.EVSEMaximumDischargePower
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t14 = c13.Exponent
-        if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-        if c13.Value is None:
+        t9 = c5.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t15 = c13.Value
-        if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-        a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x10000
+        t10 = c5.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
-        u = -t15 - 1 if t15 < 0 else t15
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -23922,20 +23922,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 5
     elif o.EVSEMinimumDischargePower is not None:
-        c16 = o.EVSEMinimumDischargePower
-        if c16.Exponent is None:
+        c6 = o.EVSEMinimumDischargePower
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t17 = c16.Exponent
-        if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-        if c16.Value is None:
+        t11 = c6.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t18 = c16.Value
-        if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-        a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x14000
+        t12 = c6.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
         k += 18
-        u = -t18 - 1 if t18 < 0 else t18
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -23955,20 +23955,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 6
     elif o.EVSEMaximumDischargeCurrent is not None:
-        c19 = o.EVSEMaximumDischargeCurrent
-        if c19.Exponent is None:
+        c7 = o.EVSEMaximumDischargeCurrent
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t20 = c19.Exponent
-        if t20 < -128 or t20 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
-        if c19.Value is None:
+        t13 = c7.Exponent
+        if t13 < -128 or t13 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t21 = c19.Value
-        if (w.strict and (t21 < -32768 or t21 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
-        a = (a << 18) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x18000
+        t14 = c7.Value
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+        a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
         k += 18
-        u = -t21 - 1 if t21 < 0 else t21
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -23988,20 +23988,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         k += 2
         s = 7
     elif o.EVSEMinimumVoltage is not None:
-        c22 = o.EVSEMinimumVoltage
-        if c22.Exponent is None:
+        c8 = o.EVSEMinimumVoltage
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t23 = c22.Exponent
-        if t23 < -128 or t23 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
-        if c22.Value is None:
+        t15 = c8.Exponent
+        if t15 < -128 or t15 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t24 = c22.Value
-        if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
-        a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x1c000
+        t16 = c8.Value
+        if (w.strict and (t16 < -32768 or t16 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+        a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
         k += 18
-        u = -t24 - 1 if t24 < 0 else t24
+        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24026,20 +24026,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
-            c25 = o.EVSEMinimumChargePower
-            if c25.Exponent is None:
+            c9 = o.EVSEMinimumChargePower
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t17 = c9.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
+            t18 = c9.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 18
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24059,20 +24059,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
-            c28 = o.EVSEMaximumChargeCurrent
-            if c28.Exponent is None:
+            c10 = o.EVSEMaximumChargeCurrent
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t29 = c28.Exponent
-            if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
-            if c28.Value is None:
+            t19 = c10.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t30 = c28.Value
-            if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
-            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x4000
+            t20 = c10.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x4000
             k += 18
-            u = -t30 - 1 if t30 < 0 else t30
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24092,20 +24092,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            c31 = o.EVSEMaximumVoltage
-            if c31.Exponent is None:
+            c11 = o.EVSEMaximumVoltage
+            if c11.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t32 = c31.Exponent
-            if t32 < -128 or t32 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
-            if c31.Value is None:
+            t21 = c11.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t33 = c31.Value
-            if (w.strict and (t33 < -32768 or t33 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
-            a = (a << 18) | (t32 + 128) << 4 | (1 if t33 < 0 else 0) | 0x8000
+            t22 = c11.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x8000
             k += 18
-            u = -t33 - 1 if t33 < 0 else t33
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24125,20 +24125,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            c34 = o.EVSEMaximumDischargePower
-            if c34.Exponent is None:
+            c12 = o.EVSEMaximumDischargePower
+            if c12.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t35 = c34.Exponent
-            if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
-            if c34.Value is None:
+            t23 = c12.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t36 = c34.Value
-            if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
-            a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0xc000
+            t24 = c12.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0xc000
             k += 18
-            u = -t36 - 1 if t36 < 0 else t36
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24158,20 +24158,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            c37 = o.EVSEMinimumDischargePower
-            if c37.Exponent is None:
+            c13 = o.EVSEMinimumDischargePower
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t38 = c37.Exponent
-            if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
-            if c37.Value is None:
+            t25 = c13.Exponent
+            if t25 < -128 or t25 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t39 = c37.Value
-            if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
-            a = (a << 18) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x10000
+            t26 = c13.Value
+            if (w.strict and (t26 < -32768 or t26 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x10000
             k += 18
-            u = -t39 - 1 if t39 < 0 else t39
+            u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24191,20 +24191,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            c40 = o.EVSEMaximumDischargeCurrent
-            if c40.Exponent is None:
+            c14 = o.EVSEMaximumDischargeCurrent
+            if c14.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t41 = c40.Exponent
-            if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
-            if c40.Value is None:
+            t27 = c14.Exponent
+            if t27 < -128 or t27 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t42 = c40.Value
-            if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
-            a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x14000
+            t28 = c14.Value
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x14000
             k += 18
-            u = -t42 - 1 if t42 < 0 else t42
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24224,20 +24224,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            c43 = o.EVSEMinimumVoltage
-            if c43.Exponent is None:
+            c15 = o.EVSEMinimumVoltage
+            if c15.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t29 = c15.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x18000
+            t30 = c15.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x18000
             k += 18
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24262,20 +24262,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
-            c46 = o.EVSEMaximumChargeCurrent
-            if c46.Exponent is None:
+            c16 = o.EVSEMaximumChargeCurrent
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t47 = c46.Exponent
-            if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
-            if c46.Value is None:
+            t31 = c16.Exponent
+            if t31 < -128 or t31 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t48 = c46.Value
-            if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
-            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
+            t32 = c16.Value
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
-            u = -t48 - 1 if t48 < 0 else t48
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24295,20 +24295,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            c49 = o.EVSEMaximumVoltage
-            if c49.Exponent is None:
+            c17 = o.EVSEMaximumVoltage
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t50 = c49.Exponent
-            if t50 < -128 or t50 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
-            if c49.Value is None:
+            t33 = c17.Exponent
+            if t33 < -128 or t33 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t51 = c49.Value
-            if (w.strict and (t51 < -32768 or t51 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
-            a = (a << 17) | (t50 + 128) << 4 | (1 if t51 < 0 else 0) | 0x4000
+            t34 = c17.Value
+            if (w.strict and (t34 < -32768 or t34 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x4000
             k += 17
-            u = -t51 - 1 if t51 < 0 else t51
+            u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24328,20 +24328,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            c52 = o.EVSEMaximumDischargePower
-            if c52.Exponent is None:
+            c18 = o.EVSEMaximumDischargePower
+            if c18.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t53 = c52.Exponent
-            if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
-            if c52.Value is None:
+            t35 = c18.Exponent
+            if t35 < -128 or t35 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t54 = c52.Value
-            if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
-            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x8000
+            t36 = c18.Value
+            if (w.strict and (t36 < -32768 or t36 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x8000
             k += 17
-            u = -t54 - 1 if t54 < 0 else t54
+            u = -t36 - 1 if t36 < 0 else t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24361,20 +24361,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            c55 = o.EVSEMinimumDischargePower
-            if c55.Exponent is None:
+            c19 = o.EVSEMinimumDischargePower
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t56 = c55.Exponent
-            if t56 < -128 or t56 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t56!r} outside -128..127')
-            if c55.Value is None:
+            t37 = c19.Exponent
+            if t37 < -128 or t37 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t57 = c55.Value
-            if (w.strict and (t57 < -32768 or t57 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t57!r} outside -32768..32767')
-            a = (a << 17) | (t56 + 128) << 4 | (1 if t57 < 0 else 0) | 0xc000
+            t38 = c19.Value
+            if (w.strict and (t38 < -32768 or t38 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0xc000
             k += 17
-            u = -t57 - 1 if t57 < 0 else t57
+            u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24394,20 +24394,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            c58 = o.EVSEMaximumDischargeCurrent
-            if c58.Exponent is None:
+            c20 = o.EVSEMaximumDischargeCurrent
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t59 = c58.Exponent
-            if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
-            if c58.Value is None:
+            t39 = c20.Exponent
+            if t39 < -128 or t39 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t60 = c58.Value
-            if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
-            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x10000
+            t40 = c20.Value
+            if (w.strict and (t40 < -32768 or t40 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
             k += 17
-            u = -t60 - 1 if t60 < 0 else t60
+            u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24427,20 +24427,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            c61 = o.EVSEMinimumVoltage
-            if c61.Exponent is None:
+            c21 = o.EVSEMinimumVoltage
+            if c21.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t62 = c61.Exponent
-            if t62 < -128 or t62 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t62!r} outside -128..127')
-            if c61.Value is None:
+            t41 = c21.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t63 = c61.Value
-            if (w.strict and (t63 < -32768 or t63 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t63!r} outside -32768..32767')
-            a = (a << 17) | (t62 + 128) << 4 | (1 if t63 < 0 else 0) | 0x14000
+            t42 = c21.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x14000
             k += 17
-            u = -t63 - 1 if t63 < 0 else t63
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24465,20 +24465,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
-            c64 = o.EVSEMaximumVoltage
-            if c64.Exponent is None:
+            c22 = o.EVSEMaximumVoltage
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t65 = c64.Exponent
-            if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
-            if c64.Value is None:
+            t43 = c22.Exponent
+            if t43 < -128 or t43 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t66 = c64.Value
-            if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
-            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0)
+            t44 = c22.Value
+            if (w.strict and (t44 < -32768 or t44 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0)
             k += 17
-            u = -t66 - 1 if t66 < 0 else t66
+            u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24498,20 +24498,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 4
         elif o.EVSEMaximumDischargePower is not None:
-            c67 = o.EVSEMaximumDischargePower
-            if c67.Exponent is None:
+            c23 = o.EVSEMaximumDischargePower
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t68 = c67.Exponent
-            if t68 < -128 or t68 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t68!r} outside -128..127')
-            if c67.Value is None:
+            t45 = c23.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t69 = c67.Value
-            if (w.strict and (t69 < -32768 or t69 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t69!r} outside -32768..32767')
-            a = (a << 17) | (t68 + 128) << 4 | (1 if t69 < 0 else 0) | 0x4000
+            t46 = c23.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x4000
             k += 17
-            u = -t69 - 1 if t69 < 0 else t69
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24531,20 +24531,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            c70 = o.EVSEMinimumDischargePower
-            if c70.Exponent is None:
+            c24 = o.EVSEMinimumDischargePower
+            if c24.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t71 = c70.Exponent
-            if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
-            if c70.Value is None:
+            t47 = c24.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t72 = c70.Value
-            if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
-            a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x8000
+            t48 = c24.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x8000
             k += 17
-            u = -t72 - 1 if t72 < 0 else t72
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24564,20 +24564,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            c73 = o.EVSEMaximumDischargeCurrent
-            if c73.Exponent is None:
+            c25 = o.EVSEMaximumDischargeCurrent
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t74 = c73.Exponent
-            if t74 < -128 or t74 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t74!r} outside -128..127')
-            if c73.Value is None:
+            t49 = c25.Exponent
+            if t49 < -128 or t49 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t75 = c73.Value
-            if (w.strict and (t75 < -32768 or t75 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t75!r} outside -32768..32767')
-            a = (a << 17) | (t74 + 128) << 4 | (1 if t75 < 0 else 0) | 0xc000
+            t50 = c25.Value
+            if (w.strict and (t50 < -32768 or t50 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+            a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0xc000
             k += 17
-            u = -t75 - 1 if t75 < 0 else t75
+            u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24597,20 +24597,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            c76 = o.EVSEMinimumVoltage
-            if c76.Exponent is None:
+            c26 = o.EVSEMinimumVoltage
+            if c26.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t77 = c76.Exponent
-            if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
-            if c76.Value is None:
+            t51 = c26.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t78 = c76.Value
-            if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
-            a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x10000
+            t52 = c26.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
             k += 17
-            u = -t78 - 1 if t78 < 0 else t78
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24635,20 +24635,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 4:
         if o.EVSEMaximumDischargePower is not None:
-            c79 = o.EVSEMaximumDischargePower
-            if c79.Exponent is None:
+            c27 = o.EVSEMaximumDischargePower
+            if c27.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t80 = c79.Exponent
-            if t80 < -128 or t80 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t80!r} outside -128..127')
-            if c79.Value is None:
+            t53 = c27.Exponent
+            if t53 < -128 or t53 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+            if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t81 = c79.Value
-            if (w.strict and (t81 < -32768 or t81 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t81!r} outside -32768..32767')
-            a = (a << 17) | (t80 + 128) << 4 | (1 if t81 < 0 else 0)
+            t54 = c27.Value
+            if (w.strict and (t54 < -32768 or t54 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
             k += 17
-            u = -t81 - 1 if t81 < 0 else t81
+            u = -t54 - 1 if t54 < 0 else t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24668,20 +24668,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 5
         elif o.EVSEMinimumDischargePower is not None:
-            c82 = o.EVSEMinimumDischargePower
-            if c82.Exponent is None:
+            c28 = o.EVSEMinimumDischargePower
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t83 = c82.Exponent
-            if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
-            if c82.Value is None:
+            t55 = c28.Exponent
+            if t55 < -128 or t55 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t84 = c82.Value
-            if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
-            a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
+            t56 = c28.Value
+            if (w.strict and (t56 < -32768 or t56 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+            a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
             k += 17
-            u = -t84 - 1 if t84 < 0 else t84
+            u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24701,20 +24701,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            c85 = o.EVSEMaximumDischargeCurrent
-            if c85.Exponent is None:
+            c29 = o.EVSEMaximumDischargeCurrent
+            if c29.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t86 = c85.Exponent
-            if t86 < -128 or t86 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t86!r} outside -128..127')
-            if c85.Value is None:
+            t57 = c29.Exponent
+            if t57 < -128 or t57 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+            if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t87 = c85.Value
-            if (w.strict and (t87 < -32768 or t87 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t87!r} outside -32768..32767')
-            a = (a << 17) | (t86 + 128) << 4 | (1 if t87 < 0 else 0) | 0x8000
+            t58 = c29.Value
+            if (w.strict and (t58 < -32768 or t58 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+            a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
             k += 17
-            u = -t87 - 1 if t87 < 0 else t87
+            u = -t58 - 1 if t58 < 0 else t58
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24734,20 +24734,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            c88 = o.EVSEMinimumVoltage
-            if c88.Exponent is None:
+            c30 = o.EVSEMinimumVoltage
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t89 = c88.Exponent
-            if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
-            if c88.Value is None:
+            t59 = c30.Exponent
+            if t59 < -128 or t59 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t90 = c88.Value
-            if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
-            a = (a << 17) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0xc000
+            t60 = c30.Value
+            if (w.strict and (t60 < -32768 or t60 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
             k += 17
-            u = -t90 - 1 if t90 < 0 else t90
+            u = -t60 - 1 if t60 < 0 else t60
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24772,20 +24772,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 5:
         if o.EVSEMinimumDischargePower is not None:
-            c91 = o.EVSEMinimumDischargePower
-            if c91.Exponent is None:
+            c31 = o.EVSEMinimumDischargePower
+            if c31.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t92 = c91.Exponent
-            if t92 < -128 or t92 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t92!r} outside -128..127')
-            if c91.Value is None:
+            t61 = c31.Exponent
+            if t61 < -128 or t61 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+            if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t93 = c91.Value
-            if (w.strict and (t93 < -32768 or t93 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t93!r} outside -32768..32767')
-            a = (a << 17) | (t92 + 128) << 4 | (1 if t93 < 0 else 0)
+            t62 = c31.Value
+            if (w.strict and (t62 < -32768 or t62 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+            a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0)
             k += 17
-            u = -t93 - 1 if t93 < 0 else t93
+            u = -t62 - 1 if t62 < 0 else t62
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24805,20 +24805,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 6
         elif o.EVSEMaximumDischargeCurrent is not None:
-            c94 = o.EVSEMaximumDischargeCurrent
-            if c94.Exponent is None:
+            c32 = o.EVSEMaximumDischargeCurrent
+            if c32.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t95 = c94.Exponent
-            if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
-            if c94.Value is None:
+            t63 = c32.Exponent
+            if t63 < -128 or t63 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+            if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t96 = c94.Value
-            if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
-            a = (a << 17) | (t95 + 128) << 4 | (1 if t96 < 0 else 0) | 0x4000
+            t64 = c32.Value
+            if (w.strict and (t64 < -32768 or t64 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+            a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x4000
             k += 17
-            u = -t96 - 1 if t96 < 0 else t96
+            u = -t64 - 1 if t64 < 0 else t64
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24838,20 +24838,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            c97 = o.EVSEMinimumVoltage
-            if c97.Exponent is None:
+            c33 = o.EVSEMinimumVoltage
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t98 = c97.Exponent
-            if t98 < -128 or t98 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t98!r} outside -128..127')
-            if c97.Value is None:
+            t65 = c33.Exponent
+            if t65 < -128 or t65 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t99 = c97.Value
-            if (w.strict and (t99 < -32768 or t99 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t99!r} outside -32768..32767')
-            a = (a << 17) | (t98 + 128) << 4 | (1 if t99 < 0 else 0) | 0x8000
+            t66 = c33.Value
+            if (w.strict and (t66 < -32768 or t66 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
             k += 17
-            u = -t99 - 1 if t99 < 0 else t99
+            u = -t66 - 1 if t66 < 0 else t66
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24876,20 +24876,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 6:
         if o.EVSEMaximumDischargeCurrent is not None:
-            c100 = o.EVSEMaximumDischargeCurrent
-            if c100.Exponent is None:
+            c34 = o.EVSEMaximumDischargeCurrent
+            if c34.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t101 = c100.Exponent
-            if t101 < -128 or t101 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t101!r} outside -128..127')
-            if c100.Value is None:
+            t67 = c34.Exponent
+            if t67 < -128 or t67 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+            if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t102 = c100.Value
-            if (w.strict and (t102 < -32768 or t102 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t102!r} outside -32768..32767')
-            a = (a << 16) | (t101 + 128) << 4 | (1 if t102 < 0 else 0)
+            t68 = c34.Value
+            if (w.strict and (t68 < -32768 or t68 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+            a = (a << 16) | (t67 + 128) << 4 | (1 if t68 < 0 else 0)
             k += 16
-            u = -t102 - 1 if t102 < 0 else t102
+            u = -t68 - 1 if t68 < 0 else t68
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24909,20 +24909,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             k += 2
             s = 7
         elif o.EVSEMinimumVoltage is not None:
-            c103 = o.EVSEMinimumVoltage
-            if c103.Exponent is None:
+            c35 = o.EVSEMinimumVoltage
+            if c35.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t104 = c103.Exponent
-            if t104 < -128 or t104 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t104!r} outside -128..127')
-            if c103.Value is None:
+            t69 = c35.Exponent
+            if t69 < -128 or t69 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+            if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t105 = c103.Value
-            if (w.strict and (t105 < -32768 or t105 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t105!r} outside -32768..32767')
-            a = (a << 16) | (t104 + 128) << 4 | (1 if t105 < 0 else 0) | 0x4000
+            t70 = c35.Value
+            if (w.strict and (t70 < -32768 or t70 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+            a = (a << 16) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x4000
             k += 16
-            u = -t105 - 1 if t105 < 0 else t105
+            u = -t70 - 1 if t70 < 0 else t70
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24947,20 +24947,20 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             s = -1
     if s == 7:
         if o.EVSEMinimumVoltage is not None:
-            c106 = o.EVSEMinimumVoltage
-            if c106.Exponent is None:
+            c36 = o.EVSEMinimumVoltage
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t107 = c106.Exponent
-            if t107 < -128 or t107 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t107!r} outside -128..127')
-            if c106.Value is None:
+            t71 = c36.Exponent
+            if t71 < -128 or t71 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t108 = c106.Value
-            if (w.strict and (t108 < -32768 or t108 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t108!r} outside -32768..32767')
-            a = (a << 16) | (t107 + 128) << 4 | (1 if t108 < 0 else 0)
+            t72 = c36.Value
+            if (w.strict and (t72 < -32768 or t72 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+            a = (a << 16) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
             k += 16
-            u = -t108 - 1 if t108 < 0 else t108
+            u = -t72 - 1 if t72 < 0 else t72
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -25244,17 +25244,17 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     c1 = o.EVMaximumChargePower
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25272,21 +25272,21 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargePower', 'required value missing')
-    c4 = o.EVMinimumChargePower
-    if c4.Exponent is None:
+    c2 = o.EVMinimumChargePower
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25304,21 +25304,21 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumChargeCurrent', 'required value missing')
-    c7 = o.EVMaximumChargeCurrent
-    if c7.Exponent is None:
+    c3 = o.EVMaximumChargeCurrent
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t8 = c7.Exponent
-    if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-    if c7.Value is None:
+    t5 = c3.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t9 = c7.Value
-    if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+    t6 = c3.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
-    u = -t9 - 1 if t9 < 0 else t9
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25336,21 +25336,21 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMinimumChargeCurrent is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumChargeCurrent', 'required value missing')
-    c10 = o.EVMinimumChargeCurrent
-    if c10.Exponent is None:
+    c4 = o.EVMinimumChargeCurrent
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t11 = c10.Exponent
-    if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-    if c10.Value is None:
+    t7 = c4.Exponent
+    if t7 < -128 or t7 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t12 = c10.Value
-    if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+    t8 = c4.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
-    u = -t12 - 1 if t12 < 0 else t12
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25368,21 +25368,21 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMaximumVoltage', 'required value missing')
-    c13 = o.EVMaximumVoltage
-    if c13.Exponent is None:
+    c5 = o.EVMaximumVoltage
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t14 = c13.Exponent
-    if t14 < -128 or t14 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-    if c13.Value is None:
+    t9 = c5.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t15 = c13.Value
-    if (w.strict and (t15 < -32768 or t15 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+    t10 = c5.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
-    u = -t15 - 1 if t15 < 0 else t15
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25400,21 +25400,21 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('DC_CPDReqEnergyTransferModeType.EVMinimumVoltage', 'required value missing')
-    c16 = o.EVMinimumVoltage
-    if c16.Exponent is None:
+    c6 = o.EVMinimumVoltage
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t17 = c16.Exponent
-    if t17 < -128 or t17 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-    if c16.Value is None:
+    t11 = c6.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t18 = c16.Value
-    if (w.strict and (t18 < -32768 or t18 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+    t12 = c6.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
-    u = -t18 - 1 if t18 < 0 else t18
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25434,10 +25434,10 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     k += 2
     s = 6
     if o.TargetSOC is not None:
-        t19 = o.TargetSOC
-        if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
-            raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t19!r} outside 0..100')
-        a = (a << 11) | (t19) << 1
+        t13 = o.TargetSOC
+        if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
+            raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t13!r} outside 0..100')
+        a = (a << 11) | (t13) << 1
         k += 11
         s = 7
     else:
@@ -25735,17 +25735,17 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     c1 = o.EVSEMaximumChargePower
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25763,21 +25763,21 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMinimumChargePower is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargePower', 'required value missing')
-    c4 = o.EVSEMinimumChargePower
-    if c4.Exponent is None:
+    c2 = o.EVSEMinimumChargePower
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25795,21 +25795,21 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    c7 = o.EVSEMaximumChargeCurrent
-    if c7.Exponent is None:
+    c3 = o.EVSEMaximumChargeCurrent
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t8 = c7.Exponent
-    if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-    if c7.Value is None:
+    t5 = c3.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t9 = c7.Value
-    if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+    t6 = c3.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
-    u = -t9 - 1 if t9 < 0 else t9
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25827,21 +25827,21 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMinimumChargeCurrent is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumChargeCurrent', 'required value missing')
-    c10 = o.EVSEMinimumChargeCurrent
-    if c10.Exponent is None:
+    c4 = o.EVSEMinimumChargeCurrent
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t11 = c10.Exponent
-    if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-    if c10.Value is None:
+    t7 = c4.Exponent
+    if t7 < -128 or t7 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t12 = c10.Value
-    if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+    t8 = c4.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
-    u = -t12 - 1 if t12 < 0 else t12
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25859,21 +25859,21 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMaximumVoltage', 'required value missing')
-    c13 = o.EVSEMaximumVoltage
-    if c13.Exponent is None:
+    c5 = o.EVSEMaximumVoltage
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t14 = c13.Exponent
-    if t14 < -128 or t14 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-    if c13.Value is None:
+    t9 = c5.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t15 = c13.Value
-    if (w.strict and (t15 < -32768 or t15 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+    t10 = c5.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
-    u = -t15 - 1 if t15 < 0 else t15
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25891,21 +25891,21 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         k = w.n
     if o.EVSEMinimumVoltage is None:
         raise encode_error('DC_CPDResEnergyTransferModeType.EVSEMinimumVoltage', 'required value missing')
-    c16 = o.EVSEMinimumVoltage
-    if c16.Exponent is None:
+    c6 = o.EVSEMinimumVoltage
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t17 = c16.Exponent
-    if t17 < -128 or t17 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-    if c16.Value is None:
+    t11 = c6.Exponent
+    if t11 < -128 or t11 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t18 = c16.Value
-    if (w.strict and (t18 < -32768 or t18 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-    a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+    t12 = c6.Value
+    if (w.strict and (t12 < -32768 or t12 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
-    u = -t18 - 1 if t18 < 0 else t18
+    u = -t12 - 1 if t12 < 0 else t12
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25925,20 +25925,20 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     k += 2
     s = 6
     if o.EVSEPowerRampLimitation is not None:
-        c19 = o.EVSEPowerRampLimitation
-        if c19.Exponent is None:
+        c7 = o.EVSEPowerRampLimitation
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t20 = c19.Exponent
-        if t20 < -128 or t20 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
-        if c19.Value is None:
+        t13 = c7.Exponent
+        if t13 < -128 or t13 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t21 = c19.Value
-        if (w.strict and (t21 < -32768 or t21 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
-        a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
+        t14 = c7.Value
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+        a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
         k += 16
-        u = -t21 - 1 if t21 < 0 else t21
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26266,17 +26266,17 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
     c1 = o.EVPresentVoltage
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -26782,10 +26782,10 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26825,20 +26825,20 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         k = w.n
         s = 5
     elif o.EVSEPresentCurrent is not None:
-        c3 = o.EVSEPresentCurrent
-        if c3.Exponent is None:
+        c2 = o.EVSEPresentCurrent
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0xc000
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
         k += 17
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26879,20 +26879,20 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             k = w.n
             s = 5
         elif o.EVSEPresentCurrent is not None:
-            c6 = o.EVSEPresentCurrent
-            if c6.Exponent is None:
+            c3 = o.EVSEPresentCurrent
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t7 = c6.Exponent
-            if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-            if c6.Value is None:
+            t4 = c3.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t8 = c6.Value
-            if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
+            t5 = c3.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
             k += 16
-            u = -t8 - 1 if t8 < 0 else t8
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26924,20 +26924,20 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             k = w.n
             s = 5
         elif o.EVSEPresentCurrent is not None:
-            c9 = o.EVSEPresentCurrent
-            if c9.Exponent is None:
+            c4 = o.EVSEPresentCurrent
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t10 = c9.Exponent
-            if t10 < -128 or t10 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
-            if c9.Value is None:
+            t6 = c4.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t11 = c9.Value
-            if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
-            a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x4000
+            t7 = c4.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
             k += 16
-            u = -t11 - 1 if t11 < 0 else t11
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26960,20 +26960,20 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType', 'missing SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 5:
         if o.EVSEPresentCurrent is not None:
-            c12 = o.EVSEPresentCurrent
-            if c12.Exponent is None:
+            c5 = o.EVSEPresentCurrent
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t13 = c12.Exponent
-            if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
-            if c12.Value is None:
+            t8 = c5.Exponent
+            if t8 < -128 or t8 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t14 = c12.Value
-            if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
-            a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
+            t9 = c5.Value
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 15
-            u = -t14 - 1 if t14 < 0 else t14
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26996,20 +26996,20 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType', 'missing SE(EVSEPresentCurrent)')
     if o.EVSEPresentVoltage is None:
         raise encode_error('DC_ChargeLoopResType.EVSEPresentVoltage', 'required value missing')
-    c15 = o.EVSEPresentVoltage
-    if c15.Exponent is None:
+    c6 = o.EVSEPresentVoltage
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t16 = c15.Exponent
-    if t16 < -128 or t16 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
-    if c15.Value is None:
+    t10 = c6.Exponent
+    if t10 < -128 or t10 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t17 = c15.Value
-    if (w.strict and (t17 < -32768 or t17 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
-    a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+    t11 = c6.Value
+    if (w.strict and (t11 < -32768 or t11 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+    a = (a << 15) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 15
-    u = -t17 - 1 if t17 < 0 else t17
+    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -27405,17 +27405,17 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
     c1 = o.EVPresentVoltage
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 20
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -27433,20 +27433,20 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         k = w.n
     if o.EVTargetVoltage is None:
         raise encode_error('DC_PreChargeReqType.EVTargetVoltage', 'required value missing')
-    c4 = o.EVTargetVoltage
-    if c4.Exponent is None:
+    c2 = o.EVTargetVoltage
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -27552,17 +27552,17 @@ def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResTy
     c1 = o.EVSEPresentVoltage
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 24
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -27720,17 +27720,17 @@ def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_Welding
     c1 = o.EVSEPresentVoltage
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 24
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28158,20 +28158,20 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        c2 = o.EVTargetEnergyRequest
-        if c2.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -28194,20 +28194,20 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            c5 = o.EVTargetEnergyRequest
-            if c5.Exponent is None:
+            c2 = o.EVTargetEnergyRequest
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -28230,20 +28230,20 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    c8 = o.EVMaximumEnergyRequest
-    if c8.Exponent is None:
+    c3 = o.EVMaximumEnergyRequest
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t9 = c8.Exponent
-    if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-    if c8.Value is None:
+    t6 = c3.Exponent
+    if t6 < -128 or t6 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t10 = c8.Value
-    if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+    t7 = c3.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
-    u = -t10 - 1 if t10 < 0 else t10
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28261,21 +28261,21 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    c11 = o.EVMinimumEnergyRequest
-    if c11.Exponent is None:
+    c4 = o.EVMinimumEnergyRequest
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t12 = c11.Exponent
-    if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-    if c11.Value is None:
+    t8 = c4.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t13 = c11.Value
-    if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+    t9 = c4.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
-    u = -t13 - 1 if t13 < 0 else t13
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28293,21 +28293,21 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMaximumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargePower', 'required value missing')
-    c14 = o.EVMaximumChargePower
-    if c14.Exponent is None:
+    c5 = o.EVMaximumChargePower
+    if c5.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t15 = c14.Exponent
-    if t15 < -128 or t15 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
-    if c14.Value is None:
+    t10 = c5.Exponent
+    if t10 < -128 or t10 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+    if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t16 = c14.Value
-    if (w.strict and (t16 < -32768 or t16 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
-    a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+    t11 = c5.Value
+    if (w.strict and (t11 < -32768 or t11 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+    a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 17
     s = 4
-    u = -t16 - 1 if t16 < 0 else t16
+    u = -t11 - 1 if t11 < 0 else t11
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28325,21 +28325,21 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumChargePower', 'required value missing')
-    c17 = o.EVMinimumChargePower
-    if c17.Exponent is None:
+    c6 = o.EVMinimumChargePower
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t18 = c17.Exponent
-    if t18 < -128 or t18 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-    if c17.Value is None:
+    t12 = c6.Exponent
+    if t12 < -128 or t12 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t19 = c17.Value
-    if (w.strict and (t19 < -32768 or t19 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+    t13 = c6.Value
+    if (w.strict and (t13 < -32768 or t13 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 5
-    u = -t19 - 1 if t19 < 0 else t19
+    u = -t13 - 1 if t13 < 0 else t13
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28357,21 +28357,21 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumChargeCurrent', 'required value missing')
-    c20 = o.EVMaximumChargeCurrent
-    if c20.Exponent is None:
+    c7 = o.EVMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t21 = c20.Exponent
-    if t21 < -128 or t21 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-    if c20.Value is None:
+    t14 = c7.Exponent
+    if t14 < -128 or t14 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t22 = c20.Value
-    if (w.strict and (t22 < -32768 or t22 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-    a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+    t15 = c7.Value
+    if (w.strict and (t15 < -32768 or t15 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+    a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 6
-    u = -t22 - 1 if t22 < 0 else t22
+    u = -t15 - 1 if t15 < 0 else t15
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28389,21 +28389,21 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMaximumVoltage', 'required value missing')
-    c23 = o.EVMaximumVoltage
-    if c23.Exponent is None:
+    c8 = o.EVMaximumVoltage
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t24 = c23.Exponent
-    if t24 < -128 or t24 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
-    if c23.Value is None:
+    t16 = c8.Exponent
+    if t16 < -128 or t16 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t25 = c23.Value
-    if (w.strict and (t25 < -32768 or t25 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
-    a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+    t17 = c8.Value
+    if (w.strict and (t17 < -32768 or t17 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+    a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
     k += 17
     s = 7
-    u = -t25 - 1 if t25 < 0 else t25
+    u = -t17 - 1 if t17 < 0 else t17
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -28421,21 +28421,21 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVMinimumVoltage is None:
         raise encode_error('Dynamic_DC_CLReqControlModeType.EVMinimumVoltage', 'required value missing')
-    c26 = o.EVMinimumVoltage
-    if c26.Exponent is None:
+    c9 = o.EVMinimumVoltage
+    if c9.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t27 = c26.Exponent
-    if t27 < -128 or t27 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
-    if c26.Value is None:
+    t18 = c9.Exponent
+    if t18 < -128 or t18 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+    if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t28 = c26.Value
-    if (w.strict and (t28 < -32768 or t28 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
-    a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+    t19 = c9.Value
+    if (w.strict and (t19 < -32768 or t19 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+    a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 17
     s = 8
-    u = -t28 - 1 if t28 < 0 else t28
+    u = -t19 - 1 if t19 < 0 else t19
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -29089,20 +29089,20 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 1
         s = 4
     elif o.EVSEMaximumChargePower is not None:
-        c5 = o.EVSEMaximumChargePower
-        if c5.Exponent is None:
+        c1 = o.EVSEMaximumChargePower
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t6 = c5.Exponent
-        if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-        if c5.Value is None:
+        t5 = c1.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t7 = c5.Value
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-        a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x10000
+        t6 = c1.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
         k += 17
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -29125,26 +29125,26 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 1:
         if o.MinimumSOC is not None:
-            t8 = o.MinimumSOC
-            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t8!r} outside 0..100')
-            a = (a << 12) | (t8) << 1
+            t7 = o.MinimumSOC
+            if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t7!r} outside 0..100')
+            a = (a << 12) | (t7) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
-            t9 = o.TargetSOC
-            if t9 < 0 or t9 > 127 or (w.strict and (t9 > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t9!r} outside 0..100')
-            a = (a << 12) | (t9) << 1 | 0x200
+            t8 = o.TargetSOC
+            if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+            a = (a << 12) | (t8) << 1 | 0x200
             k += 12
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 4) | 0x4
             k += 4
-            t10 = o.AckMaxDelay
-            if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
-            u = t10
+            t9 = o.AckMaxDelay
+            if t9 < 0 or (w.strict and (t9 > 65535)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+            u = t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -29164,20 +29164,20 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            c11 = o.EVSEMaximumChargePower
-            if c11.Exponent is None:
+            c2 = o.EVSEMaximumChargePower
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t12 = c11.Exponent
-            if t12 < -128 or t12 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-            if c11.Value is None:
+            t10 = c2.Exponent
+            if t10 < -128 or t10 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t13 = c11.Value
-            if (w.strict and (t13 < -32768 or t13 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-            a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0xc000
+            t11 = c2.Value
+            if (w.strict and (t11 < -32768 or t11 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
             k += 17
-            u = -t13 - 1 if t13 < 0 else t13
+            u = -t11 - 1 if t11 < 0 else t11
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -29200,19 +29200,19 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         if o.TargetSOC is not None:
-            t14 = o.TargetSOC
-            if t14 < 0 or t14 > 127 or (w.strict and (t14 > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t14!r} outside 0..100')
-            a = (a << 11) | (t14) << 1
+            t12 = o.TargetSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t12!r} outside 0..100')
+            a = (a << 11) | (t12) << 1
             k += 11
             s = 3
         elif o.AckMaxDelay is not None:
             a = (a << 3) | 0x2
             k += 3
-            t15 = o.AckMaxDelay
-            if t15 < 0 or (w.strict and (t15 > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t15!r} outside 0..65535')
-            u = t15
+            t13 = o.AckMaxDelay
+            if t13 < 0 or (w.strict and (t13 > 65535)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t13!r} outside 0..65535')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -29232,20 +29232,20 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            c16 = o.EVSEMaximumChargePower
-            if c16.Exponent is None:
+            c3 = o.EVSEMaximumChargePower
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t14 = c3.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x8000
+            t15 = c3.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -29270,10 +29270,10 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         if o.AckMaxDelay is not None:
             a <<= 3
             k += 3
-            t19 = o.AckMaxDelay
-            if t19 < 0 or (w.strict and (t19 > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t19!r} outside 0..65535')
-            u = t19
+            t16 = o.AckMaxDelay
+            if t16 < 0 or (w.strict and (t16 > 65535)):
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t16!r} outside 0..65535')
+            u = t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -29293,20 +29293,20 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 1
             s = 4
         elif o.EVSEMaximumChargePower is not None:
-            c20 = o.EVSEMaximumChargePower
-            if c20.Exponent is None:
+            c4 = o.EVSEMaximumChargePower
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t21 = c20.Exponent
-            if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-            if c20.Value is None:
+            t17 = c4.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t22 = c20.Value
-            if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-            a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
+            t18 = c4.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
-            u = -t22 - 1 if t22 < 0 else t22
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -29329,20 +29329,20 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 4:
         if o.EVSEMaximumChargePower is not None:
-            c23 = o.EVSEMaximumChargePower
-            if c23.Exponent is None:
+            c5 = o.EVSEMaximumChargePower
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t24 = c23.Exponent
-            if t24 < -128 or t24 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
-            if c23.Value is None:
+            t19 = c5.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t25 = c23.Value
-            if (w.strict and (t25 < -32768 or t25 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
-            a = (a << 15) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
+            t20 = c5.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
-            u = -t25 - 1 if t25 < 0 else t25
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -29365,20 +29365,20 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('Dynamic_DC_CLResControlModeType', 'missing SE(EVSEMaximumChargePower)')
     if o.EVSEMinimumChargePower is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMinimumChargePower', 'required value missing')
-    c26 = o.EVSEMinimumChargePower
-    if c26.Exponent is None:
+    c6 = o.EVSEMinimumChargePower
+    if c6.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t27 = c26.Exponent
-    if t27 < -128 or t27 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
-    if c26.Value is None:
+    t21 = c6.Exponent
+    if t21 < -128 or t21 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+    if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t28 = c26.Value
-    if (w.strict and (t28 < -32768 or t28 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
-    a = (a << 15) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
+    t22 = c6.Value
+    if (w.strict and (t22 < -32768 or t22 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
-    u = -t28 - 1 if t28 < 0 else t28
+    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -29396,21 +29396,21 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVSEMaximumChargeCurrent is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumChargeCurrent', 'required value missing')
-    c29 = o.EVSEMaximumChargeCurrent
-    if c29.Exponent is None:
+    c7 = o.EVSEMaximumChargeCurrent
+    if c7.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t30 = c29.Exponent
-    if t30 < -128 or t30 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
-    if c29.Value is None:
+    t23 = c7.Exponent
+    if t23 < -128 or t23 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+    if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t31 = c29.Value
-    if (w.strict and (t31 < -32768 or t31 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
-    a = (a << 17) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
+    t24 = c7.Value
+    if (w.strict and (t24 < -32768 or t24 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+    a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
     k += 17
     s = 6
-    u = -t31 - 1 if t31 < 0 else t31
+    u = -t24 - 1 if t24 < 0 else t24
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -29428,21 +29428,21 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k = w.n
     if o.EVSEMaximumVoltage is None:
         raise encode_error('Dynamic_DC_CLResControlModeType.EVSEMaximumVoltage', 'required value missing')
-    c32 = o.EVSEMaximumVoltage
-    if c32.Exponent is None:
+    c8 = o.EVSEMaximumVoltage
+    if c8.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t33 = c32.Exponent
-    if t33 < -128 or t33 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-    if c32.Value is None:
+    t25 = c8.Exponent
+    if t25 < -128 or t25 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+    if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t34 = c32.Value
-    if (w.strict and (t34 < -32768 or t34 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-    a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+    t26 = c8.Value
+    if (w.strict and (t26 < -32768 or t26 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+    a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
     k += 17
     s = 7
-    u = -t34 - 1 if t34 < 0 else t34
+    u = -t26 - 1 if t26 < 0 else t26
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -30586,17 +30586,17 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         c1 = o.EVTargetEnergyRequest
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -30616,20 +30616,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        c4 = o.EVMaximumEnergyRequest
-        if c4.Exponent is None:
+        c2 = o.EVMaximumEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -30649,20 +30649,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        c7 = o.EVMinimumEnergyRequest
-        if c7.Exponent is None:
+        c3 = o.EVMinimumEnergyRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -30682,20 +30682,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 3
     elif o.EVTargetCurrent is not None:
-        c10 = o.EVTargetCurrent
-        if c10.Exponent is None:
+        c4 = o.EVTargetCurrent
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t7 = c4.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
+        t8 = c4.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 17
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -30718,20 +30718,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            c13 = o.EVMaximumEnergyRequest
-            if c13.Exponent is None:
+            c5 = o.EVMaximumEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t9 = c5.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+            t10 = c5.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -30751,20 +30751,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            c16 = o.EVMinimumEnergyRequest
-            if c16.Exponent is None:
+            c6 = o.EVMinimumEnergyRequest
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t11 = c6.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -30784,20 +30784,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            c19 = o.EVTargetCurrent
-            if c19.Exponent is None:
+            c7 = o.EVTargetCurrent
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t20 = c19.Exponent
-            if t20 < -128 or t20 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
-            if c19.Value is None:
+            t13 = c7.Exponent
+            if t13 < -128 or t13 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t21 = c19.Value
-            if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
-            a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
+            t14 = c7.Value
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 16
-            u = -t21 - 1 if t21 < 0 else t21
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -30820,20 +30820,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            c22 = o.EVMinimumEnergyRequest
-            if c22.Exponent is None:
+            c8 = o.EVMinimumEnergyRequest
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t23 = c22.Exponent
-            if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
-            if c22.Value is None:
+            t15 = c8.Exponent
+            if t15 < -128 or t15 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t24 = c22.Value
-            if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
-            a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+            t16 = c8.Value
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 16
-            u = -t24 - 1 if t24 < 0 else t24
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -30853,20 +30853,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVTargetCurrent is not None:
-            c25 = o.EVTargetCurrent
-            if c25.Exponent is None:
+            c9 = o.EVTargetCurrent
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t17 = c9.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
+            t18 = c9.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -30889,20 +30889,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 3:
         if o.EVTargetCurrent is not None:
-            c28 = o.EVTargetCurrent
-            if c28.Exponent is None:
+            c10 = o.EVTargetCurrent
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t29 = c28.Exponent
-            if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
-            if c28.Value is None:
+            t19 = c10.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t30 = c28.Value
-            if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
-            a = (a << 15) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
+            t20 = c10.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
-            u = -t30 - 1 if t30 < 0 else t30
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -30925,20 +30925,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('Scheduled_DC_CLReqControlModeType', 'missing SE(EVTargetCurrent)')
     if o.EVTargetVoltage is None:
         raise encode_error('Scheduled_DC_CLReqControlModeType.EVTargetVoltage', 'required value missing')
-    c31 = o.EVTargetVoltage
-    if c31.Exponent is None:
+    c11 = o.EVTargetVoltage
+    if c11.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t32 = c31.Exponent
-    if t32 < -128 or t32 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
-    if c31.Value is None:
+    t21 = c11.Exponent
+    if t21 < -128 or t21 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+    if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t33 = c31.Value
-    if (w.strict and (t33 < -32768 or t33 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
-    a = (a << 15) | (t32 + 128) << 4 | (1 if t33 < 0 else 0)
+    t22 = c11.Value
+    if (w.strict and (t22 < -32768 or t22 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+    a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
-    u = -t33 - 1 if t33 < 0 else t33
+    u = -t22 - 1 if t22 < 0 else t22
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -30958,20 +30958,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
     k += 2
     s = 5
     if o.EVMaximumChargePower is not None:
-        c34 = o.EVMaximumChargePower
-        if c34.Exponent is None:
+        c12 = o.EVMaximumChargePower
+        if c12.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t35 = c34.Exponent
-        if t35 < -128 or t35 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
-        if c34.Value is None:
+        t23 = c12.Exponent
+        if t23 < -128 or t23 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+        if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t36 = c34.Value
-        if (w.strict and (t36 < -32768 or t36 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
-        a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
+        t24 = c12.Value
+        if (w.strict and (t24 < -32768 or t24 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+        a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
         k += 17
-        u = -t36 - 1 if t36 < 0 else t36
+        u = -t24 - 1 if t24 < 0 else t24
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -30991,20 +30991,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 6
     elif o.EVMinimumChargePower is not None:
-        c37 = o.EVMinimumChargePower
-        if c37.Exponent is None:
+        c13 = o.EVMinimumChargePower
+        if c13.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t38 = c37.Exponent
-        if t38 < -128 or t38 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
-        if c37.Value is None:
+        t25 = c13.Exponent
+        if t25 < -128 or t25 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t39 = c37.Value
-        if (w.strict and (t39 < -32768 or t39 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
-        a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x4000
+        t26 = c13.Value
+        if (w.strict and (t26 < -32768 or t26 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
         k += 17
-        u = -t39 - 1 if t39 < 0 else t39
+        u = -t26 - 1 if t26 < 0 else t26
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31024,20 +31024,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 7
     elif o.EVMaximumChargeCurrent is not None:
-        c40 = o.EVMaximumChargeCurrent
-        if c40.Exponent is None:
+        c14 = o.EVMaximumChargeCurrent
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t41 = c40.Exponent
-        if t41 < -128 or t41 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
-        if c40.Value is None:
+        t27 = c14.Exponent
+        if t27 < -128 or t27 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t42 = c40.Value
-        if (w.strict and (t42 < -32768 or t42 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
-        a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
+        t28 = c14.Value
+        if (w.strict and (t28 < -32768 or t28 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+        a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
         k += 17
-        u = -t42 - 1 if t42 < 0 else t42
+        u = -t28 - 1 if t28 < 0 else t28
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31057,20 +31057,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 8
     elif o.EVMaximumVoltage is not None:
-        c43 = o.EVMaximumVoltage
-        if c43.Exponent is None:
+        c15 = o.EVMaximumVoltage
+        if c15.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t44 = c43.Exponent
-        if t44 < -128 or t44 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-        if c43.Value is None:
+        t29 = c15.Exponent
+        if t29 < -128 or t29 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+        if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t45 = c43.Value
-        if (w.strict and (t45 < -32768 or t45 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-        a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
+        t30 = c15.Value
+        if (w.strict and (t30 < -32768 or t30 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+        a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
         k += 17
-        u = -t45 - 1 if t45 < 0 else t45
+        u = -t30 - 1 if t30 < 0 else t30
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31090,20 +31090,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 9
     elif o.EVMinimumVoltage is not None:
-        c46 = o.EVMinimumVoltage
-        if c46.Exponent is None:
+        c16 = o.EVMinimumVoltage
+        if c16.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t47 = c46.Exponent
-        if t47 < -128 or t47 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
-        if c46.Value is None:
+        t31 = c16.Exponent
+        if t31 < -128 or t31 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+        if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t48 = c46.Value
-        if (w.strict and (t48 < -32768 or t48 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
-        a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
+        t32 = c16.Value
+        if (w.strict and (t32 < -32768 or t32 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+        a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
         k += 17
-        u = -t48 - 1 if t48 < 0 else t48
+        u = -t32 - 1 if t32 < 0 else t32
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31128,20 +31128,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         s = -1
     if s == 6:
         if o.EVMinimumChargePower is not None:
-            c49 = o.EVMinimumChargePower
-            if c49.Exponent is None:
+            c17 = o.EVMinimumChargePower
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t50 = c49.Exponent
-            if t50 < -128 or t50 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
-            if c49.Value is None:
+            t33 = c17.Exponent
+            if t33 < -128 or t33 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t51 = c49.Value
-            if (w.strict and (t51 < -32768 or t51 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
-            a = (a << 17) | (t50 + 128) << 4 | (1 if t51 < 0 else 0)
+            t34 = c17.Value
+            if (w.strict and (t34 < -32768 or t34 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
             k += 17
-            u = -t51 - 1 if t51 < 0 else t51
+            u = -t34 - 1 if t34 < 0 else t34
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31161,20 +31161,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 7
         elif o.EVMaximumChargeCurrent is not None:
-            c52 = o.EVMaximumChargeCurrent
-            if c52.Exponent is None:
+            c18 = o.EVMaximumChargeCurrent
+            if c18.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t53 = c52.Exponent
-            if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
-            if c52.Value is None:
+            t35 = c18.Exponent
+            if t35 < -128 or t35 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t54 = c52.Value
-            if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
-            a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x4000
+            t36 = c18.Value
+            if (w.strict and (t36 < -32768 or t36 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x4000
             k += 17
-            u = -t54 - 1 if t54 < 0 else t54
+            u = -t36 - 1 if t36 < 0 else t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31194,20 +31194,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            c55 = o.EVMaximumVoltage
-            if c55.Exponent is None:
+            c19 = o.EVMaximumVoltage
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t56 = c55.Exponent
-            if t56 < -128 or t56 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t56!r} outside -128..127')
-            if c55.Value is None:
+            t37 = c19.Exponent
+            if t37 < -128 or t37 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t57 = c55.Value
-            if (w.strict and (t57 < -32768 or t57 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t57!r} outside -32768..32767')
-            a = (a << 17) | (t56 + 128) << 4 | (1 if t57 < 0 else 0) | 0x8000
+            t38 = c19.Value
+            if (w.strict and (t38 < -32768 or t38 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x8000
             k += 17
-            u = -t57 - 1 if t57 < 0 else t57
+            u = -t38 - 1 if t38 < 0 else t38
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31227,20 +31227,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            c58 = o.EVMinimumVoltage
-            if c58.Exponent is None:
+            c20 = o.EVMinimumVoltage
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t59 = c58.Exponent
-            if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
-            if c58.Value is None:
+            t39 = c20.Exponent
+            if t39 < -128 or t39 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t60 = c58.Value
-            if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
-            a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
+            t40 = c20.Value
+            if (w.strict and (t40 < -32768 or t40 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0xc000
             k += 17
-            u = -t60 - 1 if t60 < 0 else t60
+            u = -t40 - 1 if t40 < 0 else t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31265,20 +31265,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 7:
         if o.EVMaximumChargeCurrent is not None:
-            c61 = o.EVMaximumChargeCurrent
-            if c61.Exponent is None:
+            c21 = o.EVMaximumChargeCurrent
+            if c21.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t62 = c61.Exponent
-            if t62 < -128 or t62 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t62!r} outside -128..127')
-            if c61.Value is None:
+            t41 = c21.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t63 = c61.Value
-            if (w.strict and (t63 < -32768 or t63 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t63!r} outside -32768..32767')
-            a = (a << 17) | (t62 + 128) << 4 | (1 if t63 < 0 else 0)
+            t42 = c21.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0)
             k += 17
-            u = -t63 - 1 if t63 < 0 else t63
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31298,20 +31298,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 8
         elif o.EVMaximumVoltage is not None:
-            c64 = o.EVMaximumVoltage
-            if c64.Exponent is None:
+            c22 = o.EVMaximumVoltage
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t65 = c64.Exponent
-            if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
-            if c64.Value is None:
+            t43 = c22.Exponent
+            if t43 < -128 or t43 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t66 = c64.Value
-            if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
-            a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x4000
+            t44 = c22.Value
+            if (w.strict and (t44 < -32768 or t44 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
-            u = -t66 - 1 if t66 < 0 else t66
+            u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31331,20 +31331,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            c67 = o.EVMinimumVoltage
-            if c67.Exponent is None:
+            c23 = o.EVMinimumVoltage
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t68 = c67.Exponent
-            if t68 < -128 or t68 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t68!r} outside -128..127')
-            if c67.Value is None:
+            t45 = c23.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t69 = c67.Value
-            if (w.strict and (t69 < -32768 or t69 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t69!r} outside -32768..32767')
-            a = (a << 17) | (t68 + 128) << 4 | (1 if t69 < 0 else 0) | 0x8000
+            t46 = c23.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x8000
             k += 17
-            u = -t69 - 1 if t69 < 0 else t69
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31369,20 +31369,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 8:
         if o.EVMaximumVoltage is not None:
-            c70 = o.EVMaximumVoltage
-            if c70.Exponent is None:
+            c24 = o.EVMaximumVoltage
+            if c24.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t71 = c70.Exponent
-            if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
-            if c70.Value is None:
+            t47 = c24.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t72 = c70.Value
-            if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
-            a = (a << 16) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
+            t48 = c24.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 16) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 16
-            u = -t72 - 1 if t72 < 0 else t72
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31402,20 +31402,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 9
         elif o.EVMinimumVoltage is not None:
-            c73 = o.EVMinimumVoltage
-            if c73.Exponent is None:
+            c25 = o.EVMinimumVoltage
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t74 = c73.Exponent
-            if t74 < -128 or t74 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t74!r} outside -128..127')
-            if c73.Value is None:
+            t49 = c25.Exponent
+            if t49 < -128 or t49 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t75 = c73.Value
-            if (w.strict and (t75 < -32768 or t75 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t75!r} outside -32768..32767')
-            a = (a << 16) | (t74 + 128) << 4 | (1 if t75 < 0 else 0) | 0x4000
+            t50 = c25.Value
+            if (w.strict and (t50 < -32768 or t50 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+            a = (a << 16) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x4000
             k += 16
-            u = -t75 - 1 if t75 < 0 else t75
+            u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31440,20 +31440,20 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 9:
         if o.EVMinimumVoltage is not None:
-            c76 = o.EVMinimumVoltage
-            if c76.Exponent is None:
+            c26 = o.EVMinimumVoltage
+            if c26.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t77 = c76.Exponent
-            if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
-            if c76.Value is None:
+            t51 = c26.Exponent
+            if t51 < -128 or t51 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+            if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t78 = c76.Value
-            if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
-            a = (a << 16) | (t77 + 128) << 4 | (1 if t78 < 0 else 0)
+            t52 = c26.Value
+            if (w.strict and (t52 < -32768 or t52 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+            a = (a << 16) | (t51 + 128) << 4 | (1 if t52 < 0 else 0)
             k += 16
-            u = -t78 - 1 if t78 < 0 else t78
+            u = -t52 - 1 if t52 < 0 else t52
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -31944,17 +31944,17 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         c1 = o.EVSEMaximumChargePower
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -31974,20 +31974,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 1
     elif o.EVSEMinimumChargePower is not None:
-        c4 = o.EVSEMinimumChargePower
-        if c4.Exponent is None:
+        c2 = o.EVSEMinimumChargePower
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -32007,20 +32007,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 2
     elif o.EVSEMaximumChargeCurrent is not None:
-        c7 = o.EVSEMaximumChargeCurrent
-        if c7.Exponent is None:
+        c3 = o.EVSEMaximumChargeCurrent
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -32040,20 +32040,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         k += 2
         s = 3
     elif o.EVSEMaximumVoltage is not None:
-        c10 = o.EVSEMaximumVoltage
-        if c10.Exponent is None:
+        c4 = o.EVSEMaximumVoltage
+        if c4.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t7 = c4.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0xc000
+        t8 = c4.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 17
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -32078,20 +32078,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
         s = -1
     if s == 1:
         if o.EVSEMinimumChargePower is not None:
-            c13 = o.EVSEMinimumChargePower
-            if c13.Exponent is None:
+            c5 = o.EVSEMinimumChargePower
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t9 = c5.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+            t10 = c5.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 17
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32111,20 +32111,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 2
         elif o.EVSEMaximumChargeCurrent is not None:
-            c16 = o.EVSEMaximumChargeCurrent
-            if c16.Exponent is None:
+            c6 = o.EVSEMaximumChargeCurrent
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t11 = c6.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 17
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32144,20 +32144,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            c19 = o.EVSEMaximumVoltage
-            if c19.Exponent is None:
+            c7 = o.EVSEMaximumVoltage
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t20 = c19.Exponent
-            if t20 < -128 or t20 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
-            if c19.Value is None:
+            t13 = c7.Exponent
+            if t13 < -128 or t13 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t21 = c19.Value
-            if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
-            a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
+            t14 = c7.Value
+            if (w.strict and (t14 < -32768 or t14 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 17
-            u = -t21 - 1 if t21 < 0 else t21
+            u = -t14 - 1 if t14 < 0 else t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32182,20 +32182,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 2:
         if o.EVSEMaximumChargeCurrent is not None:
-            c22 = o.EVSEMaximumChargeCurrent
-            if c22.Exponent is None:
+            c8 = o.EVSEMaximumChargeCurrent
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t23 = c22.Exponent
-            if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
-            if c22.Value is None:
+            t15 = c8.Exponent
+            if t15 < -128 or t15 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t24 = c22.Value
-            if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
-            a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
+            t16 = c8.Value
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 16
-            u = -t24 - 1 if t24 < 0 else t24
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32215,20 +32215,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             k += 2
             s = 3
         elif o.EVSEMaximumVoltage is not None:
-            c25 = o.EVSEMaximumVoltage
-            if c25.Exponent is None:
+            c9 = o.EVSEMaximumVoltage
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t17 = c9.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
+            t18 = c9.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -32253,20 +32253,20 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             s = -1
     if s == 3:
         if o.EVSEMaximumVoltage is not None:
-            c28 = o.EVSEMaximumVoltage
-            if c28.Exponent is None:
+            c10 = o.EVSEMaximumVoltage
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t29 = c28.Exponent
-            if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
-            if c28.Value is None:
+            t19 = c10.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t30 = c28.Value
-            if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
-            a = (a << 16) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
+            t20 = c10.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 16
-            u = -t30 - 1 if t30 < 0 else t30
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8

@@ -5335,10 +5335,10 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -5412,22 +5412,22 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            c3 = x_X509IssuerSerial
-            if c3.X509IssuerName is None:
+            c2 = x_X509IssuerSerial
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -5934,10 +5934,10 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -6210,17 +6210,17 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
     c1 = o.Amount
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -6238,20 +6238,20 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         k = w.n
     if o.CostPerUnit is None:
         raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-    c4 = o.CostPerUnit
-    if c4.Exponent is None:
+    c2 = o.CostPerUnit
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -6375,20 +6375,20 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         k = w.n
     if o.Amount is None:
         raise encode_error('DetailedTaxType.Amount', 'required value missing')
-    c2 = o.Amount
-    if c2.Exponent is None:
+    c1 = o.Amount
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -7846,20 +7846,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
-        c8 = o.BatteryEnergyCapacity
-        if c8.Exponent is None:
+        c1 = o.BatteryEnergyCapacity
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t9 = c8.Exponent
-        if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-        if c8.Value is None:
+        t8 = c1.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t10 = c8.Value
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-        a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x20000
+        t9 = c1.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
-        u = -t10 - 1 if t10 < 0 else t10
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -7888,33 +7888,33 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         s = -1
     if s == 1:
         if o.MinimumSOC is not None:
-            t11 = o.MinimumSOC
-            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t11!r} outside 0..100')
-            a = (a << 13) | (t11) << 1
+            t10 = o.MinimumSOC
+            if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
+                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+            a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
-            t12 = o.TargetSOC
-            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t12!r} outside 0..100')
-            a = (a << 13) | (t12) << 1 | 0x200
+            t11 = o.TargetSOC
+            if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+            a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t13 = o.MaximumSOC
-            if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t13!r} outside 0..100')
-            a = (a << 13) | (t13) << 1 | 0x400
+            t12 = o.MaximumSOC
+            if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+            a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t14 = o.RemainingTimeToMinimumSOC
-            if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t14!r} outside 0..4294967295')
-            u = t14
+            t13 = o.RemainingTimeToMinimumSOC
+            if t13 < 0 or (w.strict and (t13 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+            u = t13
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -7936,10 +7936,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t15 = o.RemainingTimeToTargetSOC
-            if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t15!r} outside 0..4294967295')
-            u = t15
+            t14 = o.RemainingTimeToTargetSOC
+            if t14 < 0 or (w.strict and (t14 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+            u = t14
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -7961,10 +7961,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0xa
             k += 5
-            t16 = o.RemainingTimeToMaximumSOC
-            if t16 < 0 or (w.strict and (t16 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t16!r} outside 0..4294967295')
-            u = t16
+            t15 = o.RemainingTimeToMaximumSOC
+            if t15 < 0 or (w.strict and (t15 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+            u = t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -7988,20 +7988,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c17 = o.BatteryEnergyCapacity
-            if c17.Exponent is None:
+            c2 = o.BatteryEnergyCapacity
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t18 = c17.Exponent
-            if t18 < -128 or t18 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-            if c17.Value is None:
+            t16 = c2.Exponent
+            if t16 < -128 or t16 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t19 = c17.Value
-            if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-            a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x1c000
+            t17 = c2.Value
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
-            u = -t19 - 1 if t19 < 0 else t19
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8030,26 +8030,26 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 2:
         if o.TargetSOC is not None:
-            t20 = o.TargetSOC
-            if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t20!r} outside 0..100')
-            a = (a << 13) | (t20) << 1
+            t18 = o.TargetSOC
+            if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
+                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+            a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
-            t21 = o.MaximumSOC
-            if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t21!r} outside 0..100')
-            a = (a << 13) | (t21) << 1 | 0x200
+            t19 = o.MaximumSOC
+            if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+            a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t22 = o.RemainingTimeToMinimumSOC
-            if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t22!r} outside 0..4294967295')
-            u = t22
+            t20 = o.RemainingTimeToMinimumSOC
+            if t20 < 0 or (w.strict and (t20 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+            u = t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8071,10 +8071,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t23 = o.RemainingTimeToTargetSOC
-            if t23 < 0 or (w.strict and (t23 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t23!r} outside 0..4294967295')
-            u = t23
+            t21 = o.RemainingTimeToTargetSOC
+            if t21 < 0 or (w.strict and (t21 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+            u = t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8096,10 +8096,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x8
             k += 5
-            t24 = o.RemainingTimeToMaximumSOC
-            if t24 < 0 or (w.strict and (t24 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t24!r} outside 0..4294967295')
-            u = t24
+            t22 = o.RemainingTimeToMaximumSOC
+            if t22 < 0 or (w.strict and (t22 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+            u = t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8123,20 +8123,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c25 = o.BatteryEnergyCapacity
-            if c25.Exponent is None:
+            c3 = o.BatteryEnergyCapacity
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t26 = c25.Exponent
-            if t26 < -128 or t26 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
-            if c25.Value is None:
+            t23 = c3.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t27 = c25.Value
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
-            a = (a << 18) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x18000
+            t24 = c3.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8165,19 +8165,19 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 3:
         if o.MaximumSOC is not None:
-            t28 = o.MaximumSOC
-            if t28 < 0 or t28 > 127 or (w.strict and (t28 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t28!r} outside 0..100')
-            a = (a << 13) | (t28) << 1
+            t25 = o.MaximumSOC
+            if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
+                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+            a = (a << 13) | (t25) << 1
             k += 13
             s = 4
         elif o.RemainingTimeToMinimumSOC is not None:
             a = (a << 5) | 0x2
             k += 5
-            t29 = o.RemainingTimeToMinimumSOC
-            if t29 < 0 or (w.strict and (t29 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t29!r} outside 0..4294967295')
-            u = t29
+            t26 = o.RemainingTimeToMinimumSOC
+            if t26 < 0 or (w.strict and (t26 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+            u = t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8199,10 +8199,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 5) | 0x4
             k += 5
-            t30 = o.RemainingTimeToTargetSOC
-            if t30 < 0 or (w.strict and (t30 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t30!r} outside 0..4294967295')
-            u = t30
+            t27 = o.RemainingTimeToTargetSOC
+            if t27 < 0 or (w.strict and (t27 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+            u = t27
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8224,10 +8224,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 5) | 0x6
             k += 5
-            t31 = o.RemainingTimeToMaximumSOC
-            if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t31!r} outside 0..4294967295')
-            u = t31
+            t28 = o.RemainingTimeToMaximumSOC
+            if t28 < 0 or (w.strict and (t28 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+            u = t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8251,20 +8251,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c32 = o.BatteryEnergyCapacity
-            if c32.Exponent is None:
+            c4 = o.BatteryEnergyCapacity
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t33 = c32.Exponent
-            if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-            if c32.Value is None:
+            t29 = c4.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t34 = c32.Value
-            if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-            a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
+            t30 = c4.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
-            u = -t34 - 1 if t34 < 0 else t34
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8295,10 +8295,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMinimumSOC is not None:
             a <<= 4
             k += 4
-            t35 = o.RemainingTimeToMinimumSOC
-            if t35 < 0 or (w.strict and (t35 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t35!r} outside 0..4294967295')
-            u = t35
+            t31 = o.RemainingTimeToMinimumSOC
+            if t31 < 0 or (w.strict and (t31 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+            u = t31
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8320,10 +8320,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToTargetSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t36 = o.RemainingTimeToTargetSOC
-            if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
-            u = t36
+            t32 = o.RemainingTimeToTargetSOC
+            if t32 < 0 or (w.strict and (t32 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+            u = t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8345,10 +8345,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x4
             k += 4
-            t37 = o.RemainingTimeToMaximumSOC
-            if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
-            u = t37
+            t33 = o.RemainingTimeToMaximumSOC
+            if t33 < 0 or (w.strict and (t33 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8372,20 +8372,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c38 = o.BatteryEnergyCapacity
-            if c38.Exponent is None:
+            c5 = o.BatteryEnergyCapacity
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t39 = c38.Exponent
-            if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
-            if c38.Value is None:
+            t34 = c5.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t40 = c38.Value
-            if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
-            a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
+            t35 = c5.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
-            u = -t40 - 1 if t40 < 0 else t40
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8416,10 +8416,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToTargetSOC is not None:
             a <<= 4
             k += 4
-            t41 = o.RemainingTimeToTargetSOC
-            if t41 < 0 or (w.strict and (t41 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t41!r} outside 0..4294967295')
-            u = t41
+            t36 = o.RemainingTimeToTargetSOC
+            if t36 < 0 or (w.strict and (t36 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+            u = t36
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8441,10 +8441,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         elif o.RemainingTimeToMaximumSOC is not None:
             a = (a << 4) | 0x2
             k += 4
-            t42 = o.RemainingTimeToMaximumSOC
-            if t42 < 0 or (w.strict and (t42 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t42!r} outside 0..4294967295')
-            u = t42
+            t37 = o.RemainingTimeToMaximumSOC
+            if t37 < 0 or (w.strict and (t37 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+            u = t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8468,20 +8468,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c43 = o.BatteryEnergyCapacity
-            if c43.Exponent is None:
+            c6 = o.BatteryEnergyCapacity
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t38 = c6.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 17) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0xc000
+            t39 = c6.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8512,10 +8512,10 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.RemainingTimeToMaximumSOC is not None:
             a <<= 4
             k += 4
-            t46 = o.RemainingTimeToMaximumSOC
-            if t46 < 0 or (w.strict and (t46 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t46!r} outside 0..4294967295')
-            u = t46
+            t40 = o.RemainingTimeToMaximumSOC
+            if t40 < 0 or (w.strict and (t40 > 4294967295)):
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+            u = t40
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8539,20 +8539,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c47 = o.BatteryEnergyCapacity
-            if c47.Exponent is None:
+            c7 = o.BatteryEnergyCapacity
+            if c7.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t48 = c47.Exponent
-            if t48 < -128 or t48 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
-            if c47.Value is None:
+            t41 = c7.Exponent
+            if t41 < -128 or t41 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t49 = c47.Value
-            if (w.strict and (t49 < -32768 or t49 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
-            a = (a << 17) | (t48 + 128) << 4 | (1 if t49 < 0 else 0) | 0x8000
+            t42 = c7.Value
+            if (w.strict and (t42 < -32768 or t42 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
-            u = -t49 - 1 if t49 < 0 else t49
+            u = -t42 - 1 if t42 < 0 else t42
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8585,20 +8585,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
-            c50 = o.BatteryEnergyCapacity
-            if c50.Exponent is None:
+            c8 = o.BatteryEnergyCapacity
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t43 = c8.Exponent
+            if t43 < -128 or t43 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
+            t44 = c8.Value
+            if (w.strict and (t44 < -32768 or t44 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+            a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t44 - 1 if t44 < 0 else t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8627,20 +8627,20 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 8:
         if o.BatteryEnergyCapacity is not None:
-            c53 = o.BatteryEnergyCapacity
-            if c53.Exponent is None:
+            c9 = o.BatteryEnergyCapacity
+            if c9.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t45 = c9.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t46 = c9.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8921,20 +8921,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 1
         s = 1
     elif o.EVTargetEnergyRequest is not None:
-        c2 = o.EVTargetEnergyRequest
-        if c2.Exponent is None:
+        c1 = o.EVTargetEnergyRequest
+        if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t3 = c2.Exponent
-        if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-        if c2.Value is None:
+        t2 = c1.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t4 = c2.Value
-        if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
+        t3 = c1.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
-        u = -t4 - 1 if t4 < 0 else t4
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -8957,20 +8957,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(DepartureTime), SE(EVTargetEnergyRequest)')
     if s == 1:
         if o.EVTargetEnergyRequest is not None:
-            c5 = o.EVTargetEnergyRequest
-            if c5.Exponent is None:
+            c2 = o.EVTargetEnergyRequest
+            if c2.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t6 = c5.Exponent
-            if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-            if c5.Value is None:
+            t4 = c2.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t7 = c5.Value
-            if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-            a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+            t5 = c2.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
-            u = -t7 - 1 if t7 < 0 else t7
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -8993,20 +8993,20 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('Dynamic_CLReqControlModeType', 'missing SE(EVTargetEnergyRequest)')
     if o.EVMaximumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMaximumEnergyRequest', 'required value missing')
-    c8 = o.EVMaximumEnergyRequest
-    if c8.Exponent is None:
+    c3 = o.EVMaximumEnergyRequest
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t9 = c8.Exponent
-    if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
-    if c8.Value is None:
+    t6 = c3.Exponent
+    if t6 < -128 or t6 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t10 = c8.Value
-    if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
-    a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
+    t7 = c3.Value
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+    a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
-    u = -t10 - 1 if t10 < 0 else t10
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9024,21 +9024,21 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k = w.n
     if o.EVMinimumEnergyRequest is None:
         raise encode_error('Dynamic_CLReqControlModeType.EVMinimumEnergyRequest', 'required value missing')
-    c11 = o.EVMinimumEnergyRequest
-    if c11.Exponent is None:
+    c4 = o.EVMinimumEnergyRequest
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t12 = c11.Exponent
-    if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-    if c11.Value is None:
+    t8 = c4.Exponent
+    if t8 < -128 or t8 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t13 = c11.Value
-    if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-    a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
+    t9 = c4.Value
+    if (w.strict and (t9 < -32768 or t9 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
-    u = -t13 - 1 if t13 < 0 else t13
+    u = -t9 - 1 if t9 < 0 else t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -9792,10 +9792,10 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -9823,22 +9823,22 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             k += 2
             x_RootCertificateID = o.RootCertificateID[i_RootCertificateID]
             i_RootCertificateID += 1
-            c3 = x_RootCertificateID
-            if c3.X509IssuerName is None:
+            c2 = x_RootCertificateID
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -12825,23 +12825,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 1
     s = 1
     if o.EnergyCosts is not None:
-        c2 = o.EnergyCosts
-        if c2.Amount is None:
+        c1 = o.EnergyCosts
+        if c1.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c3 = c2.Amount
-        if c3.Exponent is None:
+        c2 = c1.Amount
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12857,22 +12857,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.CostPerUnit is None:
+        if c1.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c6 = c2.CostPerUnit
-        if c6.Exponent is None:
+        c3 = c1.CostPerUnit
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t7 = c6.Exponent
-        if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-        if c6.Value is None:
+        t4 = c3.Exponent
+        if t4 < -128 or t4 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t8 = c6.Value
-        if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-        a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+        t5 = c3.Value
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
-        u = -t8 - 1 if t8 < 0 else t8
+        u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12892,23 +12892,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 2
     elif o.OccupancyCosts is not None:
-        c9 = o.OccupancyCosts
-        if c9.Amount is None:
+        c4 = o.OccupancyCosts
+        if c4.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c10 = c9.Amount
-        if c10.Exponent is None:
+        c5 = c4.Amount
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t11 = c10.Exponent
-        if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-        if c10.Value is None:
+        t6 = c5.Exponent
+        if t6 < -128 or t6 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t12 = c10.Value
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-        a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x8000
+        t7 = c5.Value
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
-        u = -t12 - 1 if t12 < 0 else t12
+        u = -t7 - 1 if t7 < 0 else t7
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12924,22 +12924,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c9.CostPerUnit is None:
+        if c4.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c13 = c9.CostPerUnit
-        if c13.Exponent is None:
+        c6 = c4.CostPerUnit
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t14 = c13.Exponent
-        if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-        if c13.Value is None:
+        t8 = c6.Exponent
+        if t8 < -128 or t8 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t15 = c13.Value
-        if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-        a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
+        t9 = c6.Value
+        if (w.strict and (t9 < -32768 or t9 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
-        u = -t15 - 1 if t15 < 0 else t15
+        u = -t9 - 1 if t9 < 0 else t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12959,23 +12959,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 3
     elif o.AdditionalServicesCosts is not None:
-        c16 = o.AdditionalServicesCosts
-        if c16.Amount is None:
+        c7 = o.AdditionalServicesCosts
+        if c7.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c17 = c16.Amount
-        if c17.Exponent is None:
+        c8 = c7.Amount
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t18 = c17.Exponent
-        if t18 < -128 or t18 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-        if c17.Value is None:
+        t10 = c8.Exponent
+        if t10 < -128 or t10 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t19 = c17.Value
-        if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-        a = (a << 18) | (t18 + 128) << 4 | (1 if t19 < 0 else 0) | 0x10000
+        t11 = c8.Value
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
-        u = -t19 - 1 if t19 < 0 else t19
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -12991,22 +12991,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c16.CostPerUnit is None:
+        if c7.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c20 = c16.CostPerUnit
-        if c20.Exponent is None:
+        c9 = c7.CostPerUnit
+        if c9.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t21 = c20.Exponent
-        if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-        if c20.Value is None:
+        t12 = c9.Exponent
+        if t12 < -128 or t12 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t22 = c20.Value
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        t13 = c9.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13026,23 +13026,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         s = 4
     elif o.OverstayCosts is not None:
-        c23 = o.OverstayCosts
-        if c23.Amount is None:
+        c10 = o.OverstayCosts
+        if c10.Amount is None:
             raise encode_error('DetailedCostType.Amount', 'required value missing')
-        c24 = c23.Amount
-        if c24.Exponent is None:
+        c11 = c10.Amount
+        if c11.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t25 = c24.Exponent
-        if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
-        if c24.Value is None:
+        t14 = c11.Exponent
+        if t14 < -128 or t14 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t26 = c24.Value
-        if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
-        a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x18000
+        t15 = c11.Value
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
-        u = -t26 - 1 if t26 < 0 else t26
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13058,22 +13058,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c23.CostPerUnit is None:
+        if c10.CostPerUnit is None:
             raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-        c27 = c23.CostPerUnit
-        if c27.Exponent is None:
+        c12 = c10.CostPerUnit
+        if c12.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t28 = c27.Exponent
-        if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
-        if c27.Value is None:
+        t16 = c12.Exponent
+        if t16 < -128 or t16 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t29 = c27.Value
-        if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
-        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
+        t17 = c12.Value
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
-        u = -t29 - 1 if t29 < 0 else t29
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13097,15 +13097,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 3
         x_TaxCosts = o.TaxCosts[i_TaxCosts]
         i_TaxCosts += 1
-        c30 = x_TaxCosts
-        if c30.TaxRuleID is None:
+        c13 = x_TaxCosts
+        if c13.TaxRuleID is None:
             raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
         a <<= 2
         k += 2
-        t31 = c30.TaxRuleID
-        if t31 < 0 or (w.strict and (t31 < 1 or t31 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t31!r} outside 1..4294967295')
-        u = t31
+        t18 = c13.TaxRuleID
+        if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
+            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+        u = t18
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13121,22 +13121,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             w.uint(u)
             a = w.acc
             k = w.n
-        if c30.Amount is None:
+        if c13.Amount is None:
             raise encode_error('DetailedTaxType.Amount', 'required value missing')
-        c32 = c30.Amount
-        if c32.Exponent is None:
+        c14 = c13.Amount
+        if c14.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t33 = c32.Exponent
-        if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
-        if c32.Value is None:
+        t19 = c14.Exponent
+        if t19 < -128 or t19 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+        if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t34 = c32.Value
-        if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
-        a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
+        t20 = c14.Value
+        if (w.strict and (t20 < -32768 or t20 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+        a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
-        u = -t34 - 1 if t34 < 0 else t34
+        u = -t20 - 1 if t20 < 0 else t20
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -13161,23 +13161,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         s = -1
     if s == 2:
         if o.OccupancyCosts is not None:
-            c35 = o.OccupancyCosts
-            if c35.Amount is None:
+            c15 = o.OccupancyCosts
+            if c15.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c36 = c35.Amount
-            if c36.Exponent is None:
+            c16 = c15.Amount
+            if c16.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t37 = c36.Exponent
-            if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
-            if c36.Value is None:
+            t21 = c16.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t38 = c36.Value
-            if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
-            a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
+            t22 = c16.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
-            u = -t38 - 1 if t38 < 0 else t38
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13193,22 +13193,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c35.CostPerUnit is None:
+            if c15.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c39 = c35.CostPerUnit
-            if c39.Exponent is None:
+            c17 = c15.CostPerUnit
+            if c17.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t40 = c39.Exponent
-            if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
-            if c39.Value is None:
+            t23 = c17.Exponent
+            if t23 < -128 or t23 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t41 = c39.Value
-            if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
-            a = (a << 17) | (t40 + 128) << 4 | (1 if t41 < 0 else 0)
+            t24 = c17.Value
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
-            u = -t41 - 1 if t41 < 0 else t41
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13228,23 +13228,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 3
         elif o.AdditionalServicesCosts is not None:
-            c42 = o.AdditionalServicesCosts
-            if c42.Amount is None:
+            c18 = o.AdditionalServicesCosts
+            if c18.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c43 = c42.Amount
-            if c43.Exponent is None:
+            c19 = c18.Amount
+            if c19.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t44 = c43.Exponent
-            if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
-            if c43.Value is None:
+            t25 = c19.Exponent
+            if t25 < -128 or t25 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t45 = c43.Value
-            if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
-            a = (a << 18) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x8000
+            t26 = c19.Value
+            if (w.strict and (t26 < -32768 or t26 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
-            u = -t45 - 1 if t45 < 0 else t45
+            u = -t26 - 1 if t26 < 0 else t26
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13260,22 +13260,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c42.CostPerUnit is None:
+            if c18.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c46 = c42.CostPerUnit
-            if c46.Exponent is None:
+            c20 = c18.CostPerUnit
+            if c20.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t47 = c46.Exponent
-            if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
-            if c46.Value is None:
+            t27 = c20.Exponent
+            if t27 < -128 or t27 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t48 = c46.Value
-            if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
-            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
+            t28 = c20.Value
+            if (w.strict and (t28 < -32768 or t28 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
-            u = -t48 - 1 if t48 < 0 else t48
+            u = -t28 - 1 if t28 < 0 else t28
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13295,23 +13295,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c49 = o.OverstayCosts
-            if c49.Amount is None:
+            c21 = o.OverstayCosts
+            if c21.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c50 = c49.Amount
-            if c50.Exponent is None:
+            c22 = c21.Amount
+            if c22.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t51 = c50.Exponent
-            if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
-            if c50.Value is None:
+            t29 = c22.Exponent
+            if t29 < -128 or t29 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t52 = c50.Value
-            if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
-            a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
+            t30 = c22.Value
+            if (w.strict and (t30 < -32768 or t30 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
-            u = -t52 - 1 if t52 < 0 else t52
+            u = -t30 - 1 if t30 < 0 else t30
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13327,22 +13327,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c49.CostPerUnit is None:
+            if c21.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c53 = c49.CostPerUnit
-            if c53.Exponent is None:
+            c23 = c21.CostPerUnit
+            if c23.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t54 = c53.Exponent
-            if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
-            if c53.Value is None:
+            t31 = c23.Exponent
+            if t31 < -128 or t31 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t55 = c53.Value
-            if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
-            a = (a << 17) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
+            t32 = c23.Value
+            if (w.strict and (t32 < -32768 or t32 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
-            u = -t55 - 1 if t55 < 0 else t55
+            u = -t32 - 1 if t32 < 0 else t32
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13366,15 +13366,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c56 = x_TaxCosts
-            if c56.TaxRuleID is None:
+            c24 = x_TaxCosts
+            if c24.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t57 = c56.TaxRuleID
-            if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
-            u = t57
+            t33 = c24.TaxRuleID
+            if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+            u = t33
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13390,22 +13390,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c56.Amount is None:
+            if c24.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c58 = c56.Amount
-            if c58.Exponent is None:
+            c25 = c24.Amount
+            if c25.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t59 = c58.Exponent
-            if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
-            if c58.Value is None:
+            t34 = c25.Exponent
+            if t34 < -128 or t34 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+            if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t60 = c58.Value
-            if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
-            a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0)
+            t35 = c25.Value
+            if (w.strict and (t35 < -32768 or t35 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+            a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
-            u = -t60 - 1 if t60 < 0 else t60
+            u = -t35 - 1 if t35 < 0 else t35
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13430,23 +13430,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 3:
         if o.AdditionalServicesCosts is not None:
-            c61 = o.AdditionalServicesCosts
-            if c61.Amount is None:
+            c26 = o.AdditionalServicesCosts
+            if c26.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c62 = c61.Amount
-            if c62.Exponent is None:
+            c27 = c26.Amount
+            if c27.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t63 = c62.Exponent
-            if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
-            if c62.Value is None:
+            t36 = c27.Exponent
+            if t36 < -128 or t36 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+            if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t64 = c62.Value
-            if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
-            a = (a << 18) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
+            t37 = c27.Value
+            if (w.strict and (t37 < -32768 or t37 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+            a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
-            u = -t64 - 1 if t64 < 0 else t64
+            u = -t37 - 1 if t37 < 0 else t37
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13462,22 +13462,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c61.CostPerUnit is None:
+            if c26.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c65 = c61.CostPerUnit
-            if c65.Exponent is None:
+            c28 = c26.CostPerUnit
+            if c28.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t66 = c65.Exponent
-            if t66 < -128 or t66 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
-            if c65.Value is None:
+            t38 = c28.Exponent
+            if t38 < -128 or t38 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t67 = c65.Value
-            if (w.strict and (t67 < -32768 or t67 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
-            a = (a << 17) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
+            t39 = c28.Value
+            if (w.strict and (t39 < -32768 or t39 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
-            u = -t67 - 1 if t67 < 0 else t67
+            u = -t39 - 1 if t39 < 0 else t39
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13497,23 +13497,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             s = 4
         elif o.OverstayCosts is not None:
-            c68 = o.OverstayCosts
-            if c68.Amount is None:
+            c29 = o.OverstayCosts
+            if c29.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c69 = c68.Amount
-            if c69.Exponent is None:
+            c30 = c29.Amount
+            if c30.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t70 = c69.Exponent
-            if t70 < -128 or t70 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
-            if c69.Value is None:
+            t40 = c30.Exponent
+            if t40 < -128 or t40 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t71 = c69.Value
-            if (w.strict and (t71 < -32768 or t71 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
-            a = (a << 18) | (t70 + 128) << 4 | (1 if t71 < 0 else 0) | 0x8000
+            t41 = c30.Value
+            if (w.strict and (t41 < -32768 or t41 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
-            u = -t71 - 1 if t71 < 0 else t71
+            u = -t41 - 1 if t41 < 0 else t41
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13529,22 +13529,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c68.CostPerUnit is None:
+            if c29.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c72 = c68.CostPerUnit
-            if c72.Exponent is None:
+            c31 = c29.CostPerUnit
+            if c31.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t73 = c72.Exponent
-            if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
-            if c72.Value is None:
+            t42 = c31.Exponent
+            if t42 < -128 or t42 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+            if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t74 = c72.Value
-            if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
-            a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
+            t43 = c31.Value
+            if (w.strict and (t43 < -32768 or t43 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+            a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
-            u = -t74 - 1 if t74 < 0 else t74
+            u = -t43 - 1 if t43 < 0 else t43
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13568,15 +13568,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 3
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c75 = x_TaxCosts
-            if c75.TaxRuleID is None:
+            c32 = x_TaxCosts
+            if c32.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t76 = c75.TaxRuleID
-            if t76 < 0 or (w.strict and (t76 < 1 or t76 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t76!r} outside 1..4294967295')
-            u = t76
+            t44 = c32.TaxRuleID
+            if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+            u = t44
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13592,22 +13592,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c75.Amount is None:
+            if c32.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c77 = c75.Amount
-            if c77.Exponent is None:
+            c33 = c32.Amount
+            if c33.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t78 = c77.Exponent
-            if t78 < -128 or t78 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
-            if c77.Value is None:
+            t45 = c33.Exponent
+            if t45 < -128 or t45 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+            if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t79 = c77.Value
-            if (w.strict and (t79 < -32768 or t79 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
-            a = (a << 16) | (t78 + 128) << 4 | (1 if t79 < 0 else 0)
+            t46 = c33.Value
+            if (w.strict and (t46 < -32768 or t46 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+            a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
-            u = -t79 - 1 if t79 < 0 else t79
+            u = -t46 - 1 if t46 < 0 else t46
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13632,23 +13632,23 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             s = -1
     if s == 4:
         if o.OverstayCosts is not None:
-            c80 = o.OverstayCosts
-            if c80.Amount is None:
+            c34 = o.OverstayCosts
+            if c34.Amount is None:
                 raise encode_error('DetailedCostType.Amount', 'required value missing')
-            c81 = c80.Amount
-            if c81.Exponent is None:
+            c35 = c34.Amount
+            if c35.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t82 = c81.Exponent
-            if t82 < -128 or t82 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
-            if c81.Value is None:
+            t47 = c35.Exponent
+            if t47 < -128 or t47 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+            if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t83 = c81.Value
-            if (w.strict and (t83 < -32768 or t83 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
-            a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0)
+            t48 = c35.Value
+            if (w.strict and (t48 < -32768 or t48 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+            a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
-            u = -t83 - 1 if t83 < 0 else t83
+            u = -t48 - 1 if t48 < 0 else t48
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13664,22 +13664,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c80.CostPerUnit is None:
+            if c34.CostPerUnit is None:
                 raise encode_error('DetailedCostType.CostPerUnit', 'required value missing')
-            c84 = c80.CostPerUnit
-            if c84.Exponent is None:
+            c36 = c34.CostPerUnit
+            if c36.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t85 = c84.Exponent
-            if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
-            if c84.Value is None:
+            t49 = c36.Exponent
+            if t49 < -128 or t49 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+            if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t86 = c84.Value
-            if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
-            a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
+            t50 = c36.Value
+            if (w.strict and (t50 < -32768 or t50 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+            a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
-            u = -t86 - 1 if t86 < 0 else t86
+            u = -t50 - 1 if t50 < 0 else t50
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13703,15 +13703,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c87 = x_TaxCosts
-            if c87.TaxRuleID is None:
+            c37 = x_TaxCosts
+            if c37.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t88 = c87.TaxRuleID
-            if t88 < 0 or (w.strict and (t88 < 1 or t88 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t88!r} outside 1..4294967295')
-            u = t88
+            t51 = c37.TaxRuleID
+            if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+            u = t51
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13727,22 +13727,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c87.Amount is None:
+            if c37.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c89 = c87.Amount
-            if c89.Exponent is None:
+            c38 = c37.Amount
+            if c38.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t90 = c89.Exponent
-            if t90 < -128 or t90 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
-            if c89.Value is None:
+            t52 = c38.Exponent
+            if t52 < -128 or t52 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+            if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t91 = c89.Value
-            if (w.strict and (t91 < -32768 or t91 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
-            a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
+            t53 = c38.Value
+            if (w.strict and (t53 < -32768 or t53 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+            a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
-            u = -t91 - 1 if t91 < 0 else t91
+            u = -t53 - 1 if t53 < 0 else t53
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13771,15 +13771,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             x_TaxCosts = o.TaxCosts[i_TaxCosts]
             i_TaxCosts += 1
-            c92 = x_TaxCosts
-            if c92.TaxRuleID is None:
+            c39 = x_TaxCosts
+            if c39.TaxRuleID is None:
                 raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
             a <<= 2
             k += 2
-            t93 = c92.TaxRuleID
-            if t93 < 0 or (w.strict and (t93 < 1 or t93 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t93!r} outside 1..4294967295')
-            u = t93
+            t54 = c39.TaxRuleID
+            if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
+                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+            u = t54
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13795,22 +13795,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c92.Amount is None:
+            if c39.Amount is None:
                 raise encode_error('DetailedTaxType.Amount', 'required value missing')
-            c94 = c92.Amount
-            if c94.Exponent is None:
+            c40 = c39.Amount
+            if c40.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t95 = c94.Exponent
-            if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
-            if c94.Value is None:
+            t55 = c40.Exponent
+            if t55 < -128 or t55 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+            if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t96 = c94.Value
-            if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
-            a = (a << 16) | (t95 + 128) << 4 | (1 if t96 < 0 else 0)
+            t56 = c40.Value
+            if (w.strict and (t56 < -32768 or t56 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+            a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
-            u = -t96 - 1 if t96 < 0 else t96
+            u = -t56 - 1 if t56 < 0 else t56
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -13841,15 +13841,15 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 x_TaxCosts = o.TaxCosts[i_TaxCosts]
                 i_TaxCosts += 1
-                c97 = x_TaxCosts
-                if c97.TaxRuleID is None:
+                c41 = x_TaxCosts
+                if c41.TaxRuleID is None:
                     raise encode_error('DetailedTaxType.TaxRuleID', 'required value missing')
                 a <<= 2
                 k += 2
-                t98 = c97.TaxRuleID
-                if t98 < 0 or (w.strict and (t98 < 1 or t98 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t98!r} outside 1..4294967295')
-                u = t98
+                t57 = c41.TaxRuleID
+                if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
+                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                u = t57
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -13865,22 +13865,22 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     w.uint(u)
                     a = w.acc
                     k = w.n
-                if c97.Amount is None:
+                if c41.Amount is None:
                     raise encode_error('DetailedTaxType.Amount', 'required value missing')
-                c99 = c97.Amount
-                if c99.Exponent is None:
+                c42 = c41.Amount
+                if c42.Exponent is None:
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
-                t100 = c99.Exponent
-                if t100 < -128 or t100 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t100!r} outside -128..127')
-                if c99.Value is None:
+                t58 = c42.Exponent
+                if t58 < -128 or t58 > 127:
+                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
-                t101 = c99.Value
-                if (w.strict and (t101 < -32768 or t101 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t101!r} outside -32768..32767')
-                a = (a << 16) | (t100 + 128) << 4 | (1 if t101 < 0 else 0)
+                t59 = c42.Value
+                if (w.strict and (t59 < -32768 or t59 > 32767)):
+                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
-                u = -t101 - 1 if t101 < 0 else t101
+                u = -t59 - 1 if t59 < 0 else t59
                 if u < 0x80:
                     a = (a << 8) | u
                     k += 8
@@ -14210,17 +14210,17 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         c1 = o.EVTargetEnergyRequest
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14240,20 +14240,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 1
     elif o.EVMaximumEnergyRequest is not None:
-        c4 = o.EVMaximumEnergyRequest
-        if c4.Exponent is None:
+        c2 = o.EVMaximumEnergyRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14273,20 +14273,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         k += 2
         s = 2
     elif o.EVMinimumEnergyRequest is not None:
-        c7 = o.EVMinimumEnergyRequest
-        if c7.Exponent is None:
+        c3 = o.EVMinimumEnergyRequest
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x8000
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -14311,20 +14311,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
         s = -1
     if s == 1:
         if o.EVMaximumEnergyRequest is not None:
-            c10 = o.EVMaximumEnergyRequest
-            if c10.Exponent is None:
+            c4 = o.EVMaximumEnergyRequest
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t11 = c10.Exponent
-            if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-            if c10.Value is None:
+            t7 = c4.Exponent
+            if t7 < -128 or t7 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t12 = c10.Value
-            if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+            t8 = c4.Value
+            if (w.strict and (t8 < -32768 or t8 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
-            u = -t12 - 1 if t12 < 0 else t12
+            u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14344,20 +14344,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             k += 2
             s = 2
         elif o.EVMinimumEnergyRequest is not None:
-            c13 = o.EVMinimumEnergyRequest
-            if c13.Exponent is None:
+            c5 = o.EVMinimumEnergyRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t14 = c13.Exponent
-            if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
-            if c13.Value is None:
+            t9 = c5.Exponent
+            if t9 < -128 or t9 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t15 = c13.Value
-            if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
-            a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
+            t10 = c5.Value
+            if (w.strict and (t10 < -32768 or t10 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
-            u = -t15 - 1 if t15 < 0 else t15
+            u = -t10 - 1 if t10 < 0 else t10
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -14382,20 +14382,20 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             s = -1
     if s == 2:
         if o.EVMinimumEnergyRequest is not None:
-            c16 = o.EVMinimumEnergyRequest
-            if c16.Exponent is None:
+            c6 = o.EVMinimumEnergyRequest
+            if c6.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t17 = c16.Exponent
-            if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
-            if c16.Value is None:
+            t11 = c6.Exponent
+            if t11 < -128 or t11 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t18 = c16.Value
-            if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
-            a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
+            t12 = c6.Value
+            if (w.strict and (t12 < -32768 or t12 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
-            u = -t18 - 1 if t18 < 0 else t18
+            u = -t12 - 1 if t12 < 0 else t12
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -15594,17 +15594,17 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
         c1 = o.TargetCoilCurrent
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 16
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -16054,17 +16054,17 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         c1 = o.PowerTransmitted
         if c1.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t2 = c1.Exponent
-        if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        t1 = c1.Exponent
+        if t1 < -128 or t1 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t3 = c1.Value
-        if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+        t2 = c1.Value
+        if (w.strict and (t2 < -32768 or t2 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
-        u = -t3 - 1 if t3 < 0 else t3
+        u = -t2 - 1 if t2 < 0 else t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -16084,20 +16084,20 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         k += 2
         s = 4
     elif o.SupplyDeviceCurrent is not None:
-        c4 = o.SupplyDeviceCurrent
-        if c4.Exponent is None:
+        c2 = o.SupplyDeviceCurrent
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t5 = c4.Exponent
-        if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-        if c4.Value is None:
+        t3 = c2.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t6 = c4.Value
-        if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
+        t4 = c2.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
-        u = -t6 - 1 if t6 < 0 else t6
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -16137,20 +16137,20 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
         s = -1
     if s == 4:
         if o.SupplyDeviceCurrent is not None:
-            c7 = o.SupplyDeviceCurrent
-            if c7.Exponent is None:
+            c3 = o.SupplyDeviceCurrent
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t8 = c7.Exponent
-            if t8 < -128 or t8 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-            if c7.Value is None:
+            t5 = c3.Exponent
+            if t5 < -128 or t5 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t9 = c7.Value
-            if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-            a = (a << 16) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+            t6 = c3.Value
+            if (w.strict and (t6 < -32768 or t6 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
             k += 16
-            u = -t9 - 1 if t9 < 0 else t9
+            u = -t6 - 1 if t6 < 0 else t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -16933,17 +16933,17 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     c1 = o.EVPCPowerRequest
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16961,21 +16961,21 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k = w.n
     if o.EVPCPowerOutput is None:
         raise encode_error('WPT_ChargeLoopReqType.EVPCPowerOutput', 'required value missing')
-    c4 = o.EVPCPowerOutput
-    if c4.Exponent is None:
+    c2 = o.EVPCPowerOutput
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 4
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -16998,20 +16998,20 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     s = 5
     s = 6
     if o.EVPCOperatingFrequency is not None:
-        c7 = o.EVPCOperatingFrequency
-        if c7.Exponent is None:
+        c3 = o.EVPCOperatingFrequency
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t8 = c7.Exponent
-        if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-        if c7.Value is None:
+        t5 = c3.Exponent
+        if t5 < -128 or t5 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t9 = c7.Value
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-        a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
+        t6 = c3.Value
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
         k += 17
-        u = -t9 - 1 if t9 < 0 else t9
+        u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17031,23 +17031,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k += 2
         s = 7
     elif o.EVPCPowerControlParameter is not None:
-        c10 = o.EVPCPowerControlParameter
-        if c10.EVPCCoilCurrentRequest is None:
+        c4 = o.EVPCPowerControlParameter
+        if c4.EVPCCoilCurrentRequest is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
-        c11 = c10.EVPCCoilCurrentRequest
-        if c11.Exponent is None:
+        c5 = c4.EVPCCoilCurrentRequest
+        if c5.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t12 = c11.Exponent
-        if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
-        if c11.Value is None:
+        t7 = c5.Exponent
+        if t7 < -128 or t7 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t13 = c11.Value
-        if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
-        a = (a << 18) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x8000
+        t8 = c5.Value
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 18
-        u = -t13 - 1 if t13 < 0 else t13
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17063,22 +17063,22 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             w.uint(u)
             a = w.acc
             k = w.n
-        if c10.EVPCCoilCurrentInformation is None:
+        if c4.EVPCCoilCurrentInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
-        c14 = c10.EVPCCoilCurrentInformation
-        if c14.Exponent is None:
+        c6 = c4.EVPCCoilCurrentInformation
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t15 = c14.Exponent
-        if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
-        if c14.Value is None:
+        t9 = c6.Exponent
+        if t9 < -128 or t9 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t16 = c14.Value
-        if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
-        a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
+        t10 = c6.Value
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
         k += 17
-        u = -t16 - 1 if t16 < 0 else t16
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17094,22 +17094,22 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             w.uint(u)
             a = w.acc
             k = w.n
-        if c10.EVPCCurrentOutputInformation is None:
+        if c4.EVPCCurrentOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
-        c17 = c10.EVPCCurrentOutputInformation
-        if c17.Exponent is None:
+        c7 = c4.EVPCCurrentOutputInformation
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t18 = c17.Exponent
-        if t18 < -128 or t18 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
-        if c17.Value is None:
+        t11 = c7.Exponent
+        if t11 < -128 or t11 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t19 = c17.Value
-        if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
-        a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
+        t12 = c7.Value
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
         k += 17
-        u = -t19 - 1 if t19 < 0 else t19
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17125,22 +17125,22 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             w.uint(u)
             a = w.acc
             k = w.n
-        if c10.EVPCVoltageOutputInformation is None:
+        if c4.EVPCVoltageOutputInformation is None:
             raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
-        c20 = c10.EVPCVoltageOutputInformation
-        if c20.Exponent is None:
+        c8 = c4.EVPCVoltageOutputInformation
+        if c8.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t21 = c20.Exponent
-        if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
-        if c20.Value is None:
+        t13 = c8.Exponent
+        if t13 < -128 or t13 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+        if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t22 = c20.Value
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
-        a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
+        t14 = c8.Value
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+        a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
         k += 17
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -17180,23 +17180,23 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = -1
     if s == 7:
         if o.EVPCPowerControlParameter is not None:
-            c23 = o.EVPCPowerControlParameter
-            if c23.EVPCCoilCurrentRequest is None:
+            c9 = o.EVPCPowerControlParameter
+            if c9.EVPCCoilCurrentRequest is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentRequest', 'required value missing')
-            c24 = c23.EVPCCoilCurrentRequest
-            if c24.Exponent is None:
+            c10 = c9.EVPCCoilCurrentRequest
+            if c10.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t25 = c24.Exponent
-            if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
-            if c24.Value is None:
+            t15 = c10.Exponent
+            if t15 < -128 or t15 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t26 = c24.Value
-            if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
-            a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
+            t16 = c10.Value
+            if (w.strict and (t16 < -32768 or t16 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 17
-            u = -t26 - 1 if t26 < 0 else t26
+            u = -t16 - 1 if t16 < 0 else t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -17212,22 +17212,22 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c23.EVPCCoilCurrentInformation is None:
+            if c9.EVPCCoilCurrentInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
-            c27 = c23.EVPCCoilCurrentInformation
-            if c27.Exponent is None:
+            c11 = c9.EVPCCoilCurrentInformation
+            if c11.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t28 = c27.Exponent
-            if t28 < -128 or t28 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
-            if c27.Value is None:
+            t17 = c11.Exponent
+            if t17 < -128 or t17 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t29 = c27.Value
-            if (w.strict and (t29 < -32768 or t29 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
-            a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
+            t18 = c11.Value
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 17
-            u = -t29 - 1 if t29 < 0 else t29
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -17243,22 +17243,22 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c23.EVPCCurrentOutputInformation is None:
+            if c9.EVPCCurrentOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
-            c30 = c23.EVPCCurrentOutputInformation
-            if c30.Exponent is None:
+            c12 = c9.EVPCCurrentOutputInformation
+            if c12.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t31 = c30.Exponent
-            if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
-            if c30.Value is None:
+            t19 = c12.Exponent
+            if t19 < -128 or t19 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t32 = c30.Value
-            if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
-            a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
+            t20 = c12.Value
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            a = (a << 17) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 17
-            u = -t32 - 1 if t32 < 0 else t32
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -17274,22 +17274,22 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c23.EVPCVoltageOutputInformation is None:
+            if c9.EVPCVoltageOutputInformation is None:
                 raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
-            c33 = c23.EVPCVoltageOutputInformation
-            if c33.Exponent is None:
+            c13 = c9.EVPCVoltageOutputInformation
+            if c13.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t34 = c33.Exponent
-            if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
-            if c33.Value is None:
+            t21 = c13.Exponent
+            if t21 < -128 or t21 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t35 = c33.Value
-            if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
-            a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
+            t22 = c13.Value
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 17
-            u = -t35 - 1 if t35 < 0 else t35
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18191,10 +18191,10 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('EVSEStatusType.NotificationMaxDelay', 'required value missing')
         a <<= 5
         k += 5
-        t2 = c1.NotificationMaxDelay
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.NotificationMaxDelay
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18234,20 +18234,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k = w.n
         s = 5
     elif o.EVPCPowerRequest is not None:
-        c3 = o.EVPCPowerRequest
-        if c3.Exponent is None:
+        c2 = o.EVPCPowerRequest
+        if c2.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t4 = c3.Exponent
-        if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-        if c3.Value is None:
+        t2 = c2.Exponent
+        if t2 < -128 or t2 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t5 = c3.Value
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0xc000
+        t3 = c2.Value
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
         k += 17
-        u = -t5 - 1 if t5 < 0 else t5
+        u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18288,20 +18288,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             k = w.n
             s = 5
         elif o.EVPCPowerRequest is not None:
-            c6 = o.EVPCPowerRequest
-            if c6.Exponent is None:
+            c3 = o.EVPCPowerRequest
+            if c3.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t7 = c6.Exponent
-            if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-            if c6.Value is None:
+            t4 = c3.Exponent
+            if t4 < -128 or t4 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t8 = c6.Value
-            if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-            a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
+            t5 = c3.Value
+            if (w.strict and (t5 < -32768 or t5 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
             k += 16
-            u = -t8 - 1 if t8 < 0 else t8
+            u = -t5 - 1 if t5 < 0 else t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18333,20 +18333,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             k = w.n
             s = 5
         elif o.EVPCPowerRequest is not None:
-            c9 = o.EVPCPowerRequest
-            if c9.Exponent is None:
+            c4 = o.EVPCPowerRequest
+            if c4.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t10 = c9.Exponent
-            if t10 < -128 or t10 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
-            if c9.Value is None:
+            t6 = c4.Exponent
+            if t6 < -128 or t6 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t11 = c9.Value
-            if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
-            a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x4000
+            t7 = c4.Value
+            if (w.strict and (t7 < -32768 or t7 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
             k += 16
-            u = -t11 - 1 if t11 < 0 else t11
+            u = -t7 - 1 if t7 < 0 else t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18369,20 +18369,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(Receipt), SE(EVPCPowerRequest)')
     if s == 5:
         if o.EVPCPowerRequest is not None:
-            c12 = o.EVPCPowerRequest
-            if c12.Exponent is None:
+            c5 = o.EVPCPowerRequest
+            if c5.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t13 = c12.Exponent
-            if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
-            if c12.Value is None:
+            t8 = c5.Exponent
+            if t8 < -128 or t8 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t14 = c12.Value
-            if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
-            a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
+            t9 = c5.Value
+            if (w.strict and (t9 < -32768 or t9 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 15
-            u = -t14 - 1 if t14 < 0 else t14
+            u = -t9 - 1 if t9 < 0 else t9
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18404,20 +18404,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         else:
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(EVPCPowerRequest)')
     if o.SDPowerInput is not None:
-        c15 = o.SDPowerInput
-        if c15.Exponent is None:
+        c6 = o.SDPowerInput
+        if c6.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t16 = c15.Exponent
-        if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
-        if c15.Value is None:
+        t10 = c6.Exponent
+        if t10 < -128 or t10 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t17 = c15.Value
-        if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
-        a = (a << 16) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
+        t11 = c6.Value
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
         k += 16
-        u = -t17 - 1 if t17 < 0 else t17
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18437,20 +18437,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k += 2
         s = 7
     elif o.SPCMaxOutputPowerLimit is not None:
-        c18 = o.SPCMaxOutputPowerLimit
-        if c18.Exponent is None:
+        c7 = o.SPCMaxOutputPowerLimit
+        if c7.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t19 = c18.Exponent
-        if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
-        if c18.Value is None:
+        t12 = c7.Exponent
+        if t12 < -128 or t12 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t20 = c18.Value
-        if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
-        a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x4000
+        t13 = c7.Value
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x4000
         k += 16
-        u = -t20 - 1 if t20 < 0 else t20
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18473,20 +18473,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('WPT_ChargeLoopResType', 'missing SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     if s == 7:
         if o.SPCMaxOutputPowerLimit is not None:
-            c21 = o.SPCMaxOutputPowerLimit
-            if c21.Exponent is None:
+            c8 = o.SPCMaxOutputPowerLimit
+            if c8.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t22 = c21.Exponent
-            if t22 < -128 or t22 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
-            if c21.Value is None:
+            t14 = c8.Exponent
+            if t14 < -128 or t14 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t23 = c21.Value
-            if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
-            a = (a << 15) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
+            t15 = c8.Value
+            if (w.strict and (t15 < -32768 or t15 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            a = (a << 15) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
             k += 15
-            u = -t23 - 1 if t23 < 0 else t23
+            u = -t15 - 1 if t15 < 0 else t15
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18509,20 +18509,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('WPT_ChargeLoopResType', 'missing SE(SPCMaxOutputPowerLimit)')
     if o.SPCMinOutputPowerLimit is None:
         raise encode_error('WPT_ChargeLoopResType.SPCMinOutputPowerLimit', 'required value missing')
-    c24 = o.SPCMinOutputPowerLimit
-    if c24.Exponent is None:
+    c9 = o.SPCMinOutputPowerLimit
+    if c9.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t25 = c24.Exponent
-    if t25 < -128 or t25 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
-    if c24.Value is None:
+    t16 = c9.Exponent
+    if t16 < -128 or t16 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+    if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t26 = c24.Value
-    if (w.strict and (t26 < -32768 or t26 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
-    a = (a << 15) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
+    t17 = c9.Value
+    if (w.strict and (t17 < -32768 or t17 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+    a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
     k += 15
-    u = -t26 - 1 if t26 < 0 else t26
+    u = -t17 - 1 if t17 < 0 else t17
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -18545,20 +18545,20 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
     s = 9
     s = 10
     if o.SPCOperatingFrequency is not None:
-        c27 = o.SPCOperatingFrequency
-        if c27.Exponent is None:
+        c10 = o.SPCOperatingFrequency
+        if c10.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t28 = c27.Exponent
-        if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
-        if c27.Value is None:
+        t18 = c10.Exponent
+        if t18 < -128 or t18 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t29 = c27.Value
-        if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
-        a = (a << 17) | (t28 + 128) << 4 | (1 if t29 < 0 else 0)
+        t19 = c10.Value
+        if (w.strict and (t19 < -32768 or t19 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
         k += 17
-        u = -t29 - 1 if t29 < 0 else t29
+        u = -t19 - 1 if t19 < 0 else t19
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18578,23 +18578,23 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k += 2
         s = 11
     elif o.SPCPowerControlParameter is not None:
-        c30 = o.SPCPowerControlParameter
-        if c30.SPCPrimaryDeviceCoilCurrentInformation is None:
+        c11 = o.SPCPowerControlParameter
+        if c11.SPCPrimaryDeviceCoilCurrentInformation is None:
             raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
-        c31 = c30.SPCPrimaryDeviceCoilCurrentInformation
-        if c31.Exponent is None:
+        c12 = c11.SPCPrimaryDeviceCoilCurrentInformation
+        if c12.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t32 = c31.Exponent
-        if t32 < -128 or t32 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
-        if c31.Value is None:
+        t20 = c12.Exponent
+        if t20 < -128 or t20 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+        if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t33 = c31.Value
-        if (w.strict and (t33 < -32768 or t33 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
-        a = (a << 18) | (t32 + 128) << 4 | (1 if t33 < 0 else 0) | 0x8000
+        t21 = c12.Value
+        if (w.strict and (t21 < -32768 or t21 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+        a = (a << 18) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
         k += 18
-        u = -t33 - 1 if t33 < 0 else t33
+        u = -t21 - 1 if t21 < 0 else t21
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -18634,23 +18634,23 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         s = -1
     if s == 11:
         if o.SPCPowerControlParameter is not None:
-            c34 = o.SPCPowerControlParameter
-            if c34.SPCPrimaryDeviceCoilCurrentInformation is None:
+            c13 = o.SPCPowerControlParameter
+            if c13.SPCPrimaryDeviceCoilCurrentInformation is None:
                 raise encode_error('WPT_SPCPowerControlParameterType.SPCPrimaryDeviceCoilCurrentInformation', 'required value missing')
-            c35 = c34.SPCPrimaryDeviceCoilCurrentInformation
-            if c35.Exponent is None:
+            c14 = c13.SPCPrimaryDeviceCoilCurrentInformation
+            if c14.Exponent is None:
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
-            t36 = c35.Exponent
-            if t36 < -128 or t36 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
-            if c35.Value is None:
+            t22 = c14.Exponent
+            if t22 < -128 or t22 > 127:
+                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+            if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
-            t37 = c35.Value
-            if (w.strict and (t37 < -32768 or t37 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
-            a = (a << 17) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
+            t23 = c14.Value
+            if (w.strict and (t23 < -32768 or t23 > 32767)):
+                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+            a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
             k += 17
-            u = -t37 - 1 if t37 < 0 else t37
+            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -18980,18 +18980,18 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     c1 = o.EVPCMaxReceivablePower
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     s = 1
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19012,10 +19012,10 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     a <<= 4
     k += 4
     s = 2
-    t4 = o.SDMaxGroundClearence
-    if t4 < 0 or (w.strict and (t4 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{t4!r} outside 0..65535')
-    u = t4
+    t3 = o.SDMaxGroundClearence
+    if t3 < 0 or (w.strict and (t3 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{t3!r} outside 0..65535')
+    u = t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19036,10 +19036,10 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     a <<= 3
     k += 3
     s = 3
-    t5 = o.SDMinGroundClearence
-    if t5 < 0 or (w.strict and (t5 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{t5!r} outside 0..65535')
-    u = t5
+    t4 = o.SDMinGroundClearence
+    if t4 < 0 or (w.strict and (t4 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{t4!r} outside 0..65535')
+    u = t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19057,21 +19057,21 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.EVPCNaturalFrequency is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCNaturalFrequency', 'required value missing')
-    c6 = o.EVPCNaturalFrequency
-    if c6.Exponent is None:
+    c2 = o.EVPCNaturalFrequency
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t7 = c6.Exponent
-    if t7 < -128 or t7 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
-    if c6.Value is None:
+    t5 = c2.Exponent
+    if t5 < -128 or t5 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t8 = c6.Value
-    if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
-    a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
+    t6 = c2.Value
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+    a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 16
     s = 4
-    u = -t8 - 1 if t8 < 0 else t8
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19443,20 +19443,20 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     c1 = o.SDMinOutputPower
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 29
     s = 1
     s = 2
     s = 3
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19474,21 +19474,21 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.SDMaxOutputPower is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxOutputPower', 'required value missing')
-    c4 = o.SDMaxOutputPower
-    if c4.Exponent is None:
+    c2 = o.SDMaxOutputPower
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
-    if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
-    if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
-    a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 4
-    u = -t6 - 1 if t6 < 0 else t6
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19509,10 +19509,10 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     a <<= 4
     k += 4
     s = 5
-    t7 = o.SDMaxGroundClearanceSupport
-    if t7 < 0 or (w.strict and (t7 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{t7!r} outside 0..65535')
-    u = t7
+    t5 = o.SDMaxGroundClearanceSupport
+    if t5 < 0 or (w.strict and (t5 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{t5!r} outside 0..65535')
+    u = t5
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19533,10 +19533,10 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     a <<= 3
     k += 3
     s = 6
-    t8 = o.SDMinGroundClearanceSupport
-    if t8 < 0 or (w.strict and (t8 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{t8!r} outside 0..65535')
-    u = t8
+    t6 = o.SDMinGroundClearanceSupport
+    if t6 < 0 or (w.strict and (t6 > 65535)):
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{t6!r} outside 0..65535')
+    u = t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19554,21 +19554,21 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.PDMinCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMinCoilCurrent', 'required value missing')
-    c9 = o.PDMinCoilCurrent
-    if c9.Exponent is None:
+    c3 = o.PDMinCoilCurrent
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t10 = c9.Exponent
-    if t10 < -128 or t10 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
-    if c9.Value is None:
+    t7 = c3.Exponent
+    if t7 < -128 or t7 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t11 = c9.Value
-    if (w.strict and (t11 < -32768 or t11 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
-    a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
+    t8 = c3.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 16
     s = 7
-    u = -t11 - 1 if t11 < 0 else t11
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19586,21 +19586,21 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.PDMaxCoilCurrent is None:
         raise encode_error('WPT_ChargeParameterDiscoveryResType.PDMaxCoilCurrent', 'required value missing')
-    c12 = o.PDMaxCoilCurrent
-    if c12.Exponent is None:
+    c4 = o.PDMaxCoilCurrent
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t13 = c12.Exponent
-    if t13 < -128 or t13 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
-    if c12.Value is None:
+    t9 = c4.Exponent
+    if t9 < -128 or t9 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t14 = c12.Value
-    if (w.strict and (t14 < -32768 or t14 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
-    a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
+    t10 = c4.Value
+    if (w.strict and (t10 < -32768 or t10 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+    a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 8
-    u = -t14 - 1 if t14 < 0 else t14
+    u = -t10 - 1 if t10 < 0 else t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -19985,17 +19985,17 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
     c1 = o.EVPCCoilCurrentRequest
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -20013,15 +20013,46 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         k = w.n
     if o.EVPCCoilCurrentInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCoilCurrentInformation', 'required value missing')
-    c4 = o.EVPCCoilCurrentInformation
-    if c4.Exponent is None:
+    c2 = o.EVPCCoilCurrentInformation
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t5 = c4.Exponent
+    t3 = c2.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c2.Value is None:
+        raise encode_error('RationalNumberType.Value', 'required value missing')
+    t4 = c2.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    k += 17
+    u = -t4 - 1 if t4 < 0 else t4
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    if o.EVPCCurrentOutputInformation is None:
+        raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
+    c3 = o.EVPCCurrentOutputInformation
+    if c3.Exponent is None:
+        raise encode_error('RationalNumberType.Exponent', 'required value missing')
+    t5 = c3.Exponent
     if t5 < -128 or t5 > 127:
         raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
-    if c4.Value is None:
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t6 = c4.Value
+    t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
         raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
     a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
@@ -20042,53 +20073,22 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.EVPCCurrentOutputInformation is None:
-        raise encode_error('WPT_EVPCPowerControlParameterType.EVPCCurrentOutputInformation', 'required value missing')
-    c7 = o.EVPCCurrentOutputInformation
-    if c7.Exponent is None:
-        raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t8 = c7.Exponent
-    if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
-    if c7.Value is None:
-        raise encode_error('RationalNumberType.Value', 'required value missing')
-    t9 = c7.Value
-    if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
-    a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
-    k += 17
-    u = -t9 - 1 if t9 < 0 else t9
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
     if o.EVPCVoltageOutputInformation is None:
         raise encode_error('WPT_EVPCPowerControlParameterType.EVPCVoltageOutputInformation', 'required value missing')
-    c10 = o.EVPCVoltageOutputInformation
-    if c10.Exponent is None:
+    c4 = o.EVPCVoltageOutputInformation
+    if c4.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t11 = c10.Exponent
-    if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
-    if c10.Value is None:
+    t7 = c4.Exponent
+    if t7 < -128 or t7 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+    if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t12 = c10.Value
-    if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
-    a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
+    t8 = c4.Value
+    if (w.strict and (t8 < -32768 or t8 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+    a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
-    u = -t12 - 1 if t12 < 0 else t12
+    u = -t8 - 1 if t8 < 0 else t8
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -20415,12 +20415,12 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             c1 = o.WPT_LF_DataPackageList
             if c1.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            t2 = c1.NumPackages
-            if t2 < 0 or t2 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+            t1 = c1.NumPackages
+            if t1 < 0 or t1 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t1!r} outside 0..255')
             if c1.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (t2) << 2 | 0x1000
+            a = (a << 14) | (t1) << 2 | 0x1000
             k += 14
             w.acc = a
             w.n = k
@@ -20438,19 +20438,19 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            c3 = o.WPT_LF_DataPackageList
-            if c3.NumPackages is None:
+            c2 = o.WPT_LF_DataPackageList
+            if c2.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            t4 = c3.NumPackages
-            if t4 < 0 or t4 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t4!r} outside 0..255')
-            if c3.WPT_LF_DataPackage is None:
+            t2 = c2.NumPackages
+            if t2 < 0 or t2 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+            if c2.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (t4) << 2
+            a = (a << 14) | (t2) << 2
             k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageType(w, c3.WPT_LF_DataPackage)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, c2.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
             a <<= 1
@@ -20678,12 +20678,12 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             c1 = o.WPT_LF_DataPackageList
             if c1.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            t2 = c1.NumPackages
-            if t2 < 0 or t2 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+            t1 = c1.NumPackages
+            if t1 < 0 or t1 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t1!r} outside 0..255')
             if c1.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (t2) << 2 | 0x1000
+            a = (a << 14) | (t1) << 2 | 0x1000
             k += 14
             w.acc = a
             w.n = k
@@ -20701,19 +20701,19 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
             break
     if s == 20:
         if o.WPT_LF_DataPackageList is not None:
-            c3 = o.WPT_LF_DataPackageList
-            if c3.NumPackages is None:
+            c2 = o.WPT_LF_DataPackageList
+            if c2.NumPackages is None:
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
-            t4 = c3.NumPackages
-            if t4 < 0 or t4 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t4!r} outside 0..255')
-            if c3.WPT_LF_DataPackage is None:
+            t2 = c2.NumPackages
+            if t2 < 0 or t2 > 255:
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+            if c2.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
-            a = (a << 14) | (t4) << 2
+            a = (a << 14) | (t2) << 2
             k += 14
             w.acc = a
             w.n = k
-            _e_iso20_wpt_WPT_LF_DataPackageType(w, c3.WPT_LF_DataPackage)
+            _e_iso20_wpt_WPT_LF_DataPackageType(w, c2.WPT_LF_DataPackage)
             a = w.acc
             k = w.n
             a <<= 1
@@ -21587,18 +21587,18 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
     a = (a << 11) | (t1) << 1
     k += 11
     if o.LF_TxData is not None:
-        c2 = o.LF_TxData
-        if c2.WPT_LF_TxDataList is None:
+        c1 = o.LF_TxData
+        if c1.WPT_LF_TxDataList is None:
             raise encode_error('WPT_LF_TxDataListType.WPT_LF_TxDataList', 'required value missing')
-        c3 = c2.WPT_LF_TxDataList
-        if c3.TxIdentifier is None:
+        c2 = c1.WPT_LF_TxDataList
+        if c2.TxIdentifier is None:
             raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
         a <<= 5
         k += 5
-        t4 = c3.TxIdentifier
-        if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
-            raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t4!r} outside 1..4294967295')
-        u = t4
+        t2 = c2.TxIdentifier
+        if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+            raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21614,22 +21614,22 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
             w.uint(u)
             a = w.acc
             k = w.n
-        if c3.EIRP is None:
+        if c2.EIRP is None:
             raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
-        c5 = c3.EIRP
-        if c5.Exponent is None:
+        c3 = c2.EIRP
+        if c3.Exponent is None:
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
-        t6 = c5.Exponent
-        if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-        if c5.Value is None:
+        t3 = c3.Exponent
+        if t3 < -128 or t3 > 127:
+            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
-        t7 = c5.Value
-        if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-        a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+        t4 = c3.Value
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
-        u = -t7 - 1 if t7 < 0 else t7
+        u = -t4 - 1 if t4 < 0 else t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21650,18 +21650,18 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         if o.LF_RxData is not None:
             raise encode_error('WPT_LF_DataPackageType.LF_RxData', 'cannot be combined with LF_TxData')
     elif o.LF_RxData is not None:
-        c8 = o.LF_RxData
-        if c8.WPT_LF_RxDataList is None:
+        c4 = o.LF_RxData
+        if c4.WPT_LF_RxDataList is None:
             raise encode_error('WPT_LF_RxDataListType.WPT_LF_RxDataList', 'required value missing')
-        c9 = c8.WPT_LF_RxDataList
-        if c9.RxIdentifier is None:
+        c5 = c4.WPT_LF_RxDataList
+        if c5.RxIdentifier is None:
             raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
         a = (a << 5) | 0x8
         k += 5
-        t10 = c9.RxIdentifier
-        if t10 < 0 or (w.strict and (t10 < 1 or t10 > 4294967295)):
-            raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t10!r} outside 1..4294967295')
-        u = t10
+        t5 = c5.RxIdentifier
+        if t5 < 0 or (w.strict and (t5 < 1 or t5 > 4294967295)):
+            raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t5!r} outside 1..4294967295')
+        u = t5
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -21677,16 +21677,16 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
             w.uint(u)
             a = w.acc
             k = w.n
-        if c9.RSSIData is None:
+        if c5.RSSIData is None:
             raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
-        c11 = c9.RSSIData
-        if c11.RSSIDataList is None:
+        c6 = c5.RSSIData
+        if c6.RSSIDataList is None:
             raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
         a <<= 3
         k += 3
         w.acc = a
         w.n = k
-        _e_iso20_wpt_WPT_LF_RxRSSIType(w, c11.RSSIDataList)
+        _e_iso20_wpt_WPT_LF_RxRSSIType(w, c6.RSSIDataList)
         a = w.acc
         k = w.n
         a <<= 3
@@ -22358,15 +22358,15 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         k += 1
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        c2 = x_RxSpecData
-        if c2.TxRxIdentifier is None:
+        c1 = x_RxSpecData
+        if c1.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        t3 = c2.TxRxIdentifier
-        if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t3!r} outside 1..4294967295')
-        u = t3
+        t2 = c1.TxRxIdentifier
+        if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t2!r} outside 1..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22382,16 +22382,62 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.TxRxPosition is None:
+        if c1.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        c4 = c2.TxRxPosition
-        if c4.Coord_X is None:
+        c2 = c1.TxRxPosition
+        if c2.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t5 = c4.Coord_X
-        if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t5!r} outside -32768..32767')
-        a = (a << 5) | (1 if t5 < 0 else 0)
+        t3 = c2.Coord_X
+        if (w.strict and (t3 < -32768 or t3 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t3!r} outside -32768..32767')
+        a = (a << 5) | (1 if t3 < 0 else 0)
         k += 5
+        u = -t3 - 1 if t3 < 0 else t3
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if c2.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        t4 = c2.Coord_Y
+        if (w.strict and (t4 < -32768 or t4 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t4!r} outside -32768..32767')
+        a = (a << 4) | (1 if t4 < 0 else 0)
+        k += 4
+        u = -t4 - 1 if t4 < 0 else t4
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if c2.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        t5 = c2.Coord_Z
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t5!r} outside -32768..32767')
+        a = (a << 4) | (1 if t5 < 0 else 0)
+        k += 4
         u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
             a = (a << 8) | u
@@ -22408,13 +22454,16 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c4.Coord_Y is None:
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t6 = c4.Coord_Y
+        if c1.TxRxOrientation is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+        c3 = c1.TxRxOrientation
+        if c3.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        t6 = c3.Coord_X
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t6!r} outside -32768..32767')
-        a = (a << 4) | (1 if t6 < 0 else 0)
-        k += 4
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t6!r} outside -32768..32767')
+        a = (a << 6) | (1 if t6 < 0 else 0)
+        k += 6
         u = -t6 - 1 if t6 < 0 else t6
         if u < 0x80:
             a = (a << 8) | u
@@ -22431,11 +22480,11 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c4.Coord_Z is None:
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t7 = c4.Coord_Z
+        if c3.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        t7 = c3.Coord_Y
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t7!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t7!r} outside -32768..32767')
         a = (a << 4) | (1 if t7 < 0 else 0)
         k += 4
         u = -t7 - 1 if t7 < 0 else t7
@@ -22454,63 +22503,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c2.TxRxOrientation is None:
-            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        c8 = c2.TxRxOrientation
-        if c8.Coord_X is None:
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t9 = c8.Coord_X
-        if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t9!r} outside -32768..32767')
-        a = (a << 6) | (1 if t9 < 0 else 0)
-        k += 6
-        u = -t9 - 1 if t9 < 0 else t9
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
-        if c8.Coord_Y is None:
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t10 = c8.Coord_Y
-        if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t10!r} outside -32768..32767')
-        a = (a << 4) | (1 if t10 < 0 else 0)
-        k += 4
-        u = -t10 - 1 if t10 < 0 else t10
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
-        if c8.Coord_Z is None:
+        if c3.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t11 = c8.Coord_Z
-        if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t11!r} outside -32768..32767')
-        a = (a << 4) | (1 if t11 < 0 else 0)
+        t8 = c3.Coord_Z
+        if (w.strict and (t8 < -32768 or t8 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t8!r} outside -32768..32767')
+        a = (a << 4) | (1 if t8 < 0 else 0)
         k += 4
-        u = -t11 - 1 if t11 < 0 else t11
+        u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22536,15 +22536,15 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         k += 1
         x_RxSpecData = o.RxSpecData[i_RxSpecData]
         i_RxSpecData += 1
-        c12 = x_RxSpecData
-        if c12.TxRxIdentifier is None:
+        c4 = x_RxSpecData
+        if c4.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        t13 = c12.TxRxIdentifier
-        if t13 < 0 or (w.strict and (t13 < 1 or t13 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t13!r} outside 1..4294967295')
-        u = t13
+        t9 = c4.TxRxIdentifier
+        if t9 < 0 or (w.strict and (t9 < 1 or t9 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t9!r} outside 1..4294967295')
+        u = t9
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22560,17 +22560,17 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c12.TxRxPosition is None:
+        if c4.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        c14 = c12.TxRxPosition
-        if c14.Coord_X is None:
+        c5 = c4.TxRxPosition
+        if c5.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t15 = c14.Coord_X
-        if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t15!r} outside -32768..32767')
-        a = (a << 5) | (1 if t15 < 0 else 0)
+        t10 = c5.Coord_X
+        if (w.strict and (t10 < -32768 or t10 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t10!r} outside -32768..32767')
+        a = (a << 5) | (1 if t10 < 0 else 0)
         k += 5
-        u = -t15 - 1 if t15 < 0 else t15
+        u = -t10 - 1 if t10 < 0 else t10
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22586,14 +22586,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c14.Coord_Y is None:
+        if c5.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t16 = c14.Coord_Y
-        if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t16!r} outside -32768..32767')
-        a = (a << 4) | (1 if t16 < 0 else 0)
+        t11 = c5.Coord_Y
+        if (w.strict and (t11 < -32768 or t11 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t11!r} outside -32768..32767')
+        a = (a << 4) | (1 if t11 < 0 else 0)
         k += 4
-        u = -t16 - 1 if t16 < 0 else t16
+        u = -t11 - 1 if t11 < 0 else t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22609,14 +22609,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c14.Coord_Z is None:
+        if c5.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t17 = c14.Coord_Z
-        if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t17!r} outside -32768..32767')
-        a = (a << 4) | (1 if t17 < 0 else 0)
+        t12 = c5.Coord_Z
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t12!r} outside -32768..32767')
+        a = (a << 4) | (1 if t12 < 0 else 0)
         k += 4
-        u = -t17 - 1 if t17 < 0 else t17
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22632,17 +22632,17 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c12.TxRxOrientation is None:
+        if c4.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        c18 = c12.TxRxOrientation
-        if c18.Coord_X is None:
+        c6 = c4.TxRxOrientation
+        if c6.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t19 = c18.Coord_X
-        if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t19!r} outside -32768..32767')
-        a = (a << 6) | (1 if t19 < 0 else 0)
+        t13 = c6.Coord_X
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t13!r} outside -32768..32767')
+        a = (a << 6) | (1 if t13 < 0 else 0)
         k += 6
-        u = -t19 - 1 if t19 < 0 else t19
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22658,14 +22658,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c18.Coord_Y is None:
+        if c6.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t20 = c18.Coord_Y
-        if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t20!r} outside -32768..32767')
-        a = (a << 4) | (1 if t20 < 0 else 0)
+        t14 = c6.Coord_Y
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t14!r} outside -32768..32767')
+        a = (a << 4) | (1 if t14 < 0 else 0)
         k += 4
-        u = -t20 - 1 if t20 < 0 else t20
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22681,14 +22681,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             w.uint(u)
             a = w.acc
             k = w.n
-        if c18.Coord_Z is None:
+        if c6.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t21 = c18.Coord_Z
-        if (w.strict and (t21 < -32768 or t21 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t21!r} outside -32768..32767')
-        a = (a << 4) | (1 if t21 < 0 else 0)
+        t15 = c6.Coord_Z
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t15!r} outside -32768..32767')
+        a = (a << 4) | (1 if t15 < 0 else 0)
         k += 4
-        u = -t21 - 1 if t21 < 0 else t21
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -22716,15 +22716,15 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             k += 2
             x_RxSpecData = o.RxSpecData[i_RxSpecData]
             i_RxSpecData += 1
-            c22 = x_RxSpecData
-            if c22.TxRxIdentifier is None:
+            c7 = x_RxSpecData
+            if c7.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
             a <<= 2
             k += 2
-            t23 = c22.TxRxIdentifier
-            if t23 < 0 or (w.strict and (t23 < 1 or t23 > 4294967295)):
-                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t23!r} outside 1..4294967295')
-            u = t23
+            t16 = c7.TxRxIdentifier
+            if t16 < 0 or (w.strict and (t16 < 1 or t16 > 4294967295)):
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t16!r} outside 1..4294967295')
+            u = t16
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22740,17 +22740,17 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c22.TxRxPosition is None:
+            if c7.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-            c24 = c22.TxRxPosition
-            if c24.Coord_X is None:
+            c8 = c7.TxRxPosition
+            if c8.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            t25 = c24.Coord_X
-            if (w.strict and (t25 < -32768 or t25 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t25!r} outside -32768..32767')
-            a = (a << 5) | (1 if t25 < 0 else 0)
+            t17 = c8.Coord_X
+            if (w.strict and (t17 < -32768 or t17 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t17!r} outside -32768..32767')
+            a = (a << 5) | (1 if t17 < 0 else 0)
             k += 5
-            u = -t25 - 1 if t25 < 0 else t25
+            u = -t17 - 1 if t17 < 0 else t17
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22766,14 +22766,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c24.Coord_Y is None:
+            if c8.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            t26 = c24.Coord_Y
-            if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t26!r} outside -32768..32767')
-            a = (a << 4) | (1 if t26 < 0 else 0)
+            t18 = c8.Coord_Y
+            if (w.strict and (t18 < -32768 or t18 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t18!r} outside -32768..32767')
+            a = (a << 4) | (1 if t18 < 0 else 0)
             k += 4
-            u = -t26 - 1 if t26 < 0 else t26
+            u = -t18 - 1 if t18 < 0 else t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22789,14 +22789,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c24.Coord_Z is None:
+            if c8.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            t27 = c24.Coord_Z
-            if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t27!r} outside -32768..32767')
-            a = (a << 4) | (1 if t27 < 0 else 0)
+            t19 = c8.Coord_Z
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t19!r} outside -32768..32767')
+            a = (a << 4) | (1 if t19 < 0 else 0)
             k += 4
-            u = -t27 - 1 if t27 < 0 else t27
+            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22812,17 +22812,17 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c22.TxRxOrientation is None:
+            if c7.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-            c28 = c22.TxRxOrientation
-            if c28.Coord_X is None:
+            c9 = c7.TxRxOrientation
+            if c9.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            t29 = c28.Coord_X
-            if (w.strict and (t29 < -32768 or t29 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t29!r} outside -32768..32767')
-            a = (a << 6) | (1 if t29 < 0 else 0)
+            t20 = c9.Coord_X
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t20!r} outside -32768..32767')
+            a = (a << 6) | (1 if t20 < 0 else 0)
             k += 6
-            u = -t29 - 1 if t29 < 0 else t29
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22838,14 +22838,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c28.Coord_Y is None:
+            if c9.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            t30 = c28.Coord_Y
-            if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t30!r} outside -32768..32767')
-            a = (a << 4) | (1 if t30 < 0 else 0)
+            t21 = c9.Coord_Y
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t21!r} outside -32768..32767')
+            a = (a << 4) | (1 if t21 < 0 else 0)
             k += 4
-            u = -t30 - 1 if t30 < 0 else t30
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -22861,14 +22861,14 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c28.Coord_Z is None:
+            if c9.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            t31 = c28.Coord_Z
-            if (w.strict and (t31 < -32768 or t31 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t31!r} outside -32768..32767')
-            a = (a << 4) | (1 if t31 < 0 else 0)
+            t22 = c9.Coord_Z
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t22!r} outside -32768..32767')
+            a = (a << 4) | (1 if t22 < 0 else 0)
             k += 4
-            u = -t31 - 1 if t31 < 0 else t31
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -23003,10 +23003,10 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
         raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'required value missing')
     a <<= 3
     k += 3
-    t2 = c1.RxIdentifier
-    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t2!r} outside 1..4294967295')
-    u = t2
+    t1 = c1.RxIdentifier
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -23024,18 +23024,18 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
         k = w.n
     if c1.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
-    c3 = c1.RSSIData
-    if c3.RSSIDataList is None:
+    c2 = c1.RSSIData
+    if c2.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-    c4 = c3.RSSIDataList
-    if c4.TxIdentifier is None:
+    c3 = c2.RSSIDataList
+    if c3.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     a <<= 5
     k += 5
-    t5 = c4.TxIdentifier
-    if t5 < 0 or (w.strict and (t5 < 1 or t5 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t5!r} outside 1..4294967295')
-    u = t5
+    t2 = c3.TxIdentifier
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -23051,13 +23051,13 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
         w.uint(u)
         a = w.acc
         k = w.n
-    if c4.RSSI is None:
+    if c3.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
     a <<= 2
     k += 2
     w.acc = a
     w.n = k
-    _e_iso20_common_types_RationalNumberType(w, c4.RSSI)
+    _e_iso20_common_types_RationalNumberType(w, c3.RSSI)
     a = w.acc
     k = w.n
     a <<= 4
@@ -23200,18 +23200,18 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
         k = w.n
     if o.RSSIData is None:
         raise encode_error('WPT_LF_RxDataType.RSSIData', 'required value missing')
-    c2 = o.RSSIData
-    if c2.RSSIDataList is None:
+    c1 = o.RSSIData
+    if c1.RSSIDataList is None:
         raise encode_error('WPT_LF_RxRSSIListType.RSSIDataList', 'required value missing')
-    c3 = c2.RSSIDataList
-    if c3.TxIdentifier is None:
+    c2 = c1.RSSIDataList
+    if c2.TxIdentifier is None:
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     a <<= 5
     k += 5
-    t4 = c3.TxIdentifier
-    if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t4!r} outside 1..4294967295')
-    u = t4
+    t2 = c2.TxIdentifier
+    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+    u = t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -23227,22 +23227,22 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
         w.uint(u)
         a = w.acc
         k = w.n
-    if c3.RSSI is None:
+    if c2.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    c5 = c3.RSSI
-    if c5.Exponent is None:
+    c3 = c2.RSSI
+    if c3.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t6 = c5.Exponent
-    if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
-    if c5.Value is None:
+    t3 = c3.Exponent
+    if t3 < -128 or t3 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+    if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t7 = c5.Value
-    if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
-    a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
+    t4 = c3.Value
+    if (w.strict and (t4 < -32768 or t4 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
-    u = -t7 - 1 if t7 < 0 else t7
+    u = -t4 - 1 if t4 < 0 else t4
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -23350,10 +23350,10 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
         raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'required value missing')
     a <<= 3
     k += 3
-    t2 = c1.TxIdentifier
-    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t2!r} outside 1..4294967295')
-    u = t2
+    t1 = c1.TxIdentifier
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -23371,20 +23371,20 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
         k = w.n
     if c1.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    c3 = c1.RSSI
-    if c3.Exponent is None:
+    c2 = c1.RSSI
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t4 = c3.Exponent
-    if t4 < -128 or t4 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-    if c3.Value is None:
+    t2 = c2.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t5 = c3.Value
-    if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-    a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+    t3 = c2.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t5 - 1 if t5 < 0 else t5
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -23508,20 +23508,20 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
         k = w.n
     if o.RSSI is None:
         raise encode_error('WPT_LF_RxRSSIType.RSSI', 'required value missing')
-    c2 = o.RSSI
-    if c2.Exponent is None:
+    c1 = o.RSSI
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -24318,21 +24318,21 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', f'{t1!r} outside 0..255')
     if o.SignalFrequency is None:
         raise encode_error('WPT_LF_TransmitterDataType.SignalFrequency', 'required value missing')
-    c2 = o.SignalFrequency
-    if c2.Exponent is None:
+    c1 = o.SignalFrequency
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 26) | (t1) << 16 | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 26) | (t1) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 26
     s = 1
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -24356,15 +24356,15 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         k += 1
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        c5 = x_TxSpecData
-        if c5.TxRxIdentifier is None:
+        c2 = x_TxSpecData
+        if c2.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        t6 = c5.TxRxIdentifier
-        if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t6!r} outside 1..4294967295')
-        u = t6
+        t4 = c2.TxRxIdentifier
+        if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t4!r} outside 1..4294967295')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24380,16 +24380,88 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c5.TxRxPosition is None:
+        if c2.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        c7 = c5.TxRxPosition
-        if c7.Coord_X is None:
+        c3 = c2.TxRxPosition
+        if c3.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t8 = c7.Coord_X
+        t5 = c3.Coord_X
+        if (w.strict and (t5 < -32768 or t5 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t5!r} outside -32768..32767')
+        a = (a << 5) | (1 if t5 < 0 else 0)
+        k += 5
+        u = -t5 - 1 if t5 < 0 else t5
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if c3.Coord_Y is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+        t6 = c3.Coord_Y
+        if (w.strict and (t6 < -32768 or t6 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t6!r} outside -32768..32767')
+        a = (a << 4) | (1 if t6 < 0 else 0)
+        k += 4
+        u = -t6 - 1 if t6 < 0 else t6
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if c3.Coord_Z is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+        t7 = c3.Coord_Z
+        if (w.strict and (t7 < -32768 or t7 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t7!r} outside -32768..32767')
+        a = (a << 4) | (1 if t7 < 0 else 0)
+        k += 4
+        u = -t7 - 1 if t7 < 0 else t7
+        if u < 0x80:
+            a = (a << 8) | u
+            k += 8
+        elif u < 0x4000:
+            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+            k += 16
+        elif u < 0x200000:
+            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+            k += 24
+        else:
+            w.acc = a
+            w.n = k
+            w.uint(u)
+            a = w.acc
+            k = w.n
+        if c2.TxRxOrientation is None:
+            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+        c4 = c2.TxRxOrientation
+        if c4.Coord_X is None:
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+        t8 = c4.Coord_X
         if (w.strict and (t8 < -32768 or t8 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t8!r} outside -32768..32767')
-        a = (a << 5) | (1 if t8 < 0 else 0)
-        k += 5
+        a = (a << 6) | (1 if t8 < 0 else 0)
+        k += 6
         u = -t8 - 1 if t8 < 0 else t8
         if u < 0x80:
             a = (a << 8) | u
@@ -24406,9 +24478,9 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c7.Coord_Y is None:
+        if c4.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t9 = c7.Coord_Y
+        t9 = c4.Coord_Y
         if (w.strict and (t9 < -32768 or t9 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t9!r} outside -32768..32767')
         a = (a << 4) | (1 if t9 < 0 else 0)
@@ -24429,86 +24501,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c7.Coord_Z is None:
+        if c4.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t10 = c7.Coord_Z
+        t10 = c4.Coord_Z
         if (w.strict and (t10 < -32768 or t10 > 32767)):
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t10!r} outside -32768..32767')
         a = (a << 4) | (1 if t10 < 0 else 0)
         k += 4
         u = -t10 - 1 if t10 < 0 else t10
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
-        if c5.TxRxOrientation is None:
-            raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        c11 = c5.TxRxOrientation
-        if c11.Coord_X is None:
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t12 = c11.Coord_X
-        if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t12!r} outside -32768..32767')
-        a = (a << 6) | (1 if t12 < 0 else 0)
-        k += 6
-        u = -t12 - 1 if t12 < 0 else t12
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
-        if c11.Coord_Y is None:
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t13 = c11.Coord_Y
-        if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t13!r} outside -32768..32767')
-        a = (a << 4) | (1 if t13 < 0 else 0)
-        k += 4
-        u = -t13 - 1 if t13 < 0 else t13
-        if u < 0x80:
-            a = (a << 8) | u
-            k += 8
-        elif u < 0x4000:
-            a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-            k += 16
-        elif u < 0x200000:
-            a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-            k += 24
-        else:
-            w.acc = a
-            w.n = k
-            w.uint(u)
-            a = w.acc
-            k = w.n
-        if c11.Coord_Z is None:
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t14 = c11.Coord_Z
-        if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t14!r} outside -32768..32767')
-        a = (a << 4) | (1 if t14 < 0 else 0)
-        k += 4
-        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24534,15 +24534,15 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         k += 1
         x_TxSpecData = o.TxSpecData[i_TxSpecData]
         i_TxSpecData += 1
-        c15 = x_TxSpecData
-        if c15.TxRxIdentifier is None:
+        c5 = x_TxSpecData
+        if c5.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
         a <<= 2
         k += 2
-        t16 = c15.TxRxIdentifier
-        if t16 < 0 or (w.strict and (t16 < 1 or t16 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t16!r} outside 1..4294967295')
-        u = t16
+        t11 = c5.TxRxIdentifier
+        if t11 < 0 or (w.strict and (t11 < 1 or t11 > 4294967295)):
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t11!r} outside 1..4294967295')
+        u = t11
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24558,17 +24558,17 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c15.TxRxPosition is None:
+        if c5.TxRxPosition is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-        c17 = c15.TxRxPosition
-        if c17.Coord_X is None:
+        c6 = c5.TxRxPosition
+        if c6.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t18 = c17.Coord_X
-        if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t18!r} outside -32768..32767')
-        a = (a << 5) | (1 if t18 < 0 else 0)
+        t12 = c6.Coord_X
+        if (w.strict and (t12 < -32768 or t12 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t12!r} outside -32768..32767')
+        a = (a << 5) | (1 if t12 < 0 else 0)
         k += 5
-        u = -t18 - 1 if t18 < 0 else t18
+        u = -t12 - 1 if t12 < 0 else t12
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24584,14 +24584,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c17.Coord_Y is None:
+        if c6.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t19 = c17.Coord_Y
-        if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t19!r} outside -32768..32767')
-        a = (a << 4) | (1 if t19 < 0 else 0)
+        t13 = c6.Coord_Y
+        if (w.strict and (t13 < -32768 or t13 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t13!r} outside -32768..32767')
+        a = (a << 4) | (1 if t13 < 0 else 0)
         k += 4
-        u = -t19 - 1 if t19 < 0 else t19
+        u = -t13 - 1 if t13 < 0 else t13
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24607,14 +24607,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c17.Coord_Z is None:
+        if c6.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t20 = c17.Coord_Z
-        if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t20!r} outside -32768..32767')
-        a = (a << 4) | (1 if t20 < 0 else 0)
+        t14 = c6.Coord_Z
+        if (w.strict and (t14 < -32768 or t14 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t14!r} outside -32768..32767')
+        a = (a << 4) | (1 if t14 < 0 else 0)
         k += 4
-        u = -t20 - 1 if t20 < 0 else t20
+        u = -t14 - 1 if t14 < 0 else t14
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24630,17 +24630,17 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c15.TxRxOrientation is None:
+        if c5.TxRxOrientation is None:
             raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-        c21 = c15.TxRxOrientation
-        if c21.Coord_X is None:
+        c7 = c5.TxRxOrientation
+        if c7.Coord_X is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-        t22 = c21.Coord_X
-        if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t22!r} outside -32768..32767')
-        a = (a << 6) | (1 if t22 < 0 else 0)
+        t15 = c7.Coord_X
+        if (w.strict and (t15 < -32768 or t15 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t15!r} outside -32768..32767')
+        a = (a << 6) | (1 if t15 < 0 else 0)
         k += 6
-        u = -t22 - 1 if t22 < 0 else t22
+        u = -t15 - 1 if t15 < 0 else t15
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24656,14 +24656,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c21.Coord_Y is None:
+        if c7.Coord_Y is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-        t23 = c21.Coord_Y
-        if (w.strict and (t23 < -32768 or t23 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t23!r} outside -32768..32767')
-        a = (a << 4) | (1 if t23 < 0 else 0)
+        t16 = c7.Coord_Y
+        if (w.strict and (t16 < -32768 or t16 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t16!r} outside -32768..32767')
+        a = (a << 4) | (1 if t16 < 0 else 0)
         k += 4
-        u = -t23 - 1 if t23 < 0 else t23
+        u = -t16 - 1 if t16 < 0 else t16
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24679,14 +24679,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             w.uint(u)
             a = w.acc
             k = w.n
-        if c21.Coord_Z is None:
+        if c7.Coord_Z is None:
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-        t24 = c21.Coord_Z
-        if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t24!r} outside -32768..32767')
-        a = (a << 4) | (1 if t24 < 0 else 0)
+        t17 = c7.Coord_Z
+        if (w.strict and (t17 < -32768 or t17 > 32767)):
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t17!r} outside -32768..32767')
+        a = (a << 4) | (1 if t17 < 0 else 0)
         k += 4
-        u = -t24 - 1 if t24 < 0 else t24
+        u = -t17 - 1 if t17 < 0 else t17
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -24714,15 +24714,15 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             k += 2
             x_TxSpecData = o.TxSpecData[i_TxSpecData]
             i_TxSpecData += 1
-            c25 = x_TxSpecData
-            if c25.TxRxIdentifier is None:
+            c8 = x_TxSpecData
+            if c8.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'required value missing')
             a <<= 2
             k += 2
-            t26 = c25.TxRxIdentifier
-            if t26 < 0 or (w.strict and (t26 < 1 or t26 > 4294967295)):
-                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t26!r} outside 1..4294967295')
-            u = t26
+            t18 = c8.TxRxIdentifier
+            if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t18!r} outside 1..4294967295')
+            u = t18
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24738,17 +24738,17 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c25.TxRxPosition is None:
+            if c8.TxRxPosition is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-            c27 = c25.TxRxPosition
-            if c27.Coord_X is None:
+            c9 = c8.TxRxPosition
+            if c9.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            t28 = c27.Coord_X
-            if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t28!r} outside -32768..32767')
-            a = (a << 5) | (1 if t28 < 0 else 0)
+            t19 = c9.Coord_X
+            if (w.strict and (t19 < -32768 or t19 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t19!r} outside -32768..32767')
+            a = (a << 5) | (1 if t19 < 0 else 0)
             k += 5
-            u = -t28 - 1 if t28 < 0 else t28
+            u = -t19 - 1 if t19 < 0 else t19
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24764,14 +24764,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c27.Coord_Y is None:
+            if c9.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            t29 = c27.Coord_Y
-            if (w.strict and (t29 < -32768 or t29 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t29!r} outside -32768..32767')
-            a = (a << 4) | (1 if t29 < 0 else 0)
+            t20 = c9.Coord_Y
+            if (w.strict and (t20 < -32768 or t20 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t20!r} outside -32768..32767')
+            a = (a << 4) | (1 if t20 < 0 else 0)
             k += 4
-            u = -t29 - 1 if t29 < 0 else t29
+            u = -t20 - 1 if t20 < 0 else t20
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24787,14 +24787,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c27.Coord_Z is None:
+            if c9.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            t30 = c27.Coord_Z
-            if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t30!r} outside -32768..32767')
-            a = (a << 4) | (1 if t30 < 0 else 0)
+            t21 = c9.Coord_Z
+            if (w.strict and (t21 < -32768 or t21 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t21!r} outside -32768..32767')
+            a = (a << 4) | (1 if t21 < 0 else 0)
             k += 4
-            u = -t30 - 1 if t30 < 0 else t30
+            u = -t21 - 1 if t21 < 0 else t21
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24810,17 +24810,17 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c25.TxRxOrientation is None:
+            if c8.TxRxOrientation is None:
                 raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-            c31 = c25.TxRxOrientation
-            if c31.Coord_X is None:
+            c10 = c8.TxRxOrientation
+            if c10.Coord_X is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-            t32 = c31.Coord_X
-            if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t32!r} outside -32768..32767')
-            a = (a << 6) | (1 if t32 < 0 else 0)
+            t22 = c10.Coord_X
+            if (w.strict and (t22 < -32768 or t22 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t22!r} outside -32768..32767')
+            a = (a << 6) | (1 if t22 < 0 else 0)
             k += 6
-            u = -t32 - 1 if t32 < 0 else t32
+            u = -t22 - 1 if t22 < 0 else t22
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24836,14 +24836,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c31.Coord_Y is None:
+            if c10.Coord_Y is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-            t33 = c31.Coord_Y
-            if (w.strict and (t33 < -32768 or t33 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t33!r} outside -32768..32767')
-            a = (a << 4) | (1 if t33 < 0 else 0)
+            t23 = c10.Coord_Y
+            if (w.strict and (t23 < -32768 or t23 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t23!r} outside -32768..32767')
+            a = (a << 4) | (1 if t23 < 0 else 0)
             k += 4
-            u = -t33 - 1 if t33 < 0 else t33
+            u = -t23 - 1 if t23 < 0 else t23
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -24859,14 +24859,14 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c31.Coord_Z is None:
+            if c10.Coord_Z is None:
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-            t34 = c31.Coord_Z
-            if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t34!r} outside -32768..32767')
-            a = (a << 4) | (1 if t34 < 0 else 0)
+            t24 = c10.Coord_Z
+            if (w.strict and (t24 < -32768 or t24 > 32767)):
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t24!r} outside -32768..32767')
+            a = (a << 4) | (1 if t24 < 0 else 0)
             k += 4
-            u = -t34 - 1 if t34 < 0 else t34
+            u = -t24 - 1 if t24 < 0 else t24
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -25014,10 +25014,10 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
         raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'required value missing')
     a <<= 3
     k += 3
-    t2 = c1.TxIdentifier
-    if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t2!r} outside 1..4294967295')
-    u = t2
+    t1 = c1.TxIdentifier
+    if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+    u = t1
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25035,20 +25035,20 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
         k = w.n
     if c1.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
-    c3 = c1.EIRP
-    if c3.Exponent is None:
+    c2 = c1.EIRP
+    if c2.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t4 = c3.Exponent
-    if t4 < -128 or t4 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
-    if c3.Value is None:
+    t2 = c2.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t5 = c3.Value
-    if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
-    a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
+    t3 = c2.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t5 - 1 if t5 < 0 else t5
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -25172,20 +25172,20 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
         k = w.n
     if o.EIRP is None:
         raise encode_error('WPT_LF_TxDataType.EIRP', 'required value missing')
-    c2 = o.EIRP
-    if c2.Exponent is None:
+    c1 = o.EIRP
+    if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t3 = c2.Exponent
-    if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
-    if c2.Value is None:
+    t2 = c1.Exponent
+    if t2 < -128 or t2 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t4 = c2.Value
-    if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
-    a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
+    t3 = c1.Value
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+    a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
-    u = -t4 - 1 if t4 < 0 else t4
+    u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -26056,17 +26056,17 @@ def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WP
     c1 = o.SPCPrimaryDeviceCoilCurrentInformation
     if c1.Exponent is None:
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
-    t2 = c1.Exponent
-    if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+    t1 = c1.Exponent
+    if t1 < -128 or t1 > 127:
+        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
-    t3 = c1.Value
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
+    t2 = c1.Value
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+    a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
-    u = -t3 - 1 if t3 < 0 else t3
+    u = -t2 - 1 if t2 < 0 else t2
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -26435,10 +26435,10 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
         a <<= 2
         k += 2
-        t2 = c1.IndexNumber
-        if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t2!r} outside 0..65535')
-        u = t2
+        t1 = c1.IndexNumber
+        if t1 < 0 or (w.strict and (t1 > 65535)):
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t1!r} outside 0..65535')
+        u = t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26458,10 +26458,10 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
         a <<= 3
         k += 3
-        t3 = c1.TxRxIdentifier
-        if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t3!r} outside 1..4294967295')
-        u = t3
+        t2 = c1.TxRxIdentifier
+        if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t2!r} outside 1..4294967295')
+        u = t2
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26487,15 +26487,15 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         k += 1
         x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
         i_PulseSequenceOrder += 1
-        c4 = x_PulseSequenceOrder
-        if c4.IndexNumber is None:
+        c2 = x_PulseSequenceOrder
+        if c2.IndexNumber is None:
             raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
         a <<= 2
         k += 2
-        t5 = c4.IndexNumber
-        if t5 < 0 or (w.strict and (t5 > 65535)):
-            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t5!r} outside 0..65535')
-        u = t5
+        t3 = c2.IndexNumber
+        if t3 < 0 or (w.strict and (t3 > 65535)):
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t3!r} outside 0..65535')
+        u = t3
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26511,14 +26511,14 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             w.uint(u)
             a = w.acc
             k = w.n
-        if c4.TxRxIdentifier is None:
+        if c2.TxRxIdentifier is None:
             raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
         a <<= 3
         k += 3
-        t6 = c4.TxRxIdentifier
-        if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t6!r} outside 1..4294967295')
-        u = t6
+        t4 = c2.TxRxIdentifier
+        if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t4!r} outside 1..4294967295')
+        u = t4
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -26546,15 +26546,15 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             k += 2
             x_PulseSequenceOrder = o.PulseSequenceOrder[i_PulseSequenceOrder]
             i_PulseSequenceOrder += 1
-            c7 = x_PulseSequenceOrder
-            if c7.IndexNumber is None:
+            c3 = x_PulseSequenceOrder
+            if c3.IndexNumber is None:
                 raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'required value missing')
             a <<= 2
             k += 2
-            t8 = c7.IndexNumber
-            if t8 < 0 or (w.strict and (t8 > 65535)):
-                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t8!r} outside 0..65535')
-            u = t8
+            t5 = c3.IndexNumber
+            if t5 < 0 or (w.strict and (t5 > 65535)):
+                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t5!r} outside 0..65535')
+            u = t5
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26570,14 +26570,14 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
                 w.uint(u)
                 a = w.acc
                 k = w.n
-            if c7.TxRxIdentifier is None:
+            if c3.TxRxIdentifier is None:
                 raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'required value missing')
             a <<= 3
             k += 3
-            t9 = c7.TxRxIdentifier
-            if t9 < 0 or (w.strict and (t9 < 1 or t9 > 4294967295)):
-                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t9!r} outside 1..4294967295')
-            u = t9
+            t6 = c3.TxRxIdentifier
+            if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
+                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t6!r} outside 1..4294967295')
+            u = t6
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26604,10 +26604,10 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         elif o.PulseSeparationTime is not None:
             a = (a << 3) | 0x2
             k += 3
-            t10 = o.PulseSeparationTime
-            if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t10!r} outside 0..65535')
-            u = t10
+            t7 = o.PulseSeparationTime
+            if t7 < 0 or (w.strict and (t7 > 65535)):
+                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t7!r} outside 0..65535')
+            u = t7
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26633,10 +26633,10 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         if o.PulseSeparationTime is not None:
             a <<= 2
             k += 2
-            t11 = o.PulseSeparationTime
-            if t11 < 0 or (w.strict and (t11 > 65535)):
-                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t11!r} outside 0..65535')
-            u = t11
+            t8 = o.PulseSeparationTime
+            if t8 < 0 or (w.strict and (t8 > 65535)):
+                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t8!r} outside 0..65535')
+            u = t8
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8
@@ -26661,10 +26661,10 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'required value missing')
     a <<= 2
     k += 2
-    t12 = o.PulseDuration
-    if t12 < 0 or (w.strict and (t12 > 65535)):
-        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{t12!r} outside 0..65535')
-    u = t12
+    t9 = o.PulseDuration
+    if t9 < 0 or (w.strict and (t9 > 65535)):
+        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{t9!r} outside 0..65535')
+    u = t9
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -26685,10 +26685,10 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     a <<= 3
     k += 3
     s = 6
-    t13 = o.PackageSeparationTime
-    if t13 < 0 or (w.strict and (t13 > 65535)):
-        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{t13!r} outside 0..65535')
-    u = t13
+    t10 = o.PackageSeparationTime
+    if t10 < 0 or (w.strict and (t10 > 65535)):
+        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{t10!r} outside 0..65535')
+    u = t10
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -27074,14 +27074,37 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         k = w.n
     if o.TxRxPosition is None:
         raise encode_error('WPT_TxRxSpecDataType.TxRxPosition', 'required value missing')
-    c2 = o.TxRxPosition
-    if c2.Coord_X is None:
+    c1 = o.TxRxPosition
+    if c1.Coord_X is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    t3 = c2.Coord_X
-    if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t3!r} outside -32768..32767')
-    a = (a << 5) | (1 if t3 < 0 else 0)
+    t2 = c1.Coord_X
+    if (w.strict and (t2 < -32768 or t2 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t2!r} outside -32768..32767')
+    a = (a << 5) | (1 if t2 < 0 else 0)
     k += 5
+    u = -t2 - 1 if t2 < 0 else t2
+    if u < 0x80:
+        a = (a << 8) | u
+        k += 8
+    elif u < 0x4000:
+        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
+        k += 16
+    elif u < 0x200000:
+        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
+        k += 24
+    else:
+        w.acc = a
+        w.n = k
+        w.uint(u)
+        a = w.acc
+        k = w.n
+    if c1.Coord_Y is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
+    t3 = c1.Coord_Y
+    if (w.strict and (t3 < -32768 or t3 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t3!r} outside -32768..32767')
+    a = (a << 4) | (1 if t3 < 0 else 0)
+    k += 4
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
         a = (a << 8) | u
@@ -27098,11 +27121,11 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         w.uint(u)
         a = w.acc
         k = w.n
-    if c2.Coord_Y is None:
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    t4 = c2.Coord_Y
+    if c1.Coord_Z is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
+    t4 = c1.Coord_Z
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t4!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t4!r} outside -32768..32767')
     a = (a << 4) | (1 if t4 < 0 else 0)
     k += 4
     u = -t4 - 1 if t4 < 0 else t4
@@ -27121,13 +27144,16 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         w.uint(u)
         a = w.acc
         k = w.n
-    if c2.Coord_Z is None:
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    t5 = c2.Coord_Z
+    if o.TxRxOrientation is None:
+        raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
+    c2 = o.TxRxOrientation
+    if c2.Coord_X is None:
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
+    t5 = c2.Coord_X
     if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t5!r} outside -32768..32767')
-    a = (a << 4) | (1 if t5 < 0 else 0)
-    k += 4
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t5!r} outside -32768..32767')
+    a = (a << 6) | (1 if t5 < 0 else 0)
+    k += 6
     u = -t5 - 1 if t5 < 0 else t5
     if u < 0x80:
         a = (a << 8) | u
@@ -27144,40 +27170,14 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         w.uint(u)
         a = w.acc
         k = w.n
-    if o.TxRxOrientation is None:
-        raise encode_error('WPT_TxRxSpecDataType.TxRxOrientation', 'required value missing')
-    c6 = o.TxRxOrientation
-    if c6.Coord_X is None:
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
-    t7 = c6.Coord_X
-    if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t7!r} outside -32768..32767')
-    a = (a << 6) | (1 if t7 < 0 else 0)
-    k += 6
-    u = -t7 - 1 if t7 < 0 else t7
-    if u < 0x80:
-        a = (a << 8) | u
-        k += 8
-    elif u < 0x4000:
-        a = (a << 16) | ((u & 0x7F) | 0x80) << 8 | u >> 7
-        k += 16
-    elif u < 0x200000:
-        a = (a << 24) | ((u & 0x7F) | 0x80) << 16 | ((u >> 7 & 0x7F) | 0x80) << 8 | u >> 14
-        k += 24
-    else:
-        w.acc = a
-        w.n = k
-        w.uint(u)
-        a = w.acc
-        k = w.n
-    if c6.Coord_Y is None:
+    if c2.Coord_Y is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
-    t8 = c6.Coord_Y
-    if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t8!r} outside -32768..32767')
-    a = (a << 4) | (1 if t8 < 0 else 0)
+    t6 = c2.Coord_Y
+    if (w.strict and (t6 < -32768 or t6 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t6!r} outside -32768..32767')
+    a = (a << 4) | (1 if t6 < 0 else 0)
     k += 4
-    u = -t8 - 1 if t8 < 0 else t8
+    u = -t6 - 1 if t6 < 0 else t6
     if u < 0x80:
         a = (a << 8) | u
         k += 8
@@ -27193,14 +27193,14 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         w.uint(u)
         a = w.acc
         k = w.n
-    if c6.Coord_Z is None:
+    if c2.Coord_Z is None:
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
-    t9 = c6.Coord_Z
-    if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t9!r} outside -32768..32767')
-    a = (a << 4) | (1 if t9 < 0 else 0)
+    t7 = c2.Coord_Z
+    if (w.strict and (t7 < -32768 or t7 > 32767)):
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t7!r} outside -32768..32767')
+    a = (a << 4) | (1 if t7 < 0 else 0)
     k += 4
-    u = -t9 - 1 if t9 < 0 else t9
+    u = -t7 - 1 if t7 < 0 else t7
     if u < 0x80:
         a = (a << 8) | u
         k += 8

@@ -5313,10 +5313,10 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         k = w.n
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-        t2 = c1.X509SerialNumber
-        a = (a << 4) | (1 if t2 < 0 else 0)
+        t1 = c1.X509SerialNumber
+        a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
-        u = -t2 - 1 if t2 < 0 else t2
+        u = -t1 - 1 if t1 < 0 else t1
         if u < 0x80:
             a = (a << 8) | u
             k += 8
@@ -5390,22 +5390,22 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             k += 3
             x_X509IssuerSerial = o.X509IssuerSerial[i_X509IssuerSerial]
             i_X509IssuerSerial += 1
-            c3 = x_X509IssuerSerial
-            if c3.X509IssuerName is None:
+            c2 = x_X509IssuerSerial
+            if c2.X509IssuerName is None:
                 raise encode_error('X509IssuerSerialType.X509IssuerName', 'required value missing')
             a <<= 2
             k += 2
             w.acc = a
             w.n = k
-            w.string(c3.X509IssuerName)
+            w.string(c2.X509IssuerName)
             a = w.acc
             k = w.n
-            if c3.X509SerialNumber is None:
+            if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
-            t4 = c3.X509SerialNumber
-            a = (a << 4) | (1 if t4 < 0 else 0)
+            t2 = c2.X509SerialNumber
+            a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
-            u = -t4 - 1 if t4 < 0 else t4
+            u = -t2 - 1 if t2 < 0 else t2
             if u < 0x80:
                 a = (a << 8) | u
                 k += 8

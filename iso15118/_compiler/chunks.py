@@ -8,7 +8,9 @@ and takes the pieces apart with shifts.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 MAX_RUN = 62  # bits per call, so that every chunk stays a small int
 _IND = "    "
@@ -49,23 +51,37 @@ class Stmt:
     lines: list[str]
 
 
-def flush_reads(items: list[ReadBits | Raw | Stmt], where: str) -> list[str]:
+def flush_reads(items: Sequence[ReadBits | Raw | Stmt], where: str) -> list[str]:
+    return _flush(items, lambda run: _read_run(run, where))
+
+
+def flush_writes(items: Sequence[WriteBits | Raw | Stmt]) -> list[str]:
+    return _flush(items, _write_run)
+
+
+Bits = TypeVar("Bits", ReadBits, WriteBits)
+
+
+def _flush(
+    items: Sequence[Bits | Raw | Stmt], emit: Callable[[list[Bits]], list[str]]
+) -> list[str]:
+    """Code for `items`: runs of fixed-width pieces (at most MAX_RUN bits) become one call
+    each; Raw code ends a run; Stmt lines follow the run they sit in."""
     out: list[str] = []
-    run: list[ReadBits] = []
+    run: list[Bits] = []
     later: list[str] = []
     for item in items:
         if isinstance(item, Stmt):
             later += item.lines
-            continue
-        if isinstance(item, Raw):
-            out += _read_run(run, where) + later + item.lines
+        elif isinstance(item, Raw):
+            out += emit(run) + later + item.lines
             run, later = [], []
-            continue
-        if run and sum(b.width for b in run) + item.width > MAX_RUN:
-            out += _read_run(run, where) + later
-            run, later = [], []
-        run.append(item)
-    return out + _read_run(run, where) + later
+        else:
+            if run and sum(b.width for b in run) + item.width > MAX_RUN:
+                out += emit(run) + later
+                run, later = [], []
+            run.append(item)
+    return out + emit(run) + later
 
 
 def read_into(var: str, width: int) -> list[str]:
@@ -119,25 +135,6 @@ def _read_run(run: list[ReadBits], where: str) -> list[str]:
             _IND + f"raise r.fail_at(av + {total}, {where!r}, 'expected {', '.join(whats)}')",
         ]
     return out + values
-
-
-def flush_writes(items: list[WriteBits | Raw | Stmt]) -> list[str]:
-    out: list[str] = []
-    run: list[WriteBits] = []
-    later: list[str] = []
-    for item in items:
-        if isinstance(item, Stmt):
-            later += item.lines
-            continue
-        if isinstance(item, Raw):
-            out += _write_run(run) + later + item.lines
-            run, later = [], []
-            continue
-        if run and sum(b.width for b in run) + item.width > MAX_RUN:
-            out += _write_run(run) + later
-            run, later = [], []
-        run.append(item)
-    return out + _write_run(run) + later
 
 
 def _write_run(run: list[WriteBits]) -> list[str]:

@@ -7,6 +7,9 @@ become an if-chain on the event code; repetitions become loops.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from .chunks import (
     Raw,
     ReadBits,
@@ -130,7 +133,6 @@ class FunctionWriter:
         self.prefix = ""  # of decode locals, while a child type is inlined
         self.obj = "o"  # the object being encoded
         self.inlined = 0
-        self.svar = "s"  # the state variable (another one inside an inlined child)
         self.temps = 0
         self.depth = 0  # of inlined children
 
@@ -343,9 +345,9 @@ class FunctionWriter:
             items: list[ReadItem] = [ReadBits(state.width, expected, expect=0)]
             items += self.decode_action(cm, prods[0], where)
             if prods[0].kind != EE and self.need_s:
-                items.append(Stmt([f"{self.svar} = {prods[0].target}"]))
+                items.append(Stmt([f"s = {prods[0].target}"]))
             return (
-                [Raw([f"if {self.svar} == {k}:", *_indent(flush_reads(items, where))])]
+                [Raw([f"if s == {k}:", *_indent(flush_reads(items, where))])]
                 if (guarded)
                 else items
             )
@@ -356,10 +358,10 @@ class FunctionWriter:
             if any(isinstance(a, Raw) and a.lines[-1].startswith("raise") for a in action):
                 pass
             elif chain is not None and i == chain[2]:
-                tail = count_exit(chain, self.need_s, self.svar)
+                tail = count_exit(chain, self.need_s)
             else:
                 if p.kind != EE and p.target != k and self.need_s:
-                    tail.append(f"{self.svar} = {p.target}")
+                    tail.append(f"s = {p.target}")
                 if selfloop and p.target != k:
                     tail.append("break")
             code = flush_reads(action, where) + tail
@@ -374,12 +376,12 @@ class FunctionWriter:
         if chain is not None:
             lines.insert(0, "n = 0")
         if guarded:
-            lines = [f"if {self.svar} == {k}:", *_indent(lines)]
+            lines = [f"if s == {k}:", *_indent(lines)]
         return [Raw(lines)]
 
     def decode_action(self, cm: ClassModel, p: Production, where: str) -> list[ReadItem]:
         if p.kind == EE:
-            return [Stmt([f"{self.svar} = -1"])] if self.need_s else []
+            return [Stmt(["s = -1"])] if self.need_s else []
         if p.kind in (SE_ANY, CH_UNTYPED):
             what = "wildcard element" if p.kind == SE_ANY else "untyped character"
             return [Raw([f"raise r.fail_at(av, {where!r}, '{what} content is not supported')"])]
@@ -415,57 +417,47 @@ class FunctionWriter:
             lines.append(f"{ob}.{fm.py} = f_{prefix}{fm.py}{ignore if required else ''}")
         return [*lines, target.replace("{v}", ob)]
 
-    def inline_decode(self, ct: ComplexType, target: str) -> list[ReadItem]:
-        """The reads of a small child type, in the parent's function and runs."""
-        cm = self.classes[self.key_of(ct)]
-        g = self.grammar(ct)
-        order, _cyclic, mandatory = layout(g)
-        saved = self.prefix, self.need_s, self.svar, self.chains
+    @contextmanager
+    def child(self) -> Iterator[str]:
+        """Emit an inlined child type: its own local names, no state variable (it is
+        straight-line, see inlinable); yields the suffix for its names."""
+        saved = self.prefix, self.obj, self.need_s, self.chains
         self.inlined += 1
         self.depth += 1
-        self.prefix, self.svar, self.chains = f"{self.inlined}_", f"s{self.inlined}", {}
-        self.need_s = any(k not in mandatory for k in order)
-        inits = [
-            f"f_{self.prefix}{fm.py}: {self.py_type(fm)} | None = None"
-            for fm in cm.fields
-            if fm.min == 0
-        ]
-        inits += [f"{self.svar} = 0"] if self.need_s else []
-        items: list[ReadItem] = [Stmt(inits)] if inits else []
-        for k in order:
-            items += self.decode_block(cm, g, k, k not in mandatory)
-        items.append(Stmt(self.construct(cm, self.prefix, target, False)))
-        self.prefix, self.need_s, self.svar, self.chains = saved
-        self.depth -= 1
+        self.need_s, self.chains = False, {}
+        try:
+            yield str(self.inlined)
+        finally:
+            self.prefix, self.obj, self.need_s, self.chains = saved
+            self.depth -= 1
+
+    def inline_decode(self, ct: ComplexType, target: str) -> list[ReadItem]:
+        """The reads of a straight-line child type, in the parent's function and runs."""
+        cm = self.classes[self.key_of(ct)]
+        g = self.grammar(ct)
+        with self.child() as n:
+            self.prefix = f"{n}_"
+            items: list[ReadItem] = []
+            for k in layout(g)[0]:
+                items += self.decode_block(cm, g, k, False)
+            items.append(Stmt(self.construct(cm, self.prefix, target, False)))
         return items
 
     def inline_encode(self, ct: ComplexType, obj: str) -> list[WriteItem]:
-        """The writes of a small child type, in the parent's function and runs."""
+        """The writes of a straight-line child type, in the parent's function and runs."""
         cm = self.classes[self.key_of(ct)]
         g = self.grammar(ct)
-        order, _cyclic, mandatory = layout(g)
-        saved = self.obj, self.need_s, self.svar, self.chains
-        self.inlined += 1
-        self.depth += 1
-        self.obj, self.svar, self.chains = obj, f"s{self.inlined}", {}
-        self.need_s = any(k not in mandatory for k in order)
-        reach = reachable(
-            [
-                {self.field_for(cm, p).py for p in st.productions if p.kind in (AT, SE, CH)}
-                for st in g.states
-            ],
-            g,
-        )
-        self.temps += 1
-        child = f"c{self.temps}"
-        self.obj = child
-        items: list[WriteItem] = [Stmt([f"{self.svar} = 0"])] if self.need_s else []
-        for k in order:
-            items += self.encode_block(cm, g, k, k not in mandatory, reach)
-        if cm.fields:
-            _prepend(items, [f"{child} = {obj}"])  # read the child object once
-        self.obj, self.need_s, self.svar, self.chains = saved
-        self.depth -= 1
+        fields = [
+            {self.field_for(cm, p).py for p in st.productions if p.kind in (AT, SE, CH)}
+            for st in g.states
+        ]
+        with self.child() as n:
+            self.obj = f"c{n}"
+            items: list[WriteItem] = []
+            for k in layout(g)[0]:
+                items += self.encode_block(cm, g, k, False, reachable(fields, g))
+            if cm.fields:
+                _prepend(items, [f"c{n} = {obj}"])  # read the child object once
         return items
 
     def missing(self, cm: ClassModel, fm: FieldModel) -> list[str]:
@@ -516,14 +508,14 @@ class FunctionWriter:
         if single and not guarded:
             p = prods[0]
             if p.kind == EE:
-                done = [Stmt([f"{self.svar} = -1"])] if self.need_s else []
+                done = [Stmt(["s = -1"])] if self.need_s else []
                 return [WriteBits(state.width, 0), *done]
             fm = self.field_for(cm, p)
             if not fm.is_list:
                 items: list[WriteItem] = [WriteBits(state.width, 0, self.missing(cm, fm))]
                 items += self.encode_action(cm, p, fm)
                 if self.need_s:
-                    items.append(Stmt([f"{self.svar} = {p.target}"]))
+                    items.append(Stmt([f"s = {p.target}"]))
                 return items
         lines = self.encode_choice(cm, state.productions, prods, k, reach)
         if not any(p.kind == EE for p in prods):
@@ -534,7 +526,7 @@ class FunctionWriter:
         if chain is not None:
             lines.insert(0, "n = 0")
         if guarded:
-            lines = [f"if {self.svar} == {k}:", *_indent(lines)]
+            lines = [f"if s == {k}:", *_indent(lines)]
         return [Raw(lines)]
 
     def encode_choice(
@@ -553,7 +545,7 @@ class FunctionWriter:
             code = all_prods.index(p)
             if p.kind == EE:
                 action = flush_writes([WriteBits(width, code)])
-                action.append(f"{self.svar} = -1" if self.need_s else "pass")
+                action.append("s = -1" if self.need_s else "pass")
                 if selfloop:
                     action.append("break")
                 lines += ["else:" if n else "if True:", *_indent(action)]
@@ -565,14 +557,14 @@ class FunctionWriter:
             items += self.encode_action(cm, p, fm)
             action = flush_writes(items)
             if chain is not None and code == chain[2]:
-                exit_lines = count_exit(chain, self.need_s, self.svar)[:-1]
+                exit_lines = count_exit(chain, self.need_s)[:-1]
                 if fm.py not in (reach[chain[1]] if chain[1] >= 0 else set()):
                     exit_lines += _indent(self.too_many(cm, fm))
                 action += [*exit_lines, _IND + "break"]
             else:
                 action += self.unreachable_checks(cm, all_prods, p, fm, reach)
                 if p.target != k:
-                    action += [f"{self.svar} = {p.target}"] if self.need_s else []
+                    action += [f"s = {p.target}"] if self.need_s else []
                     action += ["break"] if selfloop else []
             lines += [f"{'elif' if n else 'if'} {cond}:", *_indent(action)]
         return lines

@@ -8,11 +8,11 @@ from .grammar import EE, SE, Grammar, Production
 _IND = "    "
 
 
-def count_exit(chain: tuple[int, int, int], need_s: bool, svar: str = "s") -> list[str]:
+def count_exit(chain: tuple[int, int, int], need_s: bool) -> list[str]:
     length, exit_state, _x = chain
     lines = ["n += 1", f"if n == {length}:"]
     if need_s:
-        lines.append(_IND + f"{svar} = {exit_state}")
+        lines.append(_IND + f"s = {exit_state}")
     lines.append(_IND + "break")
     return lines
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ._bits import BitWriter, reader
+from ._bits import BitReader, BitWriter, reader
 from ._json import from_json_element, to_json_value, to_xml_element
 from .errors import ExiDecodeError, ExiEncodeError, ExiError
 
@@ -118,94 +118,93 @@ def _root_of(message: Any) -> tuple[tuple[str, str], Any]:
     return element, message
 
 
-def decode(schema: str, data: bytes) -> Any:
-    """Decode one EXI document (the V2GTP payload, starting with the 0x80 header)."""
-    codec = _codec(schema)
+def _read_root(data: bytes, table: Any, width: int, what: str) -> tuple[BitReader, Any]:
+    """The header, the first event code and the element it names: (reader, table row)."""
     r = reader(data)
+    head = r.bits(8 + width)
+    code = head & ((1 << width) - 1)
+    if head >> width != EXI_HEADER:
+        r.pos = 0
+        raise r.fail("header", "not an EXI stream with header 0x80 (no options, version 1)")
+    if code >= len(table):
+        raise r.fail(what, f"event code {code} is not an element the {what} grammar knows")
+    return r, table[code]
+
+
+def _decode(data: bytes, table: Any, width: int, fragment: bool) -> Any:
+    r: BitReader | None = None
     try:
-        width = codec.document_width
-        head = r.bits(8 + width)
-        code = head & ((1 << width) - 1)
-        if head >> width != EXI_HEADER:
-            r.pos = 0
-            raise r.fail("header", "not an EXI stream with header 0x80 (no options, version 1)")
-        if code >= len(codec.document):
-            raise r.fail("document", f"event code {code} is not a known global element")
-        namespace, name, decoder, *_rest = codec.document[code]
+        r, (namespace, name, decoder, *_rest) = _read_root(
+            data, table, width, "fragment" if fragment else "document"
+        )
         value = decoder(r)
-        r.finish(f"after {name}")  # DocEnd: ED has a 0-bit event code
+        # a fragment ends with ED, after SE(*); a document's ED has a 0-bit event code
+        if fragment and r.bits(width) != len(table) + 1:
+            raise r.fail("fragment", "expected the end of the fragment (one element only)")
+        r.finish(f"after {name}")
     except ExiDecodeError:
         raise
     except (IndexError, ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise ExiDecodeError(f"malformed stream ({exc})", bit_offset=r.pos) from None
+        offset = r.pos if r is not None else 0
+        raise ExiDecodeError(f"malformed stream ({exc})", bit_offset=offset) from None
     return _wrap(namespace, name, value)
+
+
+def decode(schema: str, data: bytes) -> Any:
+    """Decode one EXI document (the V2GTP payload, starting with the 0x80 header)."""
+    codec = _codec(schema)
+    return _decode(data, codec.document, codec.document_width, False)
 
 
 def encode(schema: str, message: Any, *, strict: bool = True) -> bytes:
     """Encode a message (or an `Element`) as an EXI document with header 0x80.
 
     Every facet is enforced; with `strict=False` values shorter than their minLength or
-    length facet are let through (to re-encode exactly what a peer sent)."""
+    length facet, or outside their range, are let through (to re-encode exactly what a peer
+    sent)."""
     codec = _codec(schema)
+    return _encode(codec.document, codec.document_index, codec.document_width, message, strict)
+
+
+def _encode(
+    table: Any,
+    index: dict[tuple[str, str], int],
+    width: int,
+    message: Any,
+    strict: bool,
+    fragment: bool = False,
+) -> bytes:
     qname, value = _root_of(message)
-    index = codec.document_index.get(qname)
-    if index is None:
-        raise ExiEncodeError(f"{qname[1]} is not a global element of schema {schema}")
+    code = index.get(qname)
+    if code is None:
+        what = "an element" if fragment else "a global element"
+        raise ExiEncodeError(f"{qname[1]} is not {what} of this schema")
     w = BitWriter(strict)
-    w.bits(EXI_HEADER, 8)
-    w.bits(index, codec.document_width)
-    _run_encoder(codec.document[index][3], w, value, qname[1])
+    w.bits(EXI_HEADER << width | code, 8 + width)
+    encoder = table[code][3]
+    try:
+        encoder(w, value)
+    except ExiEncodeError:
+        raise
+    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
+        raise ExiEncodeError(f"{qname[1]}: invalid value ({exc!r})") from None
+    if fragment:
+        w.bits(len(table) + 1, width)  # ED comes after SE(*)
     return w.getvalue()
 
 
 def decode_fragment(schema: str, data: bytes) -> Any:
     """Decode an EXI fragment holding one element, as XML signatures digest them."""
     codec = _codec(schema)
-    r = reader(data)
-    end = len(codec.fragment) + 1  # SE(*) comes before ED
-    try:
-        width = codec.fragment_width
-        head = r.bits(8 + width)
-        code = head & ((1 << width) - 1)
-        if head >> width != EXI_HEADER:
-            r.pos = 0
-            raise r.fail("header", "not an EXI stream with header 0x80")
-        if code >= len(codec.fragment):
-            raise r.fail("fragment", f"event code {code} is not a declared element")
-        namespace, name, decoder, *_rest = codec.fragment[code]
-        value = decoder(r)
-        if r.bits(codec.fragment_width) != end:
-            raise r.fail("fragment", "expected the end of the fragment (one element only)")
-        r.finish(f"after {name}")
-    except ExiDecodeError:
-        raise
-    except (IndexError, ValueError, TypeError, KeyError, RecursionError) as exc:
-        raise ExiDecodeError(f"malformed stream ({exc})", bit_offset=r.pos) from None
-    return _wrap(namespace, name, value)
+    return _decode(data, codec.fragment, codec.fragment_width, True)
 
 
 def encode_fragment(schema: str, message: Any, *, strict: bool = True) -> bytes:
     """Encode one element as an EXI fragment (for signature digests)."""
     codec = _codec(schema)
-    qname, value = _root_of(message)
-    index = codec.fragment_index.get(qname)
-    if index is None:
-        raise ExiEncodeError(f"{qname[1]} is not an element of schema {schema}")
-    w = BitWriter(strict)
-    w.bits(EXI_HEADER, 8)
-    w.bits(index, codec.fragment_width)
-    _run_encoder(codec.fragment[index][3], w, value, qname[1])
-    w.bits(len(codec.fragment) + 1, codec.fragment_width)
-    return w.getvalue()
-
-
-def _run_encoder(encoder: Any, w: BitWriter, value: Any, name: str) -> None:
-    try:
-        encoder(w, value)
-    except ExiEncodeError:
-        raise
-    except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise ExiEncodeError(f"{name}: invalid value ({exc!r})") from None
+    return _encode(
+        codec.fragment, codec.fragment_index, codec.fragment_width, message, strict, True
+    )
 
 
 def to_json(message: Any) -> dict[str, Any]:

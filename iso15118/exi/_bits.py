@@ -97,14 +97,7 @@ class BitReader:
 
     def uint(self) -> int:
         """EXI Unsigned Integer: 7-bit groups, least significant first (section 7.1.6)."""
-        value = 0
-        shift = 0
-        while True:
-            octet = self.bits(8)
-            value |= (octet & 0x7F) << shift
-            if octet < 0x80:
-                return value
-            shift += 7
+        return self.uint_more(0, 0)
 
     def uint_more(self, value: int, shift: int) -> int:
         """The rest of an Unsigned Integer: `value` holds its first `shift` bits (7 per octet
