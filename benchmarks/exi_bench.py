@@ -28,26 +28,32 @@ def pv(value: int, unit: str, multiplier: int = 0) -> dict[str, Any]:
     return {"Multiplier": multiplier, "Unit": unit, "Value": value}
 
 
-def iso2(body: dict[str, Any]) -> dict[str, Any]:
+def v2g_message(body: dict[str, Any]) -> dict[str, Any]:
+    """A DIN or ISO-2 V2G_Message (same shape) with a SessionID."""
     return {"V2G_Message": {"Header": {"SessionID": SESSION}, "Body": body}}
 
 
-def iso2_current_demand_req() -> dict[str, Any]:
-    return iso2(
-        {
-            "CurrentDemandReq": {
-                "DC_EVStatus": {"EVReady": True, "EVErrorCode": "NO_ERROR", "EVRESSSOC": 55},
-                "EVTargetCurrent": pv(125, "A"),
-                "EVMaximumVoltageLimit": pv(4500, "V", -1),
-                "EVMaximumCurrentLimit": pv(300, "A"),
-                "EVMaximumPowerLimit": pv(15000, "W", 1),
-                "BulkChargingComplete": False,
-                "ChargingComplete": False,
-                "RemainingTimeToFullSoC": pv(1800, "s"),
-                "RemainingTimeToBulkSoC": pv(1200, "s"),
-                "EVTargetVoltage": pv(4020, "V", -1),
-            }
+def current_demand_req(ev_status: dict[str, Any]) -> dict[str, Any]:
+    """A CurrentDemandReq with every optional element (DIN and ISO-2 share the shape)."""
+    return {
+        "CurrentDemandReq": {
+            "DC_EVStatus": ev_status,
+            "EVTargetCurrent": pv(125, "A"),
+            "EVMaximumVoltageLimit": pv(4500, "V", -1),
+            "EVMaximumCurrentLimit": pv(300, "A"),
+            "EVMaximumPowerLimit": pv(15000, "W", 1),
+            "BulkChargingComplete": False,
+            "ChargingComplete": False,
+            "RemainingTimeToFullSoC": pv(1800, "s"),
+            "RemainingTimeToBulkSoC": pv(1200, "s"),
+            "EVTargetVoltage": pv(4020, "V", -1),
         }
+    }
+
+
+def iso2_current_demand_req() -> dict[str, Any]:
+    return v2g_message(
+        current_demand_req({"EVReady": True, "EVErrorCode": "NO_ERROR", "EVRESSSOC": 55})
     )
 
 
@@ -88,7 +94,7 @@ def iso2_charge_parameter_discovery_res() -> dict[str, Any]:
                 },
             }
         )
-    return iso2(
+    return v2g_message(
         {
             "ChargeParameterDiscoveryRes": {
                 "ResponseCode": "OK",
@@ -118,7 +124,7 @@ def certificate(seed: int, size: int) -> str:
 
 
 def iso2_payment_details_req() -> dict[str, Any]:
-    return iso2(
+    return v2g_message(
         {
             "PaymentDetailsReq": {
                 "eMAID": "DEABCC123456789",
@@ -140,25 +146,7 @@ def din_current_demand_req() -> dict[str, Any]:
         "EVErrorCode": "NO_ERROR",
         "EVRESSSOC": 55,
     }
-    return {
-        "V2G_Message": {
-            "Header": {"SessionID": SESSION},
-            "Body": {
-                "CurrentDemandReq": {
-                    "DC_EVStatus": status,
-                    "EVTargetCurrent": pv(125, "A"),
-                    "EVMaximumVoltageLimit": pv(4500, "V", -1),
-                    "EVMaximumCurrentLimit": pv(300, "A"),
-                    "EVMaximumPowerLimit": pv(15000, "W", 1),
-                    "BulkChargingComplete": False,
-                    "ChargingComplete": False,
-                    "RemainingTimeToFullSoC": pv(1800, "s"),
-                    "RemainingTimeToBulkSoC": pv(1200, "s"),
-                    "EVTargetVoltage": pv(4020, "V", -1),
-                }
-            },
-        }
-    }
+    return v2g_message(current_demand_req(status))  # DIN's V2G_Message has the same shape
 
 
 def iso20_dc_charge_loop_req() -> dict[str, Any]:
@@ -234,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         assert exi.decode(schema, data) == message
         enc = per_call_us(lambda m=message, s=schema: exi.encode(s, m), args.repeat, args.min_time)
         dec = per_call_us(lambda d=data, s=schema: exi.decode(s, d), args.repeat, args.min_time)
-        ratio = f"{enc / reference[0]:5.0f}x/{dec / reference[1]:4.0f}x" if reference else "-"
+        ratio = f"{enc / reference[0]:5.1f}x/{dec / reference[1]:5.1f}x" if reference else "-"
         print(f"{name:58} {len(data):5} {enc:10.1f} {dec:10.1f} {ratio:>14}")
     return 0
 
