@@ -11,6 +11,7 @@ from exi_schemas import apphand as _apphand
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],

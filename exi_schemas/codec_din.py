@@ -12,6 +12,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -4006,8 +4007,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2
@@ -6882,6 +6882,8 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
         if o.EVChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with DC_EVChargeParameter')
     elif o.EVChargeParameter is not None:
+        if not isinstance(o.EVChargeParameter, _din.EVChargeParameterType):
+            raise encode_error('EVChargeParameterType', f'not a EVChargeParameterType: {o.EVChargeParameter!r}')
         a = (a << 3) | 0x4
         k += 3
     else:
@@ -7069,6 +7071,8 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
         if o.SASchedules is not None:
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
     elif o.SASchedules is not None:
+        if not isinstance(o.SASchedules, _din.SASchedulesType):
+            raise encode_error('SASchedulesType', f'not a SASchedulesType: {o.SASchedules!r}')
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -7084,7 +7088,7 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if c3.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 13) | (1 if c3.PowerSwitchClosed else 0) << 7 | (1 if c3.RCD else 0) << 3
+        a = (a << 13) | (_BOOL[c3.PowerSwitchClosed]) << 7 | (_BOOL[c3.RCD]) << 3
         k += 13
         t1 = c3.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
@@ -7151,6 +7155,8 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
         if o.EVSEChargeParameter is not None:
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
     elif o.EVSEChargeParameter is not None:
+        if not isinstance(o.EVSEChargeParameter, _din.EVSEChargeParameterType):
+            raise encode_error('EVSEChargeParameterType', f'not a EVSEChargeParameterType: {o.EVSEChargeParameter!r}')
         a = (a << 3) | 0x4
         k += 3
     else:
@@ -7438,7 +7444,7 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         k = w.n
         s = 5
     elif o.ReceiptRequired is not None:
-        a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x10
+        a = (a << 5) | (_BOOL[o.ReceiptRequired]) << 1 | 0x10
         k += 5
         s = 6
     else:
@@ -7454,14 +7460,14 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
             k = w.n
             s = 5
         elif o.ReceiptRequired is not None:
-            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.ReceiptRequired]) << 1 | 0x8
             k += 5
             s = 6
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
         if o.ReceiptRequired is not None:
-            a = (a << 4) | (1 if o.ReceiptRequired else 0) << 1
+            a = (a << 4) | (_BOOL[o.ReceiptRequired]) << 1
             k += 4
             s = 6
         else:
@@ -7475,7 +7481,7 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 11) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
+    a = (a << 11) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
     k += 11
     t2 = c1.NotificationMaxDelay
     if t2 < 0 or (w.strict and (t2 > 4294967295)):
@@ -8045,11 +8051,11 @@ def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> N
         k = w.n
         s = 5
     elif o.BulkChargingComplete is not None:
-        a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x18
+        a = (a << 6) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x18
         k += 6
         s = 6
     elif o.ChargingComplete is not None:
-        a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+        a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x20
         k += 6
         s = 7
     else:
@@ -8074,11 +8080,11 @@ def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> N
             k = w.n
             s = 5
         elif o.BulkChargingComplete is not None:
-            a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x10
             k += 6
             s = 6
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x18
             k += 6
             s = 7
         else:
@@ -8094,29 +8100,29 @@ def _e_din_CurrentDemandReqType(w: BitWriter, o: _din.CurrentDemandReqType) -> N
             k = w.n
             s = 5
         elif o.BulkChargingComplete is not None:
-            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x8
             k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            a = (a << 5) | (_BOOL[o.ChargingComplete]) << 1 | 0x10
             k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         if o.BulkChargingComplete is not None:
-            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+            a = (a << 5) | (_BOOL[o.BulkChargingComplete]) << 1
             k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
             k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         if o.ChargingComplete is not None:
-            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 4) | (_BOOL[o.ChargingComplete]) << 1
             k += 4
             s = 7
         else:
@@ -8378,7 +8384,7 @@ def _e_din_CurrentDemandResType(w: BitWriter, o: _din.CurrentDemandResType) -> N
         raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
-    a = (a << 12) | (1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1
+    a = (a << 12) | (_BOOL[o.EVSECurrentLimitAchieved]) << 9 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 5 | (_BOOL[o.EVSEPowerLimitAchieved]) << 1
     k += 12
     s = 4
     s = 5
@@ -8823,7 +8829,7 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
+    a = (a << 19) | (_I_din_responseCodeType[o.ResponseCode]) << 12 | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
     k += 19
     t1 = c1.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
@@ -9149,7 +9155,7 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
     s = 0
     if o.ReadyToChargeState is None:
         raise encode_error('PowerDeliveryReqType.ReadyToChargeState', 'required value missing')
-    a = (a << 4) | (1 if o.ReadyToChargeState else 0) << 1
+    a = (a << 4) | (_BOOL[o.ReadyToChargeState]) << 1
     k += 4
     s = 1
     if o.ChargingProfile is not None:
@@ -9173,6 +9179,8 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 3
     elif o.EVPowerDeliveryParameter is not None:
+        if not isinstance(o.EVPowerDeliveryParameter, _din.EVPowerDeliveryParameterType):
+            raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
         a = (a << 4) | 0x4
         k += 4
         s = 3
@@ -9193,6 +9201,8 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 3
         elif o.EVPowerDeliveryParameter is not None:
+            if not isinstance(o.EVPowerDeliveryParameter, _din.EVPowerDeliveryParameterType):
+                raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
             a = (a << 3) | 0x2
             k += 3
             s = 3
@@ -9317,7 +9327,7 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if c1.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 12) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
+        a = (a << 12) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
         k += 12
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
@@ -9357,6 +9367,8 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
         if o.EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
+        if not isinstance(o.EVSEStatus, _din.EVSEStatusType):
+            raise encode_error('EVSEStatusType', f'not a EVSEStatusType: {o.EVSEStatus!r}')
         a = (a << 3) | 0x4
         k += 3
     else:
@@ -9973,7 +9985,7 @@ def _e_din_ServiceDiscoveryResType(w: BitWriter, o: _din.ServiceDiscoveryResType
         raise encode_error('ServiceChargeType.FreeService', 'required value missing')
     if c1.EnergyTransferType is None:
         raise encode_error('ServiceChargeType.EnergyTransferType', 'required value missing')
-    a = (a << 12) | (1 if c1.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[c1.EnergyTransferType]) << 2
+    a = (a << 12) | (_BOOL[c1.FreeService]) << 9 | (_I_din_EVSESupportedEnergyTransferType[c1.EnergyTransferType]) << 2
     k += 12
     s = 3
     if o.ServiceList is not None:
@@ -10732,7 +10744,7 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if c1.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 11) | (1 if c1.PowerSwitchClosed else 0) << 7 | (1 if c1.RCD else 0) << 3
+    a = (a << 11) | (_BOOL[c1.PowerSwitchClosed]) << 7 | (_BOOL[c1.RCD]) << 3
     k += 11
     t1 = c1.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
@@ -10850,7 +10862,7 @@ def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
     if o.NotificationMaxDelay is None:
         raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-    a = (a << 10) | (1 if o.PowerSwitchClosed else 0) << 7 | (1 if o.RCD else 0) << 3
+    a = (a << 10) | (_BOOL[o.PowerSwitchClosed]) << 7 | (_BOOL[o.RCD]) << 3
     k += 10
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
@@ -12152,18 +12164,18 @@ def _e_din_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _din.DC_EVPowerDeliv
     k = w.n
     s = 1
     if o.BulkChargingComplete is not None:
-        a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+        a = (a << 5) | (_BOOL[o.BulkChargingComplete]) << 1
         k += 5
         s = 2
     elif o.ChargingComplete is not None:
-        a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
         if o.ChargingComplete is not None:
-            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 4) | (_BOOL[o.ChargingComplete]) << 1
             k += 4
             s = 3
         else:
@@ -12726,15 +12738,15 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
     s = 0
     if o.EVReady is None:
         raise encode_error('DC_EVStatusType.EVReady', 'required value missing')
-    a = (a << 4) | (1 if o.EVReady else 0) << 1
+    a = (a << 4) | (_BOOL[o.EVReady]) << 1
     k += 4
     s = 1
     if o.EVCabinConditioning is not None:
-        a = (a << 5) | (1 if o.EVCabinConditioning else 0) << 1
+        a = (a << 5) | (_BOOL[o.EVCabinConditioning]) << 1
         k += 5
         s = 2
     elif o.EVRESSConditioning is not None:
-        a = (a << 5) | (1 if o.EVRESSConditioning else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.EVRESSConditioning]) << 1 | 0x8
         k += 5
         s = 3
     elif o.EVErrorCode is not None:
@@ -12745,7 +12757,7 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
         raise encode_error('DC_EVStatusType', 'missing SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 2:
         if o.EVRESSConditioning is not None:
-            a = (a << 5) | (1 if o.EVRESSConditioning else 0) << 1
+            a = (a << 5) | (_BOOL[o.EVRESSConditioning]) << 1
             k += 5
             s = 3
         elif o.EVErrorCode is not None:
@@ -12942,6 +12954,8 @@ def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
+        if not isinstance(o.TimeInterval, _din.IntervalType):
+            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -14029,6 +14043,8 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
+        if not isinstance(o.TimeInterval, _din.IntervalType):
+            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -14596,7 +14612,7 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
     a = (a << 4) | (_I_din_valueType[o.ValueType])
     k += 4
     if o.boolValue is not None:
-        a = (a << 6) | (1 if o.boolValue else 0) << 1
+        a = (a << 6) | (_BOOL[o.boolValue]) << 1
         k += 6
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
@@ -15631,6 +15647,8 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
+        if not isinstance(o.TimeInterval, _din.IntervalType):
+            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
         a = (a << 3) | 0x2
         k += 3
         s = 1
@@ -16300,7 +16318,7 @@ def _e_din_ServiceChargeType(w: BitWriter, o: _din.ServiceChargeType) -> None:
         raise encode_error('ServiceChargeType.FreeService', 'required value missing')
     if o.EnergyTransferType is None:
         raise encode_error('ServiceChargeType.EnergyTransferType', 'required value missing')
-    a = (a << 12) | (1 if o.FreeService else 0) << 9 | (_I_din_EVSESupportedEnergyTransferType[o.EnergyTransferType]) << 2
+    a = (a << 12) | (_BOOL[o.FreeService]) << 9 | (_I_din_EVSESupportedEnergyTransferType[o.EnergyTransferType]) << 2
     k += 12
     w.acc = a
     w.n = k
@@ -16529,7 +16547,7 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
         k = w.n
         if c1.FreeService is None:
             raise encode_error('ServiceType.FreeService', 'required value missing')
-        a = (a << 5) | (1 if c1.FreeService else 0) << 2
+        a = (a << 5) | (_BOOL[c1.FreeService]) << 2
         k += 5
         s = 1
     else:
@@ -16551,7 +16569,7 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
         k = w.n
         if c2.FreeService is None:
             raise encode_error('ServiceType.FreeService', 'required value missing')
-        a = (a << 5) | (1 if c2.FreeService else 0) << 2
+        a = (a << 5) | (_BOOL[c2.FreeService]) << 2
         k += 5
         s = 2
     else:
@@ -16577,7 +16595,7 @@ def _e_din_ServiceTagListType(w: BitWriter, o: _din.ServiceTagListType) -> None:
                 k = w.n
                 if c3.FreeService is None:
                     raise encode_error('ServiceType.FreeService', 'required value missing')
-                a = (a << 5) | (1 if c3.FreeService else 0) << 2
+                a = (a << 5) | (_BOOL[c3.FreeService]) << 2
                 k += 5
             else:
                 a = (a << 2) | 0x1
@@ -16872,7 +16890,7 @@ def _e_din_ServiceType(w: BitWriter, o: _din.ServiceType) -> None:
     k = w.n
     if o.FreeService is None:
         raise encode_error('ServiceType.FreeService', 'required value missing')
-    a = (a << 5) | (1 if o.FreeService else 0) << 2
+    a = (a << 5) | (_BOOL[o.FreeService]) << 2
     k += 5
     w.acc = a
     w.n = k
@@ -18138,6 +18156,8 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     k = w.n
     s = 0
     if o.BodyElement is not None:
+        if not isinstance(o.BodyElement, _din.BodyBaseType):
+            raise encode_error('BodyBaseType', f'not a BodyBaseType: {o.BodyElement!r}')
         a <<= 7
         k += 7
         if o.CableCheckReq is not None:
@@ -18889,6 +18909,8 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
+        if not isinstance(o.ChargingStatusReq, _din.ChargingStatusReqType):
+            raise encode_error('ChargingStatusReqType', f'not a ChargingStatusReqType: {o.ChargingStatusReq!r}')
         a = (a << 7) | 0x12
         k += 7
         if o.ChargingStatusRes is not None:
@@ -19267,7 +19289,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
         if c9.NotificationMaxDelay is None:
             raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'required value missing')
-        a = (a << 25) | (_I_din_responseCodeType[c8.ResponseCode]) << 12 | (1 if c9.PowerSwitchClosed else 0) << 7 | (1 if c9.RCD else 0) << 3 | 0x800000
+        a = (a << 25) | (_I_din_responseCodeType[c8.ResponseCode]) << 12 | (_BOOL[c9.PowerSwitchClosed]) << 7 | (_BOOL[c9.RCD]) << 3 | 0x800000
         k += 25
         t2 = c9.NotificationMaxDelay
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
@@ -19866,6 +19888,8 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with SessionSetupRes')
         s = 1
     elif o.SessionStopReq is not None:
+        if not isinstance(o.SessionStopReq, _din.SessionStopType):
+            raise encode_error('SessionStopType', f'not a SessionStopType: {o.SessionStopReq!r}')
         a = (a << 7) | 0x3e
         k += 7
         if o.SessionStopRes is not None:
@@ -20289,7 +20313,7 @@ def _d_v2(r: BitReader) -> object:
 def _e_v2(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a = (a << 3) | (1 if o else 0) << 1
+    a = (a << 3) | (_BOOL[o]) << 1
     k += 3
     w.acc = a
     w.n = k

@@ -12,6 +12,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -4006,8 +4007,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2
@@ -7208,6 +7208,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with AuthorizationRes')
         s = 1
     elif o.BodyElement is not None:
+        if not isinstance(o.BodyElement, _iso2.BodyBaseType):
+            raise encode_error('BodyBaseType', f'not a BodyBaseType: {o.BodyElement!r}')
         a = (a << 7) | 0x4
         k += 7
         if o.CableCheckReq is not None:
@@ -7289,7 +7291,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         t1 = c4.EVRESSSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
             raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
-        a = (a << 30) | (1 if c4.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 13 | (t1) << 3 | 0x3000000
+        a = (a << 30) | (_BOOL[c4.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 13 | (t1) << 3 | 0x3000000
         k += 30
         if o.CableCheckRes is not None:
             raise encode_error('BodyType.CableCheckRes', 'cannot be combined with CableCheckReq')
@@ -7949,6 +7951,8 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with ChargeParameterDiscoveryRes')
         s = 1
     elif o.ChargingStatusReq is not None:
+        if not isinstance(o.ChargingStatusReq, _iso2.ChargingStatusReqType):
+            raise encode_error('ChargingStatusReqType', f'not a ChargingStatusReqType: {o.ChargingStatusReq!r}')
         a = (a << 7) | 0x16
         k += 7
         if o.ChargingStatusRes is not None:
@@ -8553,7 +8557,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         t5 = c19.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
-        a = (a << 45) | (1 if c18.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c18.EVErrorCode]) << 28 | (t3) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t5 < 0 else 0) | 0xb8000000000
+        a = (a << 45) | (_BOOL[c18.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c18.EVErrorCode]) << 28 | (t3) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t5 < 0 else 0) | 0xb8000000000
         k += 45
         u = -t5 - 1 if t5 < 0 else t5
         if u < 0x80:
@@ -8894,7 +8898,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         t11 = c28.EVRESSSOC
         if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
             raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t11!r} outside 0..100')
-        a = (a << 30) | (1 if c28.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c28.EVErrorCode]) << 13 | (t11) << 3 | 0x21000000
+        a = (a << 30) | (_BOOL[c28.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c28.EVErrorCode]) << 13 | (t11) << 3 | 0x21000000
         k += 30
         if o.WeldingDetectionRes is not None:
             raise encode_error('BodyType.WeldingDetectionRes', 'cannot be combined with WeldingDetectionReq')
@@ -9003,7 +9007,7 @@ def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
-    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
+    a = (a << 24) | (_BOOL[c1.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
     k += 24
     w.acc = a
     w.n = k
@@ -10658,6 +10662,8 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
         s = 3
     elif o.SASchedules is not None:
+        if not isinstance(o.SASchedules, _iso2.SASchedulesType):
+            raise encode_error('SASchedulesType', f'not a SASchedulesType: {o.SASchedules!r}')
         a = (a << 4) | 0x2
         k += 4
         s = 3
@@ -10708,7 +10714,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         t3 = c4.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
             raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-        a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (1 if c3.RCD else 0) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0)
+        a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (_BOOL[c3.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0)
         k += 27
         u = -t3 - 1 if t3 < 0 else t3
         if u < 0x80:
@@ -10778,6 +10784,8 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
         s = 4
     elif o.EVSEChargeParameter is not None:
+        if not isinstance(o.EVSEChargeParameter, _iso2.EVSEChargeParameterType):
+            raise encode_error('EVSEChargeParameterType', f'not a EVSEChargeParameterType: {o.EVSEChargeParameter!r}')
         a = (a << 4) | 0x8
         k += 4
         s = 4
@@ -10831,7 +10839,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             t8 = c9.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
                 raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
-            a = (a << 27) | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (1 if c8.RCD else 0) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0)
+            a = (a << 27) | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (_BOOL[c8.RCD]) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0)
             k += 27
             u = -t8 - 1 if t8 < 0 else t8
             if u < 0x80:
@@ -10901,6 +10909,8 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
             s = 4
         elif o.EVSEChargeParameter is not None:
+            if not isinstance(o.EVSEChargeParameter, _iso2.EVSEChargeParameterType):
+                raise encode_error('EVSEChargeParameterType', f'not a EVSEChargeParameterType: {o.EVSEChargeParameter!r}')
             a = (a << 3) | 0x4
             k += 3
             s = 4
@@ -11352,7 +11362,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         k = w.n
         s = 5
     elif o.ReceiptRequired is not None:
-        a = (a << 6) | (1 if o.ReceiptRequired else 0) << 1 | 0x10
+        a = (a << 6) | (_BOOL[o.ReceiptRequired]) << 1 | 0x10
         k += 6
         s = 6
     elif o.AC_EVSEStatus is not None:
@@ -11384,7 +11394,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if c2.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (1 if c2.RCD else 0) << 2
+        a = (a << 11) | (_I_iso2_EVSENotificationType[c2.EVSENotification]) << 6 | (_BOOL[c2.RCD]) << 2
         k += 11
         s = 7
     else:
@@ -11400,7 +11410,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k = w.n
             s = 5
         elif o.ReceiptRequired is not None:
-            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.ReceiptRequired]) << 1 | 0x8
             k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
@@ -11432,14 +11442,14 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if c3.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (1 if c3.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 6 | (_BOOL[c3.RCD]) << 2
             k += 11
             s = 7
         else:
             raise encode_error('ChargingStatusResType', 'missing SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 5:
         if o.ReceiptRequired is not None:
-            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1
+            a = (a << 5) | (_BOOL[o.ReceiptRequired]) << 1
             k += 5
             s = 6
         elif o.AC_EVSEStatus is not None:
@@ -11471,7 +11481,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if c4.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (1 if c4.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c4.EVSENotification]) << 6 | (_BOOL[c4.RCD]) << 2
             k += 11
             s = 7
         else:
@@ -11506,7 +11516,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
                 raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
             if c5.RCD is None:
                 raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-            a = (a << 11) | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (1 if c5.RCD else 0) << 2
+            a = (a << 11) | (_I_iso2_EVSENotificationType[c5.EVSENotification]) << 6 | (_BOOL[c5.RCD]) << 2
             k += 11
             s = 7
         else:
@@ -12287,7 +12297,7 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
+    a = (a << 39) | (_BOOL[c1.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
     s = 1
     u = -t3 - 1 if t3 < 0 else t3
@@ -12415,11 +12425,11 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         k += 2
         s = 5
     elif o.BulkChargingComplete is not None:
-        a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x18
+        a = (a << 6) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x18
         k += 6
         s = 6
     elif o.ChargingComplete is not None:
-        a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+        a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x20
         k += 6
         s = 7
     else:
@@ -12496,11 +12506,11 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             k += 2
             s = 5
         elif o.BulkChargingComplete is not None:
-            a = (a << 6) | (1 if o.BulkChargingComplete else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x10
             k += 6
             s = 6
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x18
             k += 6
             s = 7
         else:
@@ -12542,29 +12552,29 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             k += 2
             s = 5
         elif o.BulkChargingComplete is not None:
-            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.BulkChargingComplete]) << 1 | 0x8
             k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            a = (a << 5) | (_BOOL[o.ChargingComplete]) << 1 | 0x10
             k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 5:
         if o.BulkChargingComplete is not None:
-            a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+            a = (a << 5) | (_BOOL[o.BulkChargingComplete]) << 1
             k += 5
             s = 6
         elif o.ChargingComplete is not None:
-            a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
             k += 5
             s = 7
         else:
             raise encode_error('CurrentDemandReqType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 6:
         if o.ChargingComplete is not None:
-            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 4) | (_BOOL[o.ChargingComplete]) << 1
             k += 4
             s = 7
         else:
@@ -13502,7 +13512,7 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('CurrentDemandResType.EVSEVoltageLimitAchieved', 'required value missing')
     if o.EVSEPowerLimitAchieved is None:
         raise encode_error('CurrentDemandResType.EVSEPowerLimitAchieved', 'required value missing')
-    a = (a << 14) | (1 if o.EVSECurrentLimitAchieved else 0) << 9 | (1 if o.EVSEVoltageLimitAchieved else 0) << 5 | (1 if o.EVSEPowerLimitAchieved else 0) << 1
+    a = (a << 14) | (_BOOL[o.EVSECurrentLimitAchieved]) << 9 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 5 | (_BOOL[o.EVSEPowerLimitAchieved]) << 1
     k += 14
     s = 4
     s = 5
@@ -13799,7 +13809,7 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         k = w.n
         s = 13
     elif o.ReceiptRequired is not None:
-        a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.ReceiptRequired]) << 1 | 0x8
         k += 5
         s = 14
     else:
@@ -13808,7 +13818,7 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         s = -1
     if s == 13:
         if o.ReceiptRequired is not None:
-            a = (a << 5) | (1 if o.ReceiptRequired else 0) << 1
+            a = (a << 5) | (_BOOL[o.ReceiptRequired]) << 1
             k += 5
             s = 14
         else:
@@ -14228,7 +14238,7 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if c1.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (1 if c1.RCD else 0) << 2
+        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
         k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('MeteringReceiptResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
@@ -14697,6 +14707,8 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
             raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
         s = 4
     elif o.EVPowerDeliveryParameter is not None:
+        if not isinstance(o.EVPowerDeliveryParameter, _iso2.EVPowerDeliveryParameterType):
+            raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
         a = (a << 4) | 0x4
         k += 4
         s = 4
@@ -14717,6 +14729,8 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
                 raise encode_error('PowerDeliveryReqType.EVPowerDeliveryParameter', 'cannot be combined with DC_EVPowerDeliveryParameter')
             s = 4
         elif o.EVPowerDeliveryParameter is not None:
+            if not isinstance(o.EVPowerDeliveryParameter, _iso2.EVPowerDeliveryParameterType):
+                raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
             a = (a << 3) | 0x2
             k += 3
             s = 4
@@ -14891,7 +14905,7 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
             raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
         if c1.RCD is None:
             raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (1 if c1.RCD else 0) << 2
+        a = (a << 11) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 6 | (_BOOL[c1.RCD]) << 2
         k += 11
         if o.DC_EVSEStatus is not None:
             raise encode_error('PowerDeliveryResType.DC_EVSEStatus', 'cannot be combined with AC_EVSEStatus')
@@ -15077,7 +15091,7 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 39) | (1 if c1.EVReady else 0) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
+    a = (a << 39) | (_BOOL[c1.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
@@ -16034,7 +16048,7 @@ def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqTy
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
-    a = (a << 24) | (1 if c1.EVReady else 0) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
+    a = (a << 24) | (_BOOL[c1.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
     k += 24
     w.acc = a
     w.n = k
@@ -16816,7 +16830,7 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
         raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
-    a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (1 if c1.RCD else 0) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
+    a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (_BOOL[c1.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 27
     u = -t3 - 1 if t3 < 0 else t3
     if u < 0x80:
@@ -16953,7 +16967,7 @@ def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
         raise encode_error('AC_EVSEStatusType.EVSENotification', 'required value missing')
     if o.RCD is None:
         raise encode_error('AC_EVSEStatusType.RCD', 'required value missing')
-    a = (a << 11) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (1 if o.RCD else 0) << 2
+    a = (a << 11) | (_I_iso2_EVSENotificationType[o.EVSENotification]) << 6 | (_BOOL[o.RCD]) << 2
     k += 11
     w.acc = a
     w.n = k
@@ -17429,14 +17443,14 @@ def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
         k += 1
         s = 4
     elif o.FreeService is not None:
-        a = (a << 5) | (1 if o.FreeService else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.FreeService]) << 1 | 0x8
         k += 5
         s = 5
     else:
         raise encode_error('ChargeServiceType', 'missing SE(ServiceScope), SE(FreeService)')
     if s == 4:
         if o.FreeService is not None:
-            a = (a << 4) | (1 if o.FreeService else 0) << 1
+            a = (a << 4) | (_BOOL[o.FreeService]) << 1
             k += 4
             s = 5
         else:
@@ -18545,7 +18559,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         t2 = c1.EVRESSSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
             raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
-        a = (a << 24) | (1 if c1.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t2) << 2 | 0x400000
+        a = (a << 24) | (_BOOL[c1.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t2) << 2 | 0x400000
         k += 24
         s = 2
     else:
@@ -18562,7 +18576,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             t3 = c2.EVRESSSOC
             if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
                 raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t3!r} outside 0..100')
-            a = (a << 23) | (1 if c2.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c2.EVErrorCode]) << 12 | (t3) << 2
+            a = (a << 23) | (_BOOL[c2.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[c2.EVErrorCode]) << 12 | (t3) << 2
             k += 23
             s = 2
         else:
@@ -18981,22 +18995,22 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
-    a = (a << 23) | (1 if c1.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t1) << 2
+    a = (a << 23) | (_BOOL[c1.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t1) << 2
     k += 23
     s = 1
     if o.BulkChargingComplete is not None:
-        a = (a << 5) | (1 if o.BulkChargingComplete else 0) << 1
+        a = (a << 5) | (_BOOL[o.BulkChargingComplete]) << 1
         k += 5
         s = 2
     elif o.ChargingComplete is not None:
-        a = (a << 5) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('DC_EVPowerDeliveryParameterType', 'missing SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 2:
         if o.ChargingComplete is not None:
-            a = (a << 4) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 4) | (_BOOL[o.ChargingComplete]) << 1
             k += 4
             s = 3
         else:
@@ -19972,7 +19986,7 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
     t1 = o.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
         raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
-    a = (a << 22) | (1 if o.EVReady else 0) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (t1) << 2
+    a = (a << 22) | (_BOOL[o.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (t1) << 2
     k += 22
     w.acc = a
     w.n = k
@@ -20490,6 +20504,8 @@ def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
         if o.TimeInterval is not None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
+        if not isinstance(o.TimeInterval, _iso2.IntervalType):
+            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -21701,6 +21717,8 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
         if o.TimeInterval is not None:
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
+        if not isinstance(o.TimeInterval, _iso2.IntervalType):
+            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -22235,7 +22253,7 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
     a = w.acc
     k = w.n
     if o.boolValue is not None:
-        a = (a << 6) | (1 if o.boolValue else 0) << 1
+        a = (a << 6) | (_BOOL[o.boolValue]) << 1
         k += 6
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
@@ -23257,6 +23275,8 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
             raise encode_error('SalesTariffEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
         s = 1
     elif o.TimeInterval is not None:
+        if not isinstance(o.TimeInterval, _iso2.IntervalType):
+            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
         a = (a << 3) | 0x2
         k += 3
         s = 1
@@ -24374,14 +24394,14 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
         k += 1
         s = 4
     elif o.FreeService is not None:
-        a = (a << 5) | (1 if o.FreeService else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.FreeService]) << 1 | 0x8
         k += 5
         s = 5
     else:
         raise encode_error('ServiceType', 'missing SE(ServiceScope), SE(FreeService)')
     if s == 4:
         if o.FreeService is not None:
-            a = (a << 4) | (1 if o.FreeService else 0) << 1
+            a = (a << 4) | (_BOOL[o.FreeService]) << 1
             k += 4
             s = 5
         else:
@@ -25115,7 +25135,7 @@ def _d_v2(r: BitReader) -> object:
 def _e_v2(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a = (a << 3) | (1 if o else 0) << 1
+    a = (a << 3) | (_BOOL[o]) << 1
     k += 3
     w.acc = a
     w.n = k

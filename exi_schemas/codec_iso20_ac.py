@@ -13,6 +13,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -3983,8 +3984,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2
@@ -8722,14 +8722,14 @@ def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReq
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('AC_ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -8767,6 +8767,8 @@ def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReq
             raise encode_error('AC_ChargeLoopReqType.Scheduled_AC_CLReqControlMode', 'cannot be combined with BPT_Scheduled_AC_CLReqControlMode')
         s = 4
     elif o.CLReqControlMode is not None:
+        if not isinstance(o.CLReqControlMode, _iso20_common_types.CLReqControlModeType):
+            raise encode_error('CLReqControlModeType', f'not a CLReqControlModeType: {o.CLReqControlMode!r}')
         a = (a << 4) | 0x4
         k += 4
         if o.Dynamic_AC_CLReqControlMode is not None:
@@ -9424,6 +9426,8 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
         s = 7
     elif o.CLResControlMode is not None:
+        if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
+            raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
         a = (a << 5) | 0xc
         k += 5
         if o.Dynamic_AC_CLResControlMode is not None:
@@ -9538,6 +9542,8 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
+            if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
+                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
             a = (a << 5) | 0xa
             k += 5
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -9643,6 +9649,8 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
+            if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
+                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
             a = (a << 4) | 0x8
             k += 4
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -9739,6 +9747,8 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
+            if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
+                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
             a = (a << 4) | 0x6
             k += 4
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -9802,6 +9812,8 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('AC_ChargeLoopResType.Scheduled_AC_CLResControlMode', 'cannot be combined with BPT_Scheduled_AC_CLResControlMode')
             s = 7
         elif o.CLResControlMode is not None:
+            if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
+                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
             a = (a << 4) | 0x4
             k += 4
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -48972,14 +48984,14 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -51067,7 +51079,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x38
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
@@ -51104,7 +51116,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 2
         s = 9
     elif o.InletHot is not None:
-        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x48
         k += 7
         s = 10
     else:
@@ -51209,7 +51221,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x30
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -51246,7 +51258,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x40
             k += 7
             s = 10
         else:
@@ -51344,7 +51356,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x28
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -51381,7 +51393,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x38
             k += 7
             s = 10
         else:
@@ -51472,7 +51484,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x20
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -51509,7 +51521,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x30
             k += 7
             s = 10
         else:
@@ -51593,7 +51605,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x18
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -51630,7 +51642,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x28
             k += 6
             s = 10
         else:
@@ -51689,7 +51701,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x10
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -51726,7 +51738,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x20
             k += 6
             s = 10
         else:
@@ -51760,7 +51772,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -51797,7 +51809,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x18
             k += 6
             s = 10
         else:
@@ -51806,7 +51818,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -51843,7 +51855,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x10
             k += 6
             s = 10
         else:
@@ -51885,7 +51897,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1 | 0x8
             k += 5
             s = 10
         else:
@@ -51894,7 +51906,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1
             k += 5
             s = 10
         else:
@@ -58080,7 +58092,7 @@ def _d_v4(r: BitReader) -> object:
 def _e_v4(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a = (a << 3) | (1 if o else 0) << 1
+    a = (a << 3) | (_BOOL[o]) << 1
     k += 3
     w.acc = a
     w.n = k

@@ -13,6 +13,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -3995,8 +3996,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2
@@ -5890,7 +5890,7 @@ def _e_iso20_acdp_ACDP_SystemStatusResType(w: BitWriter, o: _iso20_acdp.ACDP_Sys
         raise encode_error('ACDP_SystemStatusResType.EVInChargePosition', 'required value missing')
     if o.EVAssociationStatus is None:
         raise encode_error('ACDP_SystemStatusResType.EVAssociationStatus', 'required value missing')
-    a = (a << 48) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 40 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 35 | (1 if o.EVSEReadyToCharge else 0) << 31 | (_I_iso20_acdp_isolationStatusType[o.EVSEIsolationStatus]) << 26 | (1 if o.EVSEDisabled else 0) << 22 | (1 if o.EVSEUtilityInterruptEvent else 0) << 18 | (1 if o.EVSEEmergencyShutdown else 0) << 14 | (1 if o.EVSEMalfunction else 0) << 10 | (1 if o.EVInChargePosition else 0) << 6 | (1 if o.EVAssociationStatus else 0) << 2
+    a = (a << 48) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 40 | (_I_iso20_acdp_mechanicalChargingDeviceStatusType[o.EVSEMechanicalChargingDeviceStatus]) << 35 | (_BOOL[o.EVSEReadyToCharge]) << 31 | (_I_iso20_acdp_isolationStatusType[o.EVSEIsolationStatus]) << 26 | (_BOOL[o.EVSEDisabled]) << 22 | (_BOOL[o.EVSEUtilityInterruptEvent]) << 18 | (_BOOL[o.EVSEEmergencyShutdown]) << 14 | (_BOOL[o.EVSEMalfunction]) << 10 | (_BOOL[o.EVInChargePosition]) << 6 | (_BOOL[o.EVAssociationStatus]) << 2
     k += 48
     w.acc = a
     w.n = k
@@ -5944,7 +5944,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningReqType(w: BitWriter, o: _iso20_acdp.AC
         raise encode_error('ACDP_VehiclePositioningReqType.EVMobilityStatus', 'required value missing')
     if o.EVPositioningSupport is None:
         raise encode_error('ACDP_VehiclePositioningReqType.EVPositioningSupport', 'required value missing')
-    a = (a << 9) | (1 if o.EVMobilityStatus else 0) << 6 | (1 if o.EVPositioningSupport else 0) << 2
+    a = (a << 9) | (_BOOL[o.EVMobilityStatus]) << 6 | (_BOOL[o.EVPositioningSupport]) << 2
     k += 9
     w.acc = a
     w.n = k
@@ -6129,7 +6129,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
     t1 = o.EVRelativeXDeviation
     if (w.strict and (t1 < -32768 or t1 > 32767)):
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{t1!r} outside -32768..32767')
-    a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (1 if o.EVSEPositioningSupport else 0) << 4 | (1 if t1 < 0 else 0)
+    a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (_BOOL[o.EVSEPositioningSupport]) << 4 | (1 if t1 < 0 else 0)
     k += 21
     u = -t1 - 1 if t1 < 0 else t1
     if u < 0x80:
@@ -6218,7 +6218,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         k = w.n
     if o.EVInChargePosition is None:
         raise encode_error('ACDP_VehiclePositioningResType.EVInChargePosition', 'required value missing')
-    a = (a << 6) | (1 if o.EVInChargePosition else 0) << 2
+    a = (a << 6) | (_BOOL[o.EVInChargePosition]) << 2
     k += 6
     w.acc = a
     w.n = k
@@ -6598,12 +6598,12 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         raise encode_error('EVTechnicalStatusType.EVReadyToCharge', 'required value missing')
     if o.EVImmobilizationRequest is None:
         raise encode_error('EVTechnicalStatusType.EVImmobilizationRequest', 'required value missing')
-    a = (a << 8) | (1 if o.EVReadyToCharge else 0) << 5 | (1 if o.EVImmobilizationRequest else 0) << 1
+    a = (a << 8) | (_BOOL[o.EVReadyToCharge]) << 5 | (_BOOL[o.EVImmobilizationRequest]) << 1
     k += 8
     s = 1
     s = 2
     if o.EVImmobilized is not None:
-        a = (a << 6) | (1 if o.EVImmobilized else 0) << 1
+        a = (a << 6) | (_BOOL[o.EVImmobilized]) << 1
         k += 6
         s = 3
     elif o.EVWLANStrength is not None:
@@ -6655,7 +6655,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         k += 9
         s = 7
     elif o.EVTimeout is not None:
-        a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x28
+        a = (a << 6) | (_BOOL[o.EVTimeout]) << 1 | 0x28
         k += 6
         s = 8
     else:
@@ -6712,7 +6712,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 9
             s = 7
         elif o.EVTimeout is not None:
-            a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x20
+            a = (a << 6) | (_BOOL[o.EVTimeout]) << 1 | 0x20
             k += 6
             s = 8
         else:
@@ -6736,7 +6736,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 9
             s = 7
         elif o.EVTimeout is not None:
-            a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.EVTimeout]) << 1 | 0x18
             k += 6
             s = 8
         else:
@@ -6756,7 +6756,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 9
             s = 7
         elif o.EVTimeout is not None:
-            a = (a << 6) | (1 if o.EVTimeout else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.EVTimeout]) << 1 | 0x10
             k += 6
             s = 8
         else:
@@ -6769,7 +6769,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             k += 8
             s = 7
         elif o.EVTimeout is not None:
-            a = (a << 5) | (1 if o.EVTimeout else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.EVTimeout]) << 1 | 0x8
             k += 5
             s = 8
         else:
@@ -6778,7 +6778,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             s = -1
     if s == 7:
         if o.EVTimeout is not None:
-            a = (a << 5) | (1 if o.EVTimeout else 0) << 1
+            a = (a << 5) | (_BOOL[o.EVTimeout]) << 1
             k += 5
             s = 8
         else:
@@ -6928,14 +6928,14 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -9023,7 +9023,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x38
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
@@ -9060,7 +9060,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 2
         s = 9
     elif o.InletHot is not None:
-        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x48
         k += 7
         s = 10
     else:
@@ -9165,7 +9165,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x30
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -9202,7 +9202,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x40
             k += 7
             s = 10
         else:
@@ -9300,7 +9300,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x28
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -9337,7 +9337,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x38
             k += 7
             s = 10
         else:
@@ -9428,7 +9428,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x20
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -9465,7 +9465,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x30
             k += 7
             s = 10
         else:
@@ -9549,7 +9549,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x18
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -9586,7 +9586,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x28
             k += 6
             s = 10
         else:
@@ -9645,7 +9645,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x10
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -9682,7 +9682,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x20
             k += 6
             s = 10
         else:
@@ -9716,7 +9716,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -9753,7 +9753,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x18
             k += 6
             s = 10
         else:
@@ -9762,7 +9762,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -9799,7 +9799,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x10
             k += 6
             s = 10
         else:
@@ -9841,7 +9841,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1 | 0x8
             k += 5
             s = 10
         else:
@@ -9850,7 +9850,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1
             k += 5
             s = 10
         else:
@@ -16036,7 +16036,7 @@ def _d_v4(r: BitReader) -> object:
 def _e_v4(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a = (a << 3) | (1 if o else 0) << 1
+    a = (a << 3) | (_BOOL[o]) << 1
     k += 3
     w.acc = a
     w.n = k

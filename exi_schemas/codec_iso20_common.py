@@ -13,6 +13,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -4005,8 +4006,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2
@@ -7180,6 +7180,8 @@ def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common
     a = (a << 4) | (_I_iso20_common_messages_authorizationType[o.SelectedAuthorizationService]) << 1
     k += 4
     if o.EIM_AReqAuthorizationMode is not None:
+        if not isinstance(o.EIM_AReqAuthorizationMode, _iso20_common_messages.EIM_AReqAuthorizationModeType):
+            raise encode_error('EIM_AReqAuthorizationModeType', f'not a EIM_AReqAuthorizationModeType: {o.EIM_AReqAuthorizationMode!r}')
         a <<= 3
         k += 3
         if o.PnC_AReqAuthorizationMode is not None:
@@ -7485,19 +7487,21 @@ def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_c
             raise encode_error('AuthorizationSetupResType.AuthorizationServices', 'too many entries')
         s = 4
     elif o.CertificateInstallationService is not None:
-        a = (a << 5) | (1 if o.CertificateInstallationService else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.CertificateInstallationService]) << 1 | 0x8
         k += 5
         s = 5
     else:
         raise encode_error('AuthorizationSetupResType', 'missing SE(AuthorizationServices), SE(CertificateInstallationService)')
     if s == 4:
         if o.CertificateInstallationService is not None:
-            a = (a << 4) | (1 if o.CertificateInstallationService else 0) << 1
+            a = (a << 4) | (_BOOL[o.CertificateInstallationService]) << 1
             k += 4
             s = 5
         else:
             raise encode_error('AuthorizationSetupResType', 'missing SE(CertificateInstallationService)')
     if o.EIM_ASResAuthorizationMode is not None:
+        if not isinstance(o.EIM_ASResAuthorizationMode, _iso20_common_messages.EIM_ASResAuthorizationModeType):
+            raise encode_error('EIM_ASResAuthorizationModeType', f'not a EIM_ASResAuthorizationModeType: {o.EIM_ASResAuthorizationMode!r}')
         a <<= 3
         k += 3
         if o.PnC_ASResAuthorizationMode is not None:
@@ -10084,6 +10088,8 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
     a <<= 1
     k += 1
     if o.Dynamic_EVPPTControlMode is not None:
+        if not isinstance(o.Dynamic_EVPPTControlMode, _iso20_common_messages.Dynamic_EVPPTControlModeType):
+            raise encode_error('Dynamic_EVPPTControlModeType', f'not a Dynamic_EVPPTControlModeType: {o.Dynamic_EVPPTControlMode!r}')
         a <<= 3
         k += 3
         if o.Scheduled_EVPPTControlMode is not None:
@@ -12512,7 +12518,7 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
     a = w.acc
     k = w.n
     if o.boolValue is not None:
-        a = (a << 6) | (1 if o.boolValue else 0) << 1
+        a = (a << 6) | (_BOOL[o.boolValue]) << 1
         k += 6
         if o.byteValue is not None:
             raise encode_error('ParameterType.byteValue', 'cannot be combined with boolValue')
@@ -16375,7 +16381,7 @@ def _e_iso20_common_messages_ScheduleExchangeResType(w: BitWriter, o: _iso20_com
     s = 2
     s = 3
     if o.GoToPause is not None:
-        a = (a << 5) | (1 if o.GoToPause else 0) << 1
+        a = (a << 5) | (_BOOL[o.GoToPause]) << 1
         k += 5
         s = 4
     elif o.Dynamic_SEResControlMode is not None:
@@ -19719,7 +19725,7 @@ def _e_iso20_common_messages_ServiceDiscoveryResType(w: BitWriter, o: _iso20_com
         raise encode_error('ServiceDiscoveryResType.ServiceRenegotiationSupported', 'required value missing')
     if o.EnergyTransferServiceList is None:
         raise encode_error('ServiceDiscoveryResType.EnergyTransferServiceList', 'required value missing')
-    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (1 if o.ServiceRenegotiationSupported else 0) << 2
+    a = (a << 14) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 6 | (_BOOL[o.ServiceRenegotiationSupported]) << 2
     k += 14
     s = 1
     s = 2
@@ -20074,7 +20080,7 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
             k = w.n
         if c1.FreeService is None:
             raise encode_error('ServiceType.FreeService', 'required value missing')
-        a = (a << 6) | (1 if c1.FreeService else 0) << 2
+        a = (a << 6) | (_BOOL[c1.FreeService]) << 2
         k += 6
         s = 1
     else:
@@ -20112,7 +20118,7 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
                 k = w.n
             if c2.FreeService is None:
                 raise encode_error('ServiceType.FreeService', 'required value missing')
-            a = (a << 6) | (1 if c2.FreeService else 0) << 2
+            a = (a << 6) | (_BOOL[c2.FreeService]) << 2
             k += 6
             n += 1
             if n == 7:
@@ -20552,7 +20558,7 @@ def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages
         k = w.n
     if o.FreeService is None:
         raise encode_error('ServiceType.FreeService', 'required value missing')
-    a = (a << 6) | (1 if o.FreeService else 0) << 2
+    a = (a << 6) | (_BOOL[o.FreeService]) << 2
     k += 6
     w.acc = a
     w.n = k
@@ -21777,6 +21783,8 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
         k = w.n
         s = 4
     elif o.Dynamic_SMDTControlMode is not None:
+        if not isinstance(o.Dynamic_SMDTControlMode, _iso20_common_messages.Dynamic_SMDTControlModeType):
+            raise encode_error('Dynamic_SMDTControlModeType', f'not a Dynamic_SMDTControlModeType: {o.Dynamic_SMDTControlMode!r}')
         a = (a << 3) | 0x2
         k += 3
         if o.Scheduled_SMDTControlMode is not None:
@@ -21814,6 +21822,8 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
         raise encode_error('SignedMeteringDataType', 'missing SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     if s == 4:
         if o.Dynamic_SMDTControlMode is not None:
+            if not isinstance(o.Dynamic_SMDTControlMode, _iso20_common_messages.Dynamic_SMDTControlModeType):
+                raise encode_error('Dynamic_SMDTControlModeType', f'not a Dynamic_SMDTControlModeType: {o.Dynamic_SMDTControlMode!r}')
             a <<= 3
             k += 3
             if o.Scheduled_SMDTControlMode is not None:
@@ -22789,18 +22799,18 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         else:
             raise encode_error('TaxRuleType', 'missing SE(TaxRate)')
     if o.TaxIncludedInPrice is not None:
-        a = (a << 5) | (1 if o.TaxIncludedInPrice else 0) << 1
+        a = (a << 5) | (_BOOL[o.TaxIncludedInPrice]) << 1
         k += 5
         s = 4
     elif o.AppliesToEnergyFee is not None:
-        a = (a << 5) | (1 if o.AppliesToEnergyFee else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.AppliesToEnergyFee]) << 1 | 0x8
         k += 5
         s = 5
     else:
         raise encode_error('TaxRuleType', 'missing SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
     if s == 4:
         if o.AppliesToEnergyFee is not None:
-            a = (a << 4) | (1 if o.AppliesToEnergyFee else 0) << 1
+            a = (a << 4) | (_BOOL[o.AppliesToEnergyFee]) << 1
             k += 4
             s = 5
         else:
@@ -22811,7 +22821,7 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
         raise encode_error('TaxRuleType.AppliesToOverstayFee', 'required value missing')
     if o.AppliesMinimumMaximumCost is None:
         raise encode_error('TaxRuleType.AppliesMinimumMaximumCost', 'required value missing')
-    a = (a << 13) | (1 if o.AppliesToParkingFee else 0) << 10 | (1 if o.AppliesToOverstayFee else 0) << 6 | (1 if o.AppliesMinimumMaximumCost else 0) << 2
+    a = (a << 13) | (_BOOL[o.AppliesToParkingFee]) << 10 | (_BOOL[o.AppliesToOverstayFee]) << 6 | (_BOOL[o.AppliesMinimumMaximumCost]) << 2
     k += 13
     s = 6
     s = 7
@@ -24060,14 +24070,14 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -26155,7 +26165,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x38
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
@@ -26192,7 +26202,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 2
         s = 9
     elif o.InletHot is not None:
-        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x48
         k += 7
         s = 10
     else:
@@ -26297,7 +26307,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x30
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -26334,7 +26344,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x40
             k += 7
             s = 10
         else:
@@ -26432,7 +26442,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x28
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -26469,7 +26479,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x38
             k += 7
             s = 10
         else:
@@ -26560,7 +26570,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x20
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -26597,7 +26607,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x30
             k += 7
             s = 10
         else:
@@ -26681,7 +26691,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x18
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -26718,7 +26728,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x28
             k += 6
             s = 10
         else:
@@ -26777,7 +26787,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x10
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -26814,7 +26824,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x20
             k += 6
             s = 10
         else:
@@ -26848,7 +26858,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -26885,7 +26895,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x18
             k += 6
             s = 10
         else:
@@ -26894,7 +26904,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -26931,7 +26941,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x10
             k += 6
             s = 10
         else:
@@ -26973,7 +26983,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1 | 0x8
             k += 5
             s = 10
         else:
@@ -26982,7 +26992,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1
             k += 5
             s = 10
         else:
@@ -33101,7 +33111,7 @@ def _d_v3(r: BitReader) -> object:
 def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a = (a << 3) | (1 if o else 0) << 1
+    a = (a << 3) | (_BOOL[o]) << 1
     k += 3
     w.acc = a
     w.n = k

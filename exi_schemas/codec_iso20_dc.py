@@ -13,6 +13,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -3985,8 +3986,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2
@@ -5733,14 +5733,14 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -7828,7 +7828,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x38
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
@@ -7865,7 +7865,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 2
         s = 9
     elif o.InletHot is not None:
-        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x48
         k += 7
         s = 10
     else:
@@ -7970,7 +7970,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x30
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8007,7 +8007,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x40
             k += 7
             s = 10
         else:
@@ -8105,7 +8105,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x28
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8142,7 +8142,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x38
             k += 7
             s = 10
         else:
@@ -8233,7 +8233,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x20
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8270,7 +8270,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x30
             k += 7
             s = 10
         else:
@@ -8354,7 +8354,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x18
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8391,7 +8391,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x28
             k += 6
             s = 10
         else:
@@ -8450,7 +8450,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x10
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8487,7 +8487,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x20
             k += 6
             s = 10
         else:
@@ -8521,7 +8521,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8558,7 +8558,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x18
             k += 6
             s = 10
         else:
@@ -8567,7 +8567,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8604,7 +8604,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x10
             k += 6
             s = 10
         else:
@@ -8646,7 +8646,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1 | 0x8
             k += 5
             s = 10
         else:
@@ -8655,7 +8655,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1
             k += 5
             s = 10
         else:
@@ -26249,14 +26249,14 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('DC_ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -26328,6 +26328,8 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
             raise encode_error('DC_ChargeLoopReqType.Scheduled_DC_CLReqControlMode', 'cannot be combined with BPT_Scheduled_DC_CLReqControlMode')
         s = 5
     elif o.CLReqControlMode is not None:
+        if not isinstance(o.CLReqControlMode, _iso20_common_types.CLReqControlModeType):
+            raise encode_error('CLReqControlModeType', f'not a CLReqControlModeType: {o.CLReqControlMode!r}')
         a = (a << 4) | 0x4
         k += 4
         if o.Dynamic_DC_CLReqControlMode is not None:
@@ -27031,7 +27033,7 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         raise encode_error('DC_ChargeLoopResType.EVSECurrentLimitAchieved', 'required value missing')
     if o.EVSEVoltageLimitAchieved is None:
         raise encode_error('DC_ChargeLoopResType.EVSEVoltageLimitAchieved', 'required value missing')
-    a = (a << 14) | (1 if o.EVSEPowerLimitAchieved else 0) << 9 | (1 if o.EVSECurrentLimitAchieved else 0) << 5 | (1 if o.EVSEVoltageLimitAchieved else 0) << 1
+    a = (a << 14) | (_BOOL[o.EVSEPowerLimitAchieved]) << 9 | (_BOOL[o.EVSECurrentLimitAchieved]) << 5 | (_BOOL[o.EVSEVoltageLimitAchieved]) << 1
     k += 14
     s = 7
     s = 8
@@ -27070,6 +27072,8 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('DC_ChargeLoopResType.Scheduled_DC_CLResControlMode', 'cannot be combined with BPT_Scheduled_DC_CLResControlMode')
         s = 11
     elif o.CLResControlMode is not None:
+        if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
+            raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
         a = (a << 4) | 0x4
         k += 4
         if o.Dynamic_DC_CLResControlMode is not None:
@@ -32563,7 +32567,7 @@ def _d_v4(r: BitReader) -> object:
 def _e_v4(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a = (a << 3) | (1 if o else 0) << 1
+    a = (a << 3) | (_BOOL[o]) << 1
     k += 3
     w.acc = a
     w.n = k

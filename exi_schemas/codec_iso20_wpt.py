@@ -13,6 +13,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -3999,8 +4000,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2
@@ -5747,14 +5747,14 @@ def _e_iso20_common_types_ChargeLoopReqType(w: BitWriter, o: _iso20_common_types
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -7842,7 +7842,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 1
         s = 7
     elif o.ChargingComplete is not None:
-        a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x38
+        a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x38
         k += 7
         s = 8
     elif o.BatteryEnergyCapacity is not None:
@@ -7879,7 +7879,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 2
         s = 9
     elif o.InletHot is not None:
-        a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x48
+        a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x48
         k += 7
         s = 10
     else:
@@ -7984,7 +7984,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x30
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8021,7 +8021,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x40
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x40
             k += 7
             s = 10
         else:
@@ -8119,7 +8119,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x28
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x28
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8156,7 +8156,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x38
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x38
             k += 7
             s = 10
         else:
@@ -8247,7 +8247,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 7) | (1 if o.ChargingComplete else 0) << 1 | 0x20
+            a = (a << 7) | (_BOOL[o.ChargingComplete]) << 1 | 0x20
             k += 7
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8284,7 +8284,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 7) | (1 if o.InletHot else 0) << 1 | 0x30
+            a = (a << 7) | (_BOOL[o.InletHot]) << 1 | 0x30
             k += 7
             s = 10
         else:
@@ -8368,7 +8368,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x18
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8405,7 +8405,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x28
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x28
             k += 6
             s = 10
         else:
@@ -8464,7 +8464,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x10
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8501,7 +8501,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x20
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x20
             k += 6
             s = 10
         else:
@@ -8535,7 +8535,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 1
             s = 7
         elif o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1 | 0x8
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1 | 0x8
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8572,7 +8572,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x18
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x18
             k += 6
             s = 10
         else:
@@ -8581,7 +8581,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 7:
         if o.ChargingComplete is not None:
-            a = (a << 6) | (1 if o.ChargingComplete else 0) << 1
+            a = (a << 6) | (_BOOL[o.ChargingComplete]) << 1
             k += 6
             s = 8
         elif o.BatteryEnergyCapacity is not None:
@@ -8618,7 +8618,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 6) | (1 if o.InletHot else 0) << 1 | 0x10
+            a = (a << 6) | (_BOOL[o.InletHot]) << 1 | 0x10
             k += 6
             s = 10
         else:
@@ -8660,7 +8660,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 2
             s = 9
         elif o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1 | 0x8
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1 | 0x8
             k += 5
             s = 10
         else:
@@ -8669,7 +8669,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             s = -1
     if s == 9:
         if o.InletHot is not None:
-            a = (a << 5) | (1 if o.InletHot else 0) << 1
+            a = (a << 5) | (_BOOL[o.InletHot]) << 1
             k += 5
             s = 10
         else:
@@ -16916,14 +16916,14 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k = w.n
         s = 2
     elif o.MeterInfoRequested is not None:
-        a = (a << 5) | (1 if o.MeterInfoRequested else 0) << 1 | 0x8
+        a = (a << 5) | (_BOOL[o.MeterInfoRequested]) << 1 | 0x8
         k += 5
         s = 3
     else:
         raise encode_error('WPT_ChargeLoopReqType', 'missing SE(DisplayParameters), SE(MeterInfoRequested)')
     if s == 2:
         if o.MeterInfoRequested is not None:
-            a = (a << 4) | (1 if o.MeterInfoRequested else 0) << 1
+            a = (a << 4) | (_BOOL[o.MeterInfoRequested]) << 1
             k += 4
             s = 3
         else:
@@ -19089,7 +19089,7 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         k = w.n
     if o.EVPCDeviceLocalControl is None:
         raise encode_error('WPT_ChargeParameterDiscoveryReqType.EVPCDeviceLocalControl', 'required value missing')
-    a = (a << 6) | (1 if o.EVPCDeviceLocalControl else 0) << 1
+    a = (a << 6) | (_BOOL[o.EVPCDeviceLocalControl]) << 1
     k += 6
     s = 5
     s = 6
@@ -27546,7 +27546,7 @@ def _d_v5(r: BitReader) -> object:
 def _e_v5(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
-    a = (a << 3) | (1 if o else 0) << 1
+    a = (a << 3) | (_BOOL[o]) << 1
     k += 3
     w.acc = a
     w.n = k

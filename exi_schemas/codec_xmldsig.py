@@ -11,6 +11,7 @@ from exi_schemas import xmldsig as _xmldsig
 from iso15118.exi._bits import BitReader, BitWriter, encode_error
 
 _new = object.__new__
+_BOOL = {False: 0, True: 1}
 
 EntryTable = tuple[
     tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],
@@ -3977,8 +3978,7 @@ def _e_xmldsig_SignaturePropertyType(w: BitWriter, o: _xmldsig.SignatureProperty
             s = 2
         else:
             raise encode_error('SignaturePropertyType', 'missing AT(Target)')
-    else:
-        raise encode_error('SignaturePropertyType', 'missing ')
+    raise encode_error('SignaturePropertyType', 'needs xs:any content or mixed text, which this codec does not write')
     if True:
         a = (a << 2) | 0x1
         k += 2

@@ -90,7 +90,8 @@ def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -
     for mod in sorted(w.modules):
         out.append(f"from exi_schemas import {mod} as _{mod}")
     out.append("from iso15118.exi._bits import BitReader, BitWriter, encode_error\n")
-    out.append("_new = object.__new__\n")
+    out.append("_new = object.__new__")
+    out.append("_BOOL = {False: 0, True: 1}\n")
     out.append("EntryTable = tuple[")
     out.append(
         "    tuple[str, str, Callable[[BitReader], Any], Callable[[BitWriter, Any], None], object],"

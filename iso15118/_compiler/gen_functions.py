@@ -263,7 +263,7 @@ class FunctionWriter:
             return [WriteBits(bits, f"_I_{table}[{expr}]", pre)] if bits else [Raw(pre)]
         prim = st.primitive
         if prim == "boolean":
-            return [WriteBits(1, f"1 if {expr} else 0", pre)]
+            return [WriteBits(1, f"_BOOL[{expr}]", pre)]  # a KeyError for a non-boolean
         if prim == "integer":
             kind, lo, hi, bits = int_plan(st)
             hard: list[str] = []  # what the representation cannot carry
@@ -458,6 +458,15 @@ class FunctionWriter:
                 items += self.encode_block(cm, g, k, False, reachable(fields, g))
             if cm.fields:
                 _prepend(items, [f"c{n} = {obj}"])  # read the child object once
+            else:  # nothing else would notice an object of another class
+                ref = self.cls_ref(self.key_of(ct))
+                _prepend(
+                    items,
+                    [
+                        f"if not isinstance({obj}, {ref}):",
+                        _IND + f"raise encode_error('{cm.name}', f'not a {cm.name}: {{{obj}!r}}')",
+                    ],
+                )
         return items
 
     def missing(self, cm: ClassModel, fm: FieldModel) -> list[str]:
@@ -518,7 +527,10 @@ class FunctionWriter:
                     items.append(Stmt([f"s = {p.target}"]))
                 return items
         lines = self.encode_choice(cm, state.productions, prods, k, reach)
-        if not any(p.kind == EE for p in prods):
+        if not prods:  # only wildcard content or mixed text can come here
+            why = "needs xs:any content or mixed text, which this codec does not write"
+            lines = [f"raise encode_error('{cm.name}', '{why}')"]
+        elif not any(p.kind == EE for p in prods):
             names = ", ".join(describe(p) for p in prods)
             lines += ["else:", _IND + f"raise encode_error('{cm.name}', 'missing {names}')"]
         if selfloop:

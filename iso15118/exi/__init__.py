@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import Any
 
 from ._bits import BitReader, BitWriter, reader
+from ._check import find_type_error
 from ._json import from_json_element, to_json_value, to_xml_element
 from .errors import ExiDecodeError, ExiEncodeError, ExiError
 
@@ -187,7 +188,8 @@ def _encode(
     except ExiEncodeError:
         raise
     except (AttributeError, TypeError, ValueError, KeyError, OverflowError) as exc:
-        raise ExiEncodeError(f"{qname[1]}: invalid value ({exc!r})") from None
+        problem = find_type_error(value, qname[1])
+        raise ExiEncodeError(problem or f"{qname[1]}: invalid value ({exc!r})") from None
     if fragment:
         w.bits(len(table) + 1, width)  # ED comes after SE(*)
     return w.getvalue()
