@@ -147,7 +147,7 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
     k += 3
     t1 = o.VersionNumberMajor
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('AppProtocolType.VersionNumberMajor', f'{t1!r} outside 0..4294967295')
+        raise encode_error('AppProtocolType.VersionNumberMajor', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -170,7 +170,7 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
     k += 3
     t2 = o.VersionNumberMinor
     if t2 < 0 or (w.strict and (t2 > 4294967295)):
-        raise encode_error('AppProtocolType.VersionNumberMinor', f'{t2!r} outside 0..4294967295')
+        raise encode_error('AppProtocolType.VersionNumberMinor', 'outside 0..4294967295', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -191,12 +191,12 @@ def _e_apphand_AppProtocolType(w: BitWriter, o: _apphand.AppProtocolType) -> Non
         raise encode_error('AppProtocolType.SchemaID', 'required value missing')
     t3 = o.SchemaID
     if t3 < 0 or t3 > 255:
-        raise encode_error('AppProtocolType.SchemaID', f'{t3!r} outside 0..255')
+        raise encode_error('AppProtocolType.SchemaID', 'outside 0..255', t3)
     if o.Priority is None:
         raise encode_error('AppProtocolType.Priority', 'required value missing')
     t4 = o.Priority
     if t4 < 1 or t4 > 32 or (w.strict and (t4 > 20)):
-        raise encode_error('AppProtocolType.Priority', f'{t4!r} outside 1..20')
+        raise encode_error('AppProtocolType.Priority', 'outside 1..20', t4)
     a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
     k += 21
     w.acc = a
@@ -453,7 +453,7 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
         k += 3
         t1 = c1.VersionNumberMajor
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('AppProtocolType.VersionNumberMajor', f'{t1!r} outside 0..4294967295')
+            raise encode_error('AppProtocolType.VersionNumberMajor', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -476,7 +476,7 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
         k += 3
         t2 = c1.VersionNumberMinor
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('AppProtocolType.VersionNumberMinor', f'{t2!r} outside 0..4294967295')
+            raise encode_error('AppProtocolType.VersionNumberMinor', 'outside 0..4294967295', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -497,12 +497,12 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             raise encode_error('AppProtocolType.SchemaID', 'required value missing')
         t3 = c1.SchemaID
         if t3 < 0 or t3 > 255:
-            raise encode_error('AppProtocolType.SchemaID', f'{t3!r} outside 0..255')
+            raise encode_error('AppProtocolType.SchemaID', 'outside 0..255', t3)
         if c1.Priority is None:
             raise encode_error('AppProtocolType.Priority', 'required value missing')
         t4 = c1.Priority
         if t4 < 1 or t4 > 32 or (w.strict and (t4 > 20)):
-            raise encode_error('AppProtocolType.Priority', f'{t4!r} outside 1..20')
+            raise encode_error('AppProtocolType.Priority', 'outside 1..20', t4)
         a = (a << 21) | (t3) << 10 | (t4 - 1) << 2
         k += 21
         s = 1
@@ -533,7 +533,7 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             k += 3
             t5 = c2.VersionNumberMajor
             if t5 < 0 or (w.strict and (t5 > 4294967295)):
-                raise encode_error('AppProtocolType.VersionNumberMajor', f'{t5!r} outside 0..4294967295')
+                raise encode_error('AppProtocolType.VersionNumberMajor', 'outside 0..4294967295', t5)
             u = t5
             if u < 0x80:
                 a = (a << 8) | u
@@ -556,7 +556,7 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
             k += 3
             t6 = c2.VersionNumberMinor
             if t6 < 0 or (w.strict and (t6 > 4294967295)):
-                raise encode_error('AppProtocolType.VersionNumberMinor', f'{t6!r} outside 0..4294967295')
+                raise encode_error('AppProtocolType.VersionNumberMinor', 'outside 0..4294967295', t6)
             u = t6
             if u < 0x80:
                 a = (a << 8) | u
@@ -577,12 +577,12 @@ def _e_apphand_supportedAppProtocolReq(w: BitWriter, o: _apphand.supportedAppPro
                 raise encode_error('AppProtocolType.SchemaID', 'required value missing')
             t7 = c2.SchemaID
             if t7 < 0 or t7 > 255:
-                raise encode_error('AppProtocolType.SchemaID', f'{t7!r} outside 0..255')
+                raise encode_error('AppProtocolType.SchemaID', 'outside 0..255', t7)
             if c2.Priority is None:
                 raise encode_error('AppProtocolType.Priority', 'required value missing')
             t8 = c2.Priority
             if t8 < 1 or t8 > 32 or (w.strict and (t8 > 20)):
-                raise encode_error('AppProtocolType.Priority', f'{t8!r} outside 1..20')
+                raise encode_error('AppProtocolType.Priority', 'outside 1..20', t8)
             a = (a << 21) | (t7) << 10 | (t8 - 1) << 2
             k += 21
             n += 1
@@ -663,7 +663,7 @@ def _e_apphand_supportedAppProtocolRes(w: BitWriter, o: _apphand.supportedAppPro
     if o.SchemaID is not None:
         t1 = o.SchemaID
         if t1 < 0 or t1 > 255:
-            raise encode_error('supportedAppProtocolRes.SchemaID', f'{t1!r} outside 0..255')
+            raise encode_error('supportedAppProtocolRes.SchemaID', 'outside 0..255', t1)
         a = (a << 12) | (t1) << 1
         k += 12
         s = 2
@@ -698,7 +698,7 @@ def _e_v0(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 1 or o > 32 or (w.strict and (o > 20)):
-        raise encode_error('value', f'{o!r} outside 1..20')
+        raise encode_error('value', 'outside 1..20', o)
     a = (a << 7) | (o - 1) << 1
     k += 7
     w.acc = a
@@ -808,7 +808,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 255:
-        raise encode_error('value', f'{o!r} outside 0..255')
+        raise encode_error('value', 'outside 0..255', o)
     a = (a << 10) | (o) << 1
     k += 10
     w.acc = a
@@ -859,7 +859,7 @@ def _e_v4(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u

@@ -2195,7 +2195,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2264,7 +2264,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2307,7 +2307,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2380,7 +2380,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2393,38 +2392,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3612,6 +3603,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5343,6 +5336,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5432,6 +5427,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5596,6 +5593,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -6644,7 +6643,7 @@ def _e_din_CertificateUpdateResType(w: BitWriter, o: _din.CertificateUpdateResTy
         raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
     t1 = o.RetryCounter
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('CertificateUpdateResType.RetryCounter', f'{t1!r} outside -32768..32767')
+        raise encode_error('CertificateUpdateResType.RetryCounter', 'outside -32768..32767', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -6812,7 +6811,7 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
         k += 4
         t1 = c1.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('AC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -6883,7 +6882,7 @@ def _e_din_ChargeParameterDiscoveryReqType(w: BitWriter, o: _din.ChargeParameter
             raise encode_error('ChargeParameterDiscoveryReqType.EVChargeParameter', 'cannot be combined with DC_EVChargeParameter')
     elif o.EVChargeParameter is not None:
         if not isinstance(o.EVChargeParameter, _din.EVChargeParameterType):
-            raise encode_error('EVChargeParameterType', f'not a EVChargeParameterType: {o.EVChargeParameter!r}')
+            raise encode_error('EVChargeParameterType', 'wrong class', o.EVChargeParameter)
         a = (a << 3) | 0x4
         k += 3
     else:
@@ -7072,7 +7071,7 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
             raise encode_error('ChargeParameterDiscoveryResType.SASchedules', 'cannot be combined with SAScheduleList')
     elif o.SASchedules is not None:
         if not isinstance(o.SASchedules, _din.SASchedulesType):
-            raise encode_error('SASchedulesType', f'not a SASchedulesType: {o.SASchedules!r}')
+            raise encode_error('SASchedulesType', 'wrong class', o.SASchedules)
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -7092,7 +7091,7 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
         k += 13
         t1 = c3.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -7156,7 +7155,7 @@ def _e_din_ChargeParameterDiscoveryResType(w: BitWriter, o: _din.ChargeParameter
             raise encode_error('ChargeParameterDiscoveryResType.EVSEChargeParameter', 'cannot be combined with DC_EVSEChargeParameter')
     elif o.EVSEChargeParameter is not None:
         if not isinstance(o.EVSEChargeParameter, _din.EVSEChargeParameterType):
-            raise encode_error('EVSEChargeParameterType', f'not a EVSEChargeParameterType: {o.EVSEChargeParameter!r}')
+            raise encode_error('EVSEChargeParameterType', 'wrong class', o.EVSEChargeParameter)
         a = (a << 3) | 0x4
         k += 3
     else:
@@ -7402,7 +7401,7 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
     t1 = o.SAScheduleTupleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'outside -32768..32767', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     s = 2
@@ -7485,7 +7484,7 @@ def _e_din_ChargingStatusResType(w: BitWriter, o: _din.ChargingStatusResType) ->
     k += 11
     t2 = c1.NotificationMaxDelay
     if t2 < 0 or (w.strict and (t2 > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -8704,7 +8703,7 @@ def _e_din_MeteringReceiptReqType(w: BitWriter, o: _din.MeteringReceiptReqType) 
     if o.SAScheduleTupleID is not None:
         t1 = o.SAScheduleTupleID
         if (w.strict and (t1 < -32768 or t1 > 32767)):
-            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', 'outside -32768..32767', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -8833,7 +8832,7 @@ def _e_din_MeteringReceiptResType(w: BitWriter, o: _din.MeteringReceiptResType) 
     k += 19
     t1 = c1.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -9039,7 +9038,7 @@ def _e_din_PaymentDetailsResType(w: BitWriter, o: _din.PaymentDetailsResType) ->
         raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
     t1 = o.DateTimeNow
     if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
-        raise encode_error('PaymentDetailsResType.DateTimeNow', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+        raise encode_error('PaymentDetailsResType.DateTimeNow', 'outside -9223372036854775808..9223372036854775807', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -9180,7 +9179,7 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
         s = 3
     elif o.EVPowerDeliveryParameter is not None:
         if not isinstance(o.EVPowerDeliveryParameter, _din.EVPowerDeliveryParameterType):
-            raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
+            raise encode_error('EVPowerDeliveryParameterType', 'wrong class', o.EVPowerDeliveryParameter)
         a = (a << 4) | 0x4
         k += 4
         s = 3
@@ -9202,7 +9201,7 @@ def _e_din_PowerDeliveryReqType(w: BitWriter, o: _din.PowerDeliveryReqType) -> N
             s = 3
         elif o.EVPowerDeliveryParameter is not None:
             if not isinstance(o.EVPowerDeliveryParameter, _din.EVPowerDeliveryParameterType):
-                raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
+                raise encode_error('EVPowerDeliveryParameterType', 'wrong class', o.EVPowerDeliveryParameter)
             a = (a << 3) | 0x2
             k += 3
             s = 3
@@ -9331,7 +9330,7 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
         k += 12
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -9368,7 +9367,7 @@ def _e_din_PowerDeliveryResType(w: BitWriter, o: _din.PowerDeliveryResType) -> N
             raise encode_error('PowerDeliveryResType.EVSEStatus', 'cannot be combined with DC_EVSEStatus')
     elif o.EVSEStatus is not None:
         if not isinstance(o.EVSEStatus, _din.EVSEStatusType):
-            raise encode_error('EVSEStatusType', f'not a EVSEStatusType: {o.EVSEStatus!r}')
+            raise encode_error('EVSEStatusType', 'wrong class', o.EVSEStatus)
         a = (a << 3) | 0x4
         k += 3
     else:
@@ -9588,7 +9587,7 @@ def _e_din_ServiceDetailReqType(w: BitWriter, o: _din.ServiceDetailReqType) -> N
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceDetailReqType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -9695,7 +9694,7 @@ def _e_din_ServiceDetailResType(w: BitWriter, o: _din.ServiceDetailResType) -> N
     s = 1
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceDetailResType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceDetailResType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10280,7 +10279,7 @@ def _e_din_SessionSetupResType(w: BitWriter, o: _din.SessionSetupResType) -> Non
     if o.DateTimeNow is not None:
         t1 = o.DateTimeNow
         if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
-            raise encode_error('SessionSetupResType.DateTimeNow', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+            raise encode_error('SessionSetupResType.DateTimeNow', 'outside -9223372036854775808..9223372036854775807', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -10584,7 +10583,7 @@ def _e_din_AC_EVChargeParameterType(w: BitWriter, o: _din.AC_EVChargeParameterTy
     k += 2
     t1 = o.DepartureTime
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        raise encode_error('AC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10748,7 +10747,7 @@ def _e_din_AC_EVSEChargeParameterType(w: BitWriter, o: _din.AC_EVSEChargeParamet
     k += 11
     t1 = c1.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10866,7 +10865,7 @@ def _e_din_AC_EVSEStatusType(w: BitWriter, o: _din.AC_EVSEStatusType) -> None:
     k += 10
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -11250,7 +11249,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         raise encode_error('ChargingProfileType.SAScheduleTupleID', 'required value missing')
     t1 = o.SAScheduleTupleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('ChargingProfileType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+        raise encode_error('ChargingProfileType.SAScheduleTupleID', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     u = -t1 - 1 if t1 < 0 else t1
@@ -11284,7 +11283,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         k += 2
         t2 = c1.ChargingProfileEntryStart
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t2!r} outside 0..4294967295')
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -11305,7 +11304,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
         t3 = c1.ChargingProfileEntryMaxPower
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t3!r} outside -32768..32767')
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t3)
         a = (a << 4) | (1 if t3 < 0 else 0)
         k += 4
         u = -t3 - 1 if t3 < 0 else t3
@@ -11341,7 +11340,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
         k += 2
         t4 = c2.ChargingProfileEntryStart
         if t4 < 0 or (w.strict and (t4 > 4294967295)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t4!r} outside 0..4294967295')
+            raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -11362,7 +11361,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
             raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
         t5 = c2.ChargingProfileEntryMaxPower
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t5!r} outside -32768..32767')
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t5)
         a = (a << 4) | (1 if t5 < 0 else 0)
         k += 4
         u = -t5 - 1 if t5 < 0 else t5
@@ -11402,7 +11401,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
                 k += 2
                 t6 = c3.ChargingProfileEntryStart
                 if t6 < 0 or (w.strict and (t6 > 4294967295)):
-                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t6!r} outside 0..4294967295')
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t6)
                 u = t6
                 if u < 0x80:
                     a = (a << 8) | u
@@ -11423,7 +11422,7 @@ def _e_din_ChargingProfileType(w: BitWriter, o: _din.ChargingProfileType) -> Non
                     raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
                 t7 = c3.ChargingProfileEntryMaxPower
                 if (w.strict and (t7 < -32768 or t7 > 32767)):
-                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t7!r} outside -32768..32767')
+                    raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t7)
                 a = (a << 4) | (1 if t7 < 0 else 0)
                 k += 4
                 u = -t7 - 1 if t7 < 0 else t7
@@ -11536,7 +11535,7 @@ def _e_din_ConsumptionCostType(w: BitWriter, o: _din.ConsumptionCostType) -> Non
     k += 2
     t1 = o.startValue
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('ConsumptionCostType.startValue', f'{t1!r} outside 0..4294967295')
+        raise encode_error('ConsumptionCostType.startValue', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -11679,7 +11678,7 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
     s = 1
     t1 = o.amount
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('CostType.amount', f'{t1!r} outside 0..4294967295')
+        raise encode_error('CostType.amount', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -11702,7 +11701,7 @@ def _e_din_CostType(w: BitWriter, o: _din.CostType) -> None:
     if o.amountMultiplier is not None:
         t2 = o.amountMultiplier
         if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-            raise encode_error('CostType.amountMultiplier', f'{t2!r} outside -3..3')
+            raise encode_error('CostType.amountMultiplier', 'outside -3..3', t2)
         a = (a << 7) | (t2 + 3) << 1
         k += 7
         s = 3
@@ -11999,14 +11998,14 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
     elif o.FullSOC is not None:
         t1 = o.FullSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t1!r} outside 0..100')
+            raise encode_error('DC_EVChargeParameterType.FullSOC', 'outside 0..100', t1)
         a = (a << 12) | (t1) << 1 | 0x400
         k += 12
         s = 7
     elif o.BulkSOC is not None:
         t2 = o.BulkSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t2!r} outside 0..100')
+            raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x600
         k += 12
         s = 8
@@ -12027,14 +12026,14 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
         elif o.FullSOC is not None:
             t3 = o.FullSOC
             if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t3!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.FullSOC', 'outside 0..100', t3)
             a = (a << 12) | (t3) << 1 | 0x200
             k += 12
             s = 7
         elif o.BulkSOC is not None:
             t4 = o.BulkSOC
             if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t4!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t4)
             a = (a << 12) | (t4) << 1 | 0x400
             k += 12
             s = 8
@@ -12046,14 +12045,14 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
         if o.FullSOC is not None:
             t5 = o.FullSOC
             if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t5!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.FullSOC', 'outside 0..100', t5)
             a = (a << 11) | (t5) << 1
             k += 11
             s = 7
         elif o.BulkSOC is not None:
             t6 = o.BulkSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t6!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t6)
             a = (a << 11) | (t6) << 1 | 0x200
             k += 11
             s = 8
@@ -12065,7 +12064,7 @@ def _e_din_DC_EVChargeParameterType(w: BitWriter, o: _din.DC_EVChargeParameterTy
         if o.BulkSOC is not None:
             t7 = o.BulkSOC
             if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t7!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t7)
             a = (a << 11) | (t7) << 1
             k += 11
             s = 8
@@ -12595,7 +12594,7 @@ def _e_din_DC_EVSEStatusType(w: BitWriter, o: _din.DC_EVSEStatusType) -> None:
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..4294967295')
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -12777,7 +12776,7 @@ def _e_din_DC_EVStatusType(w: BitWriter, o: _din.DC_EVStatusType) -> None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     t1 = o.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
     a = (a << 11) | (t1) << 2
     k += 11
     s = 5
@@ -12955,7 +12954,7 @@ def _e_din_EntryType(w: BitWriter, o: _din.EntryType) -> None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
         if not isinstance(o.TimeInterval, _din.IntervalType):
-            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
+            raise encode_error('IntervalType', 'wrong class', o.TimeInterval)
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -13641,7 +13640,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
     elif o.MeterStatus is not None:
         t1 = o.MeterStatus
         if (w.strict and (t1 < -32768 or t1 > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{t1!r} outside -32768..32767')
+            raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t1)
         a = (a << 5) | (1 if t1 < 0 else 0) | 0x8
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -13666,7 +13665,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
     elif o.TMeter is not None:
         t2 = o.TMeter
         if (w.strict and (t2 < -9223372036854775808 or t2 > 9223372036854775807)):
-            raise encode_error('MeterInfoType.TMeter', f'{t2!r} outside -9223372036854775808..9223372036854775807')
+            raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t2)
         a = (a << 5) | (1 if t2 < 0 else 0) | 0xc
         k += 5
         u = -t2 - 1 if t2 < 0 else t2
@@ -13709,7 +13708,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         elif o.MeterStatus is not None:
             t3 = o.MeterStatus
             if (w.strict and (t3 < -32768 or t3 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t3!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t3)
             a = (a << 5) | (1 if t3 < 0 else 0) | 0x4
             k += 5
             u = -t3 - 1 if t3 < 0 else t3
@@ -13734,7 +13733,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         elif o.TMeter is not None:
             t4 = o.TMeter
             if (w.strict and (t4 < -9223372036854775808 or t4 > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{t4!r} outside -9223372036854775808..9223372036854775807')
+                raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t4)
             a = (a << 5) | (1 if t4 < 0 else 0) | 0x8
             k += 5
             u = -t4 - 1 if t4 < 0 else t4
@@ -13764,7 +13763,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         if o.MeterStatus is not None:
             t5 = o.MeterStatus
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t5)
             a = (a << 4) | (1 if t5 < 0 else 0)
             k += 4
             u = -t5 - 1 if t5 < 0 else t5
@@ -13789,7 +13788,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         elif o.TMeter is not None:
             t6 = o.TMeter
             if (w.strict and (t6 < -9223372036854775808 or t6 > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{t6!r} outside -9223372036854775808..9223372036854775807')
+                raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t6)
             a = (a << 4) | (1 if t6 < 0 else 0) | 0x4
             k += 4
             u = -t6 - 1 if t6 < 0 else t6
@@ -13819,7 +13818,7 @@ def _e_din_MeterInfoType(w: BitWriter, o: _din.MeterInfoType) -> None:
         if o.TMeter is not None:
             t7 = o.TMeter
             if (w.strict and (t7 < -9223372036854775808 or t7 > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{t7!r} outside -9223372036854775808..9223372036854775807')
+                raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t7)
             a = (a << 4) | (1 if t7 < 0 else 0)
             k += 4
             u = -t7 - 1 if t7 < 0 else t7
@@ -14044,7 +14043,7 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
         if not isinstance(o.TimeInterval, _din.IntervalType):
-            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
+            raise encode_error('IntervalType', 'wrong class', o.TimeInterval)
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -14053,7 +14052,7 @@ def _e_din_PMaxScheduleEntryType(w: BitWriter, o: _din.PMaxScheduleEntryType) ->
         raise encode_error('PMaxScheduleEntryType.PMax', 'required value missing')
     t1 = o.PMax
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('PMaxScheduleEntryType.PMax', f'{t1!r} outside -32768..32767')
+        raise encode_error('PMaxScheduleEntryType.PMax', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     u = -t1 - 1 if t1 < 0 else t1
@@ -14169,7 +14168,7 @@ def _e_din_PMaxScheduleType(w: BitWriter, o: _din.PMaxScheduleType) -> None:
         raise encode_error('PMaxScheduleType.PMaxScheduleID', 'required value missing')
     t1 = o.PMaxScheduleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('PMaxScheduleType.PMaxScheduleID', f'{t1!r} outside -32768..32767')
+        raise encode_error('PMaxScheduleType.PMaxScheduleID', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     u = -t1 - 1 if t1 < 0 else t1
@@ -14331,7 +14330,7 @@ def _e_din_ParameterSetType(w: BitWriter, o: _din.ParameterSetType) -> None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
     t1 = o.ParameterSetID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('ParameterSetType.ParameterSetID', f'{t1!r} outside -32768..32767')
+        raise encode_error('ParameterSetType.ParameterSetID', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     u = -t1 - 1 if t1 < 0 else t1
@@ -14627,7 +14626,7 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
     elif o.byteValue is not None:
         t1 = o.byteValue
         if t1 < -128 or t1 > 127:
-            raise encode_error('ParameterType.byteValue', f'{t1!r} outside -128..127')
+            raise encode_error('ParameterType.byteValue', 'outside -128..127', t1)
         a = (a << 13) | (t1 + 128) << 1 | 0x400
         k += 13
         if o.shortValue is not None:
@@ -14641,7 +14640,7 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
     elif o.shortValue is not None:
         t2 = o.shortValue
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('ParameterType.shortValue', f'{t2!r} outside -32768..32767')
+            raise encode_error('ParameterType.shortValue', 'outside -32768..32767', t2)
         a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
         u = -t2 - 1 if t2 < 0 else t2
@@ -14671,7 +14670,7 @@ def _e_din_ParameterType(w: BitWriter, o: _din.ParameterType) -> None:
     elif o.intValue is not None:
         t3 = o.intValue
         if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
-            raise encode_error('ParameterType.intValue', f'{t3!r} outside -2147483648..2147483647')
+            raise encode_error('ParameterType.intValue', 'outside -2147483648..2147483647', t3)
         a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
         u = -t3 - 1 if t3 < 0 else t3
@@ -14936,7 +14935,7 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = o.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     a = (a << 6) | (t1 + 3) << 1
     k += 6
     s = 1
@@ -14947,7 +14946,7 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
     elif o.Value is not None:
         t2 = o.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
         a = (a << 4) | (1 if t2 < 0 else 0) | 0x4
         k += 4
         u = -t2 - 1 if t2 < 0 else t2
@@ -14975,7 +14974,7 @@ def _e_din_PhysicalValueType(w: BitWriter, o: _din.PhysicalValueType) -> None:
         if o.Value is not None:
             t3 = o.Value
             if (w.strict and (t3 < -32768 or t3 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
             a = (a << 3) | (1 if t3 < 0 else 0)
             k += 3
             u = -t3 - 1 if t3 < 0 else t3
@@ -15084,7 +15083,7 @@ def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
     k += 2
     t1 = o.ChargingProfileEntryStart
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t1!r} outside 0..4294967295')
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -15105,7 +15104,7 @@ def _e_din_ProfileEntryType(w: BitWriter, o: _din.ProfileEntryType) -> None:
         raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'required value missing')
     t2 = o.ChargingProfileEntryMaxPower
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', f'{t2!r} outside -32768..32767')
+        raise encode_error('ProfileEntryType.ChargingProfileEntryMaxPower', 'outside -32768..32767', t2)
     a = (a << 4) | (1 if t2 < 0 else 0)
     k += 4
     u = -t2 - 1 if t2 < 0 else t2
@@ -15231,7 +15230,7 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
     k += 2
     t1 = o.start
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('RelativeTimeIntervalType.start', f'{t1!r} outside 0..4294967295')
+        raise encode_error('RelativeTimeIntervalType.start', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -15256,7 +15255,7 @@ def _e_din_RelativeTimeIntervalType(w: BitWriter, o: _din.RelativeTimeIntervalTy
         k += 3
         t2 = o.duration
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('RelativeTimeIntervalType.duration', f'{t2!r} outside 0..4294967295')
+            raise encode_error('RelativeTimeIntervalType.duration', 'outside 0..4294967295', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -15480,7 +15479,7 @@ def _e_din_SAScheduleTupleType(w: BitWriter, o: _din.SAScheduleTupleType) -> Non
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
     t1 = o.SAScheduleTupleID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{t1!r} outside -32768..32767')
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     u = -t1 - 1 if t1 < 0 else t1
@@ -15648,7 +15647,7 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
         s = 1
     elif o.TimeInterval is not None:
         if not isinstance(o.TimeInterval, _din.IntervalType):
-            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
+            raise encode_error('IntervalType', 'wrong class', o.TimeInterval)
         a = (a << 3) | 0x2
         k += 3
         s = 1
@@ -15658,7 +15657,7 @@ def _e_din_SalesTariffEntryType(w: BitWriter, o: _din.SalesTariffEntryType) -> N
         raise encode_error('SalesTariffEntryType.EPriceLevel', 'required value missing')
     t1 = o.EPriceLevel
     if t1 < 0 or t1 > 255:
-        raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t1!r} outside 0..255')
+        raise encode_error('SalesTariffEntryType.EPriceLevel', 'outside 0..255', t1)
     a = (a << 11) | (t1) << 1
     k += 11
     s = 2
@@ -15896,7 +15895,7 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
         raise encode_error('SalesTariffType.SalesTariffID', 'required value missing')
     t1 = o.SalesTariffID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('SalesTariffType.SalesTariffID', f'{t1!r} outside -32768..32767')
+        raise encode_error('SalesTariffType.SalesTariffID', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     s = 1
@@ -15935,7 +15934,7 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
     elif o.NumEPriceLevels is not None:
         t2 = o.NumEPriceLevels
         if t2 < 0 or t2 > 255:
-            raise encode_error('SalesTariffType.NumEPriceLevels', f'{t2!r} outside 0..255')
+            raise encode_error('SalesTariffType.NumEPriceLevels', 'outside 0..255', t2)
         a = (a << 12) | (t2) << 1 | 0x400
         k += 12
         s = 4
@@ -15945,7 +15944,7 @@ def _e_din_SalesTariffType(w: BitWriter, o: _din.SalesTariffType) -> None:
         if o.NumEPriceLevels is not None:
             t3 = o.NumEPriceLevels
             if t3 < 0 or t3 > 255:
-                raise encode_error('SalesTariffType.NumEPriceLevels', f'{t3!r} outside 0..255')
+                raise encode_error('SalesTariffType.NumEPriceLevels', 'outside 0..255', t3)
             a = (a << 11) | (t3) << 1
             k += 11
             s = 4
@@ -16209,7 +16208,7 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -16232,7 +16231,7 @@ def _e_din_SelectedServiceType(w: BitWriter, o: _din.SelectedServiceType) -> Non
     if o.ParameterSetID is not None:
         t2 = o.ParameterSetID
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside -32768..32767')
+            raise encode_error('SelectedServiceType.ParameterSetID', 'outside -32768..32767', t2)
         a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
         u = -t2 - 1 if t2 < 0 else t2
@@ -16775,7 +16774,7 @@ def _e_din_ServiceTagType(w: BitWriter, o: _din.ServiceTagType) -> None:
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceTagType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceTagType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -18157,7 +18156,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
     s = 0
     if o.BodyElement is not None:
         if not isinstance(o.BodyElement, _din.BodyBaseType):
-            raise encode_error('BodyBaseType', f'not a BodyBaseType: {o.BodyElement!r}')
+            raise encode_error('BodyBaseType', 'wrong class', o.BodyElement)
         a <<= 7
         k += 7
         if o.CableCheckReq is not None:
@@ -18706,7 +18705,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('CertificateUpdateResType.RetryCounter', 'required value missing')
         t1 = c5.RetryCounter
         if (w.strict and (t1 < -32768 or t1 > 32767)):
-            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t1!r} outside -32768..32767')
+            raise encode_error('CertificateUpdateResType.RetryCounter', 'outside -32768..32767', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -18910,7 +18909,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         s = 1
     elif o.ChargingStatusReq is not None:
         if not isinstance(o.ChargingStatusReq, _din.ChargingStatusReqType):
-            raise encode_error('ChargingStatusReqType', f'not a ChargingStatusReqType: {o.ChargingStatusReq!r}')
+            raise encode_error('ChargingStatusReqType', 'wrong class', o.ChargingStatusReq)
         a = (a << 7) | 0x12
         k += 7
         if o.ChargingStatusRes is not None:
@@ -19293,7 +19292,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         k += 25
         t2 = c9.NotificationMaxDelay
         if t2 < 0 or (w.strict and (t2 > 4294967295)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..4294967295')
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..4294967295', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -19427,7 +19426,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
             raise encode_error('PaymentDetailsResType.DateTimeNow', 'required value missing')
         t3 = c11.DateTimeNow
         if (w.strict and (t3 < -9223372036854775808 or t3 > 9223372036854775807)):
-            raise encode_error('PaymentDetailsResType.DateTimeNow', f'{t3!r} outside -9223372036854775808..9223372036854775807')
+            raise encode_error('PaymentDetailsResType.DateTimeNow', 'outside -9223372036854775808..9223372036854775807', t3)
         a = (a << 4) | (1 if t3 < 0 else 0)
         k += 4
         u = -t3 - 1 if t3 < 0 else t3
@@ -19672,7 +19671,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         k += 8
         t4 = c14.ServiceID
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{t4!r} outside 0..65535')
+            raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -19889,7 +19888,7 @@ def _e_din_BodyType(w: BitWriter, o: _din.BodyType) -> None:
         s = 1
     elif o.SessionStopReq is not None:
         if not isinstance(o.SessionStopReq, _din.SessionStopType):
-            raise encode_error('SessionStopType', f'not a SessionStopType: {o.SessionStopReq!r}')
+            raise encode_error('SessionStopType', 'wrong class', o.SessionStopReq)
         a = (a << 7) | 0x3e
         k += 7
         if o.SessionStopRes is not None:
@@ -20337,7 +20336,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
-        raise encode_error('value', f'{o!r} outside 0..100')
+        raise encode_error('value', 'outside 0..100', o)
     a = (a << 9) | (o) << 1
     k += 9
     w.acc = a
@@ -20446,7 +20445,7 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -20515,7 +20514,7 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -20758,7 +20757,7 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
-        raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
+        raise encode_error('value', 'outside -9223372036854775808..9223372036854775807', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -20801,7 +20800,7 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 255:
-        raise encode_error('value', f'{o!r} outside 0..255')
+        raise encode_error('value', 'outside 0..255', o)
     a = (a << 10) | (o) << 1
     k += 10
     w.acc = a
@@ -21343,6 +21342,8 @@ def _d_v25(r: BitReader) -> object:
 def _e_v25(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -21469,7 +21470,7 @@ def _e_v27(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -21512,7 +21513,7 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -3 or o > 4 or (w.strict and (o > 3)):
-        raise encode_error('value', f'{o!r} outside -3..3')
+        raise encode_error('value', 'outside -3..3', o)
     a = (a << 5) | (o + 3) << 1
     k += 5
     w.acc = a
@@ -21619,7 +21620,7 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -21687,7 +21688,7 @@ def _e_v31(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -21946,7 +21947,7 @@ def _e_v37(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -22273,6 +22274,8 @@ def _d_v43(r: BitReader) -> object:
 def _e_v43(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -22315,7 +22318,7 @@ def _e_v44(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -128 or o > 127:
-        raise encode_error('value', f'{o!r} outside -128..127')
+        raise encode_error('value', 'outside -128..127', o)
     a = (a << 10) | (o + 128) << 1
     k += 10
     w.acc = a
@@ -22391,7 +22394,7 @@ def _e_v46(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
-        raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
+        raise encode_error('value', 'outside -2147483648..2147483647', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o

@@ -2195,7 +2195,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2264,7 +2264,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2307,7 +2307,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2380,7 +2380,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2393,38 +2392,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3612,6 +3603,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5343,6 +5336,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5432,6 +5427,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5596,6 +5593,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -7209,7 +7208,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         s = 1
     elif o.BodyElement is not None:
         if not isinstance(o.BodyElement, _iso2.BodyBaseType):
-            raise encode_error('BodyBaseType', f'not a BodyBaseType: {o.BodyElement!r}')
+            raise encode_error('BodyBaseType', 'wrong class', o.BodyElement)
         a = (a << 7) | 0x4
         k += 7
         if o.CableCheckReq is not None:
@@ -7290,7 +7289,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
         t1 = c4.EVRESSSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
         a = (a << 30) | (_BOOL[c4.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c4.EVErrorCode]) << 13 | (t1) << 3 | 0x3000000
         k += 30
         if o.CableCheckRes is not None:
@@ -7952,7 +7951,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         s = 1
     elif o.ChargingStatusReq is not None:
         if not isinstance(o.ChargingStatusReq, _iso2.ChargingStatusReqType):
-            raise encode_error('ChargingStatusReqType', f'not a ChargingStatusReqType: {o.ChargingStatusReq!r}')
+            raise encode_error('ChargingStatusReqType', 'wrong class', o.ChargingStatusReq)
         a = (a << 7) | 0x16
         k += 7
         if o.ChargingStatusRes is not None:
@@ -8325,7 +8324,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
         t2 = c14.EVSETimeStamp
         if (w.strict and (t2 < -9223372036854775808 or t2 > 9223372036854775807)):
-            raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{t2!r} outside -9223372036854775808..9223372036854775807')
+            raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'outside -9223372036854775808..9223372036854775807', t2)
         a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
         u = -t2 - 1 if t2 < 0 else t2
@@ -8541,7 +8540,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
         t3 = c18.EVRESSSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t3!r} outside 0..100')
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t3)
         if c17.EVTargetVoltage is None:
             raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
         c19 = c17.EVTargetVoltage
@@ -8549,14 +8548,14 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t4 = c19.Multiplier
         if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
         if c19.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c19.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t5 = c19.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
         a = (a << 45) | (_BOOL[c18.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c18.EVErrorCode]) << 28 | (t3) << 18 | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c19.Unit]) << 4 | (1 if t5 < 0 else 0) | 0xb8000000000
         k += 45
         u = -t5 - 1 if t5 < 0 else t5
@@ -8582,14 +8581,14 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t6 = c20.Multiplier
         if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t6)
         if c20.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c20.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t7 = c20.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
         a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c20.Unit]) << 4 | (1 if t7 < 0 else 0)
         k += 18
         u = -t7 - 1 if t7 < 0 else t7
@@ -8653,14 +8652,14 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t8 = c22.Multiplier
         if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t8)
         if c22.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c22.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t9 = c22.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
         a = (a << 16) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c22.Unit]) << 4 | (1 if t9 < 0 else 0)
         k += 16
         u = -t9 - 1 if t9 < 0 else t9
@@ -8710,7 +8709,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
         k += 8
         t10 = c23.ServiceID
         if t10 < 0 or (w.strict and (t10 > 65535)):
-            raise encode_error('ServiceDetailReqType.ServiceID', f'{t10!r} outside 0..65535')
+            raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t10)
         u = t10
         if u < 0x80:
             a = (a << 8) | u
@@ -8897,7 +8896,7 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
         t11 = c28.EVRESSSOC
         if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t11!r} outside 0..100')
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t11)
         a = (a << 30) | (_BOOL[c28.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c28.EVErrorCode]) << 13 | (t11) << 3 | 0x21000000
         k += 30
         if o.WeldingDetectionRes is not None:
@@ -8923,14 +8922,14 @@ def _e_iso2_BodyType(w: BitWriter, o: _iso2.BodyType) -> None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t12 = c30.Multiplier
         if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t12)
         if c30.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c30.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t13 = c30.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t13)
         a = (a << 16) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c30.Unit]) << 4 | (1 if t13 < 0 else 0)
         k += 16
         u = -t13 - 1 if t13 < 0 else t13
@@ -9006,7 +9005,7 @@ def _e_iso2_CableCheckReqType(w: BitWriter, o: _iso2.CableCheckReqType) -> None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
     a = (a << 24) | (_BOOL[c1.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
     k += 24
     w.acc = a
@@ -10060,7 +10059,7 @@ def _e_iso2_CertificateUpdateResType(w: BitWriter, o: _iso2.CertificateUpdateRes
     if o.RetryCounter is not None:
         t1 = o.RetryCounter
         if (w.strict and (t1 < -32768 or t1 > 32767)):
-            raise encode_error('CertificateUpdateResType.RetryCounter', f'{t1!r} outside -32768..32767')
+            raise encode_error('CertificateUpdateResType.RetryCounter', 'outside -32768..32767', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -10219,7 +10218,7 @@ def _e_iso2_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso2.ChargeParamet
         k += 3
         t1 = o.MaxEntriesSAScheduleTuple
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', f'{t1!r} outside 0..65535')
+            raise encode_error('ChargeParameterDiscoveryReqType.MaxEntriesSAScheduleTuple', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -10663,7 +10662,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         s = 3
     elif o.SASchedules is not None:
         if not isinstance(o.SASchedules, _iso2.SASchedulesType):
-            raise encode_error('SASchedulesType', f'not a SASchedulesType: {o.SASchedules!r}')
+            raise encode_error('SASchedulesType', 'wrong class', o.SASchedules)
         a = (a << 4) | 0x2
         k += 4
         s = 3
@@ -10678,7 +10677,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         k += 6
         t1 = c3.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -10706,14 +10705,14 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t2 = c4.Multiplier
         if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
         if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t3 = c4.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
         a = (a << 27) | (_I_iso2_EVSENotificationType[c3.EVSENotification]) << 22 | (_BOOL[c3.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t3 < 0 else 0)
         k += 27
         u = -t3 - 1 if t3 < 0 else t3
@@ -10739,14 +10738,14 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t4 = c5.Multiplier
         if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
         if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t5 = c5.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
         a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t5 < 0 else 0)
         k += 18
         u = -t5 - 1 if t5 < 0 else t5
@@ -10785,7 +10784,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
         s = 4
     elif o.EVSEChargeParameter is not None:
         if not isinstance(o.EVSEChargeParameter, _iso2.EVSEChargeParameterType):
-            raise encode_error('EVSEChargeParameterType', f'not a EVSEChargeParameterType: {o.EVSEChargeParameter!r}')
+            raise encode_error('EVSEChargeParameterType', 'wrong class', o.EVSEChargeParameter)
         a = (a << 4) | 0x8
         k += 4
         s = 4
@@ -10803,7 +10802,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             k += 5
             t6 = c8.NotificationMaxDelay
             if t6 < 0 or (w.strict and (t6 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t6!r} outside 0..65535')
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t6)
             u = t6
             if u < 0x80:
                 a = (a << 8) | u
@@ -10831,14 +10830,14 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t7 = c9.Multiplier
             if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t7)
             if c9.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c9.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t8 = c9.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t8)
             a = (a << 27) | (_I_iso2_EVSENotificationType[c8.EVSENotification]) << 22 | (_BOOL[c8.RCD]) << 18 | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t8 < 0 else 0)
             k += 27
             u = -t8 - 1 if t8 < 0 else t8
@@ -10864,14 +10863,14 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t9 = c10.Multiplier
             if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t9)
             if c10.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c10.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t10 = c10.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t10)
             a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t10 < 0 else 0)
             k += 18
             u = -t10 - 1 if t10 < 0 else t10
@@ -10910,7 +10909,7 @@ def _e_iso2_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso2.ChargeParamet
             s = 4
         elif o.EVSEChargeParameter is not None:
             if not isinstance(o.EVSEChargeParameter, _iso2.EVSEChargeParameterType):
-                raise encode_error('EVSEChargeParameterType', f'not a EVSEChargeParameterType: {o.EVSEChargeParameter!r}')
+                raise encode_error('EVSEChargeParameterType', 'wrong class', o.EVSEChargeParameter)
             a = (a << 3) | 0x4
             k += 3
             s = 4
@@ -11312,7 +11311,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'required value missing')
     t1 = o.SAScheduleTupleID
     if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
-        raise encode_error('ChargingStatusResType.SAScheduleTupleID', f'{t1!r} outside 1..255')
+        raise encode_error('ChargingStatusResType.SAScheduleTupleID', 'outside 1..255', t1)
     a = (a << 12) | (t1 - 1) << 1
     k += 12
     s = 2
@@ -11323,14 +11322,14 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t2 = c1.Multiplier
         if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
         if c1.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c1.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
         a = (a << 18) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
         k += 18
         u = -t3 - 1 if t3 < 0 else t3
@@ -11373,7 +11372,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
         k += 5
         t4 = c2.NotificationMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -11421,7 +11420,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k += 4
             t5 = c3.NotificationMaxDelay
             if t5 < 0 or (w.strict and (t5 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t5!r} outside 0..65535')
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t5)
             u = t5
             if u < 0x80:
                 a = (a << 8) | u
@@ -11460,7 +11459,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k += 4
             t6 = c4.NotificationMaxDelay
             if t6 < 0 or (w.strict and (t6 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t6!r} outside 0..65535')
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t6)
             u = t6
             if u < 0x80:
                 a = (a << 8) | u
@@ -11495,7 +11494,7 @@ def _e_iso2_ChargingStatusResType(w: BitWriter, o: _iso2.ChargingStatusResType) 
             k += 3
             t7 = c5.NotificationMaxDelay
             if t7 < 0 or (w.strict and (t7 > 65535)):
-                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t7!r} outside 0..65535')
+                raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -12281,7 +12280,7 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
     if o.EVTargetCurrent is None:
         raise encode_error('CurrentDemandReqType.EVTargetCurrent', 'required value missing')
     c2 = o.EVTargetCurrent
@@ -12289,14 +12288,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t2 = c2.Multiplier
     if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
     if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
     a = (a << 39) | (_BOOL[c1.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
     s = 1
@@ -12325,14 +12324,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t4 = c3.Multiplier
         if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
         if c3.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c3.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
         a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
         k += 18
         u = -t5 - 1 if t5 < 0 else t5
@@ -12360,14 +12359,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t6 = c4.Multiplier
         if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t6)
         if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t7 = c4.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
         a = (a << 18) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
         u = -t7 - 1 if t7 < 0 else t7
@@ -12395,14 +12394,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t8 = c5.Multiplier
         if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t8)
         if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t9 = c5.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
         a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x10000
         k += 18
         u = -t9 - 1 if t9 < 0 else t9
@@ -12441,14 +12440,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t10 = c6.Multiplier
             if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t10)
             if c6.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c6.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t11 = c6.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t11)
             a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
             k += 18
             u = -t11 - 1 if t11 < 0 else t11
@@ -12476,14 +12475,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t12 = c7.Multiplier
             if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t12)
             if c7.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c7.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t13 = c7.Value
             if (w.strict and (t13 < -32768 or t13 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t13)
             a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0) | 0x8000
             k += 18
             u = -t13 - 1 if t13 < 0 else t13
@@ -12522,14 +12521,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t14 = c8.Multiplier
             if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t14)
             if c8.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c8.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t15 = c8.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t15)
             a = (a << 17) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0)
             k += 17
             u = -t15 - 1 if t15 < 0 else t15
@@ -12585,14 +12584,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t16 = c9.Multiplier
         if t16 < -3 or t16 > 4 or (w.strict and (t16 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t16!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t16)
         if c9.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c9.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t17 = c9.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t17)
         a = (a << 17) | (t16 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t17 < 0 else 0)
         k += 17
         u = -t17 - 1 if t17 < 0 else t17
@@ -12620,14 +12619,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t18 = c10.Multiplier
         if t18 < -3 or t18 > 4 or (w.strict and (t18 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t18!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t18)
         if c10.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c10.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t19 = c10.Value
         if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t19!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t19)
         a = (a << 17) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c10.Unit]) << 4 | (1 if t19 < 0 else 0) | 0x8000
         k += 17
         u = -t19 - 1 if t19 < 0 else t19
@@ -12655,14 +12654,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t20 = c11.Multiplier
         if t20 < -3 or t20 > 4 or (w.strict and (t20 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t20!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t20)
         if c11.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c11.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t21 = c11.Value
         if (w.strict and (t21 < -32768 or t21 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t21!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t21)
         a = (a << 17) | (t20 + 3) << 10 | (_I_iso2_unitSymbolType[c11.Unit]) << 4 | (1 if t21 < 0 else 0) | 0x10000
         k += 17
         u = -t21 - 1 if t21 < 0 else t21
@@ -12693,14 +12692,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t22 = c12.Multiplier
             if t22 < -3 or t22 > 4 or (w.strict and (t22 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t22!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t22)
             if c12.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c12.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t23 = c12.Value
             if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t23!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t23)
             a = (a << 17) | (t22 + 3) << 10 | (_I_iso2_unitSymbolType[c12.Unit]) << 4 | (1 if t23 < 0 else 0)
             k += 17
             u = -t23 - 1 if t23 < 0 else t23
@@ -12728,14 +12727,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t24 = c13.Multiplier
             if t24 < -3 or t24 > 4 or (w.strict and (t24 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t24!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t24)
             if c13.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c13.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t25 = c13.Value
             if (w.strict and (t25 < -32768 or t25 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t25!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t25)
             a = (a << 17) | (t24 + 3) << 10 | (_I_iso2_unitSymbolType[c13.Unit]) << 4 | (1 if t25 < 0 else 0) | 0x8000
             k += 17
             u = -t25 - 1 if t25 < 0 else t25
@@ -12766,14 +12765,14 @@ def _e_iso2_CurrentDemandReqType(w: BitWriter, o: _iso2.CurrentDemandReqType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t26 = c14.Multiplier
             if t26 < -3 or t26 > 4 or (w.strict and (t26 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t26!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t26)
             if c14.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c14.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t27 = c14.Value
             if (w.strict and (t27 < -32768 or t27 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t27!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t27)
             a = (a << 16) | (t26 + 3) << 10 | (_I_iso2_unitSymbolType[c14.Unit]) << 4 | (1 if t27 < 0 else 0)
             k += 16
             u = -t27 - 1 if t27 < 0 else t27
@@ -13445,14 +13444,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = c1.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
     a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     s = 2
@@ -13479,14 +13478,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t3 = c2.Multiplier
     if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t3)
     if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t4)
     a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
     k += 18
     s = 3
@@ -13524,14 +13523,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t5 = c3.Multiplier
         if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t5)
         if c3.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c3.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t6)
         a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
         k += 18
         u = -t6 - 1 if t6 < 0 else t6
@@ -13559,14 +13558,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t7 = c4.Multiplier
         if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t7)
         if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t8)
         a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 18
         u = -t8 - 1 if t8 < 0 else t8
@@ -13594,14 +13593,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t9 = c5.Multiplier
         if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t9)
         if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t10)
         a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
         u = -t10 - 1 if t10 < 0 else t10
@@ -13645,14 +13644,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t11 = c6.Multiplier
             if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t11)
             if c6.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c6.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t12)
             a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
             k += 17
             u = -t12 - 1 if t12 < 0 else t12
@@ -13680,14 +13679,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t13 = c7.Multiplier
             if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t13)
             if c7.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c7.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t14)
             a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 17
             u = -t14 - 1 if t14 < 0 else t14
@@ -13731,14 +13730,14 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t15 = c8.Multiplier
             if t15 < -3 or t15 > 4 or (w.strict and (t15 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t15!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t15)
             if c8.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c8.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t16!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t16)
             a = (a << 17) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
             k += 17
             u = -t16 - 1 if t16 < 0 else t16
@@ -13795,7 +13794,7 @@ def _e_iso2_CurrentDemandResType(w: BitWriter, o: _iso2.CurrentDemandResType) ->
         raise encode_error('CurrentDemandResType.SAScheduleTupleID', 'required value missing')
     t17 = o.SAScheduleTupleID
     if t17 < 1 or t17 > 256 or (w.strict and (t17 > 255)):
-        raise encode_error('CurrentDemandResType.SAScheduleTupleID', f'{t17!r} outside 1..255')
+        raise encode_error('CurrentDemandResType.SAScheduleTupleID', 'outside 1..255', t17)
     a = (a << 11) | (t17 - 1) << 1
     k += 11
     s = 12
@@ -14046,7 +14045,7 @@ def _e_iso2_MeteringReceiptReqType(w: BitWriter, o: _iso2.MeteringReceiptReqType
     if o.SAScheduleTupleID is not None:
         t1 = o.SAScheduleTupleID
         if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
-            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', f'{t1!r} outside 1..255')
+            raise encode_error('MeteringReceiptReqType.SAScheduleTupleID', 'outside 1..255', t1)
         a = (a << 12) | (t1 - 1) << 1
         k += 12
         s = 3
@@ -14217,7 +14216,7 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         k += 4
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -14262,7 +14261,7 @@ def _e_iso2_MeteringReceiptResType(w: BitWriter, o: _iso2.MeteringReceiptResType
         k += 4
         t2 = c2.NotificationMaxDelay
         if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -14474,7 +14473,7 @@ def _e_iso2_PaymentDetailsResType(w: BitWriter, o: _iso2.PaymentDetailsResType) 
         raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'required value missing')
     t1 = o.EVSETimeStamp
     if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
-        raise encode_error('PaymentDetailsResType.EVSETimeStamp', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+        raise encode_error('PaymentDetailsResType.EVSETimeStamp', 'outside -9223372036854775808..9223372036854775807', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -14681,7 +14680,7 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
         raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', 'required value missing')
     t1 = o.SAScheduleTupleID
     if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
-        raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', f'{t1!r} outside 1..255')
+        raise encode_error('PowerDeliveryReqType.SAScheduleTupleID', 'outside 1..255', t1)
     a = (a << 16) | (_I_iso2_chargeProgressType[o.ChargeProgress]) << 12 | (t1 - 1) << 1
     k += 16
     s = 1
@@ -14708,7 +14707,7 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
         s = 4
     elif o.EVPowerDeliveryParameter is not None:
         if not isinstance(o.EVPowerDeliveryParameter, _iso2.EVPowerDeliveryParameterType):
-            raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
+            raise encode_error('EVPowerDeliveryParameterType', 'wrong class', o.EVPowerDeliveryParameter)
         a = (a << 4) | 0x4
         k += 4
         s = 4
@@ -14730,7 +14729,7 @@ def _e_iso2_PowerDeliveryReqType(w: BitWriter, o: _iso2.PowerDeliveryReqType) ->
             s = 4
         elif o.EVPowerDeliveryParameter is not None:
             if not isinstance(o.EVPowerDeliveryParameter, _iso2.EVPowerDeliveryParameterType):
-                raise encode_error('EVPowerDeliveryParameterType', f'not a EVPowerDeliveryParameterType: {o.EVPowerDeliveryParameter!r}')
+                raise encode_error('EVPowerDeliveryParameterType', 'wrong class', o.EVPowerDeliveryParameter)
             a = (a << 3) | 0x2
             k += 3
             s = 4
@@ -14884,7 +14883,7 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         k += 4
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -14929,7 +14928,7 @@ def _e_iso2_PowerDeliveryResType(w: BitWriter, o: _iso2.PowerDeliveryResType) ->
         k += 4
         t2 = c2.NotificationMaxDelay
         if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t2!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -15075,7 +15074,7 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
     if o.EVTargetVoltage is None:
         raise encode_error('PreChargeReqType.EVTargetVoltage', 'required value missing')
     c2 = o.EVTargetVoltage
@@ -15083,14 +15082,14 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t2 = c2.Multiplier
     if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
     if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
     a = (a << 39) | (_BOOL[c1.EVReady]) << 35 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 28 | (t1) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 39
     u = -t3 - 1 if t3 < 0 else t3
@@ -15116,14 +15115,14 @@ def _e_iso2_PreChargeReqType(w: BitWriter, o: _iso2.PreChargeReqType) -> None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t4 = c3.Multiplier
     if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
     if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t5 = c3.Value
     if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
     a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 18
     u = -t5 - 1 if t5 < 0 else t5
@@ -15239,14 +15238,14 @@ def _e_iso2_PreChargeResType(w: BitWriter, o: _iso2.PreChargeResType) -> None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = c1.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
     a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     u = -t2 - 1 if t2 < 0 else t2
@@ -15321,7 +15320,7 @@ def _e_iso2_ServiceDetailReqType(w: BitWriter, o: _iso2.ServiceDetailReqType) ->
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceDetailReqType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -15428,7 +15427,7 @@ def _e_iso2_ServiceDetailResType(w: BitWriter, o: _iso2.ServiceDetailResType) ->
     s = 1
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceDetailResType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceDetailResType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -15912,7 +15911,7 @@ def _e_iso2_SessionSetupResType(w: BitWriter, o: _iso2.SessionSetupResType) -> N
     if o.EVSETimeStamp is not None:
         t1 = o.EVSETimeStamp
         if (w.strict and (t1 < -9223372036854775808 or t1 > 9223372036854775807)):
-            raise encode_error('SessionSetupResType.EVSETimeStamp', f'{t1!r} outside -9223372036854775808..9223372036854775807')
+            raise encode_error('SessionSetupResType.EVSETimeStamp', 'outside -9223372036854775808..9223372036854775807', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -16047,7 +16046,7 @@ def _e_iso2_WeldingDetectionReqType(w: BitWriter, o: _iso2.WeldingDetectionReqTy
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
     a = (a << 24) | (_BOOL[c1.EVReady]) << 20 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 13 | (t1) << 3
     k += 24
     w.acc = a
@@ -16145,14 +16144,14 @@ def _e_iso2_WeldingDetectionResType(w: BitWriter, o: _iso2.WeldingDetectionResTy
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = c1.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
     a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     u = -t2 - 1 if t2 < 0 else t2
@@ -16451,7 +16450,7 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('AC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('AC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -16477,14 +16476,14 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t2 = c1.Multiplier
         if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
         if c1.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c1.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
         a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0) | 0x8000
         k += 17
         u = -t3 - 1 if t3 < 0 else t3
@@ -16515,14 +16514,14 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t4 = c2.Multiplier
             if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
             if c2.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c2.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
             a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t5 < 0 else 0)
             k += 16
             u = -t5 - 1 if t5 < 0 else t5
@@ -16553,14 +16552,14 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t6 = c3.Multiplier
     if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t6)
     if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
     a = (a << 16) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t7 < 0 else 0)
     k += 16
     u = -t7 - 1 if t7 < 0 else t7
@@ -16586,14 +16585,14 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t8 = c4.Multiplier
     if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t8)
     if c4.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c4.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
     a = (a << 18) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t9 < 0 else 0)
     k += 18
     s = 3
@@ -16620,14 +16619,14 @@ def _e_iso2_AC_EVChargeParameterType(w: BitWriter, o: _iso2.AC_EVChargeParameter
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t10 = c5.Multiplier
     if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t10)
     if c5.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c5.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t11)
     a = (a << 18) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t11 < 0 else 0)
     k += 18
     s = 4
@@ -16794,7 +16793,7 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
     k += 3
     t1 = c1.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -16822,14 +16821,14 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t2 = c2.Multiplier
     if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
     if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
     a = (a << 27) | (_I_iso2_EVSENotificationType[c1.EVSENotification]) << 22 | (_BOOL[c1.RCD]) << 18 | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 27
     u = -t3 - 1 if t3 < 0 else t3
@@ -16855,14 +16854,14 @@ def _e_iso2_AC_EVSEChargeParameterType(w: BitWriter, o: _iso2.AC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t4 = c3.Multiplier
     if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
     if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t5 = c3.Value
     if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
     a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 18
     u = -t5 - 1 if t5 < 0 else t5
@@ -16946,7 +16945,7 @@ def _e_iso2_AC_EVSEStatusType(w: BitWriter, o: _iso2.AC_EVSEStatusType) -> None:
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('AC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -17383,7 +17382,7 @@ def _e_iso2_ChargeServiceType(w: BitWriter, o: _iso2.ChargeServiceType) -> None:
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ChargeServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ChargeServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -17683,14 +17682,14 @@ def _e_iso2_ConsumptionCostType(w: BitWriter, o: _iso2.ConsumptionCostType) -> N
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = c1.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
     a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     u = -t2 - 1 if t2 < 0 else t2
@@ -17957,7 +17956,7 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
     s = 1
     t1 = o.amount
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('CostType.amount', f'{t1!r} outside 0..4294967295')
+        raise encode_error('CostType.amount', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -17980,7 +17979,7 @@ def _e_iso2_CostType(w: BitWriter, o: _iso2.CostType) -> None:
     if o.amountMultiplier is not None:
         t2 = o.amountMultiplier
         if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-            raise encode_error('CostType.amountMultiplier', f'{t2!r} outside -3..3')
+            raise encode_error('CostType.amountMultiplier', 'outside -3..3', t2)
         a = (a << 7) | (t2 + 3) << 1
         k += 7
         s = 3
@@ -18528,7 +18527,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('DC_EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('DC_EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -18558,7 +18557,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
         t2 = c1.EVRESSSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t2!r} outside 0..100')
+            raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t2)
         a = (a << 24) | (_BOOL[c1.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t2) << 2 | 0x400000
         k += 24
         s = 2
@@ -18575,7 +18574,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
                 raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
             t3 = c2.EVRESSSOC
             if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-                raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t3!r} outside 0..100')
+                raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t3)
             a = (a << 23) | (_BOOL[c2.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[c2.EVErrorCode]) << 12 | (t3) << 2
             k += 23
             s = 2
@@ -18588,14 +18587,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t4 = c3.Multiplier
     if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
     if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t5 = c3.Value
     if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
     a = (a << 16) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t5 < 0 else 0)
     k += 16
     u = -t5 - 1 if t5 < 0 else t5
@@ -18623,14 +18622,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t6 = c4.Multiplier
         if t6 < -3 or t6 > 4 or (w.strict and (t6 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t6!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t6)
         if c4.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c4.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t7 = c4.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t7)
         a = (a << 17) | (t6 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t7 < 0 else 0)
         k += 17
         u = -t7 - 1 if t7 < 0 else t7
@@ -18658,14 +18657,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t8 = c5.Multiplier
         if t8 < -3 or t8 > 4 or (w.strict and (t8 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t8!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t8)
         if c5.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c5.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t9 = c5.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t9)
         a = (a << 17) | (t8 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t9 < 0 else 0) | 0x8000
         k += 17
         u = -t9 - 1 if t9 < 0 else t9
@@ -18696,14 +18695,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t10 = c6.Multiplier
             if t10 < -3 or t10 > 4 or (w.strict and (t10 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t10!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t10)
             if c6.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c6.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t11 = c6.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t11!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t11)
             a = (a << 16) | (t10 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t11 < 0 else 0)
             k += 16
             u = -t11 - 1 if t11 < 0 else t11
@@ -18733,14 +18732,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t12 = c7.Multiplier
         if t12 < -3 or t12 > 4 or (w.strict and (t12 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t12!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t12)
         if c7.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c7.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t13 = c7.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t13)
         a = (a << 18) | (t12 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t13 < 0 else 0)
         k += 18
         u = -t13 - 1 if t13 < 0 else t13
@@ -18768,14 +18767,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t14 = c8.Multiplier
         if t14 < -3 or t14 > 4 or (w.strict and (t14 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t14!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t14)
         if c8.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c8.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t15 = c8.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t15)
         a = (a << 18) | (t14 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t15 < 0 else 0) | 0x8000
         k += 18
         u = -t15 - 1 if t15 < 0 else t15
@@ -18800,14 +18799,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
     elif o.FullSOC is not None:
         t16 = o.FullSOC
         if t16 < 0 or t16 > 127 or (w.strict and (t16 > 100)):
-            raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t16!r} outside 0..100')
+            raise encode_error('DC_EVChargeParameterType.FullSOC', 'outside 0..100', t16)
         a = (a << 12) | (t16) << 1 | 0x400
         k += 12
         s = 8
     elif o.BulkSOC is not None:
         t17 = o.BulkSOC
         if t17 < 0 or t17 > 127 or (w.strict and (t17 > 100)):
-            raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t17!r} outside 0..100')
+            raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t17)
         a = (a << 12) | (t17) << 1 | 0x600
         k += 12
         s = 9
@@ -18822,14 +18821,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t18 = c9.Multiplier
             if t18 < -3 or t18 > 4 or (w.strict and (t18 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t18!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t18)
             if c9.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c9.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t19 = c9.Value
             if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t19!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t19)
             a = (a << 18) | (t18 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t19 < 0 else 0)
             k += 18
             u = -t19 - 1 if t19 < 0 else t19
@@ -18854,14 +18853,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         elif o.FullSOC is not None:
             t20 = o.FullSOC
             if t20 < 0 or t20 > 127 or (w.strict and (t20 > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t20!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.FullSOC', 'outside 0..100', t20)
             a = (a << 12) | (t20) << 1 | 0x200
             k += 12
             s = 8
         elif o.BulkSOC is not None:
             t21 = o.BulkSOC
             if t21 < 0 or t21 > 127 or (w.strict and (t21 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t21!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t21)
             a = (a << 12) | (t21) << 1 | 0x400
             k += 12
             s = 9
@@ -18873,14 +18872,14 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         if o.FullSOC is not None:
             t22 = o.FullSOC
             if t22 < 0 or t22 > 127 or (w.strict and (t22 > 100)):
-                raise encode_error('DC_EVChargeParameterType.FullSOC', f'{t22!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.FullSOC', 'outside 0..100', t22)
             a = (a << 11) | (t22) << 1
             k += 11
             s = 8
         elif o.BulkSOC is not None:
             t23 = o.BulkSOC
             if t23 < 0 or t23 > 127 or (w.strict and (t23 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t23!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t23)
             a = (a << 11) | (t23) << 1 | 0x200
             k += 11
             s = 9
@@ -18892,7 +18891,7 @@ def _e_iso2_DC_EVChargeParameterType(w: BitWriter, o: _iso2.DC_EVChargeParameter
         if o.BulkSOC is not None:
             t24 = o.BulkSOC
             if t24 < 0 or t24 > 127 or (w.strict and (t24 > 100)):
-                raise encode_error('DC_EVChargeParameterType.BulkSOC', f'{t24!r} outside 0..100')
+                raise encode_error('DC_EVChargeParameterType.BulkSOC', 'outside 0..100', t24)
             a = (a << 11) | (t24) << 1
             k += 11
             s = 9
@@ -18994,7 +18993,7 @@ def _e_iso2_DC_EVPowerDeliveryParameterType(w: BitWriter, o: _iso2.DC_EVPowerDel
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     t1 = c1.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
     a = (a << 23) | (_BOOL[c1.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[c1.EVErrorCode]) << 12 | (t1) << 2
     k += 23
     s = 1
@@ -19467,14 +19466,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = c1.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
     a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     s = 1
@@ -19501,14 +19500,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t3 = c2.Multiplier
     if t3 < -3 or t3 > 4 or (w.strict and (t3 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t3!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t3)
     if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t4)
     a = (a << 18) | (t3 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t4 < 0 else 0)
     k += 18
     s = 2
@@ -19535,14 +19534,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t5 = c3.Multiplier
     if t5 < -3 or t5 > 4 or (w.strict and (t5 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t5!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t5)
     if c3.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c3.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t6!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t6)
     a = (a << 18) | (t5 + 3) << 10 | (_I_iso2_unitSymbolType[c3.Unit]) << 4 | (1 if t6 < 0 else 0)
     k += 18
     s = 3
@@ -19569,14 +19568,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t7 = c4.Multiplier
     if t7 < -3 or t7 > 4 or (w.strict and (t7 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t7!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t7)
     if c4.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c4.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t8!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t8)
     a = (a << 18) | (t7 + 3) << 10 | (_I_iso2_unitSymbolType[c4.Unit]) << 4 | (1 if t8 < 0 else 0)
     k += 18
     s = 4
@@ -19603,14 +19602,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t9 = c5.Multiplier
     if t9 < -3 or t9 > 4 or (w.strict and (t9 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t9!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t9)
     if c5.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c5.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t10!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t10)
     a = (a << 18) | (t9 + 3) << 10 | (_I_iso2_unitSymbolType[c5.Unit]) << 4 | (1 if t10 < 0 else 0)
     k += 18
     s = 5
@@ -19639,14 +19638,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t11 = c6.Multiplier
         if t11 < -3 or t11 > 4 or (w.strict and (t11 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t11!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t11)
         if c6.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c6.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t12!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t12)
         a = (a << 17) | (t11 + 3) << 10 | (_I_iso2_unitSymbolType[c6.Unit]) << 4 | (1 if t12 < 0 else 0)
         k += 17
         u = -t12 - 1 if t12 < 0 else t12
@@ -19674,14 +19673,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t13 = c7.Multiplier
         if t13 < -3 or t13 > 4 or (w.strict and (t13 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t13!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t13)
         if c7.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c7.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t14)
         a = (a << 17) | (t13 + 3) << 10 | (_I_iso2_unitSymbolType[c7.Unit]) << 4 | (1 if t14 < 0 else 0) | 0x8000
         k += 17
         u = -t14 - 1 if t14 < 0 else t14
@@ -19712,14 +19711,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
                 raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
             t15 = c8.Multiplier
             if t15 < -3 or t15 > 4 or (w.strict and (t15 > 3)):
-                raise encode_error('PhysicalValueType.Multiplier', f'{t15!r} outside -3..3')
+                raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t15)
             if c8.Unit is None:
                 raise encode_error('PhysicalValueType.Unit', 'required value missing')
             if c8.Value is None:
                 raise encode_error('PhysicalValueType.Value', 'required value missing')
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('PhysicalValueType.Value', f'{t16!r} outside -32768..32767')
+                raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t16)
             a = (a << 16) | (t15 + 3) << 10 | (_I_iso2_unitSymbolType[c8.Unit]) << 4 | (1 if t16 < 0 else 0)
             k += 16
             u = -t16 - 1 if t16 < 0 else t16
@@ -19749,14 +19748,14 @@ def _e_iso2_DC_EVSEChargeParameterType(w: BitWriter, o: _iso2.DC_EVSEChargeParam
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t17 = c9.Multiplier
         if t17 < -3 or t17 > 4 or (w.strict and (t17 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t17!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t17)
         if c9.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c9.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t18)
         a = (a << 17) | (t17 + 3) << 10 | (_I_iso2_unitSymbolType[c9.Unit]) << 4 | (1 if t18 < 0 else 0)
         k += 17
         u = -t18 - 1 if t18 < 0 else t18
@@ -19901,7 +19900,7 @@ def _e_iso2_DC_EVSEStatusType(w: BitWriter, o: _iso2.DC_EVSEStatusType) -> None:
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('DC_EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -19985,7 +19984,7 @@ def _e_iso2_DC_EVStatusType(w: BitWriter, o: _iso2.DC_EVStatusType) -> None:
         raise encode_error('DC_EVStatusType.EVRESSSOC', 'required value missing')
     t1 = o.EVRESSSOC
     if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-        raise encode_error('DC_EVStatusType.EVRESSSOC', f'{t1!r} outside 0..100')
+        raise encode_error('DC_EVStatusType.EVRESSSOC', 'outside 0..100', t1)
     a = (a << 22) | (_BOOL[o.EVReady]) << 19 | (_I_iso2_DC_EVErrorCodeType[o.EVErrorCode]) << 12 | (t1) << 2
     k += 22
     w.acc = a
@@ -20268,7 +20267,7 @@ def _e_iso2_EVChargeParameterType(w: BitWriter, o: _iso2.EVChargeParameterType) 
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('EVChargeParameterType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('EVChargeParameterType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -20403,7 +20402,7 @@ def _e_iso2_EVSEStatusType(w: BitWriter, o: _iso2.EVSEStatusType) -> None:
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -20505,7 +20504,7 @@ def _e_iso2_EntryType(w: BitWriter, o: _iso2.EntryType) -> None:
             raise encode_error('EntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
         if not isinstance(o.TimeInterval, _iso2.IntervalType):
-            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
+            raise encode_error('IntervalType', 'wrong class', o.TimeInterval)
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -20726,6 +20725,8 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -20769,6 +20770,8 @@ def _e_iso2_ListOfRootCertificateIDsType(w: BitWriter, o: _iso2.ListOfRootCertif
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -21269,7 +21272,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         k += 4
         t1 = o.MeterReading
         if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterReading', f'{t1!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.MeterReading', 'outside 0..18446744073709551615', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -21305,7 +21308,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     elif o.MeterStatus is not None:
         t2 = o.MeterStatus
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{t2!r} outside -32768..32767')
+            raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t2)
         a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
         u = -t2 - 1 if t2 < 0 else t2
@@ -21330,7 +21333,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
     elif o.TMeter is not None:
         t3 = o.TMeter
         if (w.strict and (t3 < -9223372036854775808 or t3 > 9223372036854775807)):
-            raise encode_error('MeterInfoType.TMeter', f'{t3!r} outside -9223372036854775808..9223372036854775807')
+            raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t3)
         a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
         u = -t3 - 1 if t3 < 0 else t3
@@ -21373,7 +21376,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         elif o.MeterStatus is not None:
             t4 = o.MeterStatus
             if (w.strict and (t4 < -32768 or t4 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t4!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t4)
             a = (a << 5) | (1 if t4 < 0 else 0) | 0x4
             k += 5
             u = -t4 - 1 if t4 < 0 else t4
@@ -21398,7 +21401,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         elif o.TMeter is not None:
             t5 = o.TMeter
             if (w.strict and (t5 < -9223372036854775808 or t5 > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{t5!r} outside -9223372036854775808..9223372036854775807')
+                raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t5)
             a = (a << 5) | (1 if t5 < 0 else 0) | 0x8
             k += 5
             u = -t5 - 1 if t5 < 0 else t5
@@ -21428,7 +21431,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         if o.MeterStatus is not None:
             t6 = o.MeterStatus
             if (w.strict and (t6 < -32768 or t6 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t6!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t6)
             a = (a << 4) | (1 if t6 < 0 else 0)
             k += 4
             u = -t6 - 1 if t6 < 0 else t6
@@ -21453,7 +21456,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         elif o.TMeter is not None:
             t7 = o.TMeter
             if (w.strict and (t7 < -9223372036854775808 or t7 > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{t7!r} outside -9223372036854775808..9223372036854775807')
+                raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t7)
             a = (a << 4) | (1 if t7 < 0 else 0) | 0x4
             k += 4
             u = -t7 - 1 if t7 < 0 else t7
@@ -21483,7 +21486,7 @@ def _e_iso2_MeterInfoType(w: BitWriter, o: _iso2.MeterInfoType) -> None:
         if o.TMeter is not None:
             t8 = o.TMeter
             if (w.strict and (t8 < -9223372036854775808 or t8 > 9223372036854775807)):
-                raise encode_error('MeterInfoType.TMeter', f'{t8!r} outside -9223372036854775808..9223372036854775807')
+                raise encode_error('MeterInfoType.TMeter', 'outside -9223372036854775808..9223372036854775807', t8)
             a = (a << 4) | (1 if t8 < 0 else 0)
             k += 4
             u = -t8 - 1 if t8 < 0 else t8
@@ -21718,7 +21721,7 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
             raise encode_error('PMaxScheduleEntryType.TimeInterval', 'cannot be combined with RelativeTimeInterval')
     elif o.TimeInterval is not None:
         if not isinstance(o.TimeInterval, _iso2.IntervalType):
-            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
+            raise encode_error('IntervalType', 'wrong class', o.TimeInterval)
         a = (a << 3) | 0x2
         k += 3
     else:
@@ -21730,14 +21733,14 @@ def _e_iso2_PMaxScheduleEntryType(w: BitWriter, o: _iso2.PMaxScheduleEntryType) 
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = c2.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     if c2.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c2.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t2 = c2.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
     a = (a << 16) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[c2.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 16
     u = -t2 - 1 if t2 < 0 else t2
@@ -21950,7 +21953,7 @@ def _e_iso2_ParameterSetType(w: BitWriter, o: _iso2.ParameterSetType) -> None:
         raise encode_error('ParameterSetType.ParameterSetID', 'required value missing')
     t1 = o.ParameterSetID
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('ParameterSetType.ParameterSetID', f'{t1!r} outside -32768..32767')
+        raise encode_error('ParameterSetType.ParameterSetID', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     u = -t1 - 1 if t1 < 0 else t1
@@ -22268,7 +22271,7 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
     elif o.byteValue is not None:
         t1 = o.byteValue
         if t1 < -128 or t1 > 127:
-            raise encode_error('ParameterType.byteValue', f'{t1!r} outside -128..127')
+            raise encode_error('ParameterType.byteValue', 'outside -128..127', t1)
         a = (a << 13) | (t1 + 128) << 1 | 0x400
         k += 13
         if o.shortValue is not None:
@@ -22282,7 +22285,7 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
     elif o.shortValue is not None:
         t2 = o.shortValue
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('ParameterType.shortValue', f'{t2!r} outside -32768..32767')
+            raise encode_error('ParameterType.shortValue', 'outside -32768..32767', t2)
         a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
         u = -t2 - 1 if t2 < 0 else t2
@@ -22312,7 +22315,7 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
     elif o.intValue is not None:
         t3 = o.intValue
         if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
-            raise encode_error('ParameterType.intValue', f'{t3!r} outside -2147483648..2147483647')
+            raise encode_error('ParameterType.intValue', 'outside -2147483648..2147483647', t3)
         a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
         u = -t3 - 1 if t3 < 0 else t3
@@ -22343,14 +22346,14 @@ def _e_iso2_ParameterType(w: BitWriter, o: _iso2.ParameterType) -> None:
             raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
         t4 = c1.Multiplier
         if t4 < -3 or t4 > 4 or (w.strict and (t4 > 3)):
-            raise encode_error('PhysicalValueType.Multiplier', f'{t4!r} outside -3..3')
+            raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t4)
         if c1.Unit is None:
             raise encode_error('PhysicalValueType.Unit', 'required value missing')
         if c1.Value is None:
             raise encode_error('PhysicalValueType.Value', 'required value missing')
         t5 = c1.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('PhysicalValueType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t5)
         a = (a << 18) | (t4 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t5 < 0 else 0) | 0x20000
         k += 18
         u = -t5 - 1 if t5 < 0 else t5
@@ -22524,14 +22527,14 @@ def _e_iso2_PhysicalValueType(w: BitWriter, o: _iso2.PhysicalValueType) -> None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t1 = o.Multiplier
     if t1 < -3 or t1 > 4 or (w.strict and (t1 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t1!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t1)
     if o.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if o.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t2 = o.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 3) << 10 | (_I_iso2_unitSymbolType[o.Unit]) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -22672,7 +22675,7 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     k += 2
     t1 = o.ChargingProfileEntryStart
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', f'{t1!r} outside 0..4294967295')
+        raise encode_error('ProfileEntryType.ChargingProfileEntryStart', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -22696,14 +22699,14 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
         raise encode_error('PhysicalValueType.Multiplier', 'required value missing')
     t2 = c1.Multiplier
     if t2 < -3 or t2 > 4 or (w.strict and (t2 > 3)):
-        raise encode_error('PhysicalValueType.Multiplier', f'{t2!r} outside -3..3')
+        raise encode_error('PhysicalValueType.Multiplier', 'outside -3..3', t2)
     if c1.Unit is None:
         raise encode_error('PhysicalValueType.Unit', 'required value missing')
     if c1.Value is None:
         raise encode_error('PhysicalValueType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('PhysicalValueType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('PhysicalValueType.Value', 'outside -32768..32767', t3)
     a = (a << 17) | (t2 + 3) << 10 | (_I_iso2_unitSymbolType[c1.Unit]) << 4 | (1 if t3 < 0 else 0)
     k += 17
     s = 1
@@ -22729,7 +22732,7 @@ def _e_iso2_ProfileEntryType(w: BitWriter, o: _iso2.ProfileEntryType) -> None:
     if o.ChargingProfileEntryMaxNumberOfPhasesInUse is not None:
         t4 = o.ChargingProfileEntryMaxNumberOfPhasesInUse
         if t4 < 1 or t4 > 4 or (w.strict and (t4 > 3)):
-            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', f'{t4!r} outside 1..3')
+            raise encode_error('ProfileEntryType.ChargingProfileEntryMaxNumberOfPhasesInUse', 'outside 1..3', t4)
         a = (a << 6) | (t4 - 1) << 1
         k += 6
         s = 3
@@ -22847,7 +22850,7 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
     k += 2
     t1 = o.start
     if t1 < 0 or (w.strict and (t1 > 16777214)):
-        raise encode_error('RelativeTimeIntervalType.start', f'{t1!r} outside 0..16777214')
+        raise encode_error('RelativeTimeIntervalType.start', 'outside 0..16777214', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -22872,7 +22875,7 @@ def _e_iso2_RelativeTimeIntervalType(w: BitWriter, o: _iso2.RelativeTimeInterval
         k += 3
         t2 = o.duration
         if t2 < 0 or (w.strict and (t2 > 86400)):
-            raise encode_error('RelativeTimeIntervalType.duration', f'{t2!r} outside 0..86400')
+            raise encode_error('RelativeTimeIntervalType.duration', 'outside 0..86400', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -23084,7 +23087,7 @@ def _e_iso2_SAScheduleTupleType(w: BitWriter, o: _iso2.SAScheduleTupleType) -> N
         raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'required value missing')
     t1 = o.SAScheduleTupleID
     if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
-        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', f'{t1!r} outside 1..255')
+        raise encode_error('SAScheduleTupleType.SAScheduleTupleID', 'outside 1..255', t1)
     if o.PMaxSchedule is None:
         raise encode_error('SAScheduleTupleType.PMaxSchedule', 'required value missing')
     a = (a << 12) | (t1 - 1) << 2
@@ -23276,7 +23279,7 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
         s = 1
     elif o.TimeInterval is not None:
         if not isinstance(o.TimeInterval, _iso2.IntervalType):
-            raise encode_error('IntervalType', f'not a IntervalType: {o.TimeInterval!r}')
+            raise encode_error('IntervalType', 'wrong class', o.TimeInterval)
         a = (a << 3) | 0x2
         k += 3
         s = 1
@@ -23285,7 +23288,7 @@ def _e_iso2_SalesTariffEntryType(w: BitWriter, o: _iso2.SalesTariffEntryType) ->
     if o.EPriceLevel is not None:
         t1 = o.EPriceLevel
         if t1 < 0 or t1 > 255:
-            raise encode_error('SalesTariffEntryType.EPriceLevel', f'{t1!r} outside 0..255')
+            raise encode_error('SalesTariffEntryType.EPriceLevel', 'outside 0..255', t1)
         a = (a << 12) | (t1) << 1
         k += 12
         s = 2
@@ -23572,7 +23575,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
     elif o.SalesTariffID is not None:
         t1 = o.SalesTariffID
         if t1 < 1 or t1 > 256 or (w.strict and (t1 > 255)):
-            raise encode_error('SalesTariffType.SalesTariffID', f'{t1!r} outside 1..255')
+            raise encode_error('SalesTariffType.SalesTariffID', 'outside 1..255', t1)
         a = (a << 12) | (t1 - 1) << 1 | 0x400
         k += 12
         s = 2
@@ -23582,7 +23585,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         if o.SalesTariffID is not None:
             t2 = o.SalesTariffID
             if t2 < 1 or t2 > 256 or (w.strict and (t2 > 255)):
-                raise encode_error('SalesTariffType.SalesTariffID', f'{t2!r} outside 1..255')
+                raise encode_error('SalesTariffType.SalesTariffID', 'outside 1..255', t2)
             a = (a << 11) | (t2 - 1) << 1
             k += 11
             s = 2
@@ -23604,7 +23607,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
     elif o.NumEPriceLevels is not None:
         t3 = o.NumEPriceLevels
         if t3 < 0 or t3 > 255:
-            raise encode_error('SalesTariffType.NumEPriceLevels', f'{t3!r} outside 0..255')
+            raise encode_error('SalesTariffType.NumEPriceLevels', 'outside 0..255', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 4
@@ -23625,7 +23628,7 @@ def _e_iso2_SalesTariffType(w: BitWriter, o: _iso2.SalesTariffType) -> None:
         if o.NumEPriceLevels is not None:
             t4 = o.NumEPriceLevels
             if t4 < 0 or t4 > 255:
-                raise encode_error('SalesTariffType.NumEPriceLevels', f'{t4!r} outside 0..255')
+                raise encode_error('SalesTariffType.NumEPriceLevels', 'outside 0..255', t4)
             a = (a << 12) | (t4) << 1
             k += 12
             s = 4
@@ -23890,7 +23893,7 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -23913,7 +23916,7 @@ def _e_iso2_SelectedServiceType(w: BitWriter, o: _iso2.SelectedServiceType) -> N
     if o.ParameterSetID is not None:
         t2 = o.ParameterSetID
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside -32768..32767')
+            raise encode_error('SelectedServiceType.ParameterSetID', 'outside -32768..32767', t2)
         a = (a << 4) | (1 if t2 < 0 else 0)
         k += 4
         u = -t2 - 1 if t2 < 0 else t2
@@ -24334,7 +24337,7 @@ def _e_iso2_ServiceType(w: BitWriter, o: _iso2.ServiceType) -> None:
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -25159,7 +25162,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
-        raise encode_error('value', f'{o!r} outside 0..100')
+        raise encode_error('value', 'outside 0..100', o)
     a = (a << 9) | (o) << 1
     k += 9
     w.acc = a
@@ -25269,7 +25272,7 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 1 or o > 4 or (w.strict and (o > 3)):
-        raise encode_error('value', f'{o!r} outside 1..3')
+        raise encode_error('value', 'outside 1..3', o)
     a = (a << 4) | (o - 1) << 1
     k += 4
     w.acc = a
@@ -25320,7 +25323,7 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -25384,7 +25387,7 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 255:
-        raise encode_error('value', f'{o!r} outside 0..255')
+        raise encode_error('value', 'outside 0..255', o)
     a = (a << 10) | (o) << 1
     k += 10
     w.acc = a
@@ -25682,7 +25685,7 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -9223372036854775808 or o > 9223372036854775807)):
-        raise encode_error('value', f'{o!r} outside -9223372036854775808..9223372036854775807')
+        raise encode_error('value', 'outside -9223372036854775808..9223372036854775807', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -25976,6 +25979,8 @@ def _d_v23(r: BitReader) -> object:
 def _e_v23(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -26044,7 +26049,7 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -26170,7 +26175,7 @@ def _e_v26(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
-        raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
+        raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -26236,7 +26241,7 @@ def _e_v27(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -26279,7 +26284,7 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -3 or o > 4 or (w.strict and (o > 3)):
-        raise encode_error('value', f'{o!r} outside -3..3')
+        raise encode_error('value', 'outside -3..3', o)
     a = (a << 5) | (o + 3) << 1
     k += 5
     w.acc = a
@@ -26386,7 +26391,7 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -26478,7 +26483,7 @@ def _e_v33(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 1 or o > 256 or (w.strict and (o > 255)):
-        raise encode_error('value', f'{o!r} outside 1..255')
+        raise encode_error('value', 'outside 1..255', o)
     a = (a << 10) | (o - 1) << 1
     k += 10
     w.acc = a
@@ -26611,7 +26616,7 @@ def _e_v36(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -26938,6 +26943,8 @@ def _d_v42(r: BitReader) -> object:
 def _e_v42(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -26980,7 +26987,7 @@ def _e_v43(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -128 or o > 127:
-        raise encode_error('value', f'{o!r} outside -128..127')
+        raise encode_error('value', 'outside -128..127', o)
     a = (a << 10) | (o + 128) << 1
     k += 10
     w.acc = a
@@ -27057,7 +27064,7 @@ def _e_v45(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 86400)):
-        raise encode_error('value', f'{o!r} outside 0..86400')
+        raise encode_error('value', 'outside 0..86400', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -27123,7 +27130,7 @@ def _e_v46(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
-        raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
+        raise encode_error('value', 'outside -2147483648..2147483647', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -27192,7 +27199,7 @@ def _e_v47(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 16777214)):
-        raise encode_error('value', f'{o!r} outside 0..16777214')
+        raise encode_error('value', 'outside 0..16777214', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u

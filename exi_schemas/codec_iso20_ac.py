@@ -2172,7 +2172,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2241,7 +2241,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2284,7 +2284,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2357,7 +2357,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2370,38 +2369,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3589,6 +3580,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5320,6 +5313,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5409,6 +5404,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5573,6 +5570,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -6054,12 +6053,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -6087,12 +6086,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
         u = -t4 - 1 if t4 < 0 else t4
@@ -6120,12 +6119,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 16
         u = -t6 - 1 if t6 < 0 else t6
@@ -6153,12 +6152,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 16
         u = -t8 - 1 if t8 < 0 else t8
@@ -6189,12 +6188,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -6222,12 +6221,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -6258,12 +6257,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c7.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
             k += 15
             u = -t14 - 1 if t14 < 0 else t14
@@ -6293,12 +6292,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
         k += 16
         u = -t16 - 1 if t16 < 0 else t16
@@ -6326,12 +6325,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
         k += 16
         u = -t18 - 1 if t18 < 0 else t18
@@ -6364,12 +6363,12 @@ def _e_iso20_ac_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c10.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 16
             u = -t20 - 1 if t20 < 0 else t20
@@ -7616,12 +7615,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -7649,12 +7648,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
         u = -t4 - 1 if t4 < 0 else t4
@@ -7682,12 +7681,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 16
         u = -t6 - 1 if t6 < 0 else t6
@@ -7715,12 +7714,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 16
         u = -t8 - 1 if t8 < 0 else t8
@@ -7751,12 +7750,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -7784,12 +7783,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -7820,12 +7819,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c7.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
             k += 15
             u = -t14 - 1 if t14 < 0 else t14
@@ -7855,12 +7854,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
         k += 16
         u = -t16 - 1 if t16 < 0 else t16
@@ -7888,12 +7887,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
         k += 16
         u = -t18 - 1 if t18 < 0 else t18
@@ -7921,12 +7920,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c10.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c10.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x8000
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -7957,12 +7956,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 16
             u = -t22 - 1 if t22 < 0 else t22
@@ -7990,12 +7989,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
             k += 16
             u = -t24 - 1 if t24 < 0 else t24
@@ -8026,12 +8025,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 15) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
             k += 15
             u = -t26 - 1 if t26 < 0 else t26
@@ -8061,12 +8060,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t27 = c14.Exponent
         if t27 < -128 or t27 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t28 = c14.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
         a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
         k += 17
         u = -t28 - 1 if t28 < 0 else t28
@@ -8094,12 +8093,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t29 = c15.Exponent
         if t29 < -128 or t29 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
         if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t30 = c15.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
         a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x4000
         k += 17
         u = -t30 - 1 if t30 < 0 else t30
@@ -8127,12 +8126,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t31 = c16.Exponent
         if t31 < -128 or t31 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
         if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t32 = c16.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
         a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x8000
         k += 17
         u = -t32 - 1 if t32 < 0 else t32
@@ -8160,12 +8159,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t33 = c17.Exponent
         if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
         if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t34 = c17.Value
         if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
         a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0xc000
         k += 17
         u = -t34 - 1 if t34 < 0 else t34
@@ -8193,12 +8192,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t35 = c18.Exponent
         if t35 < -128 or t35 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
         if c18.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t36 = c18.Value
         if (w.strict and (t36 < -32768 or t36 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
         a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x10000
         k += 17
         u = -t36 - 1 if t36 < 0 else t36
@@ -8231,12 +8230,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 17
             u = -t38 - 1 if t38 < 0 else t38
@@ -8264,12 +8263,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x4000
             k += 17
             u = -t40 - 1 if t40 < 0 else t40
@@ -8297,12 +8296,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -8330,12 +8329,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0xc000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -8368,12 +8367,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 17
             u = -t46 - 1 if t46 < 0 else t46
@@ -8401,12 +8400,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x4000
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -8434,12 +8433,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x8000
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -8472,12 +8471,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 16) | (t51 + 128) << 4 | (1 if t52 < 0 else 0)
             k += 16
             u = -t52 - 1 if t52 < 0 else t52
@@ -8505,12 +8504,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 16) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x4000
             k += 16
             u = -t54 - 1 if t54 < 0 else t54
@@ -8543,12 +8542,12 @@ def _e_iso20_ac_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.AC_CP
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
             u = -t56 - 1 if t56 < 0 else t56
@@ -8768,7 +8767,7 @@ def _e_iso20_ac_AC_ChargeLoopReqType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopReq
         s = 4
     elif o.CLReqControlMode is not None:
         if not isinstance(o.CLReqControlMode, _iso20_common_types.CLReqControlModeType):
-            raise encode_error('CLReqControlModeType', f'not a CLReqControlModeType: {o.CLReqControlMode!r}')
+            raise encode_error('CLReqControlModeType', 'wrong class', o.CLReqControlMode)
         a = (a << 4) | 0x4
         k += 4
         if o.Dynamic_AC_CLReqControlMode is not None:
@@ -9320,7 +9319,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
         k += 6
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -9366,12 +9365,12 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
         k += 18
         u = -t3 - 1 if t3 < 0 else t3
@@ -9427,7 +9426,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
         s = 7
     elif o.CLResControlMode is not None:
         if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
-            raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
+            raise encode_error('CLResControlModeType', 'wrong class', o.CLResControlMode)
         a = (a << 5) | 0xc
         k += 5
         if o.Dynamic_AC_CLResControlMode is not None:
@@ -9482,12 +9481,12 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c4.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c4.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 18) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
             k += 18
             u = -t5 - 1 if t5 < 0 else t5
@@ -9543,7 +9542,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             s = 7
         elif o.CLResControlMode is not None:
             if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
-                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
+                raise encode_error('CLResControlModeType', 'wrong class', o.CLResControlMode)
             a = (a << 5) | 0xa
             k += 5
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -9589,12 +9588,12 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t6 = c6.Exponent
             if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t7 = c6.Value
             if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
             a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
             k += 17
             u = -t7 - 1 if t7 < 0 else t7
@@ -9650,7 +9649,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             s = 7
         elif o.CLResControlMode is not None:
             if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
-                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
+                raise encode_error('CLResControlModeType', 'wrong class', o.CLResControlMode)
             a = (a << 4) | 0x8
             k += 4
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -9687,12 +9686,12 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t8 = c8.Exponent
             if t8 < -128 or t8 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t9 = c8.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
             a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 17
             u = -t9 - 1 if t9 < 0 else t9
@@ -9748,7 +9747,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             s = 7
         elif o.CLResControlMode is not None:
             if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
-                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
+                raise encode_error('CLResControlModeType', 'wrong class', o.CLResControlMode)
             a = (a << 4) | 0x6
             k += 4
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -9813,7 +9812,7 @@ def _e_iso20_ac_AC_ChargeLoopResType(w: BitWriter, o: _iso20_ac.AC_ChargeLoopRes
             s = 7
         elif o.CLResControlMode is not None:
             if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
-                raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
+                raise encode_error('CLResControlModeType', 'wrong class', o.CLResControlMode)
             a = (a << 4) | 0x4
             k += 4
             if o.Dynamic_AC_CLResControlMode is not None:
@@ -10997,12 +10996,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -11030,12 +11029,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
         u = -t4 - 1 if t4 < 0 else t4
@@ -11063,12 +11062,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 16
         u = -t6 - 1 if t6 < 0 else t6
@@ -11096,12 +11095,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 16
         u = -t8 - 1 if t8 < 0 else t8
@@ -11132,12 +11131,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -11165,12 +11164,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -11201,12 +11200,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c7.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
             k += 15
             u = -t14 - 1 if t14 < 0 else t14
@@ -11236,12 +11235,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
         k += 16
         u = -t16 - 1 if t16 < 0 else t16
@@ -11269,12 +11268,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
         k += 16
         u = -t18 - 1 if t18 < 0 else t18
@@ -11302,12 +11301,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c10.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c10.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x8000
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -11338,12 +11337,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 16
             u = -t22 - 1 if t22 < 0 else t22
@@ -11371,12 +11370,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
             k += 16
             u = -t24 - 1 if t24 < 0 else t24
@@ -11407,12 +11406,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 15) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
             k += 15
             u = -t26 - 1 if t26 < 0 else t26
@@ -11442,12 +11441,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t27 = c14.Exponent
         if t27 < -128 or t27 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t28 = c14.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
         a = (a << 16) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
         k += 16
         u = -t28 - 1 if t28 < 0 else t28
@@ -11475,12 +11474,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t29 = c15.Exponent
         if t29 < -128 or t29 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
         if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t30 = c15.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
         a = (a << 16) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x4000
         k += 16
         u = -t30 - 1 if t30 < 0 else t30
@@ -11508,12 +11507,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t31 = c16.Exponent
         if t31 < -128 or t31 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
         if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t32 = c16.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
         a = (a << 16) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x8000
         k += 16
         u = -t32 - 1 if t32 < 0 else t32
@@ -11544,12 +11543,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t33 = c17.Exponent
             if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
             a = (a << 16) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
             k += 16
             u = -t34 - 1 if t34 < 0 else t34
@@ -11577,12 +11576,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t35 = c18.Exponent
             if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
             a = (a << 16) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x4000
             k += 16
             u = -t36 - 1 if t36 < 0 else t36
@@ -11613,12 +11612,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 15) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 15
             u = -t38 - 1 if t38 < 0 else t38
@@ -11648,12 +11647,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t39 = c20.Exponent
         if t39 < -128 or t39 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
         if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t40 = c20.Value
         if (w.strict and (t40 < -32768 or t40 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
         a = (a << 16) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
         k += 16
         u = -t40 - 1 if t40 < 0 else t40
@@ -11681,12 +11680,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t41 = c21.Exponent
         if t41 < -128 or t41 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
         if c21.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t42 = c21.Value
         if (w.strict and (t42 < -32768 or t42 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
         a = (a << 16) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
         k += 16
         u = -t42 - 1 if t42 < 0 else t42
@@ -11719,12 +11718,12 @@ def _e_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 16) | (t43 + 128) << 4 | (1 if t44 < 0 else 0)
             k += 16
             u = -t44 - 1 if t44 < 0 else t44
@@ -13590,12 +13589,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -13623,12 +13622,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
         u = -t4 - 1 if t4 < 0 else t4
@@ -13656,12 +13655,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x4000
         k += 16
         u = -t6 - 1 if t6 < 0 else t6
@@ -13689,12 +13688,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 16
         u = -t8 - 1 if t8 < 0 else t8
@@ -13725,12 +13724,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -13758,12 +13757,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -13794,12 +13793,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c7.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 15) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
             k += 15
             u = -t14 - 1 if t14 < 0 else t14
@@ -13829,12 +13828,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
         k += 16
         u = -t16 - 1 if t16 < 0 else t16
@@ -13862,12 +13861,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
         k += 16
         u = -t18 - 1 if t18 < 0 else t18
@@ -13895,12 +13894,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c10.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c10.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x8000
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -13931,12 +13930,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 16) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 16
             u = -t22 - 1 if t22 < 0 else t22
@@ -13964,12 +13963,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 16) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
             k += 16
             u = -t24 - 1 if t24 < 0 else t24
@@ -14000,12 +13999,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 15) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
             k += 15
             u = -t26 - 1 if t26 < 0 else t26
@@ -14035,12 +14034,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t27 = c14.Exponent
         if t27 < -128 or t27 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t28 = c14.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
         a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
         k += 17
         u = -t28 - 1 if t28 < 0 else t28
@@ -14068,12 +14067,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t29 = c15.Exponent
         if t29 < -128 or t29 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
         if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t30 = c15.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
         a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x4000
         k += 17
         u = -t30 - 1 if t30 < 0 else t30
@@ -14101,12 +14100,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t31 = c16.Exponent
         if t31 < -128 or t31 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
         if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t32 = c16.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
         a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x8000
         k += 17
         u = -t32 - 1 if t32 < 0 else t32
@@ -14134,12 +14133,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t33 = c17.Exponent
         if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
         if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t34 = c17.Value
         if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
         a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0xc000
         k += 17
         u = -t34 - 1 if t34 < 0 else t34
@@ -14167,12 +14166,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t35 = c18.Exponent
         if t35 < -128 or t35 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
         if c18.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t36 = c18.Value
         if (w.strict and (t36 < -32768 or t36 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
         a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x10000
         k += 17
         u = -t36 - 1 if t36 < 0 else t36
@@ -14200,12 +14199,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t37 = c19.Exponent
         if t37 < -128 or t37 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
         if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t38 = c19.Value
         if (w.strict and (t38 < -32768 or t38 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
         a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x14000
         k += 17
         u = -t38 - 1 if t38 < 0 else t38
@@ -14236,12 +14235,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
             k += 17
             u = -t40 - 1 if t40 < 0 else t40
@@ -14269,12 +14268,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -14302,12 +14301,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x8000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -14335,12 +14334,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0xc000
             k += 17
             u = -t46 - 1 if t46 < 0 else t46
@@ -14368,12 +14367,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -14404,12 +14403,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -14437,12 +14436,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
             k += 17
             u = -t52 - 1 if t52 < 0 else t52
@@ -14470,12 +14469,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x8000
             k += 17
             u = -t54 - 1 if t54 < 0 else t54
@@ -14503,12 +14502,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0xc000
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -14539,12 +14538,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c29.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 16) | (t57 + 128) << 4 | (1 if t58 < 0 else 0)
             k += 16
             u = -t58 - 1 if t58 < 0 else t58
@@ -14572,12 +14571,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c30.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 16) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x4000
             k += 16
             u = -t60 - 1 if t60 < 0 else t60
@@ -14605,12 +14604,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c31.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 16) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0x8000
             k += 16
             u = -t62 - 1 if t62 < 0 else t62
@@ -14641,12 +14640,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c32.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 16) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
             k += 16
             u = -t64 - 1 if t64 < 0 else t64
@@ -14674,12 +14673,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c33.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 16) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x4000
             k += 16
             u = -t66 - 1 if t66 < 0 else t66
@@ -14710,12 +14709,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c34.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 15) | (t67 + 128) << 4 | (1 if t68 < 0 else 0)
             k += 15
             u = -t68 - 1 if t68 < 0 else t68
@@ -14745,12 +14744,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t69 = c35.Exponent
         if t69 < -128 or t69 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
         if c35.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t70 = c35.Value
         if (w.strict and (t70 < -32768 or t70 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
         a = (a << 16) | (t69 + 128) << 4 | (1 if t70 < 0 else 0)
         k += 16
         u = -t70 - 1 if t70 < 0 else t70
@@ -14778,12 +14777,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t71 = c36.Exponent
         if t71 < -128 or t71 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
         if c36.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t72 = c36.Value
         if (w.strict and (t72 < -32768 or t72 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
         a = (a << 16) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x4000
         k += 16
         u = -t72 - 1 if t72 < 0 else t72
@@ -14811,12 +14810,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t73 = c37.Exponent
         if t73 < -128 or t73 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
         if c37.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t74 = c37.Value
         if (w.strict and (t74 < -32768 or t74 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
         a = (a << 16) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x8000
         k += 16
         u = -t74 - 1 if t74 < 0 else t74
@@ -14847,12 +14846,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c38.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c38.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 16) | (t75 + 128) << 4 | (1 if t76 < 0 else 0)
             k += 16
             u = -t76 - 1 if t76 < 0 else t76
@@ -14880,12 +14879,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c39.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c39.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 16) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x4000
             k += 16
             u = -t78 - 1 if t78 < 0 else t78
@@ -14916,12 +14915,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c40.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c40.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 15) | (t79 + 128) << 4 | (1 if t80 < 0 else 0)
             k += 15
             u = -t80 - 1 if t80 < 0 else t80
@@ -14951,12 +14950,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t81 = c41.Exponent
         if t81 < -128 or t81 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
         if c41.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t82 = c41.Value
         if (w.strict and (t82 < -32768 or t82 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
         a = (a << 16) | (t81 + 128) << 4 | (1 if t82 < 0 else 0)
         k += 16
         u = -t82 - 1 if t82 < 0 else t82
@@ -14984,12 +14983,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t83 = c42.Exponent
         if t83 < -128 or t83 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
         if c42.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t84 = c42.Value
         if (w.strict and (t84 < -32768 or t84 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
         a = (a << 16) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
         k += 16
         u = -t84 - 1 if t84 < 0 else t84
@@ -15022,12 +15021,12 @@ def _e_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c43.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c43.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 16) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
             k += 16
             u = -t86 - 1 if t86 < 0 else t86
@@ -17018,7 +17017,7 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('BPT_Dynamic_AC_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -17044,12 +17043,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -17080,12 +17079,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -17116,12 +17115,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -17147,12 +17146,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -17179,12 +17178,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t10 = c5.Exponent
     if t10 < -128 or t10 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
     a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 17
     s = 4
@@ -17213,12 +17212,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c6.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c6.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 16
         u = -t13 - 1 if t13 < 0 else t13
@@ -17246,12 +17245,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c7.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c7.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
         k += 16
         u = -t15 - 1 if t15 < 0 else t15
@@ -17279,12 +17278,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t16 = c8.Exponent
         if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t17 = c8.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
         a = (a << 16) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x8000
         k += 16
         u = -t17 - 1 if t17 < 0 else t17
@@ -17315,12 +17314,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t18 = c9.Exponent
             if t18 < -128 or t18 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t18)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t19 = c9.Value
             if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
             a = (a << 16) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
             k += 16
             u = -t19 - 1 if t19 < 0 else t19
@@ -17348,12 +17347,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t20 = c10.Exponent
             if t20 < -128 or t20 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t20)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t21 = c10.Value
             if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
             a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x4000
             k += 16
             u = -t21 - 1 if t21 < 0 else t21
@@ -17384,12 +17383,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t22 = c11.Exponent
             if t22 < -128 or t22 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t22)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t23 = c11.Value
             if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
             a = (a << 15) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
             k += 15
             u = -t23 - 1 if t23 < 0 else t23
@@ -17419,12 +17418,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t24 = c12.Exponent
         if t24 < -128 or t24 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t24)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t25 = c12.Value
         if (w.strict and (t25 < -32768 or t25 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t25)
         a = (a << 16) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
         k += 16
         u = -t25 - 1 if t25 < 0 else t25
@@ -17452,12 +17451,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t26 = c13.Exponent
         if t26 < -128 or t26 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t26)
         if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t27 = c13.Value
         if (w.strict and (t27 < -32768 or t27 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t27)
         a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
         k += 16
         u = -t27 - 1 if t27 < 0 else t27
@@ -17485,12 +17484,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t28 = c14.Exponent
         if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t28)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t29 = c14.Value
         if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t29)
         a = (a << 16) | (t28 + 128) << 4 | (1 if t29 < 0 else 0) | 0x8000
         k += 16
         u = -t29 - 1 if t29 < 0 else t29
@@ -17521,12 +17520,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t30 = c15.Exponent
             if t30 < -128 or t30 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t30)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t31 = c15.Value
             if (w.strict and (t31 < -32768 or t31 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t31)
             a = (a << 16) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
             k += 16
             u = -t31 - 1 if t31 < 0 else t31
@@ -17554,12 +17553,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t32 = c16.Exponent
             if t32 < -128 or t32 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t32)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t33 = c16.Value
             if (w.strict and (t33 < -32768 or t33 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t33)
             a = (a << 16) | (t32 + 128) << 4 | (1 if t33 < 0 else 0) | 0x4000
             k += 16
             u = -t33 - 1 if t33 < 0 else t33
@@ -17590,12 +17589,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c17.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c17.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 15) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 15
             u = -t35 - 1 if t35 < 0 else t35
@@ -17625,12 +17624,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t36 = c18.Exponent
         if t36 < -128 or t36 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t36)
         if c18.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t37 = c18.Value
         if (w.strict and (t37 < -32768 or t37 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t37)
         a = (a << 16) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
         k += 16
         u = -t37 - 1 if t37 < 0 else t37
@@ -17658,12 +17657,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t38 = c19.Exponent
         if t38 < -128 or t38 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
         if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t39 = c19.Value
         if (w.strict and (t39 < -32768 or t39 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
         a = (a << 16) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x4000
         k += 16
         u = -t39 - 1 if t39 < 0 else t39
@@ -17691,12 +17690,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t40 = c20.Exponent
         if t40 < -128 or t40 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t40)
         if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t41 = c20.Value
         if (w.strict and (t41 < -32768 or t41 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t41)
         a = (a << 16) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
         k += 16
         u = -t41 - 1 if t41 < 0 else t41
@@ -17727,12 +17726,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t42 = c21.Exponent
             if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t42)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t43 = c21.Value
             if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t43)
             a = (a << 16) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 16
             u = -t43 - 1 if t43 < 0 else t43
@@ -17760,12 +17759,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t44 = c22.Exponent
             if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t44)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t45 = c22.Value
             if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t45)
             a = (a << 16) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x4000
             k += 16
             u = -t45 - 1 if t45 < 0 else t45
@@ -17796,12 +17795,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t46 = c23.Exponent
             if t46 < -128 or t46 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t46!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t46)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t47 = c23.Value
             if (w.strict and (t47 < -32768 or t47 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t47!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t47)
             a = (a << 15) | (t46 + 128) << 4 | (1 if t47 < 0 else 0)
             k += 15
             u = -t47 - 1 if t47 < 0 else t47
@@ -17831,12 +17830,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t48 = c24.Exponent
         if t48 < -128 or t48 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t48)
         if c24.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t49 = c24.Value
         if (w.strict and (t49 < -32768 or t49 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t49)
         a = (a << 16) | (t48 + 128) << 4 | (1 if t49 < 0 else 0)
         k += 16
         u = -t49 - 1 if t49 < 0 else t49
@@ -17864,12 +17863,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t50 = c25.Exponent
         if t50 < -128 or t50 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t50)
         if c25.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t51 = c25.Value
         if (w.strict and (t51 < -32768 or t51 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t51)
         a = (a << 16) | (t50 + 128) << 4 | (1 if t51 < 0 else 0) | 0x4000
         k += 16
         u = -t51 - 1 if t51 < 0 else t51
@@ -17897,12 +17896,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t52 = c26.Exponent
         if t52 < -128 or t52 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t52)
         if c26.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t53 = c26.Value
         if (w.strict and (t53 < -32768 or t53 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t53)
         a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0) | 0x8000
         k += 16
         u = -t53 - 1 if t53 < 0 else t53
@@ -17933,12 +17932,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t54 = c27.Exponent
             if t54 < -128 or t54 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t54!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t54)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t55 = c27.Value
             if (w.strict and (t55 < -32768 or t55 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t55!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t55)
             a = (a << 16) | (t54 + 128) << 4 | (1 if t55 < 0 else 0)
             k += 16
             u = -t55 - 1 if t55 < 0 else t55
@@ -17966,12 +17965,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t56 = c28.Exponent
             if t56 < -128 or t56 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t56!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t56)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t57 = c28.Value
             if (w.strict and (t57 < -32768 or t57 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t57!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t57)
             a = (a << 16) | (t56 + 128) << 4 | (1 if t57 < 0 else 0) | 0x4000
             k += 16
             u = -t57 - 1 if t57 < 0 else t57
@@ -18002,12 +18001,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t58 = c29.Exponent
             if t58 < -128 or t58 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t58)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t59 = c29.Value
             if (w.strict and (t59 < -32768 or t59 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t59)
             a = (a << 15) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
             k += 15
             u = -t59 - 1 if t59 < 0 else t59
@@ -18037,12 +18036,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t60 = c30.Exponent
         if t60 < -128 or t60 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t60!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t60)
         if c30.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t61 = c30.Value
         if (w.strict and (t61 < -32768 or t61 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t61!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t61)
         a = (a << 16) | (t60 + 128) << 4 | (1 if t61 < 0 else 0)
         k += 16
         u = -t61 - 1 if t61 < 0 else t61
@@ -18070,12 +18069,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t62 = c31.Exponent
         if t62 < -128 or t62 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t62!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t62)
         if c31.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t63 = c31.Value
         if (w.strict and (t63 < -32768 or t63 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t63!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t63)
         a = (a << 16) | (t62 + 128) << 4 | (1 if t63 < 0 else 0) | 0x4000
         k += 16
         u = -t63 - 1 if t63 < 0 else t63
@@ -18103,12 +18102,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t64 = c32.Exponent
         if t64 < -128 or t64 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t64!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t64)
         if c32.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t65 = c32.Value
         if (w.strict and (t65 < -32768 or t65 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t65!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t65)
         a = (a << 16) | (t64 + 128) << 4 | (1 if t65 < 0 else 0) | 0x8000
         k += 16
         u = -t65 - 1 if t65 < 0 else t65
@@ -18139,12 +18138,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t66 = c33.Exponent
             if t66 < -128 or t66 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t66!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t66)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t67 = c33.Value
             if (w.strict and (t67 < -32768 or t67 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t67!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t67)
             a = (a << 16) | (t66 + 128) << 4 | (1 if t67 < 0 else 0)
             k += 16
             u = -t67 - 1 if t67 < 0 else t67
@@ -18172,12 +18171,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t68 = c34.Exponent
             if t68 < -128 or t68 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t68!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t68)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t69 = c34.Value
             if (w.strict and (t69 < -32768 or t69 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t69!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t69)
             a = (a << 16) | (t68 + 128) << 4 | (1 if t69 < 0 else 0) | 0x4000
             k += 16
             u = -t69 - 1 if t69 < 0 else t69
@@ -18208,12 +18207,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t70 = c35.Exponent
             if t70 < -128 or t70 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t70!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t70)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t71 = c35.Value
             if (w.strict and (t71 < -32768 or t71 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t71!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t71)
             a = (a << 15) | (t70 + 128) << 4 | (1 if t71 < 0 else 0)
             k += 15
             u = -t71 - 1 if t71 < 0 else t71
@@ -18243,12 +18242,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t72 = c36.Exponent
         if t72 < -128 or t72 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t72!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t72)
         if c36.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t73 = c36.Value
         if (w.strict and (t73 < -32768 or t73 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t73!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t73)
         a = (a << 17) | (t72 + 128) << 4 | (1 if t73 < 0 else 0)
         k += 17
         u = -t73 - 1 if t73 < 0 else t73
@@ -18276,12 +18275,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t74 = c37.Exponent
         if t74 < -128 or t74 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t74!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t74)
         if c37.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t75 = c37.Value
         if (w.strict and (t75 < -32768 or t75 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t75!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t75)
         a = (a << 17) | (t74 + 128) << 4 | (1 if t75 < 0 else 0) | 0x4000
         k += 17
         u = -t75 - 1 if t75 < 0 else t75
@@ -18309,12 +18308,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t76 = c38.Exponent
         if t76 < -128 or t76 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t76!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t76)
         if c38.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t77 = c38.Value
         if (w.strict and (t77 < -32768 or t77 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t77!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t77)
         a = (a << 17) | (t76 + 128) << 4 | (1 if t77 < 0 else 0) | 0x8000
         k += 17
         u = -t77 - 1 if t77 < 0 else t77
@@ -18342,12 +18341,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t78 = c39.Exponent
         if t78 < -128 or t78 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t78!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t78)
         if c39.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t79 = c39.Value
         if (w.strict and (t79 < -32768 or t79 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t79!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t79)
         a = (a << 17) | (t78 + 128) << 4 | (1 if t79 < 0 else 0) | 0xc000
         k += 17
         u = -t79 - 1 if t79 < 0 else t79
@@ -18380,12 +18379,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t80 = c40.Exponent
             if t80 < -128 or t80 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t80!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t80)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t81 = c40.Value
             if (w.strict and (t81 < -32768 or t81 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t81!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t81)
             a = (a << 17) | (t80 + 128) << 4 | (1 if t81 < 0 else 0)
             k += 17
             u = -t81 - 1 if t81 < 0 else t81
@@ -18413,12 +18412,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t82 = c41.Exponent
             if t82 < -128 or t82 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t82!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t82)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t83 = c41.Value
             if (w.strict and (t83 < -32768 or t83 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t83!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t83)
             a = (a << 17) | (t82 + 128) << 4 | (1 if t83 < 0 else 0) | 0x4000
             k += 17
             u = -t83 - 1 if t83 < 0 else t83
@@ -18446,12 +18445,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t84 = c42.Exponent
             if t84 < -128 or t84 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t84!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t84)
             if c42.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t85 = c42.Value
             if (w.strict and (t85 < -32768 or t85 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t85!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t85)
             a = (a << 17) | (t84 + 128) << 4 | (1 if t85 < 0 else 0) | 0x8000
             k += 17
             u = -t85 - 1 if t85 < 0 else t85
@@ -18484,12 +18483,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t86 = c43.Exponent
             if t86 < -128 or t86 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t86!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t86)
             if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t87 = c43.Value
             if (w.strict and (t87 < -32768 or t87 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t87!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t87)
             a = (a << 16) | (t86 + 128) << 4 | (1 if t87 < 0 else 0)
             k += 16
             u = -t87 - 1 if t87 < 0 else t87
@@ -18517,12 +18516,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t88 = c44.Exponent
             if t88 < -128 or t88 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t88!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t88)
             if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t89 = c44.Value
             if (w.strict and (t89 < -32768 or t89 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t89!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t89)
             a = (a << 16) | (t88 + 128) << 4 | (1 if t89 < 0 else 0) | 0x4000
             k += 16
             u = -t89 - 1 if t89 < 0 else t89
@@ -18555,12 +18554,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t90 = c45.Exponent
             if t90 < -128 or t90 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t90!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t90)
             if c45.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t91 = c45.Value
             if (w.strict and (t91 < -32768 or t91 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t91!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t91)
             a = (a << 16) | (t90 + 128) << 4 | (1 if t91 < 0 else 0)
             k += 16
             u = -t91 - 1 if t91 < 0 else t91
@@ -20556,7 +20555,7 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -20579,14 +20578,14 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -20595,7 +20594,7 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -20621,12 +20620,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c1.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c1.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -20654,14 +20653,14 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
         if o.MinimumSOC is not None:
             t7 = o.MinimumSOC
             if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
-                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', f'{t7!r} outside 0..100')
+                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.MinimumSOC', 'outside 0..100', t7)
             a = (a << 12) | (t7) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 12) | (t8) << 1 | 0x200
             k += 12
             s = 3
@@ -20670,7 +20669,7 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             k += 4
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -20696,12 +20695,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t10 = c2.Exponent
             if t10 < -128 or t10 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t11 = c2.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
             a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
             k += 17
             u = -t11 - 1 if t11 < 0 else t11
@@ -20729,7 +20728,7 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
         if o.TargetSOC is not None:
             t12 = o.TargetSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', f'{t12!r} outside 0..100')
+                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.TargetSOC', 'outside 0..100', t12)
             a = (a << 11) | (t12) << 1
             k += 11
             s = 3
@@ -20738,7 +20737,7 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             k += 3
             t13 = o.AckMaxDelay
             if t13 < 0 or (w.strict and (t13 > 65535)):
-                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t13!r} outside 0..65535')
+                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -20764,12 +20763,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t14 = c3.Exponent
             if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t15 = c3.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
             a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
             k += 16
             u = -t15 - 1 if t15 < 0 else t15
@@ -20799,7 +20798,7 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             k += 3
             t16 = o.AckMaxDelay
             if t16 < 0 or (w.strict and (t16 > 65535)):
-                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t16!r} outside 0..65535')
+                raise encode_error('BPT_Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t16)
             u = t16
             if u < 0x80:
                 a = (a << 8) | u
@@ -20825,12 +20824,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c4.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c4.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -20861,12 +20860,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c5.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c5.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
             u = -t20 - 1 if t20 < 0 else t20
@@ -20896,12 +20895,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t21 = c6.Exponent
         if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t22 = c6.Value
         if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
         a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 18
         u = -t22 - 1 if t22 < 0 else t22
@@ -20929,12 +20928,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t23 = c7.Exponent
         if t23 < -128 or t23 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t24 = c7.Value
         if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
         a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
         k += 18
         u = -t24 - 1 if t24 < 0 else t24
@@ -20962,12 +20961,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t25 = c8.Exponent
         if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t26 = c8.Value
         if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
         a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
         k += 18
         u = -t26 - 1 if t26 < 0 else t26
@@ -20995,12 +20994,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t27 = c9.Exponent
         if t27 < -128 or t27 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t28 = c9.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
         a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0xc000
         k += 18
         u = -t28 - 1 if t28 < 0 else t28
@@ -21028,12 +21027,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t29 = c10.Exponent
         if t29 < -128 or t29 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t30 = c10.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
         a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
         k += 18
         u = -t30 - 1 if t30 < 0 else t30
@@ -21061,12 +21060,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t31 = c11.Exponent
         if t31 < -128 or t31 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
         if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t32 = c11.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
         a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x14000
         k += 18
         u = -t32 - 1 if t32 < 0 else t32
@@ -21094,12 +21093,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t33 = c12.Exponent
         if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t34 = c12.Value
         if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
         a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x18000
         k += 18
         u = -t34 - 1 if t34 < 0 else t34
@@ -21127,12 +21126,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t35 = c13.Exponent
         if t35 < -128 or t35 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
         if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t36 = c13.Value
         if (w.strict and (t36 < -32768 or t36 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
         a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x1c000
         k += 18
         u = -t36 - 1 if t36 < 0 else t36
@@ -21165,12 +21164,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c14.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c14.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 18
             u = -t38 - 1 if t38 < 0 else t38
@@ -21198,12 +21197,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c15.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c15.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x4000
             k += 18
             u = -t40 - 1 if t40 < 0 else t40
@@ -21231,12 +21230,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c16.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c16.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 18
             u = -t42 - 1 if t42 < 0 else t42
@@ -21264,12 +21263,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c17.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c17.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0xc000
             k += 18
             u = -t44 - 1 if t44 < 0 else t44
@@ -21297,12 +21296,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c18.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c18.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x10000
             k += 18
             u = -t46 - 1 if t46 < 0 else t46
@@ -21330,12 +21329,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c19.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c19.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x14000
             k += 18
             u = -t48 - 1 if t48 < 0 else t48
@@ -21363,12 +21362,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c20.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c20.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x18000
             k += 18
             u = -t50 - 1 if t50 < 0 else t50
@@ -21401,12 +21400,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c21.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c21.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0)
             k += 17
             u = -t52 - 1 if t52 < 0 else t52
@@ -21434,12 +21433,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c22.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c22.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x4000
             k += 17
             u = -t54 - 1 if t54 < 0 else t54
@@ -21467,12 +21466,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c23.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c23.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x8000
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -21500,12 +21499,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c24.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c24.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0xc000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -21533,12 +21532,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c25.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c25.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x10000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -21566,12 +21565,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c26.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c26.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0x14000
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -21604,12 +21603,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c27.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c27.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -21637,12 +21636,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c28.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c28.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x4000
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -21670,12 +21669,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c29.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c29.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x8000
             k += 17
             u = -t68 - 1 if t68 < 0 else t68
@@ -21703,12 +21702,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c30.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c30.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0xc000
             k += 17
             u = -t70 - 1 if t70 < 0 else t70
@@ -21736,12 +21735,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c31.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c31.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x10000
             k += 17
             u = -t72 - 1 if t72 < 0 else t72
@@ -21774,12 +21773,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t73 = c32.Exponent
             if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t74 = c32.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
             a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
             k += 17
             u = -t74 - 1 if t74 < 0 else t74
@@ -21807,12 +21806,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c33.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c33.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0) | 0x4000
             k += 17
             u = -t76 - 1 if t76 < 0 else t76
@@ -21840,12 +21839,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c34.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c34.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x8000
             k += 17
             u = -t78 - 1 if t78 < 0 else t78
@@ -21873,12 +21872,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c35.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c35.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0xc000
             k += 17
             u = -t80 - 1 if t80 < 0 else t80
@@ -21911,12 +21910,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t81 = c36.Exponent
             if t81 < -128 or t81 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t82 = c36.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
             a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0)
             k += 17
             u = -t82 - 1 if t82 < 0 else t82
@@ -21944,12 +21943,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t83 = c37.Exponent
             if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
             if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t84 = c37.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
             a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
             k += 17
             u = -t84 - 1 if t84 < 0 else t84
@@ -21977,12 +21976,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c38.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c38.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x8000
             k += 17
             u = -t86 - 1 if t86 < 0 else t86
@@ -22015,12 +22014,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t87 = c39.Exponent
             if t87 < -128 or t87 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t87)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t88 = c39.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
             a = (a << 16) | (t87 + 128) << 4 | (1 if t88 < 0 else 0)
             k += 16
             u = -t88 - 1 if t88 < 0 else t88
@@ -22048,12 +22047,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t89 = c40.Exponent
             if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t89)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t90 = c40.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
             a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0x4000
             k += 16
             u = -t90 - 1 if t90 < 0 else t90
@@ -22086,12 +22085,12 @@ def _e_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t91 = c41.Exponent
             if t91 < -128 or t91 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t91!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t91)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t92 = c41.Value
             if (w.strict and (t92 < -32768 or t92 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t92!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t92)
             a = (a << 16) | (t91 + 128) << 4 | (1 if t92 < 0 else 0)
             k += 16
             u = -t92 - 1 if t92 < 0 else t92
@@ -27076,12 +27075,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 18
         u = -t2 - 1 if t2 < 0 else t2
@@ -27109,12 +27108,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 18
         u = -t4 - 1 if t4 < 0 else t4
@@ -27142,12 +27141,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 18
         u = -t6 - 1 if t6 < 0 else t6
@@ -27175,12 +27174,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 18
         u = -t8 - 1 if t8 < 0 else t8
@@ -27208,12 +27207,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t9 = c5.Exponent
         if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
         a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
         u = -t10 - 1 if t10 < 0 else t10
@@ -27241,12 +27240,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t11 = c6.Exponent
         if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
         a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
         k += 18
         u = -t12 - 1 if t12 < 0 else t12
@@ -27274,12 +27273,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c7.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
         k += 18
         u = -t14 - 1 if t14 < 0 else t14
@@ -27307,12 +27306,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
         k += 18
         u = -t16 - 1 if t16 < 0 else t16
@@ -27340,12 +27339,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x20000
         k += 18
         u = -t18 - 1 if t18 < 0 else t18
@@ -27373,12 +27372,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c10.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c10.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x24000
         k += 18
         u = -t20 - 1 if t20 < 0 else t20
@@ -27409,12 +27408,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -27442,12 +27441,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -27475,12 +27474,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -27508,12 +27507,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c14.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c14.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0xc000
             k += 18
             u = -t28 - 1 if t28 < 0 else t28
@@ -27541,12 +27540,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c15.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c15.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -27574,12 +27573,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c16.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c16.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x14000
             k += 18
             u = -t32 - 1 if t32 < 0 else t32
@@ -27607,12 +27606,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t33 = c17.Exponent
             if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
             a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x18000
             k += 18
             u = -t34 - 1 if t34 < 0 else t34
@@ -27640,12 +27639,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t35 = c18.Exponent
             if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
             a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x1c000
             k += 18
             u = -t36 - 1 if t36 < 0 else t36
@@ -27673,12 +27672,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x20000
             k += 18
             u = -t38 - 1 if t38 < 0 else t38
@@ -27709,12 +27708,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
             k += 18
             u = -t40 - 1 if t40 < 0 else t40
@@ -27742,12 +27741,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
             k += 18
             u = -t42 - 1 if t42 < 0 else t42
@@ -27775,12 +27774,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x8000
             k += 18
             u = -t44 - 1 if t44 < 0 else t44
@@ -27808,12 +27807,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0xc000
             k += 18
             u = -t46 - 1 if t46 < 0 else t46
@@ -27841,12 +27840,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
             k += 18
             u = -t48 - 1 if t48 < 0 else t48
@@ -27874,12 +27873,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x14000
             k += 18
             u = -t50 - 1 if t50 < 0 else t50
@@ -27907,12 +27906,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x18000
             k += 18
             u = -t52 - 1 if t52 < 0 else t52
@@ -27940,12 +27939,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 18) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x1c000
             k += 18
             u = -t54 - 1 if t54 < 0 else t54
@@ -27976,12 +27975,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -28009,12 +28008,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c29.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x4000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -28042,12 +28041,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c30.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x8000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -28075,12 +28074,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c31.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0xc000
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -28108,12 +28107,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c32.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x10000
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -28141,12 +28140,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c33.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x14000
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -28174,12 +28173,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c34.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x18000
             k += 17
             u = -t68 - 1 if t68 < 0 else t68
@@ -28210,12 +28209,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c35.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0)
             k += 17
             u = -t70 - 1 if t70 < 0 else t70
@@ -28243,12 +28242,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c36.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x4000
             k += 17
             u = -t72 - 1 if t72 < 0 else t72
@@ -28276,12 +28275,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t73 = c37.Exponent
             if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
             if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t74 = c37.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
             a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x8000
             k += 17
             u = -t74 - 1 if t74 < 0 else t74
@@ -28309,12 +28308,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c38.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c38.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0) | 0xc000
             k += 17
             u = -t76 - 1 if t76 < 0 else t76
@@ -28342,12 +28341,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c39.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c39.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x10000
             k += 17
             u = -t78 - 1 if t78 < 0 else t78
@@ -28375,12 +28374,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c40.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c40.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0x14000
             k += 17
             u = -t80 - 1 if t80 < 0 else t80
@@ -28411,12 +28410,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t81 = c41.Exponent
             if t81 < -128 or t81 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t82 = c41.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
             a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0)
             k += 17
             u = -t82 - 1 if t82 < 0 else t82
@@ -28444,12 +28443,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t83 = c42.Exponent
             if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
             if c42.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t84 = c42.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
             a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
             k += 17
             u = -t84 - 1 if t84 < 0 else t84
@@ -28477,12 +28476,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c43.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c43.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x8000
             k += 17
             u = -t86 - 1 if t86 < 0 else t86
@@ -28510,12 +28509,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t87 = c44.Exponent
             if t87 < -128 or t87 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t87)
             if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t88 = c44.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
             a = (a << 17) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0xc000
             k += 17
             u = -t88 - 1 if t88 < 0 else t88
@@ -28543,12 +28542,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t89 = c45.Exponent
             if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t89)
             if c45.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t90 = c45.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
             a = (a << 17) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0x10000
             k += 17
             u = -t90 - 1 if t90 < 0 else t90
@@ -28579,12 +28578,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t91 = c46.Exponent
             if t91 < -128 or t91 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t91!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t91)
             if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t92 = c46.Value
             if (w.strict and (t92 < -32768 or t92 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t92!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t92)
             a = (a << 17) | (t91 + 128) << 4 | (1 if t92 < 0 else 0)
             k += 17
             u = -t92 - 1 if t92 < 0 else t92
@@ -28612,12 +28611,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t93 = c47.Exponent
             if t93 < -128 or t93 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t93!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t93)
             if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t94 = c47.Value
             if (w.strict and (t94 < -32768 or t94 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t94!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t94)
             a = (a << 17) | (t93 + 128) << 4 | (1 if t94 < 0 else 0) | 0x4000
             k += 17
             u = -t94 - 1 if t94 < 0 else t94
@@ -28645,12 +28644,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t95 = c48.Exponent
             if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t95)
             if c48.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t96 = c48.Value
             if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t96)
             a = (a << 17) | (t95 + 128) << 4 | (1 if t96 < 0 else 0) | 0x8000
             k += 17
             u = -t96 - 1 if t96 < 0 else t96
@@ -28678,12 +28677,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t97 = c49.Exponent
             if t97 < -128 or t97 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t97!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t97)
             if c49.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t98 = c49.Value
             if (w.strict and (t98 < -32768 or t98 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t98!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t98)
             a = (a << 17) | (t97 + 128) << 4 | (1 if t98 < 0 else 0) | 0xc000
             k += 17
             u = -t98 - 1 if t98 < 0 else t98
@@ -28714,12 +28713,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t99 = c50.Exponent
             if t99 < -128 or t99 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t99!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t99)
             if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t100 = c50.Value
             if (w.strict and (t100 < -32768 or t100 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t100!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t100)
             a = (a << 16) | (t99 + 128) << 4 | (1 if t100 < 0 else 0)
             k += 16
             u = -t100 - 1 if t100 < 0 else t100
@@ -28747,12 +28746,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t101 = c51.Exponent
             if t101 < -128 or t101 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t101!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t101)
             if c51.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t102 = c51.Value
             if (w.strict and (t102 < -32768 or t102 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t102!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t102)
             a = (a << 16) | (t101 + 128) << 4 | (1 if t102 < 0 else 0) | 0x4000
             k += 16
             u = -t102 - 1 if t102 < 0 else t102
@@ -28780,12 +28779,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t103 = c52.Exponent
             if t103 < -128 or t103 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t103!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t103)
             if c52.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t104 = c52.Value
             if (w.strict and (t104 < -32768 or t104 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t104!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t104)
             a = (a << 16) | (t103 + 128) << 4 | (1 if t104 < 0 else 0) | 0x8000
             k += 16
             u = -t104 - 1 if t104 < 0 else t104
@@ -28816,12 +28815,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t105 = c53.Exponent
             if t105 < -128 or t105 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t105!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t105)
             if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t106 = c53.Value
             if (w.strict and (t106 < -32768 or t106 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t106!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t106)
             a = (a << 16) | (t105 + 128) << 4 | (1 if t106 < 0 else 0)
             k += 16
             u = -t106 - 1 if t106 < 0 else t106
@@ -28849,12 +28848,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t107 = c54.Exponent
             if t107 < -128 or t107 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t107!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t107)
             if c54.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t108 = c54.Value
             if (w.strict and (t108 < -32768 or t108 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t108!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t108)
             a = (a << 16) | (t107 + 128) << 4 | (1 if t108 < 0 else 0) | 0x4000
             k += 16
             u = -t108 - 1 if t108 < 0 else t108
@@ -28885,12 +28884,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t109 = c55.Exponent
             if t109 < -128 or t109 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t109!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t109)
             if c55.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t110 = c55.Value
             if (w.strict and (t110 < -32768 or t110 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t110!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t110)
             a = (a << 15) | (t109 + 128) << 4 | (1 if t110 < 0 else 0)
             k += 15
             u = -t110 - 1 if t110 < 0 else t110
@@ -28920,12 +28919,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t111 = c56.Exponent
         if t111 < -128 or t111 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t111!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t111)
         if c56.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t112 = c56.Value
         if (w.strict and (t112 < -32768 or t112 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t112!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t112)
         a = (a << 18) | (t111 + 128) << 4 | (1 if t112 < 0 else 0)
         k += 18
         u = -t112 - 1 if t112 < 0 else t112
@@ -28953,12 +28952,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t113 = c57.Exponent
         if t113 < -128 or t113 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t113!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t113)
         if c57.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t114 = c57.Value
         if (w.strict and (t114 < -32768 or t114 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t114!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t114)
         a = (a << 18) | (t113 + 128) << 4 | (1 if t114 < 0 else 0) | 0x4000
         k += 18
         u = -t114 - 1 if t114 < 0 else t114
@@ -28986,12 +28985,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t115 = c58.Exponent
         if t115 < -128 or t115 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t115!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t115)
         if c58.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t116 = c58.Value
         if (w.strict and (t116 < -32768 or t116 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t116!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t116)
         a = (a << 18) | (t115 + 128) << 4 | (1 if t116 < 0 else 0) | 0x8000
         k += 18
         u = -t116 - 1 if t116 < 0 else t116
@@ -29019,12 +29018,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t117 = c59.Exponent
         if t117 < -128 or t117 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t117!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t117)
         if c59.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t118 = c59.Value
         if (w.strict and (t118 < -32768 or t118 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t118!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t118)
         a = (a << 18) | (t117 + 128) << 4 | (1 if t118 < 0 else 0) | 0xc000
         k += 18
         u = -t118 - 1 if t118 < 0 else t118
@@ -29052,12 +29051,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t119 = c60.Exponent
         if t119 < -128 or t119 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t119!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t119)
         if c60.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t120 = c60.Value
         if (w.strict and (t120 < -32768 or t120 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t120!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t120)
         a = (a << 18) | (t119 + 128) << 4 | (1 if t120 < 0 else 0) | 0x10000
         k += 18
         u = -t120 - 1 if t120 < 0 else t120
@@ -29085,12 +29084,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t121 = c61.Exponent
         if t121 < -128 or t121 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t121!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t121)
         if c61.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t122 = c61.Value
         if (w.strict and (t122 < -32768 or t122 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t122!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t122)
         a = (a << 18) | (t121 + 128) << 4 | (1 if t122 < 0 else 0) | 0x14000
         k += 18
         u = -t122 - 1 if t122 < 0 else t122
@@ -29118,12 +29117,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t123 = c62.Exponent
         if t123 < -128 or t123 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t123!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t123)
         if c62.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t124 = c62.Value
         if (w.strict and (t124 < -32768 or t124 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t124!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t124)
         a = (a << 18) | (t123 + 128) << 4 | (1 if t124 < 0 else 0) | 0x18000
         k += 18
         u = -t124 - 1 if t124 < 0 else t124
@@ -29151,12 +29150,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t125 = c63.Exponent
         if t125 < -128 or t125 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t125!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t125)
         if c63.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t126 = c63.Value
         if (w.strict and (t126 < -32768 or t126 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t126!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t126)
         a = (a << 18) | (t125 + 128) << 4 | (1 if t126 < 0 else 0) | 0x1c000
         k += 18
         u = -t126 - 1 if t126 < 0 else t126
@@ -29184,12 +29183,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t127 = c64.Exponent
         if t127 < -128 or t127 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t127!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t127)
         if c64.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t128 = c64.Value
         if (w.strict and (t128 < -32768 or t128 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t128!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t128)
         a = (a << 18) | (t127 + 128) << 4 | (1 if t128 < 0 else 0) | 0x20000
         k += 18
         u = -t128 - 1 if t128 < 0 else t128
@@ -29217,12 +29216,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t129 = c65.Exponent
         if t129 < -128 or t129 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t129!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t129)
         if c65.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t130 = c65.Value
         if (w.strict and (t130 < -32768 or t130 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t130!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t130)
         a = (a << 18) | (t129 + 128) << 4 | (1 if t130 < 0 else 0) | 0x24000
         k += 18
         u = -t130 - 1 if t130 < 0 else t130
@@ -29250,12 +29249,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t131 = c66.Exponent
         if t131 < -128 or t131 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t131!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t131)
         if c66.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t132 = c66.Value
         if (w.strict and (t132 < -32768 or t132 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t132!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t132)
         a = (a << 18) | (t131 + 128) << 4 | (1 if t132 < 0 else 0) | 0x28000
         k += 18
         u = -t132 - 1 if t132 < 0 else t132
@@ -29288,12 +29287,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t133 = c67.Exponent
             if t133 < -128 or t133 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t133!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t133)
             if c67.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t134 = c67.Value
             if (w.strict and (t134 < -32768 or t134 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t134!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t134)
             a = (a << 18) | (t133 + 128) << 4 | (1 if t134 < 0 else 0)
             k += 18
             u = -t134 - 1 if t134 < 0 else t134
@@ -29321,12 +29320,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t135 = c68.Exponent
             if t135 < -128 or t135 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t135!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t135)
             if c68.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t136 = c68.Value
             if (w.strict and (t136 < -32768 or t136 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t136!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t136)
             a = (a << 18) | (t135 + 128) << 4 | (1 if t136 < 0 else 0) | 0x4000
             k += 18
             u = -t136 - 1 if t136 < 0 else t136
@@ -29354,12 +29353,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t137 = c69.Exponent
             if t137 < -128 or t137 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t137!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t137)
             if c69.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t138 = c69.Value
             if (w.strict and (t138 < -32768 or t138 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t138!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t138)
             a = (a << 18) | (t137 + 128) << 4 | (1 if t138 < 0 else 0) | 0x8000
             k += 18
             u = -t138 - 1 if t138 < 0 else t138
@@ -29387,12 +29386,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t139 = c70.Exponent
             if t139 < -128 or t139 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t139!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t139)
             if c70.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t140 = c70.Value
             if (w.strict and (t140 < -32768 or t140 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t140!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t140)
             a = (a << 18) | (t139 + 128) << 4 | (1 if t140 < 0 else 0) | 0xc000
             k += 18
             u = -t140 - 1 if t140 < 0 else t140
@@ -29420,12 +29419,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t141 = c71.Exponent
             if t141 < -128 or t141 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t141!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t141)
             if c71.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t142 = c71.Value
             if (w.strict and (t142 < -32768 or t142 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t142!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t142)
             a = (a << 18) | (t141 + 128) << 4 | (1 if t142 < 0 else 0) | 0x10000
             k += 18
             u = -t142 - 1 if t142 < 0 else t142
@@ -29453,12 +29452,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t143 = c72.Exponent
             if t143 < -128 or t143 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t143!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t143)
             if c72.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t144 = c72.Value
             if (w.strict and (t144 < -32768 or t144 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t144!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t144)
             a = (a << 18) | (t143 + 128) << 4 | (1 if t144 < 0 else 0) | 0x14000
             k += 18
             u = -t144 - 1 if t144 < 0 else t144
@@ -29486,12 +29485,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t145 = c73.Exponent
             if t145 < -128 or t145 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t145!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t145)
             if c73.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t146 = c73.Value
             if (w.strict and (t146 < -32768 or t146 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t146!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t146)
             a = (a << 18) | (t145 + 128) << 4 | (1 if t146 < 0 else 0) | 0x18000
             k += 18
             u = -t146 - 1 if t146 < 0 else t146
@@ -29519,12 +29518,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t147 = c74.Exponent
             if t147 < -128 or t147 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t147!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t147)
             if c74.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t148 = c74.Value
             if (w.strict and (t148 < -32768 or t148 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t148!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t148)
             a = (a << 18) | (t147 + 128) << 4 | (1 if t148 < 0 else 0) | 0x1c000
             k += 18
             u = -t148 - 1 if t148 < 0 else t148
@@ -29552,12 +29551,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t149 = c75.Exponent
             if t149 < -128 or t149 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t149!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t149)
             if c75.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t150 = c75.Value
             if (w.strict and (t150 < -32768 or t150 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t150!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t150)
             a = (a << 18) | (t149 + 128) << 4 | (1 if t150 < 0 else 0) | 0x20000
             k += 18
             u = -t150 - 1 if t150 < 0 else t150
@@ -29585,12 +29584,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t151 = c76.Exponent
             if t151 < -128 or t151 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t151!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t151)
             if c76.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t152 = c76.Value
             if (w.strict and (t152 < -32768 or t152 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t152!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t152)
             a = (a << 18) | (t151 + 128) << 4 | (1 if t152 < 0 else 0) | 0x24000
             k += 18
             u = -t152 - 1 if t152 < 0 else t152
@@ -29623,12 +29622,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t153 = c77.Exponent
             if t153 < -128 or t153 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t153!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t153)
             if c77.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t154 = c77.Value
             if (w.strict and (t154 < -32768 or t154 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t154!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t154)
             a = (a << 18) | (t153 + 128) << 4 | (1 if t154 < 0 else 0)
             k += 18
             u = -t154 - 1 if t154 < 0 else t154
@@ -29656,12 +29655,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t155 = c78.Exponent
             if t155 < -128 or t155 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t155!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t155)
             if c78.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t156 = c78.Value
             if (w.strict and (t156 < -32768 or t156 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t156!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t156)
             a = (a << 18) | (t155 + 128) << 4 | (1 if t156 < 0 else 0) | 0x4000
             k += 18
             u = -t156 - 1 if t156 < 0 else t156
@@ -29689,12 +29688,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t157 = c79.Exponent
             if t157 < -128 or t157 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t157!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t157)
             if c79.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t158 = c79.Value
             if (w.strict and (t158 < -32768 or t158 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t158!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t158)
             a = (a << 18) | (t157 + 128) << 4 | (1 if t158 < 0 else 0) | 0x8000
             k += 18
             u = -t158 - 1 if t158 < 0 else t158
@@ -29722,12 +29721,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t159 = c80.Exponent
             if t159 < -128 or t159 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t159!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t159)
             if c80.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t160 = c80.Value
             if (w.strict and (t160 < -32768 or t160 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t160!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t160)
             a = (a << 18) | (t159 + 128) << 4 | (1 if t160 < 0 else 0) | 0xc000
             k += 18
             u = -t160 - 1 if t160 < 0 else t160
@@ -29755,12 +29754,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t161 = c81.Exponent
             if t161 < -128 or t161 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t161!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t161)
             if c81.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t162 = c81.Value
             if (w.strict and (t162 < -32768 or t162 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t162!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t162)
             a = (a << 18) | (t161 + 128) << 4 | (1 if t162 < 0 else 0) | 0x10000
             k += 18
             u = -t162 - 1 if t162 < 0 else t162
@@ -29788,12 +29787,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t163 = c82.Exponent
             if t163 < -128 or t163 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t163!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t163)
             if c82.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t164 = c82.Value
             if (w.strict and (t164 < -32768 or t164 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t164!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t164)
             a = (a << 18) | (t163 + 128) << 4 | (1 if t164 < 0 else 0) | 0x14000
             k += 18
             u = -t164 - 1 if t164 < 0 else t164
@@ -29821,12 +29820,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t165 = c83.Exponent
             if t165 < -128 or t165 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t165!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t165)
             if c83.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t166 = c83.Value
             if (w.strict and (t166 < -32768 or t166 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t166!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t166)
             a = (a << 18) | (t165 + 128) << 4 | (1 if t166 < 0 else 0) | 0x18000
             k += 18
             u = -t166 - 1 if t166 < 0 else t166
@@ -29854,12 +29853,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t167 = c84.Exponent
             if t167 < -128 or t167 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t167!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t167)
             if c84.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t168 = c84.Value
             if (w.strict and (t168 < -32768 or t168 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t168!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t168)
             a = (a << 18) | (t167 + 128) << 4 | (1 if t168 < 0 else 0) | 0x1c000
             k += 18
             u = -t168 - 1 if t168 < 0 else t168
@@ -29887,12 +29886,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t169 = c85.Exponent
             if t169 < -128 or t169 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t169!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t169)
             if c85.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t170 = c85.Value
             if (w.strict and (t170 < -32768 or t170 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t170!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t170)
             a = (a << 18) | (t169 + 128) << 4 | (1 if t170 < 0 else 0) | 0x20000
             k += 18
             u = -t170 - 1 if t170 < 0 else t170
@@ -29925,12 +29924,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t171 = c86.Exponent
             if t171 < -128 or t171 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t171!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t171)
             if c86.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t172 = c86.Value
             if (w.strict and (t172 < -32768 or t172 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t172!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t172)
             a = (a << 18) | (t171 + 128) << 4 | (1 if t172 < 0 else 0)
             k += 18
             u = -t172 - 1 if t172 < 0 else t172
@@ -29958,12 +29957,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t173 = c87.Exponent
             if t173 < -128 or t173 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t173!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t173)
             if c87.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t174 = c87.Value
             if (w.strict and (t174 < -32768 or t174 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t174!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t174)
             a = (a << 18) | (t173 + 128) << 4 | (1 if t174 < 0 else 0) | 0x4000
             k += 18
             u = -t174 - 1 if t174 < 0 else t174
@@ -29991,12 +29990,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t175 = c88.Exponent
             if t175 < -128 or t175 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t175!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t175)
             if c88.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t176 = c88.Value
             if (w.strict and (t176 < -32768 or t176 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t176!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t176)
             a = (a << 18) | (t175 + 128) << 4 | (1 if t176 < 0 else 0) | 0x8000
             k += 18
             u = -t176 - 1 if t176 < 0 else t176
@@ -30024,12 +30023,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t177 = c89.Exponent
             if t177 < -128 or t177 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t177!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t177)
             if c89.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t178 = c89.Value
             if (w.strict and (t178 < -32768 or t178 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t178!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t178)
             a = (a << 18) | (t177 + 128) << 4 | (1 if t178 < 0 else 0) | 0xc000
             k += 18
             u = -t178 - 1 if t178 < 0 else t178
@@ -30057,12 +30056,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t179 = c90.Exponent
             if t179 < -128 or t179 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t179!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t179)
             if c90.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t180 = c90.Value
             if (w.strict and (t180 < -32768 or t180 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t180!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t180)
             a = (a << 18) | (t179 + 128) << 4 | (1 if t180 < 0 else 0) | 0x10000
             k += 18
             u = -t180 - 1 if t180 < 0 else t180
@@ -30090,12 +30089,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t181 = c91.Exponent
             if t181 < -128 or t181 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t181!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t181)
             if c91.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t182 = c91.Value
             if (w.strict and (t182 < -32768 or t182 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t182!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t182)
             a = (a << 18) | (t181 + 128) << 4 | (1 if t182 < 0 else 0) | 0x14000
             k += 18
             u = -t182 - 1 if t182 < 0 else t182
@@ -30123,12 +30122,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t183 = c92.Exponent
             if t183 < -128 or t183 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t183!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t183)
             if c92.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t184 = c92.Value
             if (w.strict and (t184 < -32768 or t184 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t184!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t184)
             a = (a << 18) | (t183 + 128) << 4 | (1 if t184 < 0 else 0) | 0x18000
             k += 18
             u = -t184 - 1 if t184 < 0 else t184
@@ -30156,12 +30155,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t185 = c93.Exponent
             if t185 < -128 or t185 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t185!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t185)
             if c93.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t186 = c93.Value
             if (w.strict and (t186 < -32768 or t186 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t186!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t186)
             a = (a << 18) | (t185 + 128) << 4 | (1 if t186 < 0 else 0) | 0x1c000
             k += 18
             u = -t186 - 1 if t186 < 0 else t186
@@ -30194,12 +30193,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t187 = c94.Exponent
             if t187 < -128 or t187 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t187!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t187)
             if c94.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t188 = c94.Value
             if (w.strict and (t188 < -32768 or t188 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t188!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t188)
             a = (a << 18) | (t187 + 128) << 4 | (1 if t188 < 0 else 0)
             k += 18
             u = -t188 - 1 if t188 < 0 else t188
@@ -30227,12 +30226,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t189 = c95.Exponent
             if t189 < -128 or t189 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t189!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t189)
             if c95.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t190 = c95.Value
             if (w.strict and (t190 < -32768 or t190 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t190!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t190)
             a = (a << 18) | (t189 + 128) << 4 | (1 if t190 < 0 else 0) | 0x4000
             k += 18
             u = -t190 - 1 if t190 < 0 else t190
@@ -30260,12 +30259,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t191 = c96.Exponent
             if t191 < -128 or t191 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t191!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t191)
             if c96.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t192 = c96.Value
             if (w.strict and (t192 < -32768 or t192 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t192!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t192)
             a = (a << 18) | (t191 + 128) << 4 | (1 if t192 < 0 else 0) | 0x8000
             k += 18
             u = -t192 - 1 if t192 < 0 else t192
@@ -30293,12 +30292,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t193 = c97.Exponent
             if t193 < -128 or t193 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t193!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t193)
             if c97.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t194 = c97.Value
             if (w.strict and (t194 < -32768 or t194 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t194!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t194)
             a = (a << 18) | (t193 + 128) << 4 | (1 if t194 < 0 else 0) | 0xc000
             k += 18
             u = -t194 - 1 if t194 < 0 else t194
@@ -30326,12 +30325,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t195 = c98.Exponent
             if t195 < -128 or t195 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t195!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t195)
             if c98.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t196 = c98.Value
             if (w.strict and (t196 < -32768 or t196 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t196!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t196)
             a = (a << 18) | (t195 + 128) << 4 | (1 if t196 < 0 else 0) | 0x10000
             k += 18
             u = -t196 - 1 if t196 < 0 else t196
@@ -30359,12 +30358,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t197 = c99.Exponent
             if t197 < -128 or t197 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t197!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t197)
             if c99.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t198 = c99.Value
             if (w.strict and (t198 < -32768 or t198 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t198!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t198)
             a = (a << 18) | (t197 + 128) << 4 | (1 if t198 < 0 else 0) | 0x14000
             k += 18
             u = -t198 - 1 if t198 < 0 else t198
@@ -30392,12 +30391,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t199 = c100.Exponent
             if t199 < -128 or t199 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t199!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t199)
             if c100.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t200 = c100.Value
             if (w.strict and (t200 < -32768 or t200 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t200!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t200)
             a = (a << 18) | (t199 + 128) << 4 | (1 if t200 < 0 else 0) | 0x18000
             k += 18
             u = -t200 - 1 if t200 < 0 else t200
@@ -30430,12 +30429,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t201 = c101.Exponent
             if t201 < -128 or t201 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t201!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t201)
             if c101.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t202 = c101.Value
             if (w.strict and (t202 < -32768 or t202 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t202!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t202)
             a = (a << 17) | (t201 + 128) << 4 | (1 if t202 < 0 else 0)
             k += 17
             u = -t202 - 1 if t202 < 0 else t202
@@ -30463,12 +30462,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t203 = c102.Exponent
             if t203 < -128 or t203 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t203!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t203)
             if c102.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t204 = c102.Value
             if (w.strict and (t204 < -32768 or t204 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t204!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t204)
             a = (a << 17) | (t203 + 128) << 4 | (1 if t204 < 0 else 0) | 0x4000
             k += 17
             u = -t204 - 1 if t204 < 0 else t204
@@ -30496,12 +30495,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t205 = c103.Exponent
             if t205 < -128 or t205 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t205!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t205)
             if c103.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t206 = c103.Value
             if (w.strict and (t206 < -32768 or t206 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t206!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t206)
             a = (a << 17) | (t205 + 128) << 4 | (1 if t206 < 0 else 0) | 0x8000
             k += 17
             u = -t206 - 1 if t206 < 0 else t206
@@ -30529,12 +30528,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t207 = c104.Exponent
             if t207 < -128 or t207 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t207!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t207)
             if c104.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t208 = c104.Value
             if (w.strict and (t208 < -32768 or t208 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t208!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t208)
             a = (a << 17) | (t207 + 128) << 4 | (1 if t208 < 0 else 0) | 0xc000
             k += 17
             u = -t208 - 1 if t208 < 0 else t208
@@ -30562,12 +30561,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t209 = c105.Exponent
             if t209 < -128 or t209 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t209!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t209)
             if c105.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t210 = c105.Value
             if (w.strict and (t210 < -32768 or t210 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t210!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t210)
             a = (a << 17) | (t209 + 128) << 4 | (1 if t210 < 0 else 0) | 0x10000
             k += 17
             u = -t210 - 1 if t210 < 0 else t210
@@ -30595,12 +30594,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t211 = c106.Exponent
             if t211 < -128 or t211 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t211!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t211)
             if c106.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t212 = c106.Value
             if (w.strict and (t212 < -32768 or t212 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t212!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t212)
             a = (a << 17) | (t211 + 128) << 4 | (1 if t212 < 0 else 0) | 0x14000
             k += 17
             u = -t212 - 1 if t212 < 0 else t212
@@ -30633,12 +30632,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t213 = c107.Exponent
             if t213 < -128 or t213 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t213!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t213)
             if c107.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t214 = c107.Value
             if (w.strict and (t214 < -32768 or t214 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t214!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t214)
             a = (a << 17) | (t213 + 128) << 4 | (1 if t214 < 0 else 0)
             k += 17
             u = -t214 - 1 if t214 < 0 else t214
@@ -30666,12 +30665,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t215 = c108.Exponent
             if t215 < -128 or t215 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t215!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t215)
             if c108.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t216 = c108.Value
             if (w.strict and (t216 < -32768 or t216 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t216!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t216)
             a = (a << 17) | (t215 + 128) << 4 | (1 if t216 < 0 else 0) | 0x4000
             k += 17
             u = -t216 - 1 if t216 < 0 else t216
@@ -30699,12 +30698,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t217 = c109.Exponent
             if t217 < -128 or t217 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t217!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t217)
             if c109.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t218 = c109.Value
             if (w.strict and (t218 < -32768 or t218 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t218!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t218)
             a = (a << 17) | (t217 + 128) << 4 | (1 if t218 < 0 else 0) | 0x8000
             k += 17
             u = -t218 - 1 if t218 < 0 else t218
@@ -30732,12 +30731,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t219 = c110.Exponent
             if t219 < -128 or t219 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t219!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t219)
             if c110.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t220 = c110.Value
             if (w.strict and (t220 < -32768 or t220 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t220!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t220)
             a = (a << 17) | (t219 + 128) << 4 | (1 if t220 < 0 else 0) | 0xc000
             k += 17
             u = -t220 - 1 if t220 < 0 else t220
@@ -30765,12 +30764,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t221 = c111.Exponent
             if t221 < -128 or t221 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t221!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t221)
             if c111.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t222 = c111.Value
             if (w.strict and (t222 < -32768 or t222 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t222!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t222)
             a = (a << 17) | (t221 + 128) << 4 | (1 if t222 < 0 else 0) | 0x10000
             k += 17
             u = -t222 - 1 if t222 < 0 else t222
@@ -30803,12 +30802,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t223 = c112.Exponent
             if t223 < -128 or t223 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t223!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t223)
             if c112.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t224 = c112.Value
             if (w.strict and (t224 < -32768 or t224 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t224!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t224)
             a = (a << 17) | (t223 + 128) << 4 | (1 if t224 < 0 else 0)
             k += 17
             u = -t224 - 1 if t224 < 0 else t224
@@ -30836,12 +30835,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t225 = c113.Exponent
             if t225 < -128 or t225 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t225!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t225)
             if c113.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t226 = c113.Value
             if (w.strict and (t226 < -32768 or t226 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t226!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t226)
             a = (a << 17) | (t225 + 128) << 4 | (1 if t226 < 0 else 0) | 0x4000
             k += 17
             u = -t226 - 1 if t226 < 0 else t226
@@ -30869,12 +30868,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t227 = c114.Exponent
             if t227 < -128 or t227 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t227!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t227)
             if c114.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t228 = c114.Value
             if (w.strict and (t228 < -32768 or t228 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t228!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t228)
             a = (a << 17) | (t227 + 128) << 4 | (1 if t228 < 0 else 0) | 0x8000
             k += 17
             u = -t228 - 1 if t228 < 0 else t228
@@ -30902,12 +30901,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t229 = c115.Exponent
             if t229 < -128 or t229 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t229!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t229)
             if c115.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t230 = c115.Value
             if (w.strict and (t230 < -32768 or t230 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t230!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t230)
             a = (a << 17) | (t229 + 128) << 4 | (1 if t230 < 0 else 0) | 0xc000
             k += 17
             u = -t230 - 1 if t230 < 0 else t230
@@ -30940,12 +30939,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t231 = c116.Exponent
             if t231 < -128 or t231 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t231!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t231)
             if c116.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t232 = c116.Value
             if (w.strict and (t232 < -32768 or t232 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t232!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t232)
             a = (a << 17) | (t231 + 128) << 4 | (1 if t232 < 0 else 0)
             k += 17
             u = -t232 - 1 if t232 < 0 else t232
@@ -30973,12 +30972,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t233 = c117.Exponent
             if t233 < -128 or t233 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t233!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t233)
             if c117.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t234 = c117.Value
             if (w.strict and (t234 < -32768 or t234 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t234!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t234)
             a = (a << 17) | (t233 + 128) << 4 | (1 if t234 < 0 else 0) | 0x4000
             k += 17
             u = -t234 - 1 if t234 < 0 else t234
@@ -31006,12 +31005,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t235 = c118.Exponent
             if t235 < -128 or t235 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t235!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t235)
             if c118.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t236 = c118.Value
             if (w.strict and (t236 < -32768 or t236 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t236!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t236)
             a = (a << 17) | (t235 + 128) << 4 | (1 if t236 < 0 else 0) | 0x8000
             k += 17
             u = -t236 - 1 if t236 < 0 else t236
@@ -31044,12 +31043,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t237 = c119.Exponent
             if t237 < -128 or t237 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t237!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t237)
             if c119.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t238 = c119.Value
             if (w.strict and (t238 < -32768 or t238 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t238!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t238)
             a = (a << 16) | (t237 + 128) << 4 | (1 if t238 < 0 else 0)
             k += 16
             u = -t238 - 1 if t238 < 0 else t238
@@ -31077,12 +31076,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t239 = c120.Exponent
             if t239 < -128 or t239 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t239!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t239)
             if c120.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t240 = c120.Value
             if (w.strict and (t240 < -32768 or t240 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t240!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t240)
             a = (a << 16) | (t239 + 128) << 4 | (1 if t240 < 0 else 0) | 0x4000
             k += 16
             u = -t240 - 1 if t240 < 0 else t240
@@ -31115,12 +31114,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t241 = c121.Exponent
             if t241 < -128 or t241 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t241!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t241)
             if c121.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t242 = c121.Value
             if (w.strict and (t242 < -32768 or t242 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t242!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t242)
             a = (a << 16) | (t241 + 128) << 4 | (1 if t242 < 0 else 0)
             k += 16
             u = -t242 - 1 if t242 < 0 else t242
@@ -33036,12 +33035,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 18
         u = -t2 - 1 if t2 < 0 else t2
@@ -33069,12 +33068,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 18
         u = -t4 - 1 if t4 < 0 else t4
@@ -33102,12 +33101,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 18
         u = -t6 - 1 if t6 < 0 else t6
@@ -33135,12 +33134,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 18
         u = -t8 - 1 if t8 < 0 else t8
@@ -33168,12 +33167,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t9 = c5.Exponent
         if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
         a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
         u = -t10 - 1 if t10 < 0 else t10
@@ -33201,12 +33200,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t11 = c6.Exponent
         if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
         a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
         k += 18
         u = -t12 - 1 if t12 < 0 else t12
@@ -33234,12 +33233,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c7.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
         k += 18
         u = -t14 - 1 if t14 < 0 else t14
@@ -33267,12 +33266,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
         k += 18
         u = -t16 - 1 if t16 < 0 else t16
@@ -33300,12 +33299,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x20000
         k += 18
         u = -t18 - 1 if t18 < 0 else t18
@@ -33338,12 +33337,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c10.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 18
             u = -t20 - 1 if t20 < 0 else t20
@@ -33371,12 +33370,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -33404,12 +33403,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x8000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -33437,12 +33436,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0xc000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -33470,12 +33469,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c14.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c14.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x10000
             k += 18
             u = -t28 - 1 if t28 < 0 else t28
@@ -33503,12 +33502,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c15.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c15.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -33536,12 +33535,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c16.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c16.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x18000
             k += 18
             u = -t32 - 1 if t32 < 0 else t32
@@ -33569,12 +33568,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t33 = c17.Exponent
             if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
             a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x1c000
             k += 18
             u = -t34 - 1 if t34 < 0 else t34
@@ -33607,12 +33606,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t35 = c18.Exponent
             if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
             a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
             k += 18
             u = -t36 - 1 if t36 < 0 else t36
@@ -33640,12 +33639,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x4000
             k += 18
             u = -t38 - 1 if t38 < 0 else t38
@@ -33673,12 +33672,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x8000
             k += 18
             u = -t40 - 1 if t40 < 0 else t40
@@ -33706,12 +33705,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0xc000
             k += 18
             u = -t42 - 1 if t42 < 0 else t42
@@ -33739,12 +33738,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x10000
             k += 18
             u = -t44 - 1 if t44 < 0 else t44
@@ -33772,12 +33771,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x14000
             k += 18
             u = -t46 - 1 if t46 < 0 else t46
@@ -33805,12 +33804,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x18000
             k += 18
             u = -t48 - 1 if t48 < 0 else t48
@@ -33843,12 +33842,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -33876,12 +33875,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
             k += 17
             u = -t52 - 1 if t52 < 0 else t52
@@ -33909,12 +33908,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x8000
             k += 17
             u = -t54 - 1 if t54 < 0 else t54
@@ -33942,12 +33941,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0xc000
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -33975,12 +33974,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c29.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x10000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -34008,12 +34007,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c30.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x14000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -34046,12 +34045,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c31.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0)
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -34079,12 +34078,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c32.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x4000
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -34112,12 +34111,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c33.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -34145,12 +34144,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c34.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0xc000
             k += 17
             u = -t68 - 1 if t68 < 0 else t68
@@ -34178,12 +34177,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c35.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x10000
             k += 17
             u = -t70 - 1 if t70 < 0 else t70
@@ -34216,12 +34215,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c36.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
             k += 17
             u = -t72 - 1 if t72 < 0 else t72
@@ -34249,12 +34248,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t73 = c37.Exponent
             if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
             if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t74 = c37.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
             a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x4000
             k += 17
             u = -t74 - 1 if t74 < 0 else t74
@@ -34282,12 +34281,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c38.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c38.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0) | 0x8000
             k += 17
             u = -t76 - 1 if t76 < 0 else t76
@@ -34315,12 +34314,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c39.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c39.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0xc000
             k += 17
             u = -t78 - 1 if t78 < 0 else t78
@@ -34353,12 +34352,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c40.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c40.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0)
             k += 17
             u = -t80 - 1 if t80 < 0 else t80
@@ -34386,12 +34385,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t81 = c41.Exponent
             if t81 < -128 or t81 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t82 = c41.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
             a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0) | 0x4000
             k += 17
             u = -t82 - 1 if t82 < 0 else t82
@@ -34419,12 +34418,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t83 = c42.Exponent
             if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
             if c42.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t84 = c42.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
             a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x8000
             k += 17
             u = -t84 - 1 if t84 < 0 else t84
@@ -34457,12 +34456,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c43.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c43.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 16) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
             k += 16
             u = -t86 - 1 if t86 < 0 else t86
@@ -34490,12 +34489,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t87 = c44.Exponent
             if t87 < -128 or t87 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t87)
             if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t88 = c44.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
             a = (a << 16) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0x4000
             k += 16
             u = -t88 - 1 if t88 < 0 else t88
@@ -34528,12 +34527,12 @@ def _e_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t89 = c45.Exponent
             if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t89)
             if c45.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t90 = c45.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
             a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0)
             k += 16
             u = -t90 - 1 if t90 < 0 else t90
@@ -35721,7 +35720,7 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_AC_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_AC_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -35747,12 +35746,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -35783,12 +35782,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -35819,12 +35818,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -35850,12 +35849,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -35882,12 +35881,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t10 = c5.Exponent
     if t10 < -128 or t10 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
     a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 17
     s = 4
@@ -35916,12 +35915,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c6.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c6.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 16
         u = -t13 - 1 if t13 < 0 else t13
@@ -35949,12 +35948,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c7.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c7.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
         k += 16
         u = -t15 - 1 if t15 < 0 else t15
@@ -35982,12 +35981,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t16 = c8.Exponent
         if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t17 = c8.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
         a = (a << 16) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x8000
         k += 16
         u = -t17 - 1 if t17 < 0 else t17
@@ -36018,12 +36017,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t18 = c9.Exponent
             if t18 < -128 or t18 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t18)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t19 = c9.Value
             if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
             a = (a << 16) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
             k += 16
             u = -t19 - 1 if t19 < 0 else t19
@@ -36051,12 +36050,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t20 = c10.Exponent
             if t20 < -128 or t20 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t20)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t21 = c10.Value
             if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
             a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x4000
             k += 16
             u = -t21 - 1 if t21 < 0 else t21
@@ -36087,12 +36086,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t22 = c11.Exponent
             if t22 < -128 or t22 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t22)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t23 = c11.Value
             if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
             a = (a << 15) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
             k += 15
             u = -t23 - 1 if t23 < 0 else t23
@@ -36122,12 +36121,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t24 = c12.Exponent
         if t24 < -128 or t24 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t24)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t25 = c12.Value
         if (w.strict and (t25 < -32768 or t25 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t25)
         a = (a << 16) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
         k += 16
         u = -t25 - 1 if t25 < 0 else t25
@@ -36155,12 +36154,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t26 = c13.Exponent
         if t26 < -128 or t26 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t26)
         if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t27 = c13.Value
         if (w.strict and (t27 < -32768 or t27 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t27)
         a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0) | 0x4000
         k += 16
         u = -t27 - 1 if t27 < 0 else t27
@@ -36188,12 +36187,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t28 = c14.Exponent
         if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t28)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t29 = c14.Value
         if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t29)
         a = (a << 16) | (t28 + 128) << 4 | (1 if t29 < 0 else 0) | 0x8000
         k += 16
         u = -t29 - 1 if t29 < 0 else t29
@@ -36224,12 +36223,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t30 = c15.Exponent
             if t30 < -128 or t30 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t30)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t31 = c15.Value
             if (w.strict and (t31 < -32768 or t31 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t31)
             a = (a << 16) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
             k += 16
             u = -t31 - 1 if t31 < 0 else t31
@@ -36257,12 +36256,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t32 = c16.Exponent
             if t32 < -128 or t32 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t32!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t32)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t33 = c16.Value
             if (w.strict and (t33 < -32768 or t33 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t33!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t33)
             a = (a << 16) | (t32 + 128) << 4 | (1 if t33 < 0 else 0) | 0x4000
             k += 16
             u = -t33 - 1 if t33 < 0 else t33
@@ -36293,12 +36292,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c17.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c17.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 15) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 15
             u = -t35 - 1 if t35 < 0 else t35
@@ -36328,12 +36327,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t36 = c18.Exponent
         if t36 < -128 or t36 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t36)
         if c18.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t37 = c18.Value
         if (w.strict and (t37 < -32768 or t37 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t37)
         a = (a << 16) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
         k += 16
         u = -t37 - 1 if t37 < 0 else t37
@@ -36361,12 +36360,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t38 = c19.Exponent
         if t38 < -128 or t38 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
         if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t39 = c19.Value
         if (w.strict and (t39 < -32768 or t39 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
         a = (a << 16) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0x4000
         k += 16
         u = -t39 - 1 if t39 < 0 else t39
@@ -36394,12 +36393,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t40 = c20.Exponent
         if t40 < -128 or t40 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t40)
         if c20.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t41 = c20.Value
         if (w.strict and (t41 < -32768 or t41 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t41)
         a = (a << 16) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
         k += 16
         u = -t41 - 1 if t41 < 0 else t41
@@ -36430,12 +36429,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t42 = c21.Exponent
             if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t42)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t43 = c21.Value
             if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t43)
             a = (a << 16) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 16
             u = -t43 - 1 if t43 < 0 else t43
@@ -36463,12 +36462,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t44 = c22.Exponent
             if t44 < -128 or t44 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t44!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t44)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t45 = c22.Value
             if (w.strict and (t45 < -32768 or t45 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t45!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t45)
             a = (a << 16) | (t44 + 128) << 4 | (1 if t45 < 0 else 0) | 0x4000
             k += 16
             u = -t45 - 1 if t45 < 0 else t45
@@ -36499,12 +36498,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t46 = c23.Exponent
             if t46 < -128 or t46 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t46!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t46)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t47 = c23.Value
             if (w.strict and (t47 < -32768 or t47 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t47!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t47)
             a = (a << 15) | (t46 + 128) << 4 | (1 if t47 < 0 else 0)
             k += 15
             u = -t47 - 1 if t47 < 0 else t47
@@ -36534,12 +36533,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t48 = c24.Exponent
         if t48 < -128 or t48 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t48!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t48)
         if c24.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t49 = c24.Value
         if (w.strict and (t49 < -32768 or t49 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t49!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t49)
         a = (a << 16) | (t48 + 128) << 4 | (1 if t49 < 0 else 0)
         k += 16
         u = -t49 - 1 if t49 < 0 else t49
@@ -36567,12 +36566,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t50 = c25.Exponent
         if t50 < -128 or t50 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t50!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t50)
         if c25.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t51 = c25.Value
         if (w.strict and (t51 < -32768 or t51 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t51!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t51)
         a = (a << 16) | (t50 + 128) << 4 | (1 if t51 < 0 else 0) | 0x4000
         k += 16
         u = -t51 - 1 if t51 < 0 else t51
@@ -36605,12 +36604,12 @@ def _e_iso20_ac_Dynamic_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t52 = c26.Exponent
             if t52 < -128 or t52 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t52)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t53 = c26.Value
             if (w.strict and (t53 < -32768 or t53 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t53)
             a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
             u = -t53 - 1 if t53 < 0 else t53
@@ -38606,7 +38605,7 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_AC_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_AC_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -38629,14 +38628,14 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_AC_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_AC_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -38645,7 +38644,7 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -38671,12 +38670,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c1.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c1.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -38704,14 +38703,14 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         if o.MinimumSOC is not None:
             t7 = o.MinimumSOC
             if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
-                raise encode_error('Dynamic_AC_CLResControlModeType.MinimumSOC', f'{t7!r} outside 0..100')
+                raise encode_error('Dynamic_AC_CLResControlModeType.MinimumSOC', 'outside 0..100', t7)
             a = (a << 12) | (t7) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 12) | (t8) << 1 | 0x200
             k += 12
             s = 3
@@ -38720,7 +38719,7 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             k += 4
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -38746,12 +38745,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t10 = c2.Exponent
             if t10 < -128 or t10 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t11 = c2.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
             a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
             k += 17
             u = -t11 - 1 if t11 < 0 else t11
@@ -38779,7 +38778,7 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
         if o.TargetSOC is not None:
             t12 = o.TargetSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', f'{t12!r} outside 0..100')
+                raise encode_error('Dynamic_AC_CLResControlModeType.TargetSOC', 'outside 0..100', t12)
             a = (a << 11) | (t12) << 1
             k += 11
             s = 3
@@ -38788,7 +38787,7 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             k += 3
             t13 = o.AckMaxDelay
             if t13 < 0 or (w.strict and (t13 > 65535)):
-                raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t13!r} outside 0..65535')
+                raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -38814,12 +38813,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t14 = c3.Exponent
             if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t15 = c3.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
             a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
             k += 16
             u = -t15 - 1 if t15 < 0 else t15
@@ -38849,7 +38848,7 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             k += 3
             t16 = o.AckMaxDelay
             if t16 < 0 or (w.strict and (t16 > 65535)):
-                raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', f'{t16!r} outside 0..65535')
+                raise encode_error('Dynamic_AC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t16)
             u = t16
             if u < 0x80:
                 a = (a << 8) | u
@@ -38875,12 +38874,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c4.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c4.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -38911,12 +38910,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c5.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c5.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
             u = -t20 - 1 if t20 < 0 else t20
@@ -38946,12 +38945,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t21 = c6.Exponent
         if t21 < -128 or t21 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t22 = c6.Value
         if (w.strict and (t22 < -32768 or t22 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
         a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
         k += 18
         u = -t22 - 1 if t22 < 0 else t22
@@ -38979,12 +38978,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t23 = c7.Exponent
         if t23 < -128 or t23 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t24 = c7.Value
         if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
         a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
         k += 18
         u = -t24 - 1 if t24 < 0 else t24
@@ -39012,12 +39011,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t25 = c8.Exponent
         if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t26 = c8.Value
         if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
         a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
         k += 18
         u = -t26 - 1 if t26 < 0 else t26
@@ -39045,12 +39044,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t27 = c9.Exponent
         if t27 < -128 or t27 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t28 = c9.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
         a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0xc000
         k += 18
         u = -t28 - 1 if t28 < 0 else t28
@@ -39078,12 +39077,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t29 = c10.Exponent
         if t29 < -128 or t29 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t30 = c10.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
         a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
         k += 18
         u = -t30 - 1 if t30 < 0 else t30
@@ -39111,12 +39110,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t31 = c11.Exponent
         if t31 < -128 or t31 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
         if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t32 = c11.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
         a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x14000
         k += 18
         u = -t32 - 1 if t32 < 0 else t32
@@ -39144,12 +39143,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t33 = c12.Exponent
         if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t34 = c12.Value
         if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
         a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x18000
         k += 18
         u = -t34 - 1 if t34 < 0 else t34
@@ -39177,12 +39176,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t35 = c13.Exponent
         if t35 < -128 or t35 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
         if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t36 = c13.Value
         if (w.strict and (t36 < -32768 or t36 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
         a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x1c000
         k += 18
         u = -t36 - 1 if t36 < 0 else t36
@@ -39215,12 +39214,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c14.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c14.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0)
             k += 18
             u = -t38 - 1 if t38 < 0 else t38
@@ -39248,12 +39247,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c15.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c15.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x4000
             k += 18
             u = -t40 - 1 if t40 < 0 else t40
@@ -39281,12 +39280,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c16.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c16.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 18
             u = -t42 - 1 if t42 < 0 else t42
@@ -39314,12 +39313,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c17.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c17.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0xc000
             k += 18
             u = -t44 - 1 if t44 < 0 else t44
@@ -39347,12 +39346,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c18.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c18.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x10000
             k += 18
             u = -t46 - 1 if t46 < 0 else t46
@@ -39380,12 +39379,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c19.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c19.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x14000
             k += 18
             u = -t48 - 1 if t48 < 0 else t48
@@ -39413,12 +39412,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c20.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c20.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x18000
             k += 18
             u = -t50 - 1 if t50 < 0 else t50
@@ -39451,12 +39450,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c21.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c21.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0)
             k += 17
             u = -t52 - 1 if t52 < 0 else t52
@@ -39484,12 +39483,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c22.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c22.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x4000
             k += 17
             u = -t54 - 1 if t54 < 0 else t54
@@ -39517,12 +39516,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c23.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c23.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x8000
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -39550,12 +39549,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c24.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c24.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0xc000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -39583,12 +39582,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c25.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c25.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x10000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -39616,12 +39615,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c26.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c26.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0x14000
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -39654,12 +39653,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c27.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c27.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0)
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -39687,12 +39686,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c28.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c28.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x4000
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -39720,12 +39719,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c29.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c29.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x8000
             k += 17
             u = -t68 - 1 if t68 < 0 else t68
@@ -39753,12 +39752,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c30.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c30.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0xc000
             k += 17
             u = -t70 - 1 if t70 < 0 else t70
@@ -39786,12 +39785,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c31.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c31.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x10000
             k += 17
             u = -t72 - 1 if t72 < 0 else t72
@@ -39824,12 +39823,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t73 = c32.Exponent
             if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t74 = c32.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
             a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0)
             k += 17
             u = -t74 - 1 if t74 < 0 else t74
@@ -39857,12 +39856,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c33.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c33.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0) | 0x4000
             k += 17
             u = -t76 - 1 if t76 < 0 else t76
@@ -39890,12 +39889,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c34.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c34.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x8000
             k += 17
             u = -t78 - 1 if t78 < 0 else t78
@@ -39923,12 +39922,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c35.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c35.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0xc000
             k += 17
             u = -t80 - 1 if t80 < 0 else t80
@@ -39961,12 +39960,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t81 = c36.Exponent
             if t81 < -128 or t81 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t82 = c36.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
             a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0)
             k += 17
             u = -t82 - 1 if t82 < 0 else t82
@@ -39994,12 +39993,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t83 = c37.Exponent
             if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
             if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t84 = c37.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
             a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
             k += 17
             u = -t84 - 1 if t84 < 0 else t84
@@ -40027,12 +40026,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c38.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c38.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x8000
             k += 17
             u = -t86 - 1 if t86 < 0 else t86
@@ -40065,12 +40064,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t87 = c39.Exponent
             if t87 < -128 or t87 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t87)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t88 = c39.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
             a = (a << 16) | (t87 + 128) << 4 | (1 if t88 < 0 else 0)
             k += 16
             u = -t88 - 1 if t88 < 0 else t88
@@ -40098,12 +40097,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t89 = c40.Exponent
             if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t89)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t90 = c40.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
             a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0x4000
             k += 16
             u = -t90 - 1 if t90 < 0 else t90
@@ -40136,12 +40135,12 @@ def _e_iso20_ac_Dynamic_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t91 = c41.Exponent
             if t91 < -128 or t91 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t91!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t91)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t92 = c41.Value
             if (w.strict and (t92 < -32768 or t92 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t92!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t92)
             a = (a << 16) | (t91 + 128) << 4 | (1 if t92 < 0 else 0)
             k += 16
             u = -t92 - 1 if t92 < 0 else t92
@@ -43071,12 +43070,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 18
         u = -t2 - 1 if t2 < 0 else t2
@@ -43104,12 +43103,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 18
         u = -t4 - 1 if t4 < 0 else t4
@@ -43137,12 +43136,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 18
         u = -t6 - 1 if t6 < 0 else t6
@@ -43170,12 +43169,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 18
         u = -t8 - 1 if t8 < 0 else t8
@@ -43203,12 +43202,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t9 = c5.Exponent
         if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
         a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
         u = -t10 - 1 if t10 < 0 else t10
@@ -43236,12 +43235,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t11 = c6.Exponent
         if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
         a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
         k += 18
         u = -t12 - 1 if t12 < 0 else t12
@@ -43269,12 +43268,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c7.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
         k += 18
         u = -t14 - 1 if t14 < 0 else t14
@@ -43302,12 +43301,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
         k += 18
         u = -t16 - 1 if t16 < 0 else t16
@@ -43335,12 +43334,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x20000
         k += 18
         u = -t18 - 1 if t18 < 0 else t18
@@ -43368,12 +43367,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c10.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c10.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x24000
         k += 18
         u = -t20 - 1 if t20 < 0 else t20
@@ -43404,12 +43403,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -43437,12 +43436,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x4000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -43470,12 +43469,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -43503,12 +43502,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c14.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c14.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0xc000
             k += 18
             u = -t28 - 1 if t28 < 0 else t28
@@ -43536,12 +43535,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c15.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c15.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -43569,12 +43568,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c16.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c16.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x14000
             k += 18
             u = -t32 - 1 if t32 < 0 else t32
@@ -43602,12 +43601,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t33 = c17.Exponent
             if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
             a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x18000
             k += 18
             u = -t34 - 1 if t34 < 0 else t34
@@ -43635,12 +43634,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t35 = c18.Exponent
             if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
             a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x1c000
             k += 18
             u = -t36 - 1 if t36 < 0 else t36
@@ -43668,12 +43667,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x20000
             k += 18
             u = -t38 - 1 if t38 < 0 else t38
@@ -43704,12 +43703,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
             k += 18
             u = -t40 - 1 if t40 < 0 else t40
@@ -43737,12 +43736,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
             k += 18
             u = -t42 - 1 if t42 < 0 else t42
@@ -43770,12 +43769,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x8000
             k += 18
             u = -t44 - 1 if t44 < 0 else t44
@@ -43803,12 +43802,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0xc000
             k += 18
             u = -t46 - 1 if t46 < 0 else t46
@@ -43836,12 +43835,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
             k += 18
             u = -t48 - 1 if t48 < 0 else t48
@@ -43869,12 +43868,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x14000
             k += 18
             u = -t50 - 1 if t50 < 0 else t50
@@ -43902,12 +43901,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x18000
             k += 18
             u = -t52 - 1 if t52 < 0 else t52
@@ -43935,12 +43934,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 18) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x1c000
             k += 18
             u = -t54 - 1 if t54 < 0 else t54
@@ -43971,12 +43970,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -44004,12 +44003,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c29.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x4000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -44037,12 +44036,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c30.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x8000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -44070,12 +44069,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c31.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0xc000
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -44103,12 +44102,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c32.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x10000
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -44136,12 +44135,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c33.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x14000
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -44169,12 +44168,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c34.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x18000
             k += 17
             u = -t68 - 1 if t68 < 0 else t68
@@ -44205,12 +44204,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c35.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0)
             k += 17
             u = -t70 - 1 if t70 < 0 else t70
@@ -44238,12 +44237,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c36.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0x4000
             k += 17
             u = -t72 - 1 if t72 < 0 else t72
@@ -44271,12 +44270,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t73 = c37.Exponent
             if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
             if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t74 = c37.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
             a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x8000
             k += 17
             u = -t74 - 1 if t74 < 0 else t74
@@ -44304,12 +44303,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c38.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c38.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0) | 0xc000
             k += 17
             u = -t76 - 1 if t76 < 0 else t76
@@ -44337,12 +44336,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c39.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c39.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x10000
             k += 17
             u = -t78 - 1 if t78 < 0 else t78
@@ -44370,12 +44369,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c40.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c40.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0x14000
             k += 17
             u = -t80 - 1 if t80 < 0 else t80
@@ -44406,12 +44405,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t81 = c41.Exponent
             if t81 < -128 or t81 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t82 = c41.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
             a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0)
             k += 17
             u = -t82 - 1 if t82 < 0 else t82
@@ -44439,12 +44438,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t83 = c42.Exponent
             if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
             if c42.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t84 = c42.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
             a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x4000
             k += 17
             u = -t84 - 1 if t84 < 0 else t84
@@ -44472,12 +44471,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c43.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c43.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x8000
             k += 17
             u = -t86 - 1 if t86 < 0 else t86
@@ -44505,12 +44504,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t87 = c44.Exponent
             if t87 < -128 or t87 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t87)
             if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t88 = c44.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
             a = (a << 17) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0xc000
             k += 17
             u = -t88 - 1 if t88 < 0 else t88
@@ -44538,12 +44537,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t89 = c45.Exponent
             if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t89)
             if c45.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t90 = c45.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
             a = (a << 17) | (t89 + 128) << 4 | (1 if t90 < 0 else 0) | 0x10000
             k += 17
             u = -t90 - 1 if t90 < 0 else t90
@@ -44574,12 +44573,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t91 = c46.Exponent
             if t91 < -128 or t91 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t91!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t91)
             if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t92 = c46.Value
             if (w.strict and (t92 < -32768 or t92 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t92!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t92)
             a = (a << 17) | (t91 + 128) << 4 | (1 if t92 < 0 else 0)
             k += 17
             u = -t92 - 1 if t92 < 0 else t92
@@ -44607,12 +44606,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t93 = c47.Exponent
             if t93 < -128 or t93 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t93!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t93)
             if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t94 = c47.Value
             if (w.strict and (t94 < -32768 or t94 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t94!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t94)
             a = (a << 17) | (t93 + 128) << 4 | (1 if t94 < 0 else 0) | 0x4000
             k += 17
             u = -t94 - 1 if t94 < 0 else t94
@@ -44640,12 +44639,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t95 = c48.Exponent
             if t95 < -128 or t95 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t95!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t95)
             if c48.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t96 = c48.Value
             if (w.strict and (t96 < -32768 or t96 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t96!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t96)
             a = (a << 17) | (t95 + 128) << 4 | (1 if t96 < 0 else 0) | 0x8000
             k += 17
             u = -t96 - 1 if t96 < 0 else t96
@@ -44673,12 +44672,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t97 = c49.Exponent
             if t97 < -128 or t97 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t97!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t97)
             if c49.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t98 = c49.Value
             if (w.strict and (t98 < -32768 or t98 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t98!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t98)
             a = (a << 17) | (t97 + 128) << 4 | (1 if t98 < 0 else 0) | 0xc000
             k += 17
             u = -t98 - 1 if t98 < 0 else t98
@@ -44709,12 +44708,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t99 = c50.Exponent
             if t99 < -128 or t99 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t99!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t99)
             if c50.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t100 = c50.Value
             if (w.strict and (t100 < -32768 or t100 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t100!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t100)
             a = (a << 16) | (t99 + 128) << 4 | (1 if t100 < 0 else 0)
             k += 16
             u = -t100 - 1 if t100 < 0 else t100
@@ -44742,12 +44741,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t101 = c51.Exponent
             if t101 < -128 or t101 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t101!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t101)
             if c51.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t102 = c51.Value
             if (w.strict and (t102 < -32768 or t102 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t102!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t102)
             a = (a << 16) | (t101 + 128) << 4 | (1 if t102 < 0 else 0) | 0x4000
             k += 16
             u = -t102 - 1 if t102 < 0 else t102
@@ -44775,12 +44774,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t103 = c52.Exponent
             if t103 < -128 or t103 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t103!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t103)
             if c52.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t104 = c52.Value
             if (w.strict and (t104 < -32768 or t104 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t104!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t104)
             a = (a << 16) | (t103 + 128) << 4 | (1 if t104 < 0 else 0) | 0x8000
             k += 16
             u = -t104 - 1 if t104 < 0 else t104
@@ -44811,12 +44810,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t105 = c53.Exponent
             if t105 < -128 or t105 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t105!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t105)
             if c53.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t106 = c53.Value
             if (w.strict and (t106 < -32768 or t106 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t106!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t106)
             a = (a << 16) | (t105 + 128) << 4 | (1 if t106 < 0 else 0)
             k += 16
             u = -t106 - 1 if t106 < 0 else t106
@@ -44844,12 +44843,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t107 = c54.Exponent
             if t107 < -128 or t107 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t107!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t107)
             if c54.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t108 = c54.Value
             if (w.strict and (t108 < -32768 or t108 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t108!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t108)
             a = (a << 16) | (t107 + 128) << 4 | (1 if t108 < 0 else 0) | 0x4000
             k += 16
             u = -t108 - 1 if t108 < 0 else t108
@@ -44880,12 +44879,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t109 = c55.Exponent
             if t109 < -128 or t109 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t109!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t109)
             if c55.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t110 = c55.Value
             if (w.strict and (t110 < -32768 or t110 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t110!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t110)
             a = (a << 15) | (t109 + 128) << 4 | (1 if t110 < 0 else 0)
             k += 15
             u = -t110 - 1 if t110 < 0 else t110
@@ -44915,12 +44914,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t111 = c56.Exponent
         if t111 < -128 or t111 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t111!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t111)
         if c56.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t112 = c56.Value
         if (w.strict and (t112 < -32768 or t112 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t112!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t112)
         a = (a << 17) | (t111 + 128) << 4 | (1 if t112 < 0 else 0)
         k += 17
         u = -t112 - 1 if t112 < 0 else t112
@@ -44948,12 +44947,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t113 = c57.Exponent
         if t113 < -128 or t113 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t113!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t113)
         if c57.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t114 = c57.Value
         if (w.strict and (t114 < -32768 or t114 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t114!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t114)
         a = (a << 17) | (t113 + 128) << 4 | (1 if t114 < 0 else 0) | 0x4000
         k += 17
         u = -t114 - 1 if t114 < 0 else t114
@@ -44981,12 +44980,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t115 = c58.Exponent
         if t115 < -128 or t115 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t115!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t115)
         if c58.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t116 = c58.Value
         if (w.strict and (t116 < -32768 or t116 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t116!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t116)
         a = (a << 17) | (t115 + 128) << 4 | (1 if t116 < 0 else 0) | 0x8000
         k += 17
         u = -t116 - 1 if t116 < 0 else t116
@@ -45014,12 +45013,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t117 = c59.Exponent
         if t117 < -128 or t117 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t117!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t117)
         if c59.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t118 = c59.Value
         if (w.strict and (t118 < -32768 or t118 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t118!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t118)
         a = (a << 17) | (t117 + 128) << 4 | (1 if t118 < 0 else 0) | 0xc000
         k += 17
         u = -t118 - 1 if t118 < 0 else t118
@@ -45047,12 +45046,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t119 = c60.Exponent
         if t119 < -128 or t119 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t119!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t119)
         if c60.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t120 = c60.Value
         if (w.strict and (t120 < -32768 or t120 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t120!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t120)
         a = (a << 17) | (t119 + 128) << 4 | (1 if t120 < 0 else 0) | 0x10000
         k += 17
         u = -t120 - 1 if t120 < 0 else t120
@@ -45085,12 +45084,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t121 = c61.Exponent
             if t121 < -128 or t121 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t121!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t121)
             if c61.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t122 = c61.Value
             if (w.strict and (t122 < -32768 or t122 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t122!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t122)
             a = (a << 17) | (t121 + 128) << 4 | (1 if t122 < 0 else 0)
             k += 17
             u = -t122 - 1 if t122 < 0 else t122
@@ -45118,12 +45117,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t123 = c62.Exponent
             if t123 < -128 or t123 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t123!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t123)
             if c62.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t124 = c62.Value
             if (w.strict and (t124 < -32768 or t124 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t124!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t124)
             a = (a << 17) | (t123 + 128) << 4 | (1 if t124 < 0 else 0) | 0x4000
             k += 17
             u = -t124 - 1 if t124 < 0 else t124
@@ -45151,12 +45150,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t125 = c63.Exponent
             if t125 < -128 or t125 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t125!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t125)
             if c63.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t126 = c63.Value
             if (w.strict and (t126 < -32768 or t126 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t126!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t126)
             a = (a << 17) | (t125 + 128) << 4 | (1 if t126 < 0 else 0) | 0x8000
             k += 17
             u = -t126 - 1 if t126 < 0 else t126
@@ -45184,12 +45183,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t127 = c64.Exponent
             if t127 < -128 or t127 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t127!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t127)
             if c64.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t128 = c64.Value
             if (w.strict and (t128 < -32768 or t128 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t128!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t128)
             a = (a << 17) | (t127 + 128) << 4 | (1 if t128 < 0 else 0) | 0xc000
             k += 17
             u = -t128 - 1 if t128 < 0 else t128
@@ -45222,12 +45221,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t129 = c65.Exponent
             if t129 < -128 or t129 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t129!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t129)
             if c65.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t130 = c65.Value
             if (w.strict and (t130 < -32768 or t130 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t130!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t130)
             a = (a << 17) | (t129 + 128) << 4 | (1 if t130 < 0 else 0)
             k += 17
             u = -t130 - 1 if t130 < 0 else t130
@@ -45255,12 +45254,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t131 = c66.Exponent
             if t131 < -128 or t131 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t131!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t131)
             if c66.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t132 = c66.Value
             if (w.strict and (t132 < -32768 or t132 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t132!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t132)
             a = (a << 17) | (t131 + 128) << 4 | (1 if t132 < 0 else 0) | 0x4000
             k += 17
             u = -t132 - 1 if t132 < 0 else t132
@@ -45288,12 +45287,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t133 = c67.Exponent
             if t133 < -128 or t133 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t133!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t133)
             if c67.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t134 = c67.Value
             if (w.strict and (t134 < -32768 or t134 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t134!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t134)
             a = (a << 17) | (t133 + 128) << 4 | (1 if t134 < 0 else 0) | 0x8000
             k += 17
             u = -t134 - 1 if t134 < 0 else t134
@@ -45326,12 +45325,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t135 = c68.Exponent
             if t135 < -128 or t135 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t135!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t135)
             if c68.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t136 = c68.Value
             if (w.strict and (t136 < -32768 or t136 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t136!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t136)
             a = (a << 16) | (t135 + 128) << 4 | (1 if t136 < 0 else 0)
             k += 16
             u = -t136 - 1 if t136 < 0 else t136
@@ -45359,12 +45358,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t137 = c69.Exponent
             if t137 < -128 or t137 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t137!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t137)
             if c69.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t138 = c69.Value
             if (w.strict and (t138 < -32768 or t138 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t138!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t138)
             a = (a << 16) | (t137 + 128) << 4 | (1 if t138 < 0 else 0) | 0x4000
             k += 16
             u = -t138 - 1 if t138 < 0 else t138
@@ -45397,12 +45396,12 @@ def _e_iso20_ac_Scheduled_AC_CLReqControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t139 = c70.Exponent
             if t139 < -128 or t139 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t139!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t139)
             if c70.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t140 = c70.Value
             if (w.strict and (t140 < -32768 or t140 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t140!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t140)
             a = (a << 16) | (t139 + 128) << 4 | (1 if t140 < 0 else 0)
             k += 16
             u = -t140 - 1 if t140 < 0 else t140
@@ -47318,12 +47317,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 18
         u = -t2 - 1 if t2 < 0 else t2
@@ -47351,12 +47350,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 18
         u = -t4 - 1 if t4 < 0 else t4
@@ -47384,12 +47383,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 18
         u = -t6 - 1 if t6 < 0 else t6
@@ -47417,12 +47416,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 18
         u = -t8 - 1 if t8 < 0 else t8
@@ -47450,12 +47449,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t9 = c5.Exponent
         if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
         a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
         u = -t10 - 1 if t10 < 0 else t10
@@ -47483,12 +47482,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t11 = c6.Exponent
         if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
         a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
         k += 18
         u = -t12 - 1 if t12 < 0 else t12
@@ -47516,12 +47515,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c7.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
         k += 18
         u = -t14 - 1 if t14 < 0 else t14
@@ -47549,12 +47548,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
         k += 18
         u = -t16 - 1 if t16 < 0 else t16
@@ -47582,12 +47581,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c9.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c9.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x20000
         k += 18
         u = -t18 - 1 if t18 < 0 else t18
@@ -47620,12 +47619,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c10.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 18
             u = -t20 - 1 if t20 < 0 else t20
@@ -47653,12 +47652,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x4000
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -47686,12 +47685,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x8000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -47719,12 +47718,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0xc000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -47752,12 +47751,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c14.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c14.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x10000
             k += 18
             u = -t28 - 1 if t28 < 0 else t28
@@ -47785,12 +47784,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c15.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c15.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -47818,12 +47817,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c16.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c16.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x18000
             k += 18
             u = -t32 - 1 if t32 < 0 else t32
@@ -47851,12 +47850,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t33 = c17.Exponent
             if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
             a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x1c000
             k += 18
             u = -t34 - 1 if t34 < 0 else t34
@@ -47889,12 +47888,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t35 = c18.Exponent
             if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
             a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0)
             k += 18
             u = -t36 - 1 if t36 < 0 else t36
@@ -47922,12 +47921,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x4000
             k += 18
             u = -t38 - 1 if t38 < 0 else t38
@@ -47955,12 +47954,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x8000
             k += 18
             u = -t40 - 1 if t40 < 0 else t40
@@ -47988,12 +47987,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0xc000
             k += 18
             u = -t42 - 1 if t42 < 0 else t42
@@ -48021,12 +48020,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x10000
             k += 18
             u = -t44 - 1 if t44 < 0 else t44
@@ -48054,12 +48053,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x14000
             k += 18
             u = -t46 - 1 if t46 < 0 else t46
@@ -48087,12 +48086,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x18000
             k += 18
             u = -t48 - 1 if t48 < 0 else t48
@@ -48125,12 +48124,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -48158,12 +48157,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x4000
             k += 17
             u = -t52 - 1 if t52 < 0 else t52
@@ -48191,12 +48190,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0) | 0x8000
             k += 17
             u = -t54 - 1 if t54 < 0 else t54
@@ -48224,12 +48223,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0xc000
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -48257,12 +48256,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c29.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x10000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -48290,12 +48289,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c30.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0x14000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -48328,12 +48327,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c31.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0)
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -48361,12 +48360,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c32.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x4000
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -48394,12 +48393,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c33.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -48427,12 +48426,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c34.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0xc000
             k += 17
             u = -t68 - 1 if t68 < 0 else t68
@@ -48460,12 +48459,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c35.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x10000
             k += 17
             u = -t70 - 1 if t70 < 0 else t70
@@ -48498,12 +48497,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c36.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
             k += 17
             u = -t72 - 1 if t72 < 0 else t72
@@ -48531,12 +48530,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t73 = c37.Exponent
             if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
             if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t74 = c37.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
             a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x4000
             k += 17
             u = -t74 - 1 if t74 < 0 else t74
@@ -48564,12 +48563,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c38.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c38.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0) | 0x8000
             k += 17
             u = -t76 - 1 if t76 < 0 else t76
@@ -48597,12 +48596,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c39.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c39.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0xc000
             k += 17
             u = -t78 - 1 if t78 < 0 else t78
@@ -48635,12 +48634,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c40.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c40.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0)
             k += 17
             u = -t80 - 1 if t80 < 0 else t80
@@ -48668,12 +48667,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t81 = c41.Exponent
             if t81 < -128 or t81 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t82 = c41.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
             a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0) | 0x4000
             k += 17
             u = -t82 - 1 if t82 < 0 else t82
@@ -48701,12 +48700,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t83 = c42.Exponent
             if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
             if c42.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t84 = c42.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
             a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0) | 0x8000
             k += 17
             u = -t84 - 1 if t84 < 0 else t84
@@ -48739,12 +48738,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c43.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c43.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 16) | (t85 + 128) << 4 | (1 if t86 < 0 else 0)
             k += 16
             u = -t86 - 1 if t86 < 0 else t86
@@ -48772,12 +48771,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t87 = c44.Exponent
             if t87 < -128 or t87 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t87)
             if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t88 = c44.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
             a = (a << 16) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0x4000
             k += 16
             u = -t88 - 1 if t88 < 0 else t88
@@ -48810,12 +48809,12 @@ def _e_iso20_ac_Scheduled_AC_CLResControlModeType(w: BitWriter, o: _iso20_ac.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t89 = c45.Exponent
             if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t89)
             if c45.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t90 = c45.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
             a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0)
             k += 16
             u = -t90 - 1 if t90 < 0 else t90
@@ -49173,7 +49172,7 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -49449,12 +49448,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -49480,12 +49479,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -49593,7 +49592,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     k += 2
     t1 = o.TaxRuleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -49617,12 +49616,12 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -50978,28 +50977,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if o.PresentSOC is not None:
         t1 = o.PresentSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+            raise encode_error('DisplayParametersType.PresentSOC', 'outside 0..100', t1)
         a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t3)
         a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
         t4 = o.MaximumSOC
         if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t4)
         a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
@@ -51008,7 +51007,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t5 = o.RemainingTimeToMinimumSOC
         if t5 < 0 or (w.strict and (t5 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t5)
         u = t5
         if u < 0x80:
             a = (a << 8) | u
@@ -51033,7 +51032,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t6 = o.RemainingTimeToTargetSOC
         if t6 < 0 or (w.strict and (t6 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -51058,7 +51057,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t7 = o.RemainingTimeToMaximumSOC
         if t7 < 0 or (w.strict and (t7 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t7)
         u = t7
         if u < 0x80:
             a = (a << 8) | u
@@ -51088,12 +51087,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c1.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c1.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
         u = -t9 - 1 if t9 < 0 else t9
@@ -51127,21 +51126,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MinimumSOC is not None:
             t10 = o.MinimumSOC
             if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t10)
             a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
             t11 = o.TargetSOC
             if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t11)
             a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t12 = o.MaximumSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t12)
             a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
@@ -51150,7 +51149,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t13 = o.RemainingTimeToMinimumSOC
             if t13 < 0 or (w.strict and (t13 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -51175,7 +51174,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t14 = o.RemainingTimeToTargetSOC
             if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t14)
             u = t14
             if u < 0x80:
                 a = (a << 8) | u
@@ -51200,7 +51199,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t15 = o.RemainingTimeToMaximumSOC
             if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -51230,12 +51229,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t16 = c2.Exponent
             if t16 < -128 or t16 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t17 = c2.Value
             if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
             a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
             u = -t17 - 1 if t17 < 0 else t17
@@ -51269,14 +51268,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.TargetSOC is not None:
             t18 = o.TargetSOC
             if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t18)
             a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t19 = o.MaximumSOC
             if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t19)
             a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
@@ -51285,7 +51284,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t20 = o.RemainingTimeToMinimumSOC
             if t20 < 0 or (w.strict and (t20 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t20)
             u = t20
             if u < 0x80:
                 a = (a << 8) | u
@@ -51310,7 +51309,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t21 = o.RemainingTimeToTargetSOC
             if t21 < 0 or (w.strict and (t21 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t21)
             u = t21
             if u < 0x80:
                 a = (a << 8) | u
@@ -51335,7 +51334,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t22 = o.RemainingTimeToMaximumSOC
             if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t22)
             u = t22
             if u < 0x80:
                 a = (a << 8) | u
@@ -51365,12 +51364,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c3.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c3.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -51404,7 +51403,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MaximumSOC is not None:
             t25 = o.MaximumSOC
             if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t25)
             a = (a << 13) | (t25) << 1
             k += 13
             s = 4
@@ -51413,7 +51412,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t26 = o.RemainingTimeToMinimumSOC
             if t26 < 0 or (w.strict and (t26 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t26)
             u = t26
             if u < 0x80:
                 a = (a << 8) | u
@@ -51438,7 +51437,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t27 = o.RemainingTimeToTargetSOC
             if t27 < 0 or (w.strict and (t27 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t27)
             u = t27
             if u < 0x80:
                 a = (a << 8) | u
@@ -51463,7 +51462,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t28 = o.RemainingTimeToMaximumSOC
             if t28 < 0 or (w.strict and (t28 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t28)
             u = t28
             if u < 0x80:
                 a = (a << 8) | u
@@ -51493,12 +51492,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c4.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c4.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -51534,7 +51533,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t31 = o.RemainingTimeToMinimumSOC
             if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t31)
             u = t31
             if u < 0x80:
                 a = (a << 8) | u
@@ -51559,7 +51558,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t32 = o.RemainingTimeToTargetSOC
             if t32 < 0 or (w.strict and (t32 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t32)
             u = t32
             if u < 0x80:
                 a = (a << 8) | u
@@ -51584,7 +51583,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t33 = o.RemainingTimeToMaximumSOC
             if t33 < 0 or (w.strict and (t33 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -51614,12 +51613,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c5.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c5.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
             u = -t35 - 1 if t35 < 0 else t35
@@ -51655,7 +51654,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t36 = o.RemainingTimeToTargetSOC
             if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t36)
             u = t36
             if u < 0x80:
                 a = (a << 8) | u
@@ -51680,7 +51679,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t37 = o.RemainingTimeToMaximumSOC
             if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t37)
             u = t37
             if u < 0x80:
                 a = (a << 8) | u
@@ -51710,12 +51709,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c6.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c6.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -51751,7 +51750,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t40 = o.RemainingTimeToMaximumSOC
             if t40 < 0 or (w.strict and (t40 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t40)
             u = t40
             if u < 0x80:
                 a = (a << 8) | u
@@ -51781,12 +51780,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c7.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c7.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -51827,12 +51826,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c8.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c8.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -51869,12 +51868,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c9.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c9.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -52137,7 +52136,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -52163,12 +52162,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -52199,12 +52198,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -52235,12 +52234,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -52266,12 +52265,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -52579,7 +52578,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -52602,14 +52601,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -52618,7 +52617,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -52646,14 +52645,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.MinimumSOC is not None:
             t5 = o.MinimumSOC
             if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t5)
             a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t6 = o.TargetSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t6)
             a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
@@ -52662,7 +52661,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 4
             t7 = o.AckMaxDelay
             if t7 < 0 or (w.strict and (t7 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -52690,7 +52689,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 11) | (t8) << 1
             k += 11
             s = 3
@@ -52699,7 +52698,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -52729,7 +52728,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t10 = o.AckMaxDelay
             if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -52818,7 +52817,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -53030,6 +53029,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -53073,6 +53074,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -53230,7 +53233,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     s = 1
     t1 = o.TimeStamp
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MessageHeaderType.TimeStamp', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -54148,7 +54151,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     s = 1
     t1 = o.ChargedEnergyReadingWh
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -54173,7 +54176,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t2 = o.BPT_DischargedEnergyReadingWh
         if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', 'outside 0..18446744073709551615', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -54198,7 +54201,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t3 = o.CapacitiveEnergyReadingVARh
         if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t3)
         u = t3
         if u < 0x80:
             a = (a << 8) | u
@@ -54223,7 +54226,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t4 = o.BPT_InductiveEnergyReadingVARh
         if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -54259,7 +54262,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterStatus is not None:
         t5 = o.MeterStatus
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+            raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t5)
         a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
         u = -t5 - 1 if t5 < 0 else t5
@@ -54286,7 +54289,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t6 = o.MeterTimestamp
         if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -54316,7 +54319,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t7 = o.CapacitiveEnergyReadingVARh
             if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -54341,7 +54344,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t8 = o.BPT_InductiveEnergyReadingVARh
             if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t8)
             u = t8
             if u < 0x80:
                 a = (a << 8) | u
@@ -54377,7 +54380,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t9 = o.MeterStatus
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t9)
             a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
             u = -t9 - 1 if t9 < 0 else t9
@@ -54404,7 +54407,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t10 = o.MeterTimestamp
             if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -54434,7 +54437,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t11 = o.BPT_InductiveEnergyReadingVARh
             if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t11)
             u = t11
             if u < 0x80:
                 a = (a << 8) | u
@@ -54470,7 +54473,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t12 = o.MeterStatus
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t12)
             a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
             u = -t12 - 1 if t12 < 0 else t12
@@ -54497,7 +54500,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t13 = o.MeterTimestamp
             if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -54538,7 +54541,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t14 = o.MeterStatus
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t14)
             a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
             u = -t14 - 1 if t14 < 0 else t14
@@ -54565,7 +54568,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t15 = o.MeterTimestamp
             if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -54593,7 +54596,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterStatus is not None:
             t16 = o.MeterStatus
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t16)
             a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
             u = -t16 - 1 if t16 < 0 else t16
@@ -54620,7 +54623,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t17 = o.MeterTimestamp
             if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t17)
             u = t17
             if u < 0x80:
                 a = (a << 8) | u
@@ -54650,7 +54653,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t18 = o.MeterTimestamp
             if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t18)
             u = t18
             if u < 0x80:
                 a = (a << 8) | u
@@ -54735,12 +54738,12 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = o.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = o.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
     u = -t2 - 1 if t2 < 0 else t2
@@ -56041,7 +56044,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('ReceiptType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -56070,12 +56073,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
         u = -t3 - 1 if t3 < 0 else t3
@@ -56101,12 +56104,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c3.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -56137,12 +56140,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c5.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c5.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
         u = -t7 - 1 if t7 < 0 else t7
@@ -56168,12 +56171,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c6.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c6.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
         u = -t9 - 1 if t9 < 0 else t9
@@ -56204,12 +56207,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t10 = c8.Exponent
         if t10 < -128 or t10 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t11 = c8.Value
         if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
         a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
         u = -t11 - 1 if t11 < 0 else t11
@@ -56235,12 +56238,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c9.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c9.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
         u = -t13 - 1 if t13 < 0 else t13
@@ -56271,12 +56274,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c11.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c11.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
         u = -t15 - 1 if t15 < 0 else t15
@@ -56302,12 +56305,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t16 = c12.Exponent
         if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t17 = c12.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
         a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
         u = -t17 - 1 if t17 < 0 else t17
@@ -56341,7 +56344,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 2
         t18 = c13.TaxRuleID
         if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+            raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t18)
         u = t18
         if u < 0x80:
             a = (a << 8) | u
@@ -56365,12 +56368,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c14.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c14.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -56406,12 +56409,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c16.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c16.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -56437,12 +56440,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c17.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c17.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
             u = -t24 - 1 if t24 < 0 else t24
@@ -56473,12 +56476,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c19.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c19.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -56504,12 +56507,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c20.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c20.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
             u = -t28 - 1 if t28 < 0 else t28
@@ -56540,12 +56543,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c22.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c22.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -56571,12 +56574,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c23.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c23.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
             u = -t32 - 1 if t32 < 0 else t32
@@ -56610,7 +56613,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t33 = c24.TaxRuleID
             if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -56634,12 +56637,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c25.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c25.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
             u = -t35 - 1 if t35 < 0 else t35
@@ -56675,12 +56678,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t36 = c27.Exponent
             if t36 < -128 or t36 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t36)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t37 = c27.Value
             if (w.strict and (t37 < -32768 or t37 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t37)
             a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
             u = -t37 - 1 if t37 < 0 else t37
@@ -56706,12 +56709,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c28.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c28.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -56742,12 +56745,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t40 = c30.Exponent
             if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t40)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t41 = c30.Value
             if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t41)
             a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
             u = -t41 - 1 if t41 < 0 else t41
@@ -56773,12 +56776,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t42 = c31.Exponent
             if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t42)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t43 = c31.Value
             if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t43)
             a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
             u = -t43 - 1 if t43 < 0 else t43
@@ -56812,7 +56815,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t44 = c32.TaxRuleID
             if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t44)
             u = t44
             if u < 0x80:
                 a = (a << 8) | u
@@ -56836,12 +56839,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c33.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c33.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -56877,12 +56880,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c35.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c35.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -56908,12 +56911,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c36.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c36.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -56947,7 +56950,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t51 = c37.TaxRuleID
             if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t51)
             u = t51
             if u < 0x80:
                 a = (a << 8) | u
@@ -56971,12 +56974,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t52 = c38.Exponent
             if t52 < -128 or t52 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t52)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t53 = c38.Value
             if (w.strict and (t53 < -32768 or t53 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t53)
             a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
             u = -t53 - 1 if t53 < 0 else t53
@@ -57015,7 +57018,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t54 = c39.TaxRuleID
             if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t54)
             u = t54
             if u < 0x80:
                 a = (a << 8) | u
@@ -57039,12 +57042,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c40.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c40.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
             u = -t56 - 1 if t56 < 0 else t56
@@ -57085,7 +57088,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 t57 = c41.TaxRuleID
                 if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t57)
                 u = t57
                 if u < 0x80:
                     a = (a << 8) | u
@@ -57109,12 +57112,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
                 t58 = c42.Exponent
                 if t58 < -128 or t58 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                    raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t58)
                 if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
                 t59 = c42.Value
                 if (w.strict and (t59 < -32768 or t59 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                    raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t59)
                 a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
                 u = -t59 - 1 if t59 < 0 else t59
@@ -57449,12 +57452,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -57482,12 +57485,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -57515,12 +57518,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -57553,12 +57556,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t7 = c4.Exponent
             if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t8 = c4.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
             a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
             u = -t8 - 1 if t8 < 0 else t8
@@ -57586,12 +57589,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -57624,12 +57627,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -57985,7 +57988,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -58052,7 +58055,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
-        raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
+        raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -58142,7 +58145,7 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -58266,7 +58269,7 @@ def _e_v8(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -128 or o > 127:
-        raise encode_error('value', f'{o!r} outside -128..127')
+        raise encode_error('value', 'outside -128..127', o)
     a = (a << 10) | (o + 128) << 1
     k += 10
     w.acc = a
@@ -58315,6 +58318,8 @@ def _d_v9(r: BitReader) -> object:
 def _e_v9(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -58357,7 +58362,7 @@ def _e_v10(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
-        raise encode_error('value', f'{o!r} outside 0..100')
+        raise encode_error('value', 'outside 0..100', o)
     a = (a << 9) | (o) << 1
     k += 9
     w.acc = a
@@ -58525,7 +58530,7 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -58736,7 +58741,7 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 1..4294967295')
+        raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -58801,6 +58806,8 @@ def _d_v18(r: BitReader) -> object:
 def _e_v18(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o

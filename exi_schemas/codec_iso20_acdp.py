@@ -2184,7 +2184,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2253,7 +2253,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2296,7 +2296,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2369,7 +2369,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2382,38 +2381,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3601,6 +3592,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5332,6 +5325,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5421,6 +5416,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5585,6 +5582,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -6128,7 +6127,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'required value missing')
     t1 = o.EVRelativeXDeviation
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', f'{t1!r} outside -32768..32767')
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeXDeviation', 'outside -32768..32767', t1)
     a = (a << 21) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 13 | (_I_iso20_common_types_processingType[o.EVSEProcessing]) << 8 | (_BOOL[o.EVSEPositioningSupport]) << 4 | (1 if t1 < 0 else 0)
     k += 21
     u = -t1 - 1 if t1 < 0 else t1
@@ -6151,7 +6150,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'required value missing')
     t2 = o.EVRelativeYDeviation
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', f'{t2!r} outside -32768..32767')
+        raise encode_error('ACDP_VehiclePositioningResType.EVRelativeYDeviation', 'outside -32768..32767', t2)
     a = (a << 4) | (1 if t2 < 0 else 0)
     k += 4
     u = -t2 - 1 if t2 < 0 else t2
@@ -6174,7 +6173,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'required value missing')
     t3 = o.ContactWindowXc
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', f'{t3!r} outside -32768..32767')
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowXc', 'outside -32768..32767', t3)
     a = (a << 4) | (1 if t3 < 0 else 0)
     k += 4
     u = -t3 - 1 if t3 < 0 else t3
@@ -6197,7 +6196,7 @@ def _e_iso20_acdp_ACDP_VehiclePositioningResType(w: BitWriter, o: _iso20_acdp.AC
         raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'required value missing')
     t4 = o.ContactWindowYc
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', f'{t4!r} outside -32768..32767')
+        raise encode_error('ACDP_VehiclePositioningResType.ContactWindowYc', 'outside -32768..32767', t4)
     a = (a << 4) | (1 if t4 < 0 else 0)
     k += 4
     u = -t4 - 1 if t4 < 0 else t4
@@ -6612,12 +6611,12 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0) | 0x4000
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -6646,7 +6645,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
     elif o.EVSOC is not None:
         t3 = o.EVSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('EVTechnicalStatusType.EVSOC', f'{t3!r} outside 0..100')
+            raise encode_error('EVTechnicalStatusType.EVSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x600
         k += 12
         s = 6
@@ -6669,12 +6668,12 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 17
             u = -t5 - 1 if t5 < 0 else t5
@@ -6703,7 +6702,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         elif o.EVSOC is not None:
             t6 = o.EVSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t6!r} outside 0..100')
+                raise encode_error('EVTechnicalStatusType.EVSOC', 'outside 0..100', t6)
             a = (a << 12) | (t6) << 1 | 0x400
             k += 12
             s = 6
@@ -6727,7 +6726,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         elif o.EVSOC is not None:
             t7 = o.EVSOC
             if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t7!r} outside 0..100')
+                raise encode_error('EVTechnicalStatusType.EVSOC', 'outside 0..100', t7)
             a = (a << 12) | (t7) << 1 | 0x200
             k += 12
             s = 6
@@ -6747,7 +6746,7 @@ def _e_iso20_acdp_EVTechnicalStatusType(w: BitWriter, o: _iso20_acdp.EVTechnical
         if o.EVSOC is not None:
             t8 = o.EVSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('EVTechnicalStatusType.EVSOC', f'{t8!r} outside 0..100')
+                raise encode_error('EVTechnicalStatusType.EVSOC', 'outside 0..100', t8)
             a = (a << 12) | (t8) << 1
             k += 12
             s = 6
@@ -7117,7 +7116,7 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -7393,12 +7392,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -7424,12 +7423,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -7537,7 +7536,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     k += 2
     t1 = o.TaxRuleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -7561,12 +7560,12 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -8922,28 +8921,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if o.PresentSOC is not None:
         t1 = o.PresentSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+            raise encode_error('DisplayParametersType.PresentSOC', 'outside 0..100', t1)
         a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t3)
         a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
         t4 = o.MaximumSOC
         if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t4)
         a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
@@ -8952,7 +8951,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t5 = o.RemainingTimeToMinimumSOC
         if t5 < 0 or (w.strict and (t5 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t5)
         u = t5
         if u < 0x80:
             a = (a << 8) | u
@@ -8977,7 +8976,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t6 = o.RemainingTimeToTargetSOC
         if t6 < 0 or (w.strict and (t6 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -9002,7 +9001,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t7 = o.RemainingTimeToMaximumSOC
         if t7 < 0 or (w.strict and (t7 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t7)
         u = t7
         if u < 0x80:
             a = (a << 8) | u
@@ -9032,12 +9031,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c1.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c1.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
         u = -t9 - 1 if t9 < 0 else t9
@@ -9071,21 +9070,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MinimumSOC is not None:
             t10 = o.MinimumSOC
             if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t10)
             a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
             t11 = o.TargetSOC
             if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t11)
             a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t12 = o.MaximumSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t12)
             a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
@@ -9094,7 +9093,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t13 = o.RemainingTimeToMinimumSOC
             if t13 < 0 or (w.strict and (t13 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -9119,7 +9118,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t14 = o.RemainingTimeToTargetSOC
             if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t14)
             u = t14
             if u < 0x80:
                 a = (a << 8) | u
@@ -9144,7 +9143,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t15 = o.RemainingTimeToMaximumSOC
             if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -9174,12 +9173,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t16 = c2.Exponent
             if t16 < -128 or t16 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t17 = c2.Value
             if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
             a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
             u = -t17 - 1 if t17 < 0 else t17
@@ -9213,14 +9212,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.TargetSOC is not None:
             t18 = o.TargetSOC
             if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t18)
             a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t19 = o.MaximumSOC
             if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t19)
             a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
@@ -9229,7 +9228,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t20 = o.RemainingTimeToMinimumSOC
             if t20 < 0 or (w.strict and (t20 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t20)
             u = t20
             if u < 0x80:
                 a = (a << 8) | u
@@ -9254,7 +9253,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t21 = o.RemainingTimeToTargetSOC
             if t21 < 0 or (w.strict and (t21 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t21)
             u = t21
             if u < 0x80:
                 a = (a << 8) | u
@@ -9279,7 +9278,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t22 = o.RemainingTimeToMaximumSOC
             if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t22)
             u = t22
             if u < 0x80:
                 a = (a << 8) | u
@@ -9309,12 +9308,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c3.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c3.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -9348,7 +9347,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MaximumSOC is not None:
             t25 = o.MaximumSOC
             if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t25)
             a = (a << 13) | (t25) << 1
             k += 13
             s = 4
@@ -9357,7 +9356,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t26 = o.RemainingTimeToMinimumSOC
             if t26 < 0 or (w.strict and (t26 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t26)
             u = t26
             if u < 0x80:
                 a = (a << 8) | u
@@ -9382,7 +9381,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t27 = o.RemainingTimeToTargetSOC
             if t27 < 0 or (w.strict and (t27 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t27)
             u = t27
             if u < 0x80:
                 a = (a << 8) | u
@@ -9407,7 +9406,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t28 = o.RemainingTimeToMaximumSOC
             if t28 < 0 or (w.strict and (t28 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t28)
             u = t28
             if u < 0x80:
                 a = (a << 8) | u
@@ -9437,12 +9436,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c4.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c4.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -9478,7 +9477,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t31 = o.RemainingTimeToMinimumSOC
             if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t31)
             u = t31
             if u < 0x80:
                 a = (a << 8) | u
@@ -9503,7 +9502,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t32 = o.RemainingTimeToTargetSOC
             if t32 < 0 or (w.strict and (t32 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t32)
             u = t32
             if u < 0x80:
                 a = (a << 8) | u
@@ -9528,7 +9527,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t33 = o.RemainingTimeToMaximumSOC
             if t33 < 0 or (w.strict and (t33 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -9558,12 +9557,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c5.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c5.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
             u = -t35 - 1 if t35 < 0 else t35
@@ -9599,7 +9598,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t36 = o.RemainingTimeToTargetSOC
             if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t36)
             u = t36
             if u < 0x80:
                 a = (a << 8) | u
@@ -9624,7 +9623,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t37 = o.RemainingTimeToMaximumSOC
             if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t37)
             u = t37
             if u < 0x80:
                 a = (a << 8) | u
@@ -9654,12 +9653,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c6.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c6.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -9695,7 +9694,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t40 = o.RemainingTimeToMaximumSOC
             if t40 < 0 or (w.strict and (t40 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t40)
             u = t40
             if u < 0x80:
                 a = (a << 8) | u
@@ -9725,12 +9724,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c7.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c7.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -9771,12 +9770,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c8.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c8.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -9813,12 +9812,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c9.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c9.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -10081,7 +10080,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -10107,12 +10106,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -10143,12 +10142,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -10179,12 +10178,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -10210,12 +10209,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -10523,7 +10522,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -10546,14 +10545,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -10562,7 +10561,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -10590,14 +10589,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.MinimumSOC is not None:
             t5 = o.MinimumSOC
             if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t5)
             a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t6 = o.TargetSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t6)
             a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
@@ -10606,7 +10605,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 4
             t7 = o.AckMaxDelay
             if t7 < 0 or (w.strict and (t7 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -10634,7 +10633,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 11) | (t8) << 1
             k += 11
             s = 3
@@ -10643,7 +10642,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -10673,7 +10672,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t10 = o.AckMaxDelay
             if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -10762,7 +10761,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10974,6 +10973,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -11017,6 +11018,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -11174,7 +11177,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     s = 1
     t1 = o.TimeStamp
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MessageHeaderType.TimeStamp', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -12092,7 +12095,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     s = 1
     t1 = o.ChargedEnergyReadingWh
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -12117,7 +12120,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t2 = o.BPT_DischargedEnergyReadingWh
         if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', 'outside 0..18446744073709551615', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -12142,7 +12145,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t3 = o.CapacitiveEnergyReadingVARh
         if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t3)
         u = t3
         if u < 0x80:
             a = (a << 8) | u
@@ -12167,7 +12170,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t4 = o.BPT_InductiveEnergyReadingVARh
         if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -12203,7 +12206,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterStatus is not None:
         t5 = o.MeterStatus
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+            raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t5)
         a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
         u = -t5 - 1 if t5 < 0 else t5
@@ -12230,7 +12233,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t6 = o.MeterTimestamp
         if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -12260,7 +12263,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t7 = o.CapacitiveEnergyReadingVARh
             if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -12285,7 +12288,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t8 = o.BPT_InductiveEnergyReadingVARh
             if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t8)
             u = t8
             if u < 0x80:
                 a = (a << 8) | u
@@ -12321,7 +12324,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t9 = o.MeterStatus
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t9)
             a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
             u = -t9 - 1 if t9 < 0 else t9
@@ -12348,7 +12351,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t10 = o.MeterTimestamp
             if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -12378,7 +12381,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t11 = o.BPT_InductiveEnergyReadingVARh
             if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t11)
             u = t11
             if u < 0x80:
                 a = (a << 8) | u
@@ -12414,7 +12417,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t12 = o.MeterStatus
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t12)
             a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
             u = -t12 - 1 if t12 < 0 else t12
@@ -12441,7 +12444,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t13 = o.MeterTimestamp
             if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -12482,7 +12485,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t14 = o.MeterStatus
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t14)
             a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
             u = -t14 - 1 if t14 < 0 else t14
@@ -12509,7 +12512,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t15 = o.MeterTimestamp
             if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -12537,7 +12540,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterStatus is not None:
             t16 = o.MeterStatus
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t16)
             a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
             u = -t16 - 1 if t16 < 0 else t16
@@ -12564,7 +12567,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t17 = o.MeterTimestamp
             if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t17)
             u = t17
             if u < 0x80:
                 a = (a << 8) | u
@@ -12594,7 +12597,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t18 = o.MeterTimestamp
             if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t18)
             u = t18
             if u < 0x80:
                 a = (a << 8) | u
@@ -12679,12 +12682,12 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = o.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = o.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
     u = -t2 - 1 if t2 < 0 else t2
@@ -13985,7 +13988,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('ReceiptType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -14014,12 +14017,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
         u = -t3 - 1 if t3 < 0 else t3
@@ -14045,12 +14048,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c3.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -14081,12 +14084,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c5.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c5.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
         u = -t7 - 1 if t7 < 0 else t7
@@ -14112,12 +14115,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c6.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c6.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
         u = -t9 - 1 if t9 < 0 else t9
@@ -14148,12 +14151,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t10 = c8.Exponent
         if t10 < -128 or t10 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t11 = c8.Value
         if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
         a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
         u = -t11 - 1 if t11 < 0 else t11
@@ -14179,12 +14182,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c9.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c9.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
         u = -t13 - 1 if t13 < 0 else t13
@@ -14215,12 +14218,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c11.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c11.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
         u = -t15 - 1 if t15 < 0 else t15
@@ -14246,12 +14249,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t16 = c12.Exponent
         if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t17 = c12.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
         a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
         u = -t17 - 1 if t17 < 0 else t17
@@ -14285,7 +14288,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 2
         t18 = c13.TaxRuleID
         if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+            raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t18)
         u = t18
         if u < 0x80:
             a = (a << 8) | u
@@ -14309,12 +14312,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c14.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c14.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -14350,12 +14353,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c16.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c16.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -14381,12 +14384,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c17.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c17.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
             u = -t24 - 1 if t24 < 0 else t24
@@ -14417,12 +14420,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c19.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c19.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -14448,12 +14451,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c20.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c20.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
             u = -t28 - 1 if t28 < 0 else t28
@@ -14484,12 +14487,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c22.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c22.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -14515,12 +14518,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c23.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c23.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
             u = -t32 - 1 if t32 < 0 else t32
@@ -14554,7 +14557,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t33 = c24.TaxRuleID
             if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -14578,12 +14581,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c25.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c25.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
             u = -t35 - 1 if t35 < 0 else t35
@@ -14619,12 +14622,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t36 = c27.Exponent
             if t36 < -128 or t36 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t36)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t37 = c27.Value
             if (w.strict and (t37 < -32768 or t37 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t37)
             a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
             u = -t37 - 1 if t37 < 0 else t37
@@ -14650,12 +14653,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c28.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c28.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -14686,12 +14689,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t40 = c30.Exponent
             if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t40)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t41 = c30.Value
             if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t41)
             a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
             u = -t41 - 1 if t41 < 0 else t41
@@ -14717,12 +14720,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t42 = c31.Exponent
             if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t42)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t43 = c31.Value
             if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t43)
             a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
             u = -t43 - 1 if t43 < 0 else t43
@@ -14756,7 +14759,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t44 = c32.TaxRuleID
             if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t44)
             u = t44
             if u < 0x80:
                 a = (a << 8) | u
@@ -14780,12 +14783,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c33.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c33.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -14821,12 +14824,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c35.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c35.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -14852,12 +14855,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c36.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c36.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -14891,7 +14894,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t51 = c37.TaxRuleID
             if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t51)
             u = t51
             if u < 0x80:
                 a = (a << 8) | u
@@ -14915,12 +14918,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t52 = c38.Exponent
             if t52 < -128 or t52 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t52)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t53 = c38.Value
             if (w.strict and (t53 < -32768 or t53 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t53)
             a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
             u = -t53 - 1 if t53 < 0 else t53
@@ -14959,7 +14962,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t54 = c39.TaxRuleID
             if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t54)
             u = t54
             if u < 0x80:
                 a = (a << 8) | u
@@ -14983,12 +14986,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c40.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c40.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
             u = -t56 - 1 if t56 < 0 else t56
@@ -15029,7 +15032,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 t57 = c41.TaxRuleID
                 if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t57)
                 u = t57
                 if u < 0x80:
                     a = (a << 8) | u
@@ -15053,12 +15056,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
                 t58 = c42.Exponent
                 if t58 < -128 or t58 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                    raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t58)
                 if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
                 t59 = c42.Value
                 if (w.strict and (t59 < -32768 or t59 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                    raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t59)
                 a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
                 u = -t59 - 1 if t59 < 0 else t59
@@ -15393,12 +15396,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -15426,12 +15429,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -15459,12 +15462,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -15497,12 +15500,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t7 = c4.Exponent
             if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t8 = c4.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
             a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
             u = -t8 - 1 if t8 < 0 else t8
@@ -15530,12 +15533,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -15568,12 +15571,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -15929,7 +15932,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -15996,7 +15999,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
-        raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
+        raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -16085,7 +16088,7 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -16154,7 +16157,7 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -16371,7 +16374,7 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
-        raise encode_error('value', f'{o!r} outside 0..100')
+        raise encode_error('value', 'outside 0..100', o)
     a = (a << 9) | (o) << 1
     k += 9
     w.acc = a
@@ -16453,7 +16456,7 @@ def _e_v16(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -128 or o > 127:
-        raise encode_error('value', f'{o!r} outside -128..127')
+        raise encode_error('value', 'outside -128..127', o)
     a = (a << 10) | (o + 128) << 1
     k += 10
     w.acc = a
@@ -16502,6 +16505,8 @@ def _d_v17(r: BitReader) -> object:
 def _e_v17(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -16830,7 +16835,7 @@ def _e_v23(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 1..4294967295')
+        raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -16895,6 +16900,8 @@ def _d_v24(r: BitReader) -> object:
 def _e_v24(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o

@@ -2194,7 +2194,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2263,7 +2263,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2306,7 +2306,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2379,7 +2379,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2392,38 +2391,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3611,6 +3602,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5342,6 +5335,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5431,6 +5426,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5595,6 +5592,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -6206,7 +6205,7 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
         k += 3
         t1 = o.TimeAnchor
         if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-            raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+            raise encode_error('AbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -6234,7 +6233,7 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
             k += 2
             t2 = o.TimeAnchor
             if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-                raise encode_error('AbsolutePriceScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
+                raise encode_error('AbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t2)
             u = t2
             if u < 0x80:
                 a = (a << 8) | u
@@ -6262,7 +6261,7 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
     k += 2
     t3 = o.PriceScheduleID
     if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
-        raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', f'{t3!r} outside 1..4294967295')
+        raise encode_error('AbsolutePriceScheduleType.PriceScheduleID', 'outside 1..4294967295', t3)
     u = t3
     if u < 0x80:
         a = (a << 8) | u
@@ -6358,12 +6357,12 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c1.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c1.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -6391,12 +6390,12 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c2.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c2.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
         k += 17
         u = -t7 - 1 if t7 < 0 else t7
@@ -6445,12 +6444,12 @@ def _e_iso20_common_messages_AbsolutePriceScheduleType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t8 = c3.Exponent
             if t8 < -128 or t8 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t9 = c3.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
             a = (a << 16) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 16
             u = -t9 - 1 if t9 < 0 else t9
@@ -6773,12 +6772,12 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c2.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c2.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 16
         u = -t2 - 1 if t2 < 0 else t2
@@ -6828,12 +6827,12 @@ def _e_iso20_common_messages_AdditionalServiceListType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t3 = c4.Exponent
             if t3 < -128 or t3 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t4 = c4.Value
             if (w.strict and (t4 < -32768 or t4 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
             a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
             k += 16
             u = -t4 - 1 if t4 < 0 else t4
@@ -6972,12 +6971,12 @@ def _e_iso20_common_messages_AdditionalServiceType(w: BitWriter, o: _iso20_commo
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 16
     u = -t2 - 1 if t2 < 0 else t2
@@ -7181,7 +7180,7 @@ def _e_iso20_common_messages_AuthorizationReqType(w: BitWriter, o: _iso20_common
     k += 4
     if o.EIM_AReqAuthorizationMode is not None:
         if not isinstance(o.EIM_AReqAuthorizationMode, _iso20_common_messages.EIM_AReqAuthorizationModeType):
-            raise encode_error('EIM_AReqAuthorizationModeType', f'not a EIM_AReqAuthorizationModeType: {o.EIM_AReqAuthorizationMode!r}')
+            raise encode_error('EIM_AReqAuthorizationModeType', 'wrong class', o.EIM_AReqAuthorizationMode)
         a <<= 3
         k += 3
         if o.PnC_AReqAuthorizationMode is not None:
@@ -7501,7 +7500,7 @@ def _e_iso20_common_messages_AuthorizationSetupResType(w: BitWriter, o: _iso20_c
             raise encode_error('AuthorizationSetupResType', 'missing SE(CertificateInstallationService)')
     if o.EIM_ASResAuthorizationMode is not None:
         if not isinstance(o.EIM_ASResAuthorizationMode, _iso20_common_messages.EIM_ASResAuthorizationModeType):
-            raise encode_error('EIM_ASResAuthorizationModeType', f'not a EIM_ASResAuthorizationModeType: {o.EIM_ASResAuthorizationMode!r}')
+            raise encode_error('EIM_ASResAuthorizationModeType', 'wrong class', o.EIM_ASResAuthorizationMode)
         a <<= 3
         k += 3
         if o.PnC_ASResAuthorizationMode is not None:
@@ -7748,7 +7747,7 @@ def _e_iso20_common_messages_CertificateInstallationReqType(w: BitWriter, o: _is
         raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', 'required value missing')
     t1 = o.MaximumContractCertificateChains
     if t1 < 0 or t1 > 255:
-        raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', f'{t1!r} outside 0..255')
+        raise encode_error('CertificateInstallationReqType.MaximumContractCertificateChains', 'outside 0..255', t1)
     a = (a << 11) | (t1) << 1
     k += 11
     s = 3
@@ -7878,7 +7877,7 @@ def _e_iso20_common_messages_CertificateInstallationResType(w: BitWriter, o: _is
         raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', 'required value missing')
     t1 = o.RemainingContractCertificateChains
     if t1 < 0 or t1 > 255:
-        raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', f'{t1!r} outside 0..255')
+        raise encode_error('CertificateInstallationResType.RemainingContractCertificateChains', 'outside 0..255', t1)
     a = (a << 12) | (t1) << 2
     k += 12
     w.acc = a
@@ -8525,7 +8524,7 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
     k += 2
     t1 = o.DepartureTime
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+        raise encode_error('Dynamic_SEReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -8548,14 +8547,14 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
     if o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_SEReqControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_SEReqControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 11) | (t2) << 1
         k += 11
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 11) | (t3) << 1 | 0x200
         k += 11
         s = 3
@@ -8565,12 +8564,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c1.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c1.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
         k += 16
         u = -t5 - 1 if t5 < 0 else t5
@@ -8598,7 +8597,7 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         if o.TargetSOC is not None:
             t6 = o.TargetSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+                raise encode_error('Dynamic_SEReqControlModeType.TargetSOC', 'outside 0..100', t6)
             a = (a << 11) | (t6) << 1
             k += 11
             s = 3
@@ -8608,12 +8607,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t7 = c2.Exponent
             if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t8 = c2.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
             a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x4000
             k += 16
             u = -t8 - 1 if t8 < 0 else t8
@@ -8644,12 +8643,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c3.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c3.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 15) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 15
             u = -t10 - 1 if t10 < 0 else t10
@@ -8680,12 +8679,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t11 = c4.Exponent
     if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t12 = c4.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
     a = (a << 15) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 15
     u = -t12 - 1 if t12 < 0 else t12
@@ -8711,12 +8710,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t13 = c5.Exponent
     if t13 < -128 or t13 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t14 = c5.Value
     if (w.strict and (t14 < -32768 or t14 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
     a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
     k += 17
     s = 5
@@ -8745,12 +8744,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c6.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c6.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
         k += 16
         u = -t16 - 1 if t16 < 0 else t16
@@ -8778,12 +8777,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t17 = c7.Exponent
         if t17 < -128 or t17 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t18 = c7.Value
         if (w.strict and (t18 < -32768 or t18 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
         a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
         k += 16
         u = -t18 - 1 if t18 < 0 else t18
@@ -8816,12 +8815,12 @@ def _e_iso20_common_messages_Dynamic_SEReqControlModeType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c8.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c8.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 16
             u = -t20 - 1 if t20 < 0 else t20
@@ -9054,7 +9053,7 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_SEResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_SEResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -9077,14 +9076,14 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_SEResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -9116,14 +9115,14 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
         if o.MinimumSOC is not None:
             t4 = o.MinimumSOC
             if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-                raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', f'{t4!r} outside 0..100')
+                raise encode_error('Dynamic_SEResControlModeType.MinimumSOC', 'outside 0..100', t4)
             a = (a << 12) | (t4) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t5 = o.TargetSOC
             if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{t5!r} outside 0..100')
+                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', 'outside 0..100', t5)
             a = (a << 12) | (t5) << 1 | 0x200
             k += 12
             s = 3
@@ -9155,7 +9154,7 @@ def _e_iso20_common_messages_Dynamic_SEResControlModeType(w: BitWriter, o: _iso2
         if o.TargetSOC is not None:
             t6 = o.TargetSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+                raise encode_error('Dynamic_SEResControlModeType.TargetSOC', 'outside 0..100', t6)
             a = (a << 12) | (t6) << 1
             k += 12
             s = 3
@@ -9570,7 +9569,7 @@ def _e_iso20_common_messages_EVAbsolutePriceScheduleType(w: BitWriter, o: _iso20
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -9790,7 +9789,7 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
     k += 3
     t1 = c1.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('EVPowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -9825,7 +9824,7 @@ def _e_iso20_common_messages_EVEnergyOfferType(w: BitWriter, o: _iso20_common_me
     k += 4
     t2 = c2.TimeAnchor
     if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
+        raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -10068,7 +10067,7 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('EVPowerProfileType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('EVPowerProfileType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10089,7 +10088,7 @@ def _e_iso20_common_messages_EVPowerProfileType(w: BitWriter, o: _iso20_common_m
     k += 1
     if o.Dynamic_EVPPTControlMode is not None:
         if not isinstance(o.Dynamic_EVPPTControlMode, _iso20_common_messages.Dynamic_EVPPTControlModeType):
-            raise encode_error('Dynamic_EVPPTControlModeType', f'not a Dynamic_EVPPTControlModeType: {o.Dynamic_EVPPTControlMode!r}')
+            raise encode_error('Dynamic_EVPPTControlModeType', 'wrong class', o.Dynamic_EVPPTControlMode)
         a <<= 3
         k += 3
         if o.Scheduled_EVPPTControlMode is not None:
@@ -10304,7 +10303,7 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
         k += 2
         t1 = c1.Duration
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('EVPowerScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+            raise encode_error('EVPowerScheduleEntryType.Duration', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -10328,12 +10327,12 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -10371,7 +10370,7 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
             k += 2
             t4 = c3.Duration
             if t4 < 0 or (w.strict and (t4 > 4294967295)):
-                raise encode_error('EVPowerScheduleEntryType.Duration', f'{t4!r} outside 0..4294967295')
+                raise encode_error('EVPowerScheduleEntryType.Duration', 'outside 0..4294967295', t4)
             u = t4
             if u < 0x80:
                 a = (a << 8) | u
@@ -10395,12 +10394,12 @@ def _e_iso20_common_messages_EVPowerScheduleEntryListType(w: BitWriter, o: _iso2
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t5 = c4.Exponent
             if t5 < -128 or t5 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t6 = c4.Value
             if (w.strict and (t6 < -32768 or t6 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
             a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
             k += 16
             u = -t6 - 1 if t6 < 0 else t6
@@ -10524,7 +10523,7 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
     k += 2
     t1 = o.Duration
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('EVPowerScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+        raise encode_error('EVPowerScheduleEntryType.Duration', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10548,12 +10547,12 @@ def _e_iso20_common_messages_EVPowerScheduleEntryType(w: BitWriter, o: _iso20_co
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -10640,7 +10639,7 @@ def _e_iso20_common_messages_EVPowerScheduleType(w: BitWriter, o: _iso20_common_
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('EVPowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10991,7 +10990,7 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
     k += 2
     t1 = o.Duration
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('EVPriceRuleStackType.Duration', f'{t1!r} outside 0..4294967295')
+        raise encode_error('EVPriceRuleStackType.Duration', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -11024,12 +11023,12 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 15) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 15
         u = -t3 - 1 if t3 < 0 else t3
@@ -11055,12 +11054,12 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c3.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -11099,12 +11098,12 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t6 = c5.Exponent
             if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t7 = c5.Value
             if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
             a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 15
             u = -t7 - 1 if t7 < 0 else t7
@@ -11130,12 +11129,12 @@ def _e_iso20_common_messages_EVPriceRuleStackType(w: BitWriter, o: _iso20_common
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t8 = c6.Exponent
             if t8 < -128 or t8 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t9 = c6.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
             a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 17
             u = -t9 - 1 if t9 < 0 else t9
@@ -11266,12 +11265,12 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -11297,12 +11296,12 @@ def _e_iso20_common_messages_EVPriceRuleType(w: BitWriter, o: _iso20_common_mess
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -11646,7 +11645,7 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
         k += 3
         t1 = o.OverstayTimeThreshold
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('OverstayRuleListType.OverstayTimeThreshold', f'{t1!r} outside 0..4294967295')
+            raise encode_error('OverstayRuleListType.OverstayTimeThreshold', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -11672,12 +11671,12 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -11719,12 +11718,12 @@ def _e_iso20_common_messages_OverstayRuleListType(w: BitWriter, o: _iso20_common
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 16
             u = -t5 - 1 if t5 < 0 else t5
@@ -12018,7 +12017,7 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
         k += 3
         t1 = o.StartTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('OverstayRuleType.StartTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('OverstayRuleType.StartTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -12046,7 +12045,7 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
             k += 2
             t2 = o.StartTime
             if t2 < 0 or (w.strict and (t2 > 4294967295)):
-                raise encode_error('OverstayRuleType.StartTime', f'{t2!r} outside 0..4294967295')
+                raise encode_error('OverstayRuleType.StartTime', 'outside 0..4294967295', t2)
             u = t2
             if u < 0x80:
                 a = (a << 8) | u
@@ -12075,12 +12074,12 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c1.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c1.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 15) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 15
     u = -t4 - 1 if t4 < 0 else t4
@@ -12106,7 +12105,7 @@ def _e_iso20_common_messages_OverstayRuleType(w: BitWriter, o: _iso20_common_mes
     s = 3
     t5 = o.OverstayFeePeriod
     if t5 < 0 or (w.strict and (t5 > 4294967295)):
-        raise encode_error('OverstayRuleType.OverstayFeePeriod', f'{t5!r} outside 0..4294967295')
+        raise encode_error('OverstayRuleType.OverstayFeePeriod', 'outside 0..4294967295', t5)
     u = t5
     if u < 0x80:
         a = (a << 8) | u
@@ -12220,7 +12219,7 @@ def _e_iso20_common_messages_ParameterSetType(w: BitWriter, o: _iso20_common_mes
     k += 2
     t1 = o.ParameterSetID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ParameterSetType.ParameterSetID', f'{t1!r} outside 0..65535')
+        raise encode_error('ParameterSetType.ParameterSetID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -12533,7 +12532,7 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
     elif o.byteValue is not None:
         t1 = o.byteValue
         if t1 < -128 or t1 > 127:
-            raise encode_error('ParameterType.byteValue', f'{t1!r} outside -128..127')
+            raise encode_error('ParameterType.byteValue', 'outside -128..127', t1)
         a = (a << 13) | (t1 + 128) << 1 | 0x400
         k += 13
         if o.shortValue is not None:
@@ -12547,7 +12546,7 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
     elif o.shortValue is not None:
         t2 = o.shortValue
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('ParameterType.shortValue', f'{t2!r} outside -32768..32767')
+            raise encode_error('ParameterType.shortValue', 'outside -32768..32767', t2)
         a = (a << 5) | (1 if t2 < 0 else 0) | 0x8
         k += 5
         u = -t2 - 1 if t2 < 0 else t2
@@ -12577,7 +12576,7 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
     elif o.intValue is not None:
         t3 = o.intValue
         if (w.strict and (t3 < -2147483648 or t3 > 2147483647)):
-            raise encode_error('ParameterType.intValue', f'{t3!r} outside -2147483648..2147483647')
+            raise encode_error('ParameterType.intValue', 'outside -2147483648..2147483647', t3)
         a = (a << 5) | (1 if t3 < 0 else 0) | 0xc
         k += 5
         u = -t3 - 1 if t3 < 0 else t3
@@ -12608,12 +12607,12 @@ def _e_iso20_common_messages_ParameterType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c1.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c1.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x10000
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -13197,7 +13196,7 @@ def _e_iso20_common_messages_PowerDeliveryResType(w: BitWriter, o: _iso20_common
         k += 4
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -13562,7 +13561,7 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
     k += 2
     t1 = o.Duration
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('PowerScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+        raise encode_error('PowerScheduleEntryType.Duration', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -13586,12 +13585,12 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     s = 1
@@ -13620,12 +13619,12 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c2.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c2.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 16
         u = -t5 - 1 if t5 < 0 else t5
@@ -13653,12 +13652,12 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c3.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c3.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
         k += 16
         u = -t7 - 1 if t7 < 0 else t7
@@ -13691,12 +13690,12 @@ def _e_iso20_common_messages_PowerScheduleEntryType(w: BitWriter, o: _iso20_comm
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t8 = c4.Exponent
             if t8 < -128 or t8 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t9 = c4.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
             a = (a << 16) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 16
             u = -t9 - 1 if t9 < 0 else t9
@@ -13948,7 +13947,7 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('PowerScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('PowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -13974,12 +13973,12 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -14007,12 +14006,12 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c2.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c2.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x4000
         k += 16
         u = -t5 - 1 if t5 < 0 else t5
@@ -14052,12 +14051,12 @@ def _e_iso20_common_messages_PowerScheduleType(w: BitWriter, o: _iso20_common_me
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t6 = c3.Exponent
             if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t7 = c3.Value
             if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
             a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
             k += 16
             u = -t7 - 1 if t7 < 0 else t7
@@ -14234,7 +14233,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
         k += 2
         t1 = c1.Duration
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+            raise encode_error('PriceLevelScheduleEntryType.Duration', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -14255,7 +14254,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
             raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
         t2 = c1.PriceLevel
         if t2 < 0 or t2 > 255:
-            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t2!r} outside 0..255')
+            raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'outside 0..255', t2)
         a = (a << 13) | (t2) << 2
         k += 13
         s = 1
@@ -14275,7 +14274,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
             k += 2
             t3 = c2.Duration
             if t3 < 0 or (w.strict and (t3 > 4294967295)):
-                raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t3!r} outside 0..4294967295')
+                raise encode_error('PriceLevelScheduleEntryType.Duration', 'outside 0..4294967295', t3)
             u = t3
             if u < 0x80:
                 a = (a << 8) | u
@@ -14296,7 +14295,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryListType(w: BitWriter, o: _i
                 raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
             t4 = c2.PriceLevel
             if t4 < 0 or t4 > 255:
-                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t4!r} outside 0..255')
+                raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'outside 0..255', t4)
             a = (a << 13) | (t4) << 2
             k += 13
             n += 1
@@ -14372,7 +14371,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20
     k += 2
     t1 = o.Duration
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('PriceLevelScheduleEntryType.Duration', f'{t1!r} outside 0..4294967295')
+        raise encode_error('PriceLevelScheduleEntryType.Duration', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -14393,7 +14392,7 @@ def _e_iso20_common_messages_PriceLevelScheduleEntryType(w: BitWriter, o: _iso20
         raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'required value missing')
     t2 = o.PriceLevel
     if t2 < 0 or t2 > 255:
-        raise encode_error('PriceLevelScheduleEntryType.PriceLevel', f'{t2!r} outside 0..255')
+        raise encode_error('PriceLevelScheduleEntryType.PriceLevel', 'outside 0..255', t2)
     a = (a << 13) | (t2) << 2
     k += 13
     w.acc = a
@@ -14647,7 +14646,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         k += 3
         t1 = o.TimeAnchor
         if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-            raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+            raise encode_error('PriceLevelScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -14675,7 +14674,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
             k += 2
             t2 = o.TimeAnchor
             if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-                raise encode_error('PriceLevelScheduleType.TimeAnchor', f'{t2!r} outside 0..18446744073709551615')
+                raise encode_error('PriceLevelScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t2)
             u = t2
             if u < 0x80:
                 a = (a << 8) | u
@@ -14703,7 +14702,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
     k += 2
     t3 = o.PriceScheduleID
     if t3 < 0 or (w.strict and (t3 < 1 or t3 > 4294967295)):
-        raise encode_error('PriceLevelScheduleType.PriceScheduleID', f'{t3!r} outside 1..4294967295')
+        raise encode_error('PriceLevelScheduleType.PriceScheduleID', 'outside 1..4294967295', t3)
     u = t3
     if u < 0x80:
         a = (a << 8) | u
@@ -14739,7 +14738,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
     elif o.NumberOfPriceLevels is not None:
         t4 = o.NumberOfPriceLevels
         if t4 < 0 or t4 > 255:
-            raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{t4!r} outside 0..255')
+            raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', 'outside 0..255', t4)
         a = (a << 12) | (t4) << 1 | 0x400
         k += 12
         s = 5
@@ -14749,7 +14748,7 @@ def _e_iso20_common_messages_PriceLevelScheduleType(w: BitWriter, o: _iso20_comm
         if o.NumberOfPriceLevels is not None:
             t5 = o.NumberOfPriceLevels
             if t5 < 0 or t5 > 255:
-                raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', f'{t5!r} outside 0..255')
+                raise encode_error('PriceLevelScheduleType.NumberOfPriceLevels', 'outside 0..255', t5)
             a = (a << 11) | (t5) << 1
             k += 11
             s = 5
@@ -14961,7 +14960,7 @@ def _e_iso20_common_messages_PriceRuleStackType(w: BitWriter, o: _iso20_common_m
     k += 2
     t1 = o.Duration
     if t1 < 0 or (w.strict and (t1 > 4294967295)):
-        raise encode_error('PriceRuleStackType.Duration', f'{t1!r} outside 0..4294967295')
+        raise encode_error('PriceRuleStackType.Duration', 'outside 0..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -15562,12 +15561,12 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -15595,12 +15594,12 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -15627,7 +15626,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         k += 4
         t5 = o.ParkingFeePeriod
         if t5 < 0 or (w.strict and (t5 > 4294967295)):
-            raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t5!r} outside 0..4294967295')
+            raise encode_error('PriceRuleType.ParkingFeePeriod', 'outside 0..4294967295', t5)
         u = t5
         if u < 0x80:
             a = (a << 8) | u
@@ -15652,7 +15651,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         k += 4
         t6 = o.CarbonDioxideEmission
         if t6 < 0 or (w.strict and (t6 > 65535)):
-            raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t6!r} outside 0..65535')
+            raise encode_error('PriceRuleType.CarbonDioxideEmission', 'outside 0..65535', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -15675,7 +15674,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
     elif o.RenewableGenerationPercentage is not None:
         t7 = o.RenewableGenerationPercentage
         if t7 < 0 or t7 > 255:
-            raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t7!r} outside 0..255')
+            raise encode_error('PriceRuleType.RenewableGenerationPercentage', 'outside 0..255', t7)
         a = (a << 13) | (t7) << 1 | 0xc00
         k += 13
         s = 5
@@ -15685,12 +15684,12 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c3.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c3.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x10000
         k += 17
         u = -t9 - 1 if t9 < 0 else t9
@@ -15720,7 +15719,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             k += 4
             t10 = o.ParkingFeePeriod
             if t10 < 0 or (w.strict and (t10 > 4294967295)):
-                raise encode_error('PriceRuleType.ParkingFeePeriod', f'{t10!r} outside 0..4294967295')
+                raise encode_error('PriceRuleType.ParkingFeePeriod', 'outside 0..4294967295', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -15745,7 +15744,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             k += 4
             t11 = o.CarbonDioxideEmission
             if t11 < 0 or (w.strict and (t11 > 65535)):
-                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t11!r} outside 0..65535')
+                raise encode_error('PriceRuleType.CarbonDioxideEmission', 'outside 0..65535', t11)
             u = t11
             if u < 0x80:
                 a = (a << 8) | u
@@ -15768,7 +15767,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         elif o.RenewableGenerationPercentage is not None:
             t12 = o.RenewableGenerationPercentage
             if t12 < 0 or t12 > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t12!r} outside 0..255')
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', 'outside 0..255', t12)
             a = (a << 13) | (t12) << 1 | 0x800
             k += 13
             s = 5
@@ -15778,12 +15777,12 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c4.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c4.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0xc000
             k += 17
             u = -t14 - 1 if t14 < 0 else t14
@@ -15813,7 +15812,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
             k += 3
             t15 = o.CarbonDioxideEmission
             if t15 < 0 or (w.strict and (t15 > 65535)):
-                raise encode_error('PriceRuleType.CarbonDioxideEmission', f'{t15!r} outside 0..65535')
+                raise encode_error('PriceRuleType.CarbonDioxideEmission', 'outside 0..65535', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -15836,7 +15835,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         elif o.RenewableGenerationPercentage is not None:
             t16 = o.RenewableGenerationPercentage
             if t16 < 0 or t16 > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t16!r} outside 0..255')
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', 'outside 0..255', t16)
             a = (a << 12) | (t16) << 1 | 0x400
             k += 12
             s = 5
@@ -15846,12 +15845,12 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c5.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c5.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x8000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -15879,7 +15878,7 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
         if o.RenewableGenerationPercentage is not None:
             t19 = o.RenewableGenerationPercentage
             if t19 < 0 or t19 > 255:
-                raise encode_error('PriceRuleType.RenewableGenerationPercentage', f'{t19!r} outside 0..255')
+                raise encode_error('PriceRuleType.RenewableGenerationPercentage', 'outside 0..255', t19)
             a = (a << 12) | (t19) << 1
             k += 12
             s = 5
@@ -15889,12 +15888,12 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t20 = c6.Exponent
             if t20 < -128 or t20 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t20)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t21 = c6.Value
             if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
             a = (a << 16) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x4000
             k += 16
             u = -t21 - 1 if t21 < 0 else t21
@@ -15925,12 +15924,12 @@ def _e_iso20_common_messages_PriceRuleType(w: BitWriter, o: _iso20_common_messag
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t22 = c7.Exponent
             if t22 < -128 or t22 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t22)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t23 = c7.Value
             if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
             a = (a << 15) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
             k += 15
             u = -t23 - 1 if t23 < 0 else t23
@@ -16093,7 +16092,7 @@ def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_me
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('PriceScheduleType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('PriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -16117,7 +16116,7 @@ def _e_iso20_common_messages_PriceScheduleType(w: BitWriter, o: _iso20_common_me
     s = 1
     t2 = o.PriceScheduleID
     if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('PriceScheduleType.PriceScheduleID', f'{t2!r} outside 1..4294967295')
+        raise encode_error('PriceScheduleType.PriceScheduleID', 'outside 1..4294967295', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -16231,7 +16230,7 @@ def _e_iso20_common_messages_ScheduleExchangeReqType(w: BitWriter, o: _iso20_com
         raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', 'required value missing')
     t1 = o.MaximumSupportingPoints
     if t1 < 12 or t1 > 1035 or (w.strict and (t1 > 1024)):
-        raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', f'{t1!r} outside 12..1024')
+        raise encode_error('ScheduleExchangeReqType.MaximumSupportingPoints', 'outside 12..1024', t1)
     a = (a << 13) | (t1 - 12) << 1
     k += 13
     if o.Dynamic_SEReqControlMode is not None:
@@ -16521,7 +16520,7 @@ def _e_iso20_common_messages_ScheduleTupleType(w: BitWriter, o: _iso20_common_me
     k += 2
     t1 = o.ScheduleTupleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('ScheduleTupleType.ScheduleTupleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('ScheduleTupleType.ScheduleTupleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -16648,7 +16647,7 @@ def _e_iso20_common_messages_Scheduled_EVPPTControlModeType(w: BitWriter, o: _is
     k += 2
     t1 = o.SelectedScheduleTupleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('Scheduled_EVPPTControlModeType.SelectedScheduleTupleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -17890,7 +17889,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Scheduled_SEReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Scheduled_SEReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -17916,12 +17915,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 17
         u = -t3 - 1 if t3 < 0 else t3
@@ -17949,12 +17948,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c2.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c2.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -17982,12 +17981,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c3.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c3.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 17) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0xc000
         k += 17
         u = -t7 - 1 if t7 < 0 else t7
@@ -18020,7 +18019,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 6
         t8 = c5.TimeAnchor
         if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
-            raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t8!r} outside 0..18446744073709551615')
+            raise encode_error('EVPowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t8)
         u = t8
         if u < 0x80:
             a = (a << 8) | u
@@ -18055,7 +18054,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
         k += 4
         t9 = c6.TimeAnchor
         if t9 < 0 or (w.strict and (t9 > 18446744073709551615)):
-            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t9!r} outside 0..18446744073709551615')
+            raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t9)
         u = t9
         if u < 0x80:
             a = (a << 8) | u
@@ -18117,12 +18116,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t10 = c7.Exponent
             if t10 < -128 or t10 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t11 = c7.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
             a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
             k += 17
             u = -t11 - 1 if t11 < 0 else t11
@@ -18150,12 +18149,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t12 = c8.Exponent
             if t12 < -128 or t12 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t13 = c8.Value
             if (w.strict and (t13 < -32768 or t13 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
             a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x4000
             k += 17
             u = -t13 - 1 if t13 < 0 else t13
@@ -18183,12 +18182,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t14 = c9.Exponent
             if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t15 = c9.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
             a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
             k += 17
             u = -t15 - 1 if t15 < 0 else t15
@@ -18221,7 +18220,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 6
             t16 = c11.TimeAnchor
             if t16 < 0 or (w.strict and (t16 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t16!r} outside 0..18446744073709551615')
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t16)
             u = t16
             if u < 0x80:
                 a = (a << 8) | u
@@ -18256,7 +18255,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 4
             t17 = c12.TimeAnchor
             if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t17!r} outside 0..18446744073709551615')
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t17)
             u = t17
             if u < 0x80:
                 a = (a << 8) | u
@@ -18318,12 +18317,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t18 = c13.Exponent
             if t18 < -128 or t18 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t18)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t19 = c13.Value
             if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
             a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
             k += 17
             u = -t19 - 1 if t19 < 0 else t19
@@ -18351,12 +18350,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t20 = c14.Exponent
             if t20 < -128 or t20 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t20)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t21 = c14.Value
             if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
             a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x4000
             k += 17
             u = -t21 - 1 if t21 < 0 else t21
@@ -18389,7 +18388,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 6
             t22 = c16.TimeAnchor
             if t22 < 0 or (w.strict and (t22 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t22!r} outside 0..18446744073709551615')
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t22)
             u = t22
             if u < 0x80:
                 a = (a << 8) | u
@@ -18424,7 +18423,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 4
             t23 = c17.TimeAnchor
             if t23 < 0 or (w.strict and (t23 > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t23!r} outside 0..18446744073709551615')
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t23)
             u = t23
             if u < 0x80:
                 a = (a << 8) | u
@@ -18486,12 +18485,12 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t24 = c18.Exponent
             if t24 < -128 or t24 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t24)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t25 = c18.Value
             if (w.strict and (t25 < -32768 or t25 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t25)
             a = (a << 16) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
             k += 16
             u = -t25 - 1 if t25 < 0 else t25
@@ -18524,7 +18523,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 5
             t26 = c20.TimeAnchor
             if t26 < 0 or (w.strict and (t26 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t26!r} outside 0..18446744073709551615')
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t26)
             u = t26
             if u < 0x80:
                 a = (a << 8) | u
@@ -18559,7 +18558,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 4
             t27 = c21.TimeAnchor
             if t27 < 0 or (w.strict and (t27 > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t27!r} outside 0..18446744073709551615')
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t27)
             u = t27
             if u < 0x80:
                 a = (a << 8) | u
@@ -18626,7 +18625,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 5
             t28 = c23.TimeAnchor
             if t28 < 0 or (w.strict and (t28 > 18446744073709551615)):
-                raise encode_error('EVPowerScheduleType.TimeAnchor', f'{t28!r} outside 0..18446744073709551615')
+                raise encode_error('EVPowerScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t28)
             u = t28
             if u < 0x80:
                 a = (a << 8) | u
@@ -18661,7 +18660,7 @@ def _e_iso20_common_messages_Scheduled_SEReqControlModeType(w: BitWriter, o: _is
             k += 4
             t29 = c24.TimeAnchor
             if t29 < 0 or (w.strict and (t29 > 18446744073709551615)):
-                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', f'{t29!r} outside 0..18446744073709551615')
+                raise encode_error('EVAbsolutePriceScheduleType.TimeAnchor', 'outside 0..18446744073709551615', t29)
             u = t29
             if u < 0x80:
                 a = (a << 8) | u
@@ -18895,7 +18894,7 @@ def _e_iso20_common_messages_Scheduled_SMDTControlModeType(w: BitWriter, o: _iso
     k += 2
     t1 = o.SelectedScheduleTupleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -19091,7 +19090,7 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
         k += 2
         t1 = c1.ServiceID
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+            raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -19114,7 +19113,7 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
         k += 3
         t2 = c1.ParameterSetID
         if t2 < 0 or (w.strict and (t2 > 65535)):
-            raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside 0..65535')
+            raise encode_error('SelectedServiceType.ParameterSetID', 'outside 0..65535', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -19150,7 +19149,7 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
             k += 2
             t3 = c2.ServiceID
             if t3 < 0 or (w.strict and (t3 > 65535)):
-                raise encode_error('SelectedServiceType.ServiceID', f'{t3!r} outside 0..65535')
+                raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t3)
             u = t3
             if u < 0x80:
                 a = (a << 8) | u
@@ -19173,7 +19172,7 @@ def _e_iso20_common_messages_SelectedServiceListType(w: BitWriter, o: _iso20_com
             k += 3
             t4 = c2.ParameterSetID
             if t4 < 0 or (w.strict and (t4 > 65535)):
-                raise encode_error('SelectedServiceType.ParameterSetID', f'{t4!r} outside 0..65535')
+                raise encode_error('SelectedServiceType.ParameterSetID', 'outside 0..65535', t4)
             u = t4
             if u < 0x80:
                 a = (a << 8) | u
@@ -19289,7 +19288,7 @@ def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -19312,7 +19311,7 @@ def _e_iso20_common_messages_SelectedServiceType(w: BitWriter, o: _iso20_common_
     k += 3
     t2 = o.ParameterSetID
     if t2 < 0 or (w.strict and (t2 > 65535)):
-        raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside 0..65535')
+        raise encode_error('SelectedServiceType.ParameterSetID', 'outside 0..65535', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -19406,7 +19405,7 @@ def _e_iso20_common_messages_ServiceDetailReqType(w: BitWriter, o: _iso20_common
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceDetailReqType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceDetailReqType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -19520,7 +19519,7 @@ def _e_iso20_common_messages_ServiceDetailResType(w: BitWriter, o: _iso20_common
     k += 11
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceDetailResType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceDetailResType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -19867,7 +19866,7 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
         a <<= 2
         k += 2
         if x_ServiceID < 0 or (w.strict and (x_ServiceID > 65535)):
-            raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
+            raise encode_error('ServiceIDListType.ServiceID', 'outside 0..65535', x_ServiceID)
         u = x_ServiceID
         if u < 0x80:
             a = (a << 8) | u
@@ -19897,7 +19896,7 @@ def _e_iso20_common_messages_ServiceIDListType(w: BitWriter, o: _iso20_common_me
             a <<= 3
             k += 3
             if x_ServiceID < 0 or (w.strict and (x_ServiceID > 65535)):
-                raise encode_error('ServiceIDListType.ServiceID', f'{x_ServiceID!r} outside 0..65535')
+                raise encode_error('ServiceIDListType.ServiceID', 'outside 0..65535', x_ServiceID)
             u = x_ServiceID
             if u < 0x80:
                 a = (a << 8) | u
@@ -20061,7 +20060,7 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
         k += 2
         t1 = c1.ServiceID
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('ServiceType.ServiceID', f'{t1!r} outside 0..65535')
+            raise encode_error('ServiceType.ServiceID', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -20099,7 +20098,7 @@ def _e_iso20_common_messages_ServiceListType(w: BitWriter, o: _iso20_common_mess
             k += 2
             t2 = c2.ServiceID
             if t2 < 0 or (w.strict and (t2 > 65535)):
-                raise encode_error('ServiceType.ServiceID', f'{t2!r} outside 0..65535')
+                raise encode_error('ServiceType.ServiceID', 'outside 0..65535', t2)
             u = t2
             if u < 0x80:
                 a = (a << 8) | u
@@ -20369,7 +20368,7 @@ def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_com
     s = 1
     t1 = c1.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('SelectedServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('SelectedServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -20392,7 +20391,7 @@ def _e_iso20_common_messages_ServiceSelectionReqType(w: BitWriter, o: _iso20_com
     k += 3
     t2 = c1.ParameterSetID
     if t2 < 0 or (w.strict and (t2 > 65535)):
-        raise encode_error('SelectedServiceType.ParameterSetID', f'{t2!r} outside 0..65535')
+        raise encode_error('SelectedServiceType.ParameterSetID', 'outside 0..65535', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -20539,7 +20538,7 @@ def _e_iso20_common_messages_ServiceType(w: BitWriter, o: _iso20_common_messages
     k += 2
     t1 = o.ServiceID
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('ServiceType.ServiceID', f'{t1!r} outside 0..65535')
+        raise encode_error('ServiceType.ServiceID', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -21784,7 +21783,7 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
         s = 4
     elif o.Dynamic_SMDTControlMode is not None:
         if not isinstance(o.Dynamic_SMDTControlMode, _iso20_common_messages.Dynamic_SMDTControlModeType):
-            raise encode_error('Dynamic_SMDTControlModeType', f'not a Dynamic_SMDTControlModeType: {o.Dynamic_SMDTControlMode!r}')
+            raise encode_error('Dynamic_SMDTControlModeType', 'wrong class', o.Dynamic_SMDTControlMode)
         a = (a << 3) | 0x2
         k += 3
         if o.Scheduled_SMDTControlMode is not None:
@@ -21798,7 +21797,7 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
         k += 4
         t1 = c2.SelectedScheduleTupleID
         if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t1!r} outside 1..4294967295')
+            raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'outside 1..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -21823,7 +21822,7 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
     if s == 4:
         if o.Dynamic_SMDTControlMode is not None:
             if not isinstance(o.Dynamic_SMDTControlMode, _iso20_common_messages.Dynamic_SMDTControlModeType):
-                raise encode_error('Dynamic_SMDTControlModeType', f'not a Dynamic_SMDTControlModeType: {o.Dynamic_SMDTControlMode!r}')
+                raise encode_error('Dynamic_SMDTControlModeType', 'wrong class', o.Dynamic_SMDTControlMode)
             a <<= 3
             k += 3
             if o.Scheduled_SMDTControlMode is not None:
@@ -21837,7 +21836,7 @@ def _e_iso20_common_messages_SignedMeteringDataType(w: BitWriter, o: _iso20_comm
             k += 4
             t2 = c4.SelectedScheduleTupleID
             if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', f'{t2!r} outside 1..4294967295')
+                raise encode_error('Scheduled_SMDTControlModeType.SelectedScheduleTupleID', 'outside 1..4294967295', t2)
             u = t2
             if u < 0x80:
                 a = (a << 8) | u
@@ -22317,7 +22316,7 @@ def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_m
     k += 2
     t1 = o.TargetOffsetX
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('TargetPositionType.TargetOffsetX', f'{t1!r} outside 0..65535')
+        raise encode_error('TargetPositionType.TargetOffsetX', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -22340,7 +22339,7 @@ def _e_iso20_common_messages_TargetPositionType(w: BitWriter, o: _iso20_common_m
     k += 3
     t2 = o.TargetOffsetY
     if t2 < 0 or (w.strict and (t2 > 65535)):
-        raise encode_error('TargetPositionType.TargetOffsetY', f'{t2!r} outside 0..65535')
+        raise encode_error('TargetPositionType.TargetOffsetY', 'outside 0..65535', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -22694,7 +22693,7 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
     k += 2
     t1 = o.TaxRuleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('TaxRuleType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('TaxRuleType.TaxRuleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -22733,12 +22732,12 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -22769,12 +22768,12 @@ def _e_iso20_common_messages_TaxRuleType(w: BitWriter, o: _iso20_common_messages
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -23139,7 +23138,7 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
     if o.VehicleFrame is not None:
         t1 = o.VehicleFrame
         if (w.strict and (t1 < -32768 or t1 > 32767)):
-            raise encode_error('VehicleCheckInReqType.VehicleFrame', f'{t1!r} outside -32768..32767')
+            raise encode_error('VehicleCheckInReqType.VehicleFrame', 'outside -32768..32767', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -23164,7 +23163,7 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
     elif o.DeviceOffset is not None:
         t2 = o.DeviceOffset
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{t2!r} outside -32768..32767')
+            raise encode_error('VehicleCheckInReqType.DeviceOffset', 'outside -32768..32767', t2)
         a = (a << 5) | (1 if t2 < 0 else 0) | 0x4
         k += 5
         u = -t2 - 1 if t2 < 0 else t2
@@ -23189,7 +23188,7 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
     elif o.VehicleTravel is not None:
         t3 = o.VehicleTravel
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{t3!r} outside -32768..32767')
+            raise encode_error('VehicleCheckInReqType.VehicleTravel', 'outside -32768..32767', t3)
         a = (a << 5) | (1 if t3 < 0 else 0) | 0x8
         k += 5
         u = -t3 - 1 if t3 < 0 else t3
@@ -23219,7 +23218,7 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
         if o.DeviceOffset is not None:
             t4 = o.DeviceOffset
             if (w.strict and (t4 < -32768 or t4 > 32767)):
-                raise encode_error('VehicleCheckInReqType.DeviceOffset', f'{t4!r} outside -32768..32767')
+                raise encode_error('VehicleCheckInReqType.DeviceOffset', 'outside -32768..32767', t4)
             a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
             u = -t4 - 1 if t4 < 0 else t4
@@ -23244,7 +23243,7 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
         elif o.VehicleTravel is not None:
             t5 = o.VehicleTravel
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{t5!r} outside -32768..32767')
+                raise encode_error('VehicleCheckInReqType.VehicleTravel', 'outside -32768..32767', t5)
             a = (a << 4) | (1 if t5 < 0 else 0) | 0x4
             k += 4
             u = -t5 - 1 if t5 < 0 else t5
@@ -23274,7 +23273,7 @@ def _e_iso20_common_messages_VehicleCheckInReqType(w: BitWriter, o: _iso20_commo
         if o.VehicleTravel is not None:
             t6 = o.VehicleTravel
             if (w.strict and (t6 < -32768 or t6 > 32767)):
-                raise encode_error('VehicleCheckInReqType.VehicleTravel', f'{t6!r} outside -32768..32767')
+                raise encode_error('VehicleCheckInReqType.VehicleTravel', 'outside -32768..32767', t6)
             a = (a << 4) | (1 if t6 < 0 else 0)
             k += 4
             u = -t6 - 1 if t6 < 0 else t6
@@ -23607,7 +23606,7 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
     if o.ParkingSpace is not None:
         t1 = o.ParkingSpace
         if (w.strict and (t1 < -32768 or t1 > 32767)):
-            raise encode_error('VehicleCheckInResType.ParkingSpace', f'{t1!r} outside -32768..32767')
+            raise encode_error('VehicleCheckInResType.ParkingSpace', 'outside -32768..32767', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -23632,7 +23631,7 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
     elif o.DeviceLocation is not None:
         t2 = o.DeviceLocation
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('VehicleCheckInResType.DeviceLocation', f'{t2!r} outside -32768..32767')
+            raise encode_error('VehicleCheckInResType.DeviceLocation', 'outside -32768..32767', t2)
         a = (a << 5) | (1 if t2 < 0 else 0) | 0x4
         k += 5
         u = -t2 - 1 if t2 < 0 else t2
@@ -23657,7 +23656,7 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
     elif o.TargetDistance is not None:
         t3 = o.TargetDistance
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('VehicleCheckInResType.TargetDistance', f'{t3!r} outside -32768..32767')
+            raise encode_error('VehicleCheckInResType.TargetDistance', 'outside -32768..32767', t3)
         a = (a << 5) | (1 if t3 < 0 else 0) | 0x8
         k += 5
         u = -t3 - 1 if t3 < 0 else t3
@@ -23687,7 +23686,7 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
         if o.DeviceLocation is not None:
             t4 = o.DeviceLocation
             if (w.strict and (t4 < -32768 or t4 > 32767)):
-                raise encode_error('VehicleCheckInResType.DeviceLocation', f'{t4!r} outside -32768..32767')
+                raise encode_error('VehicleCheckInResType.DeviceLocation', 'outside -32768..32767', t4)
             a = (a << 4) | (1 if t4 < 0 else 0)
             k += 4
             u = -t4 - 1 if t4 < 0 else t4
@@ -23712,7 +23711,7 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
         elif o.TargetDistance is not None:
             t5 = o.TargetDistance
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('VehicleCheckInResType.TargetDistance', f'{t5!r} outside -32768..32767')
+                raise encode_error('VehicleCheckInResType.TargetDistance', 'outside -32768..32767', t5)
             a = (a << 4) | (1 if t5 < 0 else 0) | 0x4
             k += 4
             u = -t5 - 1 if t5 < 0 else t5
@@ -23742,7 +23741,7 @@ def _e_iso20_common_messages_VehicleCheckInResType(w: BitWriter, o: _iso20_commo
         if o.TargetDistance is not None:
             t6 = o.TargetDistance
             if (w.strict and (t6 < -32768 or t6 > 32767)):
-                raise encode_error('VehicleCheckInResType.TargetDistance', f'{t6!r} outside -32768..32767')
+                raise encode_error('VehicleCheckInResType.TargetDistance', 'outside -32768..32767', t6)
             a = (a << 4) | (1 if t6 < 0 else 0)
             k += 4
             u = -t6 - 1 if t6 < 0 else t6
@@ -23856,7 +23855,7 @@ def _e_iso20_common_messages_VehicleCheckOutReqType(w: BitWriter, o: _iso20_comm
     k += 7
     t1 = o.CheckOutTime
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('VehicleCheckOutReqType.CheckOutTime', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('VehicleCheckOutReqType.CheckOutTime', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -24259,7 +24258,7 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -24535,12 +24534,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -24566,12 +24565,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -24679,7 +24678,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     k += 2
     t1 = o.TaxRuleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -24703,12 +24702,12 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -26064,28 +26063,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if o.PresentSOC is not None:
         t1 = o.PresentSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+            raise encode_error('DisplayParametersType.PresentSOC', 'outside 0..100', t1)
         a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t3)
         a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
         t4 = o.MaximumSOC
         if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t4)
         a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
@@ -26094,7 +26093,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t5 = o.RemainingTimeToMinimumSOC
         if t5 < 0 or (w.strict and (t5 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t5)
         u = t5
         if u < 0x80:
             a = (a << 8) | u
@@ -26119,7 +26118,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t6 = o.RemainingTimeToTargetSOC
         if t6 < 0 or (w.strict and (t6 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -26144,7 +26143,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t7 = o.RemainingTimeToMaximumSOC
         if t7 < 0 or (w.strict and (t7 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t7)
         u = t7
         if u < 0x80:
             a = (a << 8) | u
@@ -26174,12 +26173,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c1.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c1.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
         u = -t9 - 1 if t9 < 0 else t9
@@ -26213,21 +26212,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MinimumSOC is not None:
             t10 = o.MinimumSOC
             if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t10)
             a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
             t11 = o.TargetSOC
             if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t11)
             a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t12 = o.MaximumSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t12)
             a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
@@ -26236,7 +26235,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t13 = o.RemainingTimeToMinimumSOC
             if t13 < 0 or (w.strict and (t13 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -26261,7 +26260,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t14 = o.RemainingTimeToTargetSOC
             if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t14)
             u = t14
             if u < 0x80:
                 a = (a << 8) | u
@@ -26286,7 +26285,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t15 = o.RemainingTimeToMaximumSOC
             if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -26316,12 +26315,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t16 = c2.Exponent
             if t16 < -128 or t16 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t17 = c2.Value
             if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
             a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
             u = -t17 - 1 if t17 < 0 else t17
@@ -26355,14 +26354,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.TargetSOC is not None:
             t18 = o.TargetSOC
             if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t18)
             a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t19 = o.MaximumSOC
             if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t19)
             a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
@@ -26371,7 +26370,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t20 = o.RemainingTimeToMinimumSOC
             if t20 < 0 or (w.strict and (t20 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t20)
             u = t20
             if u < 0x80:
                 a = (a << 8) | u
@@ -26396,7 +26395,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t21 = o.RemainingTimeToTargetSOC
             if t21 < 0 or (w.strict and (t21 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t21)
             u = t21
             if u < 0x80:
                 a = (a << 8) | u
@@ -26421,7 +26420,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t22 = o.RemainingTimeToMaximumSOC
             if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t22)
             u = t22
             if u < 0x80:
                 a = (a << 8) | u
@@ -26451,12 +26450,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c3.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c3.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -26490,7 +26489,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MaximumSOC is not None:
             t25 = o.MaximumSOC
             if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t25)
             a = (a << 13) | (t25) << 1
             k += 13
             s = 4
@@ -26499,7 +26498,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t26 = o.RemainingTimeToMinimumSOC
             if t26 < 0 or (w.strict and (t26 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t26)
             u = t26
             if u < 0x80:
                 a = (a << 8) | u
@@ -26524,7 +26523,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t27 = o.RemainingTimeToTargetSOC
             if t27 < 0 or (w.strict and (t27 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t27)
             u = t27
             if u < 0x80:
                 a = (a << 8) | u
@@ -26549,7 +26548,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t28 = o.RemainingTimeToMaximumSOC
             if t28 < 0 or (w.strict and (t28 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t28)
             u = t28
             if u < 0x80:
                 a = (a << 8) | u
@@ -26579,12 +26578,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c4.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c4.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -26620,7 +26619,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t31 = o.RemainingTimeToMinimumSOC
             if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t31)
             u = t31
             if u < 0x80:
                 a = (a << 8) | u
@@ -26645,7 +26644,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t32 = o.RemainingTimeToTargetSOC
             if t32 < 0 or (w.strict and (t32 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t32)
             u = t32
             if u < 0x80:
                 a = (a << 8) | u
@@ -26670,7 +26669,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t33 = o.RemainingTimeToMaximumSOC
             if t33 < 0 or (w.strict and (t33 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -26700,12 +26699,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c5.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c5.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
             u = -t35 - 1 if t35 < 0 else t35
@@ -26741,7 +26740,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t36 = o.RemainingTimeToTargetSOC
             if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t36)
             u = t36
             if u < 0x80:
                 a = (a << 8) | u
@@ -26766,7 +26765,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t37 = o.RemainingTimeToMaximumSOC
             if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t37)
             u = t37
             if u < 0x80:
                 a = (a << 8) | u
@@ -26796,12 +26795,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c6.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c6.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -26837,7 +26836,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t40 = o.RemainingTimeToMaximumSOC
             if t40 < 0 or (w.strict and (t40 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t40)
             u = t40
             if u < 0x80:
                 a = (a << 8) | u
@@ -26867,12 +26866,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c7.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c7.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -26913,12 +26912,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c8.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c8.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -26955,12 +26954,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c9.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c9.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -27223,7 +27222,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -27249,12 +27248,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -27285,12 +27284,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -27321,12 +27320,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -27352,12 +27351,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -27665,7 +27664,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -27688,14 +27687,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -27704,7 +27703,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -27732,14 +27731,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.MinimumSOC is not None:
             t5 = o.MinimumSOC
             if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t5)
             a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t6 = o.TargetSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t6)
             a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
@@ -27748,7 +27747,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 4
             t7 = o.AckMaxDelay
             if t7 < 0 or (w.strict and (t7 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -27776,7 +27775,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 11) | (t8) << 1
             k += 11
             s = 3
@@ -27785,7 +27784,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -27815,7 +27814,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t10 = o.AckMaxDelay
             if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -27904,7 +27903,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -28116,6 +28115,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -28159,6 +28160,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -28316,7 +28319,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     s = 1
     t1 = o.TimeStamp
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MessageHeaderType.TimeStamp', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -29234,7 +29237,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     s = 1
     t1 = o.ChargedEnergyReadingWh
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -29259,7 +29262,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t2 = o.BPT_DischargedEnergyReadingWh
         if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', 'outside 0..18446744073709551615', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -29284,7 +29287,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t3 = o.CapacitiveEnergyReadingVARh
         if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t3)
         u = t3
         if u < 0x80:
             a = (a << 8) | u
@@ -29309,7 +29312,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t4 = o.BPT_InductiveEnergyReadingVARh
         if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -29345,7 +29348,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterStatus is not None:
         t5 = o.MeterStatus
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+            raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t5)
         a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
         u = -t5 - 1 if t5 < 0 else t5
@@ -29372,7 +29375,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t6 = o.MeterTimestamp
         if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -29402,7 +29405,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t7 = o.CapacitiveEnergyReadingVARh
             if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -29427,7 +29430,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t8 = o.BPT_InductiveEnergyReadingVARh
             if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t8)
             u = t8
             if u < 0x80:
                 a = (a << 8) | u
@@ -29463,7 +29466,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t9 = o.MeterStatus
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t9)
             a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
             u = -t9 - 1 if t9 < 0 else t9
@@ -29490,7 +29493,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t10 = o.MeterTimestamp
             if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -29520,7 +29523,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t11 = o.BPT_InductiveEnergyReadingVARh
             if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t11)
             u = t11
             if u < 0x80:
                 a = (a << 8) | u
@@ -29556,7 +29559,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t12 = o.MeterStatus
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t12)
             a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
             u = -t12 - 1 if t12 < 0 else t12
@@ -29583,7 +29586,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t13 = o.MeterTimestamp
             if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -29624,7 +29627,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t14 = o.MeterStatus
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t14)
             a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
             u = -t14 - 1 if t14 < 0 else t14
@@ -29651,7 +29654,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t15 = o.MeterTimestamp
             if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -29679,7 +29682,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterStatus is not None:
             t16 = o.MeterStatus
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t16)
             a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
             u = -t16 - 1 if t16 < 0 else t16
@@ -29706,7 +29709,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t17 = o.MeterTimestamp
             if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t17)
             u = t17
             if u < 0x80:
                 a = (a << 8) | u
@@ -29736,7 +29739,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t18 = o.MeterTimestamp
             if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t18)
             u = t18
             if u < 0x80:
                 a = (a << 8) | u
@@ -29821,12 +29824,12 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = o.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = o.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
     u = -t2 - 1 if t2 < 0 else t2
@@ -31127,7 +31130,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('ReceiptType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -31156,12 +31159,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
         u = -t3 - 1 if t3 < 0 else t3
@@ -31187,12 +31190,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c3.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -31223,12 +31226,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c5.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c5.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
         u = -t7 - 1 if t7 < 0 else t7
@@ -31254,12 +31257,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c6.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c6.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
         u = -t9 - 1 if t9 < 0 else t9
@@ -31290,12 +31293,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t10 = c8.Exponent
         if t10 < -128 or t10 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t11 = c8.Value
         if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
         a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
         u = -t11 - 1 if t11 < 0 else t11
@@ -31321,12 +31324,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c9.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c9.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
         u = -t13 - 1 if t13 < 0 else t13
@@ -31357,12 +31360,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c11.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c11.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
         u = -t15 - 1 if t15 < 0 else t15
@@ -31388,12 +31391,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t16 = c12.Exponent
         if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t17 = c12.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
         a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
         u = -t17 - 1 if t17 < 0 else t17
@@ -31427,7 +31430,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 2
         t18 = c13.TaxRuleID
         if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+            raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t18)
         u = t18
         if u < 0x80:
             a = (a << 8) | u
@@ -31451,12 +31454,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c14.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c14.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -31492,12 +31495,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c16.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c16.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -31523,12 +31526,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c17.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c17.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
             u = -t24 - 1 if t24 < 0 else t24
@@ -31559,12 +31562,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c19.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c19.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -31590,12 +31593,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c20.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c20.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
             u = -t28 - 1 if t28 < 0 else t28
@@ -31626,12 +31629,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c22.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c22.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -31657,12 +31660,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c23.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c23.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
             u = -t32 - 1 if t32 < 0 else t32
@@ -31696,7 +31699,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t33 = c24.TaxRuleID
             if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -31720,12 +31723,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c25.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c25.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
             u = -t35 - 1 if t35 < 0 else t35
@@ -31761,12 +31764,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t36 = c27.Exponent
             if t36 < -128 or t36 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t36)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t37 = c27.Value
             if (w.strict and (t37 < -32768 or t37 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t37)
             a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
             u = -t37 - 1 if t37 < 0 else t37
@@ -31792,12 +31795,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c28.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c28.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -31828,12 +31831,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t40 = c30.Exponent
             if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t40)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t41 = c30.Value
             if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t41)
             a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
             u = -t41 - 1 if t41 < 0 else t41
@@ -31859,12 +31862,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t42 = c31.Exponent
             if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t42)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t43 = c31.Value
             if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t43)
             a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
             u = -t43 - 1 if t43 < 0 else t43
@@ -31898,7 +31901,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t44 = c32.TaxRuleID
             if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t44)
             u = t44
             if u < 0x80:
                 a = (a << 8) | u
@@ -31922,12 +31925,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c33.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c33.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -31963,12 +31966,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c35.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c35.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -31994,12 +31997,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c36.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c36.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -32033,7 +32036,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t51 = c37.TaxRuleID
             if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t51)
             u = t51
             if u < 0x80:
                 a = (a << 8) | u
@@ -32057,12 +32060,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t52 = c38.Exponent
             if t52 < -128 or t52 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t52)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t53 = c38.Value
             if (w.strict and (t53 < -32768 or t53 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t53)
             a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
             u = -t53 - 1 if t53 < 0 else t53
@@ -32101,7 +32104,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t54 = c39.TaxRuleID
             if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t54)
             u = t54
             if u < 0x80:
                 a = (a << 8) | u
@@ -32125,12 +32128,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c40.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c40.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
             u = -t56 - 1 if t56 < 0 else t56
@@ -32171,7 +32174,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 t57 = c41.TaxRuleID
                 if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t57)
                 u = t57
                 if u < 0x80:
                     a = (a << 8) | u
@@ -32195,12 +32198,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
                 t58 = c42.Exponent
                 if t58 < -128 or t58 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                    raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t58)
                 if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
                 t59 = c42.Value
                 if (w.strict and (t59 < -32768 or t59 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                    raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t59)
                 a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
                 u = -t59 - 1 if t59 < 0 else t59
@@ -32535,12 +32538,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -32568,12 +32571,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -32601,12 +32604,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -32639,12 +32642,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t7 = c4.Exponent
             if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t8 = c4.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
             a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
             u = -t8 - 1 if t8 < 0 else t8
@@ -32672,12 +32675,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -32710,12 +32713,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -33071,7 +33074,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -33207,7 +33210,7 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
-        raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
+        raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -33500,7 +33503,7 @@ def _e_v12(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -33566,7 +33569,7 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -33993,7 +33996,7 @@ def _e_v24(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -128 or o > 127:
-        raise encode_error('value', f'{o!r} outside -128..127')
+        raise encode_error('value', 'outside -128..127', o)
     a = (a << 10) | (o + 128) << 1
     k += 10
     w.acc = a
@@ -34101,6 +34104,8 @@ def _d_v26(r: BitReader) -> object:
 def _e_v26(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -34202,7 +34207,7 @@ def _e_v28(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 255:
-        raise encode_error('value', f'{o!r} outside 0..255')
+        raise encode_error('value', 'outside 0..255', o)
     a = (a << 10) | (o) << 1
     k += 10
     w.acc = a
@@ -34227,7 +34232,7 @@ def _e_v29(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
-        raise encode_error('value', f'{o!r} outside 0..100')
+        raise encode_error('value', 'outside 0..100', o)
     a = (a << 9) | (o) << 1
     k += 9
     w.acc = a
@@ -34252,7 +34257,7 @@ def _e_v30(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 12 or o > 1035 or (w.strict and (o > 1024)):
-        raise encode_error('value', f'{o!r} outside 12..1024')
+        raise encode_error('value', 'outside 12..1024', o)
     a = (a << 12) | (o - 12) << 1
     k += 12
     w.acc = a
@@ -34478,7 +34483,7 @@ def _e_v34(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -34594,7 +34599,7 @@ def _e_v37(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 1..4294967295')
+        raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -34921,6 +34926,8 @@ def _d_v43(r: BitReader) -> object:
 def _e_v43(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -34988,7 +34995,7 @@ def _e_v44(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -2147483648 or o > 2147483647)):
-        raise encode_error('value', f'{o!r} outside -2147483648..2147483647')
+        raise encode_error('value', 'outside -2147483648..2147483647', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o

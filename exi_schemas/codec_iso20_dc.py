@@ -2174,7 +2174,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2243,7 +2243,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2286,7 +2286,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2359,7 +2359,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2372,38 +2371,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3591,6 +3582,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5322,6 +5315,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5411,6 +5406,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5575,6 +5572,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -5922,7 +5921,7 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -6198,12 +6197,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -6229,12 +6228,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -6342,7 +6341,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     k += 2
     t1 = o.TaxRuleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -6366,12 +6365,12 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -7727,28 +7726,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if o.PresentSOC is not None:
         t1 = o.PresentSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+            raise encode_error('DisplayParametersType.PresentSOC', 'outside 0..100', t1)
         a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t3)
         a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
         t4 = o.MaximumSOC
         if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t4)
         a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
@@ -7757,7 +7756,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t5 = o.RemainingTimeToMinimumSOC
         if t5 < 0 or (w.strict and (t5 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t5)
         u = t5
         if u < 0x80:
             a = (a << 8) | u
@@ -7782,7 +7781,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t6 = o.RemainingTimeToTargetSOC
         if t6 < 0 or (w.strict and (t6 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -7807,7 +7806,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t7 = o.RemainingTimeToMaximumSOC
         if t7 < 0 or (w.strict and (t7 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t7)
         u = t7
         if u < 0x80:
             a = (a << 8) | u
@@ -7837,12 +7836,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c1.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c1.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
         u = -t9 - 1 if t9 < 0 else t9
@@ -7876,21 +7875,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MinimumSOC is not None:
             t10 = o.MinimumSOC
             if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t10)
             a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
             t11 = o.TargetSOC
             if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t11)
             a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t12 = o.MaximumSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t12)
             a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
@@ -7899,7 +7898,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t13 = o.RemainingTimeToMinimumSOC
             if t13 < 0 or (w.strict and (t13 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -7924,7 +7923,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t14 = o.RemainingTimeToTargetSOC
             if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t14)
             u = t14
             if u < 0x80:
                 a = (a << 8) | u
@@ -7949,7 +7948,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t15 = o.RemainingTimeToMaximumSOC
             if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -7979,12 +7978,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t16 = c2.Exponent
             if t16 < -128 or t16 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t17 = c2.Value
             if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
             a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
             u = -t17 - 1 if t17 < 0 else t17
@@ -8018,14 +8017,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.TargetSOC is not None:
             t18 = o.TargetSOC
             if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t18)
             a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t19 = o.MaximumSOC
             if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t19)
             a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
@@ -8034,7 +8033,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t20 = o.RemainingTimeToMinimumSOC
             if t20 < 0 or (w.strict and (t20 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t20)
             u = t20
             if u < 0x80:
                 a = (a << 8) | u
@@ -8059,7 +8058,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t21 = o.RemainingTimeToTargetSOC
             if t21 < 0 or (w.strict and (t21 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t21)
             u = t21
             if u < 0x80:
                 a = (a << 8) | u
@@ -8084,7 +8083,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t22 = o.RemainingTimeToMaximumSOC
             if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t22)
             u = t22
             if u < 0x80:
                 a = (a << 8) | u
@@ -8114,12 +8113,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c3.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c3.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -8153,7 +8152,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MaximumSOC is not None:
             t25 = o.MaximumSOC
             if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t25)
             a = (a << 13) | (t25) << 1
             k += 13
             s = 4
@@ -8162,7 +8161,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t26 = o.RemainingTimeToMinimumSOC
             if t26 < 0 or (w.strict and (t26 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t26)
             u = t26
             if u < 0x80:
                 a = (a << 8) | u
@@ -8187,7 +8186,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t27 = o.RemainingTimeToTargetSOC
             if t27 < 0 or (w.strict and (t27 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t27)
             u = t27
             if u < 0x80:
                 a = (a << 8) | u
@@ -8212,7 +8211,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t28 = o.RemainingTimeToMaximumSOC
             if t28 < 0 or (w.strict and (t28 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t28)
             u = t28
             if u < 0x80:
                 a = (a << 8) | u
@@ -8242,12 +8241,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c4.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c4.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -8283,7 +8282,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t31 = o.RemainingTimeToMinimumSOC
             if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t31)
             u = t31
             if u < 0x80:
                 a = (a << 8) | u
@@ -8308,7 +8307,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t32 = o.RemainingTimeToTargetSOC
             if t32 < 0 or (w.strict and (t32 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t32)
             u = t32
             if u < 0x80:
                 a = (a << 8) | u
@@ -8333,7 +8332,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t33 = o.RemainingTimeToMaximumSOC
             if t33 < 0 or (w.strict and (t33 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -8363,12 +8362,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c5.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c5.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
             u = -t35 - 1 if t35 < 0 else t35
@@ -8404,7 +8403,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t36 = o.RemainingTimeToTargetSOC
             if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t36)
             u = t36
             if u < 0x80:
                 a = (a << 8) | u
@@ -8429,7 +8428,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t37 = o.RemainingTimeToMaximumSOC
             if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t37)
             u = t37
             if u < 0x80:
                 a = (a << 8) | u
@@ -8459,12 +8458,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c6.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c6.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -8500,7 +8499,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t40 = o.RemainingTimeToMaximumSOC
             if t40 < 0 or (w.strict and (t40 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t40)
             u = t40
             if u < 0x80:
                 a = (a << 8) | u
@@ -8530,12 +8529,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c7.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c7.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -8576,12 +8575,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c8.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c8.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -8618,12 +8617,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c9.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c9.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -8886,7 +8885,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -8912,12 +8911,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -8948,12 +8947,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -8984,12 +8983,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -9015,12 +9014,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -9328,7 +9327,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -9351,14 +9350,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -9367,7 +9366,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -9395,14 +9394,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.MinimumSOC is not None:
             t5 = o.MinimumSOC
             if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t5)
             a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t6 = o.TargetSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t6)
             a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
@@ -9411,7 +9410,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 4
             t7 = o.AckMaxDelay
             if t7 < 0 or (w.strict and (t7 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -9439,7 +9438,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 11) | (t8) << 1
             k += 11
             s = 3
@@ -9448,7 +9447,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -9478,7 +9477,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t10 = o.AckMaxDelay
             if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -9567,7 +9566,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -9779,6 +9778,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -9822,6 +9823,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -9979,7 +9982,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     s = 1
     t1 = o.TimeStamp
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MessageHeaderType.TimeStamp', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10897,7 +10900,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     s = 1
     t1 = o.ChargedEnergyReadingWh
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10922,7 +10925,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t2 = o.BPT_DischargedEnergyReadingWh
         if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', 'outside 0..18446744073709551615', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -10947,7 +10950,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t3 = o.CapacitiveEnergyReadingVARh
         if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t3)
         u = t3
         if u < 0x80:
             a = (a << 8) | u
@@ -10972,7 +10975,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t4 = o.BPT_InductiveEnergyReadingVARh
         if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -11008,7 +11011,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterStatus is not None:
         t5 = o.MeterStatus
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+            raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t5)
         a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
         u = -t5 - 1 if t5 < 0 else t5
@@ -11035,7 +11038,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t6 = o.MeterTimestamp
         if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -11065,7 +11068,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t7 = o.CapacitiveEnergyReadingVARh
             if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -11090,7 +11093,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t8 = o.BPT_InductiveEnergyReadingVARh
             if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t8)
             u = t8
             if u < 0x80:
                 a = (a << 8) | u
@@ -11126,7 +11129,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t9 = o.MeterStatus
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t9)
             a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
             u = -t9 - 1 if t9 < 0 else t9
@@ -11153,7 +11156,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t10 = o.MeterTimestamp
             if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -11183,7 +11186,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t11 = o.BPT_InductiveEnergyReadingVARh
             if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t11)
             u = t11
             if u < 0x80:
                 a = (a << 8) | u
@@ -11219,7 +11222,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t12 = o.MeterStatus
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t12)
             a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
             u = -t12 - 1 if t12 < 0 else t12
@@ -11246,7 +11249,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t13 = o.MeterTimestamp
             if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -11287,7 +11290,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t14 = o.MeterStatus
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t14)
             a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
             u = -t14 - 1 if t14 < 0 else t14
@@ -11314,7 +11317,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t15 = o.MeterTimestamp
             if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -11342,7 +11345,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterStatus is not None:
             t16 = o.MeterStatus
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t16)
             a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
             u = -t16 - 1 if t16 < 0 else t16
@@ -11369,7 +11372,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t17 = o.MeterTimestamp
             if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t17)
             u = t17
             if u < 0x80:
                 a = (a << 8) | u
@@ -11399,7 +11402,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t18 = o.MeterTimestamp
             if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t18)
             u = t18
             if u < 0x80:
                 a = (a << 8) | u
@@ -11484,12 +11487,12 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = o.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = o.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
     u = -t2 - 1 if t2 < 0 else t2
@@ -12790,7 +12793,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('ReceiptType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -12819,12 +12822,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
         u = -t3 - 1 if t3 < 0 else t3
@@ -12850,12 +12853,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c3.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -12886,12 +12889,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c5.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c5.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
         u = -t7 - 1 if t7 < 0 else t7
@@ -12917,12 +12920,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c6.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c6.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
         u = -t9 - 1 if t9 < 0 else t9
@@ -12953,12 +12956,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t10 = c8.Exponent
         if t10 < -128 or t10 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t11 = c8.Value
         if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
         a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
         u = -t11 - 1 if t11 < 0 else t11
@@ -12984,12 +12987,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c9.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c9.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
         u = -t13 - 1 if t13 < 0 else t13
@@ -13020,12 +13023,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c11.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c11.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
         u = -t15 - 1 if t15 < 0 else t15
@@ -13051,12 +13054,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t16 = c12.Exponent
         if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t17 = c12.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
         a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
         u = -t17 - 1 if t17 < 0 else t17
@@ -13090,7 +13093,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 2
         t18 = c13.TaxRuleID
         if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+            raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t18)
         u = t18
         if u < 0x80:
             a = (a << 8) | u
@@ -13114,12 +13117,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c14.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c14.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -13155,12 +13158,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c16.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c16.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -13186,12 +13189,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c17.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c17.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
             u = -t24 - 1 if t24 < 0 else t24
@@ -13222,12 +13225,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c19.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c19.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -13253,12 +13256,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c20.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c20.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
             u = -t28 - 1 if t28 < 0 else t28
@@ -13289,12 +13292,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c22.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c22.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -13320,12 +13323,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c23.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c23.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
             u = -t32 - 1 if t32 < 0 else t32
@@ -13359,7 +13362,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t33 = c24.TaxRuleID
             if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -13383,12 +13386,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c25.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c25.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
             u = -t35 - 1 if t35 < 0 else t35
@@ -13424,12 +13427,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t36 = c27.Exponent
             if t36 < -128 or t36 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t36)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t37 = c27.Value
             if (w.strict and (t37 < -32768 or t37 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t37)
             a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
             u = -t37 - 1 if t37 < 0 else t37
@@ -13455,12 +13458,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c28.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c28.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -13491,12 +13494,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t40 = c30.Exponent
             if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t40)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t41 = c30.Value
             if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t41)
             a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
             u = -t41 - 1 if t41 < 0 else t41
@@ -13522,12 +13525,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t42 = c31.Exponent
             if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t42)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t43 = c31.Value
             if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t43)
             a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
             u = -t43 - 1 if t43 < 0 else t43
@@ -13561,7 +13564,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t44 = c32.TaxRuleID
             if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t44)
             u = t44
             if u < 0x80:
                 a = (a << 8) | u
@@ -13585,12 +13588,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c33.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c33.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -13626,12 +13629,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c35.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c35.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -13657,12 +13660,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c36.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c36.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -13696,7 +13699,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t51 = c37.TaxRuleID
             if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t51)
             u = t51
             if u < 0x80:
                 a = (a << 8) | u
@@ -13720,12 +13723,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t52 = c38.Exponent
             if t52 < -128 or t52 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t52)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t53 = c38.Value
             if (w.strict and (t53 < -32768 or t53 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t53)
             a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
             u = -t53 - 1 if t53 < 0 else t53
@@ -13764,7 +13767,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t54 = c39.TaxRuleID
             if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t54)
             u = t54
             if u < 0x80:
                 a = (a << 8) | u
@@ -13788,12 +13791,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c40.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c40.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
             u = -t56 - 1 if t56 < 0 else t56
@@ -13834,7 +13837,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 t57 = c41.TaxRuleID
                 if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t57)
                 u = t57
                 if u < 0x80:
                     a = (a << 8) | u
@@ -13858,12 +13861,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
                 t58 = c42.Exponent
                 if t58 < -128 or t58 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                    raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t58)
                 if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
                 t59 = c42.Value
                 if (w.strict and (t59 < -32768 or t59 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                    raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t59)
                 a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
                 u = -t59 - 1 if t59 < 0 else t59
@@ -14198,12 +14201,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -14231,12 +14234,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -14264,12 +14267,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -14302,12 +14305,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t7 = c4.Exponent
             if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t8 = c4.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
             a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
             u = -t8 - 1 if t8 < 0 else t8
@@ -14335,12 +14338,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -14373,12 +14376,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -15009,12 +15012,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -15040,12 +15043,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
@@ -15072,12 +15075,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t5 = c3.Exponent
     if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
     a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
@@ -15104,12 +15107,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t7 = c4.Exponent
     if t7 < -128 or t7 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
     a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
@@ -15136,12 +15139,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t9 = c5.Exponent
     if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
     a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
@@ -15168,12 +15171,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t11 = c6.Exponent
     if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
     a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
@@ -15199,7 +15202,7 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
     if o.TargetSOC is not None:
         t13 = o.TargetSOC
         if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
-            raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t13!r} outside 0..100')
+            raise encode_error('BPT_DC_CPDReqEnergyTransferModeType.TargetSOC', 'outside 0..100', t13)
         a = (a << 11) | (t13) << 1
         k += 11
         s = 7
@@ -15209,12 +15212,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c7.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c7.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x4000
         k += 16
         u = -t15 - 1 if t15 < 0 else t15
@@ -15245,12 +15248,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t16 = c8.Exponent
             if t16 < -128 or t16 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t17 = c8.Value
             if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
             a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
             k += 15
             u = -t17 - 1 if t17 < 0 else t17
@@ -15281,12 +15284,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t18 = c9.Exponent
     if t18 < -128 or t18 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t18)
     if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t19 = c9.Value
     if (w.strict and (t19 < -32768 or t19 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
     a = (a << 15) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 15
     u = -t19 - 1 if t19 < 0 else t19
@@ -15312,12 +15315,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t20 = c10.Exponent
     if t20 < -128 or t20 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t20)
     if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t21 = c10.Value
     if (w.strict and (t21 < -32768 or t21 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
     a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
     k += 17
     s = 9
@@ -15344,12 +15347,12 @@ def _e_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t22 = c11.Exponent
     if t22 < -128 or t22 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t22)
     if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t23 = c11.Value
     if (w.strict and (t23 < -32768 or t23 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
     a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
     k += 17
     s = 10
@@ -15840,12 +15843,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -15871,12 +15874,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
@@ -15903,12 +15906,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t5 = c3.Exponent
     if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
     a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
@@ -15935,12 +15938,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t7 = c4.Exponent
     if t7 < -128 or t7 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
     a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
@@ -15967,12 +15970,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t9 = c5.Exponent
     if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
     a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
@@ -15999,12 +16002,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t11 = c6.Exponent
     if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
     a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
@@ -16033,12 +16036,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c7.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
         k += 16
         u = -t14 - 1 if t14 < 0 else t14
@@ -16066,12 +16069,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x4000
         k += 16
         u = -t16 - 1 if t16 < 0 else t16
@@ -16102,12 +16105,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c9.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 15) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 15
             u = -t18 - 1 if t18 < 0 else t18
@@ -16138,12 +16141,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t19 = c10.Exponent
     if t19 < -128 or t19 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
     if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t20 = c10.Value
     if (w.strict and (t20 < -32768 or t20 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
     a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
     k += 15
     u = -t20 - 1 if t20 < 0 else t20
@@ -16169,12 +16172,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t21 = c11.Exponent
     if t21 < -128 or t21 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
     if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t22 = c11.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
     a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 17
     s = 9
@@ -16201,12 +16204,12 @@ def _e_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t23 = c12.Exponent
     if t23 < -128 or t23 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
     if c12.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t24 = c12.Value
     if (w.strict and (t24 < -32768 or t24 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
     a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
     k += 17
     s = 10
@@ -16863,7 +16866,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('BPT_Dynamic_DC_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -16889,12 +16892,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -16925,12 +16928,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -16961,12 +16964,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -16992,12 +16995,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -17024,12 +17027,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t10 = c5.Exponent
     if t10 < -128 or t10 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
     a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 17
     s = 4
@@ -17056,12 +17059,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t12 = c6.Exponent
     if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t13 = c6.Value
     if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
     a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 5
@@ -17088,12 +17091,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t14 = c7.Exponent
     if t14 < -128 or t14 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
     if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t15 = c7.Value
     if (w.strict and (t15 < -32768 or t15 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
     a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 6
@@ -17120,12 +17123,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t16 = c8.Exponent
     if t16 < -128 or t16 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
     if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t17 = c8.Value
     if (w.strict and (t17 < -32768 or t17 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
     a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
     k += 17
     s = 7
@@ -17152,12 +17155,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t18 = c9.Exponent
     if t18 < -128 or t18 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t18)
     if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t19 = c9.Value
     if (w.strict and (t19 < -32768 or t19 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
     a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 17
     s = 8
@@ -17184,12 +17187,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t20 = c10.Exponent
     if t20 < -128 or t20 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t20)
     if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t21 = c10.Value
     if (w.strict and (t21 < -32768 or t21 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
     a = (a << 17) | (t20 + 128) << 4 | (1 if t21 < 0 else 0)
     k += 17
     s = 9
@@ -17216,12 +17219,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t22 = c11.Exponent
     if t22 < -128 or t22 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t22)
     if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t23 = c11.Value
     if (w.strict and (t23 < -32768 or t23 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
     a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
     k += 17
     s = 10
@@ -17248,12 +17251,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t24 = c12.Exponent
     if t24 < -128 or t24 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t24!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t24)
     if c12.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t25 = c12.Value
     if (w.strict and (t25 < -32768 or t25 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t25!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t25)
     a = (a << 17) | (t24 + 128) << 4 | (1 if t25 < 0 else 0)
     k += 17
     s = 11
@@ -17282,12 +17285,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t26 = c13.Exponent
         if t26 < -128 or t26 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t26!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t26)
         if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t27 = c13.Value
         if (w.strict and (t27 < -32768 or t27 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t27!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t27)
         a = (a << 16) | (t26 + 128) << 4 | (1 if t27 < 0 else 0)
         k += 16
         u = -t27 - 1 if t27 < 0 else t27
@@ -17315,12 +17318,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t28 = c14.Exponent
         if t28 < -128 or t28 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t28!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t28)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t29 = c14.Value
         if (w.strict and (t29 < -32768 or t29 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t29!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t29)
         a = (a << 16) | (t28 + 128) << 4 | (1 if t29 < 0 else 0) | 0x4000
         k += 16
         u = -t29 - 1 if t29 < 0 else t29
@@ -17353,12 +17356,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t30 = c15.Exponent
             if t30 < -128 or t30 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t30!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t30)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t31 = c15.Value
             if (w.strict and (t31 < -32768 or t31 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t31!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t31)
             a = (a << 16) | (t30 + 128) << 4 | (1 if t31 < 0 else 0)
             k += 16
             u = -t31 - 1 if t31 < 0 else t31
@@ -18099,7 +18102,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -18122,14 +18125,14 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -18138,7 +18141,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -18164,12 +18167,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c1.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c1.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -18197,14 +18200,14 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         if o.MinimumSOC is not None:
             t7 = o.MinimumSOC
             if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t7!r} outside 0..100')
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.MinimumSOC', 'outside 0..100', t7)
             a = (a << 12) | (t7) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 12) | (t8) << 1 | 0x200
             k += 12
             s = 3
@@ -18213,7 +18216,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 4
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -18239,12 +18242,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t10 = c2.Exponent
             if t10 < -128 or t10 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t11 = c2.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
             a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
             k += 17
             u = -t11 - 1 if t11 < 0 else t11
@@ -18272,7 +18275,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         if o.TargetSOC is not None:
             t12 = o.TargetSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', f'{t12!r} outside 0..100')
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.TargetSOC', 'outside 0..100', t12)
             a = (a << 11) | (t12) << 1
             k += 11
             s = 3
@@ -18281,7 +18284,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 3
             t13 = o.AckMaxDelay
             if t13 < 0 or (w.strict and (t13 > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t13!r} outside 0..65535')
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -18307,12 +18310,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t14 = c3.Exponent
             if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t15 = c3.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
             a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
             k += 16
             u = -t15 - 1 if t15 < 0 else t15
@@ -18342,7 +18345,7 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
             k += 3
             t16 = o.AckMaxDelay
             if t16 < 0 or (w.strict and (t16 > 65535)):
-                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t16!r} outside 0..65535')
+                raise encode_error('BPT_Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t16)
             u = t16
             if u < 0x80:
                 a = (a << 8) | u
@@ -18368,12 +18371,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c4.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c4.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -18404,12 +18407,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c5.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c5.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
             u = -t20 - 1 if t20 < 0 else t20
@@ -18440,12 +18443,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t21 = c6.Exponent
     if t21 < -128 or t21 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t22 = c6.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
     a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
     u = -t22 - 1 if t22 < 0 else t22
@@ -18471,12 +18474,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t23 = c7.Exponent
     if t23 < -128 or t23 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
     if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t24 = c7.Value
     if (w.strict and (t24 < -32768 or t24 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
     a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
     k += 17
     s = 6
@@ -18503,12 +18506,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t25 = c8.Exponent
     if t25 < -128 or t25 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
     if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t26 = c8.Value
     if (w.strict and (t26 < -32768 or t26 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
     a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
     k += 17
     s = 7
@@ -18535,12 +18538,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t27 = c9.Exponent
     if t27 < -128 or t27 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
     if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t28 = c9.Value
     if (w.strict and (t28 < -32768 or t28 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
     a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
     k += 17
     s = 8
@@ -18567,12 +18570,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t29 = c10.Exponent
     if t29 < -128 or t29 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
     if c10.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t30 = c10.Value
     if (w.strict and (t30 < -32768 or t30 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
     a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0)
     k += 17
     s = 9
@@ -18599,12 +18602,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t31 = c11.Exponent
     if t31 < -128 or t31 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
     if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t32 = c11.Value
     if (w.strict and (t32 < -32768 or t32 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
     a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
     k += 17
     s = 10
@@ -18631,12 +18634,12 @@ def _e_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.B
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t33 = c12.Exponent
     if t33 < -128 or t33 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
     if c12.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t34 = c12.Value
     if (w.strict and (t34 < -32768 or t34 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
     a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
     k += 17
     s = 11
@@ -20638,12 +20641,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -20671,12 +20674,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -20704,12 +20707,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -20737,12 +20740,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 17
         u = -t8 - 1 if t8 < 0 else t8
@@ -20773,12 +20776,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -20806,12 +20809,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -20839,12 +20842,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c7.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 16
             u = -t14 - 1 if t14 < 0 else t14
@@ -20875,12 +20878,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t15 = c8.Exponent
             if t15 < -128 or t15 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
             a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 16
             u = -t16 - 1 if t16 < 0 else t16
@@ -20908,12 +20911,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c9.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -20944,12 +20947,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c10.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
             u = -t20 - 1 if t20 < 0 else t20
@@ -20980,12 +20983,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t21 = c11.Exponent
     if t21 < -128 or t21 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
     if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t22 = c11.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
     a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
     u = -t22 - 1 if t22 < 0 else t22
@@ -21013,12 +21016,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t23 = c12.Exponent
         if t23 < -128 or t23 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t24 = c12.Value
         if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
         a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
         k += 18
         u = -t24 - 1 if t24 < 0 else t24
@@ -21046,12 +21049,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t25 = c13.Exponent
         if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
         if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t26 = c13.Value
         if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
         a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
         k += 18
         u = -t26 - 1 if t26 < 0 else t26
@@ -21079,12 +21082,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t27 = c14.Exponent
         if t27 < -128 or t27 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t28 = c14.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
         a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
         k += 18
         u = -t28 - 1 if t28 < 0 else t28
@@ -21112,12 +21115,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t29 = c15.Exponent
         if t29 < -128 or t29 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
         if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t30 = c15.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
         a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
         k += 18
         u = -t30 - 1 if t30 < 0 else t30
@@ -21145,12 +21148,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t31 = c16.Exponent
         if t31 < -128 or t31 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
         if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t32 = c16.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
         a = (a << 18) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
         k += 18
         u = -t32 - 1 if t32 < 0 else t32
@@ -21178,12 +21181,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t33 = c17.Exponent
         if t33 < -128 or t33 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
         if c17.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t34 = c17.Value
         if (w.strict and (t34 < -32768 or t34 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
         a = (a << 18) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x14000
         k += 18
         u = -t34 - 1 if t34 < 0 else t34
@@ -21211,12 +21214,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t35 = c18.Exponent
         if t35 < -128 or t35 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
         if c18.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t36 = c18.Value
         if (w.strict and (t36 < -32768 or t36 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
         a = (a << 18) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x18000
         k += 18
         u = -t36 - 1 if t36 < 0 else t36
@@ -21244,12 +21247,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t37 = c19.Exponent
         if t37 < -128 or t37 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
         if c19.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t38 = c19.Value
         if (w.strict and (t38 < -32768 or t38 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
         a = (a << 18) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x1c000
         k += 18
         u = -t38 - 1 if t38 < 0 else t38
@@ -21282,12 +21285,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 18) | (t39 + 128) << 4 | (1 if t40 < 0 else 0)
             k += 18
             u = -t40 - 1 if t40 < 0 else t40
@@ -21315,12 +21318,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 18) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x4000
             k += 18
             u = -t42 - 1 if t42 < 0 else t42
@@ -21348,12 +21351,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 18) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x8000
             k += 18
             u = -t44 - 1 if t44 < 0 else t44
@@ -21381,12 +21384,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 18) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0xc000
             k += 18
             u = -t46 - 1 if t46 < 0 else t46
@@ -21414,12 +21417,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 18) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x10000
             k += 18
             u = -t48 - 1 if t48 < 0 else t48
@@ -21447,12 +21450,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 18) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x14000
             k += 18
             u = -t50 - 1 if t50 < 0 else t50
@@ -21480,12 +21483,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 18) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x18000
             k += 18
             u = -t52 - 1 if t52 < 0 else t52
@@ -21518,12 +21521,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
             k += 17
             u = -t54 - 1 if t54 < 0 else t54
@@ -21551,12 +21554,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -21584,12 +21587,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c29.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -21617,12 +21620,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c30.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -21650,12 +21653,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c31.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0) | 0x10000
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -21683,12 +21686,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c32.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x14000
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -21721,12 +21724,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c33.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0)
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -21754,12 +21757,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c34.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 17) | (t67 + 128) << 4 | (1 if t68 < 0 else 0) | 0x4000
             k += 17
             u = -t68 - 1 if t68 < 0 else t68
@@ -21787,12 +21790,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c35.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 17) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x8000
             k += 17
             u = -t70 - 1 if t70 < 0 else t70
@@ -21820,12 +21823,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c36.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 17) | (t71 + 128) << 4 | (1 if t72 < 0 else 0) | 0xc000
             k += 17
             u = -t72 - 1 if t72 < 0 else t72
@@ -21853,12 +21856,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t73 = c37.Exponent
             if t73 < -128 or t73 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t73!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t73)
             if c37.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t74 = c37.Value
             if (w.strict and (t74 < -32768 or t74 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t74!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t74)
             a = (a << 17) | (t73 + 128) << 4 | (1 if t74 < 0 else 0) | 0x10000
             k += 17
             u = -t74 - 1 if t74 < 0 else t74
@@ -21891,12 +21894,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t75 = c38.Exponent
             if t75 < -128 or t75 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t75!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t75)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t76 = c38.Value
             if (w.strict and (t76 < -32768 or t76 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t76!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t76)
             a = (a << 17) | (t75 + 128) << 4 | (1 if t76 < 0 else 0)
             k += 17
             u = -t76 - 1 if t76 < 0 else t76
@@ -21924,12 +21927,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t77 = c39.Exponent
             if t77 < -128 or t77 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t77!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t77)
             if c39.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t78 = c39.Value
             if (w.strict and (t78 < -32768 or t78 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t78!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t78)
             a = (a << 17) | (t77 + 128) << 4 | (1 if t78 < 0 else 0) | 0x4000
             k += 17
             u = -t78 - 1 if t78 < 0 else t78
@@ -21957,12 +21960,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t79 = c40.Exponent
             if t79 < -128 or t79 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t79!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t79)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t80 = c40.Value
             if (w.strict and (t80 < -32768 or t80 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t80!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t80)
             a = (a << 17) | (t79 + 128) << 4 | (1 if t80 < 0 else 0) | 0x8000
             k += 17
             u = -t80 - 1 if t80 < 0 else t80
@@ -21990,12 +21993,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t81 = c41.Exponent
             if t81 < -128 or t81 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t81!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t81)
             if c41.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t82 = c41.Value
             if (w.strict and (t82 < -32768 or t82 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t82!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t82)
             a = (a << 17) | (t81 + 128) << 4 | (1 if t82 < 0 else 0) | 0xc000
             k += 17
             u = -t82 - 1 if t82 < 0 else t82
@@ -22028,12 +22031,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t83 = c42.Exponent
             if t83 < -128 or t83 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t83!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t83)
             if c42.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t84 = c42.Value
             if (w.strict and (t84 < -32768 or t84 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t84!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t84)
             a = (a << 17) | (t83 + 128) << 4 | (1 if t84 < 0 else 0)
             k += 17
             u = -t84 - 1 if t84 < 0 else t84
@@ -22061,12 +22064,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t85 = c43.Exponent
             if t85 < -128 or t85 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t85!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t85)
             if c43.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t86 = c43.Value
             if (w.strict and (t86 < -32768 or t86 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t86!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t86)
             a = (a << 17) | (t85 + 128) << 4 | (1 if t86 < 0 else 0) | 0x4000
             k += 17
             u = -t86 - 1 if t86 < 0 else t86
@@ -22094,12 +22097,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t87 = c44.Exponent
             if t87 < -128 or t87 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t87!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t87)
             if c44.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t88 = c44.Value
             if (w.strict and (t88 < -32768 or t88 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t88!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t88)
             a = (a << 17) | (t87 + 128) << 4 | (1 if t88 < 0 else 0) | 0x8000
             k += 17
             u = -t88 - 1 if t88 < 0 else t88
@@ -22132,12 +22135,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t89 = c45.Exponent
             if t89 < -128 or t89 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t89!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t89)
             if c45.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t90 = c45.Value
             if (w.strict and (t90 < -32768 or t90 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t90!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t90)
             a = (a << 16) | (t89 + 128) << 4 | (1 if t90 < 0 else 0)
             k += 16
             u = -t90 - 1 if t90 < 0 else t90
@@ -22165,12 +22168,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t91 = c46.Exponent
             if t91 < -128 or t91 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t91!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t91)
             if c46.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t92 = c46.Value
             if (w.strict and (t92 < -32768 or t92 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t92!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t92)
             a = (a << 16) | (t91 + 128) << 4 | (1 if t92 < 0 else 0) | 0x4000
             k += 16
             u = -t92 - 1 if t92 < 0 else t92
@@ -22203,12 +22206,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t93 = c47.Exponent
             if t93 < -128 or t93 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t93!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t93)
             if c47.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t94 = c47.Value
             if (w.strict and (t94 < -32768 or t94 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t94!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t94)
             a = (a << 16) | (t93 + 128) << 4 | (1 if t94 < 0 else 0)
             k += 16
             u = -t94 - 1 if t94 < 0 else t94
@@ -23762,12 +23765,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 18) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 18
         u = -t2 - 1 if t2 < 0 else t2
@@ -23795,12 +23798,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 18) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 18
         u = -t4 - 1 if t4 < 0 else t4
@@ -23828,12 +23831,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 18) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 18
         u = -t6 - 1 if t6 < 0 else t6
@@ -23861,12 +23864,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 18
         u = -t8 - 1 if t8 < 0 else t8
@@ -23894,12 +23897,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t9 = c5.Exponent
         if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t10 = c5.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
         a = (a << 18) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x10000
         k += 18
         u = -t10 - 1 if t10 < 0 else t10
@@ -23927,12 +23930,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t11 = c6.Exponent
         if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t12 = c6.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
         a = (a << 18) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x14000
         k += 18
         u = -t12 - 1 if t12 < 0 else t12
@@ -23960,12 +23963,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c7.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 18) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x18000
         k += 18
         u = -t14 - 1 if t14 < 0 else t14
@@ -23993,12 +23996,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t15 = c8.Exponent
         if t15 < -128 or t15 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t16 = c8.Value
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
         a = (a << 18) | (t15 + 128) << 4 | (1 if t16 < 0 else 0) | 0x1c000
         k += 18
         u = -t16 - 1 if t16 < 0 else t16
@@ -24031,12 +24034,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c9.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 18) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 18
             u = -t18 - 1 if t18 < 0 else t18
@@ -24064,12 +24067,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c10.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 18) | (t19 + 128) << 4 | (1 if t20 < 0 else 0) | 0x4000
             k += 18
             u = -t20 - 1 if t20 < 0 else t20
@@ -24097,12 +24100,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c11.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c11.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0) | 0x8000
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -24130,12 +24133,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c12.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c12.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0xc000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -24163,12 +24166,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c13.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c13.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x10000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -24196,12 +24199,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c14.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c14.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 18) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x14000
             k += 18
             u = -t28 - 1 if t28 < 0 else t28
@@ -24229,12 +24232,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c15.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c15.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c15.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x18000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -24267,12 +24270,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c16.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c16.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
             u = -t32 - 1 if t32 < 0 else t32
@@ -24300,12 +24303,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t33 = c17.Exponent
             if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
             a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0) | 0x4000
             k += 17
             u = -t34 - 1 if t34 < 0 else t34
@@ -24333,12 +24336,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t35 = c18.Exponent
             if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
             a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x8000
             k += 17
             u = -t36 - 1 if t36 < 0 else t36
@@ -24366,12 +24369,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0xc000
             k += 17
             u = -t38 - 1 if t38 < 0 else t38
@@ -24399,12 +24402,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0x10000
             k += 17
             u = -t40 - 1 if t40 < 0 else t40
@@ -24432,12 +24435,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x14000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -24470,12 +24473,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0)
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -24503,12 +24506,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x4000
             k += 17
             u = -t46 - 1 if t46 < 0 else t46
@@ -24536,12 +24539,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0) | 0x8000
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -24569,12 +24572,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0xc000
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -24602,12 +24605,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 17) | (t51 + 128) << 4 | (1 if t52 < 0 else 0) | 0x10000
             k += 17
             u = -t52 - 1 if t52 < 0 else t52
@@ -24640,12 +24643,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t53 = c27.Exponent
             if t53 < -128 or t53 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t53!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t53)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t54 = c27.Value
             if (w.strict and (t54 < -32768 or t54 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t54!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t54)
             a = (a << 17) | (t53 + 128) << 4 | (1 if t54 < 0 else 0)
             k += 17
             u = -t54 - 1 if t54 < 0 else t54
@@ -24673,12 +24676,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c28.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c28.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 17) | (t55 + 128) << 4 | (1 if t56 < 0 else 0) | 0x4000
             k += 17
             u = -t56 - 1 if t56 < 0 else t56
@@ -24706,12 +24709,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t57 = c29.Exponent
             if t57 < -128 or t57 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t57!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t57)
             if c29.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t58 = c29.Value
             if (w.strict and (t58 < -32768 or t58 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t58!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t58)
             a = (a << 17) | (t57 + 128) << 4 | (1 if t58 < 0 else 0) | 0x8000
             k += 17
             u = -t58 - 1 if t58 < 0 else t58
@@ -24739,12 +24742,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t59 = c30.Exponent
             if t59 < -128 or t59 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t59!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t59)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t60 = c30.Value
             if (w.strict and (t60 < -32768 or t60 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t60!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t60)
             a = (a << 17) | (t59 + 128) << 4 | (1 if t60 < 0 else 0) | 0xc000
             k += 17
             u = -t60 - 1 if t60 < 0 else t60
@@ -24777,12 +24780,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t61 = c31.Exponent
             if t61 < -128 or t61 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t61!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t61)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t62 = c31.Value
             if (w.strict and (t62 < -32768 or t62 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t62!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t62)
             a = (a << 17) | (t61 + 128) << 4 | (1 if t62 < 0 else 0)
             k += 17
             u = -t62 - 1 if t62 < 0 else t62
@@ -24810,12 +24813,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t63 = c32.Exponent
             if t63 < -128 or t63 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t63!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t63)
             if c32.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t64 = c32.Value
             if (w.strict and (t64 < -32768 or t64 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t64!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t64)
             a = (a << 17) | (t63 + 128) << 4 | (1 if t64 < 0 else 0) | 0x4000
             k += 17
             u = -t64 - 1 if t64 < 0 else t64
@@ -24843,12 +24846,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t65 = c33.Exponent
             if t65 < -128 or t65 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t65!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t65)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t66 = c33.Value
             if (w.strict and (t66 < -32768 or t66 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t66!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t66)
             a = (a << 17) | (t65 + 128) << 4 | (1 if t66 < 0 else 0) | 0x8000
             k += 17
             u = -t66 - 1 if t66 < 0 else t66
@@ -24881,12 +24884,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t67 = c34.Exponent
             if t67 < -128 or t67 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t67!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t67)
             if c34.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t68 = c34.Value
             if (w.strict and (t68 < -32768 or t68 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t68!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t68)
             a = (a << 16) | (t67 + 128) << 4 | (1 if t68 < 0 else 0)
             k += 16
             u = -t68 - 1 if t68 < 0 else t68
@@ -24914,12 +24917,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t69 = c35.Exponent
             if t69 < -128 or t69 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t69!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t69)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t70 = c35.Value
             if (w.strict and (t70 < -32768 or t70 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t70!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t70)
             a = (a << 16) | (t69 + 128) << 4 | (1 if t70 < 0 else 0) | 0x4000
             k += 16
             u = -t70 - 1 if t70 < 0 else t70
@@ -24952,12 +24955,12 @@ def _e_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t71 = c36.Exponent
             if t71 < -128 or t71 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t71!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t71)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t72 = c36.Value
             if (w.strict and (t72 < -32768 or t72 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t72!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t72)
             a = (a << 16) | (t71 + 128) << 4 | (1 if t72 < 0 else 0)
             k += 16
             u = -t72 - 1 if t72 < 0 else t72
@@ -25246,12 +25249,12 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -25277,12 +25280,12 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
@@ -25309,12 +25312,12 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t5 = c3.Exponent
     if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
     a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
@@ -25341,12 +25344,12 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t7 = c4.Exponent
     if t7 < -128 or t7 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
     a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
@@ -25373,12 +25376,12 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t9 = c5.Exponent
     if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
     a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
@@ -25405,12 +25408,12 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t11 = c6.Exponent
     if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
     a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
@@ -25436,7 +25439,7 @@ def _e_iso20_dc_DC_CPDReqEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
     if o.TargetSOC is not None:
         t13 = o.TargetSOC
         if t13 < 0 or t13 > 127 or (w.strict and (t13 > 100)):
-            raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', f'{t13!r} outside 0..100')
+            raise encode_error('DC_CPDReqEnergyTransferModeType.TargetSOC', 'outside 0..100', t13)
         a = (a << 11) | (t13) << 1
         k += 11
         s = 7
@@ -25737,12 +25740,12 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -25768,12 +25771,12 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 1
@@ -25800,12 +25803,12 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t5 = c3.Exponent
     if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
     a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     s = 2
@@ -25832,12 +25835,12 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t7 = c4.Exponent
     if t7 < -128 or t7 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
     a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     s = 3
@@ -25864,12 +25867,12 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t9 = c5.Exponent
     if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t10 = c5.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
     a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 4
@@ -25896,12 +25899,12 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t11 = c6.Exponent
     if t11 < -128 or t11 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t12 = c6.Value
     if (w.strict and (t12 < -32768 or t12 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
     a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
     k += 17
     s = 5
@@ -25930,12 +25933,12 @@ def _e_iso20_dc_DC_CPDResEnergyTransferModeType(w: BitWriter, o: _iso20_dc.DC_CP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c7.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c7.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
         k += 16
         u = -t14 - 1 if t14 < 0 else t14
@@ -26268,12 +26271,12 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -26329,7 +26332,7 @@ def _e_iso20_dc_DC_ChargeLoopReqType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopReq
         s = 5
     elif o.CLReqControlMode is not None:
         if not isinstance(o.CLReqControlMode, _iso20_common_types.CLReqControlModeType):
-            raise encode_error('CLReqControlModeType', f'not a CLReqControlModeType: {o.CLReqControlMode!r}')
+            raise encode_error('CLReqControlModeType', 'wrong class', o.CLReqControlMode)
         a = (a << 4) | 0x4
         k += 4
         if o.Dynamic_DC_CLReqControlMode is not None:
@@ -26786,7 +26789,7 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -26832,12 +26835,12 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
         k += 17
         u = -t3 - 1 if t3 < 0 else t3
@@ -26886,12 +26889,12 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c3.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c3.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
             k += 16
             u = -t5 - 1 if t5 < 0 else t5
@@ -26931,12 +26934,12 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t6 = c4.Exponent
             if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t7 = c4.Value
             if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
             a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
             k += 16
             u = -t7 - 1 if t7 < 0 else t7
@@ -26967,12 +26970,12 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t8 = c5.Exponent
             if t8 < -128 or t8 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t9 = c5.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
             a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 15
             u = -t9 - 1 if t9 < 0 else t9
@@ -27003,12 +27006,12 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t10 = c6.Exponent
     if t10 < -128 or t10 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t11 = c6.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
     a = (a << 15) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 15
     u = -t11 - 1 if t11 < 0 else t11
@@ -27073,7 +27076,7 @@ def _e_iso20_dc_DC_ChargeLoopResType(w: BitWriter, o: _iso20_dc.DC_ChargeLoopRes
         s = 11
     elif o.CLResControlMode is not None:
         if not isinstance(o.CLResControlMode, _iso20_common_types.CLResControlModeType):
-            raise encode_error('CLResControlModeType', f'not a CLResControlModeType: {o.CLResControlMode!r}')
+            raise encode_error('CLResControlModeType', 'wrong class', o.CLResControlMode)
         a = (a << 4) | 0x4
         k += 4
         if o.Dynamic_DC_CLResControlMode is not None:
@@ -27411,12 +27414,12 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 20) | (_I_iso20_common_types_processingType[o.EVProcessing]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 20
     u = -t2 - 1 if t2 < 0 else t2
@@ -27442,12 +27445,12 @@ def _e_iso20_dc_DC_PreChargeReqType(w: BitWriter, o: _iso20_dc.DC_PreChargeReqTy
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -27558,12 +27561,12 @@ def _e_iso20_dc_DC_PreChargeResType(w: BitWriter, o: _iso20_dc.DC_PreChargeResTy
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 24
     u = -t2 - 1 if t2 < 0 else t2
@@ -27726,12 +27729,12 @@ def _e_iso20_dc_DC_WeldingDetectionResType(w: BitWriter, o: _iso20_dc.DC_Welding
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 24) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 24
     u = -t2 - 1 if t2 < 0 else t2
@@ -28141,7 +28144,7 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_DC_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_DC_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -28167,12 +28170,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -28203,12 +28206,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -28239,12 +28242,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -28270,12 +28273,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -28302,12 +28305,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t10 = c5.Exponent
     if t10 < -128 or t10 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
     if c5.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t11 = c5.Value
     if (w.strict and (t11 < -32768 or t11 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
     a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
     k += 17
     s = 4
@@ -28334,12 +28337,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t12 = c6.Exponent
     if t12 < -128 or t12 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t13 = c6.Value
     if (w.strict and (t13 < -32768 or t13 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
     a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
     k += 17
     s = 5
@@ -28366,12 +28369,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t14 = c7.Exponent
     if t14 < -128 or t14 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
     if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t15 = c7.Value
     if (w.strict and (t15 < -32768 or t15 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
     a = (a << 17) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
     k += 17
     s = 6
@@ -28398,12 +28401,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t16 = c8.Exponent
     if t16 < -128 or t16 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
     if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t17 = c8.Value
     if (w.strict and (t17 < -32768 or t17 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
     a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
     k += 17
     s = 7
@@ -28430,12 +28433,12 @@ def _e_iso20_dc_Dynamic_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t18 = c9.Exponent
     if t18 < -128 or t18 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t18)
     if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t19 = c9.Value
     if (w.strict and (t19 < -32768 or t19 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
     a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
     k += 17
     s = 8
@@ -29033,7 +29036,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_DC_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -29056,14 +29059,14 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -29072,7 +29075,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -29098,12 +29101,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c1.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c1.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x10000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -29131,14 +29134,14 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         if o.MinimumSOC is not None:
             t7 = o.MinimumSOC
             if t7 < 0 or t7 > 127 or (w.strict and (t7 > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', f'{t7!r} outside 0..100')
+                raise encode_error('Dynamic_DC_CLResControlModeType.MinimumSOC', 'outside 0..100', t7)
             a = (a << 12) | (t7) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 12) | (t8) << 1 | 0x200
             k += 12
             s = 3
@@ -29147,7 +29150,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 4
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -29173,12 +29176,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t10 = c2.Exponent
             if t10 < -128 or t10 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t11 = c2.Value
             if (w.strict and (t11 < -32768 or t11 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
             a = (a << 17) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0xc000
             k += 17
             u = -t11 - 1 if t11 < 0 else t11
@@ -29206,7 +29209,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         if o.TargetSOC is not None:
             t12 = o.TargetSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', f'{t12!r} outside 0..100')
+                raise encode_error('Dynamic_DC_CLResControlModeType.TargetSOC', 'outside 0..100', t12)
             a = (a << 11) | (t12) << 1
             k += 11
             s = 3
@@ -29215,7 +29218,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 3
             t13 = o.AckMaxDelay
             if t13 < 0 or (w.strict and (t13 > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t13!r} outside 0..65535')
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -29241,12 +29244,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t14 = c3.Exponent
             if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t15 = c3.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
             a = (a << 16) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x8000
             k += 16
             u = -t15 - 1 if t15 < 0 else t15
@@ -29276,7 +29279,7 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
             k += 3
             t16 = o.AckMaxDelay
             if t16 < 0 or (w.strict and (t16 > 65535)):
-                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', f'{t16!r} outside 0..65535')
+                raise encode_error('Dynamic_DC_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t16)
             u = t16
             if u < 0x80:
                 a = (a << 8) | u
@@ -29302,12 +29305,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c4.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c4.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -29338,12 +29341,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c5.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c5.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
             u = -t20 - 1 if t20 < 0 else t20
@@ -29374,12 +29377,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t21 = c6.Exponent
     if t21 < -128 or t21 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
     if c6.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t22 = c6.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
     a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
     u = -t22 - 1 if t22 < 0 else t22
@@ -29405,12 +29408,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t23 = c7.Exponent
     if t23 < -128 or t23 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
     if c7.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t24 = c7.Value
     if (w.strict and (t24 < -32768 or t24 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
     a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
     k += 17
     s = 6
@@ -29437,12 +29440,12 @@ def _e_iso20_dc_Dynamic_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Dynam
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t25 = c8.Exponent
     if t25 < -128 or t25 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
     if c8.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t26 = c8.Value
     if (w.strict and (t26 < -32768 or t26 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
     a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0)
     k += 17
     s = 7
@@ -30592,12 +30595,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -30625,12 +30628,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -30658,12 +30661,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -30691,12 +30694,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 17
         u = -t8 - 1 if t8 < 0 else t8
@@ -30727,12 +30730,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -30760,12 +30763,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -30793,12 +30796,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c7.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 16) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 16
             u = -t14 - 1 if t14 < 0 else t14
@@ -30829,12 +30832,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t15 = c8.Exponent
             if t15 < -128 or t15 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
             a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 16
             u = -t16 - 1 if t16 < 0 else t16
@@ -30862,12 +30865,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c9.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -30898,12 +30901,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c10.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 15) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 15
             u = -t20 - 1 if t20 < 0 else t20
@@ -30934,12 +30937,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t21 = c11.Exponent
     if t21 < -128 or t21 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
     if c11.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t22 = c11.Value
     if (w.strict and (t22 < -32768 or t22 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
     a = (a << 15) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
     k += 15
     u = -t22 - 1 if t22 < 0 else t22
@@ -30967,12 +30970,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t23 = c12.Exponent
         if t23 < -128 or t23 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t24 = c12.Value
         if (w.strict and (t24 < -32768 or t24 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
         a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
         k += 17
         u = -t24 - 1 if t24 < 0 else t24
@@ -31000,12 +31003,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t25 = c13.Exponent
         if t25 < -128 or t25 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
         if c13.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t26 = c13.Value
         if (w.strict and (t26 < -32768 or t26 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
         a = (a << 17) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x4000
         k += 17
         u = -t26 - 1 if t26 < 0 else t26
@@ -31033,12 +31036,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t27 = c14.Exponent
         if t27 < -128 or t27 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t28 = c14.Value
         if (w.strict and (t28 < -32768 or t28 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
         a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0) | 0x8000
         k += 17
         u = -t28 - 1 if t28 < 0 else t28
@@ -31066,12 +31069,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t29 = c15.Exponent
         if t29 < -128 or t29 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
         if c15.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t30 = c15.Value
         if (w.strict and (t30 < -32768 or t30 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
         a = (a << 17) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0xc000
         k += 17
         u = -t30 - 1 if t30 < 0 else t30
@@ -31099,12 +31102,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t31 = c16.Exponent
         if t31 < -128 or t31 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
         if c16.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t32 = c16.Value
         if (w.strict and (t32 < -32768 or t32 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
         a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0) | 0x10000
         k += 17
         u = -t32 - 1 if t32 < 0 else t32
@@ -31137,12 +31140,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t33 = c17.Exponent
             if t33 < -128 or t33 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t33!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t33)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t34 = c17.Value
             if (w.strict and (t34 < -32768 or t34 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t34!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t34)
             a = (a << 17) | (t33 + 128) << 4 | (1 if t34 < 0 else 0)
             k += 17
             u = -t34 - 1 if t34 < 0 else t34
@@ -31170,12 +31173,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t35 = c18.Exponent
             if t35 < -128 or t35 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t35!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t35)
             if c18.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t36 = c18.Value
             if (w.strict and (t36 < -32768 or t36 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t36!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t36)
             a = (a << 17) | (t35 + 128) << 4 | (1 if t36 < 0 else 0) | 0x4000
             k += 17
             u = -t36 - 1 if t36 < 0 else t36
@@ -31203,12 +31206,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t37 = c19.Exponent
             if t37 < -128 or t37 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t37!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t37)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t38 = c19.Value
             if (w.strict and (t38 < -32768 or t38 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t38!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t38)
             a = (a << 17) | (t37 + 128) << 4 | (1 if t38 < 0 else 0) | 0x8000
             k += 17
             u = -t38 - 1 if t38 < 0 else t38
@@ -31236,12 +31239,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t39 = c20.Exponent
             if t39 < -128 or t39 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t39!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t39)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t40 = c20.Value
             if (w.strict and (t40 < -32768 or t40 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t40!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t40)
             a = (a << 17) | (t39 + 128) << 4 | (1 if t40 < 0 else 0) | 0xc000
             k += 17
             u = -t40 - 1 if t40 < 0 else t40
@@ -31274,12 +31277,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c21.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c21.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c21.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0)
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -31307,12 +31310,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c22.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c22.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -31340,12 +31343,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c23.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c23.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 17) | (t45 + 128) << 4 | (1 if t46 < 0 else 0) | 0x8000
             k += 17
             u = -t46 - 1 if t46 < 0 else t46
@@ -31378,12 +31381,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c24.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c24.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c24.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 16) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 16
             u = -t48 - 1 if t48 < 0 else t48
@@ -31411,12 +31414,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c25.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c25.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 16) | (t49 + 128) << 4 | (1 if t50 < 0 else 0) | 0x4000
             k += 16
             u = -t50 - 1 if t50 < 0 else t50
@@ -31449,12 +31452,12 @@ def _e_iso20_dc_Scheduled_DC_CLReqControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t51 = c26.Exponent
             if t51 < -128 or t51 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t51!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t51)
             if c26.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t52 = c26.Value
             if (w.strict and (t52 < -32768 or t52 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t52!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t52)
             a = (a << 16) | (t51 + 128) << 4 | (1 if t52 < 0 else 0)
             k += 16
             u = -t52 - 1 if t52 < 0 else t52
@@ -31950,12 +31953,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -31983,12 +31986,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -32016,12 +32019,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -32049,12 +32052,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c4.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c4.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c4.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0xc000
         k += 17
         u = -t8 - 1 if t8 < 0 else t8
@@ -32087,12 +32090,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
             k += 17
             u = -t10 - 1 if t10 < 0 else t10
@@ -32120,12 +32123,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0) | 0x4000
             k += 17
             u = -t12 - 1 if t12 < 0 else t12
@@ -32153,12 +32156,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t13 = c7.Exponent
             if t13 < -128 or t13 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t14 = c7.Value
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
             a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0) | 0x8000
             k += 17
             u = -t14 - 1 if t14 < 0 else t14
@@ -32191,12 +32194,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t15 = c8.Exponent
             if t15 < -128 or t15 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t16 = c8.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
             a = (a << 16) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 16
             u = -t16 - 1 if t16 < 0 else t16
@@ -32224,12 +32227,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c9.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c9.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 16) | (t17 + 128) << 4 | (1 if t18 < 0 else 0) | 0x4000
             k += 16
             u = -t18 - 1 if t18 < 0 else t18
@@ -32262,12 +32265,12 @@ def _e_iso20_dc_Scheduled_DC_CLResControlModeType(w: BitWriter, o: _iso20_dc.Sch
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c10.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c10.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 16
             u = -t20 - 1 if t20 < 0 else t20
@@ -32460,7 +32463,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -32527,7 +32530,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
-        raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
+        raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -32617,7 +32620,7 @@ def _e_v5(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -32767,7 +32770,7 @@ def _e_v9(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -128 or o > 127:
-        raise encode_error('value', f'{o!r} outside -128..127')
+        raise encode_error('value', 'outside -128..127', o)
     a = (a << 10) | (o + 128) << 1
     k += 10
     w.acc = a
@@ -32816,6 +32819,8 @@ def _d_v10(r: BitReader) -> object:
 def _e_v10(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -32858,7 +32863,7 @@ def _e_v11(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
-        raise encode_error('value', f'{o!r} outside 0..100')
+        raise encode_error('value', 'outside 0..100', o)
     a = (a << 9) | (o) << 1
     k += 9
     w.acc = a
@@ -33026,7 +33031,7 @@ def _e_v14(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -33237,7 +33242,7 @@ def _e_v18(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 1..4294967295')
+        raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -33302,6 +33307,8 @@ def _d_v19(r: BitReader) -> object:
 def _e_v19(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o

@@ -2188,7 +2188,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2257,7 +2257,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2300,7 +2300,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2373,7 +2373,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2386,38 +2385,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3605,6 +3596,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5336,6 +5329,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5425,6 +5420,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5589,6 +5586,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -5936,7 +5935,7 @@ def _e_iso20_common_types_ChargeLoopResType(w: BitWriter, o: _iso20_common_types
         k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -6212,12 +6211,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -6243,12 +6242,12 @@ def _e_iso20_common_types_DetailedCostType(w: BitWriter, o: _iso20_common_types.
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -6356,7 +6355,7 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
     k += 2
     t1 = o.TaxRuleID
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('DetailedTaxType.TaxRuleID', f'{t1!r} outside 1..4294967295')
+        raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -6380,12 +6379,12 @@ def _e_iso20_common_types_DetailedTaxType(w: BitWriter, o: _iso20_common_types.D
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -7741,28 +7740,28 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
     if o.PresentSOC is not None:
         t1 = o.PresentSOC
         if t1 < 0 or t1 > 127 or (w.strict and (t1 > 100)):
-            raise encode_error('DisplayParametersType.PresentSOC', f'{t1!r} outside 0..100')
+            raise encode_error('DisplayParametersType.PresentSOC', 'outside 0..100', t1)
         a = (a << 13) | (t1) << 1
         k += 13
         s = 1
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('DisplayParametersType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 13) | (t2) << 1 | 0x200
         k += 13
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('DisplayParametersType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t3)
         a = (a << 13) | (t3) << 1 | 0x400
         k += 13
         s = 3
     elif o.MaximumSOC is not None:
         t4 = o.MaximumSOC
         if t4 < 0 or t4 > 127 or (w.strict and (t4 > 100)):
-            raise encode_error('DisplayParametersType.MaximumSOC', f'{t4!r} outside 0..100')
+            raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t4)
         a = (a << 13) | (t4) << 1 | 0x600
         k += 13
         s = 4
@@ -7771,7 +7770,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t5 = o.RemainingTimeToMinimumSOC
         if t5 < 0 or (w.strict and (t5 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t5!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t5)
         u = t5
         if u < 0x80:
             a = (a << 8) | u
@@ -7796,7 +7795,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t6 = o.RemainingTimeToTargetSOC
         if t6 < 0 or (w.strict and (t6 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t6!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -7821,7 +7820,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         k += 5
         t7 = o.RemainingTimeToMaximumSOC
         if t7 < 0 or (w.strict and (t7 > 4294967295)):
-            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t7!r} outside 0..4294967295')
+            raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t7)
         u = t7
         if u < 0x80:
             a = (a << 8) | u
@@ -7851,12 +7850,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c1.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c1.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 18) | (t8 + 128) << 4 | (1 if t9 < 0 else 0) | 0x20000
         k += 18
         u = -t9 - 1 if t9 < 0 else t9
@@ -7890,21 +7889,21 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MinimumSOC is not None:
             t10 = o.MinimumSOC
             if t10 < 0 or t10 > 127 or (w.strict and (t10 > 100)):
-                raise encode_error('DisplayParametersType.MinimumSOC', f'{t10!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MinimumSOC', 'outside 0..100', t10)
             a = (a << 13) | (t10) << 1
             k += 13
             s = 2
         elif o.TargetSOC is not None:
             t11 = o.TargetSOC
             if t11 < 0 or t11 > 127 or (w.strict and (t11 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t11!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t11)
             a = (a << 13) | (t11) << 1 | 0x200
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t12 = o.MaximumSOC
             if t12 < 0 or t12 > 127 or (w.strict and (t12 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t12!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t12)
             a = (a << 13) | (t12) << 1 | 0x400
             k += 13
             s = 4
@@ -7913,7 +7912,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t13 = o.RemainingTimeToMinimumSOC
             if t13 < 0 or (w.strict and (t13 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t13!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -7938,7 +7937,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t14 = o.RemainingTimeToTargetSOC
             if t14 < 0 or (w.strict and (t14 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t14!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t14)
             u = t14
             if u < 0x80:
                 a = (a << 8) | u
@@ -7963,7 +7962,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t15 = o.RemainingTimeToMaximumSOC
             if t15 < 0 or (w.strict and (t15 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t15!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -7993,12 +7992,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t16 = c2.Exponent
             if t16 < -128 or t16 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t17 = c2.Value
             if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
             a = (a << 18) | (t16 + 128) << 4 | (1 if t17 < 0 else 0) | 0x1c000
             k += 18
             u = -t17 - 1 if t17 < 0 else t17
@@ -8032,14 +8031,14 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.TargetSOC is not None:
             t18 = o.TargetSOC
             if t18 < 0 or t18 > 127 or (w.strict and (t18 > 100)):
-                raise encode_error('DisplayParametersType.TargetSOC', f'{t18!r} outside 0..100')
+                raise encode_error('DisplayParametersType.TargetSOC', 'outside 0..100', t18)
             a = (a << 13) | (t18) << 1
             k += 13
             s = 3
         elif o.MaximumSOC is not None:
             t19 = o.MaximumSOC
             if t19 < 0 or t19 > 127 or (w.strict and (t19 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t19!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t19)
             a = (a << 13) | (t19) << 1 | 0x200
             k += 13
             s = 4
@@ -8048,7 +8047,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t20 = o.RemainingTimeToMinimumSOC
             if t20 < 0 or (w.strict and (t20 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t20!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t20)
             u = t20
             if u < 0x80:
                 a = (a << 8) | u
@@ -8073,7 +8072,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t21 = o.RemainingTimeToTargetSOC
             if t21 < 0 or (w.strict and (t21 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t21!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t21)
             u = t21
             if u < 0x80:
                 a = (a << 8) | u
@@ -8098,7 +8097,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t22 = o.RemainingTimeToMaximumSOC
             if t22 < 0 or (w.strict and (t22 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t22!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t22)
             u = t22
             if u < 0x80:
                 a = (a << 8) | u
@@ -8128,12 +8127,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c3.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c3.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 18) | (t23 + 128) << 4 | (1 if t24 < 0 else 0) | 0x18000
             k += 18
             u = -t24 - 1 if t24 < 0 else t24
@@ -8167,7 +8166,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
         if o.MaximumSOC is not None:
             t25 = o.MaximumSOC
             if t25 < 0 or t25 > 127 or (w.strict and (t25 > 100)):
-                raise encode_error('DisplayParametersType.MaximumSOC', f'{t25!r} outside 0..100')
+                raise encode_error('DisplayParametersType.MaximumSOC', 'outside 0..100', t25)
             a = (a << 13) | (t25) << 1
             k += 13
             s = 4
@@ -8176,7 +8175,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t26 = o.RemainingTimeToMinimumSOC
             if t26 < 0 or (w.strict and (t26 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t26!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t26)
             u = t26
             if u < 0x80:
                 a = (a << 8) | u
@@ -8201,7 +8200,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t27 = o.RemainingTimeToTargetSOC
             if t27 < 0 or (w.strict and (t27 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t27!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t27)
             u = t27
             if u < 0x80:
                 a = (a << 8) | u
@@ -8226,7 +8225,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 5
             t28 = o.RemainingTimeToMaximumSOC
             if t28 < 0 or (w.strict and (t28 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t28!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t28)
             u = t28
             if u < 0x80:
                 a = (a << 8) | u
@@ -8256,12 +8255,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c4.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c4.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x14000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -8297,7 +8296,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t31 = o.RemainingTimeToMinimumSOC
             if t31 < 0 or (w.strict and (t31 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', f'{t31!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMinimumSOC', 'outside 0..4294967295', t31)
             u = t31
             if u < 0x80:
                 a = (a << 8) | u
@@ -8322,7 +8321,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t32 = o.RemainingTimeToTargetSOC
             if t32 < 0 or (w.strict and (t32 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t32!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t32)
             u = t32
             if u < 0x80:
                 a = (a << 8) | u
@@ -8347,7 +8346,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t33 = o.RemainingTimeToMaximumSOC
             if t33 < 0 or (w.strict and (t33 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t33!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -8377,12 +8376,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c5.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c5.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 17) | (t34 + 128) << 4 | (1 if t35 < 0 else 0) | 0x10000
             k += 17
             u = -t35 - 1 if t35 < 0 else t35
@@ -8418,7 +8417,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t36 = o.RemainingTimeToTargetSOC
             if t36 < 0 or (w.strict and (t36 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', f'{t36!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToTargetSOC', 'outside 0..4294967295', t36)
             u = t36
             if u < 0x80:
                 a = (a << 8) | u
@@ -8443,7 +8442,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t37 = o.RemainingTimeToMaximumSOC
             if t37 < 0 or (w.strict and (t37 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t37!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t37)
             u = t37
             if u < 0x80:
                 a = (a << 8) | u
@@ -8473,12 +8472,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c6.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c6.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0) | 0xc000
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -8514,7 +8513,7 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
             k += 4
             t40 = o.RemainingTimeToMaximumSOC
             if t40 < 0 or (w.strict and (t40 > 4294967295)):
-                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', f'{t40!r} outside 0..4294967295')
+                raise encode_error('DisplayParametersType.RemainingTimeToMaximumSOC', 'outside 0..4294967295', t40)
             u = t40
             if u < 0x80:
                 a = (a << 8) | u
@@ -8544,12 +8543,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t41 = c7.Exponent
             if t41 < -128 or t41 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t41!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t41)
             if c7.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t42 = c7.Value
             if (w.strict and (t42 < -32768 or t42 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t42!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t42)
             a = (a << 17) | (t41 + 128) << 4 | (1 if t42 < 0 else 0) | 0x8000
             k += 17
             u = -t42 - 1 if t42 < 0 else t42
@@ -8590,12 +8589,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t43 = c8.Exponent
             if t43 < -128 or t43 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t43!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t43)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t44 = c8.Value
             if (w.strict and (t44 < -32768 or t44 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t44!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t44)
             a = (a << 17) | (t43 + 128) << 4 | (1 if t44 < 0 else 0) | 0x4000
             k += 17
             u = -t44 - 1 if t44 < 0 else t44
@@ -8632,12 +8631,12 @@ def _e_iso20_common_types_DisplayParametersType(w: BitWriter, o: _iso20_common_t
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c9.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c9.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c9.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -8900,7 +8899,7 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         k += 3
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLReqControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -8926,12 +8925,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c1.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c1.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0x4000
         k += 16
         u = -t3 - 1 if t3 < 0 else t3
@@ -8962,12 +8961,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c2.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c2.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c2.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 15) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
             k += 15
             u = -t5 - 1 if t5 < 0 else t5
@@ -8998,12 +8997,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t6 = c3.Exponent
     if t6 < -128 or t6 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t7 = c3.Value
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
     a = (a << 15) | (t6 + 128) << 4 | (1 if t7 < 0 else 0)
     k += 15
     u = -t7 - 1 if t7 < 0 else t7
@@ -9029,12 +9028,12 @@ def _e_iso20_common_types_Dynamic_CLReqControlModeType(w: BitWriter, o: _iso20_c
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t8 = c4.Exponent
     if t8 < -128 or t8 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t9 = c4.Value
     if (w.strict and (t9 < -32768 or t9 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
     a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
     k += 17
     s = 3
@@ -9342,7 +9341,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t1 = o.DepartureTime
         if t1 < 0 or (w.strict and (t1 > 4294967295)):
-            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', f'{t1!r} outside 0..4294967295')
+            raise encode_error('Dynamic_CLResControlModeType.DepartureTime', 'outside 0..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -9365,14 +9364,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
     elif o.MinimumSOC is not None:
         t2 = o.MinimumSOC
         if t2 < 0 or t2 > 127 or (w.strict and (t2 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t2!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t2)
         a = (a << 12) | (t2) << 1 | 0x200
         k += 12
         s = 2
     elif o.TargetSOC is not None:
         t3 = o.TargetSOC
         if t3 < 0 or t3 > 127 or (w.strict and (t3 > 100)):
-            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t3!r} outside 0..100')
+            raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t3)
         a = (a << 12) | (t3) << 1 | 0x400
         k += 12
         s = 3
@@ -9381,7 +9380,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         k += 4
         t4 = o.AckMaxDelay
         if t4 < 0 or (w.strict and (t4 > 65535)):
-            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t4!r} outside 0..65535')
+            raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -9409,14 +9408,14 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.MinimumSOC is not None:
             t5 = o.MinimumSOC
             if t5 < 0 or t5 > 127 or (w.strict and (t5 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', f'{t5!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.MinimumSOC', 'outside 0..100', t5)
             a = (a << 12) | (t5) << 1
             k += 12
             s = 2
         elif o.TargetSOC is not None:
             t6 = o.TargetSOC
             if t6 < 0 or t6 > 127 or (w.strict and (t6 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t6!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t6)
             a = (a << 12) | (t6) << 1 | 0x200
             k += 12
             s = 3
@@ -9425,7 +9424,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 4
             t7 = o.AckMaxDelay
             if t7 < 0 or (w.strict and (t7 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t7!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -9453,7 +9452,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
         if o.TargetSOC is not None:
             t8 = o.TargetSOC
             if t8 < 0 or t8 > 127 or (w.strict and (t8 > 100)):
-                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', f'{t8!r} outside 0..100')
+                raise encode_error('Dynamic_CLResControlModeType.TargetSOC', 'outside 0..100', t8)
             a = (a << 11) | (t8) << 1
             k += 11
             s = 3
@@ -9462,7 +9461,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t9 = o.AckMaxDelay
             if t9 < 0 or (w.strict and (t9 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t9!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t9)
             u = t9
             if u < 0x80:
                 a = (a << 8) | u
@@ -9492,7 +9491,7 @@ def _e_iso20_common_types_Dynamic_CLResControlModeType(w: BitWriter, o: _iso20_c
             k += 3
             t10 = o.AckMaxDelay
             if t10 < 0 or (w.strict and (t10 > 65535)):
-                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', f'{t10!r} outside 0..65535')
+                raise encode_error('Dynamic_CLResControlModeType.AckMaxDelay', 'outside 0..65535', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -9581,7 +9580,7 @@ def _e_iso20_common_types_EVSEStatusType(w: BitWriter, o: _iso20_common_types.EV
     k += 2
     t1 = o.NotificationMaxDelay
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+        raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -9793,6 +9792,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -9836,6 +9837,8 @@ def _e_iso20_common_types_ListOfRootCertificateIDsType(w: BitWriter, o: _iso20_c
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -9993,7 +9996,7 @@ def _e_iso20_common_types_MessageHeaderType(w: BitWriter, o: _iso20_common_types
     s = 1
     t1 = o.TimeStamp
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MessageHeaderType.TimeStamp', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MessageHeaderType.TimeStamp', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10911,7 +10914,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     s = 1
     t1 = o.ChargedEnergyReadingWh
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('MeterInfoType.ChargedEnergyReadingWh', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -10936,7 +10939,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t2 = o.BPT_DischargedEnergyReadingWh
         if t2 < 0 or (w.strict and (t2 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', f'{t2!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_DischargedEnergyReadingWh', 'outside 0..18446744073709551615', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -10961,7 +10964,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t3 = o.CapacitiveEnergyReadingVARh
         if t3 < 0 or (w.strict and (t3 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t3!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t3)
         u = t3
         if u < 0x80:
             a = (a << 8) | u
@@ -10986,7 +10989,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t4 = o.BPT_InductiveEnergyReadingVARh
         if t4 < 0 or (w.strict and (t4 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t4!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -11022,7 +11025,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
     elif o.MeterStatus is not None:
         t5 = o.MeterStatus
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('MeterInfoType.MeterStatus', f'{t5!r} outside -32768..32767')
+            raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t5)
         a = (a << 5) | (1 if t5 < 0 else 0) | 0x10
         k += 5
         u = -t5 - 1 if t5 < 0 else t5
@@ -11049,7 +11052,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         k += 4
         t6 = o.MeterTimestamp
         if t6 < 0 or (w.strict and (t6 > 18446744073709551615)):
-            raise encode_error('MeterInfoType.MeterTimestamp', f'{t6!r} outside 0..18446744073709551615')
+            raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t6)
         u = t6
         if u < 0x80:
             a = (a << 8) | u
@@ -11079,7 +11082,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t7 = o.CapacitiveEnergyReadingVARh
             if t7 < 0 or (w.strict and (t7 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', f'{t7!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.CapacitiveEnergyReadingVARh', 'outside 0..18446744073709551615', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -11104,7 +11107,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t8 = o.BPT_InductiveEnergyReadingVARh
             if t8 < 0 or (w.strict and (t8 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t8!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t8)
             u = t8
             if u < 0x80:
                 a = (a << 8) | u
@@ -11140,7 +11143,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t9 = o.MeterStatus
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t9!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t9)
             a = (a << 5) | (1 if t9 < 0 else 0) | 0xc
             k += 5
             u = -t9 - 1 if t9 < 0 else t9
@@ -11167,7 +11170,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t10 = o.MeterTimestamp
             if t10 < 0 or (w.strict and (t10 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t10!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t10)
             u = t10
             if u < 0x80:
                 a = (a << 8) | u
@@ -11197,7 +11200,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t11 = o.BPT_InductiveEnergyReadingVARh
             if t11 < 0 or (w.strict and (t11 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', f'{t11!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.BPT_InductiveEnergyReadingVARh', 'outside 0..18446744073709551615', t11)
             u = t11
             if u < 0x80:
                 a = (a << 8) | u
@@ -11233,7 +11236,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t12 = o.MeterStatus
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t12!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t12)
             a = (a << 5) | (1 if t12 < 0 else 0) | 0x8
             k += 5
             u = -t12 - 1 if t12 < 0 else t12
@@ -11260,7 +11263,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t13 = o.MeterTimestamp
             if t13 < 0 or (w.strict and (t13 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t13!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t13)
             u = t13
             if u < 0x80:
                 a = (a << 8) | u
@@ -11301,7 +11304,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         elif o.MeterStatus is not None:
             t14 = o.MeterStatus
             if (w.strict and (t14 < -32768 or t14 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t14!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t14)
             a = (a << 5) | (1 if t14 < 0 else 0) | 0x4
             k += 5
             u = -t14 - 1 if t14 < 0 else t14
@@ -11328,7 +11331,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 4
             t15 = o.MeterTimestamp
             if t15 < 0 or (w.strict and (t15 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t15!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t15)
             u = t15
             if u < 0x80:
                 a = (a << 8) | u
@@ -11356,7 +11359,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
         if o.MeterStatus is not None:
             t16 = o.MeterStatus
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('MeterInfoType.MeterStatus', f'{t16!r} outside -32768..32767')
+                raise encode_error('MeterInfoType.MeterStatus', 'outside -32768..32767', t16)
             a = (a << 4) | (1 if t16 < 0 else 0)
             k += 4
             u = -t16 - 1 if t16 < 0 else t16
@@ -11383,7 +11386,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t17 = o.MeterTimestamp
             if t17 < 0 or (w.strict and (t17 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t17!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t17)
             u = t17
             if u < 0x80:
                 a = (a << 8) | u
@@ -11413,7 +11416,7 @@ def _e_iso20_common_types_MeterInfoType(w: BitWriter, o: _iso20_common_types.Met
             k += 3
             t18 = o.MeterTimestamp
             if t18 < 0 or (w.strict and (t18 > 18446744073709551615)):
-                raise encode_error('MeterInfoType.MeterTimestamp', f'{t18!r} outside 0..18446744073709551615')
+                raise encode_error('MeterInfoType.MeterTimestamp', 'outside 0..18446744073709551615', t18)
             u = t18
             if u < 0x80:
                 a = (a << 8) | u
@@ -11498,12 +11501,12 @@ def _e_iso20_common_types_RationalNumberType(w: BitWriter, o: _iso20_common_type
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = o.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if o.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = o.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 14) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 14
     u = -t2 - 1 if t2 < 0 else t2
@@ -12804,7 +12807,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
     k += 2
     t1 = o.TimeAnchor
     if t1 < 0 or (w.strict and (t1 > 18446744073709551615)):
-        raise encode_error('ReceiptType.TimeAnchor', f'{t1!r} outside 0..18446744073709551615')
+        raise encode_error('ReceiptType.TimeAnchor', 'outside 0..18446744073709551615', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -12833,12 +12836,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 18) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
         k += 18
         u = -t3 - 1 if t3 < 0 else t3
@@ -12864,12 +12867,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t4 = c3.Exponent
         if t4 < -128 or t4 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t5 = c3.Value
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
         a = (a << 17) | (t4 + 128) << 4 | (1 if t5 < 0 else 0)
         k += 17
         u = -t5 - 1 if t5 < 0 else t5
@@ -12900,12 +12903,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t6 = c5.Exponent
         if t6 < -128 or t6 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t7 = c5.Value
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
         a = (a << 18) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x8000
         k += 18
         u = -t7 - 1 if t7 < 0 else t7
@@ -12931,12 +12934,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t8 = c6.Exponent
         if t8 < -128 or t8 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t9 = c6.Value
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
         a = (a << 17) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
         k += 17
         u = -t9 - 1 if t9 < 0 else t9
@@ -12967,12 +12970,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t10 = c8.Exponent
         if t10 < -128 or t10 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t11 = c8.Value
         if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
         a = (a << 18) | (t10 + 128) << 4 | (1 if t11 < 0 else 0) | 0x10000
         k += 18
         u = -t11 - 1 if t11 < 0 else t11
@@ -12998,12 +13001,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c9.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c9.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c9.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 17) | (t12 + 128) << 4 | (1 if t13 < 0 else 0)
         k += 17
         u = -t13 - 1 if t13 < 0 else t13
@@ -13034,12 +13037,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t14 = c11.Exponent
         if t14 < -128 or t14 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
         if c11.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t15 = c11.Value
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
         a = (a << 18) | (t14 + 128) << 4 | (1 if t15 < 0 else 0) | 0x18000
         k += 18
         u = -t15 - 1 if t15 < 0 else t15
@@ -13065,12 +13068,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t16 = c12.Exponent
         if t16 < -128 or t16 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t17 = c12.Value
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
         a = (a << 17) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
         k += 17
         u = -t17 - 1 if t17 < 0 else t17
@@ -13104,7 +13107,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
         k += 2
         t18 = c13.TaxRuleID
         if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
-            raise encode_error('DetailedTaxType.TaxRuleID', f'{t18!r} outside 1..4294967295')
+            raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t18)
         u = t18
         if u < 0x80:
             a = (a << 8) | u
@@ -13128,12 +13131,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t19 = c14.Exponent
         if t19 < -128 or t19 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
         if c14.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t20 = c14.Value
         if (w.strict and (t20 < -32768 or t20 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
         a = (a << 16) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
         k += 16
         u = -t20 - 1 if t20 < 0 else t20
@@ -13169,12 +13172,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c16.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c16.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c16.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 18) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 18
             u = -t22 - 1 if t22 < 0 else t22
@@ -13200,12 +13203,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t23 = c17.Exponent
             if t23 < -128 or t23 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t23!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t23)
             if c17.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t24 = c17.Value
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t24!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t24)
             a = (a << 17) | (t23 + 128) << 4 | (1 if t24 < 0 else 0)
             k += 17
             u = -t24 - 1 if t24 < 0 else t24
@@ -13236,12 +13239,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t25 = c19.Exponent
             if t25 < -128 or t25 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t25!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t25)
             if c19.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t26 = c19.Value
             if (w.strict and (t26 < -32768 or t26 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t26!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t26)
             a = (a << 18) | (t25 + 128) << 4 | (1 if t26 < 0 else 0) | 0x8000
             k += 18
             u = -t26 - 1 if t26 < 0 else t26
@@ -13267,12 +13270,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t27 = c20.Exponent
             if t27 < -128 or t27 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t27!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t27)
             if c20.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t28 = c20.Value
             if (w.strict and (t28 < -32768 or t28 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t28!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t28)
             a = (a << 17) | (t27 + 128) << 4 | (1 if t28 < 0 else 0)
             k += 17
             u = -t28 - 1 if t28 < 0 else t28
@@ -13303,12 +13306,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t29 = c22.Exponent
             if t29 < -128 or t29 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t29!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t29)
             if c22.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t30 = c22.Value
             if (w.strict and (t30 < -32768 or t30 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t30!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t30)
             a = (a << 18) | (t29 + 128) << 4 | (1 if t30 < 0 else 0) | 0x10000
             k += 18
             u = -t30 - 1 if t30 < 0 else t30
@@ -13334,12 +13337,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t31 = c23.Exponent
             if t31 < -128 or t31 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t31!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t31)
             if c23.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t32 = c23.Value
             if (w.strict and (t32 < -32768 or t32 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t32!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t32)
             a = (a << 17) | (t31 + 128) << 4 | (1 if t32 < 0 else 0)
             k += 17
             u = -t32 - 1 if t32 < 0 else t32
@@ -13373,7 +13376,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t33 = c24.TaxRuleID
             if t33 < 0 or (w.strict and (t33 < 1 or t33 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t33!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t33)
             u = t33
             if u < 0x80:
                 a = (a << 8) | u
@@ -13397,12 +13400,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t34 = c25.Exponent
             if t34 < -128 or t34 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t34!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t34)
             if c25.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t35 = c25.Value
             if (w.strict and (t35 < -32768 or t35 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t35!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t35)
             a = (a << 16) | (t34 + 128) << 4 | (1 if t35 < 0 else 0)
             k += 16
             u = -t35 - 1 if t35 < 0 else t35
@@ -13438,12 +13441,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t36 = c27.Exponent
             if t36 < -128 or t36 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t36!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t36)
             if c27.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t37 = c27.Value
             if (w.strict and (t37 < -32768 or t37 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t37!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t37)
             a = (a << 18) | (t36 + 128) << 4 | (1 if t37 < 0 else 0)
             k += 18
             u = -t37 - 1 if t37 < 0 else t37
@@ -13469,12 +13472,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t38 = c28.Exponent
             if t38 < -128 or t38 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t38!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t38)
             if c28.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t39 = c28.Value
             if (w.strict and (t39 < -32768 or t39 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t39!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t39)
             a = (a << 17) | (t38 + 128) << 4 | (1 if t39 < 0 else 0)
             k += 17
             u = -t39 - 1 if t39 < 0 else t39
@@ -13505,12 +13508,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t40 = c30.Exponent
             if t40 < -128 or t40 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t40!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t40)
             if c30.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t41 = c30.Value
             if (w.strict and (t41 < -32768 or t41 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t41!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t41)
             a = (a << 18) | (t40 + 128) << 4 | (1 if t41 < 0 else 0) | 0x8000
             k += 18
             u = -t41 - 1 if t41 < 0 else t41
@@ -13536,12 +13539,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t42 = c31.Exponent
             if t42 < -128 or t42 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t42!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t42)
             if c31.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t43 = c31.Value
             if (w.strict and (t43 < -32768 or t43 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t43!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t43)
             a = (a << 17) | (t42 + 128) << 4 | (1 if t43 < 0 else 0)
             k += 17
             u = -t43 - 1 if t43 < 0 else t43
@@ -13575,7 +13578,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t44 = c32.TaxRuleID
             if t44 < 0 or (w.strict and (t44 < 1 or t44 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t44!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t44)
             u = t44
             if u < 0x80:
                 a = (a << 8) | u
@@ -13599,12 +13602,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t45 = c33.Exponent
             if t45 < -128 or t45 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t45!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t45)
             if c33.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t46 = c33.Value
             if (w.strict and (t46 < -32768 or t46 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t46!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t46)
             a = (a << 16) | (t45 + 128) << 4 | (1 if t46 < 0 else 0)
             k += 16
             u = -t46 - 1 if t46 < 0 else t46
@@ -13640,12 +13643,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t47 = c35.Exponent
             if t47 < -128 or t47 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t47!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t47)
             if c35.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t48 = c35.Value
             if (w.strict and (t48 < -32768 or t48 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t48!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t48)
             a = (a << 17) | (t47 + 128) << 4 | (1 if t48 < 0 else 0)
             k += 17
             u = -t48 - 1 if t48 < 0 else t48
@@ -13671,12 +13674,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t49 = c36.Exponent
             if t49 < -128 or t49 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t49!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t49)
             if c36.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t50 = c36.Value
             if (w.strict and (t50 < -32768 or t50 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t50!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t50)
             a = (a << 17) | (t49 + 128) << 4 | (1 if t50 < 0 else 0)
             k += 17
             u = -t50 - 1 if t50 < 0 else t50
@@ -13710,7 +13713,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t51 = c37.TaxRuleID
             if t51 < 0 or (w.strict and (t51 < 1 or t51 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t51!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t51)
             u = t51
             if u < 0x80:
                 a = (a << 8) | u
@@ -13734,12 +13737,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t52 = c38.Exponent
             if t52 < -128 or t52 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t52!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t52)
             if c38.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t53 = c38.Value
             if (w.strict and (t53 < -32768 or t53 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t53!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t53)
             a = (a << 16) | (t52 + 128) << 4 | (1 if t53 < 0 else 0)
             k += 16
             u = -t53 - 1 if t53 < 0 else t53
@@ -13778,7 +13781,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
             k += 2
             t54 = c39.TaxRuleID
             if t54 < 0 or (w.strict and (t54 < 1 or t54 > 4294967295)):
-                raise encode_error('DetailedTaxType.TaxRuleID', f'{t54!r} outside 1..4294967295')
+                raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t54)
             u = t54
             if u < 0x80:
                 a = (a << 8) | u
@@ -13802,12 +13805,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t55 = c40.Exponent
             if t55 < -128 or t55 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t55!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t55)
             if c40.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t56 = c40.Value
             if (w.strict and (t56 < -32768 or t56 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t56!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t56)
             a = (a << 16) | (t55 + 128) << 4 | (1 if t56 < 0 else 0)
             k += 16
             u = -t56 - 1 if t56 < 0 else t56
@@ -13848,7 +13851,7 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                 k += 2
                 t57 = c41.TaxRuleID
                 if t57 < 0 or (w.strict and (t57 < 1 or t57 > 4294967295)):
-                    raise encode_error('DetailedTaxType.TaxRuleID', f'{t57!r} outside 1..4294967295')
+                    raise encode_error('DetailedTaxType.TaxRuleID', 'outside 1..4294967295', t57)
                 u = t57
                 if u < 0x80:
                     a = (a << 8) | u
@@ -13872,12 +13875,12 @@ def _e_iso20_common_types_ReceiptType(w: BitWriter, o: _iso20_common_types.Recei
                     raise encode_error('RationalNumberType.Exponent', 'required value missing')
                 t58 = c42.Exponent
                 if t58 < -128 or t58 > 127:
-                    raise encode_error('RationalNumberType.Exponent', f'{t58!r} outside -128..127')
+                    raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t58)
                 if c42.Value is None:
                     raise encode_error('RationalNumberType.Value', 'required value missing')
                 t59 = c42.Value
                 if (w.strict and (t59 < -32768 or t59 > 32767)):
-                    raise encode_error('RationalNumberType.Value', f'{t59!r} outside -32768..32767')
+                    raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t59)
                 a = (a << 16) | (t58 + 128) << 4 | (1 if t59 < 0 else 0)
                 k += 16
                 u = -t59 - 1 if t59 < 0 else t59
@@ -14212,12 +14215,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -14245,12 +14248,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -14278,12 +14281,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0) | 0x8000
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -14316,12 +14319,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t7 = c4.Exponent
             if t7 < -128 or t7 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t8 = c4.Value
             if (w.strict and (t8 < -32768 or t8 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
             a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
             k += 16
             u = -t8 - 1 if t8 < 0 else t8
@@ -14349,12 +14352,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t9 = c5.Exponent
             if t9 < -128 or t9 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t10 = c5.Value
             if (w.strict and (t10 < -32768 or t10 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
             a = (a << 16) | (t9 + 128) << 4 | (1 if t10 < 0 else 0) | 0x4000
             k += 16
             u = -t10 - 1 if t10 < 0 else t10
@@ -14387,12 +14390,12 @@ def _e_iso20_common_types_Scheduled_CLReqControlModeType(w: BitWriter, o: _iso20
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t11 = c6.Exponent
             if t11 < -128 or t11 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
             if c6.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t12 = c6.Value
             if (w.strict and (t12 < -32768 or t12 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
             a = (a << 16) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
             k += 16
             u = -t12 - 1 if t12 < 0 else t12
@@ -15147,7 +15150,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
         k += 4
         t1 = o.Port
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('AlternativeSECCType.Port', f'{t1!r} outside 0..65535')
+            raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -15203,7 +15206,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             k += 4
             t2 = o.Port
             if t2 < 0 or (w.strict and (t2 > 65535)):
-                raise encode_error('AlternativeSECCType.Port', f'{t2!r} outside 0..65535')
+                raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t2)
             u = t2
             if u < 0x80:
                 a = (a << 8) | u
@@ -15246,7 +15249,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             k += 3
             t3 = o.Port
             if t3 < 0 or (w.strict and (t3 > 65535)):
-                raise encode_error('AlternativeSECCType.Port', f'{t3!r} outside 0..65535')
+                raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t3)
             u = t3
             if u < 0x80:
                 a = (a << 8) | u
@@ -15276,7 +15279,7 @@ def _e_iso20_wpt_AlternativeSECCType(w: BitWriter, o: _iso20_wpt.AlternativeSECC
             k += 3
             t4 = o.Port
             if t4 < 0 or (w.strict and (t4 > 65535)):
-                raise encode_error('AlternativeSECCType.Port', f'{t4!r} outside 0..65535')
+                raise encode_error('AlternativeSECCType.Port', 'outside 0..65535', t4)
             u = t4
             if u < 0x80:
                 a = (a << 8) | u
@@ -15596,12 +15599,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckReqType(w: BitWriter, o: _iso20_wpt.WPT_Align
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 16) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 16
         u = -t2 - 1 if t2 < 0 else t2
@@ -16056,12 +16059,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t1 = c1.Exponent
         if t1 < -128 or t1 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
         if c1.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t2 = c1.Value
         if (w.strict and (t2 < -32768 or t2 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
         a = (a << 17) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
         k += 17
         u = -t2 - 1 if t2 < 0 else t2
@@ -16089,12 +16092,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c2.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c2.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0) | 0x4000
         k += 17
         u = -t4 - 1 if t4 < 0 else t4
@@ -16142,12 +16145,12 @@ def _e_iso20_wpt_WPT_AlignmentCheckResType(w: BitWriter, o: _iso20_wpt.WPT_Align
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t5 = c3.Exponent
             if t5 < -128 or t5 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t6 = c3.Value
             if (w.strict and (t6 < -32768 or t6 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
             a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
             k += 16
             u = -t6 - 1 if t6 < 0 else t6
@@ -16935,12 +16938,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -16966,12 +16969,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 4
@@ -17003,12 +17006,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t5 = c3.Exponent
         if t5 < -128 or t5 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t6 = c3.Value
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
         a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
         k += 17
         u = -t6 - 1 if t6 < 0 else t6
@@ -17039,12 +17042,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t7 = c5.Exponent
         if t7 < -128 or t7 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
         if c5.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t8 = c5.Value
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
         a = (a << 18) | (t7 + 128) << 4 | (1 if t8 < 0 else 0) | 0x8000
         k += 18
         u = -t8 - 1 if t8 < 0 else t8
@@ -17070,12 +17073,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t9 = c6.Exponent
         if t9 < -128 or t9 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t10 = c6.Value
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
         a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
         k += 17
         u = -t10 - 1 if t10 < 0 else t10
@@ -17101,12 +17104,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t11 = c7.Exponent
         if t11 < -128 or t11 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t11!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t11)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t12 = c7.Value
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t12!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t12)
         a = (a << 17) | (t11 + 128) << 4 | (1 if t12 < 0 else 0)
         k += 17
         u = -t12 - 1 if t12 < 0 else t12
@@ -17132,12 +17135,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t13 = c8.Exponent
         if t13 < -128 or t13 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t13!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t13)
         if c8.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t14 = c8.Value
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t14!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t14)
         a = (a << 17) | (t13 + 128) << 4 | (1 if t14 < 0 else 0)
         k += 17
         u = -t14 - 1 if t14 < 0 else t14
@@ -17188,12 +17191,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t15 = c10.Exponent
             if t15 < -128 or t15 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t15!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t15)
             if c10.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t16 = c10.Value
             if (w.strict and (t16 < -32768 or t16 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t16!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t16)
             a = (a << 17) | (t15 + 128) << 4 | (1 if t16 < 0 else 0)
             k += 17
             u = -t16 - 1 if t16 < 0 else t16
@@ -17219,12 +17222,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t17 = c11.Exponent
             if t17 < -128 or t17 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t17!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t17)
             if c11.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t18 = c11.Value
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t18!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t18)
             a = (a << 17) | (t17 + 128) << 4 | (1 if t18 < 0 else 0)
             k += 17
             u = -t18 - 1 if t18 < 0 else t18
@@ -17250,12 +17253,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t19 = c12.Exponent
             if t19 < -128 or t19 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t19!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t19)
             if c12.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t20 = c12.Value
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t20!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t20)
             a = (a << 17) | (t19 + 128) << 4 | (1 if t20 < 0 else 0)
             k += 17
             u = -t20 - 1 if t20 < 0 else t20
@@ -17281,12 +17284,12 @@ def _e_iso20_wpt_WPT_ChargeLoopReqType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t21 = c13.Exponent
             if t21 < -128 or t21 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t21!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t21)
             if c13.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t22 = c13.Value
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t22!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t22)
             a = (a << 17) | (t21 + 128) << 4 | (1 if t22 < 0 else 0)
             k += 17
             u = -t22 - 1 if t22 < 0 else t22
@@ -18193,7 +18196,7 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         k += 5
         t1 = c1.NotificationMaxDelay
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('EVSEStatusType.NotificationMaxDelay', f'{t1!r} outside 0..65535')
+            raise encode_error('EVSEStatusType.NotificationMaxDelay', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -18239,12 +18242,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t2 = c2.Exponent
         if t2 < -128 or t2 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
         if c2.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t3 = c2.Value
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
         a = (a << 17) | (t2 + 128) << 4 | (1 if t3 < 0 else 0) | 0xc000
         k += 17
         u = -t3 - 1 if t3 < 0 else t3
@@ -18293,12 +18296,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t4 = c3.Exponent
             if t4 < -128 or t4 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t4!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t4)
             if c3.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t5 = c3.Value
             if (w.strict and (t5 < -32768 or t5 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t5!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t5)
             a = (a << 16) | (t4 + 128) << 4 | (1 if t5 < 0 else 0) | 0x8000
             k += 16
             u = -t5 - 1 if t5 < 0 else t5
@@ -18338,12 +18341,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t6 = c4.Exponent
             if t6 < -128 or t6 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t6!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t6)
             if c4.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t7 = c4.Value
             if (w.strict and (t7 < -32768 or t7 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t7!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t7)
             a = (a << 16) | (t6 + 128) << 4 | (1 if t7 < 0 else 0) | 0x4000
             k += 16
             u = -t7 - 1 if t7 < 0 else t7
@@ -18374,12 +18377,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t8 = c5.Exponent
             if t8 < -128 or t8 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t8!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t8)
             if c5.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t9 = c5.Value
             if (w.strict and (t9 < -32768 or t9 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t9!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t9)
             a = (a << 15) | (t8 + 128) << 4 | (1 if t9 < 0 else 0)
             k += 15
             u = -t9 - 1 if t9 < 0 else t9
@@ -18409,12 +18412,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t10 = c6.Exponent
         if t10 < -128 or t10 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t10!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t10)
         if c6.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t11 = c6.Value
         if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t11!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t11)
         a = (a << 16) | (t10 + 128) << 4 | (1 if t11 < 0 else 0)
         k += 16
         u = -t11 - 1 if t11 < 0 else t11
@@ -18442,12 +18445,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t12 = c7.Exponent
         if t12 < -128 or t12 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t12!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t12)
         if c7.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t13 = c7.Value
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t13!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t13)
         a = (a << 16) | (t12 + 128) << 4 | (1 if t13 < 0 else 0) | 0x4000
         k += 16
         u = -t13 - 1 if t13 < 0 else t13
@@ -18478,12 +18481,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t14 = c8.Exponent
             if t14 < -128 or t14 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t14!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t14)
             if c8.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t15 = c8.Value
             if (w.strict and (t15 < -32768 or t15 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t15!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t15)
             a = (a << 15) | (t14 + 128) << 4 | (1 if t15 < 0 else 0)
             k += 15
             u = -t15 - 1 if t15 < 0 else t15
@@ -18514,12 +18517,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t16 = c9.Exponent
     if t16 < -128 or t16 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t16!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t16)
     if c9.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t17 = c9.Value
     if (w.strict and (t17 < -32768 or t17 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t17!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t17)
     a = (a << 15) | (t16 + 128) << 4 | (1 if t17 < 0 else 0)
     k += 15
     u = -t17 - 1 if t17 < 0 else t17
@@ -18550,12 +18553,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t18 = c10.Exponent
         if t18 < -128 or t18 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t18!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t18)
         if c10.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t19 = c10.Value
         if (w.strict and (t19 < -32768 or t19 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t19!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t19)
         a = (a << 17) | (t18 + 128) << 4 | (1 if t19 < 0 else 0)
         k += 17
         u = -t19 - 1 if t19 < 0 else t19
@@ -18586,12 +18589,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t20 = c12.Exponent
         if t20 < -128 or t20 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t20!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t20)
         if c12.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t21 = c12.Value
         if (w.strict and (t21 < -32768 or t21 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t21!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t21)
         a = (a << 18) | (t20 + 128) << 4 | (1 if t21 < 0 else 0) | 0x8000
         k += 18
         u = -t21 - 1 if t21 < 0 else t21
@@ -18642,12 +18645,12 @@ def _e_iso20_wpt_WPT_ChargeLoopResType(w: BitWriter, o: _iso20_wpt.WPT_ChargeLoo
                 raise encode_error('RationalNumberType.Exponent', 'required value missing')
             t22 = c14.Exponent
             if t22 < -128 or t22 > 127:
-                raise encode_error('RationalNumberType.Exponent', f'{t22!r} outside -128..127')
+                raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t22)
             if c14.Value is None:
                 raise encode_error('RationalNumberType.Value', 'required value missing')
             t23 = c14.Value
             if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('RationalNumberType.Value', f'{t23!r} outside -32768..32767')
+                raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t23)
             a = (a << 17) | (t22 + 128) << 4 | (1 if t23 < 0 else 0)
             k += 17
             u = -t23 - 1 if t23 < 0 else t23
@@ -18982,12 +18985,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     s = 1
@@ -19014,7 +19017,7 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     s = 2
     t3 = o.SDMaxGroundClearence
     if t3 < 0 or (w.strict and (t3 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', f'{t3!r} outside 0..65535')
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMaxGroundClearence', 'outside 0..65535', t3)
     u = t3
     if u < 0x80:
         a = (a << 8) | u
@@ -19038,7 +19041,7 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
     s = 3
     t4 = o.SDMinGroundClearence
     if t4 < 0 or (w.strict and (t4 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', f'{t4!r} outside 0..65535')
+        raise encode_error('WPT_ChargeParameterDiscoveryReqType.SDMinGroundClearence', 'outside 0..65535', t4)
     u = t4
     if u < 0x80:
         a = (a << 8) | u
@@ -19062,12 +19065,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t5 = c2.Exponent
     if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t6 = c2.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
     a = (a << 16) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 16
     s = 4
@@ -19445,12 +19448,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 29) | (_I_iso20_common_types_responseCodeType[o.ResponseCode]) << 21 | (_I_iso20_wpt_WPT_PowerClassType[o.PDInputPowerClass]) << 16 | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 29
     s = 1
@@ -19479,12 +19482,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     s = 4
@@ -19511,7 +19514,7 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     s = 5
     t5 = o.SDMaxGroundClearanceSupport
     if t5 < 0 or (w.strict and (t5 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', f'{t5!r} outside 0..65535')
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMaxGroundClearanceSupport', 'outside 0..65535', t5)
     u = t5
     if u < 0x80:
         a = (a << 8) | u
@@ -19535,7 +19538,7 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
     s = 6
     t6 = o.SDMinGroundClearanceSupport
     if t6 < 0 or (w.strict and (t6 > 65535)):
-        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', f'{t6!r} outside 0..65535')
+        raise encode_error('WPT_ChargeParameterDiscoveryResType.SDMinGroundClearanceSupport', 'outside 0..65535', t6)
     u = t6
     if u < 0x80:
         a = (a << 8) | u
@@ -19559,12 +19562,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t7 = c3.Exponent
     if t7 < -128 or t7 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t8 = c3.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
     a = (a << 16) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 16
     s = 7
@@ -19591,12 +19594,12 @@ def _e_iso20_wpt_WPT_ChargeParameterDiscoveryResType(w: BitWriter, o: _iso20_wpt
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t9 = c4.Exponent
     if t9 < -128 or t9 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t9!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t9)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t10 = c4.Value
     if (w.strict and (t10 < -32768 or t10 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t10!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t10)
     a = (a << 17) | (t9 + 128) << 4 | (1 if t10 < 0 else 0)
     k += 17
     s = 8
@@ -19760,7 +19763,7 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
     t1 = o.Coord_X
     if (w.strict and (t1 < -32768 or t1 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t1!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t1)
     a = (a << 3) | (1 if t1 < 0 else 0)
     k += 3
     u = -t1 - 1 if t1 < 0 else t1
@@ -19783,7 +19786,7 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
     t2 = o.Coord_Y
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t2!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t2)
     a = (a << 4) | (1 if t2 < 0 else 0)
     k += 4
     u = -t2 - 1 if t2 < 0 else t2
@@ -19806,7 +19809,7 @@ def _e_iso20_wpt_WPT_CoordinateXYZType(w: BitWriter, o: _iso20_wpt.WPT_Coordinat
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
     t3 = o.Coord_Z
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t3!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t3)
     a = (a << 4) | (1 if t3 < 0 else 0)
     k += 4
     u = -t3 - 1 if t3 < 0 else t3
@@ -19987,12 +19990,12 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -20018,12 +20021,12 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c2.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c2.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 17) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 17
     u = -t4 - 1 if t4 < 0 else t4
@@ -20049,12 +20052,12 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t5 = c3.Exponent
     if t5 < -128 or t5 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t5!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t5)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t6 = c3.Value
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t6!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t6)
     a = (a << 17) | (t5 + 128) << 4 | (1 if t6 < 0 else 0)
     k += 17
     u = -t6 - 1 if t6 < 0 else t6
@@ -20080,12 +20083,12 @@ def _e_iso20_wpt_WPT_EVPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.W
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t7 = c4.Exponent
     if t7 < -128 or t7 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t7!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t7)
     if c4.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t8 = c4.Value
     if (w.strict and (t8 < -32768 or t8 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t8!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t8)
     a = (a << 17) | (t7 + 128) << 4 | (1 if t8 < 0 else 0)
     k += 17
     u = -t8 - 1 if t8 < 0 else t8
@@ -20417,7 +20420,7 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
             t1 = c1.NumPackages
             if t1 < 0 or t1 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t1!r} outside 0..255')
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'outside 0..255', t1)
             if c1.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
             a = (a << 14) | (t1) << 2 | 0x1000
@@ -20443,7 +20446,7 @@ def _e_iso20_wpt_WPT_FinePositioningReqType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
             t2 = c2.NumPackages
             if t2 < 0 or t2 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'outside 0..255', t2)
             if c2.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
             a = (a << 14) | (t2) << 2
@@ -20680,7 +20683,7 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
             t1 = c1.NumPackages
             if t1 < 0 or t1 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t1!r} outside 0..255')
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'outside 0..255', t1)
             if c1.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
             a = (a << 14) | (t1) << 2 | 0x1000
@@ -20706,7 +20709,7 @@ def _e_iso20_wpt_WPT_FinePositioningResType(w: BitWriter, o: _iso20_wpt.WPT_Fine
                 raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
             t2 = c2.NumPackages
             if t2 < 0 or t2 > 255:
-                raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t2!r} outside 0..255')
+                raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'outside 0..255', t2)
             if c2.WPT_LF_DataPackage is None:
                 raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
             a = (a << 14) | (t2) << 2
@@ -20972,7 +20975,7 @@ def _e_iso20_wpt_WPT_FinePositioningSetupReqType(w: BitWriter, o: _iso20_wpt.WPT
     s = 5
     t1 = o.NaturalOffset
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', f'{t1!r} outside 0..65535')
+        raise encode_error('WPT_FinePositioningSetupReqType.NaturalOffset', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -21292,7 +21295,7 @@ def _e_iso20_wpt_WPT_FinePositioningSetupResType(w: BitWriter, o: _iso20_wpt.WPT
     s = 5
     t1 = o.NaturalOffset
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', f'{t1!r} outside 0..65535')
+        raise encode_error('WPT_FinePositioningSetupResType.NaturalOffset', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -21408,7 +21411,7 @@ def _e_iso20_wpt_WPT_LF_DataPackageListType(w: BitWriter, o: _iso20_wpt.WPT_LF_D
         raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'required value missing')
     t1 = o.NumPackages
     if t1 < 0 or t1 > 255:
-        raise encode_error('WPT_LF_DataPackageListType.NumPackages', f'{t1!r} outside 0..255')
+        raise encode_error('WPT_LF_DataPackageListType.NumPackages', 'outside 0..255', t1)
     if o.WPT_LF_DataPackage is None:
         raise encode_error('WPT_LF_DataPackageListType.WPT_LF_DataPackage', 'required value missing')
     a = (a << 12) | (t1) << 2
@@ -21583,7 +21586,7 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         raise encode_error('WPT_LF_DataPackageType.PackageIndex', 'required value missing')
     t1 = o.PackageIndex
     if t1 < 0 or t1 > 255:
-        raise encode_error('WPT_LF_DataPackageType.PackageIndex', f'{t1!r} outside 0..255')
+        raise encode_error('WPT_LF_DataPackageType.PackageIndex', 'outside 0..255', t1)
     a = (a << 11) | (t1) << 1
     k += 11
     if o.LF_TxData is not None:
@@ -21597,7 +21600,7 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         k += 5
         t2 = c2.TxIdentifier
         if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-            raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+            raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'outside 1..4294967295', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -21621,12 +21624,12 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
             raise encode_error('RationalNumberType.Exponent', 'required value missing')
         t3 = c3.Exponent
         if t3 < -128 or t3 > 127:
-            raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+            raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
         if c3.Value is None:
             raise encode_error('RationalNumberType.Value', 'required value missing')
         t4 = c3.Value
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+            raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
         a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
         k += 16
         u = -t4 - 1 if t4 < 0 else t4
@@ -21660,7 +21663,7 @@ def _e_iso20_wpt_WPT_LF_DataPackageType(w: BitWriter, o: _iso20_wpt.WPT_LF_DataP
         k += 5
         t5 = c5.RxIdentifier
         if t5 < 0 or (w.strict and (t5 < 1 or t5 > 4294967295)):
-            raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t5!r} outside 1..4294967295')
+            raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'outside 1..4294967295', t5)
         u = t5
         if u < 0x80:
             a = (a << 8) | u
@@ -22349,7 +22352,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', 'required value missing')
     t1 = o.NumberOfReceivers
     if t1 < 0 or t1 > 255:
-        raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', f'{t1!r} outside 0..255')
+        raise encode_error('WPT_LF_ReceiverDataType.NumberOfReceivers', 'outside 0..255', t1)
     a = (a << 11) | (t1) << 1
     k += 11
     s = 1
@@ -22365,7 +22368,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         k += 2
         t2 = c1.TxRxIdentifier
         if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t2!r} outside 1..4294967295')
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -22389,7 +22392,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t3 = c2.Coord_X
         if (w.strict and (t3 < -32768 or t3 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t3!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t3)
         a = (a << 5) | (1 if t3 < 0 else 0)
         k += 5
         u = -t3 - 1 if t3 < 0 else t3
@@ -22412,7 +22415,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t4 = c2.Coord_Y
         if (w.strict and (t4 < -32768 or t4 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t4!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t4)
         a = (a << 4) | (1 if t4 < 0 else 0)
         k += 4
         u = -t4 - 1 if t4 < 0 else t4
@@ -22435,7 +22438,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t5 = c2.Coord_Z
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t5!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t5)
         a = (a << 4) | (1 if t5 < 0 else 0)
         k += 4
         u = -t5 - 1 if t5 < 0 else t5
@@ -22461,7 +22464,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t6 = c3.Coord_X
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t6!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t6)
         a = (a << 6) | (1 if t6 < 0 else 0)
         k += 6
         u = -t6 - 1 if t6 < 0 else t6
@@ -22484,7 +22487,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t7 = c3.Coord_Y
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t7!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t7)
         a = (a << 4) | (1 if t7 < 0 else 0)
         k += 4
         u = -t7 - 1 if t7 < 0 else t7
@@ -22507,7 +22510,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t8 = c3.Coord_Z
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t8!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t8)
         a = (a << 4) | (1 if t8 < 0 else 0)
         k += 4
         u = -t8 - 1 if t8 < 0 else t8
@@ -22543,7 +22546,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
         k += 2
         t9 = c4.TxRxIdentifier
         if t9 < 0 or (w.strict and (t9 < 1 or t9 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t9!r} outside 1..4294967295')
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t9)
         u = t9
         if u < 0x80:
             a = (a << 8) | u
@@ -22567,7 +22570,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t10 = c5.Coord_X
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t10!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t10)
         a = (a << 5) | (1 if t10 < 0 else 0)
         k += 5
         u = -t10 - 1 if t10 < 0 else t10
@@ -22590,7 +22593,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t11 = c5.Coord_Y
         if (w.strict and (t11 < -32768 or t11 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t11!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t11)
         a = (a << 4) | (1 if t11 < 0 else 0)
         k += 4
         u = -t11 - 1 if t11 < 0 else t11
@@ -22613,7 +22616,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t12 = c5.Coord_Z
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t12!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t12)
         a = (a << 4) | (1 if t12 < 0 else 0)
         k += 4
         u = -t12 - 1 if t12 < 0 else t12
@@ -22639,7 +22642,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t13 = c6.Coord_X
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t13!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t13)
         a = (a << 6) | (1 if t13 < 0 else 0)
         k += 6
         u = -t13 - 1 if t13 < 0 else t13
@@ -22662,7 +22665,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t14 = c6.Coord_Y
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t14!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t14)
         a = (a << 4) | (1 if t14 < 0 else 0)
         k += 4
         u = -t14 - 1 if t14 < 0 else t14
@@ -22685,7 +22688,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t15 = c6.Coord_Z
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t15!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t15)
         a = (a << 4) | (1 if t15 < 0 else 0)
         k += 4
         u = -t15 - 1 if t15 < 0 else t15
@@ -22723,7 +22726,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
             k += 2
             t16 = c7.TxRxIdentifier
             if t16 < 0 or (w.strict and (t16 < 1 or t16 > 4294967295)):
-                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t16!r} outside 1..4294967295')
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t16)
             u = t16
             if u < 0x80:
                 a = (a << 8) | u
@@ -22747,7 +22750,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
             t17 = c8.Coord_X
             if (w.strict and (t17 < -32768 or t17 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t17!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t17)
             a = (a << 5) | (1 if t17 < 0 else 0)
             k += 5
             u = -t17 - 1 if t17 < 0 else t17
@@ -22770,7 +22773,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t18 = c8.Coord_Y
             if (w.strict and (t18 < -32768 or t18 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t18!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t18)
             a = (a << 4) | (1 if t18 < 0 else 0)
             k += 4
             u = -t18 - 1 if t18 < 0 else t18
@@ -22793,7 +22796,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t19 = c8.Coord_Z
             if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t19!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t19)
             a = (a << 4) | (1 if t19 < 0 else 0)
             k += 4
             u = -t19 - 1 if t19 < 0 else t19
@@ -22819,7 +22822,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
             t20 = c9.Coord_X
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t20!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t20)
             a = (a << 6) | (1 if t20 < 0 else 0)
             k += 6
             u = -t20 - 1 if t20 < 0 else t20
@@ -22842,7 +22845,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t21 = c9.Coord_Y
             if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t21!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t21)
             a = (a << 4) | (1 if t21 < 0 else 0)
             k += 4
             u = -t21 - 1 if t21 < 0 else t21
@@ -22865,7 +22868,7 @@ def _e_iso20_wpt_WPT_LF_ReceiverDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_Rece
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t22 = c9.Coord_Z
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t22!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t22)
             a = (a << 4) | (1 if t22 < 0 else 0)
             k += 4
             u = -t22 - 1 if t22 < 0 else t22
@@ -23005,7 +23008,7 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
     k += 3
     t1 = c1.RxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t1!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -23034,7 +23037,7 @@ def _e_iso20_wpt_WPT_LF_RxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxData
     k += 5
     t2 = c3.TxIdentifier
     if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -23181,7 +23184,7 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
     k += 2
     t1 = o.RxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('WPT_LF_RxDataType.RxIdentifier', f'{t1!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_RxDataType.RxIdentifier', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -23210,7 +23213,7 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
     k += 5
     t2 = c2.TxIdentifier
     if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t2!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -23234,12 +23237,12 @@ def _e_iso20_wpt_WPT_LF_RxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxDataType
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t3 = c3.Exponent
     if t3 < -128 or t3 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t3!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t3)
     if c3.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t4 = c3.Value
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t4!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t4)
     a = (a << 16) | (t3 + 128) << 4 | (1 if t4 < 0 else 0)
     k += 16
     u = -t4 - 1 if t4 < 0 else t4
@@ -23352,7 +23355,7 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
     k += 3
     t1 = c1.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -23376,12 +23379,12 @@ def _e_iso20_wpt_WPT_LF_RxRSSIListType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSI
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c2.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -23489,7 +23492,7 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
     k += 2
     t1 = o.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_RxRSSIType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -23513,12 +23516,12 @@ def _e_iso20_wpt_WPT_LF_RxRSSIType(w: BitWriter, o: _iso20_wpt.WPT_LF_RxRSSIType
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -24315,7 +24318,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'required value missing')
     t1 = o.NumberOfTransmitters
     if t1 < 0 or t1 > 255:
-        raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', f'{t1!r} outside 0..255')
+        raise encode_error('WPT_LF_TransmitterDataType.NumberOfTransmitters', 'outside 0..255', t1)
     if o.SignalFrequency is None:
         raise encode_error('WPT_LF_TransmitterDataType.SignalFrequency', 'required value missing')
     c1 = o.SignalFrequency
@@ -24323,12 +24326,12 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 26) | (t1) << 16 | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 26
     s = 1
@@ -24363,7 +24366,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         k += 2
         t4 = c2.TxRxIdentifier
         if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t4!r} outside 1..4294967295')
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -24387,7 +24390,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t5 = c3.Coord_X
         if (w.strict and (t5 < -32768 or t5 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t5!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t5)
         a = (a << 5) | (1 if t5 < 0 else 0)
         k += 5
         u = -t5 - 1 if t5 < 0 else t5
@@ -24410,7 +24413,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t6 = c3.Coord_Y
         if (w.strict and (t6 < -32768 or t6 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t6!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t6)
         a = (a << 4) | (1 if t6 < 0 else 0)
         k += 4
         u = -t6 - 1 if t6 < 0 else t6
@@ -24433,7 +24436,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t7 = c3.Coord_Z
         if (w.strict and (t7 < -32768 or t7 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t7!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t7)
         a = (a << 4) | (1 if t7 < 0 else 0)
         k += 4
         u = -t7 - 1 if t7 < 0 else t7
@@ -24459,7 +24462,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t8 = c4.Coord_X
         if (w.strict and (t8 < -32768 or t8 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t8!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t8)
         a = (a << 6) | (1 if t8 < 0 else 0)
         k += 6
         u = -t8 - 1 if t8 < 0 else t8
@@ -24482,7 +24485,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t9 = c4.Coord_Y
         if (w.strict and (t9 < -32768 or t9 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t9!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t9)
         a = (a << 4) | (1 if t9 < 0 else 0)
         k += 4
         u = -t9 - 1 if t9 < 0 else t9
@@ -24505,7 +24508,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t10 = c4.Coord_Z
         if (w.strict and (t10 < -32768 or t10 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t10!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t10)
         a = (a << 4) | (1 if t10 < 0 else 0)
         k += 4
         u = -t10 - 1 if t10 < 0 else t10
@@ -24541,7 +24544,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
         k += 2
         t11 = c5.TxRxIdentifier
         if t11 < 0 or (w.strict and (t11 < 1 or t11 > 4294967295)):
-            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t11!r} outside 1..4294967295')
+            raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t11)
         u = t11
         if u < 0x80:
             a = (a << 8) | u
@@ -24565,7 +24568,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t12 = c6.Coord_X
         if (w.strict and (t12 < -32768 or t12 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t12!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t12)
         a = (a << 5) | (1 if t12 < 0 else 0)
         k += 5
         u = -t12 - 1 if t12 < 0 else t12
@@ -24588,7 +24591,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t13 = c6.Coord_Y
         if (w.strict and (t13 < -32768 or t13 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t13!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t13)
         a = (a << 4) | (1 if t13 < 0 else 0)
         k += 4
         u = -t13 - 1 if t13 < 0 else t13
@@ -24611,7 +24614,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t14 = c6.Coord_Z
         if (w.strict and (t14 < -32768 or t14 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t14!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t14)
         a = (a << 4) | (1 if t14 < 0 else 0)
         k += 4
         u = -t14 - 1 if t14 < 0 else t14
@@ -24637,7 +24640,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
         t15 = c7.Coord_X
         if (w.strict and (t15 < -32768 or t15 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t15!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t15)
         a = (a << 6) | (1 if t15 < 0 else 0)
         k += 6
         u = -t15 - 1 if t15 < 0 else t15
@@ -24660,7 +24663,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
         t16 = c7.Coord_Y
         if (w.strict and (t16 < -32768 or t16 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t16!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t16)
         a = (a << 4) | (1 if t16 < 0 else 0)
         k += 4
         u = -t16 - 1 if t16 < 0 else t16
@@ -24683,7 +24686,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
         t17 = c7.Coord_Z
         if (w.strict and (t17 < -32768 or t17 > 32767)):
-            raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t17!r} outside -32768..32767')
+            raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t17)
         a = (a << 4) | (1 if t17 < 0 else 0)
         k += 4
         u = -t17 - 1 if t17 < 0 else t17
@@ -24721,7 +24724,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
             k += 2
             t18 = c8.TxRxIdentifier
             if t18 < 0 or (w.strict and (t18 < 1 or t18 > 4294967295)):
-                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t18!r} outside 1..4294967295')
+                raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t18)
             u = t18
             if u < 0x80:
                 a = (a << 8) | u
@@ -24745,7 +24748,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
             t19 = c9.Coord_X
             if (w.strict and (t19 < -32768 or t19 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t19!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t19)
             a = (a << 5) | (1 if t19 < 0 else 0)
             k += 5
             u = -t19 - 1 if t19 < 0 else t19
@@ -24768,7 +24771,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t20 = c9.Coord_Y
             if (w.strict and (t20 < -32768 or t20 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t20!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t20)
             a = (a << 4) | (1 if t20 < 0 else 0)
             k += 4
             u = -t20 - 1 if t20 < 0 else t20
@@ -24791,7 +24794,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t21 = c9.Coord_Z
             if (w.strict and (t21 < -32768 or t21 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t21!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t21)
             a = (a << 4) | (1 if t21 < 0 else 0)
             k += 4
             u = -t21 - 1 if t21 < 0 else t21
@@ -24817,7 +24820,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
             t22 = c10.Coord_X
             if (w.strict and (t22 < -32768 or t22 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t22!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t22)
             a = (a << 6) | (1 if t22 < 0 else 0)
             k += 6
             u = -t22 - 1 if t22 < 0 else t22
@@ -24840,7 +24843,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
             t23 = c10.Coord_Y
             if (w.strict and (t23 < -32768 or t23 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t23!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t23)
             a = (a << 4) | (1 if t23 < 0 else 0)
             k += 4
             u = -t23 - 1 if t23 < 0 else t23
@@ -24863,7 +24866,7 @@ def _e_iso20_wpt_WPT_LF_TransmitterDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_T
                 raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
             t24 = c10.Coord_Z
             if (w.strict and (t24 < -32768 or t24 > 32767)):
-                raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t24!r} outside -32768..32767')
+                raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t24)
             a = (a << 4) | (1 if t24 < 0 else 0)
             k += 4
             u = -t24 - 1 if t24 < 0 else t24
@@ -25016,7 +25019,7 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
     k += 3
     t1 = c1.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -25040,12 +25043,12 @@ def _e_iso20_wpt_WPT_LF_TxDataListType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxData
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c2.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c2.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c2.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -25153,7 +25156,7 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
     k += 2
     t1 = o.TxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('WPT_LF_TxDataType.TxIdentifier', f'{t1!r} outside 1..4294967295')
+        raise encode_error('WPT_LF_TxDataType.TxIdentifier', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -25177,12 +25180,12 @@ def _e_iso20_wpt_WPT_LF_TxDataType(w: BitWriter, o: _iso20_wpt.WPT_LF_TxDataType
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t2 = c1.Exponent
     if t2 < -128 or t2 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t2!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t2)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t3 = c1.Value
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t3!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t3)
     a = (a << 16) | (t2 + 128) << 4 | (1 if t3 < 0 else 0)
     k += 16
     u = -t3 - 1 if t3 < 0 else t3
@@ -25487,7 +25490,7 @@ def _e_iso20_wpt_WPT_PairingReqType(w: BitWriter, o: _iso20_wpt.WPT_PairingReqTy
         k += 3
         t1 = o.ObservedIDCode
         if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-            raise encode_error('WPT_PairingReqType.ObservedIDCode', f'{t1!r} outside 1..4294967295')
+            raise encode_error('WPT_PairingReqType.ObservedIDCode', 'outside 1..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -25867,7 +25870,7 @@ def _e_iso20_wpt_WPT_PairingResType(w: BitWriter, o: _iso20_wpt.WPT_PairingResTy
         k += 4
         t1 = o.ObservedIDCode
         if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-            raise encode_error('WPT_PairingResType.ObservedIDCode', f'{t1!r} outside 1..4294967295')
+            raise encode_error('WPT_PairingResType.ObservedIDCode', 'outside 1..4294967295', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -26058,12 +26061,12 @@ def _e_iso20_wpt_WPT_SPCPowerControlParameterType(w: BitWriter, o: _iso20_wpt.WP
         raise encode_error('RationalNumberType.Exponent', 'required value missing')
     t1 = c1.Exponent
     if t1 < -128 or t1 > 127:
-        raise encode_error('RationalNumberType.Exponent', f'{t1!r} outside -128..127')
+        raise encode_error('RationalNumberType.Exponent', 'outside -128..127', t1)
     if c1.Value is None:
         raise encode_error('RationalNumberType.Value', 'required value missing')
     t2 = c1.Value
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('RationalNumberType.Value', f'{t2!r} outside -32768..32767')
+        raise encode_error('RationalNumberType.Value', 'outside -32768..32767', t2)
     a = (a << 15) | (t1 + 128) << 4 | (1 if t2 < 0 else 0)
     k += 15
     u = -t2 - 1 if t2 < 0 else t2
@@ -26437,7 +26440,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         k += 2
         t1 = c1.IndexNumber
         if t1 < 0 or (w.strict and (t1 > 65535)):
-            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t1!r} outside 0..65535')
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t1)
         u = t1
         if u < 0x80:
             a = (a << 8) | u
@@ -26460,7 +26463,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         k += 3
         t2 = c1.TxRxIdentifier
         if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t2!r} outside 1..4294967295')
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t2)
         u = t2
         if u < 0x80:
             a = (a << 8) | u
@@ -26494,7 +26497,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         k += 2
         t3 = c2.IndexNumber
         if t3 < 0 or (w.strict and (t3 > 65535)):
-            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t3!r} outside 0..65535')
+            raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t3)
         u = t3
         if u < 0x80:
             a = (a << 8) | u
@@ -26517,7 +26520,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
         k += 3
         t4 = c2.TxRxIdentifier
         if t4 < 0 or (w.strict and (t4 < 1 or t4 > 4294967295)):
-            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t4!r} outside 1..4294967295')
+            raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t4)
         u = t4
         if u < 0x80:
             a = (a << 8) | u
@@ -26553,7 +26556,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             k += 2
             t5 = c3.IndexNumber
             if t5 < 0 or (w.strict and (t5 > 65535)):
-                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t5!r} outside 0..65535')
+                raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t5)
             u = t5
             if u < 0x80:
                 a = (a << 8) | u
@@ -26576,7 +26579,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             k += 3
             t6 = c3.TxRxIdentifier
             if t6 < 0 or (w.strict and (t6 < 1 or t6 > 4294967295)):
-                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t6!r} outside 1..4294967295')
+                raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t6)
             u = t6
             if u < 0x80:
                 a = (a << 8) | u
@@ -26606,7 +26609,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             k += 3
             t7 = o.PulseSeparationTime
             if t7 < 0 or (w.strict and (t7 > 65535)):
-                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t7!r} outside 0..65535')
+                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'outside 0..65535', t7)
             u = t7
             if u < 0x80:
                 a = (a << 8) | u
@@ -26635,7 +26638,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
             k += 2
             t8 = o.PulseSeparationTime
             if t8 < 0 or (w.strict and (t8 > 65535)):
-                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', f'{t8!r} outside 0..65535')
+                raise encode_error('WPT_TxRxPackageSpecDataType.PulseSeparationTime', 'outside 0..65535', t8)
             u = t8
             if u < 0x80:
                 a = (a << 8) | u
@@ -26663,7 +26666,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     k += 2
     t9 = o.PulseDuration
     if t9 < 0 or (w.strict and (t9 > 65535)):
-        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', f'{t9!r} outside 0..65535')
+        raise encode_error('WPT_TxRxPackageSpecDataType.PulseDuration', 'outside 0..65535', t9)
     u = t9
     if u < 0x80:
         a = (a << 8) | u
@@ -26687,7 +26690,7 @@ def _e_iso20_wpt_WPT_TxRxPackageSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxR
     s = 6
     t10 = o.PackageSeparationTime
     if t10 < 0 or (w.strict and (t10 > 65535)):
-        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', f'{t10!r} outside 0..65535')
+        raise encode_error('WPT_TxRxPackageSpecDataType.PackageSeparationTime', 'outside 0..65535', t10)
     u = t10
     if u < 0x80:
         a = (a << 8) | u
@@ -26789,7 +26792,7 @@ def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPuls
     k += 2
     t1 = o.IndexNumber
     if t1 < 0 or (w.strict and (t1 > 65535)):
-        raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', f'{t1!r} outside 0..65535')
+        raise encode_error('WPT_TxRxPulseOrderType.IndexNumber', 'outside 0..65535', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -26812,7 +26815,7 @@ def _e_iso20_wpt_WPT_TxRxPulseOrderType(w: BitWriter, o: _iso20_wpt.WPT_TxRxPuls
     k += 3
     t2 = o.TxRxIdentifier
     if t2 < 0 or (w.strict and (t2 < 1 or t2 > 4294967295)):
-        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', f'{t2!r} outside 1..4294967295')
+        raise encode_error('WPT_TxRxPulseOrderType.TxRxIdentifier', 'outside 1..4294967295', t2)
     u = t2
     if u < 0x80:
         a = (a << 8) | u
@@ -27055,7 +27058,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
     k += 2
     t1 = o.TxRxIdentifier
     if t1 < 0 or (w.strict and (t1 < 1 or t1 > 4294967295)):
-        raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', f'{t1!r} outside 1..4294967295')
+        raise encode_error('WPT_TxRxSpecDataType.TxRxIdentifier', 'outside 1..4294967295', t1)
     u = t1
     if u < 0x80:
         a = (a << 8) | u
@@ -27079,7 +27082,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
     t2 = c1.Coord_X
     if (w.strict and (t2 < -32768 or t2 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t2!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t2)
     a = (a << 5) | (1 if t2 < 0 else 0)
     k += 5
     u = -t2 - 1 if t2 < 0 else t2
@@ -27102,7 +27105,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
     t3 = c1.Coord_Y
     if (w.strict and (t3 < -32768 or t3 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t3!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t3)
     a = (a << 4) | (1 if t3 < 0 else 0)
     k += 4
     u = -t3 - 1 if t3 < 0 else t3
@@ -27125,7 +27128,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
     t4 = c1.Coord_Z
     if (w.strict and (t4 < -32768 or t4 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t4!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t4)
     a = (a << 4) | (1 if t4 < 0 else 0)
     k += 4
     u = -t4 - 1 if t4 < 0 else t4
@@ -27151,7 +27154,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         raise encode_error('WPT_CoordinateXYZType.Coord_X', 'required value missing')
     t5 = c2.Coord_X
     if (w.strict and (t5 < -32768 or t5 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_X', f'{t5!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_X', 'outside -32768..32767', t5)
     a = (a << 6) | (1 if t5 < 0 else 0)
     k += 6
     u = -t5 - 1 if t5 < 0 else t5
@@ -27174,7 +27177,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'required value missing')
     t6 = c2.Coord_Y
     if (w.strict and (t6 < -32768 or t6 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Y', f'{t6!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_Y', 'outside -32768..32767', t6)
     a = (a << 4) | (1 if t6 < 0 else 0)
     k += 4
     u = -t6 - 1 if t6 < 0 else t6
@@ -27197,7 +27200,7 @@ def _e_iso20_wpt_WPT_TxRxSpecDataType(w: BitWriter, o: _iso20_wpt.WPT_TxRxSpecDa
         raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'required value missing')
     t7 = c2.Coord_Z
     if (w.strict and (t7 < -32768 or t7 > 32767)):
-        raise encode_error('WPT_CoordinateXYZType.Coord_Z', f'{t7!r} outside -32768..32767')
+        raise encode_error('WPT_CoordinateXYZType.Coord_Z', 'outside -32768..32767', t7)
     a = (a << 4) | (1 if t7 < 0 else 0)
     k += 4
     u = -t7 - 1 if t7 < 0 else t7
@@ -27380,7 +27383,7 @@ def _e_v2(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 65535)):
-        raise encode_error('value', f'{o!r} outside 0..65535')
+        raise encode_error('value', 'outside 0..65535', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -27447,7 +27450,7 @@ def _e_v3(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 18446744073709551615)):
-        raise encode_error('value', f'{o!r} outside 0..18446744073709551615')
+        raise encode_error('value', 'outside 0..18446744073709551615', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -27595,7 +27598,7 @@ def _e_v6(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if (w.strict and (o < -32768 or o > 32767)):
-        raise encode_error('value', f'{o!r} outside -32768..32767')
+        raise encode_error('value', 'outside -32768..32767', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -27664,7 +27667,7 @@ def _e_v7(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 0..4294967295')
+        raise encode_error('value', 'outside 0..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -27863,7 +27866,7 @@ def _e_v13(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < -128 or o > 127:
-        raise encode_error('value', f'{o!r} outside -128..127')
+        raise encode_error('value', 'outside -128..127', o)
     a = (a << 10) | (o + 128) << 1
     k += 10
     w.acc = a
@@ -27912,6 +27915,8 @@ def _d_v14(r: BitReader) -> object:
 def _e_v14(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -28072,7 +28077,7 @@ def _e_v17(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 127 or (w.strict and (o > 100)):
-        raise encode_error('value', f'{o!r} outside 0..100')
+        raise encode_error('value', 'outside 0..100', o)
     a = (a << 9) | (o) << 1
     k += 9
     w.acc = a
@@ -28215,7 +28220,7 @@ def _e_v20(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
     if o < 0 or o > 255:
-        raise encode_error('value', f'{o!r} outside 0..255')
+        raise encode_error('value', 'outside 0..255', o)
     a = (a << 10) | (o) << 1
     k += 10
     w.acc = a
@@ -28266,7 +28271,7 @@ def _e_v21(w: BitWriter, o: Any) -> None:
     a <<= 1
     k += 1
     if o < 0 or (w.strict and (o < 1 or o > 4294967295)):
-        raise encode_error('value', f'{o!r} outside 1..4294967295')
+        raise encode_error('value', 'outside 1..4294967295', o)
     u = o
     if u < 0x80:
         a = (a << 8) | u
@@ -28659,6 +28664,8 @@ def _d_v31(r: BitReader) -> object:
 def _e_v31(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o

@@ -2166,7 +2166,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
     win = r.win
     av = r.avail
     f_PGPKeyID: bytes | None = None
-    f_PGPKeyPacket: list[bytes] = []
+    f_PGPKeyPacket: bytes | None = None
     s = 0
     av -= 2
     if av < 0:
@@ -2235,7 +2235,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_PGPKeyPacket.append(r.binary_of(u, None))
+        f_PGPKeyPacket = r.binary_of(u, None)
         win = r.win
         av = r.avail
         av -= 1
@@ -2278,7 +2278,7 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_PGPKeyPacket.append(r.binary_of(u, None))
+            f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
             av -= 1
@@ -2351,7 +2351,6 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
 def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
     a = w.acc
     k = w.n
-    i_PGPKeyPacket = 0
     s = 0
     if o.PGPKeyID is not None:
         a <<= 3
@@ -2364,38 +2363,30 @@ def _e_xmldsig_PGPDataType(w: BitWriter, o: _xmldsig.PGPDataType) -> None:
         a <<= 1
         k += 1
         s = 1
-    elif i_PGPKeyPacket < len(o.PGPKeyPacket):
-        x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-        i_PGPKeyPacket += 1
+    elif o.PGPKeyPacket is not None:
         a = (a << 3) | 0x2
         k += 3
         w.acc = a
         w.n = k
-        w.binary(x_PGPKeyPacket)
+        w.binary(o.PGPKeyPacket)
         a = w.acc
         k = w.n
         a <<= 1
         k += 1
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
         s = 2
     else:
         raise encode_error('PGPDataType', 'missing SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 1:
-        if i_PGPKeyPacket < len(o.PGPKeyPacket):
-            x_PGPKeyPacket = o.PGPKeyPacket[i_PGPKeyPacket]
-            i_PGPKeyPacket += 1
+        if o.PGPKeyPacket is not None:
             a <<= 3
             k += 3
             w.acc = a
             w.n = k
-            w.binary(x_PGPKeyPacket)
+            w.binary(o.PGPKeyPacket)
             a = w.acc
             k = w.n
             a <<= 1
             k += 1
-            if i_PGPKeyPacket < len(o.PGPKeyPacket):
-                raise encode_error('PGPDataType.PGPKeyPacket', 'too many entries')
             s = 3
         else:
             a = (a << 2) | 0x2
@@ -3583,6 +3574,8 @@ def _e_xmldsig_SignatureMethodType(w: BitWriter, o: _xmldsig.SignatureMethodType
     s = 1
     if o.HMACOutputLength is not None:
         t1 = o.HMACOutputLength
+        if t1.bit_length() > 4096:
+            raise encode_error('SignatureMethodType.HMACOutputLength', 'outside ..', t1)
         a = (a << 5) | (1 if t1 < 0 else 0)
         k += 5
         u = -t1 - 1 if t1 < 0 else t1
@@ -5314,6 +5307,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
         if c1.X509SerialNumber is None:
             raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
         t1 = c1.X509SerialNumber
+        if t1.bit_length() > 4096:
+            raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
         a = (a << 4) | (1 if t1 < 0 else 0)
         k += 4
         u = -t1 - 1 if t1 < 0 else t1
@@ -5403,6 +5398,8 @@ def _e_xmldsig_X509DataType(w: BitWriter, o: _xmldsig.X509DataType) -> None:
             if c2.X509SerialNumber is None:
                 raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
             t2 = c2.X509SerialNumber
+            if t2.bit_length() > 4096:
+                raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t2)
             a = (a << 4) | (1 if t2 < 0 else 0)
             k += 4
             u = -t2 - 1 if t2 < 0 else t2
@@ -5567,6 +5564,8 @@ def _e_xmldsig_X509IssuerSerialType(w: BitWriter, o: _xmldsig.X509IssuerSerialTy
     if o.X509SerialNumber is None:
         raise encode_error('X509IssuerSerialType.X509SerialNumber', 'required value missing')
     t1 = o.X509SerialNumber
+    if t1.bit_length() > 4096:
+        raise encode_error('X509IssuerSerialType.X509SerialNumber', 'outside ..', t1)
     a = (a << 4) | (1 if t1 < 0 else 0)
     k += 4
     u = -t1 - 1 if t1 < 0 else t1
@@ -5804,6 +5803,8 @@ def _d_v3(r: BitReader) -> object:
 def _e_v3(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o
@@ -5927,6 +5928,8 @@ def _d_v5(r: BitReader) -> object:
 def _e_v5(w: BitWriter, o: Any) -> None:
     a = w.acc
     k = w.n
+    if o.bit_length() > 4096:
+        raise encode_error('value', 'outside ..', o)
     a = (a << 2) | (1 if o < 0 else 0)
     k += 2
     u = -o - 1 if o < 0 else o

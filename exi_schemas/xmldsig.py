@@ -97,7 +97,7 @@ class PGPDataType:
     _exi_fields_: ClassVar[tuple[Field, ...]]
     _exi_element_: ClassVar[tuple[str, str] | None]
     PGPKeyID: bytes | None = None
-    PGPKeyPacket: list[bytes] = field(default_factory=list)  # 0..2 entries
+    PGPKeyPacket: bytes | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -297,8 +297,8 @@ ObjectType._exi_fields_ = (
 )
 ObjectType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'Object')
 PGPDataType._exi_fields_ = (
-    Field('PGPKeyID', 'PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, 0),
-    Field('PGPKeyPacket', 'PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', True, 'bytes', 0, 2, None, None, 0),
+    Field('PGPKeyID', 'PGPKeyID', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
+    Field('PGPKeyPacket', 'PGPKeyPacket', 'http://www.w3.org/2000/09/xmldsig#', False, 'bytes', 0, 1, None, None, None),
 )
 PGPDataType._exi_element_ = ('http://www.w3.org/2000/09/xmldsig#', 'PGPData')
 RSAKeyValueType._exi_fields_ = (

@@ -29,6 +29,7 @@ from .model import ClassModel, FieldModel, LoadedSet, module_of
 from .xsd import ComplexType, QName, SimpleType
 
 _IND = "    "
+MAX_INTEGER_BITS = 4096  # iso15118.exi._bits.MAX_UINT_BITS: the longest integer a stream may carry
 _PY_SCALAR = {"boolean": "bool", "integer": "int", "base64Binary": "bytes", "hexBinary": "bytes"}
 ReadItem = ReadBits | Raw | Stmt
 WriteItem = WriteBits | Raw | Stmt
@@ -280,13 +281,15 @@ class FunctionWriter:
                     soft.append(f"{expr} < {lo}")
                 if hi is not None:
                     soft.append(f"{expr} > {hi}")
+                else:  # xs:integer: as long as the decoder accepts (MAX_INTEGER_BITS)
+                    hard.append(f"{expr}.bit_length() > {MAX_INTEGER_BITS}")
             conds = hard + ([f"(w.strict and ({' or '.join(soft)}))"] if soft else [])
             check: list[str] = []
             if conds:
                 rng = f"{'' if lo is None else lo}..{'' if hi is None else hi}"
                 check = [
                     f"if {' or '.join(conds)}:",
-                    _IND + f"raise encode_error({where!r}, f'{{{expr}!r}} outside {rng}')",
+                    _IND + f"raise encode_error({where!r}, 'outside {rng}', {expr})",
                 ]
             if kind == "nbit":
                 offset = "" if not lo else f" - {lo}" if lo > 0 else f" + {-lo}"
@@ -464,7 +467,7 @@ class FunctionWriter:
                     items,
                     [
                         f"if not isinstance({obj}, {ref}):",
-                        _IND + f"raise encode_error('{cm.name}', f'not a {cm.name}: {{{obj}!r}}')",
+                        _IND + f"raise encode_error('{cm.name}', 'wrong class', {obj})",
                     ],
                 )
         return items

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keyword
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -146,7 +147,7 @@ class Collector:
         elif ct.particle is not None:
             by_name: dict[QName, FieldModel] = {}
             self.choices = 0
-            wildcard = self._walk(ct.particle, 1, 1, None, by_name)
+            wildcard = self._walk(ct.particle, 1, 1, False, None, by_name)
             names = {f.py for f in out}
             for fm in by_name.values():
                 if fm.py in names:
@@ -155,19 +156,42 @@ class Collector:
         return out, wildcard
 
     def _walk(
-        self, p: Particle, lo: int, hi: int, choice: int | None, acc: dict[QName, FieldModel]
+        self,
+        p: Particle,
+        lo: int,
+        hi: int,
+        optional: bool,
+        choice: int | None,
+        acc: dict[QName, FieldModel],
     ) -> bool:
-        lo = 0 if choice is not None else _mul(lo, p.min)
+        """Collect the fields of particle `p` into `acc`.  `choice` numbers the xs:choice
+        (or substitution group) whose alternatives are single elements: at most one of its
+        fields may be set; alternatives that are sequences leave their fields unnumbered."""
+        lo = 0 if optional else _mul(lo, p.min)
         hi = _mul(hi, p.max)
         term = p.term
         if isinstance(term, Wildcard):
             return True
         if isinstance(term, ModelGroup):
-            if term.kind == "choice" and len(term.particles) > 1 and choice is None:
+            is_choice = term.kind == "choice" and len(term.particles) > 1
+            if is_choice and choice is None:
                 choice = self._new_choice()
             found = False
+            if not is_choice:
+                for child in term.particles:
+                    found |= self._walk(child, lo, hi, optional, choice, acc)
+                return found
+            # one alternative at a time: an element in several alternatives occurs as often
+            # as in the one that has it most, not the sum
+            merged: dict[QName, FieldModel] = {}
             for child in term.particles:
-                found |= self._walk(child, lo, hi, choice, acc)
+                branch: dict[QName, FieldModel] = {}
+                single = isinstance(child.term, ElementDecl)
+                found |= self._walk(child, lo, hi, True, choice if single else None, branch)
+                for name, fm in branch.items():
+                    _merge(merged, name, fm, _max)
+            for name, fm in merged.items():
+                _merge(acc, name, fm, _add)
             return found
         decls = self.schemas.substitutes(term) if term.is_global else [term]
         if len(decls) > 1 and choice is None:
@@ -183,26 +207,37 @@ class Collector:
 
     def _add(self, decl: ElementDecl, lo: int, hi: int, acc: dict[QName, FieldModel]) -> None:
         simple = decl.type if isinstance(decl.type, SimpleType) else None
-        ckey = self.complex_key(decl.type)
-        existing = acc.get(decl.name)
-        if existing is not None:
-            if existing.complex_key != ckey or (existing.simple is None) != (simple is None):
-                raise SchemaError(f"element {decl.name} appears twice with different types")
-            existing.min = 0
-            existing.max = _add(existing.max, hi)
-            existing.decls.append(decl)
-            return
-        acc[decl.name] = FieldModel(
+        fm = FieldModel(
             identifier(decl.name[1]),
             decl.name[1],
             decl.name[0],
             "element",
             simple,
-            ckey,
+            self.complex_key(decl.type),
             lo,
             hi,
             [decl],
         )
+        _merge(acc, decl.name, fm, _add)
+
+
+def _max(a: int, b: int) -> int:
+    return UNBOUNDED if UNBOUNDED in (a, b) else max(a, b)
+
+
+def _merge(
+    acc: dict[QName, FieldModel], name: QName, fm: FieldModel, combine: Callable[[int, int], int]
+) -> None:
+    """Add field `fm` to `acc`; an element met again has its occurrences combined."""
+    existing = acc.get(name)
+    if existing is None:
+        acc[name] = fm
+        return
+    if existing.complex_key != fm.complex_key or (existing.simple is None) != (fm.simple is None):
+        raise SchemaError(f"element {name} appears twice with different types")
+    existing.min = 0
+    existing.max = combine(existing.max, fm.max)
+    existing.decls += fm.decls
 
 
 @dataclass(slots=True, eq=False)

@@ -5,12 +5,14 @@ The generated codecs in `exi_schemas` call these primitives; they know nothing o
 
 from __future__ import annotations
 
+import reprlib
 import sys
 from types import FrameType
 
 from .errors import ExiDecodeError, ExiEncodeError
 
 WINDOW = 64  # octets loaded into the read window at a time
+MAX_UINT_BITS = 4096  # the longest Unsigned Integer a stream may carry (see uint_more)
 FLUSH_BITS = 1024  # the writer moves whole octets out of its accumulator past this
 
 
@@ -101,13 +103,18 @@ class BitReader:
 
     def uint_more(self, value: int, shift: int) -> int:
         """The rest of an Unsigned Integer: `value` holds its first `shift` bits (7 per octet
-        read so far, the last of which had the continuation bit set)."""
+        read so far, the last of which had the continuation bit set).  Longer than
+        MAX_UINT_BITS is refused: no value of these schemas comes near (the longest, an
+        xs:integer X509SerialNumber, has at most 160 bits), and a hostile run of
+        continuation octets would otherwise cost quadratic time."""
         while True:
             octet = self.bits(8)
             value |= (octet & 0x7F) << shift
             if octet < 0x80:
                 return value
             shift += 7
+            if shift >= MAX_UINT_BITS:
+                raise _error(f"unsigned integer longer than {MAX_UINT_BITS} bits", self.pos)
 
     def integer(self) -> int:
         """EXI Integer: sign bit then magnitude (section 7.1.5)."""
@@ -165,7 +172,7 @@ class BitReader:
         chars = []
         for _ in range(length):
             code = self.uint()
-            if code > 0x10FFFF:
+            if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
                 raise _error(f"invalid code point {code}", self.pos)
             chars.append(chr(code))
         return "".join(chars)
@@ -247,9 +254,12 @@ class BitWriter:
         self.uint(len(text) + 2)
         if text.isascii():
             self.octets(text.encode("ascii"))
-        else:
-            for char in text:
-                self.uint(ord(char))
+            return
+        for char in text:
+            code = ord(char)
+            if 0xD800 <= code <= 0xDFFF:
+                raise ExiEncodeError(f"string holds the lone surrogate {code:#x}")
+            self.uint(code)
 
     def getvalue(self) -> bytes:
         """The stream padded with zero bits to a whole octet."""
@@ -260,5 +270,15 @@ class BitWriter:
         return bytes(self.buf) + (self.acc << pad).to_bytes((n + pad) >> 3, "big")
 
 
-def encode_error(where: str, reason: str) -> ExiEncodeError:
-    return ExiEncodeError(f"{where}: {reason}")
+_NOTHING = object()
+
+
+def encode_error(where: str, reason: str, value: object = _NOTHING) -> ExiEncodeError:
+    """The error for field `where`; `value` is shown briefly (never a 4000-digit number)."""
+    if value is _NOTHING:
+        return ExiEncodeError(f"{where}: {reason}")
+    if isinstance(value, int) and value.bit_length() > 64:
+        shown = f"an integer of {value.bit_length()} bits"
+    else:
+        shown = reprlib.repr(value)
+    return ExiEncodeError(f"{where}: {shown} {reason}")
