@@ -592,3 +592,21 @@ def test_schemas_are_not_recursive() -> None:
     """Element nesting is bounded by the schema, so decoder recursion is too."""
     deepest = max(_nesting_depth(e.kind) for e in root_entries() if is_message_class(e.kind))
     assert deepest < 30
+
+
+def test_lone_surrogates_refused_both_ways() -> None:
+    """XML characters exclude surrogates: an encoder must not write one, a decoder not return
+    one (it would break every later UTF-8 or JSON step)."""
+    ns = "http://www.w3.org/2000/09/xmldsig#"
+    with pytest.raises(exi.ExiEncodeError, match="surrogate"):
+        exi.encode("xmldsig", exi.Element(ns, "KeyName", "a\ud800"))
+    codec = exi._codec("xmldsig")
+    w = BitWriter()
+    w.bits(0x80, 8)
+    w.bits(codec.document_index[(ns, "KeyName")], codec.document_width)
+    w.bits(0, 1)  # CH
+    w.uint(1 + 2)  # one character
+    w.uint(0xD800)
+    w.bits(0, 1)  # EE
+    with pytest.raises(exi.ExiDecodeError, match="code point"):
+        exi.decode("xmldsig", w.getvalue())
