@@ -611,7 +611,6 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
     av = r.avail
     f_ResponseCode: _apphand.responseCodeType
     f_SchemaID: int | None = None
-    s = 0
     av -= 7
     if av < 0:
         win, av = r.refill(av, 7)
@@ -623,28 +622,18 @@ def _d_apphand_supportedAppProtocolRes(r: BitReader) -> _apphand.supportedAppPro
         raise r.fail_at(av, 'supportedAppProtocolRes.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_apphand_responseCodeType[iv]
     ec = (c & 3)
-    s = 1
     if ec == 0:
-        av -= 10
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x201 != 0x0:
-            raise r.fail_at(av + 10, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID')
-        f_SchemaID = ((c >> 1) & 255)
-        s = 2
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x403 != 0x0:
+            raise r.fail_at(av + 11, 'supportedAppProtocolRes[1]', 'expected CH of SchemaID, EE of SchemaID, EE')
+        f_SchemaID = ((c >> 2) & 255)
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'supportedAppProtocolRes[1]', f'event code {ec}, expected SE(SchemaID), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'supportedAppProtocolRes[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_apphand.supportedAppProtocolRes)
     ob.ResponseCode = f_ResponseCode

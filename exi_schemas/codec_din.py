@@ -192,13 +192,41 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_P = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType[0]', 'expected EE of P, SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Q = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
-        s = 1
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
+        s = 4
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -273,42 +301,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         s = 3
     else:
         raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Q = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
-        s = 4
     if s == 4:
         av -= 2
         if av < 0:
@@ -458,58 +450,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
-        s = 5
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Seed = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
-        s = 6
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'DSAKeyValueType[3]', 'expected EE of J')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -550,6 +497,46 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             s = -1
         else:
             raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Seed = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        s = 6
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         av -= 10
         if av < 0:
@@ -1717,7 +1704,17 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[0]', 'expected SE(Reference)')
+        r.avail = av
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1726,18 +1723,6 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         s = 2
     else:
         raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
-        r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -1892,76 +1877,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MimeType = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
-        s = -1
-    elif ec == 5:
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
-    else:
-        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2026,6 +1946,70 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
             raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+    elif ec == 4:
+        s = -1
+    elif ec == 5:
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+    else:
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
         av -= 3
         if av < 0:
@@ -2231,56 +2215,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_PGPKeyPacket = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        s = 2
-    else:
-        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -2310,41 +2251,69 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            s = 3
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            ec = (c & 3)
+            if ec == 0:
+                raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+            else:
+                raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
         elif ec == 1:
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    if s == 2:
-        av -= 2
+    elif ec == 1:
+        av -= 9
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_PGPKeyPacket = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        ec = (c & 3)
         if ec == 0:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    else:
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
@@ -2589,82 +2558,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Type = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 4:
-        r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2735,6 +2633,76 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             s = 5
         else:
             raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 4:
+        r.avail = av
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    else:
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3069,50 +3037,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -3151,6 +3080,44 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             s = -1
         else:
             raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3683,7 +3650,17 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
+        r.avail = av
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3692,18 +3669,6 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
-        r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -3857,7 +3822,35 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignaturePropertyType[0]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -3888,36 +3881,6 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Target = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     while True:
         av -= 2
         if av < 0:
@@ -4056,7 +4019,17 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[0]', 'expected SE(SignedInfo)')
+        r.avail = av
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -4065,18 +4038,6 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
-        r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -4098,22 +4059,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r))
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
@@ -4124,6 +4074,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             s = -1
         else:
             raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
             av -= 2
@@ -4263,7 +4223,6 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -4296,7 +4255,34 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -4324,46 +4310,14 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        s = 2
     else:
         raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_xmldsig.SignatureValueType)
     ob.Id = f_Id
@@ -4454,7 +4408,17 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -4463,18 +4427,6 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         s = 2
     else:
         raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
-        r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5728,7 +5680,6 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     f_OEMProvisioningCert: bytes
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -5761,7 +5712,40 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateInstallationReqType[0]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_OEMProvisioningCert = r.binary_of(u, 1200)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -5797,45 +5781,8 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
-        s = 2
     else:
         raise r.fail_at(av, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'CertificateInstallationReqType[1]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_OEMProvisioningCert = r.binary_of(u, 1200)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CertificateInstallationReqType[1]', 'expected EE of OEMProvisioningCert')
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5853,7 +5800,6 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(DHParams), CH of DHParams')
     u = (c & 255)
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -5881,8 +5827,6 @@ def _d_din_CertificateInstallationReqType(r: BitReader) -> _din.CertificateInsta
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'CertificateInstallationReqType', 'expected EE of DHParams, EE')
-    s = 4
-    s = -1
     r.avail = av
     ob = _new(_din.CertificateInstallationReqType)
     ob.Id = f_Id
@@ -6187,7 +6131,6 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     f_ContractID: str
     f_ListOfRootCertificateIDs: _din.ListOfRootCertificateIDsType
     f_DHParams: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -6220,27 +6163,23 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        r.avail = av
-        f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-        win = r.win
-        av = r.avail
-        s = 2
-    else:
-        raise r.fail_at(av, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
-    if s == 1:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'CertificateUpdateReqType[1]', 'expected SE(ContractSignatureCertChain)')
+            raise r.fail_at(av + 1, 'CertificateUpdateReqType[0]', 'expected SE(ContractSignatureCertChain)')
         r.avail = av
         f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
         win = r.win
         av = r.avail
-        s = 2
+    elif ec == 1:
+        r.avail = av
+        f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -6275,7 +6214,6 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
-    s = 3
     r.avail = av
     f_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
     win = r.win
@@ -6287,7 +6225,6 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(DHParams), CH of DHParams')
     u = (c & 255)
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -6315,8 +6252,6 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'CertificateUpdateReqType', 'expected EE of DHParams, EE')
-    s = 5
-    s = -1
     r.avail = av
     ob = _new(_din.CertificateUpdateReqType)
     ob.Id = f_Id
@@ -7274,29 +7209,11 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
         f_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_din_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
-        f_ReceiptRequired = ((c >> 1) & 1) == 1
-        s = 6
-    else:
-        raise r.fail_at(av, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_din_MeterInfoType(r)
@@ -7314,6 +7231,23 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
             s = 6
         else:
             raise r.fail_at(av, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired)')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_din_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+        f_ReceiptRequired = ((c >> 1) & 1) == 1
+        s = 6
+    else:
+        raise r.fail_at(av, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired)')
     if s == 5:
         av -= 4
         if av < 0:
@@ -7550,52 +7484,11 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_GenChallenge = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
-        s = 2
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 9
             if av < 0:
@@ -7636,6 +7529,46 @@ def _d_din_ContractAuthenticationReqType(r: BitReader) -> _din.ContractAuthentic
             s = -1
         else:
             raise r.fail_at(av, 'ContractAuthenticationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ContractAuthenticationReqType[0]', 'expected CH of GenChallenge')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_GenChallenge = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ContractAuthenticationReqType[0]', 'expected EE of GenChallenge')
+        s = 2
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ContractAuthenticationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 2:
         av -= 1
         if av < 0:
@@ -7786,44 +7719,11 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
-        f_BulkChargingComplete = ((c >> 1) & 1) == 1
-        s = 6
-    elif ec == 4:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 7
-    else:
-        raise r.fail_at(av, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 3:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             r.avail = av
             f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
@@ -7856,6 +7756,38 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             s = 7
         else:
             raise r.fail_at(av, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+    elif ec == 1:
+        r.avail = av
+        f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+        f_BulkChargingComplete = ((c >> 1) & 1) == 1
+        s = 6
+    elif ec == 4:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
+        s = 7
+    else:
+        raise r.fail_at(av, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         av -= 2
         if av < 0:
@@ -7931,26 +7863,11 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         f_RemainingTimeToFullSoC = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 8
-    elif ec == 1:
-        r.avail = av
-        f_RemainingTimeToBulkSoC = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 9
-    elif ec == 2:
-        r.avail = av
-        f_EVTargetVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 10
-    else:
-        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    if s == 8:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_RemainingTimeToBulkSoC = _d_din_PhysicalValueType(r)
@@ -7965,6 +7882,20 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             s = 10
         else:
             raise r.fail_at(av, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+    elif ec == 1:
+        r.avail = av
+        f_RemainingTimeToBulkSoC = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 9
+    elif ec == 2:
+        r.avail = av
+        f_EVTargetVoltage = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 10
+    else:
+        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         av -= 1
         if av < 0:
@@ -8266,28 +8197,11 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
         f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 8
-    elif ec == 1:
-        r.avail = av
-        f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 9
-    elif ec == 2:
-        r.avail = av
-        f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 10
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
-    if s == 8:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
@@ -8304,6 +8218,22 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             s = -1
         else:
             raise r.fail_at(av, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
+    elif ec == 1:
+        r.avail = av
+        f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 9
+    elif ec == 2:
+        r.avail = av
+        f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 10
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
     if s == 9:
         av -= 2
         if av < 0:
@@ -8474,7 +8404,6 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _din.MeterInfoType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -8507,7 +8436,40 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_SessionID = r.binary_of(u, 8)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -8543,45 +8505,8 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        s = 2
     else:
         raise r.fail_at(av, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SessionID = r.binary_of(u, 8)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -8614,40 +8539,29 @@ def _d_din_MeteringReceiptReqType(r: BitReader) -> _din.MeteringReceiptReqType:
                     win = r.win
                     av = r.avail
         f_SAScheduleTupleID = -u - 1 if sg else u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID')
-        s = 3
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
+        r.avail = av
+        f_MeterInfo = _d_din_MeterInfoType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         r.avail = av
         f_MeterInfo = _d_din_MeterInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
     else:
         raise r.fail_at(av, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
-        r.avail = av
-        f_MeterInfo = _d_din_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_din.MeteringReceiptReqType)
     ob.Id = f_Id
@@ -9086,32 +9000,11 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
         f_ChargingProfile = _d_din_ChargingProfileType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        r.avail = av
-        f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
-        ob1_ = _new(_din.EVPowerDeliveryParameterType)
-        f_EVPowerDeliveryParameter = ob1_
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'PowerDeliveryReqType[1]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
-    if s == 2:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
@@ -9125,13 +9018,33 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-            ob2_ = _new(_din.EVPowerDeliveryParameterType)
-            f_EVPowerDeliveryParameter = ob2_
+            ob1_ = _new(_din.EVPowerDeliveryParameterType)
+            f_EVPowerDeliveryParameter = ob1_
             s = 3
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+    elif ec == 1:
+        r.avail = av
+        f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 2:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
+        ob2_ = _new(_din.EVPowerDeliveryParameterType)
+        f_EVPowerDeliveryParameter = ob2_
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'PowerDeliveryReqType[1]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 3:
         av -= 1
         if av < 0:
@@ -9617,7 +9530,6 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
     f_ResponseCode: _din.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _din.ServiceParameterListType | None = None
-    s = 0
     av -= 18
     if av < 0:
         win, av = r.refill(av, 18)
@@ -9629,7 +9541,6 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
         raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -9655,25 +9566,21 @@ def _d_din_ServiceDetailResType(r: BitReader) -> _din.ServiceDetailResType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'ServiceDetailResType', 'expected EE of ServiceID')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         r.avail = av
         f_ServiceParameterList = _d_din_ServiceParameterListType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ServiceDetailResType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
     ob = _new(_din.ServiceDetailResType)
     ob.ResponseCode = f_ResponseCode
@@ -9777,31 +9684,13 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
         f_ServiceScope = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
-        s = 1
-    elif ec == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x9 != 0x0:
-            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
-        f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
-        s = 2
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
+        ec = (c & 3)
         if ec == 0:
             av -= 4
             if av < 0:
@@ -9815,6 +9704,19 @@ def _d_din_ServiceDiscoveryReqType(r: BitReader) -> _din.ServiceDiscoveryReqType
             s = -1
         else:
             raise r.fail_at(av, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+    elif ec == 1:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+        s = 2
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 2:
         av -= 1
         if av < 0:
@@ -9880,7 +9782,6 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     f_PaymentOptions: _din.PaymentOptionsType
     f_ChargeService: _din.ServiceChargeType
     f_ServiceList: _din.ServiceTagListType | None = None
-    s = 0
     av -= 9
     if av < 0:
         win, av = r.refill(av, 9)
@@ -9891,7 +9792,6 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     if iv >= 23:
         raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    s = 1
     r.avail = av
     f_PaymentOptions = _d_din_PaymentOptionsType(r)
     win = r.win
@@ -9902,7 +9802,6 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ServiceDiscoveryResType', 'expected SE(ChargeService), SE(ServiceTag)')
-    s = 2
     r.avail = av
     f_1_ServiceTag = _d_din_ServiceTagType(r)
     win = r.win
@@ -9924,25 +9823,21 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     ob1_.FreeService = f_1_FreeService
     ob1_.EnergyTransferType = f_1_EnergyTransferType
     f_ChargeService = ob1_
-    s = 3
     if ec == 0:
         r.avail = av
         f_ServiceList = _d_din_ServiceTagListType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
-    if s == 4:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     r.avail = av
     ob = _new(_din.ServiceDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
@@ -10160,7 +10055,6 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
     f_ResponseCode: _din.responseCodeType
     f_EVSEID: bytes
     f_DateTimeNow: int | None = None
-    s = 0
     av -= 18
     if av < 0:
         win, av = r.refill(av, 18)
@@ -10172,7 +10066,6 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
         raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -10201,7 +10094,6 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'SessionSetupResType', 'expected EE of EVSEID')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         av -= 10
         if av < 0:
@@ -10229,25 +10121,16 @@ def _d_din_SessionSetupResType(r: BitReader) -> _din.SessionSetupResType:
                     win = r.win
                     av = r.avail
         f_DateTimeNow = -u - 1 if sg else u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SessionSetupResType[2]', 'expected EE of DateTimeNow')
-        s = 3
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SessionSetupResType[3]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_din.SessionSetupResType)
     ob.ResponseCode = f_ResponseCode
@@ -10896,7 +10779,6 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
     av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _din.SubCertificatesType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -10932,25 +10814,21 @@ def _d_din_CertificateChainType(r: BitReader) -> _din.CertificateChainType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'CertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         r.avail = av
         f_SubCertificates = _d_din_SubCertificatesType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-    if s == 2:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_din.CertificateChainType)
     ob.Certificate = f_Certificate
@@ -11598,7 +11476,6 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
     f_costKind: _din.costKindType
     f_amount: int
     f_amountMultiplier: int | None = None
-    s = 0
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -11610,7 +11487,6 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
         raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_din_costKindType[iv]
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -11636,28 +11512,18 @@ def _d_din_CostType(r: BitReader) -> _din.CostType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'CostType', 'expected EE of amount')
     ec = (c & 3)
-    s = 2
     if ec == 0:
-        av -= 5
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x11 != 0x0:
-            raise r.fail_at(av + 5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
-        f_amountMultiplier = ((c >> 1) & 7) - 3
-        s = 3
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x23 != 0x0:
+            raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+        f_amountMultiplier = ((c >> 2) & 7) - 3
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CostType[3]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_din.CostType)
     ob.costKind = f_costKind
@@ -11763,7 +11629,17 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 3
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[2]', 'expected SE(EVMaximumVoltageLimit)')
+        r.avail = av
+        f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 4
     elif ec == 1:
         r.avail = av
         f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
@@ -11772,18 +11648,6 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         s = 4
     else:
         raise r.fail_at(av, 'DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[3]', 'expected SE(EVMaximumVoltageLimit)')
-        r.avail = av
-        f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 4
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
@@ -11794,40 +11658,11 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         f_EVEnergyCapacity = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 5
-    elif ec == 1:
-        r.avail = av
-        f_EVEnergyRequest = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 6
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC')
-        f_FullSOC = ((c >> 1) & 127)
-        s = 7
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC')
-        f_BulkSOC = ((c >> 1) & 127)
-        s = 8
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    if s == 5:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             r.avail = av
             f_EVEnergyRequest = _d_din_PhysicalValueType(r)
@@ -11856,6 +11691,34 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
             s = -1
         else:
             raise r.fail_at(av, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+    elif ec == 1:
+        r.avail = av
+        f_EVEnergyRequest = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+        s = 6
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of FullSOC, EE of FullSOC')
+        f_FullSOC = ((c >> 1) & 127)
+        s = 7
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[4]', 'expected CH of BulkSOC, EE of BulkSOC')
+        f_BulkSOC = ((c >> 1) & 127)
+        s = 8
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DC_EVChargeParameterType[4]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 6:
         av -= 2
         if av < 0:
@@ -12088,7 +11951,6 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
     f_DC_EVStatus: _din.DC_EVStatusType
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -12104,16 +11966,15 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
-        av -= 3
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
-        f_BulkChargingComplete = ((c >> 1) & 1) == 1
-        s = 2
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x5d != 0x0:
+            raise r.fail_at(av + 7, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+        f_BulkChargingComplete = ((c >> 5) & 1) == 1
+        f_ChargingComplete = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -12122,25 +11983,14 @@ def _d_din_DC_EVPowerDeliveryParameterType(r: BitReader) -> _din.DC_EVPowerDeliv
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 3
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_din.DC_EVPowerDeliveryParameterType)
     ob.DC_EVStatus = f_DC_EVStatus
@@ -12199,7 +12049,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     f_EVSECurrentRegulationTolerance: _din.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _din.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _din.PhysicalValueType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -12216,7 +12065,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit)')
-    s = 1
     r.avail = av
     f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
     win = r.win
@@ -12226,33 +12074,28 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 2
     if ec == 0:
         r.avail = av
         f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    else:
-        raise r.fail_at(av, 'DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[3]', 'expected SE(EVSEMaximumVoltageLimit)')
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[2]', 'expected SE(EVSEMaximumVoltageLimit)')
         r.avail = av
         f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 4
+    elif ec == 1:
+        r.avail = av
+        f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -12269,7 +12112,6 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumVoltageLimit)')
-    s = 5
     r.avail = av
     f_EVSEMinimumVoltageLimit = _d_din_PhysicalValueType(r)
     win = r.win
@@ -12279,33 +12121,28 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 6
     if ec == 0:
         r.avail = av
         f_EVSECurrentRegulationTolerance = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 7
-    elif ec == 1:
-        r.avail = av
-        f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 8
-    else:
-        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
-    if s == 7:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple)')
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[6]', 'expected SE(EVSEPeakCurrentRipple)')
         r.avail = av
         f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 8
+    elif ec == 1:
+        r.avail = av
+        f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -12316,19 +12153,16 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
         f_EVSEEnergyToBeDelivered = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 9
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
-    if s == 9:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[8]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
     r.avail = av
     ob = _new(_din.DC_EVSEChargeParameterType)
     ob.DC_EVSEStatus = f_DC_EVSEStatus
@@ -12480,21 +12314,23 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     f_EVSEStatusCode: _din.DC_EVSEStatusCodeType
     f_NotificationMaxDelay: int
     f_EVSENotification: _din.EVSENotificationType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        av -= 4
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x9 != 0x0:
-            raise r.fail_at(av + 4, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
-        f_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 1) & 3)]
-        s = 1
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x4e1 != 0x0:
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        f_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
     elif ec == 1:
         av -= 6
         if av < 0:
@@ -12506,21 +12342,8 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
         if iv >= 12:
             raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        s = 2
     else:
         raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-    if s == 1:
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 7)
-        c = (win >> av) & 0x7f
-        if c & 0x61 != 0x0:
-            raise r.fail_at(av + 7, 'DC_EVSEStatusType[1]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
-        iv = ((c >> 1) & 15)
-        if iv >= 12:
-            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
-        f_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
-        s = 2
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -12556,9 +12379,6 @@ def _d_din_DC_EVSEStatusType(r: BitReader) -> _din.DC_EVSEStatusType:
     if iv >= 3:
         raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_din_EVSENotificationType[iv]
-    s = 3
-    s = 4
-    s = -1
     r.avail = av
     ob = _new(_din.DC_EVSEStatusType)
     ob.EVSEIsolationStatus = f_EVSEIsolationStatus
@@ -12642,42 +12462,14 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
     ec = (c & 3)
     s = 1
     if ec == 0:
-        av -= 3
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning')
-        f_EVCabinConditioning = ((c >> 1) & 1) == 1
-        s = 2
-    elif ec == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DC_EVStatusType[1]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
-        f_EVRESSConditioning = ((c >> 1) & 1) == 1
-        s = 3
-    elif ec == 2:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x21 != 0x0:
-            raise r.fail_at(av + 6, 'DC_EVStatusType[1]', 'expected CH of EVErrorCode, EE of EVErrorCode')
-        iv = ((c >> 1) & 15)
-        if iv >= 12:
-            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
-        s = 4
-    else:
-        raise r.fail_at(av, 'DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x14 != 0x0:
+            raise r.fail_at(av + 5, 'DC_EVStatusType[1]', 'expected CH of EVCabinConditioning, EE of EVCabinConditioning')
+        f_EVCabinConditioning = ((c >> 3) & 1) == 1
+        ec = (c & 3)
         if ec == 0:
             av -= 3
             if av < 0:
@@ -12701,6 +12493,29 @@ def _d_din_DC_EVStatusType(r: BitReader) -> _din.DC_EVStatusType:
             s = 4
         else:
             raise r.fail_at(av, 'DC_EVStatusType[2]', f'event code {ec}, expected SE(EVRESSConditioning), SE(EVErrorCode)')
+    elif ec == 1:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DC_EVStatusType[1]', 'expected CH of EVRESSConditioning, EE of EVRESSConditioning')
+        f_EVRESSConditioning = ((c >> 1) & 1) == 1
+        s = 3
+    elif ec == 2:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVStatusType[1]', 'expected CH of EVErrorCode, EE of EVErrorCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_EVErrorCode = _E_din_DC_EVErrorCodeType[iv]
+        s = 4
+    else:
+        raise r.fail_at(av, 'DC_EVStatusType[1]', f'event code {ec}, expected SE(EVCabinConditioning), SE(EVRESSConditioning), SE(EVErrorCode)')
     if s == 3:
         av -= 7
         if av < 0:
@@ -13238,120 +13053,11 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
         f_MeterReading = _d_din_PhysicalValueType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SigMeterReading = r.binary_of(u, 32)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
-        s = 3
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterStatus = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
-        s = 4
-    elif ec == 3:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of TMeter')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_TMeter = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
-        s = 5
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    if s == 2:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 9
             if av < 0:
@@ -13460,6 +13166,114 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
             s = -1
         else:
             raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_SigMeterReading = r.binary_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+        s = 3
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterStatus = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        s = 4
+    elif ec == 3:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of TMeter')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_TMeter = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
+        s = 5
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
         av -= 2
         if av < 0:
@@ -13859,7 +13673,6 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
     av = r.avail
     f_FaultCode: _din.faultCodeType
     f_FaultMsg: str | None = None
-    s = 0
     av -= 7
     if av < 0:
         win, av = r.refill(av, 7)
@@ -13871,7 +13684,6 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
         raise r.fail_at(av, 'NotificationType.FaultCode', f'enumeration index {iv}')
     f_FaultCode = _E_din_faultCodeType[iv]
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -13901,25 +13713,16 @@ def _d_din_NotificationType(r: BitReader) -> _din.NotificationType:
         f_FaultMsg = r.string_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'NotificationType[1]', 'expected EE of FaultMsg')
-        s = 2
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'NotificationType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_din.NotificationType)
     ob.FaultCode = f_FaultCode
@@ -14821,7 +14624,6 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
     f_Multiplier: int
     f_Unit: _din.unitSymbolType | None = None
     f_Value: int
-    s = 0
     av -= 8
     if av < 0:
         win, av = r.refill(av, 8)
@@ -14830,19 +14632,43 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         raise r.fail_at(av + 8, 'PhysicalValueType', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
     f_Multiplier = ((c >> 3) & 7) - 3
     ec = (c & 3)
-    s = 1
     if ec == 0:
-        av -= 6
+        av -= 17
         if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x21 != 0x0:
-            raise r.fail_at(av + 6, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit')
-        iv = ((c >> 1) & 15)
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
         if iv >= 10:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
         f_Unit = _E_din_unitSymbolType[iv]
-        s = 2
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
         av -= 10
         if av < 0:
@@ -14876,50 +14702,14 @@ def _d_din_PhysicalValueType(r: BitReader) -> _din.PhysicalValueType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
-        s = 3
     else:
         raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
-    if s == 2:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x600 != 0x0:
-            raise r.fail_at(av + 11, 'PhysicalValueType[2]', 'expected SE(Value), CH of Value')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_Value = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PhysicalValueType[2]', 'expected EE of Value')
-        s = 3
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'PhysicalValueType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_din.PhysicalValueType)
     ob.Multiplier = f_Multiplier
@@ -15135,7 +14925,6 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
     av = r.avail
     f_start: int
     f_duration: int | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -15168,7 +14957,6 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'RelativeTimeIntervalType', 'expected EE of start')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -15195,25 +14983,16 @@ def _d_din_RelativeTimeIntervalType(r: BitReader) -> _din.RelativeTimeIntervalTy
                     win = r.win
                     av = r.avail
         f_duration = u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
-        s = 2
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_din.RelativeTimeIntervalType)
     ob.start = f_start
@@ -15402,7 +15181,6 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     f_SAScheduleTupleID: int
     f_PMaxSchedule: _din.PMaxScheduleType
     f_SalesTariff: _din.SalesTariffType | None = None
-    s = 0
     av -= 11
     if av < 0:
         win, av = r.refill(av, 11)
@@ -15435,7 +15213,6 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'SAScheduleTupleType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
-    s = 1
     r.avail = av
     f_PMaxSchedule = _d_din_PMaxScheduleType(r)
     win = r.win
@@ -15445,25 +15222,21 @@ def _d_din_SAScheduleTupleType(r: BitReader) -> _din.SAScheduleTupleType:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 2
     if ec == 0:
         r.avail = av
         f_SalesTariff = _d_din_SalesTariffType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'SAScheduleTupleType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
     ob = _new(_din.SAScheduleTupleType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -15799,13 +15572,14 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         f_SalesTariffDescription = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
-        s = 3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xe01 != 0x0:
+            raise r.fail_at(av + 12, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription, SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels')
+        f_NumEPriceLevels = ((c >> 1) & 255)
+        s = 4
     elif ec == 1:
         av -= 10
         if av < 0:
@@ -15817,15 +15591,6 @@ def _d_din_SalesTariffType(r: BitReader) -> _din.SalesTariffType:
         s = 4
     else:
         raise r.fail_at(av, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels)')
-    if s == 3:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x601 != 0x0:
-            raise r.fail_at(av + 11, 'SalesTariffType[3]', 'expected SE(NumEPriceLevels), CH of NumEPriceLevels, EE of NumEPriceLevels')
-        f_NumEPriceLevels = ((c >> 1) & 255)
-        s = 4
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -16112,7 +15877,6 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -16145,7 +15909,6 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'SelectedServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 10
         if av < 0:
@@ -16173,25 +15936,16 @@ def _d_din_SelectedServiceType(r: BitReader) -> _din.SelectedServiceType:
                     win = r.win
                     av = r.avail
         f_ParameterSetID = -u - 1 if sg else u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
-        s = 2
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SelectedServiceType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_din.SelectedServiceType)
     ob.ServiceID = f_ServiceID
@@ -16613,7 +16367,6 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     f_ServiceName: str | None = None
     f_ServiceCategory: _din.serviceCategoryType
     f_ServiceScope: str | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -16646,7 +16399,6 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'ServiceTagType', 'expected EE of ServiceID')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -16676,13 +16428,13 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
         f_ServiceName = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceTagType[1]', 'expected EE of ServiceName')
-        s = 2
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
     elif ec == 1:
         av -= 4
         if av < 0:
@@ -16691,18 +16443,8 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
-        s = 3
     else:
         raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    if s == 2:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x19 != 0x0:
-            raise r.fail_at(av + 5, 'ServiceTagType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
-        f_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
-        s = 3
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -16737,25 +16479,16 @@ def _d_din_ServiceTagType(r: BitReader) -> _din.ServiceTagType:
         f_ServiceScope = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceTagType[3]', 'expected EE of ServiceScope')
-        s = 4
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
-    if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceTagType[4]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_din.ServiceTagType)
     ob.ServiceID = f_ServiceID
@@ -20077,22 +19810,11 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
         f_Notification = _d_din_NotificationType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        r.avail = av
-        f_Signature = _d_xmldsig_SignatureType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
-    if s == 2:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r)
@@ -20103,6 +19825,16 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
             s = -1
         else:
             raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
     if s == 3:
         av -= 1
         if av < 0:

@@ -192,13 +192,41 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_P = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType[0]', 'expected EE of P, SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Q = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
-        s = 1
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
+        s = 4
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -273,42 +301,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         s = 3
     else:
         raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Q = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
-        s = 4
     if s == 4:
         av -= 2
         if av < 0:
@@ -458,58 +450,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
-        s = 5
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Seed = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
-        s = 6
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'DSAKeyValueType[3]', 'expected EE of J')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -550,6 +497,46 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             s = -1
         else:
             raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Seed = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        s = 6
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         av -= 10
         if av < 0:
@@ -1717,7 +1704,17 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[0]', 'expected SE(Reference)')
+        r.avail = av
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1726,18 +1723,6 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         s = 2
     else:
         raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
-        r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -1892,76 +1877,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MimeType = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
-        s = -1
-    elif ec == 5:
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
-    else:
-        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2026,6 +1946,70 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
             raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+    elif ec == 4:
+        s = -1
+    elif ec == 5:
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+    else:
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
         av -= 3
         if av < 0:
@@ -2231,56 +2215,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_PGPKeyPacket = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        s = 2
-    else:
-        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -2310,41 +2251,69 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            s = 3
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            ec = (c & 3)
+            if ec == 0:
+                raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+            else:
+                raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
         elif ec == 1:
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    if s == 2:
-        av -= 2
+    elif ec == 1:
+        av -= 9
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_PGPKeyPacket = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        ec = (c & 3)
         if ec == 0:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    else:
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
@@ -2589,82 +2558,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Type = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 4:
-        r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2735,6 +2633,76 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             s = 5
         else:
             raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 4:
+        r.avail = av
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    else:
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3069,50 +3037,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -3151,6 +3080,44 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             s = -1
         else:
             raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3683,7 +3650,17 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
+        r.avail = av
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3692,18 +3669,6 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
-        r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -3857,7 +3822,35 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignaturePropertyType[0]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -3888,36 +3881,6 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Target = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     while True:
         av -= 2
         if av < 0:
@@ -4056,7 +4019,17 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[0]', 'expected SE(SignedInfo)')
+        r.avail = av
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -4065,18 +4038,6 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
-        r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -4098,22 +4059,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r))
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
@@ -4124,6 +4074,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             s = -1
         else:
             raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
             av -= 2
@@ -4263,7 +4223,6 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -4296,7 +4255,34 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -4324,46 +4310,14 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        s = 2
     else:
         raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_xmldsig.SignatureValueType)
     ob.Id = f_Id
@@ -4454,7 +4408,17 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -4463,18 +4427,6 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         s = 2
     else:
         raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
-        r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5658,52 +5610,11 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_GenChallenge = r.binary_of(u, 16)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
-        s = 2
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 9
             if av < 0:
@@ -5744,6 +5655,46 @@ def _d_iso2_AuthorizationReqType(r: BitReader) -> _iso2.AuthorizationReqType:
             s = -1
         else:
             raise r.fail_at(av, 'AuthorizationReqType[1]', f'event code {ec}, expected SE(GenChallenge), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'AuthorizationReqType[0]', 'expected CH of GenChallenge')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_GenChallenge = r.binary_of(u, 16)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AuthorizationReqType[0]', 'expected EE of GenChallenge')
+        s = 2
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'AuthorizationReqType[0]', f'event code {ec}, expected AT(Id), SE(GenChallenge), EE')
     if s == 2:
         av -= 1
         if av < 0:
@@ -9680,7 +9631,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
     f_RetryCounter: int | None = None
-    s = 0
     av -= 9
     if av < 0:
         win, av = r.refill(av, 9)
@@ -9691,7 +9641,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if iv >= 26:
         raise r.fail_at(av, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    s = 1
     r.avail = av
     f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
     win = r.win
@@ -9702,7 +9651,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
-    s = 2
     r.avail = av
     f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
     win = r.win
@@ -9714,7 +9662,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -9775,7 +9722,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     ob1_.Id = f_1_Id
     ob1_.value = f_1_value
     f_ContractSignatureEncryptedPrivateKey = ob1_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -9836,7 +9782,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     ob2_.Id = f_2_Id
     ob2_.value = f_2_value
     f_DHpublickey = ob2_
-    s = 5
     if u > 127:
         av -= 8
         if av < 0:
@@ -9897,7 +9842,6 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     ob3_.Id = f_3_Id
     ob3_.value = f_3_value
     f_eMAID = ob3_
-    s = 6
     if ec == 0:
         av -= 10
         if av < 0:
@@ -9925,25 +9869,16 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
                     win = r.win
                     av = r.avail
         f_RetryCounter = -u - 1 if sg else u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter')
-        s = 7
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CertificateUpdateResType[6]', 'expected EE of RetryCounter, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'CertificateUpdateResType[6]', f'event code {ec}, expected SE(RetryCounter), EE')
-    if s == 7:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CertificateUpdateResType[7]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.CertificateUpdateResType)
     ob.ResponseCode = f_ResponseCode
@@ -10103,7 +10038,6 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     f_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
     f_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
     f_EVChargeParameter: _iso2.EVChargeParameterType | None = None
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -10135,13 +10069,16 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
                     win = r.win
                     av = r.avail
         f_MaxEntriesSAScheduleTuple = u
-        av -= 1
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple')
-        s = 1
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x71 != 0x0:
+            raise r.fail_at(av + 7, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
+        iv = ((c >> 1) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
+        f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
     elif ec == 1:
         av -= 5
         if av < 0:
@@ -10153,21 +10090,8 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
         if iv >= 6:
             raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
         f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-        s = 2
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
-    if s == 1:
-        av -= 6
-        if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x31 != 0x0:
-            raise r.fail_at(av + 6, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
-        iv = ((c >> 1) & 7)
-        if iv >= 6:
-            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
-        f_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -10178,19 +10102,16 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
         f_AC_EVChargeParameter = _d_iso2_AC_EVChargeParameterType(r)
         win = r.win
         av = r.avail
-        s = 3
     elif ec == 1:
         r.avail = av
         f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r)
         win = r.win
         av = r.avail
-        s = 3
     elif ec == 2:
         r.avail = av
         f_EVChargeParameter = _d_iso2_EVChargeParameterType(r)
         win = r.win
         av = r.avail
-        s = 3
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     av -= 1
@@ -10199,7 +10120,6 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso2.ChargeParameterDiscoveryReqType)
     ob.MaxEntriesSAScheduleTuple = f_MaxEntriesSAScheduleTuple
@@ -11032,83 +10952,18 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'ChargingStatusResType[3]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'ChargingStatusResType[3]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso2.PhysicalValueType)
         ob1_.Multiplier = f_1_Multiplier
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_EVSEMaxCurrent = ob1_
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
-        f_ReceiptRequired = ((c >> 1) & 1) == 1
-        s = 6
-    elif ec == 3:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_NotificationMaxDelay = u
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x73b != 0x0:
-            raise r.fail_at(av + 11, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
-        iv = ((c >> 6) & 3)
-        if iv >= 3:
-            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        f_2_RCD = ((c >> 2) & 1) == 1
-        ob2_ = _new(_iso2.AC_EVSEStatusType)
-        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
-        ob2_.EVSENotification = f_2_EVSENotification
-        ob2_.RCD = f_2_RCD
-        f_AC_EVSEStatus = ob2_
-        s = 7
-    else:
-        raise r.fail_at(av, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
-    if s == 4:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso2_MeterInfoType(r)
@@ -11149,7 +11004,7 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_3_NotificationMaxDelay = u
+            f_2_NotificationMaxDelay = u
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 11)
@@ -11159,16 +11014,76 @@ def _d_iso2_ChargingStatusResType(r: BitReader) -> _iso2.ChargingStatusResType:
             iv = ((c >> 6) & 3)
             if iv >= 3:
                 raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-            f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            f_3_RCD = ((c >> 2) & 1) == 1
-            ob3_ = _new(_iso2.AC_EVSEStatusType)
-            ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
-            ob3_.EVSENotification = f_3_EVSENotification
-            ob3_.RCD = f_3_RCD
-            f_AC_EVSEStatus = ob3_
+            f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_2_RCD = ((c >> 2) & 1) == 1
+            ob2_ = _new(_iso2.AC_EVSEStatusType)
+            ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+            ob2_.EVSENotification = f_2_EVSENotification
+            ob2_.RCD = f_2_RCD
+            f_AC_EVSEStatus = ob2_
             s = 7
         else:
             raise r.fail_at(av, 'ChargingStatusResType[4]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso2_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+        f_ReceiptRequired = ((c >> 1) & 1) == 1
+        s = 6
+    elif ec == 3:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'ChargingStatusResType[3]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_NotificationMaxDelay = u
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x73b != 0x0:
+            raise r.fail_at(av + 11, 'ChargingStatusResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+        iv = ((c >> 6) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_3_RCD = ((c >> 2) & 1) == 1
+        ob3_ = _new(_iso2.AC_EVSEStatusType)
+        ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
+        ob3_.EVSENotification = f_3_EVSENotification
+        ob3_.RCD = f_3_RCD
+        f_AC_EVSEStatus = ob3_
+        s = 7
+    else:
+        raise r.fail_at(av, 'ChargingStatusResType[3]', f'event code {ec}, expected SE(EVSEMaxCurrent), SE(MeterInfo), SE(ReceiptRequired), SE(AC_EVSEStatus)')
     if s == 5:
         av -= 2
         if av < 0:
@@ -11630,131 +11545,18 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                     win = r.win
                     av = r.avail
         f_3_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob3_ = _new(_iso2.PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
         f_EVMaximumVoltageLimit = ob3_
-        s = 3
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_4_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_4_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso2.PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_EVMaximumCurrentLimit = ob4_
-        s = 4
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_5_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_5_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso2.PhysicalValueType)
-        ob5_.Multiplier = f_5_Multiplier
-        ob5_.Unit = f_5_Unit
-        ob5_.Value = f_5_Value
-        f_EVMaximumPowerLimit = ob5_
-        s = 5
-    elif ec == 3:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
-        f_BulkChargingComplete = ((c >> 1) & 1) == 1
-        s = 6
-    elif ec == 4:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 7
-    else:
-        raise r.fail_at(av, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 3:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 23
             if av < 0:
@@ -11762,11 +11564,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_6_Multiplier = ((c >> 18) & 7) - 3
+            f_4_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_6_Unit = _E_iso2_unitSymbolType[iv]
+            f_4_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -11786,18 +11588,18 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso2.PhysicalValueType)
-            ob6_.Multiplier = f_6_Multiplier
-            ob6_.Unit = f_6_Unit
-            ob6_.Value = f_6_Value
-            f_EVMaximumCurrentLimit = ob6_
+            ob4_ = _new(_iso2.PhysicalValueType)
+            ob4_.Multiplier = f_4_Multiplier
+            ob4_.Unit = f_4_Unit
+            ob4_.Value = f_4_Value
+            f_EVMaximumCurrentLimit = ob4_
             s = 4
         elif ec == 1:
             av -= 23
@@ -11806,11 +11608,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_7_Multiplier = ((c >> 18) & 7) - 3
+            f_5_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_7_Unit = _E_iso2_unitSymbolType[iv]
+            f_5_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -11830,18 +11632,18 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_7_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[3]', 'expected EE of Value, EE')
-            ob7_ = _new(_iso2.PhysicalValueType)
-            ob7_.Multiplier = f_7_Multiplier
-            ob7_.Unit = f_7_Unit
-            ob7_.Value = f_7_Value
-            f_EVMaximumPowerLimit = ob7_
+            ob5_ = _new(_iso2.PhysicalValueType)
+            ob5_.Multiplier = f_5_Multiplier
+            ob5_.Unit = f_5_Unit
+            ob5_.Value = f_5_Value
+            f_EVMaximumPowerLimit = ob5_
             s = 5
         elif ec == 2:
             av -= 3
@@ -11863,6 +11665,114 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             s = 7
         else:
             raise r.fail_at(av, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_6_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_6_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_EVMaximumCurrentLimit = ob6_
+        s = 4
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_7_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_7_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[2]', 'expected EE of Value, EE')
+        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVMaximumPowerLimit = ob7_
+        s = 5
+    elif ec == 3:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
+        f_BulkChargingComplete = ((c >> 1) & 1) == 1
+        s = 6
+    elif ec == 4:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[2]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
+        s = 7
+    else:
+        raise r.fail_at(av, 'CurrentDemandReqType[2]', f'event code {ec}, expected SE(EVMaximumVoltageLimit), SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     if s == 4:
         av -= 2
         if av < 0:
@@ -12003,113 +11913,18 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                     win = r.win
                     av = r.avail
         f_9_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob9_ = _new(_iso2.PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_RemainingTimeToFullSoC = ob9_
-        s = 8
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_10_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_10_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso2.PhysicalValueType)
-        ob10_.Multiplier = f_10_Multiplier
-        ob10_.Unit = f_10_Unit
-        ob10_.Value = f_10_Value
-        f_RemainingTimeToBulkSoC = ob10_
-        s = 9
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_11_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_11_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_11_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
-        ob11_ = _new(_iso2.PhysicalValueType)
-        ob11_.Multiplier = f_11_Multiplier
-        ob11_.Unit = f_11_Unit
-        ob11_.Value = f_11_Value
-        f_EVTargetVoltage = ob11_
-        s = 10
-    else:
-        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    if s == 8:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 23
             if av < 0:
@@ -12117,11 +11932,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_12_Multiplier = ((c >> 18) & 7) - 3
+            f_10_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_12_Unit = _E_iso2_unitSymbolType[iv]
+            f_10_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12141,18 +11956,18 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso2.PhysicalValueType)
-            ob12_.Multiplier = f_12_Multiplier
-            ob12_.Unit = f_12_Unit
-            ob12_.Value = f_12_Value
-            f_RemainingTimeToBulkSoC = ob12_
+            ob10_ = _new(_iso2.PhysicalValueType)
+            ob10_.Multiplier = f_10_Multiplier
+            ob10_.Unit = f_10_Unit
+            ob10_.Value = f_10_Value
+            f_RemainingTimeToBulkSoC = ob10_
             s = 9
         elif ec == 1:
             av -= 23
@@ -12161,11 +11976,11 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_13_Multiplier = ((c >> 18) & 7) - 3
+            f_11_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_13_Unit = _E_iso2_unitSymbolType[iv]
+            f_11_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12185,21 +12000,111 @@ def _d_iso2_CurrentDemandReqType(r: BitReader) -> _iso2.CurrentDemandReqType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_13_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandReqType[8]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso2.PhysicalValueType)
-            ob13_.Multiplier = f_13_Multiplier
-            ob13_.Unit = f_13_Unit
-            ob13_.Value = f_13_Value
-            f_EVTargetVoltage = ob13_
+            ob11_ = _new(_iso2.PhysicalValueType)
+            ob11_.Multiplier = f_11_Multiplier
+            ob11_.Unit = f_11_Unit
+            ob11_.Value = f_11_Value
+            f_EVTargetVoltage = ob11_
             s = 10
         else:
             raise r.fail_at(av, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_12_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_12_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso2.PhysicalValueType)
+        ob12_.Multiplier = f_12_Multiplier
+        ob12_.Unit = f_12_Unit
+        ob12_.Value = f_12_Value
+        f_RemainingTimeToBulkSoC = ob12_
+        s = 9
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_13_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_13_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_13_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandReqType[7]', 'expected EE of Value, EE')
+        ob13_ = _new(_iso2.PhysicalValueType)
+        ob13_.Multiplier = f_13_Multiplier
+        ob13_.Unit = f_13_Unit
+        ob13_.Value = f_13_Value
+        f_EVTargetVoltage = ob13_
+        s = 10
+    else:
+        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     if s == 9:
         av -= 24
         if av < 0:
@@ -12957,149 +12862,18 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                     win = r.win
                     av = r.avail
         f_3_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob3_ = _new(_iso2.PhysicalValueType)
         ob3_.Multiplier = f_3_Multiplier
         ob3_.Unit = f_3_Unit
         ob3_.Value = f_3_Value
         f_EVSEMaximumVoltageLimit = ob3_
-        s = 8
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_4_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_4_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso2.PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_EVSEMaximumCurrentLimit = ob4_
-        s = 9
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_5_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_5_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso2.PhysicalValueType)
-        ob5_.Multiplier = f_5_Multiplier
-        ob5_.Unit = f_5_Unit
-        ob5_.Value = f_5_Value
-        f_EVSEMaximumPowerLimit = ob5_
-        s = 10
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_EVSEID = r.string_of(u, 37)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
-        s = 11
-    else:
-        raise r.fail_at(av, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
-    if s == 8:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 23
             if av < 0:
@@ -13107,11 +12881,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_6_Multiplier = ((c >> 18) & 7) - 3
+            f_4_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_6_Unit = _E_iso2_unitSymbolType[iv]
+            f_4_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13131,18 +12905,18 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso2.PhysicalValueType)
-            ob6_.Multiplier = f_6_Multiplier
-            ob6_.Unit = f_6_Unit
-            ob6_.Value = f_6_Value
-            f_EVSEMaximumCurrentLimit = ob6_
+            ob4_ = _new(_iso2.PhysicalValueType)
+            ob4_.Multiplier = f_4_Multiplier
+            ob4_.Unit = f_4_Unit
+            ob4_.Value = f_4_Value
+            f_EVSEMaximumCurrentLimit = ob4_
             s = 9
         elif ec == 1:
             av -= 23
@@ -13151,11 +12925,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_7_Multiplier = ((c >> 18) & 7) - 3
+            f_5_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_7_Unit = _E_iso2_unitSymbolType[iv]
+            f_5_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13175,18 +12949,18 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_7_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            ob7_ = _new(_iso2.PhysicalValueType)
-            ob7_.Multiplier = f_7_Multiplier
-            ob7_.Unit = f_7_Unit
-            ob7_.Value = f_7_Value
-            f_EVSEMaximumPowerLimit = ob7_
+            ob5_ = _new(_iso2.PhysicalValueType)
+            ob5_.Multiplier = f_5_Multiplier
+            ob5_.Unit = f_5_Unit
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumPowerLimit = ob5_
             s = 10
         elif ec == 2:
             av -= 9
@@ -13226,6 +13000,132 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             s = 11
         else:
             raise r.fail_at(av, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_6_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_6_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_EVSEMaximumCurrentLimit = ob6_
+        s = 9
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_7_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_7_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVSEMaximumPowerLimit = ob7_
+        s = 10
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CurrentDemandResType[7]', 'expected CH of EVSEID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_EVSEID = r.string_of(u, 37)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE of EVSEID')
+        s = 11
+    else:
+        raise r.fail_at(av, 'CurrentDemandResType[7]', f'event code {ec}, expected SE(EVSEMaximumVoltageLimit), SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), SE(EVSEID)')
     if s == 9:
         av -= 2
         if av < 0:
@@ -13363,25 +13263,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         f_MeterInfo = _d_iso2_MeterInfoType(r)
         win = r.win
         av = r.avail
-        s = 13
-    elif ec == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
-        f_ReceiptRequired = ((c >> 1) & 1) == 1
-        s = 14
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
-    if s == 13:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 3
             if av < 0:
@@ -13395,6 +13281,19 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             s = -1
         else:
             raise r.fail_at(av, 'CurrentDemandResType[13]', f'event code {ec}, expected SE(ReceiptRequired), EE')
+    elif ec == 1:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandResType[12]', 'expected CH of ReceiptRequired, EE of ReceiptRequired')
+        f_ReceiptRequired = ((c >> 1) & 1) == 1
+        s = 14
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'CurrentDemandResType[12]', f'event code {ec}, expected SE(MeterInfo), SE(ReceiptRequired), EE')
     if s == 14:
         av -= 1
         if av < 0:
@@ -13841,7 +13740,6 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
     f_SessionID: bytes
     f_SAScheduleTupleID: int | None = None
     f_MeterInfo: _iso2.MeterInfoType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -13874,7 +13772,40 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_SessionID = r.binary_of(u, 8)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -13910,86 +13841,38 @@ def _d_iso2_MeteringReceiptReqType(r: BitReader) -> _iso2.MeteringReceiptReqType
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
-        s = 2
     else:
         raise r.fail_at(av, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'MeteringReceiptReqType[1]', 'expected SE(SessionID), CH of SessionID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SessionID = r.binary_of(u, 8)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeteringReceiptReqType[1]', 'expected EE of SessionID')
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        av -= 10
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x201 != 0x0:
-            raise r.fail_at(av + 10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID')
-        f_SAScheduleTupleID = ((c >> 1) & 255) + 1
-        s = 3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x403 != 0x0:
+            raise r.fail_at(av + 11, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)')
+        f_SAScheduleTupleID = ((c >> 2) & 255) + 1
+        r.avail = av
+        f_MeterInfo = _d_iso2_MeterInfoType(r)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         r.avail = av
         f_MeterInfo = _d_iso2_MeterInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
     else:
         raise r.fail_at(av, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeteringReceiptReqType[3]', 'expected SE(MeterInfo)')
-        r.avail = av
-        f_MeterInfo = _d_iso2_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'MeteringReceiptReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso2.MeteringReceiptReqType)
     ob.Id = f_Id
@@ -14607,32 +14490,11 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
         f_ChargingProfile = _d_iso2_ChargingProfileType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-        ob1_ = _new(_iso2.EVPowerDeliveryParameterType)
-        f_EVPowerDeliveryParameter = ob1_
-        s = 4
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
-    if s == 3:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
@@ -14646,13 +14508,33 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
-            ob2_ = _new(_iso2.EVPowerDeliveryParameterType)
-            f_EVPowerDeliveryParameter = ob2_
+            ob1_ = _new(_iso2.EVPowerDeliveryParameterType)
+            f_EVPowerDeliveryParameter = ob1_
             s = 4
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
+    elif ec == 1:
+        r.avail = av
+        f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
+        ob2_ = _new(_iso2.EVPowerDeliveryParameterType)
+        f_EVPowerDeliveryParameter = ob2_
+        s = 4
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(ChargingProfile), SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     if s == 4:
         av -= 1
         if av < 0:
@@ -15350,7 +15232,6 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
     f_ResponseCode: _iso2.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _iso2.ServiceParameterListType | None = None
-    s = 0
     av -= 18
     if av < 0:
         win, av = r.refill(av, 18)
@@ -15362,7 +15243,6 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
         raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -15388,25 +15268,21 @@ def _d_iso2_ServiceDetailResType(r: BitReader) -> _iso2.ServiceDetailResType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'ServiceDetailResType', 'expected EE of ServiceID')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         r.avail = av
         f_ServiceParameterList = _d_iso2_ServiceParameterListType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ServiceDetailResType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
     r.avail = av
     ob = _new(_iso2.ServiceDetailResType)
     ob.ResponseCode = f_ResponseCode
@@ -15510,31 +15386,13 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
-        s = 1
-    elif ec == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x9 != 0x0:
-            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
-        s = 2
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'ServiceDiscoveryReqType[0]', 'expected EE of ServiceScope')
+        ec = (c & 3)
         if ec == 0:
             av -= 4
             if av < 0:
@@ -15548,6 +15406,19 @@ def _d_iso2_ServiceDiscoveryReqType(r: BitReader) -> _iso2.ServiceDiscoveryReqTy
             s = -1
         else:
             raise r.fail_at(av, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(ServiceCategory), EE')
+    elif ec == 1:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'ServiceDiscoveryReqType[0]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+        s = 2
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ServiceDiscoveryReqType[0]', f'event code {ec}, expected SE(ServiceScope), SE(ServiceCategory), EE')
     if s == 2:
         av -= 1
         if av < 0:
@@ -15613,7 +15484,6 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
     f_PaymentOptionList: _iso2.PaymentOptionListType
     f_ChargeService: _iso2.ChargeServiceType
     f_ServiceList: _iso2.ServiceListType | None = None
-    s = 0
     av -= 9
     if av < 0:
         win, av = r.refill(av, 9)
@@ -15624,7 +15494,6 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
     if iv >= 26:
         raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    s = 1
     r.avail = av
     f_PaymentOptionList = _d_iso2_PaymentOptionListType(r)
     win = r.win
@@ -15635,7 +15504,6 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
-    s = 2
     r.avail = av
     f_ChargeService = _d_iso2_ChargeServiceType(r)
     win = r.win
@@ -15645,25 +15513,21 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 3
     if ec == 0:
         r.avail = av
         f_ServiceList = _d_iso2_ServiceListType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
-    if s == 4:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
     r.avail = av
     ob = _new(_iso2.ServiceDiscoveryResType)
     ob.ResponseCode = f_ResponseCode
@@ -15792,7 +15656,6 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     f_ResponseCode: _iso2.responseCodeType
     f_EVSEID: str
     f_EVSETimeStamp: int | None = None
-    s = 0
     av -= 18
     if av < 0:
         win, av = r.refill(av, 18)
@@ -15804,7 +15667,6 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
         raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -15833,7 +15695,6 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'SessionSetupResType', 'expected EE of EVSEID')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         av -= 10
         if av < 0:
@@ -15861,25 +15722,16 @@ def _d_iso2_SessionSetupResType(r: BitReader) -> _iso2.SessionSetupResType:
                     win = r.win
                     av = r.avail
         f_EVSETimeStamp = -u - 1 if sg else u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp')
-        s = 3
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SessionSetupResType[3]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.SessionSetupResType)
     ob.ResponseCode = f_ResponseCode
@@ -16185,7 +16037,6 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     f_EVMaxVoltage: _iso2.PhysicalValueType
     f_EVMaxCurrent: _iso2.PhysicalValueType
     f_EVMinCurrent: _iso2.PhysicalValueType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -16217,20 +16068,12 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1e38e00 != 0x0:
+            raise r.fail_at(av + 25, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_1_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -16267,16 +16110,13 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
         ob1_.Unit = f_1_Unit
         ob1_.Value = f_1_Value
         f_EAmount = ob1_
-        s = 2
-    else:
-        raise r.fail_at(av, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
-    if s == 1:
-        av -= 24
+    elif ec == 1:
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xe38e00 != 0x0:
-            raise r.fail_at(av + 24, 'AC_EVChargeParameterType[1]', 'expected SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_2_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -16307,13 +16147,14 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_EVChargeParameterType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso2.PhysicalValueType)
         ob2_.Multiplier = f_2_Multiplier
         ob2_.Unit = f_2_Unit
         ob2_.Value = f_2_Value
         f_EAmount = ob2_
-        s = 2
+    else:
+        raise r.fail_at(av, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
     av -= 24
     if av < 0:
         win, av = r.refill(av, 24)
@@ -16363,7 +16204,6 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
     f_EVMaxVoltage = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -16400,7 +16240,6 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
     f_EVMaxCurrent = ob4_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -16430,8 +16269,6 @@ def _d_iso2_AC_EVChargeParameterType(r: BitReader) -> _iso2.AC_EVChargeParameter
     ob5_.Unit = f_5_Unit
     ob5_.Value = f_5_Value
     f_EVMinCurrent = ob5_
-    s = 5
-    s = -1
     r.avail = av
     ob = _new(_iso2.AC_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
@@ -16979,7 +16816,6 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     f_Id: str | None = None
     f_Certificate: bytes
     f_SubCertificates: _iso2.SubCertificatesType | None = None
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -17012,7 +16848,40 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -17048,45 +16917,8 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
-        s = 2
     else:
         raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Certificate = r.binary_of(u, 800)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE of Certificate')
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -17097,19 +16929,16 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
         f_SubCertificates = _d_iso2_SubCertificatesType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'CertificateChainType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_iso2.CertificateChainType)
     ob.Id = f_Id
@@ -17193,7 +17022,6 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     f_ServiceScope: str | None = None
     f_FreeService: bool
     f_SupportedEnergyTransferMode: _iso2.SupportedEnergyTransferModeType
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -17226,7 +17054,6 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'ChargeServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -17256,13 +17083,13 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         f_ServiceName = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeServiceType[1]', 'expected EE of ServiceName')
-        s = 2
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ChargeServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
     elif ec == 1:
         av -= 4
         if av < 0:
@@ -17271,18 +17098,8 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'ChargeServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
-        s = 3
     else:
         raise r.fail_at(av, 'ChargeServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    if s == 2:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x19 != 0x0:
-            raise r.fail_at(av + 5, 'ChargeServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
-        s = 3
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -17317,13 +17134,13 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeServiceType[3]', 'expected EE of ServiceScope')
-        s = 4
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1d != 0x0:
+            raise r.fail_at(av + 5, 'ChargeServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService')
+        f_FreeService = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -17332,18 +17149,8 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'ChargeServiceType[3]', 'expected CH of FreeService, EE of FreeService')
         f_FreeService = ((c >> 1) & 1) == 1
-        s = 5
     else:
         raise r.fail_at(av, 'ChargeServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
-    if s == 4:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'ChargeServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
-        f_FreeService = ((c >> 1) & 1) == 1
-        s = 5
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -17360,8 +17167,6 @@ def _d_iso2_ChargeServiceType(r: BitReader) -> _iso2.ChargeServiceType:
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeServiceType', 'expected EE')
-    s = 6
-    s = -1
     r.avail = av
     ob = _new(_iso2.ChargeServiceType)
     ob.ServiceID = f_ServiceID
@@ -17577,7 +17382,6 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     av = r.avail
     f_startValue: _iso2.PhysicalValueType
     f_Cost: list[_iso2.CostType] = []
-    s = 0
     av -= 24
     if av < 0:
         win, av = r.refill(av, 24)
@@ -17620,7 +17424,6 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_startValue = ob1_
-    s = 1
     r.avail = av
     f_Cost.append(_d_iso2_CostType(r))
     win = r.win
@@ -17630,40 +17433,35 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 2
     if ec == 0:
         r.avail = av
         f_Cost.append(_d_iso2_CostType(r))
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
-    if s == 3:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Cost.append(_d_iso2_CostType(r))
             win = r.win
             av = r.avail
-            s = 4
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
         elif ec == 1:
-            s = -1
+            pass
         else:
             raise r.fail_at(av, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
-    if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ConsumptionCostType[4]', 'expected EE')
-        s = -1
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
     r.avail = av
     ob = _new(_iso2.ConsumptionCostType)
     ob.startValue = f_startValue
@@ -17876,7 +17674,6 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     f_costKind: _iso2.costKindType
     f_amount: int
     f_amountMultiplier: int | None = None
-    s = 0
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -17888,7 +17685,6 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
         raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
     f_costKind = _E_iso2_costKindType[iv]
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -17914,28 +17710,18 @@ def _d_iso2_CostType(r: BitReader) -> _iso2.CostType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'CostType', 'expected EE of amount')
     ec = (c & 3)
-    s = 2
     if ec == 0:
-        av -= 5
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x11 != 0x0:
-            raise r.fail_at(av + 5, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier')
-        f_amountMultiplier = ((c >> 1) & 7) - 3
-        s = 3
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x23 != 0x0:
+            raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+        f_amountMultiplier = ((c >> 2) & 7) - 3
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CostType[3]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.CostType)
     ob.costKind = f_costKind
@@ -18041,20 +17827,12 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x370e03 != 0x0:
-            raise r.fail_at(av + 22, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf70e03 != 0x0:
+            raise r.fail_at(av + 24, 'DC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
         f_1_EVReady = ((c >> 19) & 1) == 1
         iv = ((c >> 12) & 15)
         if iv >= 12:
@@ -18067,15 +17845,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         ob1_.EVRESSSOC = f_1_EVRESSSOC
         f_DC_EVStatus = ob1_
         s = 2
-    else:
-        raise r.fail_at(av, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x770e03 != 0x0:
-            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[1]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x370e03 != 0x0:
+            raise r.fail_at(av + 22, 'DC_EVChargeParameterType[0]', 'expected SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
         f_2_EVReady = ((c >> 19) & 1) == 1
         iv = ((c >> 12) & 15)
         if iv >= 12:
@@ -18088,6 +17864,8 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         ob2_.EVRESSSOC = f_2_EVRESSSOC
         f_DC_EVStatus = ob2_
         s = 2
+    else:
+        raise r.fail_at(av, 'DC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(DC_EVStatus)')
     av -= 24
     if av < 0:
         win, av = r.refill(av, 24)
@@ -18164,25 +17942,12 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
                     win = r.win
                     av = r.avail
         f_4_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso2.PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_EVMaximumPowerLimit = ob4_
-        s = 4
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x3e38e00 != 0x0:
+            raise r.fail_at(av + 26, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE, SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_5_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -18190,6 +17955,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         f_5_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
+        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVMaximumPowerLimit = ob4_
         if u > 127:
             av -= 8
             if av < 0:
@@ -18220,15 +17990,13 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
         ob5_.Value = f_5_Value
         f_EVMaximumVoltageLimit = ob5_
         s = 5
-    else:
-        raise r.fail_at(av, 'DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
-    if s == 4:
-        av -= 24
+    elif ec == 1:
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xe38e00 != 0x0:
-            raise r.fail_at(av + 24, 'DC_EVChargeParameterType[4]', 'expected SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_6_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -18259,13 +18027,15 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[4]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[3]', 'expected EE of Value, EE')
         ob6_ = _new(_iso2.PhysicalValueType)
         ob6_.Multiplier = f_6_Multiplier
         ob6_.Unit = f_6_Unit
         ob6_.Value = f_6_Value
         f_EVMaximumVoltageLimit = ob6_
         s = 5
+    else:
+        raise r.fail_at(av, 'DC_EVChargeParameterType[3]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
@@ -18303,89 +18073,18 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
                     win = r.win
                     av = r.avail
         f_7_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob7_ = _new(_iso2.PhysicalValueType)
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
         f_EVEnergyCapacity = ob7_
-        s = 6
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_8_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_8_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso2.PhysicalValueType)
-        ob8_.Multiplier = f_8_Multiplier
-        ob8_.Unit = f_8_Unit
-        ob8_.Value = f_8_Value
-        f_EVEnergyRequest = ob8_
-        s = 7
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
-        f_FullSOC = ((c >> 1) & 127)
-        s = 8
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
-        f_BulkSOC = ((c >> 1) & 127)
-        s = 9
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
-    if s == 6:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 23
             if av < 0:
@@ -18393,11 +18092,11 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'DC_EVChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_9_Multiplier = ((c >> 18) & 7) - 3
+            f_8_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_9_Unit = _E_iso2_unitSymbolType[iv]
+            f_8_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -18417,18 +18116,18 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_9_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DC_EVChargeParameterType[6]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso2.PhysicalValueType)
-            ob9_.Multiplier = f_9_Multiplier
-            ob9_.Unit = f_9_Unit
-            ob9_.Value = f_9_Value
-            f_EVEnergyRequest = ob9_
+            ob8_ = _new(_iso2.PhysicalValueType)
+            ob8_.Multiplier = f_8_Multiplier
+            ob8_.Unit = f_8_Unit
+            ob8_.Value = f_8_Value
+            f_EVEnergyRequest = ob8_
             s = 7
         elif ec == 1:
             av -= 9
@@ -18452,6 +18151,72 @@ def _d_iso2_DC_EVChargeParameterType(r: BitReader) -> _iso2.DC_EVChargeParameter
             s = -1
         else:
             raise r.fail_at(av, 'DC_EVChargeParameterType[6]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_9_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_9_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_9_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DC_EVChargeParameterType[5]', 'expected EE of Value, EE')
+        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_EVEnergyRequest = ob9_
+        s = 7
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of FullSOC, EE of FullSOC')
+        f_FullSOC = ((c >> 1) & 127)
+        s = 8
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DC_EVChargeParameterType[5]', 'expected CH of BulkSOC, EE of BulkSOC')
+        f_BulkSOC = ((c >> 1) & 127)
+        s = 9
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyCapacity), SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     if s == 7:
         av -= 2
         if av < 0:
@@ -18915,7 +18680,6 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
     f_DC_EVStatus: _iso2.DC_EVStatusType
     f_BulkChargingComplete: bool | None = None
     f_ChargingComplete: bool
-    s = 0
     av -= 25
     if av < 0:
         win, av = r.refill(av, 25)
@@ -18934,16 +18698,15 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
     ob1_.EVErrorCode = f_1_EVErrorCode
     ob1_.EVRESSSOC = f_1_EVRESSSOC
     f_DC_EVStatus = ob1_
-    s = 1
     if ec == 0:
-        av -= 3
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete')
-        f_BulkChargingComplete = ((c >> 1) & 1) == 1
-        s = 2
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x5d != 0x0:
+            raise r.fail_at(av + 7, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+        f_BulkChargingComplete = ((c >> 5) & 1) == 1
+        f_ChargingComplete = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -18952,25 +18715,14 @@ def _d_iso2_DC_EVPowerDeliveryParameterType(r: BitReader) -> _iso2.DC_EVPowerDel
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
         f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'DC_EVPowerDeliveryParameterType[2]', 'expected SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 3
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_EVPowerDeliveryParameterType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso2.DC_EVPowerDeliveryParameterType)
     ob.DC_EVStatus = f_DC_EVStatus
@@ -19034,7 +18786,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSECurrentRegulationTolerance: _iso2.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _iso2.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _iso2.PhysicalValueType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -19058,7 +18809,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -19095,7 +18845,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_EVSEMaximumCurrentLimit = ob1_
-    s = 2
     if u > 127:
         av -= 8
         if av < 0:
@@ -19132,7 +18881,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
     f_EVSEMaximumPowerLimit = ob2_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -19169,7 +18917,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
     f_EVSEMaximumVoltageLimit = ob3_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -19206,7 +18953,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
     f_EVSEMinimumCurrentLimit = ob4_
-    s = 5
     if u > 127:
         av -= 8
         if av < 0:
@@ -19237,7 +18983,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob5_.Unit = f_5_Unit
     ob5_.Value = f_5_Value
     f_EVSEMinimumVoltageLimit = ob5_
-    s = 6
     if ec == 0:
         av -= 23
         if av < 0:
@@ -19270,25 +19015,12 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso2.PhysicalValueType)
-        ob6_.Multiplier = f_6_Multiplier
-        ob6_.Unit = f_6_Unit
-        ob6_.Value = f_6_Value
-        f_EVSECurrentRegulationTolerance = ob6_
-        s = 7
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x3e38e00 != 0x0:
+            raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE, SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_7_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -19296,6 +19028,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_7_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
+        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_EVSECurrentRegulationTolerance = ob6_
         if u > 127:
             av -= 8
             if av < 0:
@@ -19325,16 +19062,13 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
         f_EVSEPeakCurrentRipple = ob7_
-        s = 8
-    else:
-        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
-    if s == 7:
-        av -= 24
+    elif ec == 1:
+        av -= 23
         if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xe38e00 != 0x0:
-            raise r.fail_at(av + 24, 'DC_EVSEChargeParameterType[7]', 'expected SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_8_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -19365,13 +19099,14 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_iso2.PhysicalValueType)
         ob8_.Multiplier = f_8_Multiplier
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
         f_EVSEPeakCurrentRipple = ob8_
-        s = 8
+    else:
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -19409,30 +19144,21 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
                     win = r.win
                     av = r.avail
         f_9_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 3, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE, EE')
         ob9_ = _new(_iso2.PhysicalValueType)
         ob9_.Multiplier = f_9_Multiplier
         ob9_.Unit = f_9_Unit
         ob9_.Value = f_9_Value
         f_EVSEEnergyToBeDelivered = ob9_
-        s = 9
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'DC_EVSEChargeParameterType[8]', f'event code {ec}, expected SE(EVSEEnergyToBeDelivered), EE')
-    if s == 9:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[9]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.DC_EVSEChargeParameterType)
     ob.DC_EVSEStatus = f_DC_EVSEStatus
@@ -19798,7 +19524,6 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
     f_EVSENotification: _iso2.EVSENotificationType
     f_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     f_EVSEStatusCode: _iso2.DC_EVSEStatusCodeType
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -19835,20 +19560,21 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
         raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_EVSENotification = _E_iso2_EVSENotificationType[iv]
     ec = (c & 3)
-    s = 1
-    s = 2
     if ec == 0:
-        av -= 5
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x11 != 0x0:
-            raise r.fail_at(av + 5, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus')
-        iv = ((c >> 1) & 7)
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x8e1 != 0x0:
+            raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 8) & 7)
         if iv >= 5:
             raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
         f_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
-        s = 3
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
     elif ec == 1:
         av -= 6
         if av < 0:
@@ -19860,28 +19586,14 @@ def _d_iso2_DC_EVSEStatusType(r: BitReader) -> _iso2.DC_EVSEStatusType:
         if iv >= 12:
             raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
         f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        s = 4
     else:
         raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
-    if s == 3:
-        av -= 7
-        if av < 0:
-            win, av = r.refill(av, 7)
-        c = (win >> av) & 0x7f
-        if c & 0x61 != 0x0:
-            raise r.fail_at(av + 7, 'DC_EVSEStatusType[3]', 'expected SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
-        iv = ((c >> 1) & 15)
-        if iv >= 12:
-            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
-        f_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
-        s = 4
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_EVSEStatusType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso2.DC_EVSEStatusType)
     ob.NotificationMaxDelay = f_NotificationMaxDelay
@@ -20202,7 +19914,6 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
     win = r.win
     av = r.avail
     f_DepartureTime: int | None = None
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -20234,25 +19945,16 @@ def _d_iso2_EVChargeParameterType(r: BitReader) -> _iso2.EVChargeParameterType:
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'EVChargeParameterType[0]', 'expected EE of DepartureTime')
-        s = 1
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'EVChargeParameterType[1]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
@@ -20884,126 +20586,13 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
                     win = r.win
                     av = r.avail
         f_MeterReading = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterReading')
-        s = 2
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_SigMeterReading = r.binary_of(u, 64)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
-        s = 3
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterStatus = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
-        s = 4
-    elif ec == 3:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of TMeter')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_TMeter = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
-        s = 5
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
-    if s == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'MeterInfoType[1]', 'expected EE of MeterReading')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -21112,6 +20701,114 @@ def _d_iso2_MeterInfoType(r: BitReader) -> _iso2.MeterInfoType:
             s = -1
         else:
             raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[1]', 'expected CH of SigMeterReading')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_SigMeterReading = r.binary_of(u, 64)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of SigMeterReading')
+        s = 3
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterStatus = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of MeterStatus')
+        s = 4
+    elif ec == 3:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[1]', 'expected CH of TMeter')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_TMeter = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[1]', 'expected EE of TMeter')
+        s = 5
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MeterInfoType[1]', f'event code {ec}, expected SE(MeterReading), SE(SigMeterReading), SE(MeterStatus), SE(TMeter), EE')
     if s == 3:
         av -= 2
         if av < 0:
@@ -21527,7 +21224,6 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
     av = r.avail
     f_FaultCode: _iso2.faultCodeType
     f_FaultMsg: str | None = None
-    s = 0
     av -= 7
     if av < 0:
         win, av = r.refill(av, 7)
@@ -21539,7 +21235,6 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
         raise r.fail_at(av, 'NotificationType.FaultCode', f'enumeration index {iv}')
     f_FaultCode = _E_iso2_faultCodeType[iv]
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -21569,25 +21264,16 @@ def _d_iso2_NotificationType(r: BitReader) -> _iso2.NotificationType:
         f_FaultMsg = r.string_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'NotificationType[1]', 'expected EE of FaultMsg')
-        s = 2
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'NotificationType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.NotificationType)
     ob.FaultCode = f_FaultCode
@@ -22399,7 +22085,6 @@ def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
     win = r.win
     av = r.avail
     f_PaymentOption: list[_iso2.paymentOptionType] = []
-    s = 0
     av -= 6
     if av < 0:
         win, av = r.refill(av, 6)
@@ -22408,28 +22093,18 @@ def _d_iso2_PaymentOptionListType(r: BitReader) -> _iso2.PaymentOptionListType:
         raise r.fail_at(av + 6, 'PaymentOptionListType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
     f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 3) & 1)])
     ec = (c & 3)
-    s = 1
     if ec == 0:
-        av -= 3
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption')
-        f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 1) & 1)])
-        s = 2
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xb != 0x0:
+            raise r.fail_at(av + 4, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
+        f_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 2) & 1)])
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PaymentOptionListType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.PaymentOptionListType)
     ob.PaymentOption = f_PaymentOption
@@ -22566,7 +22241,6 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     f_ChargingProfileEntryStart: int
     f_ChargingProfileEntryMaxPower: _iso2.PhysicalValueType
     f_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -22605,7 +22279,6 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     f_1_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -22636,28 +22309,18 @@ def _d_iso2_ProfileEntryType(r: BitReader) -> _iso2.ProfileEntryType:
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_ChargingProfileEntryMaxPower = ob1_
-    s = 2
     if ec == 0:
-        av -= 4
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0x9 != 0x0:
-            raise r.fail_at(av + 4, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse')
-        f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 1) & 3) + 1
-        s = 3
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x13 != 0x0:
+            raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE')
+        f_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 2) & 3) + 1
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ProfileEntryType[3]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.ProfileEntryType)
     ob.ChargingProfileEntryStart = f_ChargingProfileEntryStart
@@ -22755,7 +22418,6 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
     av = r.avail
     f_start: int
     f_duration: int | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -22788,7 +22450,6 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'RelativeTimeIntervalType', 'expected EE of start')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -22815,25 +22476,16 @@ def _d_iso2_RelativeTimeIntervalType(r: BitReader) -> _iso2.RelativeTimeInterval
                     win = r.win
                     av = r.avail
         f_duration = u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[1]', 'expected EE of duration')
-        s = 2
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'RelativeTimeIntervalType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.RelativeTimeIntervalType)
     ob.start = f_start
@@ -22913,7 +22565,6 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
     win = r.win
     av = r.avail
     f_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -22929,40 +22580,35 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
-    if s == 2:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
             win = r.win
             av = r.avail
-            s = 3
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SAScheduleListType[2]', 'expected EE')
         elif ec == 1:
-            s = -1
+            pass
         else:
             raise r.fail_at(av, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SAScheduleListType[3]', 'expected EE')
-        s = -1
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
     r.avail = av
     ob = _new(_iso2.SAScheduleListType)
     ob.SAScheduleTuple = f_SAScheduleTuple
@@ -23035,7 +22681,6 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
     f_SAScheduleTupleID: int
     f_PMaxSchedule: _iso2.PMaxScheduleType
     f_SalesTariff: _iso2.SalesTariffType | None = None
-    s = 0
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -23043,7 +22688,6 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
     if c & 0xc03 != 0x0:
         raise r.fail_at(av + 12, 'SAScheduleTupleType', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
     f_SAScheduleTupleID = ((c >> 2) & 255) + 1
-    s = 1
     r.avail = av
     f_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
     win = r.win
@@ -23053,25 +22697,21 @@ def _d_iso2_SAScheduleTupleType(r: BitReader) -> _iso2.SAScheduleTupleType:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 2
     if ec == 0:
         r.avail = av
         f_SalesTariff = _d_iso2_SalesTariffType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'SAScheduleTupleType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
     r.avail = av
     ob = _new(_iso2.SAScheduleTupleType)
     ob.SAScheduleTupleID = f_SAScheduleTupleID
@@ -23182,29 +22822,14 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        av -= 10
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x201 != 0x0:
-            raise r.fail_at(av + 10, 'SalesTariffEntryType[1]', 'expected CH of EPriceLevel, EE of EPriceLevel')
-        f_EPriceLevel = ((c >> 1) & 255)
-        s = 2
-    elif ec == 1:
-        r.avail = av
-        f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x804 != 0x0:
+            raise r.fail_at(av + 12, 'SalesTariffEntryType[1]', 'expected CH of EPriceLevel, EE of EPriceLevel')
+        f_EPriceLevel = ((c >> 3) & 255)
+        ec = (c & 3)
         if ec == 0:
             r.avail = av
             f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
@@ -23215,6 +22840,16 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             s = -1
         else:
             raise r.fail_at(av, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
+    elif ec == 1:
+        r.avail = av
+        f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SalesTariffEntryType[1]', f'event code {ec}, expected SE(EPriceLevel), SE(ConsumptionCost), EE')
     if s == 3:
         av -= 2
         if av < 0:
@@ -23225,34 +22860,31 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
             win = r.win
             av = r.avail
-            s = 4
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                r.avail = av
+                f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SalesTariffEntryType[4]', 'expected EE')
+                s = -1
+            elif ec == 1:
+                s = -1
+            else:
+                raise r.fail_at(av, 'SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'SalesTariffEntryType[3]', f'event code {ec}, expected SE(ConsumptionCost), EE')
-    if s == 4:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            r.avail = av
-            f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
-            win = r.win
-            av = r.avail
-            s = 5
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'SalesTariffEntryType[4]', f'event code {ec}, expected SE(ConsumptionCost), EE')
-    if s == 5:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SalesTariffEntryType[5]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.SalesTariffEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
@@ -23408,7 +23040,14 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x601 != 0x0:
+            raise r.fail_at(av + 11, 'SalesTariffType[0]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID')
+        f_SalesTariffID = ((c >> 1) & 255) + 1
+        s = 2
     elif ec == 1:
         av -= 10
         if av < 0:
@@ -23420,15 +23059,6 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         s = 2
     else:
         raise r.fail_at(av, 'SalesTariffType[0]', f'event code {ec}, expected AT(Id), SE(SalesTariffID)')
-    if s == 1:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x601 != 0x0:
-            raise r.fail_at(av + 11, 'SalesTariffType[1]', 'expected SE(SalesTariffID), CH of SalesTariffID, EE of SalesTariffID')
-        f_SalesTariffID = ((c >> 1) & 255) + 1
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -23463,35 +23093,13 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
         f_SalesTariffDescription = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
-        s = 3
-    elif ec == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x201 != 0x0:
-            raise r.fail_at(av + 10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
-        f_NumEPriceLevels = ((c >> 1) & 255)
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SalesTariffType[2]', 'expected EE of SalesTariffDescription')
+        ec = (c & 3)
         if ec == 0:
             av -= 10
             if av < 0:
@@ -23509,6 +23117,23 @@ def _d_iso2_SalesTariffType(r: BitReader) -> _iso2.SalesTariffType:
             s = 5
         else:
             raise r.fail_at(av, 'SalesTariffType[3]', f'event code {ec}, expected SE(NumEPriceLevels), SE(SalesTariffEntry)')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'SalesTariffType[2]', 'expected CH of NumEPriceLevels, EE of NumEPriceLevels')
+        f_NumEPriceLevels = ((c >> 1) & 255)
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_SalesTariffEntry.append(_d_iso2_SalesTariffEntryType(r))
+        win = r.win
+        av = r.avail
+        s = 5
+    else:
+        raise r.fail_at(av, 'SalesTariffType[2]', f'event code {ec}, expected SE(SalesTariffDescription), SE(NumEPriceLevels), SE(SalesTariffEntry)')
     if s == 4:
         av -= 1
         if av < 0:
@@ -23797,7 +23422,6 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
     av = r.avail
     f_ServiceID: int
     f_ParameterSetID: int | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -23830,7 +23454,6 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'SelectedServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 10
         if av < 0:
@@ -23858,25 +23481,16 @@ def _d_iso2_SelectedServiceType(r: BitReader) -> _iso2.SelectedServiceType:
                     win = r.win
                     av = r.avail
         f_ParameterSetID = -u - 1 if sg else u
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SelectedServiceType[1]', 'expected EE of ParameterSetID')
-        s = 2
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SelectedServiceType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso2.SelectedServiceType)
     ob.ServiceID = f_ServiceID
@@ -24160,7 +23774,6 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     f_ServiceCategory: _iso2.serviceCategoryType
     f_ServiceScope: str | None = None
     f_FreeService: bool
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -24193,7 +23806,6 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'ServiceType', 'expected EE of ServiceID')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -24223,13 +23835,13 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         f_ServiceName = r.string_of(u, 32)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceType[1]', 'expected EE of ServiceName')
-        s = 2
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
     elif ec == 1:
         av -= 4
         if av < 0:
@@ -24238,18 +23850,8 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         if c & 0x9 != 0x0:
             raise r.fail_at(av + 4, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
         f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
-        s = 3
     else:
         raise r.fail_at(av, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
-    if s == 2:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x19 != 0x0:
-            raise r.fail_at(av + 5, 'ServiceType[2]', 'expected SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
-        f_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
-        s = 3
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -24284,13 +23886,13 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         f_ServiceScope = r.string_of(u, 64)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceType[3]', 'expected EE of ServiceScope')
-        s = 4
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1d != 0x0:
+            raise r.fail_at(av + 5, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService')
+        f_FreeService = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -24299,25 +23901,14 @@ def _d_iso2_ServiceType(r: BitReader) -> _iso2.ServiceType:
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService')
         f_FreeService = ((c >> 1) & 1) == 1
-        s = 5
     else:
         raise r.fail_at(av, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
-    if s == 4:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'ServiceType[4]', 'expected SE(FreeService), CH of FreeService, EE of FreeService')
-        f_FreeService = ((c >> 1) & 1) == 1
-        s = 5
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ServiceType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso2.ServiceType)
     ob.ServiceID = f_ServiceID
@@ -24421,7 +24012,6 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     win = r.win
     av = r.avail
     f_Certificate: list[bytes] = []
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -24457,7 +24047,6 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -24487,22 +24076,13 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
         f_Certificate.append(r.binary_of(u, 800))
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SubCertificatesType[1]', 'expected EE of Certificate')
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -24532,70 +24112,60 @@ def _d_iso2_SubCertificatesType(r: BitReader) -> _iso2.SubCertificatesType:
             f_Certificate.append(r.binary_of(u, 800))
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'SubCertificatesType[2]', 'expected EE of Certificate')
-            s = 3
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            av -= 9
-            if av < 0:
-                win, av = r.refill(av, 9)
-            c = (win >> av) & 0x1ff
-            if c & 0x100 != 0x0:
-                raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
-            u = (c & 255)
-            if u > 127:
-                av -= 8
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
                 if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
                     av -= 8
                     if av < 0:
                         win, av = r.refill(av, 8)
                     u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
                     if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            r.avail = av
-            f_Certificate.append(r.binary_of(u, 800))
-            win = r.win
-            av = r.avail
-            av -= 1
-            if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'SubCertificatesType[3]', 'expected EE of Certificate')
-            s = 4
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
         elif ec == 1:
-            s = -1
+            pass
         else:
-            raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
-    if s == 4:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SubCertificatesType[4]', 'expected EE')
-        s = -1
+            raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_iso2.SubCertificatesType)
     ob.Certificate = f_Certificate
@@ -24903,22 +24473,11 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
         f_Notification = _d_iso2_NotificationType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        r.avail = av
-        f_Signature = _d_xmldsig_SignatureType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
-    if s == 2:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r)
@@ -24929,6 +24488,16 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
             s = -1
         else:
             raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[1]', f'event code {ec}, expected SE(Notification), SE(Signature), EE')
     if s == 3:
         av -= 1
         if av < 0:

@@ -169,13 +169,41 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_P = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType[0]', 'expected EE of P, SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Q = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
-        s = 1
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
+        s = 4
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -250,42 +278,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         s = 3
     else:
         raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Q = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
-        s = 4
     if s == 4:
         av -= 2
         if av < 0:
@@ -435,58 +427,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
-        s = 5
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Seed = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
-        s = 6
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'DSAKeyValueType[3]', 'expected EE of J')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -527,6 +474,46 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             s = -1
         else:
             raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Seed = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        s = 6
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         av -= 10
         if av < 0:
@@ -1694,7 +1681,17 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[0]', 'expected SE(Reference)')
+        r.avail = av
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1703,18 +1700,6 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         s = 2
     else:
         raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
-        r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -1869,76 +1854,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MimeType = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
-        s = -1
-    elif ec == 5:
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
-    else:
-        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2003,6 +1923,70 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
             raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+    elif ec == 4:
+        s = -1
+    elif ec == 5:
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+    else:
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
         av -= 3
         if av < 0:
@@ -2208,56 +2192,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_PGPKeyPacket = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        s = 2
-    else:
-        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -2287,41 +2228,69 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            s = 3
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            ec = (c & 3)
+            if ec == 0:
+                raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+            else:
+                raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
         elif ec == 1:
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    if s == 2:
-        av -= 2
+    elif ec == 1:
+        av -= 9
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_PGPKeyPacket = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        ec = (c & 3)
         if ec == 0:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    else:
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
@@ -2566,82 +2535,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Type = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 4:
-        r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2712,6 +2610,76 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             s = 5
         else:
             raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 4:
+        r.avail = av
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    else:
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3046,50 +3014,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -3128,6 +3057,44 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             s = -1
         else:
             raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3660,7 +3627,17 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
+        r.avail = av
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3669,18 +3646,6 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
-        r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -3834,7 +3799,35 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignaturePropertyType[0]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -3865,36 +3858,6 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Target = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     while True:
         av -= 2
         if av < 0:
@@ -4033,7 +3996,17 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[0]', 'expected SE(SignedInfo)')
+        r.avail = av
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -4042,18 +4015,6 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
-        r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -4075,22 +4036,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r))
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
@@ -4101,6 +4051,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             s = -1
         else:
             raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
             av -= 2
@@ -4240,7 +4200,6 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -4273,7 +4232,34 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -4301,46 +4287,14 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        s = 2
     else:
         raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_xmldsig.SignatureValueType)
     ob.Id = f_Id
@@ -4431,7 +4385,17 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -4440,18 +4404,6 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         s = 2
     else:
         raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
-        r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5674,102 +5626,17 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                     win = r.win
                     av = r.avail
         f_2_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVMaximumChargePower_L2 = ob2_
-        s = 2
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMaximumChargePower_L3 = ob3_
-        s = 3
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVMinimumChargePower = ob4_
-        s = 4
-    else:
-        raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -5777,7 +5644,7 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -5797,17 +5664,17 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMaximumChargePower_L3 = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMaximumChargePower_L3 = ob3_
             s = 3
         elif ec == 1:
             av -= 22
@@ -5816,7 +5683,7 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -5836,20 +5703,100 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVMinimumChargePower = ob6_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMinimumChargePower = ob4_
             s = 4
         else:
             raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumChargePower_L3 = ob5_
+        s = 3
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMinimumChargePower = ob6_
+        s = 4
+    else:
+        raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         av -= 23
         if av < 0:
@@ -5922,65 +5869,17 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                     win = r.win
                     av = r.avail
         f_8_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMinimumChargePower_L2 = ob8_
-        s = 5
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVMinimumChargePower_L3 = ob9_
-        s = 6
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), EE')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -5988,7 +5887,7 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6008,22 +5907,65 @@ def _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
-            ob10_.Exponent = f_10_Exponent
-            ob10_.Value = f_10_Value
-            f_EVMinimumChargePower_L3 = ob10_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMinimumChargePower_L3 = ob9_
             s = 6
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVMinimumChargePower_L3 = ob10_
+        s = 6
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'AC_CPDReqEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), EE')
     if s == 6:
         av -= 1
         if av < 0:
@@ -6487,102 +6429,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                     win = r.win
                     av = r.avail
         f_2_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVSEMaximumChargePower_L2 = ob2_
-        s = 2
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVSEMaximumChargePower_L3 = ob3_
-        s = 3
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSEMinimumChargePower = ob4_
-        s = 4
-    else:
-        raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -6590,7 +6447,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6610,17 +6467,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVSEMaximumChargePower_L3 = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargePower_L3 = ob3_
             s = 3
         elif ec == 1:
             av -= 22
@@ -6629,7 +6486,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6649,20 +6506,100 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVSEMinimumChargePower = ob6_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMinimumChargePower = ob4_
             s = 4
         else:
             raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSEMaximumChargePower_L3 = ob5_
+        s = 3
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSEMinimumChargePower = ob6_
+        s = 4
+    else:
+        raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         av -= 23
         if av < 0:
@@ -6735,102 +6672,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                     win = r.win
                     av = r.avail
         f_8_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVSEMinimumChargePower_L2 = ob8_
-        s = 5
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSEMinimumChargePower_L3 = ob9_
-        s = 6
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVSENominalFrequency = ob10_
-        s = 7
-    else:
-        raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -6838,7 +6690,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6858,17 +6710,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVSEMinimumChargePower_L3 = ob11_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEMinimumChargePower_L3 = ob9_
             s = 6
         elif ec == 1:
             av -= 22
@@ -6877,7 +6729,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6897,20 +6749,100 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVSENominalFrequency = ob12_
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSENominalFrequency = ob10_
             s = 7
         else:
             raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVSEMinimumChargePower_L3 = ob11_
+        s = 6
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVSENominalFrequency = ob12_
+        s = 7
+    else:
+        raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         av -= 23
         if av < 0:
@@ -6983,182 +6915,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                     win = r.win
                     av = r.avail
         f_14_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob14_ = _new(_iso20_common_types.RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_MaximumPowerAsymmetry = ob14_
-        s = 8
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_15_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
-        ob15_.Exponent = f_15_Exponent
-        ob15_.Value = f_15_Value
-        f_EVSEPowerRampLimitation = ob15_
-        s = 9
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_16_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_16_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob16_ = _new(_iso20_common_types.RationalNumberType)
-        ob16_.Exponent = f_16_Exponent
-        ob16_.Value = f_16_Value
-        f_EVSEPresentActivePower = ob16_
-        s = 10
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_17_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob17_ = _new(_iso20_common_types.RationalNumberType)
-        ob17_.Exponent = f_17_Exponent
-        ob17_.Value = f_17_Value
-        f_EVSEPresentActivePower_L2 = ob17_
-        s = 11
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_18_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob18_ = _new(_iso20_common_types.RationalNumberType)
-        ob18_.Exponent = f_18_Exponent
-        ob18_.Value = f_18_Value
-        f_EVSEPresentActivePower_L3 = ob18_
-        s = 12
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[7]', f'event code {ec}, expected SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    if s == 8:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 22
             if av < 0:
@@ -7166,7 +6933,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_15_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -7186,17 +6953,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_15_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVSEPowerRampLimitation = ob19_
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSEPowerRampLimitation = ob15_
             s = 9
         elif ec == 1:
             av -= 22
@@ -7205,7 +6972,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -7225,17 +6992,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_16_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_EVSEPresentActivePower = ob20_
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVSEPresentActivePower = ob16_
             s = 10
         elif ec == 2:
             av -= 22
@@ -7244,7 +7011,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 12) & 255) - 128
+            f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -7264,17 +7031,17 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_21_Value = -u - 1 if sg else u
+            f_17_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob21_ = _new(_iso20_common_types.RationalNumberType)
-            ob21_.Exponent = f_21_Exponent
-            ob21_.Value = f_21_Value
-            f_EVSEPresentActivePower_L2 = ob21_
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVSEPresentActivePower_L2 = ob17_
             s = 11
         elif ec == 3:
             av -= 22
@@ -7283,7 +7050,7 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_18_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -7303,22 +7070,182 @@ def _d_iso20_ac_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.AC_CP
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_18_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_EVSEPresentActivePower_L3 = ob22_
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVSEPresentActivePower_L3 = ob18_
             s = 12
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVSEPowerRampLimitation = ob19_
+        s = 9
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVSEPresentActivePower = ob20_
+        s = 10
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_21_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_21_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob21_ = _new(_iso20_common_types.RationalNumberType)
+        ob21_.Exponent = f_21_Exponent
+        ob21_.Value = f_21_Value
+        f_EVSEPresentActivePower_L2 = ob21_
+        s = 11
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_EVSEPresentActivePower_L3 = ob22_
+        s = 12
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'AC_CPDResEnergyTransferModeType[7]', f'event code {ec}, expected SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 9:
         av -= 3
         if av < 0:
@@ -8594,7 +8521,6 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
     f_CLReqControlMode: _iso20_common_types.CLReqControlModeType | None = None
     f_Dynamic_AC_CLReqControlMode: _iso20_ac.Dynamic_AC_CLReqControlModeType | None = None
     f_Scheduled_AC_CLReqControlMode: _iso20_ac.Scheduled_AC_CLReqControlModeType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -8610,13 +8536,18 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
-        s = 2
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xd != 0x0:
+            raise r.fail_at(av + 4, 'AC_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -8625,18 +8556,8 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'AC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'AC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'AC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
@@ -8647,13 +8568,11 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
         f_BPT_Dynamic_AC_CLReqControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 4
     elif ec == 1:
         r.avail = av
         f_BPT_Scheduled_AC_CLReqControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 4
     elif ec == 2:
         av -= 1
         if av < 0:
@@ -8663,19 +8582,16 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
             raise r.fail_at(av + 1, 'AC_ChargeLoopReqType[3]', 'expected EE')
         ob1_ = _new(_iso20_common_types.CLReqControlModeType)
         f_CLReqControlMode = ob1_
-        s = 4
     elif ec == 3:
         r.avail = av
         f_Dynamic_AC_CLReqControlMode = _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 4
     elif ec == 4:
         r.avail = av
         f_Scheduled_AC_CLReqControlMode = _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 4
     else:
         raise r.fail_at(av, 'AC_ChargeLoopReqType[3]', f'event code {ec}, expected SE(BPT_Dynamic_AC_CLReqControlMode), SE(BPT_Scheduled_AC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_AC_CLReqControlMode), SE(Scheduled_AC_CLReqControlMode)')
     av -= 1
@@ -8684,7 +8600,6 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'AC_ChargeLoopReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_ac.AC_ChargeLoopReqType)
     ob.Header = f_Header
@@ -8869,113 +8784,21 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'AC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xe30 != 0x0:
+            raise r.fail_at(av + 12, 'AC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 6) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ec = (c & 15)
         ob1_ = _new(_iso20_common_types.EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSETargetFrequency = ob2_
-        s = 6
-    elif ec == 4:
-        r.avail = av
-        f_BPT_Dynamic_AC_CLResControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
-        win = r.win
-        av = r.avail
-        s = 7
-    elif ec == 5:
-        r.avail = av
-        f_BPT_Scheduled_AC_CLResControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
-        win = r.win
-        av = r.avail
-        s = 7
-    elif ec == 6:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AC_ChargeLoopResType[2]', 'expected EE')
-        ob3_ = _new(_iso20_common_types.CLResControlModeType)
-        f_CLResControlMode = ob3_
-        s = 7
-    elif ec == 7:
-        r.avail = av
-        f_Dynamic_AC_CLResControlMode = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
-        win = r.win
-        av = r.avail
-        s = 7
-    elif ec == 8:
-        r.avail = av
-        f_Scheduled_AC_CLResControlMode = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
-        win = r.win
-        av = r.avail
-        s = 7
-    else:
-        raise r.fail_at(av, 'AC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
-    if s == 3:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -8995,7 +8818,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -9015,17 +8838,17 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVSETargetFrequency = ob4_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSETargetFrequency = ob2_
             s = 6
         elif ec == 3:
             r.avail = av
@@ -9046,8 +8869,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[3]', 'expected EE')
-            ob5_ = _new(_iso20_common_types.CLResControlModeType)
-            f_CLResControlMode = ob5_
+            ob3_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob3_
             s = 7
         elif ec == 6:
             r.avail = av
@@ -9063,6 +8886,93 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             s = 7
         else:
             raise r.fail_at(av, 'AC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AC_ChargeLoopResType[2]', 'expected EE of Value, EE')
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSETargetFrequency = ob4_
+        s = 6
+    elif ec == 4:
+        r.avail = av
+        f_BPT_Dynamic_AC_CLResControlMode = _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
+        s = 7
+    elif ec == 5:
+        r.avail = av
+        f_BPT_Scheduled_AC_CLResControlMode = _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
+        s = 7
+    elif ec == 6:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AC_ChargeLoopResType[2]', 'expected EE')
+        ob5_ = _new(_iso20_common_types.CLResControlModeType)
+        f_CLResControlMode = ob5_
+        s = 7
+    elif ec == 7:
+        r.avail = av
+        f_Dynamic_AC_CLResControlMode = _d_iso20_ac_Dynamic_AC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
+        s = 7
+    elif ec == 8:
+        r.avail = av
+        f_Scheduled_AC_CLResControlMode = _d_iso20_ac_Scheduled_AC_CLResControlModeType(r)
+        win = r.win
+        av = r.avail
+        s = 7
+    else:
+        raise r.fail_at(av, 'AC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSETargetFrequency), SE(BPT_Dynamic_AC_CLResControlMode), SE(BPT_Scheduled_AC_CLResControlMode), SE(CLResControlMode), SE(Dynamic_AC_CLResControlMode), SE(Scheduled_AC_CLResControlMode)')
     if s == 4:
         av -= 3
         if av < 0:
@@ -10115,102 +10025,17 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_2_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVMaximumChargePower_L2 = ob2_
-        s = 2
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMaximumChargePower_L3 = ob3_
-        s = 3
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVMinimumChargePower = ob4_
-        s = 4
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -10218,7 +10043,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -10238,17 +10063,17 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMaximumChargePower_L3 = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMaximumChargePower_L3 = ob3_
             s = 3
         elif ec == 1:
             av -= 22
@@ -10257,7 +10082,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -10277,20 +10102,100 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVMinimumChargePower = ob6_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMinimumChargePower = ob4_
             s = 4
         else:
             raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumChargePower_L3 = ob5_
+        s = 3
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMinimumChargePower = ob6_
+        s = 4
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 3:
         av -= 23
         if av < 0:
@@ -10363,102 +10268,17 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_8_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMinimumChargePower_L2 = ob8_
-        s = 5
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVMinimumChargePower_L3 = ob9_
-        s = 6
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVMaximumDischargePower = ob10_
-        s = 7
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -10466,7 +10286,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -10486,17 +10306,17 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVMinimumChargePower_L3 = ob11_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMinimumChargePower_L3 = ob9_
             s = 6
         elif ec == 1:
             av -= 22
@@ -10505,7 +10325,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -10525,20 +10345,100 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVMaximumDischargePower = ob12_
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVMaximumDischargePower = ob10_
             s = 7
         else:
             raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVMinimumChargePower_L3 = ob11_
+        s = 6
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVMaximumDischargePower = ob12_
+        s = 7
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVMaximumDischargePower)')
     if s == 6:
         av -= 23
         if av < 0:
@@ -10611,102 +10511,17 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_14_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob14_ = _new(_iso20_common_types.RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_EVMaximumDischargePower_L2 = ob14_
-        s = 8
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_15_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
-        ob15_.Exponent = f_15_Exponent
-        ob15_.Value = f_15_Value
-        f_EVMaximumDischargePower_L3 = ob15_
-        s = 9
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_16_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_16_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob16_ = _new(_iso20_common_types.RationalNumberType)
-        ob16_.Exponent = f_16_Exponent
-        ob16_.Value = f_16_Value
-        f_EVMinimumDischargePower = ob16_
-        s = 10
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[7]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
-    if s == 8:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -10714,7 +10529,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_15_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -10734,17 +10549,17 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_15_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVMaximumDischargePower_L3 = ob17_
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMaximumDischargePower_L3 = ob15_
             s = 9
         elif ec == 1:
             av -= 22
@@ -10753,7 +10568,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
+            f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -10773,20 +10588,100 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_18_Value = -u - 1 if sg else u
+            f_16_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVMinimumDischargePower = ob18_
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVMinimumDischargePower = ob16_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVMaximumDischargePower_L3 = ob17_
+        s = 9
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_18_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVMinimumDischargePower = ob18_
+        s = 10
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[7]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 9:
         av -= 23
         if av < 0:
@@ -10859,65 +10754,17 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_20_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob20_ = _new(_iso20_common_types.RationalNumberType)
         ob20_.Exponent = f_20_Exponent
         ob20_.Value = f_20_Value
         f_EVMinimumDischargePower_L2 = ob20_
-        s = 11
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_21_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_21_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE')
-        ob21_ = _new(_iso20_common_types.RationalNumberType)
-        ob21_.Exponent = f_21_Exponent
-        ob21_.Value = f_21_Value
-        f_EVMinimumDischargePower_L3 = ob21_
-        s = 12
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[10]', f'event code {ec}, expected SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
-    if s == 11:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -10925,7 +10772,7 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_21_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -10945,22 +10792,65 @@ def _d_iso20_ac_BPT_AC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_21_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[11]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_EVMinimumDischargePower_L3 = ob22_
+            ob21_ = _new(_iso20_common_types.RationalNumberType)
+            ob21_.Exponent = f_21_Exponent
+            ob21_.Value = f_21_Value
+            f_EVMinimumDischargePower_L3 = ob21_
             s = 12
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[11]', f'event code {ec}, expected SE(EVMinimumDischargePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDReqEnergyTransferModeType[10]', 'expected EE of Value, EE')
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_EVMinimumDischargePower_L3 = ob22_
+        s = 12
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDReqEnergyTransferModeType[10]', f'event code {ec}, expected SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 12:
         av -= 1
         if av < 0:
@@ -11848,102 +11738,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_2_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVSEMaximumChargePower_L2 = ob2_
-        s = 2
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVSEMaximumChargePower_L3 = ob3_
-        s = 3
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSEMinimumChargePower = ob4_
-        s = 4
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -11951,7 +11756,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -11971,17 +11776,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVSEMaximumChargePower_L3 = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargePower_L3 = ob3_
             s = 3
         elif ec == 1:
             av -= 22
@@ -11990,7 +11795,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12010,20 +11815,100 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[2]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVSEMinimumChargePower = ob6_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMinimumChargePower = ob4_
             s = 4
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[2]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSEMaximumChargePower_L3 = ob5_
+        s = 3
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[1]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSEMinimumChargePower = ob6_
+        s = 4
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[1]', f'event code {ec}, expected SE(EVSEMaximumChargePower_L2), SE(EVSEMaximumChargePower_L3), SE(EVSEMinimumChargePower)')
     if s == 3:
         av -= 23
         if av < 0:
@@ -12096,102 +11981,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_8_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVSEMinimumChargePower_L2 = ob8_
-        s = 5
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSEMinimumChargePower_L3 = ob9_
-        s = 6
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVSENominalFrequency = ob10_
-        s = 7
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -12199,7 +11999,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12219,17 +12019,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVSEMinimumChargePower_L3 = ob11_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEMinimumChargePower_L3 = ob9_
             s = 6
         elif ec == 1:
             av -= 22
@@ -12238,7 +12038,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12258,20 +12058,100 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[5]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVSENominalFrequency = ob12_
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSENominalFrequency = ob10_
             s = 7
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[5]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVSEMinimumChargePower_L3 = ob11_
+        s = 6
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[4]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVSENominalFrequency = ob12_
+        s = 7
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[4]', f'event code {ec}, expected SE(EVSEMinimumChargePower_L2), SE(EVSEMinimumChargePower_L3), SE(EVSENominalFrequency)')
     if s == 6:
         av -= 23
         if av < 0:
@@ -12344,219 +12224,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_14_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob14_ = _new(_iso20_common_types.RationalNumberType)
         ob14_.Exponent = f_14_Exponent
         ob14_.Value = f_14_Value
         f_MaximumPowerAsymmetry = ob14_
-        s = 8
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_15_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
-        ob15_.Exponent = f_15_Exponent
-        ob15_.Value = f_15_Value
-        f_EVSEPowerRampLimitation = ob15_
-        s = 9
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_16_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_16_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob16_ = _new(_iso20_common_types.RationalNumberType)
-        ob16_.Exponent = f_16_Exponent
-        ob16_.Value = f_16_Value
-        f_EVSEPresentActivePower = ob16_
-        s = 10
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_17_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob17_ = _new(_iso20_common_types.RationalNumberType)
-        ob17_.Exponent = f_17_Exponent
-        ob17_.Value = f_17_Value
-        f_EVSEPresentActivePower_L2 = ob17_
-        s = 11
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_18_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob18_ = _new(_iso20_common_types.RationalNumberType)
-        ob18_.Exponent = f_18_Exponent
-        ob18_.Value = f_18_Value
-        f_EVSEPresentActivePower_L3 = ob18_
-        s = 12
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_19_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
-        ob19_ = _new(_iso20_common_types.RationalNumberType)
-        ob19_.Exponent = f_19_Exponent
-        ob19_.Value = f_19_Value
-        f_EVSEMaximumDischargePower = ob19_
-        s = 13
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[7]', f'event code {ec}, expected SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
-    if s == 8:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 22
             if av < 0:
@@ -12564,7 +12242,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_15_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12584,17 +12262,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_15_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_EVSEPowerRampLimitation = ob20_
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVSEPowerRampLimitation = ob15_
             s = 9
         elif ec == 1:
             av -= 22
@@ -12603,7 +12281,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 12) & 255) - 128
+            f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12623,17 +12301,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_21_Value = -u - 1 if sg else u
+            f_16_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob21_ = _new(_iso20_common_types.RationalNumberType)
-            ob21_.Exponent = f_21_Exponent
-            ob21_.Value = f_21_Value
-            f_EVSEPresentActivePower = ob21_
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVSEPresentActivePower = ob16_
             s = 10
         elif ec == 2:
             av -= 22
@@ -12642,7 +12320,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12662,17 +12340,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_17_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_EVSEPresentActivePower_L2 = ob22_
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVSEPresentActivePower_L2 = ob17_
             s = 11
         elif ec == 3:
             av -= 22
@@ -12681,7 +12359,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
+            f_18_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12701,17 +12379,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_23_Value = -u - 1 if sg else u
+            f_18_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_EVSEPresentActivePower_L3 = ob23_
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVSEPresentActivePower_L3 = ob18_
             s = 12
         elif ec == 4:
             av -= 22
@@ -12720,7 +12398,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 12) & 255) - 128
+            f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12740,20 +12418,217 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_24_Value = -u - 1 if sg else u
+            f_19_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[8]', 'expected EE of Value, EE')
-            ob24_ = _new(_iso20_common_types.RationalNumberType)
-            ob24_.Exponent = f_24_Exponent
-            ob24_.Value = f_24_Value
-            f_EVSEMaximumDischargePower = ob24_
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVSEMaximumDischargePower = ob19_
             s = 13
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[8]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVSEPowerRampLimitation = ob20_
+        s = 9
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_21_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_21_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob21_ = _new(_iso20_common_types.RationalNumberType)
+        ob21_.Exponent = f_21_Exponent
+        ob21_.Value = f_21_Value
+        f_EVSEPresentActivePower = ob21_
+        s = 10
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_EVSEPresentActivePower_L2 = ob22_
+        s = 11
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_23_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_EVSEPresentActivePower_L3 = ob23_
+        s = 12
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_24_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_24_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+        ob24_ = _new(_iso20_common_types.RationalNumberType)
+        ob24_.Exponent = f_24_Exponent
+        ob24_.Value = f_24_Value
+        f_EVSEMaximumDischargePower = ob24_
+        s = 13
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[7]', f'event code {ec}, expected SE(MaximumPowerAsymmetry), SE(EVSEPowerRampLimitation), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), SE(EVSEMaximumDischargePower)')
     if s == 9:
         av -= 3
         if av < 0:
@@ -13198,102 +13073,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_35_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob35_ = _new(_iso20_common_types.RationalNumberType)
         ob35_.Exponent = f_35_Exponent
         ob35_.Value = f_35_Value
         f_EVSEMaximumDischargePower_L2 = ob35_
-        s = 14
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_36_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_36_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
-        ob36_ = _new(_iso20_common_types.RationalNumberType)
-        ob36_.Exponent = f_36_Exponent
-        ob36_.Value = f_36_Value
-        f_EVSEMaximumDischargePower_L3 = ob36_
-        s = 15
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_37_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_37_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
-        ob37_ = _new(_iso20_common_types.RationalNumberType)
-        ob37_.Exponent = f_37_Exponent
-        ob37_.Value = f_37_Value
-        f_EVSEMinimumDischargePower = ob37_
-        s = 16
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[13]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L2), SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
-    if s == 14:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -13301,7 +13091,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_38_Exponent = ((c >> 12) & 255) - 128
+            f_36_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13321,17 +13111,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_38_Value = -u - 1 if sg else u
+            f_36_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected EE of Value, EE')
-            ob38_ = _new(_iso20_common_types.RationalNumberType)
-            ob38_.Exponent = f_38_Exponent
-            ob38_.Value = f_38_Value
-            f_EVSEMaximumDischargePower_L3 = ob38_
+            ob36_ = _new(_iso20_common_types.RationalNumberType)
+            ob36_.Exponent = f_36_Exponent
+            ob36_.Value = f_36_Value
+            f_EVSEMaximumDischargePower_L3 = ob36_
             s = 15
         elif ec == 1:
             av -= 22
@@ -13340,7 +13130,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_39_Exponent = ((c >> 12) & 255) - 128
+            f_37_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13360,20 +13150,100 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_39_Value = -u - 1 if sg else u
+            f_37_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[14]', 'expected EE of Value, EE')
-            ob39_ = _new(_iso20_common_types.RationalNumberType)
-            ob39_.Exponent = f_39_Exponent
-            ob39_.Value = f_39_Value
-            f_EVSEMinimumDischargePower = ob39_
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVSEMinimumDischargePower = ob37_
             s = 16
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[14]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_38_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_38_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
+        ob38_ = _new(_iso20_common_types.RationalNumberType)
+        ob38_.Exponent = f_38_Exponent
+        ob38_.Value = f_38_Value
+        f_EVSEMaximumDischargePower_L3 = ob38_
+        s = 15
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_39_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_39_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[13]', 'expected EE of Value, EE')
+        ob39_ = _new(_iso20_common_types.RationalNumberType)
+        ob39_.Exponent = f_39_Exponent
+        ob39_.Value = f_39_Value
+        f_EVSEMinimumDischargePower = ob39_
+        s = 16
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[13]', f'event code {ec}, expected SE(EVSEMaximumDischargePower_L2), SE(EVSEMaximumDischargePower_L3), SE(EVSEMinimumDischargePower)')
     if s == 15:
         av -= 23
         if av < 0:
@@ -13446,65 +13316,17 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_41_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob41_ = _new(_iso20_common_types.RationalNumberType)
         ob41_.Exponent = f_41_Exponent
         ob41_.Value = f_41_Value
         f_EVSEMinimumDischargePower_L2 = ob41_
-        s = 17
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_42_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_42_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE')
-        ob42_ = _new(_iso20_common_types.RationalNumberType)
-        ob42_.Exponent = f_42_Exponent
-        ob42_.Value = f_42_Value
-        f_EVSEMinimumDischargePower_L3 = ob42_
-        s = 18
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[16]', f'event code {ec}, expected SE(EVSEMinimumDischargePower_L2), SE(EVSEMinimumDischargePower_L3), EE')
-    if s == 17:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -13512,7 +13334,7 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_43_Exponent = ((c >> 12) & 255) - 128
+            f_42_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13532,22 +13354,65 @@ def _d_iso20_ac_BPT_AC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_43_Value = -u - 1 if sg else u
+            f_42_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[17]', 'expected EE of Value, EE')
-            ob43_ = _new(_iso20_common_types.RationalNumberType)
-            ob43_.Exponent = f_43_Exponent
-            ob43_.Value = f_43_Value
-            f_EVSEMinimumDischargePower_L3 = ob43_
+            ob42_ = _new(_iso20_common_types.RationalNumberType)
+            ob42_.Exponent = f_42_Exponent
+            ob42_.Value = f_42_Value
+            f_EVSEMinimumDischargePower_L3 = ob42_
             s = 18
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[17]', f'event code {ec}, expected SE(EVSEMinimumDischargePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_43_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_43_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_AC_CPDResEnergyTransferModeType[16]', 'expected EE of Value, EE')
+        ob43_ = _new(_iso20_common_types.RationalNumberType)
+        ob43_.Exponent = f_43_Exponent
+        ob43_.Value = f_43_Value
+        f_EVSEMinimumDischargePower_L3 = ob43_
+        s = 18
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_AC_CPDResEnergyTransferModeType[16]', f'event code {ec}, expected SE(EVSEMinimumDischargePower_L2), SE(EVSEMinimumDischargePower_L3), EE')
     if s == 18:
         av -= 1
         if av < 0:
@@ -15121,20 +14986,12 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -15167,15 +15024,13 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
         s = 2
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'BPT_Dynamic_AC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -15202,12 +15057,14 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
         s = 2
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -15339,102 +15196,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVMaximumChargePower_L2 = ob6_
-        s = 6
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVMaximumChargePower_L3 = ob7_
-        s = 7
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVMinimumChargePower = ob8_
-        s = 8
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    if s == 6:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -15442,7 +15214,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15462,17 +15234,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_9_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVMaximumChargePower_L3 = ob9_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVMaximumChargePower_L3 = ob7_
             s = 7
         elif ec == 1:
             av -= 22
@@ -15481,7 +15253,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15501,20 +15273,100 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
-            ob10_.Exponent = f_10_Exponent
-            ob10_.Value = f_10_Value
-            f_EVMinimumChargePower = ob10_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumChargePower = ob8_
             s = 8
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_9_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVMaximumChargePower_L3 = ob9_
+        s = 7
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVMinimumChargePower = ob10_
+        s = 8
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         av -= 23
         if av < 0:
@@ -15587,102 +15439,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_12_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMinimumChargePower_L2 = ob12_
-        s = 9
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_EVMinimumChargePower_L3 = ob13_
-        s = 10
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_EVPresentActivePower = ob14_
-        s = 11
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    if s == 9:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -15690,7 +15457,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15710,17 +15477,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVMinimumChargePower_L3 = ob15_
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVMinimumChargePower_L3 = ob13_
             s = 10
         elif ec == 1:
             av -= 22
@@ -15729,7 +15496,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15749,20 +15516,100 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVPresentActivePower = ob16_
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVPresentActivePower = ob14_
             s = 11
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMinimumChargePower_L3 = ob15_
+        s = 10
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVPresentActivePower = ob16_
+        s = 11
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         av -= 23
         if av < 0:
@@ -15835,102 +15682,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_18_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob18_ = _new(_iso20_common_types.RationalNumberType)
         ob18_.Exponent = f_18_Exponent
         ob18_.Value = f_18_Value
         f_EVPresentActivePower_L2 = ob18_
-        s = 12
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_19_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        ob19_ = _new(_iso20_common_types.RationalNumberType)
-        ob19_.Exponent = f_19_Exponent
-        ob19_.Value = f_19_Value
-        f_EVPresentActivePower_L3 = ob19_
-        s = 13
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_20_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        ob20_ = _new(_iso20_common_types.RationalNumberType)
-        ob20_.Exponent = f_20_Exponent
-        ob20_.Value = f_20_Value
-        f_EVPresentReactivePower = ob20_
-        s = 14
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
-    if s == 12:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -15938,7 +15700,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 12) & 255) - 128
+            f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15958,17 +15720,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_21_Value = -u - 1 if sg else u
+            f_19_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            ob21_ = _new(_iso20_common_types.RationalNumberType)
-            ob21_.Exponent = f_21_Exponent
-            ob21_.Value = f_21_Value
-            f_EVPresentActivePower_L3 = ob21_
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVPresentActivePower_L3 = ob19_
             s = 13
         elif ec == 1:
             av -= 22
@@ -15977,7 +15739,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15997,20 +15759,100 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_20_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_EVPresentReactivePower = ob22_
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVPresentReactivePower = ob20_
             s = 14
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_21_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_21_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+        ob21_ = _new(_iso20_common_types.RationalNumberType)
+        ob21_.Exponent = f_21_Exponent
+        ob21_.Value = f_21_Value
+        f_EVPresentActivePower_L3 = ob21_
+        s = 13
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_EVPresentReactivePower = ob22_
+        s = 14
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         av -= 23
         if av < 0:
@@ -16083,102 +15925,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_24_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob24_ = _new(_iso20_common_types.RationalNumberType)
         ob24_.Exponent = f_24_Exponent
         ob24_.Value = f_24_Value
         f_EVPresentReactivePower_L2 = ob24_
-        s = 15
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_25_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        ob25_ = _new(_iso20_common_types.RationalNumberType)
-        ob25_.Exponent = f_25_Exponent
-        ob25_.Value = f_25_Value
-        f_EVPresentReactivePower_L3 = ob25_
-        s = 16
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_26_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_26_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        ob26_ = _new(_iso20_common_types.RationalNumberType)
-        ob26_.Exponent = f_26_Exponent
-        ob26_.Value = f_26_Value
-        f_EVMaximumDischargePower = ob26_
-        s = 17
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
-    if s == 15:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -16186,7 +15943,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_27_Exponent = ((c >> 12) & 255) - 128
+            f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16206,17 +15963,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_27_Value = -u - 1 if sg else u
+            f_25_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            ob27_ = _new(_iso20_common_types.RationalNumberType)
-            ob27_.Exponent = f_27_Exponent
-            ob27_.Value = f_27_Value
-            f_EVPresentReactivePower_L3 = ob27_
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVPresentReactivePower_L3 = ob25_
             s = 16
         elif ec == 1:
             av -= 22
@@ -16225,7 +15982,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_28_Exponent = ((c >> 12) & 255) - 128
+            f_26_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16245,20 +16002,100 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_28_Value = -u - 1 if sg else u
+            f_26_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            ob28_ = _new(_iso20_common_types.RationalNumberType)
-            ob28_.Exponent = f_28_Exponent
-            ob28_.Value = f_28_Value
-            f_EVMaximumDischargePower = ob28_
+            ob26_ = _new(_iso20_common_types.RationalNumberType)
+            ob26_.Exponent = f_26_Exponent
+            ob26_.Value = f_26_Value
+            f_EVMaximumDischargePower = ob26_
             s = 17
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_27_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_27_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
+        ob27_ = _new(_iso20_common_types.RationalNumberType)
+        ob27_.Exponent = f_27_Exponent
+        ob27_.Value = f_27_Value
+        f_EVPresentReactivePower_L3 = ob27_
+        s = 16
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_28_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_28_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
+        ob28_ = _new(_iso20_common_types.RationalNumberType)
+        ob28_.Exponent = f_28_Exponent
+        ob28_.Value = f_28_Value
+        f_EVMaximumDischargePower = ob28_
+        s = 17
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower)')
     if s == 16:
         av -= 23
         if av < 0:
@@ -16331,102 +16168,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_30_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob30_ = _new(_iso20_common_types.RationalNumberType)
         ob30_.Exponent = f_30_Exponent
         ob30_.Value = f_30_Value
         f_EVMaximumDischargePower_L2 = ob30_
-        s = 18
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_31_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_31_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-        ob31_ = _new(_iso20_common_types.RationalNumberType)
-        ob31_.Exponent = f_31_Exponent
-        ob31_.Value = f_31_Value
-        f_EVMaximumDischargePower_L3 = ob31_
-        s = 19
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_32_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_32_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
-        ob32_ = _new(_iso20_common_types.RationalNumberType)
-        ob32_.Exponent = f_32_Exponent
-        ob32_.Value = f_32_Value
-        f_EVMinimumDischargePower = ob32_
-        s = 20
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[17]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
-    if s == 18:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -16434,7 +16186,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_33_Exponent = ((c >> 12) & 255) - 128
+            f_31_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16454,17 +16206,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_33_Value = -u - 1 if sg else u
+            f_31_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
-            ob33_ = _new(_iso20_common_types.RationalNumberType)
-            ob33_.Exponent = f_33_Exponent
-            ob33_.Value = f_33_Value
-            f_EVMaximumDischargePower_L3 = ob33_
+            ob31_ = _new(_iso20_common_types.RationalNumberType)
+            ob31_.Exponent = f_31_Exponent
+            ob31_.Value = f_31_Value
+            f_EVMaximumDischargePower_L3 = ob31_
             s = 19
         elif ec == 1:
             av -= 22
@@ -16473,7 +16225,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_34_Exponent = ((c >> 12) & 255) - 128
+            f_32_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16493,20 +16245,100 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_34_Value = -u - 1 if sg else u
+            f_32_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[18]', 'expected EE of Value, EE')
-            ob34_ = _new(_iso20_common_types.RationalNumberType)
-            ob34_.Exponent = f_34_Exponent
-            ob34_.Value = f_34_Value
-            f_EVMinimumDischargePower = ob34_
+            ob32_ = _new(_iso20_common_types.RationalNumberType)
+            ob32_.Exponent = f_32_Exponent
+            ob32_.Value = f_32_Value
+            f_EVMinimumDischargePower = ob32_
             s = 20
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[18]', f'event code {ec}, expected SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_33_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_33_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
+        ob33_ = _new(_iso20_common_types.RationalNumberType)
+        ob33_.Exponent = f_33_Exponent
+        ob33_.Value = f_33_Value
+        f_EVMaximumDischargePower_L3 = ob33_
+        s = 19
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_34_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_34_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[17]', 'expected EE of Value, EE')
+        ob34_ = _new(_iso20_common_types.RationalNumberType)
+        ob34_.Exponent = f_34_Exponent
+        ob34_.Value = f_34_Value
+        f_EVMinimumDischargePower = ob34_
+        s = 20
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[17]', f'event code {ec}, expected SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower)')
     if s == 19:
         av -= 23
         if av < 0:
@@ -16579,143 +16411,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_36_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob36_ = _new(_iso20_common_types.RationalNumberType)
         ob36_.Exponent = f_36_Exponent
         ob36_.Value = f_36_Value
         f_EVMinimumDischargePower_L2 = ob36_
-        s = 21
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_37_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_37_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-        ob37_ = _new(_iso20_common_types.RationalNumberType)
-        ob37_.Exponent = f_37_Exponent
-        ob37_.Value = f_37_Value
-        f_EVMinimumDischargePower_L3 = ob37_
-        s = 22
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_38_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_38_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-        ob38_ = _new(_iso20_common_types.RationalNumberType)
-        ob38_.Exponent = f_38_Exponent
-        ob38_.Value = f_38_Value
-        f_EVMaximumV2XEnergyRequest = ob38_
-        s = 23
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_39_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_39_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
-        ob39_ = _new(_iso20_common_types.RationalNumberType)
-        ob39_.Exponent = f_39_Exponent
-        ob39_.Value = f_39_Value
-        f_EVMinimumV2XEnergyRequest = ob39_
-        s = 24
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[20]', f'event code {ec}, expected SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
-    if s == 21:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 22
             if av < 0:
@@ -16723,7 +16429,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_40_Exponent = ((c >> 12) & 255) - 128
+            f_37_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16743,17 +16449,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_40_Value = -u - 1 if sg else u
+            f_37_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
-            ob40_ = _new(_iso20_common_types.RationalNumberType)
-            ob40_.Exponent = f_40_Exponent
-            ob40_.Value = f_40_Value
-            f_EVMinimumDischargePower_L3 = ob40_
+            ob37_ = _new(_iso20_common_types.RationalNumberType)
+            ob37_.Exponent = f_37_Exponent
+            ob37_.Value = f_37_Value
+            f_EVMinimumDischargePower_L3 = ob37_
             s = 22
         elif ec == 1:
             av -= 22
@@ -16762,7 +16468,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_41_Exponent = ((c >> 12) & 255) - 128
+            f_38_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16782,17 +16488,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_41_Value = -u - 1 if sg else u
+            f_38_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
-            ob41_ = _new(_iso20_common_types.RationalNumberType)
-            ob41_.Exponent = f_41_Exponent
-            ob41_.Value = f_41_Value
-            f_EVMaximumV2XEnergyRequest = ob41_
+            ob38_ = _new(_iso20_common_types.RationalNumberType)
+            ob38_.Exponent = f_38_Exponent
+            ob38_.Value = f_38_Value
+            f_EVMaximumV2XEnergyRequest = ob38_
             s = 23
         elif ec == 2:
             av -= 22
@@ -16801,7 +16507,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_42_Exponent = ((c >> 12) & 255) - 128
+            f_39_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16821,22 +16527,143 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_42_Value = -u - 1 if sg else u
+            f_39_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[21]', 'expected EE of Value, EE')
-            ob42_ = _new(_iso20_common_types.RationalNumberType)
-            ob42_.Exponent = f_42_Exponent
-            ob42_.Value = f_42_Value
-            f_EVMinimumV2XEnergyRequest = ob42_
+            ob39_ = _new(_iso20_common_types.RationalNumberType)
+            ob39_.Exponent = f_39_Exponent
+            ob39_.Value = f_39_Value
+            f_EVMinimumV2XEnergyRequest = ob39_
             s = 24
         elif ec == 3:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[21]', f'event code {ec}, expected SE(EVMinimumDischargePower_L3), SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_40_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_40_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
+        ob40_ = _new(_iso20_common_types.RationalNumberType)
+        ob40_.Exponent = f_40_Exponent
+        ob40_.Value = f_40_Value
+        f_EVMinimumDischargePower_L3 = ob40_
+        s = 22
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_41_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_41_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
+        ob41_ = _new(_iso20_common_types.RationalNumberType)
+        ob41_.Exponent = f_41_Exponent
+        ob41_.Value = f_41_Value
+        f_EVMaximumV2XEnergyRequest = ob41_
+        s = 23
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_42_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_42_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLReqControlModeType[20]', 'expected EE of Value, EE')
+        ob42_ = _new(_iso20_common_types.RationalNumberType)
+        ob42_.Exponent = f_42_Exponent
+        ob42_.Value = f_42_Value
+        f_EVMinimumV2XEnergyRequest = ob42_
+        s = 24
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLReqControlModeType[20]', f'event code {ec}, expected SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 22:
         av -= 2
         if av < 0:
@@ -18643,110 +18470,13 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVSETargetActivePower = ob1_
-        s = 5
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -18805,7 +18535,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -18825,20 +18555,112 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVSETargetActivePower = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_EVSETargetActivePower = ob1_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSETargetActivePower = ob2_
+        s = 5
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -19078,299 +18900,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVSETargetActivePower_L2 = ob6_
-        s = 6
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVSETargetActivePower_L3 = ob7_
-        s = 7
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVSETargetReactivePower = ob8_
-        s = 8
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSETargetReactivePower_L2 = ob9_
-        s = 9
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVSETargetReactivePower_L3 = ob10_
-        s = 10
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_11_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_EVSEPresentActivePower = ob11_
-        s = 11
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_12_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_EVSEPresentActivePower_L2 = ob12_
-        s = 12
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_EVSEPresentActivePower_L3 = ob13_
-        s = 13
-    elif ec == 8:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    if s == 6:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -19378,7 +18918,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19398,17 +18938,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVSETargetActivePower_L3 = ob14_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSETargetActivePower_L3 = ob7_
             s = 7
         elif ec == 1:
             av -= 22
@@ -19417,7 +18957,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19437,17 +18977,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVSETargetReactivePower = ob15_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVSETargetReactivePower = ob8_
             s = 8
         elif ec == 2:
             av -= 22
@@ -19456,7 +18996,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19476,17 +19016,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVSETargetReactivePower_L2 = ob16_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSETargetReactivePower_L2 = ob9_
             s = 9
         elif ec == 3:
             av -= 22
@@ -19495,7 +19035,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19515,17 +19055,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVSETargetReactivePower_L3 = ob17_
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSETargetReactivePower_L3 = ob10_
             s = 10
         elif ec == 4:
             av -= 22
@@ -19534,7 +19074,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
+            f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19554,17 +19094,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_18_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVSEPresentActivePower = ob18_
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSEPresentActivePower = ob11_
             s = 11
         elif ec == 5:
             av -= 22
@@ -19573,7 +19113,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19593,17 +19133,17 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_12_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVSEPresentActivePower_L2 = ob19_
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSEPresentActivePower_L2 = ob12_
             s = 12
         elif ec == 6:
             av -= 22
@@ -19612,7 +19152,7 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19632,22 +19172,299 @@ def _d_iso20_ac_BPT_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_EVSEPresentActivePower_L3 = ob20_
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVSEPresentActivePower_L3 = ob13_
             s = 13
         elif ec == 7:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVSETargetActivePower_L3 = ob14_
+        s = 7
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVSETargetReactivePower = ob15_
+        s = 8
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVSETargetReactivePower_L2 = ob16_
+        s = 9
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVSETargetReactivePower_L3 = ob17_
+        s = 10
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_18_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVSEPresentActivePower = ob18_
+        s = 11
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVSEPresentActivePower_L2 = ob19_
+        s = 12
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVSEPresentActivePower_L3 = ob20_
+        s = 13
+    elif ec == 8:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 7:
         av -= 3
         if av < 0:
@@ -22184,375 +22001,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVMaximumChargePower = ob4_
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVMaximumChargePower_L2 = ob5_
-        s = 5
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVMaximumChargePower_L3 = ob6_
-        s = 6
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVMinimumChargePower = ob7_
-        s = 7
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVMinimumChargePower_L2 = ob8_
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVMinimumChargePower_L3 = ob9_
-        s = 9
-    elif ec == 9:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVPresentActivePower = ob10_
-        s = 10
-    else:
-        raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -22560,7 +22019,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22580,17 +22039,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVMaximumEnergyRequest = ob11_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -22599,7 +22058,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22619,17 +22078,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVMinimumEnergyRequest = ob12_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -22638,7 +22097,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22658,17 +22117,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_13_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
-            ob13_.Exponent = f_13_Exponent
-            ob13_.Value = f_13_Value
-            f_EVMaximumChargePower = ob13_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumChargePower = ob4_
             s = 4
         elif ec == 3:
             av -= 22
@@ -22677,7 +22136,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22697,17 +22156,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVMaximumChargePower_L2 = ob14_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumChargePower_L2 = ob5_
             s = 5
         elif ec == 4:
             av -= 22
@@ -22716,7 +22175,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22736,17 +22195,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVMaximumChargePower_L3 = ob15_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMaximumChargePower_L3 = ob6_
             s = 6
         elif ec == 5:
             av -= 22
@@ -22755,7 +22214,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22775,17 +22234,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVMinimumChargePower = ob16_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVMinimumChargePower = ob7_
             s = 7
         elif ec == 6:
             av -= 22
@@ -22794,7 +22253,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22814,17 +22273,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVMinimumChargePower_L2 = ob17_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumChargePower_L2 = ob8_
             s = 8
         elif ec == 7:
             av -= 22
@@ -22833,7 +22292,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22853,17 +22312,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_18_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVMinimumChargePower_L3 = ob18_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMinimumChargePower_L3 = ob9_
             s = 9
         elif ec == 8:
             av -= 22
@@ -22872,7 +22331,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22892,20 +22351,373 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVPresentActivePower = ob19_
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVPresentActivePower = ob10_
             s = 10
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVMaximumEnergyRequest = ob11_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVMinimumEnergyRequest = ob12_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_13_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMaximumChargePower = ob13_
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVMaximumChargePower_L2 = ob14_
+        s = 5
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMaximumChargePower_L3 = ob15_
+        s = 6
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVMinimumChargePower = ob16_
+        s = 7
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVMinimumChargePower_L2 = ob17_
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_18_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVMinimumChargePower_L3 = ob18_
+        s = 9
+    elif ec == 9:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVPresentActivePower = ob19_
+        s = 10
+    else:
+        raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 2:
         av -= 4
         if av < 0:
@@ -24392,416 +24204,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                     win = r.win
                     av = r.avail
         f_56_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob56_ = _new(_iso20_common_types.RationalNumberType)
         ob56_.Exponent = f_56_Exponent
         ob56_.Value = f_56_Value
         f_EVPresentActivePower_L2 = ob56_
-        s = 11
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_57_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_57_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob57_ = _new(_iso20_common_types.RationalNumberType)
-        ob57_.Exponent = f_57_Exponent
-        ob57_.Value = f_57_Value
-        f_EVPresentActivePower_L3 = ob57_
-        s = 12
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_58_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_58_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob58_ = _new(_iso20_common_types.RationalNumberType)
-        ob58_.Exponent = f_58_Exponent
-        ob58_.Value = f_58_Value
-        f_EVPresentReactivePower = ob58_
-        s = 13
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_59_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_59_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob59_ = _new(_iso20_common_types.RationalNumberType)
-        ob59_.Exponent = f_59_Exponent
-        ob59_.Value = f_59_Value
-        f_EVPresentReactivePower_L2 = ob59_
-        s = 14
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_60_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_60_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob60_ = _new(_iso20_common_types.RationalNumberType)
-        ob60_.Exponent = f_60_Exponent
-        ob60_.Value = f_60_Value
-        f_EVPresentReactivePower_L3 = ob60_
-        s = 15
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_61_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_61_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob61_ = _new(_iso20_common_types.RationalNumberType)
-        ob61_.Exponent = f_61_Exponent
-        ob61_.Value = f_61_Value
-        f_EVMaximumDischargePower = ob61_
-        s = 16
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_62_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_62_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob62_ = _new(_iso20_common_types.RationalNumberType)
-        ob62_.Exponent = f_62_Exponent
-        ob62_.Value = f_62_Value
-        f_EVMaximumDischargePower_L2 = ob62_
-        s = 17
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_63_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_63_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob63_ = _new(_iso20_common_types.RationalNumberType)
-        ob63_.Exponent = f_63_Exponent
-        ob63_.Value = f_63_Value
-        f_EVMaximumDischargePower_L3 = ob63_
-        s = 18
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_64_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_64_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob64_ = _new(_iso20_common_types.RationalNumberType)
-        ob64_.Exponent = f_64_Exponent
-        ob64_.Value = f_64_Value
-        f_EVMinimumDischargePower = ob64_
-        s = 19
-    elif ec == 9:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_65_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_65_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob65_ = _new(_iso20_common_types.RationalNumberType)
-        ob65_.Exponent = f_65_Exponent
-        ob65_.Value = f_65_Value
-        f_EVMinimumDischargePower_L2 = ob65_
-        s = 20
-    elif ec == 10:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_66_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_66_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob66_ = _new(_iso20_common_types.RationalNumberType)
-        ob66_.Exponent = f_66_Exponent
-        ob66_.Value = f_66_Value
-        f_EVMinimumDischargePower_L3 = ob66_
-        s = 21
-    elif ec == 11:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
-    if s == 11:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -24809,7 +24222,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_67_Exponent = ((c >> 12) & 255) - 128
+            f_57_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -24829,17 +24242,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_67_Value = -u - 1 if sg else u
+            f_57_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob67_ = _new(_iso20_common_types.RationalNumberType)
-            ob67_.Exponent = f_67_Exponent
-            ob67_.Value = f_67_Value
-            f_EVPresentActivePower_L3 = ob67_
+            ob57_ = _new(_iso20_common_types.RationalNumberType)
+            ob57_.Exponent = f_57_Exponent
+            ob57_.Value = f_57_Value
+            f_EVPresentActivePower_L3 = ob57_
             s = 12
         elif ec == 1:
             av -= 22
@@ -24848,7 +24261,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_68_Exponent = ((c >> 12) & 255) - 128
+            f_58_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -24868,17 +24281,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_68_Value = -u - 1 if sg else u
+            f_58_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob68_ = _new(_iso20_common_types.RationalNumberType)
-            ob68_.Exponent = f_68_Exponent
-            ob68_.Value = f_68_Value
-            f_EVPresentReactivePower = ob68_
+            ob58_ = _new(_iso20_common_types.RationalNumberType)
+            ob58_.Exponent = f_58_Exponent
+            ob58_.Value = f_58_Value
+            f_EVPresentReactivePower = ob58_
             s = 13
         elif ec == 2:
             av -= 22
@@ -24887,7 +24300,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_69_Exponent = ((c >> 12) & 255) - 128
+            f_59_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -24907,17 +24320,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_69_Value = -u - 1 if sg else u
+            f_59_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob69_ = _new(_iso20_common_types.RationalNumberType)
-            ob69_.Exponent = f_69_Exponent
-            ob69_.Value = f_69_Value
-            f_EVPresentReactivePower_L2 = ob69_
+            ob59_ = _new(_iso20_common_types.RationalNumberType)
+            ob59_.Exponent = f_59_Exponent
+            ob59_.Value = f_59_Value
+            f_EVPresentReactivePower_L2 = ob59_
             s = 14
         elif ec == 3:
             av -= 22
@@ -24926,7 +24339,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_70_Exponent = ((c >> 12) & 255) - 128
+            f_60_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -24946,17 +24359,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_70_Value = -u - 1 if sg else u
+            f_60_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob70_ = _new(_iso20_common_types.RationalNumberType)
-            ob70_.Exponent = f_70_Exponent
-            ob70_.Value = f_70_Value
-            f_EVPresentReactivePower_L3 = ob70_
+            ob60_ = _new(_iso20_common_types.RationalNumberType)
+            ob60_.Exponent = f_60_Exponent
+            ob60_.Value = f_60_Value
+            f_EVPresentReactivePower_L3 = ob60_
             s = 15
         elif ec == 4:
             av -= 22
@@ -24965,7 +24378,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_71_Exponent = ((c >> 12) & 255) - 128
+            f_61_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -24985,17 +24398,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_71_Value = -u - 1 if sg else u
+            f_61_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob71_ = _new(_iso20_common_types.RationalNumberType)
-            ob71_.Exponent = f_71_Exponent
-            ob71_.Value = f_71_Value
-            f_EVMaximumDischargePower = ob71_
+            ob61_ = _new(_iso20_common_types.RationalNumberType)
+            ob61_.Exponent = f_61_Exponent
+            ob61_.Value = f_61_Value
+            f_EVMaximumDischargePower = ob61_
             s = 16
         elif ec == 5:
             av -= 22
@@ -25004,7 +24417,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_72_Exponent = ((c >> 12) & 255) - 128
+            f_62_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -25024,17 +24437,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_72_Value = -u - 1 if sg else u
+            f_62_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob72_ = _new(_iso20_common_types.RationalNumberType)
-            ob72_.Exponent = f_72_Exponent
-            ob72_.Value = f_72_Value
-            f_EVMaximumDischargePower_L2 = ob72_
+            ob62_ = _new(_iso20_common_types.RationalNumberType)
+            ob62_.Exponent = f_62_Exponent
+            ob62_.Value = f_62_Value
+            f_EVMaximumDischargePower_L2 = ob62_
             s = 17
         elif ec == 6:
             av -= 22
@@ -25043,7 +24456,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_73_Exponent = ((c >> 12) & 255) - 128
+            f_63_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -25063,17 +24476,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_73_Value = -u - 1 if sg else u
+            f_63_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob73_ = _new(_iso20_common_types.RationalNumberType)
-            ob73_.Exponent = f_73_Exponent
-            ob73_.Value = f_73_Value
-            f_EVMaximumDischargePower_L3 = ob73_
+            ob63_ = _new(_iso20_common_types.RationalNumberType)
+            ob63_.Exponent = f_63_Exponent
+            ob63_.Value = f_63_Value
+            f_EVMaximumDischargePower_L3 = ob63_
             s = 18
         elif ec == 7:
             av -= 22
@@ -25082,7 +24495,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_74_Exponent = ((c >> 12) & 255) - 128
+            f_64_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -25102,17 +24515,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_74_Value = -u - 1 if sg else u
+            f_64_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob74_ = _new(_iso20_common_types.RationalNumberType)
-            ob74_.Exponent = f_74_Exponent
-            ob74_.Value = f_74_Value
-            f_EVMinimumDischargePower = ob74_
+            ob64_ = _new(_iso20_common_types.RationalNumberType)
+            ob64_.Exponent = f_64_Exponent
+            ob64_.Value = f_64_Value
+            f_EVMinimumDischargePower = ob64_
             s = 19
         elif ec == 8:
             av -= 22
@@ -25121,7 +24534,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_75_Exponent = ((c >> 12) & 255) - 128
+            f_65_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -25141,17 +24554,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_75_Value = -u - 1 if sg else u
+            f_65_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob75_ = _new(_iso20_common_types.RationalNumberType)
-            ob75_.Exponent = f_75_Exponent
-            ob75_.Value = f_75_Value
-            f_EVMinimumDischargePower_L2 = ob75_
+            ob65_ = _new(_iso20_common_types.RationalNumberType)
+            ob65_.Exponent = f_65_Exponent
+            ob65_.Value = f_65_Value
+            f_EVMinimumDischargePower_L2 = ob65_
             s = 20
         elif ec == 9:
             av -= 22
@@ -25160,7 +24573,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_76_Exponent = ((c >> 12) & 255) - 128
+            f_66_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -25180,22 +24593,416 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_76_Value = -u - 1 if sg else u
+            f_66_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob76_ = _new(_iso20_common_types.RationalNumberType)
-            ob76_.Exponent = f_76_Exponent
-            ob76_.Value = f_76_Value
-            f_EVMinimumDischargePower_L3 = ob76_
+            ob66_ = _new(_iso20_common_types.RationalNumberType)
+            ob66_.Exponent = f_66_Exponent
+            ob66_.Value = f_66_Value
+            f_EVMinimumDischargePower_L3 = ob66_
             s = 21
         elif ec == 10:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_67_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_67_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob67_ = _new(_iso20_common_types.RationalNumberType)
+        ob67_.Exponent = f_67_Exponent
+        ob67_.Value = f_67_Value
+        f_EVPresentActivePower_L3 = ob67_
+        s = 12
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_68_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_68_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob68_ = _new(_iso20_common_types.RationalNumberType)
+        ob68_.Exponent = f_68_Exponent
+        ob68_.Value = f_68_Value
+        f_EVPresentReactivePower = ob68_
+        s = 13
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_69_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_69_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob69_ = _new(_iso20_common_types.RationalNumberType)
+        ob69_.Exponent = f_69_Exponent
+        ob69_.Value = f_69_Value
+        f_EVPresentReactivePower_L2 = ob69_
+        s = 14
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_70_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_70_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob70_ = _new(_iso20_common_types.RationalNumberType)
+        ob70_.Exponent = f_70_Exponent
+        ob70_.Value = f_70_Value
+        f_EVPresentReactivePower_L3 = ob70_
+        s = 15
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_71_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_71_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob71_ = _new(_iso20_common_types.RationalNumberType)
+        ob71_.Exponent = f_71_Exponent
+        ob71_.Value = f_71_Value
+        f_EVMaximumDischargePower = ob71_
+        s = 16
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_72_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_72_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob72_ = _new(_iso20_common_types.RationalNumberType)
+        ob72_.Exponent = f_72_Exponent
+        ob72_.Value = f_72_Value
+        f_EVMaximumDischargePower_L2 = ob72_
+        s = 17
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_73_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_73_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob73_ = _new(_iso20_common_types.RationalNumberType)
+        ob73_.Exponent = f_73_Exponent
+        ob73_.Value = f_73_Value
+        f_EVMaximumDischargePower_L3 = ob73_
+        s = 18
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_74_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_74_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob74_ = _new(_iso20_common_types.RationalNumberType)
+        ob74_.Exponent = f_74_Exponent
+        ob74_.Value = f_74_Value
+        f_EVMinimumDischargePower = ob74_
+        s = 19
+    elif ec == 9:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_75_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_75_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob75_ = _new(_iso20_common_types.RationalNumberType)
+        ob75_.Exponent = f_75_Exponent
+        ob75_.Value = f_75_Value
+        f_EVMinimumDischargePower_L2 = ob75_
+        s = 20
+    elif ec == 10:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_76_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_76_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob76_ = _new(_iso20_common_types.RationalNumberType)
+        ob76_.Exponent = f_76_Exponent
+        ob76_.Value = f_76_Value
+        f_EVMinimumDischargePower_L3 = ob76_
+        s = 21
+    elif ec == 11:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_Scheduled_AC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), SE(EVMaximumDischargePower), SE(EVMaximumDischargePower_L2), SE(EVMaximumDischargePower_L3), SE(EVMinimumDischargePower), SE(EVMinimumDischargePower_L2), SE(EVMinimumDischargePower_L3), EE')
     if s == 12:
         av -= 4
         if av < 0:
@@ -31201,338 +31008,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSETargetActivePower = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSETargetActivePower_L2 = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVSETargetActivePower_L3 = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSETargetReactivePower = ob4_
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVSETargetReactivePower_L2 = ob5_
-        s = 5
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVSETargetReactivePower_L3 = ob6_
-        s = 6
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVSEPresentActivePower = ob7_
-        s = 7
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVSEPresentActivePower_L2 = ob8_
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSEPresentActivePower_L3 = ob9_
-        s = 9
-    elif ec == 9:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_Scheduled_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSETargetActivePower), SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -31540,7 +31026,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31560,17 +31046,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
-            ob10_.Exponent = f_10_Exponent
-            ob10_.Value = f_10_Value
-            f_EVSETargetActivePower_L2 = ob10_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSETargetActivePower_L2 = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -31579,7 +31065,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31599,17 +31085,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVSETargetActivePower_L3 = ob11_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSETargetActivePower_L3 = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -31618,7 +31104,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31638,17 +31124,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVSETargetReactivePower = ob12_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSETargetReactivePower = ob4_
             s = 4
         elif ec == 3:
             av -= 22
@@ -31657,7 +31143,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31677,17 +31163,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_13_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
-            ob13_.Exponent = f_13_Exponent
-            ob13_.Value = f_13_Value
-            f_EVSETargetReactivePower_L2 = ob13_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSETargetReactivePower_L2 = ob5_
             s = 5
         elif ec == 4:
             av -= 22
@@ -31696,7 +31182,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31716,17 +31202,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVSETargetReactivePower_L3 = ob14_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSETargetReactivePower_L3 = ob6_
             s = 6
         elif ec == 5:
             av -= 22
@@ -31735,7 +31221,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31755,17 +31241,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVSEPresentActivePower = ob15_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSEPresentActivePower = ob7_
             s = 7
         elif ec == 6:
             av -= 22
@@ -31774,7 +31260,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31794,17 +31280,17 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVSEPresentActivePower_L2 = ob16_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVSEPresentActivePower_L2 = ob8_
             s = 8
         elif ec == 7:
             av -= 22
@@ -31813,7 +31299,7 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31833,22 +31319,338 @@ def _d_iso20_ac_BPT_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVSEPresentActivePower_L3 = ob17_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEPresentActivePower_L3 = ob9_
             s = 9
         elif ec == 8:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_Scheduled_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVSETargetActivePower_L2 = ob10_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVSETargetActivePower_L3 = ob11_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVSETargetReactivePower = ob12_
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_13_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVSETargetReactivePower_L2 = ob13_
+        s = 5
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVSETargetReactivePower_L3 = ob14_
+        s = 6
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVSEPresentActivePower = ob15_
+        s = 7
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVSEPresentActivePower_L2 = ob16_
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVSEPresentActivePower_L3 = ob17_
+        s = 9
+    elif ec == 9:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_Scheduled_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSETargetActivePower), SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 2:
         av -= 4
         if av < 0:
@@ -34619,20 +34421,12 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'Dynamic_AC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -34665,15 +34459,13 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
         s = 2
-    else:
-        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Dynamic_AC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -34700,12 +34492,14 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
         s = 2
+    else:
+        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -34837,102 +34631,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVMaximumChargePower_L2 = ob6_
-        s = 6
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVMaximumChargePower_L3 = ob7_
-        s = 7
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVMinimumChargePower = ob8_
-        s = 8
-    else:
-        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
-    if s == 6:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -34940,7 +34649,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -34960,17 +34669,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_9_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVMaximumChargePower_L3 = ob9_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVMaximumChargePower_L3 = ob7_
             s = 7
         elif ec == 1:
             av -= 22
@@ -34979,7 +34688,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -34999,20 +34708,100 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
-            ob10_.Exponent = f_10_Exponent
-            ob10_.Value = f_10_Value
-            f_EVMinimumChargePower = ob10_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumChargePower = ob8_
             s = 8
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_9_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVMaximumChargePower_L3 = ob9_
+        s = 7
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVMinimumChargePower = ob10_
+        s = 8
+    else:
+        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower)')
     if s == 7:
         av -= 23
         if av < 0:
@@ -35085,102 +34874,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     win = r.win
                     av = r.avail
         f_12_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMinimumChargePower_L2 = ob12_
-        s = 9
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_EVMinimumChargePower_L3 = ob13_
-        s = 10
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_EVPresentActivePower = ob14_
-        s = 11
-    else:
-        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    if s == 9:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -35188,7 +34892,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -35208,17 +34912,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVMinimumChargePower_L3 = ob15_
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVMinimumChargePower_L3 = ob13_
             s = 10
         elif ec == 1:
             av -= 22
@@ -35227,7 +34931,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[9]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -35247,20 +34951,100 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[9]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVPresentActivePower = ob16_
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVPresentActivePower = ob14_
             s = 11
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[9]', f'event code {ec}, expected SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMinimumChargePower_L3 = ob15_
+        s = 10
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[8]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVPresentActivePower = ob16_
+        s = 11
+    else:
+        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[8]', f'event code {ec}, expected SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 10:
         av -= 23
         if av < 0:
@@ -35333,102 +35117,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     win = r.win
                     av = r.avail
         f_18_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob18_ = _new(_iso20_common_types.RationalNumberType)
         ob18_.Exponent = f_18_Exponent
         ob18_.Value = f_18_Value
         f_EVPresentActivePower_L2 = ob18_
-        s = 12
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_19_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        ob19_ = _new(_iso20_common_types.RationalNumberType)
-        ob19_.Exponent = f_19_Exponent
-        ob19_.Value = f_19_Value
-        f_EVPresentActivePower_L3 = ob19_
-        s = 13
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_20_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_20_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-        ob20_ = _new(_iso20_common_types.RationalNumberType)
-        ob20_.Exponent = f_20_Exponent
-        ob20_.Value = f_20_Value
-        f_EVPresentReactivePower = ob20_
-        s = 14
-    else:
-        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
-    if s == 12:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -35436,7 +35135,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 12) & 255) - 128
+            f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -35456,17 +35155,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_21_Value = -u - 1 if sg else u
+            f_19_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            ob21_ = _new(_iso20_common_types.RationalNumberType)
-            ob21_.Exponent = f_21_Exponent
-            ob21_.Value = f_21_Value
-            f_EVPresentActivePower_L3 = ob21_
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVPresentActivePower_L3 = ob19_
             s = 13
         elif ec == 1:
             av -= 22
@@ -35475,7 +35174,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_20_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -35495,20 +35194,100 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_20_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_EVPresentReactivePower = ob22_
+            ob20_ = _new(_iso20_common_types.RationalNumberType)
+            ob20_.Exponent = f_20_Exponent
+            ob20_.Value = f_20_Value
+            f_EVPresentReactivePower = ob20_
             s = 14
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_21_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_21_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+        ob21_ = _new(_iso20_common_types.RationalNumberType)
+        ob21_.Exponent = f_21_Exponent
+        ob21_.Value = f_21_Value
+        f_EVPresentActivePower_L3 = ob21_
+        s = 13
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_EVPresentReactivePower = ob22_
+        s = 14
+    else:
+        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower)')
     if s == 13:
         av -= 23
         if av < 0:
@@ -35581,65 +35360,17 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     win = r.win
                     av = r.avail
         f_24_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob24_ = _new(_iso20_common_types.RationalNumberType)
         ob24_.Exponent = f_24_Exponent
         ob24_.Value = f_24_Value
         f_EVPresentReactivePower_L2 = ob24_
-        s = 15
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_25_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_25_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
-        ob25_ = _new(_iso20_common_types.RationalNumberType)
-        ob25_.Exponent = f_25_Exponent
-        ob25_.Value = f_25_Value
-        f_EVPresentReactivePower_L3 = ob25_
-        s = 16
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
-    if s == 15:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -35647,7 +35378,7 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[15]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 12) & 255) - 128
+            f_25_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -35667,22 +35398,65 @@ def _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_26_Value = -u - 1 if sg else u
+            f_25_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[15]', 'expected EE of Value, EE')
-            ob26_ = _new(_iso20_common_types.RationalNumberType)
-            ob26_.Exponent = f_26_Exponent
-            ob26_.Value = f_26_Value
-            f_EVPresentReactivePower_L3 = ob26_
+            ob25_ = _new(_iso20_common_types.RationalNumberType)
+            ob25_.Exponent = f_25_Exponent
+            ob25_.Value = f_25_Value
+            f_EVPresentReactivePower_L3 = ob25_
             s = 16
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[15]', f'event code {ec}, expected SE(EVPresentReactivePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLReqControlModeType[14]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_26_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_26_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLReqControlModeType[14]', 'expected EE of Value, EE')
+        ob26_ = _new(_iso20_common_types.RationalNumberType)
+        ob26_.Exponent = f_26_Exponent
+        ob26_.Value = f_26_Value
+        f_EVPresentReactivePower_L3 = ob26_
+        s = 16
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_AC_CLReqControlModeType[14]', f'event code {ec}, expected SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
     if s == 16:
         av -= 1
         if av < 0:
@@ -36693,110 +36467,13 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVSETargetActivePower = ob1_
-        s = 5
-    else:
-        raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -36855,7 +36532,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -36875,20 +36552,112 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVSETargetActivePower = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_EVSETargetActivePower = ob1_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_AC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSETargetActivePower = ob2_
+        s = 5
+    else:
+        raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSETargetActivePower)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -37128,299 +36897,17 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVSETargetActivePower_L2 = ob6_
-        s = 6
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVSETargetActivePower_L3 = ob7_
-        s = 7
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVSETargetReactivePower = ob8_
-        s = 8
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSETargetReactivePower_L2 = ob9_
-        s = 9
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVSETargetReactivePower_L3 = ob10_
-        s = 10
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_11_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_EVSEPresentActivePower = ob11_
-        s = 11
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_12_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_EVSEPresentActivePower_L2 = ob12_
-        s = 12
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_EVSEPresentActivePower_L3 = ob13_
-        s = 13
-    elif ec == 8:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    if s == 6:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -37428,7 +36915,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -37448,17 +36935,17 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVSETargetActivePower_L3 = ob14_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSETargetActivePower_L3 = ob7_
             s = 7
         elif ec == 1:
             av -= 22
@@ -37467,7 +36954,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -37487,17 +36974,17 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVSETargetReactivePower = ob15_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVSETargetReactivePower = ob8_
             s = 8
         elif ec == 2:
             av -= 22
@@ -37506,7 +36993,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -37526,17 +37013,17 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVSETargetReactivePower_L2 = ob16_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSETargetReactivePower_L2 = ob9_
             s = 9
         elif ec == 3:
             av -= 22
@@ -37545,7 +37032,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -37565,17 +37052,17 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVSETargetReactivePower_L3 = ob17_
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVSETargetReactivePower_L3 = ob10_
             s = 10
         elif ec == 4:
             av -= 22
@@ -37584,7 +37071,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
+            f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -37604,17 +37091,17 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_18_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVSEPresentActivePower = ob18_
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_EVSEPresentActivePower = ob11_
             s = 11
         elif ec == 5:
             av -= 22
@@ -37623,7 +37110,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -37643,17 +37130,17 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_12_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVSEPresentActivePower_L2 = ob19_
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_EVSEPresentActivePower_L2 = ob12_
             s = 12
         elif ec == 6:
             av -= 22
@@ -37662,7 +37149,7 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -37682,22 +37169,299 @@ def _d_iso20_ac_Dynamic_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[6]', 'expected EE of Value, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_EVSEPresentActivePower_L3 = ob20_
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVSEPresentActivePower_L3 = ob13_
             s = 13
         elif ec == 7:
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[6]', f'event code {ec}, expected SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVSETargetActivePower_L3 = ob14_
+        s = 7
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVSETargetReactivePower = ob15_
+        s = 8
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVSETargetReactivePower_L2 = ob16_
+        s = 9
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVSETargetReactivePower_L3 = ob17_
+        s = 10
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_18_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVSEPresentActivePower = ob18_
+        s = 11
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVSEPresentActivePower_L2 = ob19_
+        s = 12
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_AC_CLResControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_AC_CLResControlModeType[5]', 'expected EE of Value, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVSEPresentActivePower_L3 = ob20_
+        s = 13
+    elif ec == 8:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_AC_CLResControlModeType[5]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 7:
         av -= 3
         if av < 0:
@@ -40228,375 +39992,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVMaximumChargePower = ob4_
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVMaximumChargePower_L2 = ob5_
-        s = 5
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVMaximumChargePower_L3 = ob6_
-        s = 6
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVMinimumChargePower = ob7_
-        s = 7
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVMinimumChargePower_L2 = ob8_
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVMinimumChargePower_L3 = ob9_
-        s = 9
-    elif ec == 9:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_EVPresentActivePower = ob10_
-        s = 10
-    else:
-        raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -40604,7 +40010,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40624,17 +40030,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVMaximumEnergyRequest = ob11_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -40643,7 +40049,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40663,17 +40069,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVMinimumEnergyRequest = ob12_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -40682,7 +40088,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40702,17 +40108,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_13_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
-            ob13_.Exponent = f_13_Exponent
-            ob13_.Value = f_13_Value
-            f_EVMaximumChargePower = ob13_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVMaximumChargePower = ob4_
             s = 4
         elif ec == 3:
             av -= 22
@@ -40721,7 +40127,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40741,17 +40147,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVMaximumChargePower_L2 = ob14_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVMaximumChargePower_L2 = ob5_
             s = 5
         elif ec == 4:
             av -= 22
@@ -40760,7 +40166,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40780,17 +40186,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVMaximumChargePower_L3 = ob15_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVMaximumChargePower_L3 = ob6_
             s = 6
         elif ec == 5:
             av -= 22
@@ -40799,7 +40205,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40819,17 +40225,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVMinimumChargePower = ob16_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVMinimumChargePower = ob7_
             s = 7
         elif ec == 6:
             av -= 22
@@ -40838,7 +40244,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40858,17 +40264,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVMinimumChargePower_L2 = ob17_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVMinimumChargePower_L2 = ob8_
             s = 8
         elif ec == 7:
             av -= 22
@@ -40877,7 +40283,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40897,17 +40303,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_18_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVMinimumChargePower_L3 = ob18_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVMinimumChargePower_L3 = ob9_
             s = 9
         elif ec == 8:
             av -= 22
@@ -40916,7 +40322,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_10_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -40936,20 +40342,373 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_10_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVPresentActivePower = ob19_
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_EVPresentActivePower = ob10_
             s = 10
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVMaximumEnergyRequest = ob11_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVMinimumEnergyRequest = ob12_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_13_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVMaximumChargePower = ob13_
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVMaximumChargePower_L2 = ob14_
+        s = 5
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMaximumChargePower_L3 = ob15_
+        s = 6
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVMinimumChargePower = ob16_
+        s = 7
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVMinimumChargePower_L2 = ob17_
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_18_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVMinimumChargePower_L3 = ob18_
+        s = 9
+    elif ec == 9:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVPresentActivePower = ob19_
+        s = 10
+    else:
+        raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVMaximumChargePower), SE(EVMaximumChargePower_L2), SE(EVMaximumChargePower_L3), SE(EVMinimumChargePower), SE(EVMinimumChargePower_L2), SE(EVMinimumChargePower_L3), SE(EVPresentActivePower)')
     if s == 2:
         av -= 4
         if av < 0:
@@ -42436,182 +42195,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                     win = r.win
                     av = r.avail
         f_56_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob56_ = _new(_iso20_common_types.RationalNumberType)
         ob56_.Exponent = f_56_Exponent
         ob56_.Value = f_56_Value
         f_EVPresentActivePower_L2 = ob56_
-        s = 11
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_57_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_57_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob57_ = _new(_iso20_common_types.RationalNumberType)
-        ob57_.Exponent = f_57_Exponent
-        ob57_.Value = f_57_Value
-        f_EVPresentActivePower_L3 = ob57_
-        s = 12
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_58_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_58_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob58_ = _new(_iso20_common_types.RationalNumberType)
-        ob58_.Exponent = f_58_Exponent
-        ob58_.Value = f_58_Value
-        f_EVPresentReactivePower = ob58_
-        s = 13
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_59_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_59_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob59_ = _new(_iso20_common_types.RationalNumberType)
-        ob59_.Exponent = f_59_Exponent
-        ob59_.Value = f_59_Value
-        f_EVPresentReactivePower_L2 = ob59_
-        s = 14
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_60_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_60_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
-        ob60_ = _new(_iso20_common_types.RationalNumberType)
-        ob60_.Exponent = f_60_Exponent
-        ob60_.Value = f_60_Value
-        f_EVPresentReactivePower_L3 = ob60_
-        s = 15
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
-    if s == 11:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 22
             if av < 0:
@@ -42619,7 +42213,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_61_Exponent = ((c >> 12) & 255) - 128
+            f_57_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -42639,17 +42233,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_61_Value = -u - 1 if sg else u
+            f_57_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob61_ = _new(_iso20_common_types.RationalNumberType)
-            ob61_.Exponent = f_61_Exponent
-            ob61_.Value = f_61_Value
-            f_EVPresentActivePower_L3 = ob61_
+            ob57_ = _new(_iso20_common_types.RationalNumberType)
+            ob57_.Exponent = f_57_Exponent
+            ob57_.Value = f_57_Value
+            f_EVPresentActivePower_L3 = ob57_
             s = 12
         elif ec == 1:
             av -= 22
@@ -42658,7 +42252,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_62_Exponent = ((c >> 12) & 255) - 128
+            f_58_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -42678,17 +42272,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_62_Value = -u - 1 if sg else u
+            f_58_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob62_ = _new(_iso20_common_types.RationalNumberType)
-            ob62_.Exponent = f_62_Exponent
-            ob62_.Value = f_62_Value
-            f_EVPresentReactivePower = ob62_
+            ob58_ = _new(_iso20_common_types.RationalNumberType)
+            ob58_.Exponent = f_58_Exponent
+            ob58_.Value = f_58_Value
+            f_EVPresentReactivePower = ob58_
             s = 13
         elif ec == 2:
             av -= 22
@@ -42697,7 +42291,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_63_Exponent = ((c >> 12) & 255) - 128
+            f_59_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -42717,17 +42311,17 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_63_Value = -u - 1 if sg else u
+            f_59_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob63_ = _new(_iso20_common_types.RationalNumberType)
-            ob63_.Exponent = f_63_Exponent
-            ob63_.Value = f_63_Value
-            f_EVPresentReactivePower_L2 = ob63_
+            ob59_ = _new(_iso20_common_types.RationalNumberType)
+            ob59_.Exponent = f_59_Exponent
+            ob59_.Value = f_59_Value
+            f_EVPresentReactivePower_L2 = ob59_
             s = 14
         elif ec == 3:
             av -= 22
@@ -42736,7 +42330,7 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[11]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_64_Exponent = ((c >> 12) & 255) - 128
+            f_60_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -42756,22 +42350,182 @@ def _d_iso20_ac_Scheduled_AC_CLReqControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_64_Value = -u - 1 if sg else u
+            f_60_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[11]', 'expected EE of Value, EE')
-            ob64_ = _new(_iso20_common_types.RationalNumberType)
-            ob64_.Exponent = f_64_Exponent
-            ob64_.Value = f_64_Value
-            f_EVPresentReactivePower_L3 = ob64_
+            ob60_ = _new(_iso20_common_types.RationalNumberType)
+            ob60_.Exponent = f_60_Exponent
+            ob60_.Value = f_60_Value
+            f_EVPresentReactivePower_L3 = ob60_
             s = 15
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[11]', f'event code {ec}, expected SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_61_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_61_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob61_ = _new(_iso20_common_types.RationalNumberType)
+        ob61_.Exponent = f_61_Exponent
+        ob61_.Value = f_61_Value
+        f_EVPresentActivePower_L3 = ob61_
+        s = 12
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_62_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_62_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob62_ = _new(_iso20_common_types.RationalNumberType)
+        ob62_.Exponent = f_62_Exponent
+        ob62_.Value = f_62_Value
+        f_EVPresentReactivePower = ob62_
+        s = 13
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_63_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_63_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob63_ = _new(_iso20_common_types.RationalNumberType)
+        ob63_.Exponent = f_63_Exponent
+        ob63_.Value = f_63_Value
+        f_EVPresentReactivePower_L2 = ob63_
+        s = 14
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLReqControlModeType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_64_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_64_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLReqControlModeType[10]', 'expected EE of Value, EE')
+        ob64_ = _new(_iso20_common_types.RationalNumberType)
+        ob64_.Exponent = f_64_Exponent
+        ob64_.Value = f_64_Value
+        f_EVPresentReactivePower_L3 = ob64_
+        s = 15
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_AC_CLReqControlModeType[10]', f'event code {ec}, expected SE(EVPresentActivePower_L2), SE(EVPresentActivePower_L3), SE(EVPresentReactivePower), SE(EVPresentReactivePower_L2), SE(EVPresentReactivePower_L3), EE')
     if s == 12:
         av -= 3
         if av < 0:
@@ -45483,338 +45237,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSETargetActivePower = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSETargetActivePower_L2 = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVSETargetActivePower_L3 = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSETargetReactivePower = ob4_
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVSETargetReactivePower_L2 = ob5_
-        s = 5
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVSETargetReactivePower_L3 = ob6_
-        s = 6
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVSEPresentActivePower = ob7_
-        s = 7
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVSEPresentActivePower_L2 = ob8_
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_EVSEPresentActivePower_L3 = ob9_
-        s = 9
-    elif ec == 9:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSETargetActivePower), SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -45822,7 +45255,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -45842,17 +45275,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
-            ob10_.Exponent = f_10_Exponent
-            ob10_.Value = f_10_Value
-            f_EVSETargetActivePower_L2 = ob10_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSETargetActivePower_L2 = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -45861,7 +45294,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -45881,17 +45314,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVSETargetActivePower_L3 = ob11_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSETargetActivePower_L3 = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -45900,7 +45333,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -45920,17 +45353,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVSETargetReactivePower = ob12_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSETargetReactivePower = ob4_
             s = 4
         elif ec == 3:
             av -= 22
@@ -45939,7 +45372,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -45959,17 +45392,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_13_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
-            ob13_.Exponent = f_13_Exponent
-            ob13_.Value = f_13_Value
-            f_EVSETargetReactivePower_L2 = ob13_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSETargetReactivePower_L2 = ob5_
             s = 5
         elif ec == 4:
             av -= 22
@@ -45978,7 +45411,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -45998,17 +45431,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVSETargetReactivePower_L3 = ob14_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSETargetReactivePower_L3 = ob6_
             s = 6
         elif ec == 5:
             av -= 22
@@ -46017,7 +45450,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -46037,17 +45470,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVSEPresentActivePower = ob15_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSEPresentActivePower = ob7_
             s = 7
         elif ec == 6:
             av -= 22
@@ -46056,7 +45489,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -46076,17 +45509,17 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_EVSEPresentActivePower_L2 = ob16_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVSEPresentActivePower_L2 = ob8_
             s = 8
         elif ec == 7:
             av -= 22
@@ -46095,7 +45528,7 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -46115,22 +45548,338 @@ def _d_iso20_ac_Scheduled_AC_CLResControlModeType(r: BitReader) -> _iso20_ac.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVSEPresentActivePower_L3 = ob17_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSEPresentActivePower_L3 = ob9_
             s = 9
         elif ec == 8:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_AC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVSETargetActivePower_L2 = ob10_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVSETargetActivePower_L3 = ob11_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVSETargetReactivePower = ob12_
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_13_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVSETargetReactivePower_L2 = ob13_
+        s = 5
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVSETargetReactivePower_L3 = ob14_
+        s = 6
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVSEPresentActivePower = ob15_
+        s = 7
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_EVSEPresentActivePower_L2 = ob16_
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_AC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_AC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVSEPresentActivePower_L3 = ob17_
+        s = 9
+    elif ec == 9:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_AC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSETargetActivePower), SE(EVSETargetActivePower_L2), SE(EVSETargetActivePower_L3), SE(EVSETargetReactivePower), SE(EVSETargetReactivePower_L2), SE(EVSETargetReactivePower_L3), SE(EVSEPresentActivePower), SE(EVSEPresentActivePower_L2), SE(EVSEPresentActivePower_L3), EE')
     if s == 2:
         av -= 4
         if av < 0:
@@ -48902,7 +48651,6 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -48918,13 +48666,18 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
-        s = 2
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xd != 0x0:
+            raise r.fail_at(av + 4, 'ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -48933,25 +48686,14 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.ChargeLoopReqType)
     ob.Header = f_Header
@@ -49061,42 +48803,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x38c != 0x0:
+            raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -49113,6 +48834,22 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             s = -1
         else:
             raise r.fail_at(av, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
         av -= 2
         if av < 0:
@@ -49667,206 +49404,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        av -= 9
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
-        s = 4
-    elif ec == 4:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMinimumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
-        s = 5
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToTargetSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
-        s = 6
-    elif ec == 6:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMaximumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
-        s = 7
-    elif ec == 7:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_BatteryEnergyCapacity = ob1_
-        s = 9
-    elif ec == 9:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
-        s = 10
-    elif ec == 10:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1010 != 0x0:
+            raise r.fail_at(av + 13, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        f_PresentSOC = ((c >> 5) & 127)
+        ec = (c & 15)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -50009,7 +49554,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -50029,17 +49574,17 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_BatteryEnergyCapacity = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_BatteryEnergyCapacity = ob1_
             s = 9
         elif ec == 8:
             av -= 3
@@ -50054,6 +49599,193 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             s = -1
         else:
             raise r.fail_at(av, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        f_MaximumSOC = ((c >> 1) & 127)
+        s = 4
+    elif ec == 4:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMinimumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+        s = 5
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToTargetSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+        s = 6
+    elif ec == 6:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMaximumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+        s = 7
+    elif ec == 7:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_BatteryEnergyCapacity = ob2_
+        s = 9
+    elif ec == 9:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
+        s = 10
+    elif ec == 10:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
         av -= 4
         if av < 0:
@@ -51929,7 +51661,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -51961,20 +51692,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -52006,16 +51729,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 2
-    else:
-        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -52042,12 +51762,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
-        s = 2
+    else:
+        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -52088,7 +51809,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumEnergyRequest = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -52117,8 +51837,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumEnergyRequest = ob4_
-    s = 4
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -52338,73 +52056,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -52460,6 +52118,61 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -53123,7 +52836,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -53159,7 +52871,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -53185,25 +52896,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of TimeStamp')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     r.avail = av
     ob = _new(_iso20_common_types.MessageHeaderType)
     ob.SessionID = f_SessionID
@@ -53376,191 +53083,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                     win = r.win
                     av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
-        s = 3
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_CapacitiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
-        s = 4
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_BPT_InductiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
-        s = 5
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MeterSignature = r.binary_of(u, 64)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
-        s = 6
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterStatus = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
-        s = 7
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterTimestamp = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
-        s = 8
-    elif ec == 6:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 3:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -53734,6 +53263,179 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             s = -1
         else:
             raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_CapacitiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+        s = 4
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_BPT_InductiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+        s = 5
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MeterSignature = r.binary_of(u, 64)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+        s = 6
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterStatus = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+        s = 7
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterTimestamp = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+        s = 8
+    elif ec == 6:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
         av -= 3
         if av < 0:
@@ -54871,12 +54573,13 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     win = r.win
                     av = r.avail
         f_3_Value = -u - 1 if sg else u
-        av -= 3
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x38 != 0x0:
+            raise r.fail_at(av + 6, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ec = (c & 7)
         ob3_ = _new(_iso20_common_types.RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
@@ -54885,306 +54588,6 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         ob1_.Amount = f_1_Amount
         ob1_.CostPerUnit = f_1_CostPerUnit
         f_EnergyCosts = ob1_
-        s = 2
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_4_Amount = ob5_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_4_CostPerUnit = ob6_
-        ob4_ = _new(_iso20_common_types.DetailedCostType)
-        ob4_.Amount = f_4_Amount
-        ob4_.CostPerUnit = f_4_CostPerUnit
-        f_OccupancyCosts = ob4_
-        s = 3
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_7_Amount = ob8_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_7_CostPerUnit = ob9_
-        ob7_ = _new(_iso20_common_types.DetailedCostType)
-        ob7_.Amount = f_7_Amount
-        ob7_.CostPerUnit = f_7_CostPerUnit
-        f_AdditionalServicesCosts = ob7_
-        s = 4
-    elif ec == 3:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_11_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_10_Amount = ob11_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_12_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_10_CostPerUnit = ob12_
-        ob10_ = _new(_iso20_common_types.DetailedCostType)
-        ob10_.Amount = f_10_Amount
-        ob10_.CostPerUnit = f_10_CostPerUnit
-        f_OverstayCosts = ob10_
-        s = 5
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_TaxRuleID = u
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_13_Amount = ob14_
-        ob13_ = _new(_iso20_common_types.DetailedTaxType)
-        ob13_.TaxRuleID = f_13_TaxRuleID
-        ob13_.Amount = f_13_Amount
-        f_TaxCosts.append(ob13_)
-        s = 6
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    if s == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 23
             if av < 0:
@@ -55192,7 +54595,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -55212,20 +54615,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_15_Amount = ob16_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_4_Amount = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -55243,21 +54646,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_15_CostPerUnit = ob17_
-            ob15_ = _new(_iso20_common_types.DetailedCostType)
-            ob15_.Amount = f_15_Amount
-            ob15_.CostPerUnit = f_15_CostPerUnit
-            f_OccupancyCosts = ob15_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_4_CostPerUnit = ob6_
+            ob4_ = _new(_iso20_common_types.DetailedCostType)
+            ob4_.Amount = f_4_Amount
+            ob4_.CostPerUnit = f_4_CostPerUnit
+            f_OccupancyCosts = ob4_
             s = 3
         elif ec == 1:
             av -= 23
@@ -55266,7 +54669,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -55286,20 +54689,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_18_Amount = ob19_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_7_Amount = ob8_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -55317,21 +54720,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_18_CostPerUnit = ob20_
-            ob18_ = _new(_iso20_common_types.DetailedCostType)
-            ob18_.Amount = f_18_Amount
-            ob18_.CostPerUnit = f_18_CostPerUnit
-            f_AdditionalServicesCosts = ob18_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_7_CostPerUnit = ob9_
+            ob7_ = _new(_iso20_common_types.DetailedCostType)
+            ob7_.Amount = f_7_Amount
+            ob7_.CostPerUnit = f_7_CostPerUnit
+            f_AdditionalServicesCosts = ob7_
             s = 4
         elif ec == 2:
             av -= 23
@@ -55340,7 +54743,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -55360,20 +54763,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
+            f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_21_Amount = ob22_
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_10_Amount = ob11_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -55391,21 +54794,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_23_Value = -u - 1 if sg else u
+            f_12_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_21_CostPerUnit = ob23_
-            ob21_ = _new(_iso20_common_types.DetailedCostType)
-            ob21_.Amount = f_21_Amount
-            ob21_.CostPerUnit = f_21_CostPerUnit
-            f_OverstayCosts = ob21_
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_10_CostPerUnit = ob12_
+            ob10_ = _new(_iso20_common_types.DetailedCostType)
+            ob10_.Amount = f_10_Amount
+            ob10_.CostPerUnit = f_10_CostPerUnit
+            f_OverstayCosts = ob10_
             s = 5
         elif ec == 3:
             av -= 10
@@ -55432,14 +54835,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_24_TaxRuleID = u
+            f_13_TaxRuleID = u
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -55459,26 +54862,320 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_25_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob25_ = _new(_iso20_common_types.RationalNumberType)
-            ob25_.Exponent = f_25_Exponent
-            ob25_.Value = f_25_Value
-            f_24_Amount = ob25_
-            ob24_ = _new(_iso20_common_types.DetailedTaxType)
-            ob24_.TaxRuleID = f_24_TaxRuleID
-            ob24_.Amount = f_24_Amount
-            f_TaxCosts.append(ob24_)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_13_Amount = ob14_
+            ob13_ = _new(_iso20_common_types.DetailedTaxType)
+            ob13_.TaxRuleID = f_13_TaxRuleID
+            ob13_.Amount = f_13_Amount
+            f_TaxCosts.append(ob13_)
             s = 6
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_15_Amount = ob16_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_15_CostPerUnit = ob17_
+        ob15_ = _new(_iso20_common_types.DetailedCostType)
+        ob15_.Amount = f_15_Amount
+        ob15_.CostPerUnit = f_15_CostPerUnit
+        f_OccupancyCosts = ob15_
+        s = 3
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_18_Amount = ob19_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_18_CostPerUnit = ob20_
+        ob18_ = _new(_iso20_common_types.DetailedCostType)
+        ob18_.Amount = f_18_Amount
+        ob18_.CostPerUnit = f_18_CostPerUnit
+        f_AdditionalServicesCosts = ob18_
+        s = 4
+    elif ec == 3:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_21_Amount = ob22_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_23_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_21_CostPerUnit = ob23_
+        ob21_ = _new(_iso20_common_types.DetailedCostType)
+        ob21_.Amount = f_21_Amount
+        ob21_.CostPerUnit = f_21_CostPerUnit
+        f_OverstayCosts = ob21_
+        s = 5
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_24_TaxRuleID = u
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_25_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_25_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        ob25_.Exponent = f_25_Exponent
+        ob25_.Value = f_25_Value
+        f_24_Amount = ob25_
+        ob24_ = _new(_iso20_common_types.DetailedTaxType)
+        ob24_.TaxRuleID = f_24_TaxRuleID
+        ob24_.Amount = f_24_Amount
+        f_TaxCosts.append(ob24_)
+        s = 6
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
         av -= 3
         if av < 0:
@@ -57199,104 +56896,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -57304,7 +56914,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -57324,17 +56934,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVMaximumEnergyRequest = ob4_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -57343,7 +56953,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -57363,22 +56973,104 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMinimumEnergyRequest = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMaximumEnergyRequest = ob4_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMinimumEnergyRequest = ob5_
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
         av -= 2
         if av < 0:

@@ -191,13 +191,41 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_P = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType[0]', 'expected EE of P, SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Q = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
-        s = 1
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
+        s = 4
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -272,42 +300,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         s = 3
     else:
         raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Q = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
-        s = 4
     if s == 4:
         av -= 2
         if av < 0:
@@ -457,58 +449,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
-        s = 5
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Seed = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
-        s = 6
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'DSAKeyValueType[3]', 'expected EE of J')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -549,6 +496,46 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             s = -1
         else:
             raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Seed = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        s = 6
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         av -= 10
         if av < 0:
@@ -1716,7 +1703,17 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[0]', 'expected SE(Reference)')
+        r.avail = av
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1725,18 +1722,6 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         s = 2
     else:
         raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
-        r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -1891,76 +1876,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MimeType = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
-        s = -1
-    elif ec == 5:
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
-    else:
-        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2025,6 +1945,70 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
             raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+    elif ec == 4:
+        s = -1
+    elif ec == 5:
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+    else:
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
         av -= 3
         if av < 0:
@@ -2230,56 +2214,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_PGPKeyPacket = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        s = 2
-    else:
-        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -2309,41 +2250,69 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            s = 3
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            ec = (c & 3)
+            if ec == 0:
+                raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+            else:
+                raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
         elif ec == 1:
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    if s == 2:
-        av -= 2
+    elif ec == 1:
+        av -= 9
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_PGPKeyPacket = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        ec = (c & 3)
         if ec == 0:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    else:
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
@@ -2588,82 +2557,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Type = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 4:
-        r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2734,6 +2632,76 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             s = 5
         else:
             raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 4:
+        r.avail = av
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    else:
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3068,50 +3036,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -3150,6 +3079,44 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             s = -1
         else:
             raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3682,7 +3649,17 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
+        r.avail = av
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3691,18 +3668,6 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
-        r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -3856,7 +3821,35 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignaturePropertyType[0]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -3887,36 +3880,6 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Target = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     while True:
         av -= 2
         if av < 0:
@@ -4055,7 +4018,17 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[0]', 'expected SE(SignedInfo)')
+        r.avail = av
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -4064,18 +4037,6 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
-        r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -4097,22 +4058,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r))
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
@@ -4123,6 +4073,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             s = -1
         else:
             raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
             av -= 2
@@ -4262,7 +4222,6 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -4295,7 +4254,34 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -4323,46 +4309,14 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        s = 2
     else:
         raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_xmldsig.SignatureValueType)
     ob.Id = f_Id
@@ -4453,7 +4407,17 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -4462,18 +4426,6 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         s = 2
     else:
         raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
-        r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5668,7 +5620,38 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'AbsolutePriceScheduleType[0]', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_TimeAnchor = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[0]', 'expected EE of TimeAnchor')
+        s = 2
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -5704,39 +5687,6 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         s = 2
     else:
         raise r.fail_at(av, 'AbsolutePriceScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'AbsolutePriceScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_TimeAnchor = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[1]', 'expected EE of TimeAnchor')
-        s = 2
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -5799,13 +5749,41 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         f_PriceScheduleDescription = r.string_of(u, 160)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'AbsolutePriceScheduleType[3]', 'expected EE of PriceScheduleDescription, SE(Currency), CH of Currency')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Currency = r.string_of(u, 3)
+        win = r.win
+        av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[3]', 'expected EE of PriceScheduleDescription')
-        s = 4
+            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[3]', 'expected EE of Currency')
+        s = 5
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -5844,42 +5822,6 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         s = 5
     else:
         raise r.fail_at(av, 'AbsolutePriceScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(Currency)')
-    if s == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'AbsolutePriceScheduleType[4]', 'expected SE(Currency), CH of Currency')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Currency = r.string_of(u, 3)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AbsolutePriceScheduleType[4]', 'expected EE of Currency')
-        s = 5
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -5973,75 +5915,17 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_MinimumCost = ob1_
-        s = 8
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_MaximumCost = ob2_
-        s = 9
-    elif ec == 2:
-        r.avail = av
-        f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r)
-        win = r.win
-        av = r.avail
-        s = 10
-    elif ec == 3:
-        r.avail = av
-        f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r)
-        win = r.win
-        av = r.avail
-        s = 11
-    else:
-        raise r.fail_at(av, 'AbsolutePriceScheduleType[7]', f'event code {ec}, expected SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
-    if s == 8:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -6049,7 +5933,7 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AbsolutePriceScheduleType[8]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6069,17 +5953,17 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_3_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[8]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_MaximumCost = ob3_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_MaximumCost = ob2_
             s = 9
         elif ec == 1:
             r.avail = av
@@ -6095,6 +5979,59 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             s = 11
         else:
             raise r.fail_at(av, 'AbsolutePriceScheduleType[8]', f'event code {ec}, expected SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'AbsolutePriceScheduleType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'AbsolutePriceScheduleType[7]', 'expected EE of Value, EE')
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_MaximumCost = ob3_
+        s = 9
+    elif ec == 2:
+        r.avail = av
+        f_TaxRules = _d_iso20_common_messages_TaxRuleListType(r)
+        win = r.win
+        av = r.avail
+        s = 10
+    elif ec == 3:
+        r.avail = av
+        f_PriceRuleStacks = _d_iso20_common_messages_PriceRuleStackListType(r)
+        win = r.win
+        av = r.avail
+        s = 11
+    else:
+        raise r.fail_at(av, 'AbsolutePriceScheduleType[7]', f'event code {ec}, expected SE(MinimumCost), SE(MaximumCost), SE(TaxRules), SE(PriceRuleStacks)')
     if s == 9:
         av -= 2
         if av < 0:
@@ -6136,22 +6073,11 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
         f_OverstayRules = _d_iso20_common_messages_OverstayRuleListType(r)
         win = r.win
         av = r.avail
-        s = 12
-    elif ec == 1:
-        r.avail = av
-        f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r)
-        win = r.win
-        av = r.avail
-        s = 13
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'AbsolutePriceScheduleType[11]', f'event code {ec}, expected SE(OverstayRules), SE(AdditionalSelectedServices), EE')
-    if s == 12:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r)
@@ -6162,6 +6088,16 @@ def _d_iso20_common_messages_AbsolutePriceScheduleType(r: BitReader) -> _iso20_c
             s = -1
         else:
             raise r.fail_at(av, 'AbsolutePriceScheduleType[12]', f'event code {ec}, expected SE(AdditionalSelectedServices), EE')
+    elif ec == 1:
+        r.avail = av
+        f_AdditionalSelectedServices = _d_iso20_common_messages_AdditionalServiceListType(r)
+        win = r.win
+        av = r.avail
+        s = 13
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'AbsolutePriceScheduleType[11]', f'event code {ec}, expected SE(OverstayRules), SE(AdditionalSelectedServices), EE')
     if s == 13:
         av -= 1
         if av < 0:
@@ -7354,7 +7290,6 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     f_CertificateInstallationService: bool
     f_EIM_ASResAuthorizationMode: _iso20_common_messages.EIM_ASResAuthorizationModeType | None = None
     f_PnC_ASResAuthorizationMode: _iso20_common_messages.PnC_ASResAuthorizationModeType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -7377,18 +7312,15 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 3) & 1)])
     ec = (c & 3)
-    s = 1
-    s = 2
-    s = 3
     if ec == 0:
-        av -= 3
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'AuthorizationSetupResType[3]', 'expected CH of AuthorizationServices, EE of AuthorizationServices')
-        f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 1) & 1)])
-        s = 4
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x5d != 0x0:
+            raise r.fail_at(av + 7, 'AuthorizationSetupResType[3]', 'expected CH of AuthorizationServices, EE of AuthorizationServices, SE(CertificateInstallationService), CH of CertificateInstallationService, EE of CertificateInstallationService')
+        f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 5) & 1)])
+        f_CertificateInstallationService = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -7397,18 +7329,8 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'AuthorizationSetupResType[3]', 'expected CH of CertificateInstallationService, EE of CertificateInstallationService')
         f_CertificateInstallationService = ((c >> 1) & 1) == 1
-        s = 5
     else:
         raise r.fail_at(av, 'AuthorizationSetupResType[3]', f'event code {ec}, expected SE(AuthorizationServices), SE(CertificateInstallationService)')
-    if s == 4:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'AuthorizationSetupResType[4]', 'expected SE(CertificateInstallationService), CH of CertificateInstallationService, EE of CertificateInstallationService')
-        f_CertificateInstallationService = ((c >> 1) & 1) == 1
-        s = 5
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -7423,13 +7345,11 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
             raise r.fail_at(av + 1, 'AuthorizationSetupResType[5]', 'expected EE')
         ob1_ = _new(_iso20_common_messages.EIM_ASResAuthorizationModeType)
         f_EIM_ASResAuthorizationMode = ob1_
-        s = 6
     elif ec == 1:
         r.avail = av
         f_PnC_ASResAuthorizationMode = _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r)
         win = r.win
         av = r.avail
-        s = 6
     else:
         raise r.fail_at(av, 'AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
     av -= 1
@@ -7438,7 +7358,6 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'AuthorizationSetupResType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.AuthorizationSetupResType)
     ob.Header = f_Header
@@ -7530,7 +7449,6 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
     av = r.avail
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -7566,25 +7484,21 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'CertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         r.avail = av
         f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
-    if s == 2:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.CertificateChainType)
     ob.Certificate = f_Certificate
@@ -7640,7 +7554,6 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
     f_ListOfRootCertificateIDs: _iso20_common_types.ListOfRootCertificateIDsType
     f_MaximumContractCertificateChains: int
     f_PrioritizedEMAIDs: _iso20_common_messages.EMAIDListType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -7657,7 +7570,6 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain)')
-    s = 1
     r.avail = av
     f_OEMProvisioningCertificateChain = _d_iso20_common_messages_SignedCertificateChainType(r)
     win = r.win
@@ -7668,7 +7580,6 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
-    s = 2
     r.avail = av
     f_ListOfRootCertificateIDs = _d_iso20_common_types_ListOfRootCertificateIDsType(r)
     win = r.win
@@ -7681,26 +7592,21 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
         raise r.fail_at(av + 13, 'CertificateInstallationReqType', 'expected SE(MaximumContractCertificateChains), CH of MaximumContractCertificateChains, EE of MaximumContractCertificateChains')
     f_MaximumContractCertificateChains = ((c >> 3) & 255)
     ec = (c & 3)
-    s = 3
-    s = 4
     if ec == 0:
         r.avail = av
         f_PrioritizedEMAIDs = _d_iso20_common_messages_EMAIDListType(r)
         win = r.win
         av = r.avail
-        s = 5
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'CertificateInstallationReqType[4]', f'event code {ec}, expected SE(PrioritizedEMAIDs), EE')
-    if s == 5:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'CertificateInstallationReqType[5]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'CertificateInstallationReqType[4]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateInstallationReqType[4]', f'event code {ec}, expected SE(PrioritizedEMAIDs), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.CertificateInstallationReqType)
     ob.Header = f_Header
@@ -8141,69 +8047,14 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
     ec = (c & 3)
     s = 1
     if ec == 0:
-        av -= 9
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVTargetEnergyRequest = ob1_
-        s = 4
-    else:
-        raise r.fail_at(av, 'Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x404 != 0x0:
+            raise r.fail_at(av + 11, 'Dynamic_SEReqControlModeType[1]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 3) & 127)
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -8220,7 +8071,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -8240,20 +8091,70 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[2]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVTargetEnergyRequest = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_EVTargetEnergyRequest = ob1_
             s = 4
         else:
             raise r.fail_at(av, 'Dynamic_SEReqControlModeType[2]', f'event code {ec}, expected SE(TargetSOC), SE(EVTargetEnergyRequest)')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_SEReqControlModeType[1]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[1]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVTargetEnergyRequest = ob2_
+        s = 4
+    else:
+        raise r.fail_at(av, 'Dynamic_SEReqControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(EVTargetEnergyRequest)')
     if s == 3:
         av -= 23
         if av < 0:
@@ -8392,65 +8293,17 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_EVMaximumV2XEnergyRequest = ob6_
-        s = 7
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVMinimumV2XEnergyRequest = ob7_
-        s = 8
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_SEReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
-    if s == 7:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -8458,7 +8311,7 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[7]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -8478,22 +8331,65 @@ def _d_iso20_common_messages_Dynamic_SEReqControlModeType(r: BitReader) -> _iso2
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_8_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[7]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_EVMinimumV2XEnergyRequest = ob8_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVMinimumV2XEnergyRequest = ob7_
             s = 8
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_SEReqControlModeType[7]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_SEReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_8_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_SEReqControlModeType[6]', 'expected EE of Value, EE')
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMinimumV2XEnergyRequest = ob8_
+        s = 8
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_SEReqControlModeType[6]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 8:
         av -= 1
         if av < 0:
@@ -8896,52 +8792,13 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        r.avail = av
-        f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 4:
-        r.avail = av
-        f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_SEResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_SEResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -8976,6 +8833,40 @@ def _d_iso20_common_messages_Dynamic_SEResControlModeType(r: BitReader) -> _iso2
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_SEResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_SEResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        r.avail = av
+        f_AbsolutePriceSchedule = _d_iso20_common_messages_AbsolutePriceScheduleType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 4:
+        r.avail = av
+        f_PriceLevelSchedule = _d_iso20_common_messages_PriceLevelScheduleType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_SEResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AbsolutePriceSchedule), SE(PriceLevelSchedule), EE')
     if s == 2:
         av -= 3
         if av < 0:
@@ -11482,65 +11373,13 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
                     win = r.win
                     av = r.avail
         f_OverstayTimeThreshold = u
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_OverstayPowerThreshold = ob1_
-        s = 2
-    elif ec == 2:
-        r.avail = av
-        f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
-        win = r.win
-        av = r.avail
-        s = 3
-    else:
-        raise r.fail_at(av, 'OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'OverstayRuleListType[0]', 'expected EE of OverstayTimeThreshold')
+        ec = (c & 3)
         if ec == 0:
             av -= 22
             if av < 0:
@@ -11548,7 +11387,7 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'OverstayRuleListType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -11568,17 +11407,17 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'OverstayRuleListType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_OverstayPowerThreshold = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_OverstayPowerThreshold = ob1_
             s = 2
         elif ec == 1:
             r.avail = av
@@ -11588,6 +11427,53 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             s = 3
         else:
             raise r.fail_at(av, 'OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_OverstayPowerThreshold = ob2_
+        s = 2
+    elif ec == 2:
+        r.avail = av
+        f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
+        win = r.win
+        av = r.avail
+        s = 3
+    else:
+        raise r.fail_at(av, 'OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
         av -= 1
         if av < 0:
@@ -11812,7 +11698,6 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     f_StartTime: int
     f_OverstayFee: _iso20_common_types.RationalNumberType
     f_OverstayFeePeriod: int
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -11847,13 +11732,37 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
         f_OverstayRuleDescription = r.string_of(u, 160)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_StartTime = u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription')
-        s = 1
+            raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -11886,42 +11795,8 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
-        s = 2
     else:
         raise r.fail_at(av, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'OverstayRuleType[1]', 'expected SE(StartTime), CH of StartTime')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_StartTime = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'OverstayRuleType[1]', 'expected EE of StartTime')
-        s = 2
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -11960,7 +11835,6 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_OverstayFee = ob1_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -11985,8 +11859,6 @@ def _d_iso20_common_messages_OverstayRuleType(r: BitReader) -> _iso20_common_mes
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'OverstayRuleType', 'expected EE of OverstayFeePeriod, EE')
-    s = 4
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.OverstayRuleType)
     ob.OverstayRuleDescription = f_OverstayRuleDescription
@@ -12831,7 +12703,6 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
     av = r.avail
     f_GenChallenge: bytes
     f_SupportedProviders: _iso20_common_messages.SupportedProvidersListType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -12867,25 +12738,21 @@ def _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r: BitReader) -> _is
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'PnC_ASResAuthorizationModeType', 'expected EE of GenChallenge')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         r.avail = av
         f_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
-    if s == 2:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'PnC_ASResAuthorizationModeType[2]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'PnC_ASResAuthorizationModeType[1]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.PnC_ASResAuthorizationModeType)
     ob.GenChallenge = f_GenChallenge
@@ -12972,25 +12839,11 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
         f_EVPowerProfile = _d_iso20_common_messages_EVPowerProfileType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'PowerDeliveryReqType[3]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
-        f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
-        s = 5
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(EVPowerProfile), SE(BPT_ChannelSelection), EE')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 3
             if av < 0:
@@ -13004,6 +12857,19 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
             s = -1
         else:
             raise r.fail_at(av, 'PowerDeliveryReqType[4]', f'event code {ec}, expected SE(BPT_ChannelSelection), EE')
+    elif ec == 1:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'PowerDeliveryReqType[3]', 'expected CH of BPT_ChannelSelection, EE of BPT_ChannelSelection')
+        f_BPT_ChannelSelection = _E_iso20_common_messages_channelSelectionType[((c >> 1) & 1)]
+        s = 5
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(EVPowerProfile), SE(BPT_ChannelSelection), EE')
     if s == 5:
         av -= 1
         if av < 0:
@@ -13085,7 +12951,6 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -13107,8 +12972,6 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
         raise r.fail_at(av, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 3)
-    s = 1
-    s = 2
     if ec == 0:
         av -= 10
         if av < 0:
@@ -13135,13 +12998,13 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 9
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'PowerDeliveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x1c7 != 0x0:
+            raise r.fail_at(av + 9, 'PowerDeliveryResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, EE')
+        iv = ((c >> 3) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
@@ -13149,19 +13012,10 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'PowerDeliveryResType[2]', f'event code {ec}, expected SE(EVSEStatus), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PowerDeliveryResType[3]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.PowerDeliveryResType)
     ob.Header = f_Header
@@ -13433,65 +13287,17 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
                     win = r.win
                     av = r.avail
         f_2_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_Power_L2 = ob2_
-        s = 3
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_Power_L3 = ob3_
-        s = 4
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'PowerScheduleEntryType[2]', f'event code {ec}, expected SE(Power_L2), SE(Power_L3), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -13499,7 +13305,7 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'PowerScheduleEntryType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13519,22 +13325,65 @@ def _d_iso20_common_messages_PowerScheduleEntryType(r: BitReader) -> _iso20_comm
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PowerScheduleEntryType[3]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_Power_L3 = ob4_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_Power_L3 = ob3_
             s = 4
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'PowerScheduleEntryType[3]', f'event code {ec}, expected SE(Power_L3), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'PowerScheduleEntryType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'PowerScheduleEntryType[2]', 'expected EE of Value, EE')
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_Power_L3 = ob4_
+        s = 4
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'PowerScheduleEntryType[2]', f'event code {ec}, expected SE(Power_L2), SE(Power_L3), EE')
     if s == 4:
         av -= 1
         if av < 0:
@@ -13800,69 +13649,17 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_AvailableEnergy = ob1_
-        s = 2
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_PowerTolerance = ob2_
-        s = 3
-    elif ec == 2:
-        r.avail = av
-        f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    else:
-        raise r.fail_at(av, 'PowerScheduleType[1]', f'event code {ec}, expected SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -13870,7 +13667,7 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'PowerScheduleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13890,17 +13687,17 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_3_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PowerScheduleType[2]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_PowerTolerance = ob3_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_PowerTolerance = ob2_
             s = 3
         elif ec == 1:
             r.avail = av
@@ -13910,6 +13707,53 @@ def _d_iso20_common_messages_PowerScheduleType(r: BitReader) -> _iso20_common_me
             s = 4
         else:
             raise r.fail_at(av, 'PowerScheduleType[2]', f'event code {ec}, expected SE(PowerTolerance), SE(PowerScheduleEntries)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'PowerScheduleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'PowerScheduleType[1]', 'expected EE of Value, EE')
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_PowerTolerance = ob3_
+        s = 3
+    elif ec == 2:
+        r.avail = av
+        f_PowerScheduleEntries = _d_iso20_common_messages_PowerScheduleEntryListType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    else:
+        raise r.fail_at(av, 'PowerScheduleType[1]', f'event code {ec}, expected SE(AvailableEnergy), SE(PowerTolerance), SE(PowerScheduleEntries)')
     if s == 3:
         av -= 1
         if av < 0:
@@ -14409,7 +14253,6 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     f_PriceScheduleDescription: str | None = None
     f_NumberOfPriceLevels: int
     f_PriceLevelScheduleEntries: _iso20_common_messages.PriceLevelScheduleEntryListType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -14442,7 +14285,37 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PriceLevelScheduleType[0]', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_TimeAnchor = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -14475,42 +14348,8 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PriceLevelScheduleType[0]', 'expected EE of TimeAnchor')
-        s = 2
     else:
         raise r.fail_at(av, 'PriceLevelScheduleType[0]', f'event code {ec}, expected AT(Id), SE(TimeAnchor)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'PriceLevelScheduleType[1]', 'expected SE(TimeAnchor), CH of TimeAnchor')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_TimeAnchor = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PriceLevelScheduleType[1]', 'expected EE of TimeAnchor')
-        s = 2
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -14543,7 +14382,6 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'PriceLevelScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
-    s = 3
     if ec == 0:
         av -= 9
         if av < 0:
@@ -14573,13 +14411,13 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
         f_PriceScheduleDescription = r.string_of(u, 160)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PriceLevelScheduleType[3]', 'expected EE of PriceScheduleDescription')
-        s = 4
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xe01 != 0x0:
+            raise r.fail_at(av + 12, 'PriceLevelScheduleType[3]', 'expected EE of PriceScheduleDescription, SE(NumberOfPriceLevels), CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
+        f_NumberOfPriceLevels = ((c >> 1) & 255)
     elif ec == 1:
         av -= 10
         if av < 0:
@@ -14588,18 +14426,8 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
         if c & 0x201 != 0x0:
             raise r.fail_at(av + 10, 'PriceLevelScheduleType[3]', 'expected CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
         f_NumberOfPriceLevels = ((c >> 1) & 255)
-        s = 5
     else:
         raise r.fail_at(av, 'PriceLevelScheduleType[3]', f'event code {ec}, expected SE(PriceScheduleDescription), SE(NumberOfPriceLevels)')
-    if s == 4:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x601 != 0x0:
-            raise r.fail_at(av + 11, 'PriceLevelScheduleType[4]', 'expected SE(NumberOfPriceLevels), CH of NumberOfPriceLevels, EE of NumberOfPriceLevels')
-        f_NumberOfPriceLevels = ((c >> 1) & 255)
-        s = 5
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -14616,8 +14444,6 @@ def _d_iso20_common_messages_PriceLevelScheduleType(r: BitReader) -> _iso20_comm
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'PriceLevelScheduleType', 'expected EE')
-    s = 6
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.PriceLevelScheduleType)
     ob.Id = f_Id
@@ -15103,138 +14929,17 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
                     win = r.win
                     av = r.avail
         f_2_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'PriceRuleType[1]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'PriceRuleType[1]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_ParkingFee = ob2_
-        s = 2
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_ParkingFeePeriod = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
-        s = 3
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_CarbonDioxideEmission = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
-        s = 4
-    elif ec == 3:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x201 != 0x0:
-            raise r.fail_at(av + 10, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
-        f_RenewableGenerationPercentage = ((c >> 1) & 255)
-        s = 5
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'PriceRuleType[1]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_PowerRangeStart = ob3_
-        s = 6
-    else:
-        raise r.fail_at(av, 'PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
-    if s == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 9
             if av < 0:
@@ -15317,7 +15022,7 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'PriceRuleType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15337,20 +15042,136 @@ def _d_iso20_common_messages_PriceRuleType(r: BitReader) -> _iso20_common_messag
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'PriceRuleType[2]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_PowerRangeStart = ob4_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_PowerRangeStart = ob3_
             s = 6
         else:
             raise r.fail_at(av, 'PriceRuleType[2]', f'event code {ec}, expected SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of ParkingFeePeriod')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_ParkingFeePeriod = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceRuleType[1]', 'expected EE of ParkingFeePeriod')
+        s = 3
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PriceRuleType[1]', 'expected CH of CarbonDioxideEmission')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_CarbonDioxideEmission = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PriceRuleType[1]', 'expected EE of CarbonDioxideEmission')
+        s = 4
+    elif ec == 3:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'PriceRuleType[1]', 'expected CH of RenewableGenerationPercentage, EE of RenewableGenerationPercentage')
+        f_RenewableGenerationPercentage = ((c >> 1) & 255)
+        s = 5
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'PriceRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'PriceRuleType[1]', 'expected EE of Value, EE')
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_PowerRangeStart = ob4_
+        s = 6
+    else:
+        raise r.fail_at(av, 'PriceRuleType[1]', f'event code {ec}, expected SE(ParkingFee), SE(ParkingFeePeriod), SE(CarbonDioxideEmission), SE(RenewableGenerationPercentage), SE(PowerRangeStart)')
     if s == 3:
         av -= 2
         if av < 0:
@@ -15967,7 +15788,6 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
     f_TimeAnchor: int
     f_PriceScheduleID: int
     f_PriceScheduleDescription: str | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -16000,7 +15820,6 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'PriceScheduleType', 'expected EE of TimeAnchor, SE(PriceScheduleID), CH of PriceScheduleID')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -16026,7 +15845,6 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'PriceScheduleType', 'expected EE of PriceScheduleID')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         av -= 9
         if av < 0:
@@ -16056,25 +15874,16 @@ def _d_iso20_common_messages_PriceScheduleType(r: BitReader) -> _iso20_common_me
         f_PriceScheduleDescription = r.string_of(u, 160)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription')
-        s = 3
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'PriceScheduleType[2]', 'expected EE of PriceScheduleDescription, EE')
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'PriceScheduleType[2]', f'event code {ec}, expected SE(PriceScheduleDescription), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PriceScheduleType[3]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.PriceScheduleType)
     ob.TimeAnchor = f_TimeAnchor
@@ -16269,7 +16078,6 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
     f_GoToPause: bool | None = None
     f_Dynamic_SEResControlMode: _iso20_common_messages.Dynamic_SEResControlModeType | None = None
     f_Scheduled_SEResControlMode: _iso20_common_messages.Scheduled_SEResControlModeType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -16295,58 +16103,45 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
         raise r.fail_at(av, 'ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 3)
-    s = 1
-    s = 2
-    s = 3
     if ec == 0:
-        av -= 3
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'ScheduleExchangeResType[3]', 'expected CH of GoToPause, EE of GoToPause')
-        f_GoToPause = ((c >> 1) & 1) == 1
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        r.avail = av
-        f_Scheduled_SEResControlMode = _d_iso20_common_messages_Scheduled_SEResControlModeType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'ScheduleExchangeResType[3]', f'event code {ec}, expected SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
-    if s == 4:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x14 != 0x0:
+            raise r.fail_at(av + 5, 'ScheduleExchangeResType[3]', 'expected CH of GoToPause, EE of GoToPause')
+        f_GoToPause = ((c >> 3) & 1) == 1
+        ec = (c & 3)
         if ec == 0:
             r.avail = av
             f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r)
             win = r.win
             av = r.avail
-            s = 5
         elif ec == 1:
             r.avail = av
             f_Scheduled_SEResControlMode = _d_iso20_common_messages_Scheduled_SEResControlModeType(r)
             win = r.win
             av = r.avail
-            s = 5
         else:
             raise r.fail_at(av, 'ScheduleExchangeResType[4]', f'event code {ec}, expected SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
+    elif ec == 1:
+        r.avail = av
+        f_Dynamic_SEResControlMode = _d_iso20_common_messages_Dynamic_SEResControlModeType(r)
+        win = r.win
+        av = r.avail
+    elif ec == 2:
+        r.avail = av
+        f_Scheduled_SEResControlMode = _d_iso20_common_messages_Scheduled_SEResControlModeType(r)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'ScheduleExchangeResType[3]', f'event code {ec}, expected SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ScheduleExchangeResType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.ScheduleExchangeResType)
     ob.Header = f_Header
@@ -16442,7 +16237,6 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
     f_ScheduleTupleID: int
     f_ChargingSchedule: _iso20_common_messages.ChargingScheduleType
     f_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -16474,7 +16268,6 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ScheduleTupleType', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
-    s = 1
     r.avail = av
     f_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
     win = r.win
@@ -16484,25 +16277,21 @@ def _d_iso20_common_messages_ScheduleTupleType(r: BitReader) -> _iso20_common_me
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 2
     if ec == 0:
         r.avail = av
         f_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ScheduleTupleType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.ScheduleTupleType)
     ob.ScheduleTupleID = f_ScheduleTupleID
@@ -16576,7 +16365,6 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
     av = r.avail
     f_SelectedScheduleTupleID: int
     f_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -16609,28 +16397,18 @@ def _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r: BitReader) -> _is
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'Scheduled_EVPPTControlModeType', 'expected EE of SelectedScheduleTupleID')
     ec = (c & 3)
-    s = 1
     if ec == 0:
-        av -= 3
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance')
-        f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 1) & 1)]
-        s = 2
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xb != 0x0:
+            raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance, EE')
+        f_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 2) & 1)]
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
-    if s == 2:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Scheduled_EVPPTControlModeType[2]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.Scheduled_EVPPTControlModeType)
     ob.SelectedScheduleTupleID = f_SelectedScheduleTupleID
@@ -16725,287 +16503,13 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVTargetEnergyRequest = ob1_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 4
-    elif ec == 4:
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
-            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_TimeAnchor = u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
-        r.avail = av
-        f_5_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
-        win = r.win
-        av = r.avail
-        av -= 12
-        if av < 0:
-            win, av = r.refill(av, 12)
-        c = (win >> av) & 0xfff
-        if c & 0xf00 != 0x0:
-            raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[0]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
-        u = (c & 255)
-        ob5_ = _new(_iso20_common_messages.EVPowerScheduleType)
-        ob5_.TimeAnchor = f_5_TimeAnchor
-        ob5_.EVPowerScheduleEntries = f_5_EVPowerScheduleEntries
-        f_4_EVPowerSchedule = ob5_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_TimeAnchor = u
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
-            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_6_Currency = r.string_of(u, 3)
-        win = r.win
-        av = r.avail
-        av -= 11
-        if av < 0:
-            win, av = r.refill(av, 11)
-        c = (win >> av) & 0x7ff
-        if c & 0x700 != 0x0:
-            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_6_PriceAlgorithm = r.string_of(u, 255)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
-        r.avail = av
-        f_6_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
-        win = r.win
-        av = r.avail
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE, EE')
-        ob6_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
-        ob6_.TimeAnchor = f_6_TimeAnchor
-        ob6_.Currency = f_6_Currency
-        ob6_.PriceAlgorithm = f_6_PriceAlgorithm
-        ob6_.EVPriceRuleStacks = f_6_EVPriceRuleStacks
-        f_4_EVAbsolutePriceSchedule = ob6_
-        ob4_ = _new(_iso20_common_messages.EVEnergyOfferType)
-        ob4_.EVPowerSchedule = f_4_EVPowerSchedule
-        ob4_.EVAbsolutePriceSchedule = f_4_EVAbsolutePriceSchedule
-        f_EVEnergyOffer = ob4_
-        s = 5
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_SEReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Scheduled_SEReqControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 22
             if av < 0:
@@ -17013,7 +16517,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17033,17 +16537,17 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_7_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            ob7_ = _new(_iso20_common_types.RationalNumberType)
-            ob7_.Exponent = f_7_Exponent
-            ob7_.Value = f_7_Value
-            f_EVTargetEnergyRequest = ob7_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_EVTargetEnergyRequest = ob1_
             s = 2
         elif ec == 1:
             av -= 22
@@ -17052,7 +16556,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17072,17 +16576,17 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_8_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_EVMaximumEnergyRequest = ob8_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 3
         elif ec == 2:
             av -= 22
@@ -17091,7 +16595,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17111,17 +16615,17 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_9_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVMinimumEnergyRequest = ob9_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 4
         elif ec == 3:
             av -= 11
@@ -17148,7 +16652,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_TimeAnchor = u
+            f_5_TimeAnchor = u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
@@ -17156,7 +16660,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
             r.avail = av
-            f_11_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
+            f_5_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
             win = r.win
             av = r.avail
             av -= 12
@@ -17166,10 +16670,10 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             if c & 0xf00 != 0x0:
                 raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[1]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
             u = (c & 255)
-            ob11_ = _new(_iso20_common_messages.EVPowerScheduleType)
-            ob11_.TimeAnchor = f_11_TimeAnchor
-            ob11_.EVPowerScheduleEntries = f_11_EVPowerScheduleEntries
-            f_10_EVPowerSchedule = ob11_
+            ob5_ = _new(_iso20_common_messages.EVPowerScheduleType)
+            ob5_.TimeAnchor = f_5_TimeAnchor
+            ob5_.EVPowerScheduleEntries = f_5_EVPowerScheduleEntries
+            f_4_EVPowerSchedule = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -17187,7 +16691,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_TimeAnchor = u
+            f_6_TimeAnchor = u
             av -= 11
             if av < 0:
                 win, av = r.refill(av, 11)
@@ -17213,7 +16717,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_12_Currency = r.string_of(u, 3)
+            f_6_Currency = r.string_of(u, 3)
             win = r.win
             av = r.avail
             av -= 11
@@ -17241,7 +16745,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
                         win = r.win
                         av = r.avail
             r.avail = av
-            f_12_PriceAlgorithm = r.string_of(u, 255)
+            f_6_PriceAlgorithm = r.string_of(u, 255)
             win = r.win
             av = r.avail
             av -= 2
@@ -17251,7 +16755,7 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
             r.avail = av
-            f_12_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+            f_6_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
             win = r.win
             av = r.avail
             av -= 2
@@ -17260,21 +16764,290 @@ def _d_iso20_common_messages_Scheduled_SEReqControlModeType(r: BitReader) -> _is
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[1]', 'expected EE, EE')
-            ob12_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
-            ob12_.TimeAnchor = f_12_TimeAnchor
-            ob12_.Currency = f_12_Currency
-            ob12_.PriceAlgorithm = f_12_PriceAlgorithm
-            ob12_.EVPriceRuleStacks = f_12_EVPriceRuleStacks
-            f_10_EVAbsolutePriceSchedule = ob12_
-            ob10_ = _new(_iso20_common_messages.EVEnergyOfferType)
-            ob10_.EVPowerSchedule = f_10_EVPowerSchedule
-            ob10_.EVAbsolutePriceSchedule = f_10_EVAbsolutePriceSchedule
-            f_EVEnergyOffer = ob10_
+            ob6_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+            ob6_.TimeAnchor = f_6_TimeAnchor
+            ob6_.Currency = f_6_Currency
+            ob6_.PriceAlgorithm = f_6_PriceAlgorithm
+            ob6_.EVPriceRuleStacks = f_6_EVPriceRuleStacks
+            f_4_EVAbsolutePriceSchedule = ob6_
+            ob4_ = _new(_iso20_common_messages.EVEnergyOfferType)
+            ob4_.EVPowerSchedule = f_4_EVPowerSchedule
+            ob4_.EVAbsolutePriceSchedule = f_4_EVAbsolutePriceSchedule
+            f_EVEnergyOffer = ob4_
             s = 5
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_SEReqControlModeType[1]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVTargetEnergyRequest = ob7_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_8_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_EVMaximumEnergyRequest = ob8_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_SEReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_9_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Value, EE')
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVMinimumEnergyRequest = ob9_
+        s = 4
+    elif ec == 4:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected SE(EVPowerSchedule), SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_TimeAnchor = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(EVPowerScheduleEntries)')
+        r.avail = av
+        f_11_EVPowerScheduleEntries = _d_iso20_common_messages_EVPowerScheduleEntryListType(r)
+        win = r.win
+        av = r.avail
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xf00 != 0x0:
+            raise r.fail_at(av + 12, 'Scheduled_SEReqControlModeType[0]', 'expected EE, SE(EVAbsolutePriceSchedule), SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        ob11_ = _new(_iso20_common_messages.EVPowerScheduleType)
+        ob11_.TimeAnchor = f_11_TimeAnchor
+        ob11_.EVPowerScheduleEntries = f_11_EVPowerScheduleEntries
+        f_10_EVPowerSchedule = ob11_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_TimeAnchor = u
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of TimeAnchor, SE(Currency), CH of Currency')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_12_Currency = r.string_of(u, 3)
+        win = r.win
+        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'Scheduled_SEReqControlModeType[0]', 'expected EE of Currency, SE(PriceAlgorithm), CH of PriceAlgorithm')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_12_PriceAlgorithm = r.string_of(u, 255)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE of PriceAlgorithm, SE(EVPriceRuleStacks)')
+        r.avail = av
+        f_12_EVPriceRuleStacks = _d_iso20_common_messages_EVPriceRuleStackListType(r)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEReqControlModeType[0]', 'expected EE, EE')
+        ob12_ = _new(_iso20_common_messages.EVAbsolutePriceScheduleType)
+        ob12_.TimeAnchor = f_12_TimeAnchor
+        ob12_.Currency = f_12_Currency
+        ob12_.PriceAlgorithm = f_12_PriceAlgorithm
+        ob12_.EVPriceRuleStacks = f_12_EVPriceRuleStacks
+        f_10_EVAbsolutePriceSchedule = ob12_
+        ob10_ = _new(_iso20_common_messages.EVEnergyOfferType)
+        ob10_.EVPowerSchedule = f_10_EVPowerSchedule
+        ob10_.EVAbsolutePriceSchedule = f_10_EVAbsolutePriceSchedule
+        f_EVEnergyOffer = ob10_
+        s = 5
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_SEReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVEnergyOffer), EE')
     if s == 2:
         av -= 3
         if av < 0:
@@ -18729,7 +18502,6 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
     win = r.win
     av = r.avail
     f_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -18745,40 +18517,35 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-    if s == 2:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
             win = r.win
             av = r.avail
-            s = 3
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[2]', 'expected EE')
         elif ec == 1:
-            s = -1
+            pass
         else:
             raise r.fail_at(av, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[3]', 'expected EE')
-        s = -1
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.Scheduled_SEResControlModeType)
     ob.ScheduleTuple = f_ScheduleTuple
@@ -19557,7 +19324,6 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_com
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SupportedServiceIDs: _iso20_common_messages.ServiceIDListType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -19573,25 +19339,21 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_com
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_SupportedServiceIDs = _d_iso20_common_messages_ServiceIDListType(r)
         win = r.win
         av = r.avail
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
-    if s == 2:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[2]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ServiceDiscoveryReqType[1]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceDiscoveryReqType[1]', f'event code {ec}, expected SE(SupportedServiceIDs), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.ServiceDiscoveryReqType)
     ob.Header = f_Header
@@ -19643,7 +19405,6 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
     f_ServiceRenegotiationSupported: bool
     f_EnergyTransferServiceList: _iso20_common_messages.ServiceListType
     f_VASList: _iso20_common_messages.ServiceListType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -19665,9 +19426,6 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
         raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_ServiceRenegotiationSupported = ((c >> 2) & 1) == 1
-    s = 1
-    s = 2
-    s = 3
     r.avail = av
     f_EnergyTransferServiceList = _d_iso20_common_messages_ServiceListType(r)
     win = r.win
@@ -19677,25 +19435,21 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 4
     if ec == 0:
         r.avail = av
         f_VASList = _d_iso20_common_messages_ServiceListType(r)
         win = r.win
         av = r.avail
-        s = 5
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
-    if s == 5:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[5]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ServiceDiscoveryResType[4]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceDiscoveryResType[4]', f'event code {ec}, expected SE(VASList), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.ServiceDiscoveryResType)
     ob.Header = f_Header
@@ -20246,7 +20000,6 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     f_Header: _iso20_common_types.MessageHeaderType
     f_SelectedEnergyTransferService: _iso20_common_messages.SelectedServiceType
     f_SelectedVASList: _iso20_common_messages.SelectedServiceListType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -20264,7 +20017,6 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -20319,25 +20071,21 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     ob1_.ServiceID = f_1_ServiceID
     ob1_.ParameterSetID = f_1_ParameterSetID
     f_SelectedEnergyTransferService = ob1_
-    s = 2
     if ec == 0:
         r.avail = av
         f_SelectedVASList = _d_iso20_common_messages_SelectedServiceListType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'ServiceSelectionReqType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'ServiceSelectionReqType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceSelectionReqType[2]', f'event code {ec}, expected SE(SelectedVASList), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.ServiceSelectionReqType)
     ob.Header = f_Header
@@ -20802,58 +20550,13 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
         f_EVTerminationCode = r.string_of(u, 80)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
-        s = 3
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_EVTerminationExplanation = r.string_of(u, 160)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SessionStopReqType[2]', 'expected EE of EVTerminationExplanation')
-        s = 4
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SessionStopReqType[2]', f'event code {ec}, expected SE(EVTerminationCode), SE(EVTerminationExplanation), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SessionStopReqType[2]', 'expected EE of EVTerminationCode')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -20894,6 +20597,46 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
             s = -1
         else:
             raise r.fail_at(av, 'SessionStopReqType[3]', f'event code {ec}, expected SE(EVTerminationExplanation), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SessionStopReqType[2]', 'expected CH of EVTerminationExplanation')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_EVTerminationExplanation = r.string_of(u, 160)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SessionStopReqType[2]', 'expected EE of EVTerminationExplanation')
+        s = 4
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SessionStopReqType[2]', f'event code {ec}, expected SE(EVTerminationCode), SE(EVTerminationExplanation), EE')
     if s == 4:
         av -= 1
         if av < 0:
@@ -21045,7 +20788,6 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
     f_Id: str
     f_Certificate: bytes
     f_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
-    s = 0
     av -= 9
     if av < 0:
         win, av = r.refill(av, 9)
@@ -21081,7 +20823,6 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'SignedCertificateChainType', 'expected SE(Certificate), CH of Certificate')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -21110,25 +20851,21 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'SignedCertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         r.avail = av
         f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'SignedCertificateChainType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'SignedCertificateChainType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.SignedCertificateChainType)
     ob.Id = f_Id
@@ -21537,7 +21274,6 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     f_Dynamic_SMDTControlMode: _iso20_common_messages.Dynamic_SMDTControlModeType | None = None
     f_Scheduled_SMDTControlMode: _iso20_common_messages.Scheduled_SMDTControlModeType | None = None
-    s = 0
     av -= 9
     if av < 0:
         win, av = r.refill(av, 9)
@@ -21573,7 +21309,6 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'SignedMeteringDataType', 'expected SE(SessionID), CH of SessionID')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -21601,7 +21336,6 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'SignedMeteringDataType', 'expected EE of SessionID, SE(MeterInfo)')
-    s = 2
     r.avail = av
     f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
     win = r.win
@@ -21611,66 +21345,16 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 3
     if ec == 0:
         r.avail = av
         f_Receipt = _d_iso20_common_types_ReceiptType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedMeteringDataType[3]', 'expected EE')
-        ob1_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
-        f_Dynamic_SMDTControlMode = ob1_
-        s = 5
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_SelectedScheduleTupleID = u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
-        ob2_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
-        ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
-        f_Scheduled_SMDTControlMode = ob2_
-        s = 5
-    else:
-        raise r.fail_at(av, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
-    if s == 4:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 1
             if av < 0:
@@ -21678,9 +21362,8 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'SignedMeteringDataType[4]', 'expected EE')
-            ob3_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
-            f_Dynamic_SMDTControlMode = ob3_
-            s = 5
+            ob1_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
+            f_Dynamic_SMDTControlMode = ob1_
         elif ec == 1:
             av -= 10
             if av < 0:
@@ -21706,26 +21389,70 @@ def _d_iso20_common_messages_SignedMeteringDataType(r: BitReader) -> _iso20_comm
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_SelectedScheduleTupleID = u
+            f_2_SelectedScheduleTupleID = u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'SignedMeteringDataType[4]', 'expected EE of SelectedScheduleTupleID, EE')
-            ob4_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
-            ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
-            f_Scheduled_SMDTControlMode = ob4_
-            s = 5
+            ob2_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
+            ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
+            f_Scheduled_SMDTControlMode = ob2_
         else:
             raise r.fail_at(av, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+    elif ec == 1:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedMeteringDataType[3]', 'expected EE')
+        ob3_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
+        f_Dynamic_SMDTControlMode = ob3_
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_SelectedScheduleTupleID = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
+        ob4_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
+        ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
+        f_Scheduled_SMDTControlMode = ob4_
+    else:
+        raise r.fail_at(av, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'SignedMeteringDataType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.SignedMeteringDataType)
     ob.Id = f_Id
@@ -21870,7 +21597,6 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
     win = r.win
     av = r.avail
     f_Certificate: list[bytes] = []
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -21906,7 +21632,6 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'SubCertificatesType', 'expected EE of Certificate')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -21936,22 +21661,13 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
         f_Certificate.append(r.binary_of(u, 1600))
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SubCertificatesType[1]', 'expected EE of Certificate')
-        s = 2
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
-    if s == 2:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -21981,25 +21697,20 @@ def _d_iso20_common_messages_SubCertificatesType(r: BitReader) -> _iso20_common_
             f_Certificate.append(r.binary_of(u, 1600))
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'SubCertificatesType[2]', 'expected EE of Certificate')
-            s = 3
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
         elif ec == 1:
-            s = -1
+            pass
         else:
             raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
-    if s == 3:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SubCertificatesType[3]', 'expected EE')
-        s = -1
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     r.avail = av
     ob = _new(_iso20_common_messages.SubCertificatesType)
     ob.Certificate = f_Certificate
@@ -22474,7 +22185,6 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     f_AppliesToParkingFee: bool
     f_AppliesToOverstayFee: bool
     f_AppliesMinimumMaximumCost: bool
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -22507,7 +22217,6 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'TaxRuleType', 'expected EE of TaxRuleID')
     ec = (c & 3)
-    s = 1
     if ec == 0:
         av -= 9
         if av < 0:
@@ -22537,20 +22246,12 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         f_TaxRuleName = r.string_of(u, 80)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'TaxRuleType[1]', 'expected EE of TaxRuleName')
-        s = 2
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'TaxRuleType[1]', 'expected EE of TaxRuleName, SE(TaxRate), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -22582,16 +22283,13 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_TaxRate = ob1_
-        s = 3
-    else:
-        raise r.fail_at(av, 'TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
-    if s == 2:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'TaxRuleType[2]', 'expected SE(TaxRate), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'TaxRuleType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -22618,26 +22316,27 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'TaxRuleType[2]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'TaxRuleType[1]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_TaxRate = ob2_
-        s = 3
+    else:
+        raise r.fail_at(av, 'TaxRuleType[1]', f'event code {ec}, expected SE(TaxRuleName), SE(TaxRate)')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        av -= 3
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'TaxRuleType[3]', 'expected CH of TaxIncludedInPrice, EE of TaxIncludedInPrice')
-        f_TaxIncludedInPrice = ((c >> 1) & 1) == 1
-        s = 4
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x5d != 0x0:
+            raise r.fail_at(av + 7, 'TaxRuleType[3]', 'expected CH of TaxIncludedInPrice, EE of TaxIncludedInPrice, SE(AppliesToEnergyFee), CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
+        f_TaxIncludedInPrice = ((c >> 5) & 1) == 1
+        f_AppliesToEnergyFee = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -22646,18 +22345,8 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'TaxRuleType[3]', 'expected CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
         f_AppliesToEnergyFee = ((c >> 1) & 1) == 1
-        s = 5
     else:
         raise r.fail_at(av, 'TaxRuleType[3]', f'event code {ec}, expected SE(TaxIncludedInPrice), SE(AppliesToEnergyFee)')
-    if s == 4:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'TaxRuleType[4]', 'expected SE(AppliesToEnergyFee), CH of AppliesToEnergyFee, EE of AppliesToEnergyFee')
-        f_AppliesToEnergyFee = ((c >> 1) & 1) == 1
-        s = 5
     av -= 13
     if av < 0:
         win, av = r.refill(av, 13)
@@ -22667,10 +22356,6 @@ def _d_iso20_common_messages_TaxRuleType(r: BitReader) -> _iso20_common_messages
     f_AppliesToParkingFee = ((c >> 10) & 1) == 1
     f_AppliesToOverstayFee = ((c >> 6) & 1) == 1
     f_AppliesMinimumMaximumCost = ((c >> 2) & 1) == 1
-    s = 6
-    s = 7
-    s = 8
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_messages.TaxRuleType)
     ob.TaxRuleID = f_TaxRuleID
@@ -22896,90 +22581,13 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
                     win = r.win
                     av = r.avail
         f_VehicleFrame = -u - 1 if sg else u
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
-        s = 4
-    elif ec == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_DeviceOffset = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of DeviceOffset')
-        s = 5
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_VehicleTravel = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleTravel')
-        s = 6
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'VehicleCheckInReqType[3]', f'event code {ec}, expected SE(VehicleFrame), SE(DeviceOffset), SE(VehicleTravel), EE')
-    if s == 4:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'VehicleCheckInReqType[3]', 'expected EE of VehicleFrame')
+        ec = (c & 3)
         if ec == 0:
             av -= 10
             if av < 0:
@@ -23052,6 +22660,78 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
             s = -1
         else:
             raise r.fail_at(av, 'VehicleCheckInReqType[4]', f'event code {ec}, expected SE(DeviceOffset), SE(VehicleTravel), EE')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'VehicleCheckInReqType[3]', 'expected CH of DeviceOffset')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_DeviceOffset = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of DeviceOffset')
+        s = 5
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'VehicleCheckInReqType[3]', 'expected CH of VehicleTravel')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_VehicleTravel = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInReqType[3]', 'expected EE of VehicleTravel')
+        s = 6
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'VehicleCheckInReqType[3]', f'event code {ec}, expected SE(VehicleFrame), SE(DeviceOffset), SE(VehicleTravel), EE')
     if s == 5:
         av -= 2
         if av < 0:
@@ -23368,90 +23048,13 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
                     win = r.win
                     av = r.avail
         f_ParkingSpace = -u - 1 if sg else u
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
-        s = 3
-    elif ec == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_DeviceLocation = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
-        s = 4
-    elif ec == 2:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_TargetDistance = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
-        s = 5
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'VehicleCheckInResType[2]', f'event code {ec}, expected SE(ParkingSpace), SE(DeviceLocation), SE(TargetDistance), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'VehicleCheckInResType[2]', 'expected EE of ParkingSpace')
+        ec = (c & 3)
         if ec == 0:
             av -= 10
             if av < 0:
@@ -23524,6 +23127,78 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
             s = -1
         else:
             raise r.fail_at(av, 'VehicleCheckInResType[3]', f'event code {ec}, expected SE(DeviceLocation), SE(TargetDistance), EE')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'VehicleCheckInResType[2]', 'expected CH of DeviceLocation')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_DeviceLocation = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of DeviceLocation')
+        s = 4
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'VehicleCheckInResType[2]', 'expected CH of TargetDistance')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_TargetDistance = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'VehicleCheckInResType[2]', 'expected EE of TargetDistance')
+        s = 5
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'VehicleCheckInResType[2]', f'event code {ec}, expected SE(ParkingSpace), SE(DeviceLocation), SE(TargetDistance), EE')
     if s == 4:
         av -= 2
         if av < 0:
@@ -23988,7 +23663,6 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -24004,13 +23678,18 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
-        s = 2
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xd != 0x0:
+            raise r.fail_at(av + 4, 'ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -24019,25 +23698,14 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.ChargeLoopReqType)
     ob.Header = f_Header
@@ -24147,42 +23815,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x38c != 0x0:
+            raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -24199,6 +23846,22 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             s = -1
         else:
             raise r.fail_at(av, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
         av -= 2
         if av < 0:
@@ -24753,206 +24416,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        av -= 9
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
-        s = 4
-    elif ec == 4:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMinimumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
-        s = 5
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToTargetSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
-        s = 6
-    elif ec == 6:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMaximumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
-        s = 7
-    elif ec == 7:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_BatteryEnergyCapacity = ob1_
-        s = 9
-    elif ec == 9:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
-        s = 10
-    elif ec == 10:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1010 != 0x0:
+            raise r.fail_at(av + 13, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        f_PresentSOC = ((c >> 5) & 127)
+        ec = (c & 15)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -25095,7 +24566,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -25115,17 +24586,17 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_BatteryEnergyCapacity = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_BatteryEnergyCapacity = ob1_
             s = 9
         elif ec == 8:
             av -= 3
@@ -25140,6 +24611,193 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             s = -1
         else:
             raise r.fail_at(av, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        f_MaximumSOC = ((c >> 1) & 127)
+        s = 4
+    elif ec == 4:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMinimumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+        s = 5
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToTargetSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+        s = 6
+    elif ec == 6:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMaximumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+        s = 7
+    elif ec == 7:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_BatteryEnergyCapacity = ob2_
+        s = 9
+    elif ec == 9:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
+        s = 10
+    elif ec == 10:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
         av -= 4
         if av < 0:
@@ -27015,7 +26673,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -27047,20 +26704,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -27092,16 +26741,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 2
-    else:
-        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -27128,12 +26774,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
-        s = 2
+    else:
+        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -27174,7 +26821,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumEnergyRequest = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -27203,8 +26849,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumEnergyRequest = ob4_
-    s = 4
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -27424,73 +27068,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -27546,6 +27130,61 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -28209,7 +27848,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -28245,7 +27883,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -28271,25 +27908,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of TimeStamp')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     r.avail = av
     ob = _new(_iso20_common_types.MessageHeaderType)
     ob.SessionID = f_SessionID
@@ -28462,191 +28095,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                     win = r.win
                     av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
-        s = 3
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_CapacitiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
-        s = 4
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_BPT_InductiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
-        s = 5
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MeterSignature = r.binary_of(u, 64)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
-        s = 6
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterStatus = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
-        s = 7
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterTimestamp = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
-        s = 8
-    elif ec == 6:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 3:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -28820,6 +28275,179 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             s = -1
         else:
             raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_CapacitiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+        s = 4
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_BPT_InductiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+        s = 5
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MeterSignature = r.binary_of(u, 64)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+        s = 6
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterStatus = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+        s = 7
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterTimestamp = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+        s = 8
+    elif ec == 6:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
         av -= 3
         if av < 0:
@@ -29957,12 +29585,13 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     win = r.win
                     av = r.avail
         f_3_Value = -u - 1 if sg else u
-        av -= 3
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x38 != 0x0:
+            raise r.fail_at(av + 6, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ec = (c & 7)
         ob3_ = _new(_iso20_common_types.RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
@@ -29971,306 +29600,6 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         ob1_.Amount = f_1_Amount
         ob1_.CostPerUnit = f_1_CostPerUnit
         f_EnergyCosts = ob1_
-        s = 2
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_4_Amount = ob5_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_4_CostPerUnit = ob6_
-        ob4_ = _new(_iso20_common_types.DetailedCostType)
-        ob4_.Amount = f_4_Amount
-        ob4_.CostPerUnit = f_4_CostPerUnit
-        f_OccupancyCosts = ob4_
-        s = 3
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_7_Amount = ob8_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_7_CostPerUnit = ob9_
-        ob7_ = _new(_iso20_common_types.DetailedCostType)
-        ob7_.Amount = f_7_Amount
-        ob7_.CostPerUnit = f_7_CostPerUnit
-        f_AdditionalServicesCosts = ob7_
-        s = 4
-    elif ec == 3:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_11_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_10_Amount = ob11_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_12_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_10_CostPerUnit = ob12_
-        ob10_ = _new(_iso20_common_types.DetailedCostType)
-        ob10_.Amount = f_10_Amount
-        ob10_.CostPerUnit = f_10_CostPerUnit
-        f_OverstayCosts = ob10_
-        s = 5
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_TaxRuleID = u
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_13_Amount = ob14_
-        ob13_ = _new(_iso20_common_types.DetailedTaxType)
-        ob13_.TaxRuleID = f_13_TaxRuleID
-        ob13_.Amount = f_13_Amount
-        f_TaxCosts.append(ob13_)
-        s = 6
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    if s == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 23
             if av < 0:
@@ -30278,7 +29607,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30298,20 +29627,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_15_Amount = ob16_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_4_Amount = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -30329,21 +29658,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_15_CostPerUnit = ob17_
-            ob15_ = _new(_iso20_common_types.DetailedCostType)
-            ob15_.Amount = f_15_Amount
-            ob15_.CostPerUnit = f_15_CostPerUnit
-            f_OccupancyCosts = ob15_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_4_CostPerUnit = ob6_
+            ob4_ = _new(_iso20_common_types.DetailedCostType)
+            ob4_.Amount = f_4_Amount
+            ob4_.CostPerUnit = f_4_CostPerUnit
+            f_OccupancyCosts = ob4_
             s = 3
         elif ec == 1:
             av -= 23
@@ -30352,7 +29681,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30372,20 +29701,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_18_Amount = ob19_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_7_Amount = ob8_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -30403,21 +29732,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_18_CostPerUnit = ob20_
-            ob18_ = _new(_iso20_common_types.DetailedCostType)
-            ob18_.Amount = f_18_Amount
-            ob18_.CostPerUnit = f_18_CostPerUnit
-            f_AdditionalServicesCosts = ob18_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_7_CostPerUnit = ob9_
+            ob7_ = _new(_iso20_common_types.DetailedCostType)
+            ob7_.Amount = f_7_Amount
+            ob7_.CostPerUnit = f_7_CostPerUnit
+            f_AdditionalServicesCosts = ob7_
             s = 4
         elif ec == 2:
             av -= 23
@@ -30426,7 +29755,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30446,20 +29775,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
+            f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_21_Amount = ob22_
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_10_Amount = ob11_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -30477,21 +29806,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_23_Value = -u - 1 if sg else u
+            f_12_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_21_CostPerUnit = ob23_
-            ob21_ = _new(_iso20_common_types.DetailedCostType)
-            ob21_.Amount = f_21_Amount
-            ob21_.CostPerUnit = f_21_CostPerUnit
-            f_OverstayCosts = ob21_
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_10_CostPerUnit = ob12_
+            ob10_ = _new(_iso20_common_types.DetailedCostType)
+            ob10_.Amount = f_10_Amount
+            ob10_.CostPerUnit = f_10_CostPerUnit
+            f_OverstayCosts = ob10_
             s = 5
         elif ec == 3:
             av -= 10
@@ -30518,14 +29847,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_24_TaxRuleID = u
+            f_13_TaxRuleID = u
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30545,26 +29874,320 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_25_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob25_ = _new(_iso20_common_types.RationalNumberType)
-            ob25_.Exponent = f_25_Exponent
-            ob25_.Value = f_25_Value
-            f_24_Amount = ob25_
-            ob24_ = _new(_iso20_common_types.DetailedTaxType)
-            ob24_.TaxRuleID = f_24_TaxRuleID
-            ob24_.Amount = f_24_Amount
-            f_TaxCosts.append(ob24_)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_13_Amount = ob14_
+            ob13_ = _new(_iso20_common_types.DetailedTaxType)
+            ob13_.TaxRuleID = f_13_TaxRuleID
+            ob13_.Amount = f_13_Amount
+            f_TaxCosts.append(ob13_)
             s = 6
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_15_Amount = ob16_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_15_CostPerUnit = ob17_
+        ob15_ = _new(_iso20_common_types.DetailedCostType)
+        ob15_.Amount = f_15_Amount
+        ob15_.CostPerUnit = f_15_CostPerUnit
+        f_OccupancyCosts = ob15_
+        s = 3
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_18_Amount = ob19_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_18_CostPerUnit = ob20_
+        ob18_ = _new(_iso20_common_types.DetailedCostType)
+        ob18_.Amount = f_18_Amount
+        ob18_.CostPerUnit = f_18_CostPerUnit
+        f_AdditionalServicesCosts = ob18_
+        s = 4
+    elif ec == 3:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_21_Amount = ob22_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_23_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_21_CostPerUnit = ob23_
+        ob21_ = _new(_iso20_common_types.DetailedCostType)
+        ob21_.Amount = f_21_Amount
+        ob21_.CostPerUnit = f_21_CostPerUnit
+        f_OverstayCosts = ob21_
+        s = 5
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_24_TaxRuleID = u
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_25_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_25_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        ob25_.Exponent = f_25_Exponent
+        ob25_.Value = f_25_Value
+        f_24_Amount = ob25_
+        ob24_ = _new(_iso20_common_types.DetailedTaxType)
+        ob24_.TaxRuleID = f_24_TaxRuleID
+        ob24_.Amount = f_24_Amount
+        f_TaxCosts.append(ob24_)
+        s = 6
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
         av -= 3
         if av < 0:
@@ -32285,104 +31908,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -32390,7 +31926,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -32410,17 +31946,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVMaximumEnergyRequest = ob4_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -32429,7 +31965,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -32449,22 +31985,104 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMinimumEnergyRequest = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMaximumEnergyRequest = ob4_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMinimumEnergyRequest = ob5_
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
         av -= 2
         if av < 0:

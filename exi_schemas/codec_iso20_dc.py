@@ -171,13 +171,41 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_P = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType[0]', 'expected EE of P, SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Q = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
-        s = 1
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
+        s = 4
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -252,42 +280,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         s = 3
     else:
         raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Q = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
-        s = 4
     if s == 4:
         av -= 2
         if av < 0:
@@ -437,58 +429,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
-        s = 5
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Seed = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
-        s = 6
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'DSAKeyValueType[3]', 'expected EE of J')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -529,6 +476,46 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             s = -1
         else:
             raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Seed = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        s = 6
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         av -= 10
         if av < 0:
@@ -1696,7 +1683,17 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[0]', 'expected SE(Reference)')
+        r.avail = av
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1705,18 +1702,6 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         s = 2
     else:
         raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
-        r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -1871,76 +1856,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MimeType = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
-        s = -1
-    elif ec == 5:
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
-    else:
-        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2005,6 +1925,70 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
             raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+    elif ec == 4:
+        s = -1
+    elif ec == 5:
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+    else:
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
         av -= 3
         if av < 0:
@@ -2210,56 +2194,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_PGPKeyPacket = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        s = 2
-    else:
-        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -2289,41 +2230,69 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            s = 3
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            ec = (c & 3)
+            if ec == 0:
+                raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+            else:
+                raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
         elif ec == 1:
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    if s == 2:
-        av -= 2
+    elif ec == 1:
+        av -= 9
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_PGPKeyPacket = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        ec = (c & 3)
         if ec == 0:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    else:
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
@@ -2568,82 +2537,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Type = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 4:
-        r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2714,6 +2612,76 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             s = 5
         else:
             raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 4:
+        r.avail = av
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    else:
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3048,50 +3016,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -3130,6 +3059,44 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             s = -1
         else:
             raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3662,7 +3629,17 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
+        r.avail = av
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3671,18 +3648,6 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
-        r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -3836,7 +3801,35 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignaturePropertyType[0]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -3867,36 +3860,6 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Target = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     while True:
         av -= 2
         if av < 0:
@@ -4035,7 +3998,17 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[0]', 'expected SE(SignedInfo)')
+        r.avail = av
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -4044,18 +4017,6 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
-        r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -4077,22 +4038,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r))
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
@@ -4103,6 +4053,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             s = -1
         else:
             raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
             av -= 2
@@ -4242,7 +4202,6 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -4275,7 +4234,34 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -4303,46 +4289,14 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        s = 2
     else:
         raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_xmldsig.SignatureValueType)
     ob.Id = f_Id
@@ -4433,7 +4387,17 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -4442,18 +4406,6 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         s = 2
     else:
         raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
-        r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5651,7 +5603,6 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5667,13 +5618,18 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
-        s = 2
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xd != 0x0:
+            raise r.fail_at(av + 4, 'ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -5682,25 +5638,14 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.ChargeLoopReqType)
     ob.Header = f_Header
@@ -5810,42 +5755,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x38c != 0x0:
+            raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -5862,6 +5786,22 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             s = -1
         else:
             raise r.fail_at(av, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
         av -= 2
         if av < 0:
@@ -6416,206 +6356,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        av -= 9
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
-        s = 4
-    elif ec == 4:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMinimumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
-        s = 5
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToTargetSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
-        s = 6
-    elif ec == 6:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMaximumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
-        s = 7
-    elif ec == 7:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_BatteryEnergyCapacity = ob1_
-        s = 9
-    elif ec == 9:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
-        s = 10
-    elif ec == 10:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1010 != 0x0:
+            raise r.fail_at(av + 13, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        f_PresentSOC = ((c >> 5) & 127)
+        ec = (c & 15)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -6758,7 +6506,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6778,17 +6526,17 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_BatteryEnergyCapacity = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_BatteryEnergyCapacity = ob1_
             s = 9
         elif ec == 8:
             av -= 3
@@ -6803,6 +6551,193 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             s = -1
         else:
             raise r.fail_at(av, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        f_MaximumSOC = ((c >> 1) & 127)
+        s = 4
+    elif ec == 4:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMinimumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+        s = 5
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToTargetSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+        s = 6
+    elif ec == 6:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMaximumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+        s = 7
+    elif ec == 7:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_BatteryEnergyCapacity = ob2_
+        s = 9
+    elif ec == 9:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
+        s = 10
+    elif ec == 10:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
         av -= 4
         if av < 0:
@@ -8678,7 +8613,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -8710,20 +8644,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -8755,16 +8681,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 2
-    else:
-        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -8791,12 +8714,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
-        s = 2
+    else:
+        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -8837,7 +8761,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumEnergyRequest = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -8866,8 +8789,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumEnergyRequest = ob4_
-    s = 4
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -9087,73 +9008,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -9209,6 +9070,61 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -9872,7 +9788,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -9908,7 +9823,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -9934,25 +9848,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of TimeStamp')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     r.avail = av
     ob = _new(_iso20_common_types.MessageHeaderType)
     ob.SessionID = f_SessionID
@@ -10125,191 +10035,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                     win = r.win
                     av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
-        s = 3
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_CapacitiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
-        s = 4
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_BPT_InductiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
-        s = 5
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MeterSignature = r.binary_of(u, 64)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
-        s = 6
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterStatus = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
-        s = 7
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterTimestamp = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
-        s = 8
-    elif ec == 6:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 3:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -10483,6 +10215,179 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             s = -1
         else:
             raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_CapacitiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+        s = 4
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_BPT_InductiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+        s = 5
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MeterSignature = r.binary_of(u, 64)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+        s = 6
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterStatus = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+        s = 7
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterTimestamp = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+        s = 8
+    elif ec == 6:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
         av -= 3
         if av < 0:
@@ -11620,12 +11525,13 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     win = r.win
                     av = r.avail
         f_3_Value = -u - 1 if sg else u
-        av -= 3
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x38 != 0x0:
+            raise r.fail_at(av + 6, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ec = (c & 7)
         ob3_ = _new(_iso20_common_types.RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
@@ -11634,306 +11540,6 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         ob1_.Amount = f_1_Amount
         ob1_.CostPerUnit = f_1_CostPerUnit
         f_EnergyCosts = ob1_
-        s = 2
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_4_Amount = ob5_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_4_CostPerUnit = ob6_
-        ob4_ = _new(_iso20_common_types.DetailedCostType)
-        ob4_.Amount = f_4_Amount
-        ob4_.CostPerUnit = f_4_CostPerUnit
-        f_OccupancyCosts = ob4_
-        s = 3
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_7_Amount = ob8_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_7_CostPerUnit = ob9_
-        ob7_ = _new(_iso20_common_types.DetailedCostType)
-        ob7_.Amount = f_7_Amount
-        ob7_.CostPerUnit = f_7_CostPerUnit
-        f_AdditionalServicesCosts = ob7_
-        s = 4
-    elif ec == 3:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_11_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_10_Amount = ob11_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_12_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_10_CostPerUnit = ob12_
-        ob10_ = _new(_iso20_common_types.DetailedCostType)
-        ob10_.Amount = f_10_Amount
-        ob10_.CostPerUnit = f_10_CostPerUnit
-        f_OverstayCosts = ob10_
-        s = 5
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_TaxRuleID = u
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_13_Amount = ob14_
-        ob13_ = _new(_iso20_common_types.DetailedTaxType)
-        ob13_.TaxRuleID = f_13_TaxRuleID
-        ob13_.Amount = f_13_Amount
-        f_TaxCosts.append(ob13_)
-        s = 6
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    if s == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 23
             if av < 0:
@@ -11941,7 +11547,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -11961,20 +11567,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_15_Amount = ob16_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_4_Amount = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -11992,21 +11598,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_15_CostPerUnit = ob17_
-            ob15_ = _new(_iso20_common_types.DetailedCostType)
-            ob15_.Amount = f_15_Amount
-            ob15_.CostPerUnit = f_15_CostPerUnit
-            f_OccupancyCosts = ob15_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_4_CostPerUnit = ob6_
+            ob4_ = _new(_iso20_common_types.DetailedCostType)
+            ob4_.Amount = f_4_Amount
+            ob4_.CostPerUnit = f_4_CostPerUnit
+            f_OccupancyCosts = ob4_
             s = 3
         elif ec == 1:
             av -= 23
@@ -12015,7 +11621,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12035,20 +11641,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_18_Amount = ob19_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_7_Amount = ob8_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -12066,21 +11672,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_18_CostPerUnit = ob20_
-            ob18_ = _new(_iso20_common_types.DetailedCostType)
-            ob18_.Amount = f_18_Amount
-            ob18_.CostPerUnit = f_18_CostPerUnit
-            f_AdditionalServicesCosts = ob18_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_7_CostPerUnit = ob9_
+            ob7_ = _new(_iso20_common_types.DetailedCostType)
+            ob7_.Amount = f_7_Amount
+            ob7_.CostPerUnit = f_7_CostPerUnit
+            f_AdditionalServicesCosts = ob7_
             s = 4
         elif ec == 2:
             av -= 23
@@ -12089,7 +11695,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12109,20 +11715,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
+            f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_21_Amount = ob22_
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_10_Amount = ob11_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -12140,21 +11746,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_23_Value = -u - 1 if sg else u
+            f_12_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_21_CostPerUnit = ob23_
-            ob21_ = _new(_iso20_common_types.DetailedCostType)
-            ob21_.Amount = f_21_Amount
-            ob21_.CostPerUnit = f_21_CostPerUnit
-            f_OverstayCosts = ob21_
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_10_CostPerUnit = ob12_
+            ob10_ = _new(_iso20_common_types.DetailedCostType)
+            ob10_.Amount = f_10_Amount
+            ob10_.CostPerUnit = f_10_CostPerUnit
+            f_OverstayCosts = ob10_
             s = 5
         elif ec == 3:
             av -= 10
@@ -12181,14 +11787,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_24_TaxRuleID = u
+            f_13_TaxRuleID = u
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12208,26 +11814,320 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_25_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob25_ = _new(_iso20_common_types.RationalNumberType)
-            ob25_.Exponent = f_25_Exponent
-            ob25_.Value = f_25_Value
-            f_24_Amount = ob25_
-            ob24_ = _new(_iso20_common_types.DetailedTaxType)
-            ob24_.TaxRuleID = f_24_TaxRuleID
-            ob24_.Amount = f_24_Amount
-            f_TaxCosts.append(ob24_)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_13_Amount = ob14_
+            ob13_ = _new(_iso20_common_types.DetailedTaxType)
+            ob13_.TaxRuleID = f_13_TaxRuleID
+            ob13_.Amount = f_13_Amount
+            f_TaxCosts.append(ob13_)
             s = 6
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_15_Amount = ob16_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_15_CostPerUnit = ob17_
+        ob15_ = _new(_iso20_common_types.DetailedCostType)
+        ob15_.Amount = f_15_Amount
+        ob15_.CostPerUnit = f_15_CostPerUnit
+        f_OccupancyCosts = ob15_
+        s = 3
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_18_Amount = ob19_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_18_CostPerUnit = ob20_
+        ob18_ = _new(_iso20_common_types.DetailedCostType)
+        ob18_.Amount = f_18_Amount
+        ob18_.CostPerUnit = f_18_CostPerUnit
+        f_AdditionalServicesCosts = ob18_
+        s = 4
+    elif ec == 3:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_21_Amount = ob22_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_23_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_21_CostPerUnit = ob23_
+        ob21_ = _new(_iso20_common_types.DetailedCostType)
+        ob21_.Amount = f_21_Amount
+        ob21_.CostPerUnit = f_21_CostPerUnit
+        f_OverstayCosts = ob21_
+        s = 5
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_24_TaxRuleID = u
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_25_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_25_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        ob25_.Exponent = f_25_Exponent
+        ob25_.Value = f_25_Value
+        f_24_Amount = ob25_
+        ob24_ = _new(_iso20_common_types.DetailedTaxType)
+        ob24_.TaxRuleID = f_24_TaxRuleID
+        ob24_.Amount = f_24_Amount
+        f_TaxCosts.append(ob24_)
+        s = 6
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
         av -= 3
         if av < 0:
@@ -13948,104 +13848,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -14053,7 +13866,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -14073,17 +13886,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVMaximumEnergyRequest = ob4_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -14092,7 +13905,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -14112,22 +13925,104 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMinimumEnergyRequest = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMaximumEnergyRequest = ob4_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMinimumEnergyRequest = ob5_
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -14594,7 +14489,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVMinimumDischargePower: _iso20_common_types.RationalNumberType
     f_EVMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
-    s = 0
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -14635,7 +14529,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVMaximumChargePower = ob1_
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -14667,7 +14560,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVMinimumChargePower = ob2_
-    s = 2
     if u > 127:
         av -= 8
         if av < 0:
@@ -14699,7 +14591,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumChargeCurrent = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -14731,7 +14622,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumChargeCurrent = ob4_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -14763,7 +14653,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumVoltage = ob5_
-    s = 5
     if u > 127:
         av -= 8
         if av < 0:
@@ -14793,23 +14682,14 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
-    s = 6
     if ec == 0:
-        av -= 9
+        av -= 32
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 7
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 32)
+        c = (win >> av) & 0xffffffff
+        if c & 0x80f00e00 != 0x0:
+            raise r.fail_at(av + 32, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC, SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_TargetSOC = ((c >> 24) & 127)
         f_7_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -14841,16 +14721,13 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVMaximumDischargePower = ob7_
-        s = 8
-    else:
-        raise r.fail_at(av, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
-    if s == 7:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected SE(EVMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -14877,12 +14754,13 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_DC_CPDReqEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVMaximumDischargePower = ob8_
-        s = 8
+    else:
+        raise r.fail_at(av, 'BPT_DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), SE(EVMaximumDischargePower)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -14923,7 +14801,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
     f_EVMinimumDischargePower = ob9_
-    s = 9
     if u > 127:
         av -= 8
         if av < 0:
@@ -14955,7 +14832,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
     f_EVMaximumDischargeCurrent = ob10_
-    s = 10
     if u > 127:
         av -= 8
         if av < 0:
@@ -14984,8 +14860,6 @@ def _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVMinimumDischargeCurrent = ob11_
-    s = 11
-    s = -1
     r.avail = av
     ob = _new(_iso20_dc.BPT_DC_CPDReqEnergyTransferModeType)
     ob.EVMaximumChargePower = f_EVMaximumChargePower
@@ -15395,7 +15269,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     f_EVSEMinimumDischargePower: _iso20_common_types.RationalNumberType
     f_EVSEMaximumDischargeCurrent: _iso20_common_types.RationalNumberType
     f_EVSEMinimumDischargeCurrent: _iso20_common_types.RationalNumberType
-    s = 0
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -15436,7 +15309,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVSEMaximumChargePower = ob1_
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -15468,7 +15340,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVSEMinimumChargePower = ob2_
-    s = 2
     if u > 127:
         av -= 8
         if av < 0:
@@ -15500,7 +15371,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVSEMaximumChargeCurrent = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -15532,7 +15402,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVSEMinimumChargeCurrent = ob4_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -15564,7 +15433,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVSEMaximumVoltage = ob5_
-    s = 5
     if u > 127:
         av -= 8
         if av < 0:
@@ -15594,7 +15462,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
-    s = 6
     if ec == 0:
         av -= 22
         if av < 0:
@@ -15623,27 +15490,19 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
                     win = r.win
                     av = r.avail
         f_7_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE, SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEPowerRampLimitation = ob7_
-        s = 7
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -15672,16 +15531,13 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_EVSEMaximumDischargePower = ob8_
-        s = 8
-    else:
-        raise r.fail_at(av, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
-    if s == 7:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected SE(EVSEMaximumDischargePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -15708,12 +15564,13 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
         ob9_ = _new(_iso20_common_types.RationalNumberType)
         ob9_.Exponent = f_9_Exponent
         ob9_.Value = f_9_Value
         f_EVSEMaximumDischargePower = ob9_
-        s = 8
+    else:
+        raise r.fail_at(av, 'BPT_DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), SE(EVSEMaximumDischargePower)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -15754,7 +15611,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob10_.Exponent = f_10_Exponent
     ob10_.Value = f_10_Value
     f_EVSEMinimumDischargePower = ob10_
-    s = 9
     if u > 127:
         av -= 8
         if av < 0:
@@ -15786,7 +15642,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob11_.Exponent = f_11_Exponent
     ob11_.Value = f_11_Value
     f_EVSEMaximumDischargeCurrent = ob11_
-    s = 10
     if u > 127:
         av -= 8
         if av < 0:
@@ -15815,8 +15670,6 @@ def _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.B
     ob12_.Exponent = f_12_Exponent
     ob12_.Value = f_12_Value
     f_EVSEMinimumDischargeCurrent = ob12_
-    s = 11
-    s = -1
     r.avail = av
     ob = _new(_iso20_dc.BPT_DC_CPDResEnergyTransferModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
@@ -16287,20 +16140,12 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -16333,15 +16178,13 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
         s = 2
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -16368,12 +16211,14 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
         s = 2
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -16729,65 +16574,17 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
                     win = r.win
                     av = r.avail
         f_13_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob13_ = _new(_iso20_common_types.RationalNumberType)
         ob13_.Exponent = f_13_Exponent
         ob13_.Value = f_13_Value
         f_EVMaximumV2XEnergyRequest = ob13_
-        s = 13
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_EVMinimumV2XEnergyRequest = ob14_
-        s = 14
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
-    if s == 13:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -16795,7 +16592,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16815,22 +16612,65 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[13]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVMinimumV2XEnergyRequest = ob15_
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVMinimumV2XEnergyRequest = ob14_
             s = 14
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[13]', f'event code {ec}, expected SE(EVMinimumV2XEnergyRequest), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLReqControlModeType[12]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVMinimumV2XEnergyRequest = ob15_
+        s = 14
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_DC_CLReqControlModeType[12]', f'event code {ec}, expected SE(EVMaximumV2XEnergyRequest), SE(EVMinimumV2XEnergyRequest), EE')
     if s == 14:
         av -= 1
         if av < 0:
@@ -17444,110 +17284,13 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVSEMaximumChargePower = ob1_
-        s = 5
-    else:
-        raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -17606,7 +17349,7 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17626,20 +17369,112 @@ def _d_iso20_dc_BPT_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.B
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVSEMaximumChargePower = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
             raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMaximumChargePower = ob2_
+        s = 5
+    else:
+        raise r.fail_at(av, 'BPT_Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -18718,141 +18553,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVTargetCurrent = ob4_
-        s = 4
-    else:
-        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -18860,7 +18571,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -18880,17 +18591,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMaximumEnergyRequest = ob5_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -18899,7 +18610,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -18919,17 +18630,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVMinimumEnergyRequest = ob6_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -18938,7 +18649,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -18958,20 +18669,139 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_7_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob7_ = _new(_iso20_common_types.RationalNumberType)
-            ob7_.Exponent = f_7_Exponent
-            ob7_.Value = f_7_Value
-            f_EVTargetCurrent = ob7_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVTargetCurrent = ob4_
             s = 4
         else:
             raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumEnergyRequest = ob5_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMinimumEnergyRequest = ob6_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVTargetCurrent = ob7_
+        s = 4
+    else:
+        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -19163,299 +18993,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                     win = r.win
                     av = r.avail
         f_12_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
-        s = 6
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_EVMinimumChargePower = ob13_
-        s = 7
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_EVMaximumChargeCurrent = ob14_
-        s = 8
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_15_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
-        ob15_.Exponent = f_15_Exponent
-        ob15_.Value = f_15_Value
-        f_EVMaximumVoltage = ob15_
-        s = 9
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_16_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_16_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob16_ = _new(_iso20_common_types.RationalNumberType)
-        ob16_.Exponent = f_16_Exponent
-        ob16_.Value = f_16_Value
-        f_EVMinimumVoltage = ob16_
-        s = 10
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_17_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_17_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob17_ = _new(_iso20_common_types.RationalNumberType)
-        ob17_.Exponent = f_17_Exponent
-        ob17_.Value = f_17_Value
-        f_EVMaximumDischargePower = ob17_
-        s = 11
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_18_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_18_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob18_ = _new(_iso20_common_types.RationalNumberType)
-        ob18_.Exponent = f_18_Exponent
-        ob18_.Value = f_18_Value
-        f_EVMinimumDischargePower = ob18_
-        s = 12
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_19_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_19_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob19_ = _new(_iso20_common_types.RationalNumberType)
-        ob19_.Exponent = f_19_Exponent
-        ob19_.Value = f_19_Value
-        f_EVMaximumDischargeCurrent = ob19_
-        s = 13
-    elif ec == 8:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
-    if s == 6:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -19463,7 +19011,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19483,17 +19031,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_EVMinimumChargePower = ob20_
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVMinimumChargePower = ob13_
             s = 7
         elif ec == 1:
             av -= 22
@@ -19502,7 +19050,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_21_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19522,17 +19070,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_21_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob21_ = _new(_iso20_common_types.RationalNumberType)
-            ob21_.Exponent = f_21_Exponent
-            ob21_.Value = f_21_Value
-            f_EVMaximumChargeCurrent = ob21_
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVMaximumChargeCurrent = ob14_
             s = 8
         elif ec == 2:
             av -= 22
@@ -19541,7 +19089,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_15_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19561,17 +19109,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_15_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_EVMaximumVoltage = ob22_
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMaximumVoltage = ob15_
             s = 9
         elif ec == 3:
             av -= 22
@@ -19580,7 +19128,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
+            f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19600,17 +19148,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_23_Value = -u - 1 if sg else u
+            f_16_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_EVMinimumVoltage = ob23_
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVMinimumVoltage = ob16_
             s = 10
         elif ec == 4:
             av -= 22
@@ -19619,7 +19167,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_24_Exponent = ((c >> 12) & 255) - 128
+            f_17_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19639,17 +19187,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_24_Value = -u - 1 if sg else u
+            f_17_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob24_ = _new(_iso20_common_types.RationalNumberType)
-            ob24_.Exponent = f_24_Exponent
-            ob24_.Value = f_24_Value
-            f_EVMaximumDischargePower = ob24_
+            ob17_ = _new(_iso20_common_types.RationalNumberType)
+            ob17_.Exponent = f_17_Exponent
+            ob17_.Value = f_17_Value
+            f_EVMaximumDischargePower = ob17_
             s = 11
         elif ec == 5:
             av -= 22
@@ -19658,7 +19206,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 12) & 255) - 128
+            f_18_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19678,17 +19226,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_25_Value = -u - 1 if sg else u
+            f_18_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob25_ = _new(_iso20_common_types.RationalNumberType)
-            ob25_.Exponent = f_25_Exponent
-            ob25_.Value = f_25_Value
-            f_EVMinimumDischargePower = ob25_
+            ob18_ = _new(_iso20_common_types.RationalNumberType)
+            ob18_.Exponent = f_18_Exponent
+            ob18_.Value = f_18_Value
+            f_EVMinimumDischargePower = ob18_
             s = 12
         elif ec == 6:
             av -= 22
@@ -19697,7 +19245,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_26_Exponent = ((c >> 12) & 255) - 128
+            f_19_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -19717,22 +19265,299 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_26_Value = -u - 1 if sg else u
+            f_19_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob26_ = _new(_iso20_common_types.RationalNumberType)
-            ob26_.Exponent = f_26_Exponent
-            ob26_.Value = f_26_Value
-            f_EVMaximumDischargeCurrent = ob26_
+            ob19_ = _new(_iso20_common_types.RationalNumberType)
+            ob19_.Exponent = f_19_Exponent
+            ob19_.Value = f_19_Value
+            f_EVMaximumDischargeCurrent = ob19_
             s = 13
         elif ec == 7:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVMinimumChargePower = ob20_
+        s = 7
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_21_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_21_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob21_ = _new(_iso20_common_types.RationalNumberType)
+        ob21_.Exponent = f_21_Exponent
+        ob21_.Value = f_21_Value
+        f_EVMaximumChargeCurrent = ob21_
+        s = 8
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_EVMaximumVoltage = ob22_
+        s = 9
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_23_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_EVMinimumVoltage = ob23_
+        s = 10
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_24_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_24_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob24_ = _new(_iso20_common_types.RationalNumberType)
+        ob24_.Exponent = f_24_Exponent
+        ob24_.Value = f_24_Value
+        f_EVMaximumDischargePower = ob24_
+        s = 11
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_25_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_25_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        ob25_.Exponent = f_25_Exponent
+        ob25_.Value = f_25_Value
+        f_EVMinimumDischargePower = ob25_
+        s = 12
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_26_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_26_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob26_ = _new(_iso20_common_types.RationalNumberType)
+        ob26_.Exponent = f_26_Exponent
+        ob26_.Value = f_26_Value
+        f_EVMaximumDischargeCurrent = ob26_
+        s = 13
+    elif ec == 8:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), SE(EVMaximumDischargePower), SE(EVMinimumDischargePower), SE(EVMaximumDischargeCurrent), EE')
     if s == 7:
         av -= 3
         if av < 0:
@@ -22292,299 +22117,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x30 != 0x0:
+            raise r.fail_at(av + 6, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 15)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSEMinimumChargePower = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVSEMaximumChargeCurrent = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSEMaximumVoltage = ob4_
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVSEMaximumDischargePower = ob5_
-        s = 5
-    elif ec == 5:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_EVSEMinimumDischargePower = ob6_
-        s = 6
-    elif ec == 6:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_EVSEMaximumDischargeCurrent = ob7_
-        s = 7
-    elif ec == 7:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_EVSEMinimumVoltage = ob8_
-        s = 8
-    elif ec == 8:
-        s = -1
-    else:
-        raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
         if ec == 0:
             av -= 22
             if av < 0:
@@ -22592,7 +22135,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_9_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22612,17 +22155,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_9_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob9_ = _new(_iso20_common_types.RationalNumberType)
-            ob9_.Exponent = f_9_Exponent
-            ob9_.Value = f_9_Value
-            f_EVSEMinimumChargePower = ob9_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSEMinimumChargePower = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -22631,7 +22174,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22651,17 +22194,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
-            ob10_.Exponent = f_10_Exponent
-            ob10_.Value = f_10_Value
-            f_EVSEMaximumChargeCurrent = ob10_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargeCurrent = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -22670,7 +22213,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22690,17 +22233,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_EVSEMaximumVoltage = ob11_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMaximumVoltage = ob4_
             s = 4
         elif ec == 3:
             av -= 22
@@ -22709,7 +22252,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22729,17 +22272,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_EVSEMaximumDischargePower = ob12_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumDischargePower = ob5_
             s = 5
         elif ec == 4:
             av -= 22
@@ -22748,7 +22291,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22768,17 +22311,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_13_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
-            ob13_.Exponent = f_13_Exponent
-            ob13_.Value = f_13_Value
-            f_EVSEMinimumDischargePower = ob13_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_EVSEMinimumDischargePower = ob6_
             s = 6
         elif ec == 5:
             av -= 22
@@ -22787,7 +22330,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22807,17 +22350,17 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_EVSEMaximumDischargeCurrent = ob14_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSEMaximumDischargeCurrent = ob7_
             s = 7
         elif ec == 6:
             av -= 22
@@ -22826,7 +22369,7 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_15_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -22846,22 +22389,299 @@ def _d_iso20_dc_BPT_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_15_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob15_ = _new(_iso20_common_types.RationalNumberType)
-            ob15_.Exponent = f_15_Exponent
-            ob15_.Value = f_15_Value
-            f_EVSEMinimumVoltage = ob15_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_EVSEMinimumVoltage = ob8_
             s = 8
         elif ec == 7:
             s = -1
         else:
             raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_9_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_EVSEMinimumChargePower = ob9_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_EVSEMaximumChargeCurrent = ob10_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_EVSEMaximumVoltage = ob11_
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_EVSEMaximumDischargePower = ob12_
+        s = 5
+    elif ec == 5:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_13_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_EVSEMinimumDischargePower = ob13_
+        s = 6
+    elif ec == 6:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_EVSEMaximumDischargeCurrent = ob14_
+        s = 7
+    elif ec == 7:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_15_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_15_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BPT_Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_EVSEMinimumVoltage = ob15_
+        s = 8
+    elif ec == 8:
+        s = -1
+    else:
+        raise r.fail_at(av, 'BPT_Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), SE(EVSEMaximumDischargePower), SE(EVSEMinimumDischargePower), SE(EVSEMaximumDischargeCurrent), SE(EVSEMinimumVoltage), EE')
     if s == 2:
         av -= 3
         if av < 0:
@@ -25006,7 +24826,6 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
     f_TargetSOC: int | None = None
-    s = 0
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -25047,7 +24866,6 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVMaximumChargePower = ob1_
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -25079,7 +24897,6 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVMinimumChargePower = ob2_
-    s = 2
     if u > 127:
         av -= 8
         if av < 0:
@@ -25111,7 +24928,6 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumChargeCurrent = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -25143,7 +24959,6 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumChargeCurrent = ob4_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -25175,7 +24990,6 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumVoltage = ob5_
-    s = 5
     if u > 127:
         av -= 8
         if av < 0:
@@ -25205,28 +25019,18 @@ def _d_iso20_dc_DC_CPDReqEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumVoltage = ob6_
-    s = 6
     if ec == 0:
-        av -= 9
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 7
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x203 != 0x0:
+            raise r.fail_at(av + 10, 'DC_CPDReqEnergyTransferModeType[6]', 'expected CH of TargetSOC, EE of TargetSOC, EE')
+        f_TargetSOC = ((c >> 2) & 127)
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'DC_CPDReqEnergyTransferModeType[6]', f'event code {ec}, expected SE(TargetSOC), EE')
-    if s == 7:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_CPDReqEnergyTransferModeType[7]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso20_dc.DC_CPDReqEnergyTransferModeType)
     ob.EVMaximumChargePower = f_EVMaximumChargePower
@@ -25467,7 +25271,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     f_EVSEMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEMinimumVoltage: _iso20_common_types.RationalNumberType
     f_EVSEPowerRampLimitation: _iso20_common_types.RationalNumberType | None = None
-    s = 0
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -25508,7 +25311,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVSEMaximumChargePower = ob1_
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -25540,7 +25342,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob2_.Exponent = f_2_Exponent
     ob2_.Value = f_2_Value
     f_EVSEMinimumChargePower = ob2_
-    s = 2
     if u > 127:
         av -= 8
         if av < 0:
@@ -25572,7 +25373,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVSEMaximumChargeCurrent = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -25604,7 +25404,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVSEMinimumChargeCurrent = ob4_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -25636,7 +25435,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVSEMaximumVoltage = ob5_
-    s = 5
     if u > 127:
         av -= 8
         if av < 0:
@@ -25666,7 +25464,6 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVSEMinimumVoltage = ob6_
-    s = 6
     if ec == 0:
         av -= 22
         if av < 0:
@@ -25695,29 +25492,20 @@ def _d_iso20_dc_DC_CPDResEnergyTransferModeType(r: BitReader) -> _iso20_dc.DC_CP
                     win = r.win
                     av = r.avail
         f_7_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
         if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 3, 'DC_CPDResEnergyTransferModeType[6]', 'expected EE of Value, EE, EE')
         ob7_ = _new(_iso20_common_types.RationalNumberType)
         ob7_.Exponent = f_7_Exponent
         ob7_.Value = f_7_Value
         f_EVSEPowerRampLimitation = ob7_
-        s = 7
     elif ec == 1:
-        s = -1
+        pass
     else:
         raise r.fail_at(av, 'DC_CPDResEnergyTransferModeType[6]', f'event code {ec}, expected SE(EVSEPowerRampLimitation), EE')
-    if s == 7:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_CPDResEnergyTransferModeType[7]', 'expected EE')
-        s = -1
     r.avail = av
     ob = _new(_iso20_dc.DC_CPDResEnergyTransferModeType)
     ob.EVSEMaximumChargePower = f_EVSEMaximumChargePower
@@ -26090,7 +25878,6 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     f_CLReqControlMode: _iso20_common_types.CLReqControlModeType | None = None
     f_Dynamic_DC_CLReqControlMode: _iso20_dc.Dynamic_DC_CLReqControlModeType | None = None
     f_Scheduled_DC_CLReqControlMode: _iso20_dc.Scheduled_DC_CLReqControlModeType | None = None
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -26106,13 +25893,18 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
-        s = 2
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xd != 0x0:
+            raise r.fail_at(av + 4, 'DC_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -26121,18 +25913,8 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'DC_ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'DC_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'DC_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -26171,19 +25953,16 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     ob1_.Exponent = f_1_Exponent
     ob1_.Value = f_1_Value
     f_EVPresentVoltage = ob1_
-    s = 4
     if ec == 0:
         r.avail = av
         f_BPT_Dynamic_DC_CLReqControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 5
     elif ec == 1:
         r.avail = av
         f_BPT_Scheduled_DC_CLReqControlMode = _d_iso20_dc_BPT_Scheduled_DC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 5
     elif ec == 2:
         av -= 1
         if av < 0:
@@ -26193,19 +25972,16 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
             raise r.fail_at(av + 1, 'DC_ChargeLoopReqType[4]', 'expected EE')
         ob2_ = _new(_iso20_common_types.CLReqControlModeType)
         f_CLReqControlMode = ob2_
-        s = 5
     elif ec == 3:
         r.avail = av
         f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 5
     elif ec == 4:
         r.avail = av
         f_Scheduled_DC_CLReqControlMode = _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r)
         win = r.win
         av = r.avail
-        s = 5
     else:
         raise r.fail_at(av, 'DC_ChargeLoopReqType[4]', f'event code {ec}, expected SE(BPT_Dynamic_DC_CLReqControlMode), SE(BPT_Scheduled_DC_CLReqControlMode), SE(CLReqControlMode), SE(Dynamic_DC_CLReqControlMode), SE(Scheduled_DC_CLReqControlMode)')
     av -= 1
@@ -26214,7 +25990,6 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_dc.DC_ChargeLoopReqType)
     ob.Header = f_Header
@@ -26438,79 +26213,21 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x38c != 0x0:
+            raise r.fail_at(av + 10, 'DC_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSEPresentCurrent = ob2_
-        s = 6
-    else:
-        raise r.fail_at(av, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -26530,7 +26247,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -26550,20 +26267,73 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_3_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVSEPresentCurrent = ob3_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSEPresentCurrent = ob2_
             s = 6
         else:
             raise r.fail_at(av, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVSEPresentCurrent = ob3_
+        s = 6
+    else:
+        raise r.fail_at(av, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
     if s == 4:
         av -= 2
         if av < 0:
@@ -27772,7 +27542,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     f_EVMaximumChargeCurrent: _iso20_common_types.RationalNumberType
     f_EVMaximumVoltage: _iso20_common_types.RationalNumberType
     f_EVMinimumVoltage: _iso20_common_types.RationalNumberType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -27804,20 +27573,12 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -27849,16 +27610,13 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 2
-    else:
-        raise r.fail_at(av, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Dynamic_DC_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -27885,12 +27643,13 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
-        s = 2
+    else:
+        raise r.fail_at(av, 'Dynamic_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -27931,7 +27690,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumEnergyRequest = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -27963,7 +27721,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumEnergyRequest = ob4_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -27995,7 +27752,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     ob5_.Exponent = f_5_Exponent
     ob5_.Value = f_5_Value
     f_EVMaximumChargePower = ob5_
-    s = 5
     if u > 127:
         av -= 8
         if av < 0:
@@ -28027,7 +27783,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     ob6_.Exponent = f_6_Exponent
     ob6_.Value = f_6_Value
     f_EVMinimumChargePower = ob6_
-    s = 6
     if u > 127:
         av -= 8
         if av < 0:
@@ -28059,7 +27814,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     ob7_.Exponent = f_7_Exponent
     ob7_.Value = f_7_Value
     f_EVMaximumChargeCurrent = ob7_
-    s = 7
     if u > 127:
         av -= 8
         if av < 0:
@@ -28091,7 +27845,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     ob8_.Exponent = f_8_Exponent
     ob8_.Value = f_8_Value
     f_EVMaximumVoltage = ob8_
-    s = 8
     if u > 127:
         av -= 8
         if av < 0:
@@ -28120,8 +27873,6 @@ def _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Dynam
     ob9_.Exponent = f_9_Exponent
     ob9_.Value = f_9_Value
     f_EVMinimumVoltage = ob9_
-    s = 9
-    s = -1
     r.avail = av
     ob = _new(_iso20_dc.Dynamic_DC_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -28510,110 +28261,13 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_EVSEMaximumChargePower = ob1_
-        s = 5
-    else:
-        raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -28672,7 +28326,7 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -28692,20 +28346,112 @@ def _d_iso20_dc_Dynamic_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Dynam
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVSEMaximumChargePower = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_EVSEMaximumChargePower = ob1_
             s = 5
         else:
             raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_DC_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Dynamic_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_EVSEMaximumChargePower = ob2_
+        s = 5
+    else:
+        raise r.fail_at(av, 'Dynamic_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), SE(EVSEMaximumChargePower)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -29521,141 +29267,17 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVTargetCurrent = ob4_
-        s = 4
-    else:
-        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -29663,7 +29285,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -29683,17 +29305,17 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMaximumEnergyRequest = ob5_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -29702,7 +29324,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -29722,17 +29344,17 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVMinimumEnergyRequest = ob6_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -29741,7 +29363,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -29761,20 +29383,139 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_7_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob7_ = _new(_iso20_common_types.RationalNumberType)
-            ob7_.Exponent = f_7_Exponent
-            ob7_.Value = f_7_Value
-            f_EVTargetCurrent = ob7_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVTargetCurrent = ob4_
             s = 4
         else:
             raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMaximumEnergyRequest = ob5_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVMinimumEnergyRequest = ob6_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVTargetCurrent = ob7_
+        s = 4
+    else:
+        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), SE(EVTargetCurrent)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -29966,182 +29707,17 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                     win = r.win
                     av = r.avail
         f_12_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
         f_EVMaximumChargePower = ob12_
-        s = 6
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_13_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_EVMinimumChargePower = ob13_
-        s = 7
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_EVMaximumChargeCurrent = ob14_
-        s = 8
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_15_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_15_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob15_ = _new(_iso20_common_types.RationalNumberType)
-        ob15_.Exponent = f_15_Exponent
-        ob15_.Value = f_15_Value
-        f_EVMaximumVoltage = ob15_
-        s = 9
-    elif ec == 4:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_16_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_16_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
-        ob16_ = _new(_iso20_common_types.RationalNumberType)
-        ob16_.Exponent = f_16_Exponent
-        ob16_.Value = f_16_Value
-        f_EVMinimumVoltage = ob16_
-        s = 10
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
-    if s == 6:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 22
             if av < 0:
@@ -30149,7 +29725,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30169,17 +29745,17 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_EVMinimumChargePower = ob17_
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_EVMinimumChargePower = ob13_
             s = 7
         elif ec == 1:
             av -= 22
@@ -30188,7 +29764,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_18_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30208,17 +29784,17 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_18_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob18_ = _new(_iso20_common_types.RationalNumberType)
-            ob18_.Exponent = f_18_Exponent
-            ob18_.Value = f_18_Value
-            f_EVMaximumChargeCurrent = ob18_
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_EVMaximumChargeCurrent = ob14_
             s = 8
         elif ec == 2:
             av -= 22
@@ -30227,7 +29803,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_15_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30247,17 +29823,17 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_15_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_EVMaximumVoltage = ob19_
+            ob15_ = _new(_iso20_common_types.RationalNumberType)
+            ob15_.Exponent = f_15_Exponent
+            ob15_.Value = f_15_Value
+            f_EVMaximumVoltage = ob15_
             s = 9
         elif ec == 3:
             av -= 22
@@ -30266,7 +29842,7 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_16_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -30286,22 +29862,182 @@ def _d_iso20_dc_Scheduled_DC_CLReqControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_16_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[6]', 'expected EE of Value, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_EVMinimumVoltage = ob20_
+            ob16_ = _new(_iso20_common_types.RationalNumberType)
+            ob16_.Exponent = f_16_Exponent
+            ob16_.Value = f_16_Value
+            f_EVMinimumVoltage = ob16_
             s = 10
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[6]', f'event code {ec}, expected SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_EVMinimumChargePower = ob17_
+        s = 7
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_18_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_18_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob18_ = _new(_iso20_common_types.RationalNumberType)
+        ob18_.Exponent = f_18_Exponent
+        ob18_.Value = f_18_Value
+        f_EVMaximumChargeCurrent = ob18_
+        s = 8
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_EVMaximumVoltage = ob19_
+        s = 9
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLReqControlModeType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLReqControlModeType[5]', 'expected EE of Value, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_EVMinimumVoltage = ob20_
+        s = 10
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_DC_CLReqControlModeType[5]', f'event code {ec}, expected SE(EVMaximumChargePower), SE(EVMinimumChargePower), SE(EVMaximumChargeCurrent), SE(EVMaximumVoltage), SE(EVMinimumVoltage), EE')
     if s == 7:
         av -= 3
         if av < 0:
@@ -31534,143 +31270,17 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 5
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x18 != 0x0:
+            raise r.fail_at(av + 5, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 7)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVSEMaximumChargePower = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVSEMinimumChargePower = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVSEMaximumChargeCurrent = ob3_
-        s = 3
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_4_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSEMaximumVoltage = ob4_
-        s = 4
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 22
             if av < 0:
@@ -31678,7 +31288,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31698,17 +31308,17 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVSEMinimumChargePower = ob5_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVSEMinimumChargePower = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -31717,7 +31327,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31737,17 +31347,17 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVSEMaximumChargeCurrent = ob6_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEMaximumChargeCurrent = ob3_
             s = 3
         elif ec == 2:
             av -= 22
@@ -31756,7 +31366,7 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_7_Exponent = ((c >> 12) & 255) - 128
+            f_4_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -31776,22 +31386,143 @@ def _d_iso20_dc_Scheduled_DC_CLResControlModeType(r: BitReader) -> _iso20_dc.Sch
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_7_Value = -u - 1 if sg else u
+            f_4_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[1]', 'expected EE of Value, EE')
-            ob7_ = _new(_iso20_common_types.RationalNumberType)
-            ob7_.Exponent = f_7_Exponent
-            ob7_.Value = f_7_Value
-            f_EVSEMaximumVoltage = ob7_
+            ob4_ = _new(_iso20_common_types.RationalNumberType)
+            ob4_.Exponent = f_4_Exponent
+            ob4_.Value = f_4_Value
+            f_EVSEMaximumVoltage = ob4_
             s = 4
         elif ec == 3:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[1]', f'event code {ec}, expected SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSEMinimumChargePower = ob5_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSEMaximumChargeCurrent = ob6_
+        s = 3
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_DC_CLResControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_DC_CLResControlModeType[0]', 'expected EE of Value, EE')
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_EVSEMaximumVoltage = ob7_
+        s = 4
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_DC_CLResControlModeType[0]', f'event code {ec}, expected SE(EVSEMaximumChargePower), SE(EVSEMinimumChargePower), SE(EVSEMaximumChargeCurrent), SE(EVSEMaximumVoltage), EE')
     if s == 2:
         av -= 2
         if av < 0:

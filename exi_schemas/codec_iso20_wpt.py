@@ -185,13 +185,41 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_P = r.binary_of(u, None)
         win = r.win
         av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'DSAKeyValueType[0]', 'expected EE of P, SE(Q), CH of Q')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Q = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of P')
-        s = 1
+            raise r.fail_at(av + 1, 'DSAKeyValueType[0]', 'expected EE of Q')
+        s = 4
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -266,42 +294,6 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         s = 3
     else:
         raise r.fail_at(av, 'DSAKeyValueType[0]', f'event code {ec}, expected SE(P), SE(G), SE(Y)')
-    if s == 1:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'DSAKeyValueType[1]', 'expected SE(Q), CH of Q')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Q = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[1]', 'expected EE of Q')
-        s = 4
     if s == 4:
         av -= 2
         if av < 0:
@@ -451,58 +443,13 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
         f_J = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of J')
-        s = 5
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Seed = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
-        s = 6
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
-    if s == 5:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'DSAKeyValueType[3]', 'expected EE of J')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -543,6 +490,46 @@ def _d_xmldsig_DSAKeyValueType(r: BitReader) -> _xmldsig.DSAKeyValueType:
             s = -1
         else:
             raise r.fail_at(av, 'DSAKeyValueType[5]', f'event code {ec}, expected SE(Seed), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DSAKeyValueType[3]', 'expected CH of Seed')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Seed = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DSAKeyValueType[3]', 'expected EE of Seed')
+        s = 6
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DSAKeyValueType[3]', f'event code {ec}, expected SE(J), SE(Seed), EE')
     if s == 6:
         av -= 10
         if av < 0:
@@ -1710,7 +1697,17 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ManifestType[0]', 'expected SE(Reference)')
+        r.avail = av
+        f_Reference.append(_d_xmldsig_ReferenceType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_Reference.append(_d_xmldsig_ReferenceType(r))
@@ -1719,18 +1716,6 @@ def _d_xmldsig_ManifestType(r: BitReader) -> _xmldsig.ManifestType:
         s = 2
     else:
         raise r.fail_at(av, 'ManifestType[0]', f'event code {ec}, expected AT(Id), SE(Reference)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ManifestType[1]', 'expected SE(Reference)')
-        r.avail = av
-        f_Reference.append(_d_xmldsig_ReferenceType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -1885,76 +1870,11 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
         f_Encoding = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Id = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MimeType = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
-    elif ec == 4:
-        s = -1
-    elif ec == 5:
-        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
-    else:
-        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2019,6 +1939,70 @@ def _d_xmldsig_ObjectType(r: BitReader) -> _xmldsig.ObjectType:
             raise r.fail_at(av, 'ObjectType[1]', 'untyped character content is not supported')
         else:
             raise r.fail_at(av, 'ObjectType[1]', f'event code {ec}, expected AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MimeType = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        raise r.fail_at(av, 'ObjectType[0]', 'wildcard element content is not supported')
+    elif ec == 4:
+        s = -1
+    elif ec == 5:
+        raise r.fail_at(av, 'ObjectType[0]', 'untyped character content is not supported')
+    else:
+        raise r.fail_at(av, 'ObjectType[0]', f'event code {ec}, expected AT(Encoding), AT(Id), AT(MimeType), SE(*), EE, CH(untyped)')
     if s == 2:
         av -= 3
         if av < 0:
@@ -2224,56 +2208,13 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
         f_PGPKeyID = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyID')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_PGPKeyPacket = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
-        s = 2
-    else:
-        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyID')
+        ec = (c & 3)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -2303,41 +2244,69 @@ def _d_xmldsig_PGPDataType(r: BitReader) -> _xmldsig.PGPDataType:
             f_PGPKeyPacket = r.binary_of(u, None)
             win = r.win
             av = r.avail
-            av -= 1
+            av -= 3
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
-            s = 3
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PGPDataType[1]', 'expected EE of PGPKeyPacket')
+            ec = (c & 3)
+            if ec == 0:
+                raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
+            elif ec == 1:
+                s = -1
+            else:
+                raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
         elif ec == 1:
             raise r.fail_at(av, 'PGPDataType[1]', 'wildcard element content is not supported')
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[1]', f'event code {ec}, expected SE(PGPKeyPacket), SE(*), EE')
-    if s == 2:
-        av -= 2
+    elif ec == 1:
+        av -= 9
         if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'PGPDataType[0]', 'expected CH of PGPKeyPacket')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_PGPKeyPacket = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PGPDataType[0]', 'expected EE of PGPKeyPacket')
+        ec = (c & 3)
         if ec == 0:
             raise r.fail_at(av, 'PGPDataType[2]', 'wildcard element content is not supported')
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'PGPDataType[2]', f'event code {ec}, expected SE(*), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
-        if ec == 0:
-            raise r.fail_at(av, 'PGPDataType[3]', 'wildcard element content is not supported')
-        elif ec == 1:
-            s = -1
-        else:
-            raise r.fail_at(av, 'PGPDataType[3]', f'event code {ec}, expected SE(*), EE')
+    else:
+        raise r.fail_at(av, 'PGPDataType[0]', f'event code {ec}, expected SE(PGPKeyID), SE(PGPKeyPacket)')
     if s == 4:
         while True:
             av -= 2
@@ -2582,82 +2551,11 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Type = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 4:
-        r.avail = av
-        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    else:
-        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
-    if s == 1:
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+        c = (win >> av) & 0x7
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -2728,6 +2626,76 @@ def _d_xmldsig_ReferenceType(r: BitReader) -> _xmldsig.ReferenceType:
             s = 5
         else:
             raise r.fail_at(av, 'ReferenceType[1]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Type = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 4:
+        r.avail = av
+        f_DigestMethod = _d_xmldsig_DigestMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    else:
+        raise r.fail_at(av, 'ReferenceType[0]', f'event code {ec}, expected AT(Id), AT(Type), AT(URI), SE(Transforms), SE(DigestMethod)')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3062,50 +3030,11 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
         f_Type = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
-    elif ec == 1:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        u = c
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_URI = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
-    elif ec == 2:
-        r.avail = av
-        f_Transforms = _d_xmldsig_TransformsType(r)
-        win = r.win
-        av = r.avail
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
-    if s == 1:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             av -= 8
             if av < 0:
@@ -3144,6 +3073,44 @@ def _d_xmldsig_RetrievalMethodType(r: BitReader) -> _xmldsig.RetrievalMethodType
             s = -1
         else:
             raise r.fail_at(av, 'RetrievalMethodType[1]', f'event code {ec}, expected AT(URI), SE(Transforms), EE')
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_URI = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
+    elif ec == 2:
+        r.avail = av
+        f_Transforms = _d_xmldsig_TransformsType(r)
+        win = r.win
+        av = r.avail
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'RetrievalMethodType[0]', f'event code {ec}, expected AT(Type), AT(URI), SE(Transforms), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -3676,7 +3643,17 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignaturePropertiesType[0]', 'expected SE(SignatureProperty)')
+        r.avail = av
+        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
@@ -3685,18 +3662,6 @@ def _d_xmldsig_SignaturePropertiesType(r: BitReader) -> _xmldsig.SignatureProper
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertiesType[0]', f'event code {ec}, expected AT(Id), SE(SignatureProperty)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignaturePropertiesType[1]', 'expected SE(SignatureProperty)')
-        r.avail = av
-        f_SignatureProperty.append(_d_xmldsig_SignaturePropertyType(r))
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -3850,7 +3815,35 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignaturePropertyType[0]', 'expected AT(Target)')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_Target = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -3881,36 +3874,6 @@ def _d_xmldsig_SignaturePropertyType(r: BitReader) -> _xmldsig.SignatureProperty
         s = 2
     else:
         raise r.fail_at(av, 'SignaturePropertyType[0]', f'event code {ec}, expected AT(Id), AT(Target)')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignaturePropertyType[1]', 'expected AT(Target)')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_Target = r.string_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     while True:
         av -= 2
         if av < 0:
@@ -4049,7 +4012,17 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignatureType[0]', 'expected SE(SignedInfo)')
+        r.avail = av
+        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_SignedInfo = _d_xmldsig_SignedInfoType(r)
@@ -4058,18 +4031,6 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignatureType[1]', 'expected SE(SignedInfo)')
-        r.avail = av
-        f_SignedInfo = _d_xmldsig_SignedInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -4091,22 +4052,11 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         f_KeyInfo = _d_xmldsig_KeyInfoType(r)
         win = r.win
         av = r.avail
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_Object.append(_d_xmldsig_ObjectType(r))
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        s = -1
-    else:
-        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
-    if s == 4:
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+        c = (win >> av) & 0x3
+        ec = c
         if ec == 0:
             r.avail = av
             f_Object.append(_d_xmldsig_ObjectType(r))
@@ -4117,6 +4067,16 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
             s = -1
         else:
             raise r.fail_at(av, 'SignatureType[4]', f'event code {ec}, expected SE(Object), EE')
+    elif ec == 1:
+        r.avail = av
+        f_Object.append(_d_xmldsig_ObjectType(r))
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        s = -1
+    else:
+        raise r.fail_at(av, 'SignatureType[3]', f'event code {ec}, expected SE(KeyInfo), SE(Object), EE')
     if s == 5:
         while True:
             av -= 2
@@ -4256,7 +4216,6 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
     av = r.avail
     f_Id: str | None = None
     f_value: bytes
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -4289,7 +4248,34 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
     elif ec == 1:
         av -= 8
         if av < 0:
@@ -4317,46 +4303,14 @@ def _d_xmldsig_SignatureValueType(r: BitReader) -> _xmldsig.SignatureValueType:
         f_value = r.binary_of(u, None)
         win = r.win
         av = r.avail
-        s = 2
     else:
         raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
-    if s == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'SignatureValueType[1]', 'expected CH')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_value = r.binary_of(u, None)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'SignatureValueType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_xmldsig.SignatureValueType)
     ob.Id = f_Id
@@ -4447,7 +4401,17 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        s = 1
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInfoType[0]', 'expected SE(CanonicalizationMethod)')
+        r.avail = av
+        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
+        win = r.win
+        av = r.avail
+        s = 2
     elif ec == 1:
         r.avail = av
         f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
@@ -4456,18 +4420,6 @@ def _d_xmldsig_SignedInfoType(r: BitReader) -> _xmldsig.SignedInfoType:
         s = 2
     else:
         raise r.fail_at(av, 'SignedInfoType[0]', f'event code {ec}, expected AT(Id), SE(CanonicalizationMethod)')
-    if s == 1:
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'SignedInfoType[1]', 'expected SE(CanonicalizationMethod)')
-        r.avail = av
-        f_CanonicalizationMethod = _d_xmldsig_CanonicalizationMethodType(r)
-        win = r.win
-        av = r.avail
-        s = 2
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5665,7 +5617,6 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    s = 0
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
@@ -5681,13 +5632,18 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
-        s = 2
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xd != 0x0:
+            raise r.fail_at(av + 4, 'ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -5696,25 +5652,14 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
         if c & 0x5 != 0x0:
             raise r.fail_at(av + 3, 'ChargeLoopReqType[1]', 'expected CH of MeterInfoRequested, EE of MeterInfoRequested')
         f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     else:
         raise r.fail_at(av, 'ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected EE')
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.ChargeLoopReqType)
     ob.Header = f_Header
@@ -5824,42 +5769,21 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x38c != 0x0:
+            raise r.fail_at(av + 10, 'ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -5876,6 +5800,22 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
             s = -1
         else:
             raise r.fail_at(av, 'ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), EE')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), EE')
     if s == 4:
         av -= 2
         if av < 0:
@@ -6430,206 +6370,14 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
     c = (win >> av) & 0xf
     ec = c
     if ec == 0:
-        av -= 9
+        av -= 13
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
-        f_PresentSOC = ((c >> 1) & 127)
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
-        f_MaximumSOC = ((c >> 1) & 127)
-        s = 4
-    elif ec == 4:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMinimumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
-        s = 5
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToTargetSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
-        s = 6
-    elif ec == 6:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_RemainingTimeToMaximumSOC = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
-        s = 7
-    elif ec == 7:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
-        f_ChargingComplete = ((c >> 1) & 1) == 1
-        s = 8
-    elif ec == 8:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_1_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_BatteryEnergyCapacity = ob1_
-        s = 9
-    elif ec == 9:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c & 0x5 != 0x0:
-            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
-        f_InletHot = ((c >> 1) & 1) == 1
-        s = 10
-    elif ec == 10:
-        s = -1
-    else:
-        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
-    if s == 1:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        ec = (win >> av) & 0xf
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1010 != 0x0:
+            raise r.fail_at(av + 13, 'DisplayParametersType[0]', 'expected CH of PresentSOC, EE of PresentSOC')
+        f_PresentSOC = ((c >> 5) & 127)
+        ec = (c & 15)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -6772,7 +6520,7 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'DisplayParametersType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_1_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -6792,17 +6540,17 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_1_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DisplayParametersType[1]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_BatteryEnergyCapacity = ob2_
+            ob1_ = _new(_iso20_common_types.RationalNumberType)
+            ob1_.Exponent = f_1_Exponent
+            ob1_.Value = f_1_Value
+            f_BatteryEnergyCapacity = ob1_
             s = 9
         elif ec == 8:
             av -= 3
@@ -6817,6 +6565,193 @@ def _d_iso20_common_types_DisplayParametersType(r: BitReader) -> _iso20_common_t
             s = -1
         else:
             raise r.fail_at(av, 'DisplayParametersType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of MaximumSOC, EE of MaximumSOC')
+        f_MaximumSOC = ((c >> 1) & 127)
+        s = 4
+    elif ec == 4:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMinimumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMinimumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMinimumSOC')
+        s = 5
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToTargetSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToTargetSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToTargetSOC')
+        s = 6
+    elif ec == 6:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'DisplayParametersType[0]', 'expected CH of RemainingTimeToMaximumSOC')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_RemainingTimeToMaximumSOC = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DisplayParametersType[0]', 'expected EE of RemainingTimeToMaximumSOC')
+        s = 7
+    elif ec == 7:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+        f_ChargingComplete = ((c >> 1) & 1) == 1
+        s = 8
+    elif ec == 8:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'DisplayParametersType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DisplayParametersType[0]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_BatteryEnergyCapacity = ob2_
+        s = 9
+    elif ec == 9:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'DisplayParametersType[0]', 'expected CH of InletHot, EE of InletHot')
+        f_InletHot = ((c >> 1) & 1) == 1
+        s = 10
+    elif ec == 10:
+        s = -1
+    else:
+        raise r.fail_at(av, 'DisplayParametersType[0]', f'event code {ec}, expected SE(PresentSOC), SE(MinimumSOC), SE(TargetSOC), SE(MaximumSOC), SE(RemainingTimeToMinimumSOC), SE(RemainingTimeToTargetSOC), SE(RemainingTimeToMaximumSOC), SE(ChargingComplete), SE(BatteryEnergyCapacity), SE(InletHot), EE')
     if s == 2:
         av -= 4
         if av < 0:
@@ -8692,7 +8627,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     f_EVTargetEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMaximumEnergyRequest: _iso20_common_types.RationalNumberType
     f_EVMinimumEnergyRequest: _iso20_common_types.RationalNumberType
-    s = 0
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
@@ -8724,20 +8658,12 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 24
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'Dynamic_CLReqControlModeType[0]', 'expected EE of DepartureTime, SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_1_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -8769,16 +8695,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 2
-    else:
-        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
-    if s == 1:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'Dynamic_CLReqControlModeType[1]', 'expected SE(EVTargetEnergyRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Dynamic_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -8805,12 +8728,13 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[1]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'Dynamic_CLReqControlModeType[0]', 'expected EE of Value, EE')
         ob2_ = _new(_iso20_common_types.RationalNumberType)
         ob2_.Exponent = f_2_Exponent
         ob2_.Value = f_2_Value
         f_EVTargetEnergyRequest = ob2_
-        s = 2
+    else:
+        raise r.fail_at(av, 'Dynamic_CLReqControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EVTargetEnergyRequest)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -8851,7 +8775,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob3_.Exponent = f_3_Exponent
     ob3_.Value = f_3_Value
     f_EVMaximumEnergyRequest = ob3_
-    s = 3
     if u > 127:
         av -= 8
         if av < 0:
@@ -8880,8 +8803,6 @@ def _d_iso20_common_types_Dynamic_CLReqControlModeType(r: BitReader) -> _iso20_c
     ob4_.Exponent = f_4_Exponent
     ob4_.Value = f_4_Value
     f_EVMinimumEnergyRequest = ob4_
-    s = 4
-    s = -1
     r.avail = av
     ob = _new(_iso20_common_types.Dynamic_CLReqControlModeType)
     ob.DepartureTime = f_DepartureTime
@@ -9101,73 +9022,13 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
                     win = r.win
                     av = r.avail
         f_DepartureTime = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
-        f_MinimumSOC = ((c >> 1) & 127)
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x101 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
-        f_TargetSOC = ((c >> 1) & 127)
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_AckMaxDelay = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
-        s = 4
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'Dynamic_CLResControlModeType[0]', 'expected EE of DepartureTime')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -9223,6 +9084,61 @@ def _d_iso20_common_types_Dynamic_CLResControlModeType(r: BitReader) -> _iso20_c
             s = -1
         else:
             raise r.fail_at(av, 'Dynamic_CLResControlModeType[1]', f'event code {ec}, expected SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of MinimumSOC, EE of MinimumSOC')
+        f_MinimumSOC = ((c >> 1) & 127)
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x101 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of TargetSOC, EE of TargetSOC')
+        f_TargetSOC = ((c >> 1) & 127)
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'Dynamic_CLResControlModeType[0]', 'expected CH of AckMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_AckMaxDelay = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'Dynamic_CLResControlModeType[0]', 'expected EE of AckMaxDelay')
+        s = 4
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Dynamic_CLResControlModeType[0]', f'event code {ec}, expected SE(DepartureTime), SE(MinimumSOC), SE(TargetSOC), SE(AckMaxDelay), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -9886,7 +9802,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     f_SessionID: bytes
     f_TimeStamp: int
     f_Signature: _xmldsig.SignatureType | None = None
-    s = 0
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -9922,7 +9837,6 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'MessageHeaderType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
-    s = 1
     if u > 127:
         av -= 8
         if av < 0:
@@ -9948,25 +9862,21 @@ def _d_iso20_common_types_MessageHeaderType(r: BitReader) -> _iso20_common_types
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'MessageHeaderType', 'expected EE of TimeStamp')
     ec = (c & 3)
-    s = 2
     if ec == 0:
         r.avail = av
         f_Signature = _d_xmldsig_SignatureType(r)
         win = r.win
         av = r.avail
-        s = 3
-    elif ec == 1:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
-    if s == 3:
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'MessageHeaderType[3]', 'expected EE')
-        s = -1
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     r.avail = av
     ob = _new(_iso20_common_types.MessageHeaderType)
     ob.SessionID = f_SessionID
@@ -10139,191 +10049,13 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
                     win = r.win
                     av = r.avail
         f_BPT_DischargedEnergyReadingWh = u
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
-        s = 3
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_CapacitiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
-        s = 4
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_BPT_InductiveEnergyReadingVARh = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
-        s = 5
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_MeterSignature = r.binary_of(u, 64)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
-        s = 6
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x200 != 0x0:
-            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterStatus = -u - 1 if sg else u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
-        s = 7
-    elif ec == 5:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_MeterTimestamp = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
-        s = 8
-    elif ec == 6:
-        s = -1
-    else:
-        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
-    if s == 3:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'MeterInfoType[2]', 'expected EE of BPT_DischargedEnergyReadingWh')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -10497,6 +10229,179 @@ def _d_iso20_common_types_MeterInfoType(r: BitReader) -> _iso20_common_types.Met
             s = -1
         else:
             raise r.fail_at(av, 'MeterInfoType[3]', f'event code {ec}, expected SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of CapacitiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_CapacitiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of CapacitiveEnergyReadingVARh')
+        s = 4
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of BPT_InductiveEnergyReadingVARh')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_BPT_InductiveEnergyReadingVARh = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of BPT_InductiveEnergyReadingVARh')
+        s = 5
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterSignature')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_MeterSignature = r.binary_of(u, 64)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterSignature')
+        s = 6
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'MeterInfoType[2]', 'expected CH of MeterStatus')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterStatus = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterStatus')
+        s = 7
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'MeterInfoType[2]', 'expected CH of MeterTimestamp')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_MeterTimestamp = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeterInfoType[2]', 'expected EE of MeterTimestamp')
+        s = 8
+    elif ec == 6:
+        s = -1
+    else:
+        raise r.fail_at(av, 'MeterInfoType[2]', f'event code {ec}, expected SE(BPT_DischargedEnergyReadingWh), SE(CapacitiveEnergyReadingVARh), SE(BPT_InductiveEnergyReadingVARh), SE(MeterSignature), SE(MeterStatus), SE(MeterTimestamp), EE')
     if s == 4:
         av -= 3
         if av < 0:
@@ -11634,12 +11539,13 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                     win = r.win
                     av = r.avail
         f_3_Value = -u - 1 if sg else u
-        av -= 3
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x38 != 0x0:
+            raise r.fail_at(av + 6, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ec = (c & 7)
         ob3_ = _new(_iso20_common_types.RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
@@ -11648,306 +11554,6 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
         ob1_.Amount = f_1_Amount
         ob1_.CostPerUnit = f_1_CostPerUnit
         f_EnergyCosts = ob1_
-        s = 2
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_4_Amount = ob5_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_4_CostPerUnit = ob6_
-        ob4_ = _new(_iso20_common_types.DetailedCostType)
-        ob4_.Amount = f_4_Amount
-        ob4_.CostPerUnit = f_4_CostPerUnit
-        f_OccupancyCosts = ob4_
-        s = 3
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_9_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_7_Amount = ob8_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_9_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob9_ = _new(_iso20_common_types.RationalNumberType)
-        ob9_.Exponent = f_9_Exponent
-        ob9_.Value = f_9_Value
-        f_7_CostPerUnit = ob9_
-        ob7_ = _new(_iso20_common_types.DetailedCostType)
-        ob7_.Amount = f_7_Amount
-        ob7_.CostPerUnit = f_7_CostPerUnit
-        f_AdditionalServicesCosts = ob7_
-        s = 4
-    elif ec == 3:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_11_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_11_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob11_ = _new(_iso20_common_types.RationalNumberType)
-        ob11_.Exponent = f_11_Exponent
-        ob11_.Value = f_11_Value
-        f_10_Amount = ob11_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_12_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_10_CostPerUnit = ob12_
-        ob10_ = _new(_iso20_common_types.DetailedCostType)
-        ob10_.Amount = f_10_Amount
-        ob10_.CostPerUnit = f_10_CostPerUnit
-        f_OverstayCosts = ob10_
-        s = 5
-    elif ec == 4:
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_13_TaxRuleID = u
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xf00e00 != 0x0:
-            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_14_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_13_Amount = ob14_
-        ob13_ = _new(_iso20_common_types.DetailedTaxType)
-        ob13_.TaxRuleID = f_13_TaxRuleID
-        ob13_.Amount = f_13_Amount
-        f_TaxCosts.append(ob13_)
-        s = 6
-    elif ec == 5:
-        s = -1
-    else:
-        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
-    if s == 2:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
         if ec == 0:
             av -= 23
             if av < 0:
@@ -11955,7 +11561,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_16_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -11975,20 +11581,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_16_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_17_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob16_ = _new(_iso20_common_types.RationalNumberType)
-            ob16_.Exponent = f_16_Exponent
-            ob16_.Value = f_16_Value
-            f_15_Amount = ob16_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_4_Amount = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -12006,21 +11612,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_17_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob17_ = _new(_iso20_common_types.RationalNumberType)
-            ob17_.Exponent = f_17_Exponent
-            ob17_.Value = f_17_Value
-            f_15_CostPerUnit = ob17_
-            ob15_ = _new(_iso20_common_types.DetailedCostType)
-            ob15_.Amount = f_15_Amount
-            ob15_.CostPerUnit = f_15_CostPerUnit
-            f_OccupancyCosts = ob15_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_4_CostPerUnit = ob6_
+            ob4_ = _new(_iso20_common_types.DetailedCostType)
+            ob4_.Amount = f_4_Amount
+            ob4_.CostPerUnit = f_4_CostPerUnit
+            f_OccupancyCosts = ob4_
             s = 3
         elif ec == 1:
             av -= 23
@@ -12029,7 +11635,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_19_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12049,20 +11655,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_19_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_20_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob19_ = _new(_iso20_common_types.RationalNumberType)
-            ob19_.Exponent = f_19_Exponent
-            ob19_.Value = f_19_Value
-            f_18_Amount = ob19_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_7_Amount = ob8_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -12080,21 +11686,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_20_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob20_ = _new(_iso20_common_types.RationalNumberType)
-            ob20_.Exponent = f_20_Exponent
-            ob20_.Value = f_20_Value
-            f_18_CostPerUnit = ob20_
-            ob18_ = _new(_iso20_common_types.DetailedCostType)
-            ob18_.Amount = f_18_Amount
-            ob18_.CostPerUnit = f_18_CostPerUnit
-            f_AdditionalServicesCosts = ob18_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_7_CostPerUnit = ob9_
+            ob7_ = _new(_iso20_common_types.DetailedCostType)
+            ob7_.Amount = f_7_Amount
+            ob7_.CostPerUnit = f_7_CostPerUnit
+            f_AdditionalServicesCosts = ob7_
             s = 4
         elif ec == 2:
             av -= 23
@@ -12103,7 +11709,7 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'ReceiptType[2]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_22_Exponent = ((c >> 12) & 255) - 128
+            f_11_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12123,20 +11729,20 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_22_Value = -u - 1 if sg else u
+            f_11_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'ReceiptType[2]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_23_Exponent = ((c >> 12) & 255) - 128
+            f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob22_ = _new(_iso20_common_types.RationalNumberType)
-            ob22_.Exponent = f_22_Exponent
-            ob22_.Value = f_22_Value
-            f_21_Amount = ob22_
+            ob11_ = _new(_iso20_common_types.RationalNumberType)
+            ob11_.Exponent = f_11_Exponent
+            ob11_.Value = f_11_Value
+            f_10_Amount = ob11_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -12154,21 +11760,21 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_23_Value = -u - 1 if sg else u
+            f_12_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob23_ = _new(_iso20_common_types.RationalNumberType)
-            ob23_.Exponent = f_23_Exponent
-            ob23_.Value = f_23_Value
-            f_21_CostPerUnit = ob23_
-            ob21_ = _new(_iso20_common_types.DetailedCostType)
-            ob21_.Amount = f_21_Amount
-            ob21_.CostPerUnit = f_21_CostPerUnit
-            f_OverstayCosts = ob21_
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_10_CostPerUnit = ob12_
+            ob10_ = _new(_iso20_common_types.DetailedCostType)
+            ob10_.Amount = f_10_Amount
+            ob10_.CostPerUnit = f_10_CostPerUnit
+            f_OverstayCosts = ob10_
             s = 5
         elif ec == 3:
             av -= 10
@@ -12195,14 +11801,14 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_24_TaxRuleID = u
+            f_13_TaxRuleID = u
             av -= 24
             if av < 0:
                 win, av = r.refill(av, 24)
             c = (win >> av) & 0xffffff
             if c & 0xf00e00 != 0x0:
                 raise r.fail_at(av + 24, 'ReceiptType[2]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_25_Exponent = ((c >> 12) & 255) - 128
+            f_14_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -12222,26 +11828,320 @@ def _d_iso20_common_types_ReceiptType(r: BitReader) -> _iso20_common_types.Recei
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_25_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ReceiptType[2]', 'expected EE of Value, EE, EE')
-            ob25_ = _new(_iso20_common_types.RationalNumberType)
-            ob25_.Exponent = f_25_Exponent
-            ob25_.Value = f_25_Value
-            f_24_Amount = ob25_
-            ob24_ = _new(_iso20_common_types.DetailedTaxType)
-            ob24_.TaxRuleID = f_24_TaxRuleID
-            ob24_.Amount = f_24_Amount
-            f_TaxCosts.append(ob24_)
+            ob14_ = _new(_iso20_common_types.RationalNumberType)
+            ob14_.Exponent = f_14_Exponent
+            ob14_.Value = f_14_Value
+            f_13_Amount = ob14_
+            ob13_ = _new(_iso20_common_types.DetailedTaxType)
+            ob13_.TaxRuleID = f_13_TaxRuleID
+            ob13_.Amount = f_13_Amount
+            f_TaxCosts.append(ob13_)
             s = 6
         elif ec == 4:
             s = -1
         else:
             raise r.fail_at(av, 'ReceiptType[2]', f'event code {ec}, expected SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_16_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_16_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_17_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob16_ = _new(_iso20_common_types.RationalNumberType)
+        ob16_.Exponent = f_16_Exponent
+        ob16_.Value = f_16_Value
+        f_15_Amount = ob16_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_17_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob17_ = _new(_iso20_common_types.RationalNumberType)
+        ob17_.Exponent = f_17_Exponent
+        ob17_.Value = f_17_Value
+        f_15_CostPerUnit = ob17_
+        ob15_ = _new(_iso20_common_types.DetailedCostType)
+        ob15_.Amount = f_15_Amount
+        ob15_.CostPerUnit = f_15_CostPerUnit
+        f_OccupancyCosts = ob15_
+        s = 3
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_19_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_19_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_20_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob19_ = _new(_iso20_common_types.RationalNumberType)
+        ob19_.Exponent = f_19_Exponent
+        ob19_.Value = f_19_Value
+        f_18_Amount = ob19_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_20_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob20_ = _new(_iso20_common_types.RationalNumberType)
+        ob20_.Exponent = f_20_Exponent
+        ob20_.Value = f_20_Value
+        f_18_CostPerUnit = ob20_
+        ob18_ = _new(_iso20_common_types.DetailedCostType)
+        ob18_.Amount = f_18_Amount
+        ob18_.CostPerUnit = f_18_CostPerUnit
+        f_AdditionalServicesCosts = ob18_
+        s = 4
+    elif ec == 3:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'ReceiptType[1]', 'expected SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_22_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_22_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'ReceiptType[1]', 'expected EE of Value, EE, SE(CostPerUnit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_23_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob22_ = _new(_iso20_common_types.RationalNumberType)
+        ob22_.Exponent = f_22_Exponent
+        ob22_.Value = f_22_Value
+        f_21_Amount = ob22_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_23_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob23_ = _new(_iso20_common_types.RationalNumberType)
+        ob23_.Exponent = f_23_Exponent
+        ob23_.Value = f_23_Value
+        f_21_CostPerUnit = ob23_
+        ob21_ = _new(_iso20_common_types.DetailedCostType)
+        ob21_.Amount = f_21_Amount
+        ob21_.CostPerUnit = f_21_CostPerUnit
+        f_OverstayCosts = ob21_
+        s = 5
+    elif ec == 4:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'ReceiptType[1]', 'expected SE(TaxRuleID), CH of TaxRuleID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_24_TaxRuleID = u
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xf00e00 != 0x0:
+            raise r.fail_at(av + 24, 'ReceiptType[1]', 'expected EE of TaxRuleID, SE(Amount), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_25_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_25_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ReceiptType[1]', 'expected EE of Value, EE, EE')
+        ob25_ = _new(_iso20_common_types.RationalNumberType)
+        ob25_.Exponent = f_25_Exponent
+        ob25_.Value = f_25_Value
+        f_24_Amount = ob25_
+        ob24_ = _new(_iso20_common_types.DetailedTaxType)
+        ob24_.TaxRuleID = f_24_TaxRuleID
+        ob24_.Amount = f_24_Amount
+        f_TaxCosts.append(ob24_)
+        s = 6
+    elif ec == 5:
+        s = -1
+    else:
+        raise r.fail_at(av, 'ReceiptType[1]', f'event code {ec}, expected SE(EnergyCosts), SE(OccupancyCosts), SE(AdditionalServicesCosts), SE(OverstayCosts), SE(TaxCosts), EE')
     if s == 3:
         av -= 3
         if av < 0:
@@ -13962,104 +13862,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_EVTargetEnergyRequest = ob1_
-        s = 1
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVMaximumEnergyRequest = ob2_
-        s = 2
-    elif ec == 2:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_3_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVMinimumEnergyRequest = ob3_
-        s = 3
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
-    if s == 1:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -14067,7 +13880,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -14087,17 +13900,17 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVMaximumEnergyRequest = ob4_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVMaximumEnergyRequest = ob2_
             s = 2
         elif ec == 1:
             av -= 22
@@ -14106,7 +13919,7 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -14126,22 +13939,104 @@ def _d_iso20_common_types_Scheduled_CLReqControlModeType(r: BitReader) -> _iso20
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_5_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[1]', 'expected EE of Value, EE')
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_EVMinimumEnergyRequest = ob5_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVMinimumEnergyRequest = ob3_
             s = 3
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'Scheduled_CLReqControlModeType[1]', f'event code {ec}, expected SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_4_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVMaximumEnergyRequest = ob4_
+        s = 2
+    elif ec == 2:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'Scheduled_CLReqControlModeType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_5_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_CLReqControlModeType[0]', 'expected EE of Value, EE')
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVMinimumEnergyRequest = ob5_
+        s = 3
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'Scheduled_CLReqControlModeType[0]', f'event code {ec}, expected SE(EVTargetEnergyRequest), SE(EVMaximumEnergyRequest), SE(EVMinimumEnergyRequest), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -14736,127 +14631,13 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
         f_SSID = r.string_of(u, 255)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of SSID')
-        s = 1
-    elif ec == 1:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_BSSID = r.string_of(u, 12)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
-        s = 2
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_IPAddress = r.string_of(u, 39)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
-        s = 3
-    elif ec == 3:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of Port')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_Port = u
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of Port')
-        s = 4
-    elif ec == 4:
-        s = -1
-    else:
-        raise r.fail_at(av, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
-    if s == 1:
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        ec = (win >> av) & 0x7
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'AlternativeSECCType[0]', 'expected EE of SSID')
+        ec = (c & 7)
         if ec == 0:
             av -= 9
             if av < 0:
@@ -14966,6 +14747,115 @@ def _d_iso20_wpt_AlternativeSECCType(r: BitReader) -> _iso20_wpt.AlternativeSECC
             s = -1
         else:
             raise r.fail_at(av, 'AlternativeSECCType[1]', f'event code {ec}, expected SE(BSSID), SE(IPAddress), SE(Port), EE')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of BSSID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_BSSID = r.string_of(u, 12)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of BSSID')
+        s = 2
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of IPAddress')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_IPAddress = r.string_of(u, 39)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of IPAddress')
+        s = 3
+    elif ec == 3:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'AlternativeSECCType[0]', 'expected CH of Port')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_Port = u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'AlternativeSECCType[0]', 'expected EE of Port')
+        s = 4
+    elif ec == 4:
+        s = -1
+    else:
+        raise r.fail_at(av, 'AlternativeSECCType[0]', f'event code {ec}, expected SE(SSID), SE(BSSID), SE(IPAddress), SE(Port), EE')
     if s == 2:
         av -= 2
         if av < 0:
@@ -15469,17 +15359,21 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 7
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x79 != 0x0:
+            raise r.fail_at(av + 7, 'WPT_AlignmentCheckReqType[2]', 'expected EE of Value, EE, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
+        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_TargetCoilCurrent = ob1_
-        s = 3
+        s = 4
     elif ec == 1:
         av -= 4
         if av < 0:
@@ -15494,18 +15388,6 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         s = 4
     else:
         raise r.fail_at(av, 'WPT_AlignmentCheckReqType[2]', f'event code {ec}, expected SE(TargetCoilCurrent), SE(EVResultCode)')
-    if s == 3:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x19 != 0x0:
-            raise r.fail_at(av + 5, 'WPT_AlignmentCheckReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
-        iv = ((c >> 1) & 3)
-        if iv >= 3:
-            raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
-        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        s = 4
     n = 0
     while True:
         av -= 2
@@ -15742,101 +15624,17 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                     win = r.win
                     av = r.avail
         f_1_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.RationalNumberType)
         ob1_.Exponent = f_1_Exponent
         ob1_.Value = f_1_Value
         f_PowerTransmitted = ob1_
-        s = 4
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_SupplyDeviceCurrent = ob2_
-        s = 5
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
-        s = 6
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
-    if s == 4:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 22
             if av < 0:
@@ -15844,7 +15642,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15864,17 +15662,17 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_3_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_SupplyDeviceCurrent = ob3_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_SupplyDeviceCurrent = ob2_
             s = 5
         elif ec == 1:
             av -= 9
@@ -15916,6 +15714,85 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             s = -1
         else:
             raise r.fail_at(av, 'WPT_AlignmentCheckResType[4]', f'event code {ec}, expected SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
+    elif ec == 1:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_SupplyDeviceCurrent = ob3_
+        s = 5
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'WPT_AlignmentCheckResType[3]', 'expected CH of VendorSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType[3]', 'expected EE of VendorSpecificDataContainer')
+        s = 6
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'WPT_AlignmentCheckResType[3]', f'event code {ec}, expected SE(PowerTransmitted), SE(SupplyDeviceCurrent), SE(VendorSpecificDataContainer), EE')
     if s == 5:
         av -= 2
         if av < 0:
@@ -16283,7 +16160,14 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
         win = r.win
         av = r.avail
-        s = 2
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xd != 0x0:
+            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[1]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
+        f_MeterInfoRequested = ((c >> 1) & 1) == 1
+        s = 3
     elif ec == 1:
         av -= 3
         if av < 0:
@@ -16295,15 +16179,6 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         s = 3
     else:
         raise r.fail_at(av, 'WPT_ChargeLoopReqType[1]', f'event code {ec}, expected SE(DisplayParameters), SE(MeterInfoRequested)')
-    if s == 2:
-        av -= 4
-        if av < 0:
-            win, av = r.refill(av, 4)
-        c = (win >> av) & 0xf
-        if c & 0xd != 0x0:
-            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[2]', 'expected SE(MeterInfoRequested), CH of MeterInfoRequested, EE of MeterInfoRequested')
-        f_MeterInfoRequested = ((c >> 1) & 1) == 1
-        s = 3
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -16405,200 +16280,17 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     win = r.win
                     av = r.avail
         f_3_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob3_ = _new(_iso20_common_types.RationalNumberType)
         ob3_.Exponent = f_3_Exponent
         ob3_.Value = f_3_Value
         f_EVPCOperatingFrequency = ob3_
-        s = 7
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_6_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_4_EVPCCoilCurrentRequest = ob5_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob6_ = _new(_iso20_common_types.RationalNumberType)
-        ob6_.Exponent = f_6_Exponent
-        ob6_.Value = f_6_Value
-        f_4_EVPCCoilCurrentInformation = ob6_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_7_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_8_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_4_EVPCCurrentOutputInformation = ob7_
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_8_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
-        ob8_ = _new(_iso20_common_types.RationalNumberType)
-        ob8_.Exponent = f_8_Exponent
-        ob8_.Value = f_8_Value
-        f_4_EVPCVoltageOutputInformation = ob8_
-        ob4_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
-        ob4_.EVPCCoilCurrentRequest = f_4_EVPCCoilCurrentRequest
-        ob4_.EVPCCoilCurrentInformation = f_4_EVPCCoilCurrentInformation
-        ob4_.EVPCCurrentOutputInformation = f_4_EVPCCurrentOutputInformation
-        ob4_.EVPCVoltageOutputInformation = f_4_EVPCVoltageOutputInformation
-        f_EVPCPowerControlParameter = ob4_
-        s = 8
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
-        s = 9
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
-    if s == 7:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 23
             if av < 0:
@@ -16606,7 +16298,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_10_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -16626,20 +16318,20 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_11_Exponent = ((c >> 12) & 255) - 128
+            f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob10_ = _new(_iso20_common_types.RationalNumberType)
-            ob10_.Exponent = f_10_Exponent
-            ob10_.Value = f_10_Value
-            f_9_EVPCCoilCurrentRequest = ob10_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_4_EVPCCoilCurrentRequest = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16657,20 +16349,20 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_11_Value = -u - 1 if sg else u
+            f_6_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob11_ = _new(_iso20_common_types.RationalNumberType)
-            ob11_.Exponent = f_11_Exponent
-            ob11_.Value = f_11_Value
-            f_9_EVPCCoilCurrentInformation = ob11_
+            ob6_ = _new(_iso20_common_types.RationalNumberType)
+            ob6_.Exponent = f_6_Exponent
+            ob6_.Value = f_6_Value
+            f_4_EVPCCoilCurrentInformation = ob6_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16688,20 +16380,20 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 25
             if av < 0:
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
                 raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_13_Exponent = ((c >> 12) & 255) - 128
+            f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_9_EVPCCurrentOutputInformation = ob12_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_4_EVPCCurrentOutputInformation = ob7_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16719,23 +16411,23 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_13_Value = -u - 1 if sg else u
+            f_8_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
-            ob13_ = _new(_iso20_common_types.RationalNumberType)
-            ob13_.Exponent = f_13_Exponent
-            ob13_.Value = f_13_Value
-            f_9_EVPCVoltageOutputInformation = ob13_
-            ob9_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
-            ob9_.EVPCCoilCurrentRequest = f_9_EVPCCoilCurrentRequest
-            ob9_.EVPCCoilCurrentInformation = f_9_EVPCCoilCurrentInformation
-            ob9_.EVPCCurrentOutputInformation = f_9_EVPCCurrentOutputInformation
-            ob9_.EVPCVoltageOutputInformation = f_9_EVPCVoltageOutputInformation
-            f_EVPCPowerControlParameter = ob9_
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_4_EVPCVoltageOutputInformation = ob8_
+            ob4_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+            ob4_.EVPCCoilCurrentRequest = f_4_EVPCCoilCurrentRequest
+            ob4_.EVPCCoilCurrentInformation = f_4_EVPCCoilCurrentInformation
+            ob4_.EVPCCurrentOutputInformation = f_4_EVPCCurrentOutputInformation
+            ob4_.EVPCVoltageOutputInformation = f_4_EVPCVoltageOutputInformation
+            f_EVPCPowerControlParameter = ob4_
             s = 8
         elif ec == 1:
             av -= 9
@@ -16777,6 +16469,184 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             s = -1
         else:
             raise r.fail_at(av, 'WPT_ChargeLoopReqType[7]', f'event code {ec}, expected SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_10_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob10_ = _new(_iso20_common_types.RationalNumberType)
+        ob10_.Exponent = f_10_Exponent
+        ob10_.Value = f_10_Value
+        f_9_EVPCCoilCurrentRequest = ob10_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_12_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_9_EVPCCoilCurrentInformation = ob11_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_12_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_13_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob12_ = _new(_iso20_common_types.RationalNumberType)
+        ob12_.Exponent = f_12_Exponent
+        ob12_.Value = f_12_Value
+        f_9_EVPCCurrentOutputInformation = ob12_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_13_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_9_EVPCVoltageOutputInformation = ob13_
+        ob9_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+        ob9_.EVPCCoilCurrentRequest = f_9_EVPCCoilCurrentRequest
+        ob9_.EVPCCoilCurrentInformation = f_9_EVPCCoilCurrentInformation
+        ob9_.EVPCCurrentOutputInformation = f_9_EVPCCurrentOutputInformation
+        ob9_.EVPCVoltageOutputInformation = f_9_EVPCVoltageOutputInformation
+        f_EVPCPowerControlParameter = ob9_
+        s = 8
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'WPT_ChargeLoopReqType[6]', 'expected CH of ManufacturerSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType[6]', 'expected EE of ManufacturerSpecificDataContainer')
+        s = 9
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'WPT_ChargeLoopReqType[6]', f'event code {ec}, expected SE(EVPCOperatingFrequency), SE(EVPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 8:
         av -= 2
         if av < 0:
@@ -17454,79 +17324,21 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     win = r.win
                     av = r.avail
         f_1_NotificationMaxDelay = u
-        av -= 8
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe3 != 0x0:
-            raise r.fail_at(av + 8, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
-        iv = ((c >> 2) & 7)
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x38c != 0x0:
+            raise r.fail_at(av + 10, 'WPT_ChargeLoopResType[2]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ec = (c & 3)
         ob1_ = _new(_iso20_common_types.EVSEStatusType)
         ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
         ob1_.EVSENotification = f_1_EVSENotification
         f_EVSEStatus = ob1_
-        s = 3
-    elif ec == 1:
-        r.avail = av
-        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
-        win = r.win
-        av = r.avail
-        s = 4
-    elif ec == 2:
-        r.avail = av
-        f_Receipt = _d_iso20_common_types_ReceiptType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 3:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_2_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_EVPCPowerRequest = ob2_
-        s = 6
-    else:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
-    if s == 3:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -17546,7 +17358,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_3_Exponent = ((c >> 12) & 255) - 128
+            f_2_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17566,20 +17378,73 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_3_Value = -u - 1 if sg else u
+            f_2_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob3_ = _new(_iso20_common_types.RationalNumberType)
-            ob3_.Exponent = f_3_Exponent
-            ob3_.Value = f_3_Value
-            f_EVPCPowerRequest = ob3_
+            ob2_ = _new(_iso20_common_types.RationalNumberType)
+            ob2_.Exponent = f_2_Exponent
+            ob2_.Value = f_2_Value
+            f_EVPCPowerRequest = ob2_
             s = 6
         else:
             raise r.fail_at(av, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
+    elif ec == 1:
+        r.avail = av
+        f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+        win = r.win
+        av = r.avail
+        s = 4
+    elif ec == 2:
+        r.avail = av
+        f_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 3:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_3_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
+        ob3_ = _new(_iso20_common_types.RationalNumberType)
+        ob3_.Exponent = f_3_Exponent
+        ob3_.Value = f_3_Value
+        f_EVPCPowerRequest = ob3_
+        s = 6
+    else:
+        raise r.fail_at(av, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
     if s == 4:
         av -= 2
         if av < 0:
@@ -17704,27 +17569,19 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE, SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
         f_SDPowerInput = ob6_
-        s = 7
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -17754,15 +17611,13 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         ob7_.Value = f_7_Value
         f_SPCMaxOutputPowerLimit = ob7_
         s = 8
-    else:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
-    if s == 7:
-        av -= 23
+    elif ec == 1:
+        av -= 22
         if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[7]', 'expected SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -17789,12 +17644,14 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[7]', 'expected EE of Value, EE')
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
         ob8_ = _new(_iso20_common_types.RationalNumberType)
         ob8_.Exponent = f_8_Exponent
         ob8_.Value = f_8_Value
         f_SPCMaxOutputPowerLimit = ob8_
         s = 8
+    else:
+        raise r.fail_at(av, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
@@ -17867,104 +17724,17 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     win = r.win
                     av = r.avail
         f_10_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 4
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
+        ec = (c & 3)
         ob10_ = _new(_iso20_common_types.RationalNumberType)
         ob10_.Exponent = f_10_Exponent
         ob10_.Value = f_10_Value
         f_SPCOperatingFrequency = ob10_
-        s = 11
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x700e00 != 0x0:
-            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_12_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_12_Value = -u - 1 if sg else u
-        av -= 3
-        if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        if c != 0x0:
-            raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
-        ob12_ = _new(_iso20_common_types.RationalNumberType)
-        ob12_.Exponent = f_12_Exponent
-        ob12_.Value = f_12_Value
-        f_11_SPCPrimaryDeviceCoilCurrentInformation = ob12_
-        ob11_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
-        ob11_.SPCPrimaryDeviceCoilCurrentInformation = f_11_SPCPrimaryDeviceCoilCurrentInformation
-        f_SPCPowerControlParameter = ob11_
-        s = 12
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
-        s = 13
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
-    if s == 11:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
         if ec == 0:
             av -= 23
             if av < 0:
@@ -17972,7 +17742,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_14_Exponent = ((c >> 12) & 255) - 128
+            f_12_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17992,20 +17762,20 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_14_Value = -u - 1 if sg else u
+            f_12_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
-            ob14_ = _new(_iso20_common_types.RationalNumberType)
-            ob14_.Exponent = f_14_Exponent
-            ob14_.Value = f_14_Value
-            f_13_SPCPrimaryDeviceCoilCurrentInformation = ob14_
-            ob13_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
-            ob13_.SPCPrimaryDeviceCoilCurrentInformation = f_13_SPCPrimaryDeviceCoilCurrentInformation
-            f_SPCPowerControlParameter = ob13_
+            ob12_ = _new(_iso20_common_types.RationalNumberType)
+            ob12_.Exponent = f_12_Exponent
+            ob12_.Value = f_12_Value
+            f_11_SPCPrimaryDeviceCoilCurrentInformation = ob12_
+            ob11_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+            ob11_.SPCPrimaryDeviceCoilCurrentInformation = f_11_SPCPrimaryDeviceCoilCurrentInformation
+            f_SPCPowerControlParameter = ob11_
             s = 12
         elif ec == 1:
             av -= 9
@@ -18047,6 +17817,88 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             s = -1
         else:
             raise r.fail_at(av, 'WPT_ChargeLoopResType[11]', f'event code {ec}, expected SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
+    elif ec == 1:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_13_SPCPrimaryDeviceCoilCurrentInformation = ob14_
+        ob13_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+        ob13_.SPCPrimaryDeviceCoilCurrentInformation = f_13_SPCPrimaryDeviceCoilCurrentInformation
+        f_SPCPowerControlParameter = ob13_
+        s = 12
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'WPT_ChargeLoopResType[10]', 'expected CH of ManufacturerSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_ManufacturerSpecificDataContainer.append(r.binary_of(u, 256))
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_ChargeLoopResType[10]', 'expected EE of ManufacturerSpecificDataContainer')
+        s = 13
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'WPT_ChargeLoopResType[10]', f'event code {ec}, expected SE(SPCOperatingFrequency), SE(SPCPowerControlParameter), SE(ManufacturerSpecificDataContainer), EE')
     if s == 12:
         av -= 2
         if av < 0:
@@ -25365,13 +25217,17 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
                     win = r.win
                     av = r.avail
         f_ObservedIDCode = u
-        av -= 1
+        av -= 6
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode')
-        s = 3
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'WPT_PairingReqType[2]', 'expected EE of ObservedIDCode, SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
+        iv = ((c >> 1) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
+        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+        s = 4
     elif ec == 1:
         av -= 4
         if av < 0:
@@ -25386,18 +25242,6 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
         s = 4
     else:
         raise r.fail_at(av, 'WPT_PairingReqType[2]', f'event code {ec}, expected SE(ObservedIDCode), SE(EVResultCode)')
-    if s == 3:
-        av -= 5
-        if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x19 != 0x0:
-            raise r.fail_at(av + 5, 'WPT_PairingReqType[3]', 'expected SE(EVResultCode), CH of EVResultCode, EE of EVResultCode')
-        iv = ((c >> 1) & 3)
-        if iv >= 3:
-            raise r.fail_at(av, 'WPT_PairingReqType.EVResultCode', f'enumeration index {iv}')
-        f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        s = 4
     n = 0
     while True:
         av -= 2
@@ -25624,64 +25468,13 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
                     win = r.win
                     av = r.avail
         f_ObservedIDCode = u
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
-        s = 4
-    elif ec == 1:
-        r.avail = av
-        f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
-        win = r.win
-        av = r.avail
-        s = 5
-    elif ec == 2:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x100 != 0x0:
-            raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        r.avail = av
-        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
-        s = 6
-    elif ec == 3:
-        s = -1
-    else:
-        raise r.fail_at(av, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
-    if s == 4:
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        ec = (win >> av) & 0x3
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'WPT_PairingResType[3]', 'expected EE of ObservedIDCode')
+        ec = (c & 3)
         if ec == 0:
             r.avail = av
             f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
@@ -25728,6 +25521,52 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
             s = -1
         else:
             raise r.fail_at(av, 'WPT_PairingResType[4]', f'event code {ec}, expected SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
+    elif ec == 1:
+        r.avail = av
+        f_AlternativeSECCList = _d_iso20_wpt_AlternativeSECCListType(r)
+        win = r.win
+        av = r.avail
+        s = 5
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'WPT_PairingResType[3]', 'expected CH of VendorSpecificDataContainer')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_VendorSpecificDataContainer.append(r.binary_of(u, 256))
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'WPT_PairingResType[3]', 'expected EE of VendorSpecificDataContainer')
+        s = 6
+    elif ec == 3:
+        s = -1
+    else:
+        raise r.fail_at(av, 'WPT_PairingResType[3]', f'event code {ec}, expected SE(ObservedIDCode), SE(AlternativeSECCList), SE(VendorSpecificDataContainer), EE')
     if s == 5:
         av -= 2
         if av < 0:

@@ -54,6 +54,48 @@ def _first_octet(where: str) -> list[ReadBits]:
 ENCODER_EPILOGUE = ["w.acc = a", "w.n = k", "if k >= 1024:", _IND + "w.spill()"]
 
 
+def _drop_state_variable(lines: list[str]) -> list[str]:
+    """Remove the assignments to the state variable `s` from code that never reads it."""
+    out: list[str] = []
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("s = ") and text[4:].lstrip("-").isdigit():
+            depth = len(line) - len(text)
+            alone = (
+                out
+                and out[-1].rstrip().endswith(":")
+                and (i + 1 == len(lines) or len(lines[i + 1]) - len(lines[i + 1].lstrip()) < depth)
+            )
+            if alone:
+                out.append(line[:depth] + "pass")
+            continue
+        out.append(line)
+    return out
+
+
+def _single_entry_states(g: Grammar, chains: dict[int, tuple[int, int, int]]) -> set[int]:
+    """States entered by exactly one production (not counting their own loops), with no
+    loop of their own: their code can follow that production's code directly."""
+    entries: dict[int, int] = {}
+    looping = set(chains)
+    for i, st in enumerate(g.states):
+        for p in st.productions:
+            if p.target == i:
+                looping.add(i)
+            elif p.target >= 0:
+                entries[p.target] = entries.get(p.target, 0) + 1
+    inside = {t for start, (n, _e, x) in chains.items() for t in _chain_states(g, start, n, x)}
+    return {t for t, n in entries.items() if n == 1} - looping - inside - {0}
+
+
+def _chain_states(g: Grammar, start: int, length: int, x: int) -> list[int]:
+    states, k = [], start
+    for _ in range(length):
+        states.append(k)
+        k = g.states[k].productions[x].target
+    return [*states, k]
+
+
 def _prepend(items: list[WriteItem], lines: list[str]) -> None:
     """Put `lines` before everything `items` does."""
     for item in items:
@@ -129,6 +171,8 @@ class FunctionWriter:
         self.modules: set[str] = set()
         self.enum_tables: dict[str, SimpleType] = {}
         self.need_s = True
+        self.absorbable: set[int] = set()
+        self.absorbed: set[int] = set()
         self.chains: dict[int, tuple[int, int, int]] = {}
         self.grammar_of: dict[int, Grammar] = {}
         self.prefix = ""  # of decode locals, while a child type is inlined
@@ -323,11 +367,16 @@ class FunctionWriter:
                 out.append(f"{_IND}f_{fm.py}: {t} | None = None")
             else:
                 out.append(f"{_IND}f_{fm.py}: {t}")
+        self.absorbable = set() if cyclic else _single_entry_states(g, self.chains)
+        self.absorbed = set()
         items: list[ReadItem] = []
         for k in order:
-            items += self.decode_block(cm, g, k, k not in mandatory or cyclic)
+            if k not in self.absorbed:
+                items += self.decode_block(cm, g, k, k not in mandatory or cyclic)
         body = flush_reads(items, cm.name)
-        if self.need_s:
+        if self.need_s and not cyclic and not any(line.startswith("if s == ") for line in body):
+            body = _drop_state_variable(body)  # every guarded state was absorbed
+        elif self.need_s:
             out.append(f"{_IND}s = 0")
         if cyclic:
             out += [f"{_IND}while s >= 0:", *_indent(body, 2)]
@@ -362,6 +411,10 @@ class FunctionWriter:
                 pass
             elif chain is not None and i == chain[2]:
                 tail = count_exit(chain, self.need_s)
+            elif not selfloop and p.target in self.absorbable:
+                # the only way into the target: its code follows here, in the same runs
+                self.absorbed.add(p.target)
+                action += self.decode_block(cm, g, p.target, False)
             else:
                 if p.kind != EE and p.target != k and self.need_s:
                     tail.append(f"s = {p.target}")
