@@ -4038,21 +4038,109 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
-    r.avail = av
-    f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_xmldsig.SignatureValueType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -5622,27 +5710,85 @@ def _d_din_CableCheckResType(r: BitReader) -> _din.CableCheckResType:
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEProcessing: _din.EVSEProcessingType
-    av -= 9
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x60c != 0x0:
+        raise r.fail_at(av + 11, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 4) & 31)
     if iv >= 23:
         raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    r.avail = av
-    f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 5
+    ec = (c & 3)
+    f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
+    if ec == 0:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x4e1 != 0x0:
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 5)
-    c = (win >> av) & 0x1f
-    if c & 0x1b != 0x0:
-        raise r.fail_at(av + 5, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'CableCheckResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_NotificationMaxDelay = u
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xe7b != 0x0:
+        raise r.fail_at(av + 12, 'CableCheckResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+    iv = ((c >> 7) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
     f_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+    ob1_ = _new(_din.DC_EVSEStatusType)
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_DC_EVSEStatus = ob1_
     r.avail = av
     ob = _new(_din.CableCheckResType)
     ob.ResponseCode = f_ResponseCode
@@ -5946,20 +6092,61 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     f_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60f00 != 0x0:
+        raise r.fail_at(av + 19, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+    iv = ((c >> 12) & 31)
     if iv >= 23:
         raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    u = (c & 255)
+    f_1_SubCertificates: _din.SubCertificatesType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+    f_1_Certificate = r.binary_of(u, 1200)
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateInstallationResType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_SubCertificates = _d_din_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -5967,6 +6154,10 @@ def _d_din_CertificateInstallationResType(r: BitReader) -> _din.CertificateInsta
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
+    ob1_ = _new(_din.CertificateChainType)
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_ContractSignatureCertChain = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -6163,21 +6354,117 @@ def _d_din_CertificateUpdateReqType(r: BitReader) -> _din.CertificateUpdateReqTy
         f_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'CertificateUpdateReqType[0]', 'expected SE(ContractSignatureCertChain)')
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'CertificateUpdateReqType[0]', 'expected SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        f_1_SubCertificates: _din.SubCertificatesType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        f_1_Certificate = r.binary_of(u, 1200)
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_1_SubCertificates = _d_din_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        ob1_ = _new(_din.CertificateChainType)
+        ob1_.Certificate = f_1_Certificate
+        ob1_.SubCertificates = f_1_SubCertificates
+        f_ContractSignatureCertChain = ob1_
     elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        f_2_SubCertificates: _din.SubCertificatesType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        f_2_Certificate = r.binary_of(u, 1200)
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_2_SubCertificates = _d_din_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        ob2_ = _new(_din.CertificateChainType)
+        ob2_.Certificate = f_2_Certificate
+        ob2_.SubCertificates = f_2_SubCertificates
+        f_ContractSignatureCertChain = ob2_
     else:
         raise r.fail_at(av, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
     av -= 10
@@ -6377,20 +6664,61 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     f_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 9
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60f00 != 0x0:
+        raise r.fail_at(av + 19, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+    iv = ((c >> 12) & 31)
     if iv >= 23:
         raise r.fail_at(av, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    u = (c & 255)
+    f_1_SubCertificates: _din.SubCertificatesType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+    f_1_Certificate = r.binary_of(u, 1200)
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateUpdateResType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_SubCertificates = _d_din_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -6398,6 +6726,10 @@ def _d_din_CertificateUpdateResType(r: BitReader) -> _din.CertificateUpdateResTy
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
     u = (c & 255)
+    ob1_ = _new(_din.CertificateChainType)
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_ContractSignatureCertChain = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -6648,52 +6980,356 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
                     win = r.win
                     av = r.avail
         f_1_DepartureTime = u
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_2_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_2_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_2_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_3_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob2_ = _new(_din.PhysicalValueType)
+        ob2_.Multiplier = f_2_Multiplier
+        ob2_.Unit = f_2_Unit
+        ob2_.Value = f_2_Value
+        f_1_EAmount = ob2_
+        f_3_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_3_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_4_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob3_ = _new(_din.PhysicalValueType)
+        ob3_.Multiplier = f_3_Multiplier
+        ob3_.Unit = f_3_Unit
+        ob3_.Value = f_3_Value
+        f_1_EVMaxVoltage = ob3_
+        f_4_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_4_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_5_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob4_ = _new(_din.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_1_EVMaxCurrent = ob4_
+        f_5_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_5_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
-            raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount)')
-        r.avail = av
-        f_1_EAmount = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
-        r.avail = av
-        f_1_EVMaxVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
-        r.avail = av
-        f_1_EVMaxCurrent = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
-        r.avail = av
-        f_1_EVMinCurrent = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+            raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE, EE')
+        ob5_ = _new(_din.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_1_EVMinCurrent = ob5_
         ob1_ = _new(_din.AC_EVChargeParameterType)
         ob1_.DepartureTime = f_1_DepartureTime
         ob1_.EAmount = f_1_EAmount
@@ -6713,8 +7349,8 @@ def _d_din_ChargeParameterDiscoveryReqType(r: BitReader) -> _din.ChargeParameter
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
-        ob2_ = _new(_din.EVChargeParameterType)
-        f_EVChargeParameter = ob2_
+        ob6_ = _new(_din.EVChargeParameterType)
+        f_EVChargeParameter = ob6_
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     av -= 1
@@ -6900,52 +7536,280 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
                     win = r.win
                     av = r.avail
         f_3_NotificationMaxDelay = u
-        av -= 8
+        av -= 16
         if av < 0:
-            win, av = r.refill(av, 8)
-        c = (win >> av) & 0xff
-        if c & 0xe7 != 0x0:
-            raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)')
-        iv = ((c >> 3) & 3)
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        if c & 0xe7c4 != 0x0:
+            raise r.fail_at(av + 16, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        iv = ((c >> 11) & 3)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
         f_3_EVSENotification = _E_din_EVSENotificationType[iv]
+        f_4_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
         ob3_ = _new(_din.AC_EVSEStatusType)
         ob3_.PowerSwitchClosed = f_3_PowerSwitchClosed
         ob3_.RCD = f_3_RCD
         ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
         ob3_.EVSENotification = f_3_EVSENotification
         f_2_AC_EVSEStatus = ob3_
-        r.avail = av
-        f_2_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+        f_4_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_4_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
-        r.avail = av
-        f_2_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_5_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob4_ = _new(_din.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_2_EVSEMaxVoltage = ob4_
+        f_5_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_5_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
-        r.avail = av
-        f_2_EVSEMinCurrent = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'ChargeParameterDiscoveryResType[3]', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_6_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob5_ = _new(_din.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_2_EVSEMaxCurrent = ob5_
+        f_6_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_6_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_6_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_6_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ChargeParameterDiscoveryResType[3]', 'expected EE, EE')
+        ob6_ = _new(_din.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_2_EVSEMinCurrent = ob6_
         ob2_ = _new(_din.AC_EVSEChargeParameterType)
         ob2_.AC_EVSEStatus = f_2_AC_EVSEStatus
         ob2_.EVSEMaxVoltage = f_2_EVSEMaxVoltage
@@ -6964,8 +7828,8 @@ def _d_din_ChargeParameterDiscoveryResType(r: BitReader) -> _din.ChargeParameter
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-        ob4_ = _new(_din.EVSEChargeParameterType)
-        f_EVSEChargeParameter = ob4_
+        ob7_ = _new(_din.EVSEChargeParameterType)
+        f_EVSEChargeParameter = ob7_
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
     av -= 1
@@ -7205,15 +8069,99 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     ec = (c & 3)
     s = 3
     if ec == 0:
-        r.avail = av
-        f_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 2
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'ChargingStatusResType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_1_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_1_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_1_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'ChargingStatusResType[3]', 'expected EE')
+        ec = (c & 3)
+        ob1_ = _new(_din.PhysicalValueType)
+        ob1_.Multiplier = f_1_Multiplier
+        ob1_.Unit = f_1_Unit
+        ob1_.Value = f_1_Value
+        f_EVSEMaxCurrent = ob1_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_din_MeterInfoType(r)
@@ -7263,8 +8211,8 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     c = (win >> av) & 0x7ffff
     if c & 0x77700 != 0x0:
         raise r.fail_at(av + 19, 'ChargingStatusResType', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
-    f_1_PowerSwitchClosed = ((c >> 15) & 1) == 1
-    f_1_RCD = ((c >> 11) & 1) == 1
+    f_2_PowerSwitchClosed = ((c >> 15) & 1) == 1
+    f_2_RCD = ((c >> 11) & 1) == 1
     u = (c & 255)
     if u > 127:
         av -= 8
@@ -7283,7 +8231,7 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_NotificationMaxDelay = u
+    f_2_NotificationMaxDelay = u
     av -= 8
     if av < 0:
         win, av = r.refill(av, 8)
@@ -7293,13 +8241,13 @@ def _d_din_ChargingStatusResType(r: BitReader) -> _din.ChargingStatusResType:
     iv = ((c >> 3) & 3)
     if iv >= 3:
         raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
-    ob1_ = _new(_din.AC_EVSEStatusType)
-    ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
-    ob1_.RCD = f_1_RCD
-    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-    ob1_.EVSENotification = f_1_EVSENotification
-    f_AC_EVSEStatus = ob1_
+    f_2_EVSENotification = _E_din_EVSENotificationType[iv]
+    ob2_ = _new(_din.AC_EVSEStatusType)
+    ob2_.PowerSwitchClosed = f_2_PowerSwitchClosed
+    ob2_.RCD = f_2_RCD
+    ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+    ob2_.EVSENotification = f_2_EVSENotification
+    f_AC_EVSEStatus = ob2_
     s = 7
     s = -1
     r.avail = av
@@ -7697,44 +8645,382 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 9
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent)')
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
+    if c & 0x1c4 != 0x0:
+        raise r.fail_at(av + 9, 'CurrentDemandReqType', 'expected SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_1_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
     s = 1
-    r.avail = av
-    f_EVTargetCurrent = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 3
+    f_1_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_1_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 4
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    ec = c
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
+    if c & 0x8 != 0x0:
+        raise r.fail_at(av + 4, 'CurrentDemandReqType', 'expected EE')
+    ec = (c & 7)
+    ob1_ = _new(_din.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EVTargetCurrent = ob1_
     s = 2
     if ec == 0:
-        r.avail = av
-        f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 3
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        ec = c
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_2_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_2_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            r.avail = av
-            f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_2_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'CurrentDemandReqType[2]', 'expected EE')
+        ec = (c & 7)
+        ob2_ = _new(_din.PhysicalValueType)
+        ob2_.Multiplier = f_2_Multiplier
+        ob2_.Unit = f_2_Unit
+        ob2_.Value = f_2_Value
+        f_EVMaximumVoltageLimit = ob2_
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_3_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_3_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_3_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandReqType[3]', 'expected EE')
+            ob3_ = _new(_din.PhysicalValueType)
+            ob3_.Multiplier = f_3_Multiplier
+            ob3_.Unit = f_3_Unit
+            ob3_.Value = f_3_Value
+            f_EVMaximumCurrentLimit = ob3_
             s = 4
         elif ec == 1:
-            r.avail = av
-            f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandReqType[3]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_4_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_4_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_4_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_4_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_4_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandReqType[3]', 'expected EE')
+            ob4_ = _new(_din.PhysicalValueType)
+            ob4_.Multiplier = f_4_Multiplier
+            ob4_.Unit = f_4_Unit
+            ob4_.Value = f_4_Value
+            f_EVMaximumPowerLimit = ob4_
             s = 5
         elif ec == 2:
             av -= 3
@@ -7757,16 +9043,192 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
         else:
             raise r.fail_at(av, 'CurrentDemandReqType[3]', f'event code {ec}, expected SE(EVMaximumCurrentLimit), SE(EVMaximumPowerLimit), SE(BulkChargingComplete), SE(ChargingComplete)')
     elif ec == 1:
-        r.avail = av
-        f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_5_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_5_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_5_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandReqType[2]', 'expected EE')
+        ob5_ = _new(_din.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_EVMaximumCurrentLimit = ob5_
         s = 4
     elif ec == 2:
-        r.avail = av
-        f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandReqType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_6_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_6_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_6_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_6_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_6_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandReqType[2]', 'expected EE')
+        ob6_ = _new(_din.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_EVMaximumPowerLimit = ob6_
         s = 5
     elif ec == 3:
         av -= 3
@@ -7794,10 +9256,98 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandReqType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_7_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_7_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_7_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_7_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_7_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandReqType[4]', 'expected EE')
+            ob7_ = _new(_din.PhysicalValueType)
+            ob7_.Multiplier = f_7_Multiplier
+            ob7_.Unit = f_7_Unit
+            ob7_.Value = f_7_Value
+            f_EVMaximumPowerLimit = ob7_
             s = 5
         elif ec == 1:
             av -= 3
@@ -7859,54 +9409,572 @@ def _d_din_CurrentDemandReqType(r: BitReader) -> _din.CurrentDemandReqType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_RemainingTimeToFullSoC = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 2
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_8_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_8_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            r.avail = av
-            f_RemainingTimeToBulkSoC = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_8_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandReqType[7]', 'expected EE')
+        ec = (c & 3)
+        ob8_ = _new(_din.PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_RemainingTimeToFullSoC = ob8_
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_9_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_9_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_9_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_9_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_9_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', 'expected EE')
+            ob9_ = _new(_din.PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_RemainingTimeToBulkSoC = ob9_
             s = 9
         elif ec == 1:
-            r.avail = av
-            f_EVTargetVoltage = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandReqType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_10_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_10_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_10_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_10_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_10_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandReqType[8]', 'expected EE')
+            ob10_ = _new(_din.PhysicalValueType)
+            ob10_.Multiplier = f_10_Multiplier
+            ob10_.Unit = f_10_Unit
+            ob10_.Value = f_10_Value
+            f_EVTargetVoltage = ob10_
             s = 10
         else:
             raise r.fail_at(av, 'CurrentDemandReqType[8]', f'event code {ec}, expected SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
     elif ec == 1:
-        r.avail = av
-        f_RemainingTimeToBulkSoC = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 9
-    elif ec == 2:
-        r.avail = av
-        f_EVTargetVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        s = 10
-    else:
-        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
-    if s == 9:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_11_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_11_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_11_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_11_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_11_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage)')
-        r.avail = av
-        f_EVTargetVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+            raise r.fail_at(av + 1, 'CurrentDemandReqType[7]', 'expected EE')
+        ob11_ = _new(_din.PhysicalValueType)
+        ob11_.Multiplier = f_11_Multiplier
+        ob11_.Unit = f_11_Unit
+        ob11_.Value = f_11_Value
+        f_RemainingTimeToBulkSoC = ob11_
+        s = 9
+    elif ec == 2:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandReqType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_12_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_12_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_12_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_12_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_12_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandReqType[7]', 'expected EE')
+        ob12_ = _new(_din.PhysicalValueType)
+        ob12_.Multiplier = f_12_Multiplier
+        ob12_.Unit = f_12_Unit
+        ob12_.Value = f_12_Value
+        f_EVTargetVoltage = ob12_
+        s = 10
+    else:
+        raise r.fail_at(av, 'CurrentDemandReqType[7]', f'event code {ec}, expected SE(RemainingTimeToFullSoC), SE(RemainingTimeToBulkSoC), SE(EVTargetVoltage)')
+    if s == 9:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x1c4 != 0x0:
+            raise r.fail_at(av + 9, 'CurrentDemandReqType[9]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_13_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_13_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_13_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_13_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_13_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandReqType[9]', 'expected EE')
+        ob13_ = _new(_din.PhysicalValueType)
+        ob13_.Multiplier = f_13_Multiplier
+        ob13_.Unit = f_13_Unit
+        ob13_.Value = f_13_Value
+        f_EVTargetVoltage = ob13_
         s = 10
     av -= 1
     if av < 0:
@@ -8141,94 +10209,740 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
     f_EVSEMaximumCurrentLimit: _din.PhysicalValueType | None = None
     f_EVSEMaximumPowerLimit: _din.PhysicalValueType | None = None
     s = 0
-    av -= 9
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x60c != 0x0:
+        raise r.fail_at(av + 11, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 4) & 31)
     if iv >= 23:
         raise r.fail_at(av, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
+    ec = (c & 3)
     s = 1
-    r.avail = av
-    f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+    f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
+    if ec == 0:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x4e1 != 0x0:
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage)')
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'CurrentDemandResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_NotificationMaxDelay = u
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
+    if c & 0xe7c4 != 0x0:
+        raise r.fail_at(av + 16, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    iv = ((c >> 11) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_2_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob1_ = _new(_din.DC_EVSEStatusType)
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_DC_EVSEStatus = ob1_
     s = 2
-    r.avail = av
-    f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+    f_2_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CurrentDemandResType', 'expected SE(EVSEPresentCurrent)')
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'CurrentDemandResType', 'expected EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_3_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob2_ = _new(_din.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     s = 3
-    r.avail = av
-    f_EVSEPresentCurrent = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 15
+    f_3_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_3_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 16
     if av < 0:
-        win, av = r.refill(av, 15)
-    c = (win >> av) & 0x7fff
-    if c & 0x6ee8 != 0x0:
-        raise r.fail_at(av + 15, 'CurrentDemandResType', 'expected SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
+    if c & 0xeee8 != 0x0:
+        raise r.fail_at(av + 16, 'CurrentDemandResType', 'expected EE, SE(EVSECurrentLimitAchieved), CH of EVSECurrentLimitAchieved, EE of EVSECurrentLimitAchieved, SE(EVSEVoltageLimitAchieved), CH of EVSEVoltageLimitAchieved, EE of EVSEVoltageLimitAchieved, SE(EVSEPowerLimitAchieved), CH of EVSEPowerLimitAchieved, EE of EVSEPowerLimitAchieved')
     f_EVSECurrentLimitAchieved = ((c >> 12) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
     ec = (c & 7)
+    ob3_ = _new(_din.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVSEPresentCurrent = ob3_
     s = 4
     s = 5
     s = 6
     s = 7
     if ec == 0:
-        r.avail = av
-        f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 2
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_4_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_4_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            r.avail = av
-            f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_4_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CurrentDemandResType[7]', 'expected EE')
+        ec = (c & 3)
+        ob4_ = _new(_din.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumVoltageLimit = ob4_
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_5_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_5_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_5_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_5_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_5_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandResType[8]', 'expected EE')
+            ob5_ = _new(_din.PhysicalValueType)
+            ob5_.Multiplier = f_5_Multiplier
+            ob5_.Unit = f_5_Unit
+            ob5_.Value = f_5_Value
+            f_EVSEMaximumCurrentLimit = ob5_
             s = 9
         elif ec == 1:
-            r.avail = av
-            f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_6_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_6_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_6_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_6_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_6_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandResType[8]', 'expected EE')
+            ob6_ = _new(_din.PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVSEMaximumPowerLimit = ob6_
             s = 10
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'CurrentDemandResType[8]', f'event code {ec}, expected SE(EVSEMaximumCurrentLimit), SE(EVSEMaximumPowerLimit), EE')
     elif ec == 1:
-        r.avail = av
-        f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_7_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_7_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_7_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_7_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_7_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE')
+        ob7_ = _new(_din.PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVSEMaximumCurrentLimit = ob7_
         s = 9
     elif ec == 2:
-        r.avail = av
-        f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_8_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_8_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_8_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CurrentDemandResType[7]', 'expected EE')
+        ob8_ = _new(_din.PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_EVSEMaximumPowerLimit = ob8_
         s = 10
     elif ec == 3:
         s = -1
@@ -8240,10 +10954,98 @@ def _d_din_CurrentDemandResType(r: BitReader) -> _din.CurrentDemandResType:
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_9_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_9_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_9_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_9_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_9_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CurrentDemandResType[9]', 'expected EE')
+            ob9_ = _new(_din.PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_EVSEMaximumPowerLimit = ob9_
             s = 10
         elif ec == 1:
             s = -1
@@ -8805,22 +11607,67 @@ def _d_din_PaymentDetailsReqType(r: BitReader) -> _din.PaymentDetailsReqType:
     f_ContractID = r.string_of(u, 24)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 12
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'PaymentDetailsReqType', 'expected EE of ContractID, SE(ContractSignatureCertChain)')
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xf00 != 0x0:
+        raise r.fail_at(av + 12, 'PaymentDetailsReqType', 'expected EE of ContractID, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    f_1_SubCertificates: _din.SubCertificatesType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+    f_1_Certificate = r.binary_of(u, 1200)
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'PaymentDetailsReqType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_SubCertificates = _d_din_SubCertificatesType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
+    ob1_ = _new(_din.CertificateChainType)
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_ContractSignatureCertChain = ob1_
     r.avail = av
     ob = _new(_din.PaymentDetailsReqType)
     ob.ContractID = f_ContractID
@@ -9006,10 +11853,52 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
         c = (win >> av) & 0x3
         ec = c
         if ec == 0:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus)')
+            f_1_BulkChargingComplete: bool | None = None
             r.avail = av
-            f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
+            f_1_DC_EVStatus = _d_din_DC_EVStatusType(r)
             win = r.win
             av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
+                if c & 0x5d != 0x0:
+                    raise r.fail_at(av + 7, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+                f_1_BulkChargingComplete = ((c >> 5) & 1) == 1
+                f_1_ChargingComplete = ((c >> 1) & 1) == 1
+            elif ec == 1:
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x5 != 0x0:
+                    raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                f_1_ChargingComplete = ((c >> 1) & 1) == 1
+            else:
+                raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
+            ob1_ = _new(_din.DC_EVPowerDeliveryParameterType)
+            ob1_.DC_EVStatus = f_1_DC_EVStatus
+            ob1_.BulkChargingComplete = f_1_BulkChargingComplete
+            ob1_.ChargingComplete = f_1_ChargingComplete
+            f_DC_EVPowerDeliveryParameter = ob1_
             s = 3
         elif ec == 1:
             av -= 1
@@ -9018,18 +11907,60 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-            ob1_ = _new(_din.EVPowerDeliveryParameterType)
-            f_EVPowerDeliveryParameter = ob1_
+            ob2_ = _new(_din.EVPowerDeliveryParameterType)
+            f_EVPowerDeliveryParameter = ob2_
             s = 3
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PowerDeliveryReqType[2]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     elif ec == 1:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected SE(DC_EVStatus)')
+        f_3_BulkChargingComplete: bool | None = None
         r.avail = av
-        f_DC_EVPowerDeliveryParameter = _d_din_DC_EVPowerDeliveryParameterType(r)
+        f_3_DC_EVStatus = _d_din_DC_EVStatusType(r)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 7)
+            c = (win >> av) & 0x7f
+            if c & 0x5d != 0x0:
+                raise r.fail_at(av + 7, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+            f_3_BulkChargingComplete = ((c >> 5) & 1) == 1
+            f_3_ChargingComplete = ((c >> 1) & 1) == 1
+        elif ec == 1:
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x5 != 0x0:
+                raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_3_ChargingComplete = ((c >> 1) & 1) == 1
+        else:
+            raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
+        ob3_ = _new(_din.DC_EVPowerDeliveryParameterType)
+        ob3_.DC_EVStatus = f_3_DC_EVStatus
+        ob3_.BulkChargingComplete = f_3_BulkChargingComplete
+        ob3_.ChargingComplete = f_3_ChargingComplete
+        f_DC_EVPowerDeliveryParameter = ob3_
         s = 3
     elif ec == 2:
         av -= 1
@@ -9038,8 +11969,8 @@ def _d_din_PowerDeliveryReqType(r: BitReader) -> _din.PowerDeliveryReqType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType[1]', 'expected EE')
-        ob2_ = _new(_din.EVPowerDeliveryParameterType)
-        f_EVPowerDeliveryParameter = ob2_
+        ob4_ = _new(_din.EVPowerDeliveryParameterType)
+        f_EVPowerDeliveryParameter = ob4_
         s = 3
     elif ec == 3:
         s = -1
@@ -9195,10 +12126,78 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
         ob1_.EVSENotification = f_1_EVSENotification
         f_AC_EVSEStatus = ob1_
     elif ec == 1:
-        r.avail = av
-        f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_2_EVSEIsolationStatus: _din.isolationLevelType | None = None
+        if ec == 0:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x4e1 != 0x0:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            f_2_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_2_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_2_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_NotificationMaxDelay = u
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x73 != 0x0:
+            raise r.fail_at(av + 7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+        iv = ((c >> 2) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_2_EVSENotification = _E_din_EVSENotificationType[iv]
+        ob2_ = _new(_din.DC_EVSEStatusType)
+        ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
+        ob2_.EVSEStatusCode = f_2_EVSEStatusCode
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_DC_EVSEStatus = ob2_
     elif ec == 2:
         av -= 1
         if av < 0:
@@ -9206,8 +12205,8 @@ def _d_din_PowerDeliveryResType(r: BitReader) -> _din.PowerDeliveryResType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PowerDeliveryResType[1]', 'expected EE')
-        ob2_ = _new(_din.EVSEStatusType)
-        f_EVSEStatus = ob2_
+        ob3_ = _new(_din.EVSEStatusType)
+        f_EVSEStatus = ob3_
     else:
         raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     av -= 1
@@ -9308,32 +12307,184 @@ def _d_din_PreChargeReqType(r: BitReader) -> _din.PreChargeReqType:
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 9
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected SE(EVTargetVoltage)')
-    r.avail = av
-    f_EVTargetVoltage = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
+    if c & 0x1c4 != 0x0:
+        raise r.fail_at(av + 9, 'PreChargeReqType', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_1_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    f_1_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_1_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected SE(EVTargetCurrent)')
-    r.avail = av
-    f_EVTargetCurrent = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'PreChargeReqType', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_2_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob1_ = _new(_din.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EVTargetVoltage = ob1_
+    f_2_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PreChargeReqType', 'expected EE')
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'PreChargeReqType', 'expected EE, EE')
+    ob2_ = _new(_din.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVTargetCurrent = ob2_
     r.avail = av
     ob = _new(_din.PreChargeReqType)
     ob.DC_EVStatus = f_DC_EVStatus
@@ -9384,36 +12535,170 @@ def _d_din_PreChargeResType(r: BitReader) -> _din.PreChargeResType:
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    av -= 9
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x60c != 0x0:
+        raise r.fail_at(av + 11, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 4) & 31)
     if iv >= 23:
         raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    r.avail = av
-    f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+    ec = (c & 3)
+    f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
+    if ec == 0:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x4e1 != 0x0:
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PreChargeResType', 'expected SE(EVSEPresentVoltage)')
-    r.avail = av
-    f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'PreChargeResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_NotificationMaxDelay = u
+    av -= 16
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PreChargeResType', 'expected EE')
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
+    if c & 0xe7c4 != 0x0:
+        raise r.fail_at(av + 16, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    iv = ((c >> 11) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_2_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob1_ = _new(_din.DC_EVSEStatusType)
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_DC_EVSEStatus = ob1_
+    f_2_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'PreChargeResType', 'expected EE, EE')
+    ob2_ = _new(_din.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     r.avail = av
     ob = _new(_din.PreChargeResType)
     ob.ResponseCode = f_ResponseCode
@@ -9796,16 +13081,130 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
     f_PaymentOptions = _d_din_PaymentOptionsType(r)
     win = r.win
     av = r.avail
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xf00 != 0x0:
+        raise r.fail_at(av + 12, 'ServiceDiscoveryResType', 'expected SE(ChargeService), SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    f_2_ServiceName: str | None = None
+    f_2_ServiceScope: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_ServiceID = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceDiscoveryResType', 'expected EE of ServiceID')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_ServiceName = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    elif ec == 1:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    else:
+        raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'ServiceDiscoveryResType', 'expected SE(ChargeService), SE(ServiceTag)')
-    r.avail = av
-    f_1_ServiceTag = _d_din_ServiceTagType(r)
-    win = r.win
-    av = r.avail
+    ec = c
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_ServiceScope = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     av -= 14
     if av < 0:
         win, av = r.refill(av, 14)
@@ -9818,6 +13217,12 @@ def _d_din_ServiceDiscoveryResType(r: BitReader) -> _din.ServiceDiscoveryResType
         raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
     f_1_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
     ec = (c & 3)
+    ob2_ = _new(_din.ServiceTagType)
+    ob2_.ServiceID = f_2_ServiceID
+    ob2_.ServiceName = f_2_ServiceName
+    ob2_.ServiceCategory = f_2_ServiceCategory
+    ob2_.ServiceScope = f_2_ServiceScope
+    f_1_ServiceTag = ob2_
     ob1_ = _new(_din.ServiceChargeType)
     ob1_.ServiceTag = f_1_ServiceTag
     ob1_.FreeService = f_1_FreeService
@@ -10302,36 +13707,170 @@ def _d_din_WeldingDetectionResType(r: BitReader) -> _din.WeldingDetectionResType
     f_ResponseCode: _din.responseCodeType
     f_DC_EVSEStatus: _din.DC_EVSEStatusType
     f_EVSEPresentVoltage: _din.PhysicalValueType
-    av -= 9
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x60c != 0x0:
+        raise r.fail_at(av + 11, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+    iv = ((c >> 4) & 31)
     if iv >= 23:
         raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_din_responseCodeType[iv]
-    r.avail = av
-    f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+    ec = (c & 3)
+    f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
+    if ec == 0:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x4e1 != 0x0:
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage)')
-    r.avail = av
-    f_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'WeldingDetectionResType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_NotificationMaxDelay = u
+    av -= 16
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WeldingDetectionResType', 'expected EE')
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
+    if c & 0xe7c4 != 0x0:
+        raise r.fail_at(av + 16, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    iv = ((c >> 11) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_2_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob1_ = _new(_din.DC_EVSEStatusType)
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_DC_EVSEStatus = ob1_
+    f_2_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'WeldingDetectionResType', 'expected EE, EE')
+    ob2_ = _new(_din.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     r.avail = av
     ob = _new(_din.WeldingDetectionResType)
     ob.ResponseCode = f_ResponseCode
@@ -10402,52 +13941,356 @@ def _d_din_AC_EVChargeParameterType(r: BitReader) -> _din.AC_EVChargeParameterTy
                 win = r.win
                 av = r.avail
     f_DepartureTime = u
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_1_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    f_1_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_1_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_2_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob1_ = _new(_din.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EAmount = ob1_
+    f_2_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'AC_EVChargeParameterType', 'expected EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_3_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob2_ = _new(_din.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVMaxVoltage = ob2_
+    f_3_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_3_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'AC_EVChargeParameterType', 'expected EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_4_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob3_ = _new(_din.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVMaxCurrent = ob3_
+    f_4_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_4_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     if c != 0x0:
-        raise r.fail_at(av + 2, 'AC_EVChargeParameterType', 'expected EE of DepartureTime, SE(EAmount)')
-    r.avail = av
-    f_EAmount = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected SE(EVMaxVoltage)')
-    r.avail = av
-    f_EVMaxVoltage = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected SE(EVMaxCurrent)')
-    r.avail = av
-    f_EVMaxCurrent = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected SE(EVMinCurrent)')
-    r.avail = av
-    f_EVMinCurrent = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_EVChargeParameterType', 'expected EE')
+        raise r.fail_at(av + 2, 'AC_EVChargeParameterType', 'expected EE, EE')
+    ob4_ = _new(_din.PhysicalValueType)
+    ob4_.Multiplier = f_4_Multiplier
+    ob4_.Unit = f_4_Unit
+    ob4_.Value = f_4_Value
+    f_EVMinCurrent = ob4_
     r.avail = av
     ob = _new(_din.AC_EVChargeParameterType)
     ob.DepartureTime = f_DepartureTime
@@ -10560,52 +14403,280 @@ def _d_din_AC_EVSEChargeParameterType(r: BitReader) -> _din.AC_EVSEChargeParamet
                 win = r.win
                 av = r.avail
     f_1_NotificationMaxDelay = u
-    av -= 8
+    av -= 16
     if av < 0:
-        win, av = r.refill(av, 8)
-    c = (win >> av) & 0xff
-    if c & 0xe7 != 0x0:
-        raise r.fail_at(av + 8, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)')
-    iv = ((c >> 3) & 3)
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
+    if c & 0xe7c4 != 0x0:
+        raise r.fail_at(av + 16, 'AC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    iv = ((c >> 11) & 3)
     if iv >= 3:
         raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
     f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_2_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
     ob1_ = _new(_din.AC_EVSEStatusType)
     ob1_.PowerSwitchClosed = f_1_PowerSwitchClosed
     ob1_.RCD = f_1_RCD
     ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
     ob1_.EVSENotification = f_1_EVSENotification
     f_AC_EVSEStatus = ob1_
-    r.avail = av
-    f_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+    f_2_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMaxCurrent)')
-    r.avail = av
-    f_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_3_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob2_ = _new(_din.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEMaxVoltage = ob2_
+    f_3_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_3_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_EVSEChargeParameterType', 'expected SE(EVSEMinCurrent)')
-    r.avail = av
-    f_EVSEMinCurrent = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'AC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_4_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob3_ = _new(_din.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVSEMaxCurrent = ob3_
+    f_4_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_4_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_EVSEChargeParameterType', 'expected EE')
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'AC_EVSEChargeParameterType', 'expected EE, EE')
+    ob4_ = _new(_din.PhysicalValueType)
+    ob4_.Multiplier = f_4_Multiplier
+    ob4_.Unit = f_4_Unit
+    ob4_.Value = f_4_Value
+    f_EVSEMinCurrent = ob4_
     r.avail = av
     ob = _new(_din.AC_EVSEChargeParameterType)
     ob.AC_EVSEStatus = f_AC_EVSEStatus
@@ -11371,10 +15442,60 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
     ec = (c & 3)
     s = 1
     if ec == 0:
-        r.avail = av
-        f_Cost.append(_d_din_CostType(r))
-        win = r.win
-        av = r.avail
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        if c & 0x6700 != 0x0:
+            raise r.fail_at(av + 15, 'ConsumptionCostType[1]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+        iv = ((c >> 11) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+        f_1_costKind = _E_din_costKindType[iv]
+        u = (c & 255)
+        f_1_amountMultiplier: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_amount = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'ConsumptionCostType[1]', 'expected EE of amount')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x23 != 0x0:
+                raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+            f_1_amountMultiplier = ((c >> 2) & 7) - 3
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        ob1_ = _new(_din.CostType)
+        ob1_.costKind = f_1_costKind
+        ob1_.amount = f_1_amount
+        ob1_.amountMultiplier = f_1_amountMultiplier
+        f_Cost.append(ob1_)
         s = 2
     elif ec == 1:
         s = -1
@@ -11387,10 +15508,60 @@ def _d_din_ConsumptionCostType(r: BitReader) -> _din.ConsumptionCostType:
                 win, av = r.refill(av, 2)
             ec = (win >> av) & 0x3
             if ec == 0:
-                r.avail = av
-                f_Cost.append(_d_din_CostType(r))
-                win = r.win
-                av = r.avail
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                if c & 0x6700 != 0x0:
+                    raise r.fail_at(av + 15, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                iv = ((c >> 11) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                f_2_costKind = _E_din_costKindType[iv]
+                u = (c & 255)
+                f_2_amountMultiplier: int | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_2_amount = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'ConsumptionCostType[2]', 'expected EE of amount')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
+                    if c & 0x23 != 0x0:
+                        raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                    f_2_amountMultiplier = ((c >> 2) & 7) - 3
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                ob2_ = _new(_din.CostType)
+                ob2_.costKind = f_2_costKind
+                ob2_.amount = f_2_amount
+                ob2_.amountMultiplier = f_2_amountMultiplier
+                f_Cost.append(ob2_)
             elif ec == 1:
                 s = -1
                 break
@@ -11607,44 +15778,374 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     f_DC_EVStatus = _d_din_DC_EVStatusType(r)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 9
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit)')
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
+    if c & 0x1c4 != 0x0:
+        raise r.fail_at(av + 9, 'DC_EVChargeParameterType', 'expected SE(EVMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_1_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
     s = 1
-    r.avail = av
-    f_EVMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
-    s = 2
+    f_1_Unit: _din.unitSymbolType | None = None
     if ec == 0:
-        r.avail = av
-        f_EVMaximumPowerLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_1_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[2]', 'expected SE(EVMaximumVoltageLimit)')
-        r.avail = av
-        f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_EVChargeParameterType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_din.PhysicalValueType)
+    ob1_.Multiplier = f_1_Multiplier
+    ob1_.Unit = f_1_Unit
+    ob1_.Value = f_1_Value
+    f_EVMaximumCurrentLimit = ob1_
+    s = 2
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_2_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_2_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_2_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'DC_EVChargeParameterType[2]', 'expected EE, SE(EVMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_3_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob2_ = _new(_din.PhysicalValueType)
+        ob2_.Multiplier = f_2_Multiplier
+        ob2_.Unit = f_2_Unit
+        ob2_.Value = f_2_Value
+        f_EVMaximumPowerLimit = ob2_
+        f_3_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_3_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[2]', 'expected EE')
+        ob3_ = _new(_din.PhysicalValueType)
+        ob3_.Multiplier = f_3_Multiplier
+        ob3_.Unit = f_3_Unit
+        ob3_.Value = f_3_Value
+        f_EVMaximumVoltageLimit = ob3_
         s = 4
     elif ec == 1:
-        r.avail = av
-        f_EVMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_4_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_4_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_4_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[2]', 'expected EE')
+        ob4_ = _new(_din.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVMaximumVoltageLimit = ob4_
         s = 4
     else:
         raise r.fail_at(av, 'DC_EVChargeParameterType[2]', f'event code {ec}, expected SE(EVMaximumPowerLimit), SE(EVMaximumVoltageLimit)')
@@ -11654,20 +16155,192 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
     c = (win >> av) & 0x7
     ec = c
     if ec == 0:
-        r.avail = av
-        f_EVEnergyCapacity = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 3
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        ec = c
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVChargeParameterType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_5_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_5_Unit: _din.unitSymbolType | None = None
         if ec == 0:
-            r.avail = av
-            f_EVEnergyRequest = _d_din_PhysicalValueType(r)
-            win = r.win
-            av = r.avail
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_5_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'DC_EVChargeParameterType[4]', 'expected EE')
+        ec = (c & 7)
+        ob5_ = _new(_din.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_EVEnergyCapacity = ob5_
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'DC_EVChargeParameterType[5]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_6_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_6_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_6_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_6_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_6_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'DC_EVChargeParameterType[5]', 'expected EE')
+            ob6_ = _new(_din.PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVEnergyRequest = ob6_
             s = 6
         elif ec == 1:
             av -= 9
@@ -11692,10 +16365,98 @@ def _d_din_DC_EVChargeParameterType(r: BitReader) -> _din.DC_EVChargeParameterTy
         else:
             raise r.fail_at(av, 'DC_EVChargeParameterType[5]', f'event code {ec}, expected SE(EVEnergyRequest), SE(FullSOC), SE(BulkSOC), EE')
     elif ec == 1:
-        r.avail = av
-        f_EVEnergyRequest = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVChargeParameterType[4]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_7_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_7_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_7_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_7_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_7_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVChargeParameterType[4]', 'expected EE')
+        ob7_ = _new(_din.PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVEnergyRequest = ob7_
         s = 6
     elif ec == 2:
         av -= 9
@@ -12049,98 +16810,892 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     f_EVSECurrentRegulationTolerance: _din.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _din.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _din.PhysicalValueType | None = None
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
-    r.avail = av
-    f_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit)')
-    r.avail = av
-    f_EVSEMaximumCurrentLimit = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
+    ec = (c & 3)
+    f_1_EVSEIsolationStatus: _din.isolationLevelType | None = None
     if ec == 0:
-        r.avail = av
-        f_EVSEMaximumPowerLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x4e1 != 0x0:
+            raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        f_1_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'DC_EVSEChargeParameterType', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_NotificationMaxDelay = u
+    av -= 16
+    if av < 0:
+        win, av = r.refill(av, 16)
+    c = (win >> av) & 0xffff
+    if c & 0xe7c4 != 0x0:
+        raise r.fail_at(av + 16, 'DC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    iv = ((c >> 11) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_din_EVSENotificationType[iv]
+    f_2_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob1_ = _new(_din.DC_EVSEStatusType)
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    f_DC_EVSEStatus = ob1_
+    f_2_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[2]', 'expected SE(EVSEMaximumVoltageLimit)')
-        r.avail = av
-        f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        r.avail = av
-        f_EVSEMaximumVoltageLimit = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_EVSEChargeParameterType', 'expected EE')
+    ec = (c & 3)
+    ob2_ = _new(_din.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEMaximumCurrentLimit = ob2_
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVSEChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_3_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_3_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_3_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'DC_EVSEChargeParameterType[2]', 'expected EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_4_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob3_ = _new(_din.PhysicalValueType)
+        ob3_.Multiplier = f_3_Multiplier
+        ob3_.Unit = f_3_Unit
+        ob3_.Value = f_3_Value
+        f_EVSEMaximumPowerLimit = ob3_
+        f_4_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_4_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[2]', 'expected EE')
+        ob4_ = _new(_din.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumVoltageLimit = ob4_
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVSEChargeParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_5_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_5_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_5_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[2]', 'expected EE')
+        ob5_ = _new(_din.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_EVSEMaximumVoltageLimit = ob5_
     else:
         raise r.fail_at(av, 'DC_EVSEChargeParameterType[2]', f'event code {ec}, expected SE(EVSEMaximumPowerLimit), SE(EVSEMaximumVoltageLimit)')
-    av -= 1
+    av -= 9
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit)')
-    r.avail = av
-    f_EVSEMinimumCurrentLimit = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
-    if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumVoltageLimit)')
-    r.avail = av
-    f_EVSEMinimumVoltageLimit = _d_din_PhysicalValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 9)
+    c = (win >> av) & 0x1ff
+    if c & 0x1c4 != 0x0:
+        raise r.fail_at(av + 9, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_6_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    f_6_Unit: _din.unitSymbolType | None = None
     if ec == 0:
-        r.avail = av
-        f_EVSECurrentRegulationTolerance = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_6_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
-            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[6]', 'expected SE(EVSEPeakCurrentRipple)')
-        r.avail = av
-        f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
     elif ec == 1:
-        r.avail = av
-        f_EVSEPeakCurrentRipple = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x3c4 != 0x0:
+        raise r.fail_at(av + 10, 'DC_EVSEChargeParameterType', 'expected EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+    f_7_Multiplier = ((c >> 3) & 7) - 3
+    ec = (c & 3)
+    ob6_ = _new(_din.PhysicalValueType)
+    ob6_.Multiplier = f_6_Multiplier
+    ob6_.Unit = f_6_Unit
+    ob6_.Value = f_6_Value
+    f_EVSEMinimumCurrentLimit = ob6_
+    f_7_Unit: _din.unitSymbolType | None = None
+    if ec == 0:
+        av -= 17
+        if av < 0:
+            win, av = r.refill(av, 17)
+        c = (win >> av) & 0x1ffff
+        if c & 0x10e00 != 0x0:
+            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+        iv = ((c >> 12) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_7_Unit = _E_din_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_Value = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+    else:
+        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_EVSEChargeParameterType', 'expected EE')
+    ec = (c & 3)
+    ob7_ = _new(_din.PhysicalValueType)
+    ob7_.Multiplier = f_7_Multiplier
+    ob7_.Unit = f_7_Unit
+    ob7_.Value = f_7_Value
+    f_EVSEMinimumVoltageLimit = ob7_
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_8_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_8_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_8_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'DC_EVSEChargeParameterType[6]', 'expected EE, SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_9_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob8_ = _new(_din.PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_EVSECurrentRegulationTolerance = ob8_
+        f_9_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_9_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_9_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_9_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[6]', 'expected EE')
+        ob9_ = _new(_din.PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_EVSEPeakCurrentRipple = ob9_
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_10_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_10_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_10_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_10_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_10_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[6]', 'expected EE')
+        ob10_ = _new(_din.PhysicalValueType)
+        ob10_.Multiplier = f_10_Multiplier
+        ob10_.Unit = f_10_Unit
+        ob10_.Value = f_10_Value
+        f_EVSEPeakCurrentRipple = ob10_
     else:
         raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
     av -= 2
@@ -12149,16 +17704,98 @@ def _d_din_DC_EVSEChargeParameterType(r: BitReader) -> _din.DC_EVSEChargeParamet
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_EVSEEnergyToBeDelivered = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType[8]', 'expected EE')
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_11_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_11_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_11_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_11_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_11_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[8]', 'expected EE, EE')
+        ob11_ = _new(_din.PhysicalValueType)
+        ob11_.Multiplier = f_11_Multiplier
+        ob11_.Unit = f_11_Unit
+        ob11_.Value = f_11_Value
+        f_EVSEEnergyToBeDelivered = ob11_
     elif ec == 1:
         pass
     else:
@@ -12727,10 +18364,79 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'EntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_1_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'EntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_din.RelativeTimeIntervalType)
+        ob1_.start = f_1_start
+        ob1_.duration = f_1_duration
+        f_RelativeTimeInterval = ob1_
     elif ec == 1:
         av -= 1
         if av < 0:
@@ -12738,8 +18444,8 @@ def _d_din_EntryType(r: BitReader) -> _din.EntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'EntryType[0]', 'expected EE')
-        ob1_ = _new(_din.IntervalType)
-        f_TimeInterval = ob1_
+        ob2_ = _new(_din.IntervalType)
+        f_TimeInterval = ob2_
     else:
         raise r.fail_at(av, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 1
@@ -13049,15 +18755,99 @@ def _d_din_MeterInfoType(r: BitReader) -> _din.MeterInfoType:
     ec = (c & 7)
     s = 1
     if ec == 0:
-        r.avail = av
-        f_MeterReading = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 3
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 3)
-        c = (win >> av) & 0x7
-        ec = c
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'MeterInfoType[1]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_1_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_1_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_1_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x8 != 0x0:
+            raise r.fail_at(av + 4, 'MeterInfoType[1]', 'expected EE')
+        ec = (c & 7)
+        ob1_ = _new(_din.PhysicalValueType)
+        ob1_.Multiplier = f_1_Multiplier
+        ob1_.Unit = f_1_Unit
+        ob1_.Value = f_1_Value
+        f_MeterReading = ob1_
         if ec == 0:
             av -= 9
             if av < 0:
@@ -13777,10 +19567,79 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_1_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_din.RelativeTimeIntervalType)
+        ob1_.start = f_1_start
+        ob1_.duration = f_1_duration
+        f_RelativeTimeInterval = ob1_
     elif ec == 1:
         av -= 1
         if av < 0:
@@ -13788,8 +19647,8 @@ def _d_din_PMaxScheduleEntryType(r: BitReader) -> _din.PMaxScheduleEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob1_ = _new(_din.IntervalType)
-        f_TimeInterval = ob1_
+        ob2_ = _new(_din.IntervalType)
+        f_TimeInterval = ob2_
     else:
         raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 11
@@ -13913,28 +19772,270 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
                 win = r.win
                 av = r.avail
     f_PMaxScheduleID = -u - 1 if sg else u
-    av -= 2
+    av -= 4
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
+    if c & 0xc != 0x0:
+        raise r.fail_at(av + 4, 'PMaxScheduleType', 'expected EE of PMaxScheduleID, SE(PMaxScheduleEntry)')
+    ec = (c & 3)
     s = 1
-    r.avail = av
-    f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
-    win = r.win
-    av = r.avail
-    av -= 2
+    f_1_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
+    f_1_TimeInterval: _din.IntervalType | None = None
+    if ec == 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_2_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob2_ = _new(_din.RelativeTimeIntervalType)
+        ob2_.start = f_2_start
+        ob2_.duration = f_2_duration
+        f_1_RelativeTimeInterval = ob2_
+    elif ec == 1:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
+        ob3_ = _new(_din.IntervalType)
+        f_1_TimeInterval = ob3_
+    else:
+        raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x600 != 0x0:
+        raise r.fail_at(av + 11, 'PMaxScheduleType', 'expected SE(PMax), CH of PMax')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_PMax = -u - 1 if sg else u
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
+    if c & 0xc != 0x0:
+        raise r.fail_at(av + 4, 'PMaxScheduleType', 'expected EE of PMax, EE')
+    ec = (c & 3)
+    ob1_ = _new(_din.PMaxScheduleEntryType)
+    ob1_.RelativeTimeInterval = f_1_RelativeTimeInterval
+    ob1_.TimeInterval = f_1_TimeInterval
+    ob1_.PMax = f_1_PMax
+    f_PMaxScheduleEntry.append(ob1_)
     s = 2
     if ec == 0:
-        r.avail = av
-        f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_4_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
+        f_4_TimeInterval: _din.IntervalType | None = None
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+            u = (c & 255)
+            f_5_duration: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_start = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_5_duration = u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+            ob5_ = _new(_din.RelativeTimeIntervalType)
+            ob5_.start = f_5_start
+            ob5_.duration = f_5_duration
+            f_4_RelativeTimeInterval = ob5_
+        elif ec == 1:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
+            ob6_ = _new(_din.IntervalType)
+            f_4_TimeInterval = ob6_
+        else:
+            raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x600 != 0x0:
+            raise r.fail_at(av + 11, 'PMaxScheduleType[2]', 'expected SE(PMax), CH of PMax')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_PMax = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'PMaxScheduleType[2]', 'expected EE of PMax, EE')
+        ob4_ = _new(_din.PMaxScheduleEntryType)
+        ob4_.RelativeTimeInterval = f_4_RelativeTimeInterval
+        ob4_.TimeInterval = f_4_TimeInterval
+        ob4_.PMax = f_4_PMax
+        f_PMaxScheduleEntry.append(ob4_)
         s = 3
     elif ec == 1:
         s = -1
@@ -13947,10 +20048,135 @@ def _d_din_PMaxScheduleType(r: BitReader) -> _din.PMaxScheduleType:
                 win, av = r.refill(av, 2)
             ec = (win >> av) & 0x3
             if ec == 0:
-                r.avail = av
-                f_PMaxScheduleEntry.append(_d_din_PMaxScheduleEntryType(r))
-                win = r.win
-                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                f_7_RelativeTimeInterval: _din.RelativeTimeIntervalType | None = None
+                f_7_TimeInterval: _din.IntervalType | None = None
+                if ec == 0:
+                    av -= 10
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    if c & 0x300 != 0x0:
+                        raise r.fail_at(av + 10, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+                    u = (c & 255)
+                    f_8_duration: int | None = None
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_8_start = u
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                    if c & 0x4 != 0x0:
+                        raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+                    ec = (c & 3)
+                    if ec == 0:
+                        av -= 9
+                        if av < 0:
+                            win, av = r.refill(av, 9)
+                        c = (win >> av) & 0x1ff
+                        if c & 0x100 != 0x0:
+                            raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+                        u = (c & 255)
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            if u2 > 127:
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 8)
+                                u2 = (win >> av) & 0xff
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                        f_8_duration = u
+                        av -= 2
+                        if av < 0:
+                            win, av = r.refill(av, 2)
+                        c = (win >> av) & 0x3
+                        if c != 0x0:
+                            raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+                    elif ec == 1:
+                        pass
+                    else:
+                        raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+                    ob8_ = _new(_din.RelativeTimeIntervalType)
+                    ob8_.start = f_8_start
+                    ob8_.duration = f_8_duration
+                    f_7_RelativeTimeInterval = ob8_
+                elif ec == 1:
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
+                    ob9_ = _new(_din.IntervalType)
+                    f_7_TimeInterval = ob9_
+                else:
+                    raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c & 0x600 != 0x0:
+                    raise r.fail_at(av + 11, 'PMaxScheduleType[3]', 'expected SE(PMax), CH of PMax')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_7_PMax = -u - 1 if sg else u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'PMaxScheduleType[3]', 'expected EE of PMax, EE')
+                ob7_ = _new(_din.PMaxScheduleEntryType)
+                ob7_.RelativeTimeInterval = f_7_RelativeTimeInterval
+                ob7_.TimeInterval = f_7_TimeInterval
+                ob7_.PMax = f_7_PMax
+                f_PMaxScheduleEntry.append(ob7_)
             elif ec == 1:
                 s = -1
                 break
@@ -14075,28 +20301,556 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                 win = r.win
                 av = r.avail
     f_ParameterSetID = -u - 1 if sg else u
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
+    u = (c & 255)
     s = 1
+    f_1_boolValue: bool | None = None
+    f_1_byteValue: int | None = None
+    f_1_shortValue: int | None = None
+    f_1_intValue: int | None = None
+    f_1_physicalValue: _din.PhysicalValueType | None = None
+    f_1_stringValue: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Parameter.append(_d_din_ParameterType(r))
+    f_1_Name = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 2
+    av -= 7
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
-    s = 2
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
+    if c & 0x40 != 0x0:
+        raise r.fail_at(av + 7, 'ParameterSetType', 'expected AT(ValueType)')
+    iv = ((c >> 3) & 7)
+    if iv >= 6:
+        raise r.fail_at(av, 'ParameterType.ValueType', f'enumeration index {iv}')
+    f_1_ValueType = _E_din_valueType[iv]
+    ec = (c & 7)
     if ec == 0:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'ParameterType[2]', 'expected CH of boolValue, EE of boolValue')
+        f_1_boolValue = ((c >> 1) & 1) == 1
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of byteValue, EE of byteValue')
+        f_1_byteValue = ((c >> 1) & 255) - 128
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of shortValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_shortValue = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of shortValue')
+    elif ec == 3:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of intValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_intValue = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of intValue')
+    elif ec == 4:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'ParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_2_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_2_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_2_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE')
+        ob2_ = _new(_din.PhysicalValueType)
+        ob2_.Multiplier = f_2_Multiplier
+        ob2_.Unit = f_2_Unit
+        ob2_.Value = f_2_Value
+        f_1_physicalValue = ob2_
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_Parameter.append(_d_din_ParameterType(r))
+        f_1_stringValue = r.string_of(u, None)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of stringValue')
+    else:
+        raise r.fail_at(av, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ParameterSetType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_din.ParameterType)
+    ob1_.Name = f_1_Name
+    ob1_.ValueType = f_1_ValueType
+    ob1_.boolValue = f_1_boolValue
+    ob1_.byteValue = f_1_byteValue
+    ob1_.shortValue = f_1_shortValue
+    ob1_.intValue = f_1_intValue
+    ob1_.physicalValue = f_1_physicalValue
+    ob1_.stringValue = f_1_stringValue
+    f_Parameter.append(ob1_)
+    s = 2
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
+        u = (c & 255)
+        f_3_boolValue: bool | None = None
+        f_3_byteValue: int | None = None
+        f_3_shortValue: int | None = None
+        f_3_intValue: int | None = None
+        f_3_physicalValue: _din.PhysicalValueType | None = None
+        f_3_stringValue: str | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Name = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x40 != 0x0:
+            raise r.fail_at(av + 7, 'ParameterSetType[2]', 'expected AT(ValueType)')
+        iv = ((c >> 3) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'ParameterType.ValueType', f'enumeration index {iv}')
+        f_3_ValueType = _E_din_valueType[iv]
+        ec = (c & 7)
+        if ec == 0:
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x5 != 0x0:
+                raise r.fail_at(av + 3, 'ParameterType[2]', 'expected CH of boolValue, EE of boolValue')
+            f_3_boolValue = ((c >> 1) & 1) == 1
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x201 != 0x0:
+                raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of byteValue, EE of byteValue')
+            f_3_byteValue = ((c >> 1) & 255) - 128
+        elif ec == 2:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of shortValue')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_shortValue = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of shortValue')
+        elif ec == 3:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of intValue')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_intValue = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of intValue')
+        elif ec == 4:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xc4 != 0x0:
+                raise r.fail_at(av + 8, 'ParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+            f_4_Multiplier = ((c >> 3) & 7) - 3
+            ec = (c & 3)
+            f_4_Unit: _din.unitSymbolType | None = None
+            if ec == 0:
+                av -= 17
+                if av < 0:
+                    win, av = r.refill(av, 17)
+                c = (win >> av) & 0x1ffff
+                if c & 0x10e00 != 0x0:
+                    raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                iv = ((c >> 12) & 15)
+                if iv >= 10:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_4_Unit = _E_din_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_4_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_4_Value = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+            else:
+                raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE')
+            ob4_ = _new(_din.PhysicalValueType)
+            ob4_.Multiplier = f_4_Multiplier
+            ob4_.Unit = f_4_Unit
+            ob4_.Value = f_4_Value
+            f_3_physicalValue = ob4_
+        elif ec == 5:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_3_stringValue = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of stringValue')
+        else:
+            raise r.fail_at(av, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
+        ob3_ = _new(_din.ParameterType)
+        ob3_.Name = f_3_Name
+        ob3_.ValueType = f_3_ValueType
+        ob3_.boolValue = f_3_boolValue
+        ob3_.byteValue = f_3_byteValue
+        ob3_.shortValue = f_3_shortValue
+        ob3_.intValue = f_3_intValue
+        ob3_.physicalValue = f_3_physicalValue
+        ob3_.stringValue = f_3_stringValue
+        f_Parameter.append(ob3_)
         s = 3
     elif ec == 1:
         s = -1
@@ -14109,10 +20863,279 @@ def _d_din_ParameterSetType(r: BitReader) -> _din.ParameterSetType:
                 win, av = r.refill(av, 2)
             ec = (win >> av) & 0x3
             if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'ParameterSetType[3]', 'expected AT(Name)')
+                u = (c & 255)
+                f_5_boolValue: bool | None = None
+                f_5_byteValue: int | None = None
+                f_5_shortValue: int | None = None
+                f_5_intValue: int | None = None
+                f_5_physicalValue: _din.PhysicalValueType | None = None
+                f_5_stringValue: str | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
                 r.avail = av
-                f_Parameter.append(_d_din_ParameterType(r))
+                f_5_Name = r.string_of(u, None)
                 win = r.win
                 av = r.avail
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
+                if c & 0x40 != 0x0:
+                    raise r.fail_at(av + 7, 'ParameterSetType[3]', 'expected AT(ValueType)')
+                iv = ((c >> 3) & 7)
+                if iv >= 6:
+                    raise r.fail_at(av, 'ParameterType.ValueType', f'enumeration index {iv}')
+                f_5_ValueType = _E_din_valueType[iv]
+                ec = (c & 7)
+                if ec == 0:
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                    if c & 0x5 != 0x0:
+                        raise r.fail_at(av + 3, 'ParameterType[2]', 'expected CH of boolValue, EE of boolValue')
+                    f_5_boolValue = ((c >> 1) & 1) == 1
+                elif ec == 1:
+                    av -= 10
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    if c & 0x201 != 0x0:
+                        raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of byteValue, EE of byteValue')
+                    f_5_byteValue = ((c >> 1) & 255) - 128
+                elif ec == 2:
+                    av -= 10
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    if c & 0x200 != 0x0:
+                        raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of shortValue')
+                    sg = ((c >> 8) & 1)
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_5_shortValue = -u - 1 if sg else u
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of shortValue')
+                elif ec == 3:
+                    av -= 10
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    if c & 0x200 != 0x0:
+                        raise r.fail_at(av + 10, 'ParameterType[2]', 'expected CH of intValue')
+                    sg = ((c >> 8) & 1)
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_5_intValue = -u - 1 if sg else u
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of intValue')
+                elif ec == 4:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    c = (win >> av) & 0xff
+                    if c & 0xc4 != 0x0:
+                        raise r.fail_at(av + 8, 'ParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+                    f_6_Multiplier = ((c >> 3) & 7) - 3
+                    ec = (c & 3)
+                    f_6_Unit: _din.unitSymbolType | None = None
+                    if ec == 0:
+                        av -= 17
+                        if av < 0:
+                            win, av = r.refill(av, 17)
+                        c = (win >> av) & 0x1ffff
+                        if c & 0x10e00 != 0x0:
+                            raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+                        iv = ((c >> 12) & 15)
+                        if iv >= 10:
+                            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                        f_6_Unit = _E_din_unitSymbolType[iv]
+                        sg = ((c >> 8) & 1)
+                        u = (c & 255)
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            if u2 > 127:
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 8)
+                                u2 = (win >> av) & 0xff
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                        f_6_Value = -u - 1 if sg else u
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+                        if c:
+                            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                    elif ec == 1:
+                        av -= 10
+                        if av < 0:
+                            win, av = r.refill(av, 10)
+                        c = (win >> av) & 0x3ff
+                        if c & 0x200 != 0x0:
+                            raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+                        sg = ((c >> 8) & 1)
+                        u = (c & 255)
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            if u2 > 127:
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 8)
+                                u2 = (win >> av) & 0xff
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                        f_6_Value = -u - 1 if sg else u
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+                        if c:
+                            raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+                    else:
+                        raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE')
+                    ob6_ = _new(_din.PhysicalValueType)
+                    ob6_.Multiplier = f_6_Multiplier
+                    ob6_.Unit = f_6_Unit
+                    ob6_.Value = f_6_Value
+                    f_5_physicalValue = ob6_
+                elif ec == 5:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'ParameterType[2]', 'expected CH of stringValue')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_5_stringValue = r.string_of(u, None)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of stringValue')
+                else:
+                    raise r.fail_at(av, 'ParameterType[2]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ParameterSetType[3]', 'expected EE')
+                ob5_ = _new(_din.ParameterType)
+                ob5_.Name = f_5_Name
+                ob5_.ValueType = f_5_ValueType
+                ob5_.boolValue = f_5_boolValue
+                ob5_.byteValue = f_5_byteValue
+                ob5_.shortValue = f_5_shortValue
+                ob5_.intValue = f_5_intValue
+                ob5_.physicalValue = f_5_physicalValue
+                ob5_.stringValue = f_5_stringValue
+                f_Parameter.append(ob5_)
             elif ec == 1:
                 s = -1
                 break
@@ -14338,10 +21361,98 @@ def _d_din_ParameterType(r: BitReader) -> _din.ParameterType:
         if c:
             raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE of intValue')
     elif ec == 4:
-        r.avail = av
-        f_physicalValue = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'ParameterType[2]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_1_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_1_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_1_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[2]', 'expected EE')
+        ob1_ = _new(_din.PhysicalValueType)
+        ob1_.Multiplier = f_1_Multiplier
+        ob1_.Unit = f_1_Unit
+        ob1_.Value = f_1_Value
+        f_physicalValue = ob1_
     elif ec == 5:
         av -= 9
         if av < 0:
@@ -15073,14 +22184,41 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
     av = r.avail
     f_SAScheduleTuple: list[_din.SAScheduleTupleType] = []
     s = 0
-    av -= 1
+    av -= 12
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xe00 != 0x0:
+        raise r.fail_at(av + 12, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    f_1_SalesTariff: _din.SalesTariffType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_SAScheduleTupleID = -u - 1 if sg else u
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'SAScheduleListType', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
     r.avail = av
-    f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+    f_1_PMaxSchedule = _d_din_PMaxScheduleType(r)
     win = r.win
     av = r.avail
     av -= 2
@@ -15088,12 +22226,95 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
-    s = 1
     if ec == 0:
         r.avail = av
-        f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+        f_1_SalesTariff = _d_din_SalesTariffType(r)
         win = r.win
         av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    ob1_ = _new(_din.SAScheduleTupleType)
+    ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
+    ob1_.PMaxSchedule = f_1_PMaxSchedule
+    ob1_.SalesTariff = f_1_SalesTariff
+    f_SAScheduleTuple.append(ob1_)
+    s = 1
+    if ec == 0:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x600 != 0x0:
+            raise r.fail_at(av + 11, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        f_2_SalesTariff: _din.SalesTariffType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_SAScheduleTupleID = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SAScheduleListType[1]', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
+        r.avail = av
+        f_2_PMaxSchedule = _d_din_PMaxScheduleType(r)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_2_SalesTariff = _d_din_SalesTariffType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        ob2_ = _new(_din.SAScheduleTupleType)
+        ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
+        ob2_.PMaxSchedule = f_2_PMaxSchedule
+        ob2_.SalesTariff = f_2_SalesTariff
+        f_SAScheduleTuple.append(ob2_)
         s = 2
     elif ec == 1:
         s = -1
@@ -15106,10 +22327,68 @@ def _d_din_SAScheduleListType(r: BitReader) -> _din.SAScheduleListType:
                 win, av = r.refill(av, 2)
             ec = (win >> av) & 0x3
             if ec == 0:
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c & 0x600 != 0x0:
+                    raise r.fail_at(av + 11, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                f_3_SalesTariff: _din.SalesTariffType | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_SAScheduleTupleID = -u - 1 if sg else u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'SAScheduleListType[2]', 'expected EE of SAScheduleTupleID, SE(PMaxSchedule)')
                 r.avail = av
-                f_SAScheduleTuple.append(_d_din_SAScheduleTupleType(r))
+                f_3_PMaxSchedule = _d_din_PMaxScheduleType(r)
                 win = r.win
                 av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                if ec == 0:
+                    r.avail = av
+                    f_3_SalesTariff = _d_din_SalesTariffType(r)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+                ob3_ = _new(_din.SAScheduleTupleType)
+                ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
+                ob3_.PMaxSchedule = f_3_PMaxSchedule
+                ob3_.SalesTariff = f_3_SalesTariff
+                f_SAScheduleTuple.append(ob3_)
             elif ec == 1:
                 s = -1
                 break
@@ -15342,10 +22621,79 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_RelativeTimeInterval = _d_din_RelativeTimeIntervalType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_1_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SalesTariffEntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_din.RelativeTimeIntervalType)
+        ob1_.start = f_1_start
+        ob1_.duration = f_1_duration
+        f_RelativeTimeInterval = ob1_
         s = 1
     elif ec == 1:
         av -= 1
@@ -15354,8 +22702,8 @@ def _d_din_SalesTariffEntryType(r: BitReader) -> _din.SalesTariffEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SalesTariffEntryType[0]', 'expected EE')
-        ob1_ = _new(_din.IntervalType)
-        f_TimeInterval = ob1_
+        ob2_ = _new(_din.IntervalType)
+        f_TimeInterval = ob2_
         s = 1
     else:
         raise r.fail_at(av, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -15770,27 +23118,161 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
     av = r.avail
     f_SelectedService: list[_din.SelectedServiceType] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected SE(SelectedService)')
-    r.avail = av
-    f_SelectedService.append(_d_din_SelectedServiceType(r))
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    f_1_ParameterSetID: int | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_ServiceID = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SelectedServiceListType', 'expected EE of ServiceID')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_ParameterSetID = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_din.SelectedServiceType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.ParameterSetID = f_1_ParameterSetID
+    f_SelectedService.append(ob1_)
     s = 1
     if ec == 0:
-        r.avail = av
-        f_SelectedService.append(_d_din_SelectedServiceType(r))
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
+        u = (c & 255)
+        f_2_ParameterSetID: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_ServiceID = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SelectedServiceListType[1]', 'expected EE of ServiceID')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_ParameterSetID = -u - 1 if sg else u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+        ob2_ = _new(_din.SelectedServiceType)
+        ob2_.ServiceID = f_2_ServiceID
+        ob2_.ParameterSetID = f_2_ParameterSetID
+        f_SelectedService.append(ob2_)
         s = 2
     elif ec == 1:
         s = -1
@@ -15803,10 +23285,80 @@ def _d_din_SelectedServiceListType(r: BitReader) -> _din.SelectedServiceListType
                 win, av = r.refill(av, 2)
             ec = (win >> av) & 0x3
             if ec == 0:
-                r.avail = av
-                f_SelectedService.append(_d_din_SelectedServiceType(r))
-                win = r.win
-                av = r.avail
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x300 != 0x0:
+                    raise r.fail_at(av + 10, 'SelectedServiceListType[2]', 'expected SE(ServiceID), CH of ServiceID')
+                u = (c & 255)
+                f_3_ParameterSetID: int | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_ServiceID = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SelectedServiceListType[2]', 'expected EE of ServiceID')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 10
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    if c & 0x200 != 0x0:
+                        raise r.fail_at(av + 10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+                    sg = ((c >> 8) & 1)
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_3_ParameterSetID = -u - 1 if sg else u
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+                ob3_ = _new(_din.SelectedServiceType)
+                ob3_.ServiceID = f_3_ServiceID
+                ob3_.ParameterSetID = f_3_ParameterSetID
+                f_SelectedService.append(ob3_)
             elif ec == 1:
                 s = -1
                 break
@@ -16027,16 +23579,130 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
     f_EnergyTransferType: _din.EVSESupportedEnergyTransferType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceChargeType', 'expected SE(ServiceTag)')
-    r.avail = av
-    f_ServiceTag = _d_din_ServiceTagType(r)
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceChargeType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    f_1_ServiceName: str | None = None
+    f_1_ServiceScope: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_ServiceID = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceChargeType', 'expected EE of ServiceID')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_ServiceName = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    elif ec == 1:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    else:
+        raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_ServiceScope = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -16048,6 +23714,12 @@ def _d_din_ServiceChargeType(r: BitReader) -> _din.ServiceChargeType:
     if iv >= 10:
         raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
     f_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
+    ob1_ = _new(_din.ServiceTagType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.ServiceName = f_1_ServiceName
+    ob1_.ServiceCategory = f_1_ServiceCategory
+    ob1_.ServiceScope = f_1_ServiceScope
+    f_ServiceTag = ob1_
     r.avail = av
     ob = _new(_din.ServiceChargeType)
     ob.ServiceTag = f_ServiceTag
@@ -16190,16 +23862,130 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
     av = r.avail
     f_Service: list[_din.ServiceType] = []
     s = 0
+    av -= 12
+    if av < 0:
+        win, av = r.refill(av, 12)
+    c = (win >> av) & 0xfff
+    if c & 0xf00 != 0x0:
+        raise r.fail_at(av + 12, 'ServiceTagListType', 'expected SE(Service), SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    f_2_ServiceName: str | None = None
+    f_2_ServiceScope: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_ServiceID = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceTagListType', 'expected EE of ServiceID')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_ServiceName = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    elif ec == 1:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_2_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    else:
+        raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'ServiceTagListType', 'expected SE(Service), SE(ServiceTag)')
-    r.avail = av
-    f_1_ServiceTag = _d_din_ServiceTagType(r)
-    win = r.win
-    av = r.avail
+    ec = c
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_ServiceScope = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     av -= 7
     if av < 0:
         win, av = r.refill(av, 7)
@@ -16208,33 +23994,159 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
         raise r.fail_at(av + 7, 'ServiceTagListType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_1_FreeService = ((c >> 4) & 1) == 1
     ec = (c & 3)
+    ob2_ = _new(_din.ServiceTagType)
+    ob2_.ServiceID = f_2_ServiceID
+    ob2_.ServiceName = f_2_ServiceName
+    ob2_.ServiceCategory = f_2_ServiceCategory
+    ob2_.ServiceScope = f_2_ServiceScope
+    f_1_ServiceTag = ob2_
     ob1_ = _new(_din.ServiceType)
     ob1_.ServiceTag = f_1_ServiceTag
     ob1_.FreeService = f_1_FreeService
     f_Service.append(ob1_)
     s = 1
     if ec == 0:
-        av -= 1
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'ServiceTagListType[1]', 'expected SE(ServiceTag)')
-        r.avail = av
-        f_2_ServiceTag = _d_din_ServiceTagType(r)
-        win = r.win
-        av = r.avail
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'ServiceTagListType[1]', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+        u = (c & 255)
+        f_4_ServiceName: str | None = None
+        f_4_ServiceScope: str | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_ServiceID = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'ServiceTagListType[1]', 'expected EE of ServiceID')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_4_ServiceName = r.string_of(u, 32)
+            win = r.win
+            av = r.avail
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x39 != 0x0:
+                raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+            f_4_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+        elif ec == 1:
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
+            if c & 0x9 != 0x0:
+                raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+            f_4_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+        else:
+            raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_4_ServiceScope = r.string_of(u, 32)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
         av -= 5
         if av < 0:
             win, av = r.refill(av, 5)
         c = (win >> av) & 0x1f
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'ServiceTagListType[1]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
-        f_2_FreeService = ((c >> 2) & 1) == 1
-        ob2_ = _new(_din.ServiceType)
-        ob2_.ServiceTag = f_2_ServiceTag
-        ob2_.FreeService = f_2_FreeService
-        f_Service.append(ob2_)
+        f_3_FreeService = ((c >> 2) & 1) == 1
+        ob4_ = _new(_din.ServiceTagType)
+        ob4_.ServiceID = f_4_ServiceID
+        ob4_.ServiceName = f_4_ServiceName
+        ob4_.ServiceCategory = f_4_ServiceCategory
+        ob4_.ServiceScope = f_4_ServiceScope
+        f_3_ServiceTag = ob4_
+        ob3_ = _new(_din.ServiceType)
+        ob3_.ServiceTag = f_3_ServiceTag
+        ob3_.FreeService = f_3_FreeService
+        f_Service.append(ob3_)
         s = 2
     elif ec == 1:
         s = -1
@@ -16247,27 +24159,147 @@ def _d_din_ServiceTagListType(r: BitReader) -> _din.ServiceTagListType:
                 win, av = r.refill(av, 2)
             ec = (win >> av) & 0x3
             if ec == 0:
-                av -= 1
+                av -= 11
                 if av < 0:
-                    win, av = r.refill(av, 1)
-                c = (win >> av) & 0x1
-                if c:
-                    raise r.fail_at(av + 1, 'ServiceTagListType[2]', 'expected SE(ServiceTag)')
-                r.avail = av
-                f_3_ServiceTag = _d_din_ServiceTagType(r)
-                win = r.win
-                av = r.avail
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c & 0x700 != 0x0:
+                    raise r.fail_at(av + 11, 'ServiceTagListType[2]', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+                u = (c & 255)
+                f_6_ServiceName: str | None = None
+                f_6_ServiceScope: str | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_6_ServiceID = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'ServiceTagListType[2]', 'expected EE of ServiceID')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_6_ServiceName = r.string_of(u, 32)
+                    win = r.win
+                    av = r.avail
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
+                    if c & 0x39 != 0x0:
+                        raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+                    f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+                elif ec == 1:
+                    av -= 4
+                    if av < 0:
+                        win, av = r.refill(av, 4)
+                    c = (win >> av) & 0xf
+                    if c & 0x9 != 0x0:
+                        raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+                    f_6_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+                else:
+                    raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_6_ServiceScope = r.string_of(u, 32)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
                 av -= 5
                 if av < 0:
                     win, av = r.refill(av, 5)
                 c = (win >> av) & 0x1f
                 if c & 0x1b != 0x0:
                     raise r.fail_at(av + 5, 'ServiceTagListType[2]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
-                f_3_FreeService = ((c >> 2) & 1) == 1
-                ob3_ = _new(_din.ServiceType)
-                ob3_.ServiceTag = f_3_ServiceTag
-                ob3_.FreeService = f_3_FreeService
-                f_Service.append(ob3_)
+                f_5_FreeService = ((c >> 2) & 1) == 1
+                ob6_ = _new(_din.ServiceTagType)
+                ob6_.ServiceID = f_6_ServiceID
+                ob6_.ServiceName = f_6_ServiceName
+                ob6_.ServiceCategory = f_6_ServiceCategory
+                ob6_.ServiceScope = f_6_ServiceScope
+                f_5_ServiceTag = ob6_
+                ob5_ = _new(_din.ServiceType)
+                ob5_.ServiceTag = f_5_ServiceTag
+                ob5_.FreeService = f_5_FreeService
+                f_Service.append(ob5_)
             elif ec == 1:
                 s = -1
                 break
@@ -16585,16 +24617,130 @@ def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
     av = r.avail
     f_ServiceTag: _din.ServiceTagType
     f_FreeService: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceType', 'expected SE(ServiceTag)')
-    r.avail = av
-    f_ServiceTag = _d_din_ServiceTagType(r)
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceType', 'expected SE(ServiceTag), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    f_1_ServiceName: str | None = None
+    f_1_ServiceScope: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_ServiceID = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceType', 'expected EE of ServiceID')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_ServiceName = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ServiceTagType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    elif ec == 1:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'ServiceTagType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_1_ServiceCategory = _E_din_serviceCategoryType[((c >> 1) & 3)]
+    else:
+        raise r.fail_at(av, 'ServiceTagType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceTagType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_ServiceScope = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ServiceTagType[3]', 'expected EE of ServiceScope, EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ServiceTagType[3]', f'event code {ec}, expected SE(ServiceScope), EE')
     av -= 5
     if av < 0:
         win, av = r.refill(av, 5)
@@ -16602,6 +24748,12 @@ def _d_din_ServiceType(r: BitReader) -> _din.ServiceType:
     if c & 0x1b != 0x0:
         raise r.fail_at(av + 5, 'ServiceType', 'expected SE(FreeService), CH of FreeService, EE of FreeService, EE')
     f_FreeService = ((c >> 2) & 1) == 1
+    ob1_ = _new(_din.ServiceTagType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.ServiceName = f_1_ServiceName
+    ob1_.ServiceCategory = f_1_ServiceCategory
+    ob1_.ServiceScope = f_1_ServiceScope
+    f_ServiceTag = ob1_
     r.avail = av
     ob = _new(_din.ServiceType)
     ob.ServiceTag = f_ServiceTag
@@ -16927,27 +25079,85 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_CableCheckReq = ob2_
         s = 1
     elif ec == 2:
-        av -= 9
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x60c != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 4) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
         f_3_ResponseCode = _E_din_responseCodeType[iv]
-        r.avail = av
-        f_3_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
-        av -= 5
+        ec = (c & 3)
+        f_4_EVSEIsolationStatus: _din.isolationLevelType | None = None
+        if ec == 0:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x4e1 != 0x0:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            f_4_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_4_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_4_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x1b != 0x0:
-            raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_NotificationMaxDelay = u
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xe7b != 0x0:
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        iv = ((c >> 7) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_4_EVSENotification = _E_din_EVSENotificationType[iv]
         f_3_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+        ob4_ = _new(_din.DC_EVSEStatusType)
+        ob4_.EVSEIsolationStatus = f_4_EVSEIsolationStatus
+        ob4_.EVSEStatusCode = f_4_EVSEStatusCode
+        ob4_.NotificationMaxDelay = f_4_NotificationMaxDelay
+        ob4_.EVSENotification = f_4_EVSENotification
+        f_3_DC_EVSEStatus = ob4_
         ob3_ = _new(_din.CableCheckResType)
         ob3_.ResponseCode = f_3_ResponseCode
         ob3_.DC_EVSEStatus = f_3_DC_EVSEStatus
@@ -16955,10 +25165,160 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         f_CableCheckRes = ob3_
         s = 1
     elif ec == 3:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_5_Id: str | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_5_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'CertificateInstallationReqType[0]', 'expected SE(OEMProvisioningCert), CH of OEMProvisioningCert')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_5_OEMProvisioningCert = r.binary_of(u, 1200)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'CertificateInstallationReqType[0]', 'expected CH of OEMProvisioningCert')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_5_OEMProvisioningCert = r.binary_of(u, 1200)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateInstallationReqType[0]', 'expected EE of OEMProvisioningCert')
+        else:
+            raise r.fail_at(av, 'CertificateInstallationReqType[0]', f'event code {ec}, expected AT(Id), SE(OEMProvisioningCert)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ListOfRootCertificateIDs)')
         r.avail = av
-        f_CertificateInstallationReq = _d_din_CertificateInstallationReqType(r)
+        f_5_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
         win = r.win
         av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(DHParams), CH of DHParams')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_5_DHParams = r.binary_of(u, 256)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DHParams, EE')
+        ob5_ = _new(_din.CertificateInstallationReqType)
+        ob5_.Id = f_5_Id
+        ob5_.OEMProvisioningCert = f_5_OEMProvisioningCert
+        ob5_.ListOfRootCertificateIDs = f_5_ListOfRootCertificateIDs
+        ob5_.DHParams = f_5_DHParams
+        f_CertificateInstallationReq = ob5_
         s = 1
     elif ec == 4:
         av -= 9
@@ -16986,30 +25346,21 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_4_Id = r.string_of(u, None)
+        f_6_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 9
+        av -= 19
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x60f00 != 0x0:
+            raise r.fail_at(av + 19, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+        iv = ((c >> 12) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
-        f_4_ResponseCode = _E_din_responseCodeType[iv]
-        r.avail = av
-        f_4_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-        win = r.win
-        av = r.avail
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        f_6_ResponseCode = _E_din_responseCodeType[iv]
         u = (c & 255)
+        f_7_SubCertificates: _din.SubCertificatesType | None = None
         if u > 127:
             av -= 8
             if av < 0:
@@ -17028,7 +25379,61 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_4_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
+        f_7_Certificate = r.binary_of(u, 1200)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_7_SubCertificates = _d_din_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        u = (c & 255)
+        ob7_ = _new(_din.CertificateChainType)
+        ob7_.Certificate = f_7_Certificate
+        ob7_.SubCertificates = f_7_SubCertificates
+        f_6_ContractSignatureCertChain = ob7_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_6_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
         win = r.win
         av = r.avail
         av -= 11
@@ -17056,7 +25461,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_4_DHParams = r.binary_of(u, 256)
+        f_6_DHParams = r.binary_of(u, 256)
         win = r.win
         av = r.avail
         av -= 11
@@ -17084,7 +25489,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_4_ContractID = r.string_of(u, 24)
+        f_6_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
         av -= 2
@@ -17093,20 +25498,241 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, EE')
-        ob4_ = _new(_din.CertificateInstallationResType)
-        ob4_.Id = f_4_Id
-        ob4_.ResponseCode = f_4_ResponseCode
-        ob4_.ContractSignatureCertChain = f_4_ContractSignatureCertChain
-        ob4_.ContractSignatureEncryptedPrivateKey = f_4_ContractSignatureEncryptedPrivateKey
-        ob4_.DHParams = f_4_DHParams
-        ob4_.ContractID = f_4_ContractID
-        f_CertificateInstallationRes = ob4_
+        ob6_ = _new(_din.CertificateInstallationResType)
+        ob6_.Id = f_6_Id
+        ob6_.ResponseCode = f_6_ResponseCode
+        ob6_.ContractSignatureCertChain = f_6_ContractSignatureCertChain
+        ob6_.ContractSignatureEncryptedPrivateKey = f_6_ContractSignatureEncryptedPrivateKey
+        ob6_.DHParams = f_6_DHParams
+        ob6_.ContractID = f_6_ContractID
+        f_CertificateInstallationRes = ob6_
         s = 1
     elif ec == 5:
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_8_Id: str | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_8_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'CertificateUpdateReqType[0]', 'expected SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+            u = (c & 255)
+            f_9_SubCertificates: _din.SubCertificatesType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_9_Certificate = r.binary_of(u, 1200)
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                r.avail = av
+                f_9_SubCertificates = _d_din_SubCertificatesType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+            ob9_ = _new(_din.CertificateChainType)
+            ob9_.Certificate = f_9_Certificate
+            ob9_.SubCertificates = f_9_SubCertificates
+            f_8_ContractSignatureCertChain = ob9_
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'CertificateUpdateReqType[0]', 'expected SE(Certificate), CH of Certificate')
+            u = (c & 255)
+            f_10_SubCertificates: _din.SubCertificatesType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_10_Certificate = r.binary_of(u, 1200)
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'CertificateUpdateReqType[0]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                r.avail = av
+                f_10_SubCertificates = _d_din_SubCertificatesType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+            ob10_ = _new(_din.CertificateChainType)
+            ob10_.Certificate = f_10_Certificate
+            ob10_.SubCertificates = f_10_SubCertificates
+            f_8_ContractSignatureCertChain = ob10_
+        else:
+            raise r.fail_at(av, 'CertificateUpdateReqType[0]', f'event code {ec}, expected AT(Id), SE(ContractSignatureCertChain)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractID), CH of ContractID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_CertificateUpdateReq = _d_din_CertificateUpdateReqType(r)
+        f_8_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, SE(ListOfRootCertificateIDs)')
+        r.avail = av
+        f_8_ListOfRootCertificateIDs = _d_din_ListOfRootCertificateIDsType(r)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(DHParams), CH of DHParams')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_8_DHParams = r.binary_of(u, 256)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DHParams, EE')
+        ob8_ = _new(_din.CertificateUpdateReqType)
+        ob8_.Id = f_8_Id
+        ob8_.ContractSignatureCertChain = f_8_ContractSignatureCertChain
+        ob8_.ContractID = f_8_ContractID
+        ob8_.ListOfRootCertificateIDs = f_8_ListOfRootCertificateIDs
+        ob8_.DHParams = f_8_DHParams
+        f_CertificateUpdateReq = ob8_
         s = 1
     elif ec == 6:
         av -= 9
@@ -17134,30 +25760,21 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_5_Id = r.string_of(u, None)
+        f_11_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 9
+        av -= 19
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain)')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x60f00 != 0x0:
+            raise r.fail_at(av + 19, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+        iv = ((c >> 12) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
-        f_5_ResponseCode = _E_din_responseCodeType[iv]
-        r.avail = av
-        f_5_ContractSignatureCertChain = _d_din_CertificateChainType(r)
-        win = r.win
-        av = r.avail
-        av -= 10
-        if av < 0:
-            win, av = r.refill(av, 10)
-        c = (win >> av) & 0x3ff
-        if c & 0x300 != 0x0:
-            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        f_11_ResponseCode = _E_din_responseCodeType[iv]
         u = (c & 255)
+        f_12_SubCertificates: _din.SubCertificatesType | None = None
         if u > 127:
             av -= 8
             if av < 0:
@@ -17176,7 +25793,61 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_5_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
+        f_12_Certificate = r.binary_of(u, 1200)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_12_SubCertificates = _d_din_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), CH of ContractSignatureEncryptedPrivateKey')
+        u = (c & 255)
+        ob12_ = _new(_din.CertificateChainType)
+        ob12_.Certificate = f_12_Certificate
+        ob12_.SubCertificates = f_12_SubCertificates
+        f_11_ContractSignatureCertChain = ob12_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_11_ContractSignatureEncryptedPrivateKey = r.binary_of(u, 128)
         win = r.win
         av = r.avail
         av -= 11
@@ -17204,7 +25875,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_5_DHParams = r.binary_of(u, 256)
+        f_11_DHParams = r.binary_of(u, 256)
         win = r.win
         av = r.avail
         av -= 11
@@ -17232,7 +25903,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_5_ContractID = r.string_of(u, 24)
+        f_11_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
         av -= 12
@@ -17260,34 +25931,296 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_5_RetryCounter = -u - 1 if sg else u
+        f_11_RetryCounter = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of RetryCounter, EE')
-        ob5_ = _new(_din.CertificateUpdateResType)
-        ob5_.Id = f_5_Id
-        ob5_.ResponseCode = f_5_ResponseCode
-        ob5_.ContractSignatureCertChain = f_5_ContractSignatureCertChain
-        ob5_.ContractSignatureEncryptedPrivateKey = f_5_ContractSignatureEncryptedPrivateKey
-        ob5_.DHParams = f_5_DHParams
-        ob5_.ContractID = f_5_ContractID
-        ob5_.RetryCounter = f_5_RetryCounter
-        f_CertificateUpdateRes = ob5_
+        ob11_ = _new(_din.CertificateUpdateResType)
+        ob11_.Id = f_11_Id
+        ob11_.ResponseCode = f_11_ResponseCode
+        ob11_.ContractSignatureCertChain = f_11_ContractSignatureCertChain
+        ob11_.ContractSignatureEncryptedPrivateKey = f_11_ContractSignatureEncryptedPrivateKey
+        ob11_.DHParams = f_11_DHParams
+        ob11_.ContractID = f_11_ContractID
+        ob11_.RetryCounter = f_11_RetryCounter
+        f_CertificateUpdateRes = ob11_
         s = 1
     elif ec == 7:
-        r.avail = av
-        f_ChargeParameterDiscoveryReq = _d_din_ChargeParameterDiscoveryReqType(r)
-        win = r.win
-        av = r.avail
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xc4 != 0x0:
+            raise r.fail_at(av + 8, 'BodyType[0]', 'expected SE(EVRequestedEnergyTransferType), CH of EVRequestedEnergyTransferType, EE of EVRequestedEnergyTransferType')
+        iv = ((c >> 3) & 7)
+        if iv >= 6:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.EVRequestedEnergyTransferType', f'enumeration index {iv}')
+        f_13_EVRequestedEnergyTransferType = _E_din_EVRequestedEnergyTransferType[iv]
+        ec = (c & 3)
+        f_13_AC_EVChargeParameter: _din.AC_EVChargeParameterType | None = None
+        f_13_DC_EVChargeParameter: _din.DC_EVChargeParameterType | None = None
+        f_13_EVChargeParameter: _din.EVChargeParameterType | None = None
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(DepartureTime), CH of DepartureTime')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_14_DepartureTime = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'ChargeParameterDiscoveryReqType[1]', 'expected EE of DepartureTime, SE(EAmount)')
+            r.avail = av
+            f_14_EAmount = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxVoltage)')
+            r.avail = av
+            f_14_EVMaxVoltage = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMaxCurrent)')
+            r.avail = av
+            f_14_EVMaxCurrent = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected SE(EVMinCurrent)')
+            r.avail = av
+            f_14_EVMinCurrent = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+            ob14_ = _new(_din.AC_EVChargeParameterType)
+            ob14_.DepartureTime = f_14_DepartureTime
+            ob14_.EAmount = f_14_EAmount
+            ob14_.EVMaxVoltage = f_14_EVMaxVoltage
+            ob14_.EVMaxCurrent = f_14_EVMaxCurrent
+            ob14_.EVMinCurrent = f_14_EVMinCurrent
+            f_13_AC_EVChargeParameter = ob14_
+        elif ec == 1:
+            r.avail = av
+            f_13_DC_EVChargeParameter = _d_din_DC_EVChargeParameterType(r)
+            win = r.win
+            av = r.avail
+        elif ec == 2:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType[1]', 'expected EE')
+            ob15_ = _new(_din.EVChargeParameterType)
+            f_13_EVChargeParameter = ob15_
+        else:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[1]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob13_ = _new(_din.ChargeParameterDiscoveryReqType)
+        ob13_.EVRequestedEnergyTransferType = f_13_EVRequestedEnergyTransferType
+        ob13_.AC_EVChargeParameter = f_13_AC_EVChargeParameter
+        ob13_.DC_EVChargeParameter = f_13_DC_EVChargeParameter
+        ob13_.EVChargeParameter = f_13_EVChargeParameter
+        f_ChargeParameterDiscoveryReq = ob13_
         s = 1
     elif ec == 8:
-        r.avail = av
-        f_ChargeParameterDiscoveryRes = _d_din_ChargeParameterDiscoveryResType(r)
-        win = r.win
-        av = r.avail
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        if c & 0x3074 != 0x0:
+            raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing')
+        iv = ((c >> 7) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        f_16_ResponseCode = _E_din_responseCodeType[iv]
+        f_16_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 3) & 1)]
+        ec = (c & 3)
+        f_16_SAScheduleList: _din.SAScheduleListType | None = None
+        f_16_SASchedules: _din.SASchedulesType | None = None
+        f_16_AC_EVSEChargeParameter: _din.AC_EVSEChargeParameterType | None = None
+        f_16_DC_EVSEChargeParameter: _din.DC_EVSEChargeParameterType | None = None
+        f_16_EVSEChargeParameter: _din.EVSEChargeParameterType | None = None
+        if ec == 0:
+            r.avail = av
+            f_16_SAScheduleList = _d_din_SAScheduleListType(r)
+            win = r.win
+            av = r.avail
+        elif ec == 1:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
+            ob17_ = _new(_din.SASchedulesType)
+            f_16_SASchedules = ob17_
+        else:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            av -= 19
+            if av < 0:
+                win, av = r.refill(av, 19)
+            c = (win >> av) & 0x7ffff
+            if c & 0x77700 != 0x0:
+                raise r.fail_at(av + 19, 'ChargeParameterDiscoveryResType[3]', 'expected SE(AC_EVSEStatus), SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            f_19_PowerSwitchClosed = ((c >> 15) & 1) == 1
+            f_19_RCD = ((c >> 11) & 1) == 1
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_19_NotificationMaxDelay = u
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xe7 != 0x0:
+                raise r.fail_at(av + 8, 'ChargeParameterDiscoveryResType[3]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEMaxVoltage)')
+            iv = ((c >> 3) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_19_EVSENotification = _E_din_EVSENotificationType[iv]
+            ob19_ = _new(_din.AC_EVSEStatusType)
+            ob19_.PowerSwitchClosed = f_19_PowerSwitchClosed
+            ob19_.RCD = f_19_RCD
+            ob19_.NotificationMaxDelay = f_19_NotificationMaxDelay
+            ob19_.EVSENotification = f_19_EVSENotification
+            f_18_AC_EVSEStatus = ob19_
+            r.avail = av
+            f_18_EVSEMaxVoltage = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMaxCurrent)')
+            r.avail = av
+            f_18_EVSEMaxCurrent = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected SE(EVSEMinCurrent)')
+            r.avail = av
+            f_18_EVSEMinCurrent = _d_din_PhysicalValueType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            ob18_ = _new(_din.AC_EVSEChargeParameterType)
+            ob18_.AC_EVSEStatus = f_18_AC_EVSEStatus
+            ob18_.EVSEMaxVoltage = f_18_EVSEMaxVoltage
+            ob18_.EVSEMaxCurrent = f_18_EVSEMaxCurrent
+            ob18_.EVSEMinCurrent = f_18_EVSEMinCurrent
+            f_16_AC_EVSEChargeParameter = ob18_
+        elif ec == 1:
+            r.avail = av
+            f_16_DC_EVSEChargeParameter = _d_din_DC_EVSEChargeParameterType(r)
+            win = r.win
+            av = r.avail
+        elif ec == 2:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
+            ob20_ = _new(_din.EVSEChargeParameterType)
+            f_16_EVSEChargeParameter = ob20_
+        else:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob16_ = _new(_din.ChargeParameterDiscoveryResType)
+        ob16_.ResponseCode = f_16_ResponseCode
+        ob16_.EVSEProcessing = f_16_EVSEProcessing
+        ob16_.SAScheduleList = f_16_SAScheduleList
+        ob16_.SASchedules = f_16_SASchedules
+        ob16_.AC_EVSEChargeParameter = f_16_AC_EVSEChargeParameter
+        ob16_.DC_EVSEChargeParameter = f_16_DC_EVSEChargeParameter
+        ob16_.EVSEChargeParameter = f_16_EVSEChargeParameter
+        f_ChargeParameterDiscoveryRes = ob16_
         s = 1
     elif ec == 9:
         av -= 1
@@ -17296,8 +26229,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob6_ = _new(_din.ChargingStatusReqType)
-        f_ChargingStatusReq = ob6_
+        ob21_ = _new(_din.ChargingStatusReqType)
+        f_ChargingStatusReq = ob21_
         s = 1
     elif ec == 10:
         r.avail = av
@@ -17321,12 +26254,12 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 6) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'ContractAuthenticationResType.ResponseCode', f'enumeration index {iv}')
-        f_7_ResponseCode = _E_din_responseCodeType[iv]
-        f_7_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
-        ob7_ = _new(_din.ContractAuthenticationResType)
-        ob7_.ResponseCode = f_7_ResponseCode
-        ob7_.EVSEProcessing = f_7_EVSEProcessing
-        f_ContractAuthenticationRes = ob7_
+        f_22_ResponseCode = _E_din_responseCodeType[iv]
+        f_22_EVSEProcessing = _E_din_EVSEProcessingType[((c >> 2) & 1)]
+        ob22_ = _new(_din.ContractAuthenticationResType)
+        ob22_.ResponseCode = f_22_ResponseCode
+        ob22_.EVSEProcessing = f_22_EVSEProcessing
+        f_ContractAuthenticationRes = ob22_
         s = 1
     elif ec == 13:
         r.avail = av
@@ -17341,10 +26274,172 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         av = r.avail
         s = 1
     elif ec == 15:
-        r.avail = av
-        f_MeteringReceiptReq = _d_din_MeteringReceiptReqType(r)
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_23_Id: str | None = None
+        f_23_SAScheduleTupleID: int | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_23_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_23_SessionID = r.binary_of(u, 8)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_23_SessionID = r.binary_of(u, 8)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        else:
+            raise r.fail_at(av, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_23_SAScheduleTupleID = -u - 1 if sg else u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'MeteringReceiptReqType[2]', 'expected EE of SAScheduleTupleID, SE(MeterInfo)')
+            r.avail = av
+            f_23_MeterInfo = _d_din_MeterInfoType(r)
+            win = r.win
+            av = r.avail
+        elif ec == 1:
+            r.avail = av
+            f_23_MeterInfo = _d_din_MeterInfoType(r)
+            win = r.win
+            av = r.avail
+        else:
+            raise r.fail_at(av, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob23_ = _new(_din.MeteringReceiptReqType)
+        ob23_.Id = f_23_Id
+        ob23_.SessionID = f_23_SessionID
+        ob23_.SAScheduleTupleID = f_23_SAScheduleTupleID
+        ob23_.MeterInfo = f_23_MeterInfo
+        f_MeteringReceiptReq = ob23_
         s = 1
     elif ec == 16:
         av -= 27
@@ -17356,9 +26451,9 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 20) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
-        f_8_ResponseCode = _E_din_responseCodeType[iv]
-        f_9_PowerSwitchClosed = ((c >> 15) & 1) == 1
-        f_9_RCD = ((c >> 11) & 1) == 1
+        f_24_ResponseCode = _E_din_responseCodeType[iv]
+        f_25_PowerSwitchClosed = ((c >> 15) & 1) == 1
+        f_25_RCD = ((c >> 11) & 1) == 1
         u = (c & 255)
         if u > 127:
             av -= 8
@@ -17377,7 +26472,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_9_NotificationMaxDelay = u
+        f_25_NotificationMaxDelay = u
         av -= 8
         if av < 0:
             win, av = r.refill(av, 8)
@@ -17387,17 +26482,17 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 3) & 3)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_9_EVSENotification = _E_din_EVSENotificationType[iv]
-        ob9_ = _new(_din.AC_EVSEStatusType)
-        ob9_.PowerSwitchClosed = f_9_PowerSwitchClosed
-        ob9_.RCD = f_9_RCD
-        ob9_.NotificationMaxDelay = f_9_NotificationMaxDelay
-        ob9_.EVSENotification = f_9_EVSENotification
-        f_8_AC_EVSEStatus = ob9_
-        ob8_ = _new(_din.MeteringReceiptResType)
-        ob8_.ResponseCode = f_8_ResponseCode
-        ob8_.AC_EVSEStatus = f_8_AC_EVSEStatus
-        f_MeteringReceiptRes = ob8_
+        f_25_EVSENotification = _E_din_EVSENotificationType[iv]
+        ob25_ = _new(_din.AC_EVSEStatusType)
+        ob25_.PowerSwitchClosed = f_25_PowerSwitchClosed
+        ob25_.RCD = f_25_RCD
+        ob25_.NotificationMaxDelay = f_25_NotificationMaxDelay
+        ob25_.EVSENotification = f_25_EVSENotification
+        f_24_AC_EVSEStatus = ob25_
+        ob24_ = _new(_din.MeteringReceiptResType)
+        ob24_.ResponseCode = f_24_ResponseCode
+        ob24_.AC_EVSEStatus = f_24_AC_EVSEStatus
+        f_MeteringReceiptRes = ob24_
         s = 1
     elif ec == 17:
         av -= 10
@@ -17425,29 +26520,74 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_10_ContractID = r.string_of(u, 24)
+        f_26_ContractID = r.string_of(u, 24)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 12
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ContractID, SE(ContractSignatureCertChain)')
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xf00 != 0x0:
+            raise r.fail_at(av + 12, 'BodyType[0]', 'expected EE of ContractID, SE(ContractSignatureCertChain), SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        f_27_SubCertificates: _din.SubCertificatesType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_10_ContractSignatureCertChain = _d_din_CertificateChainType(r)
+        f_27_Certificate = r.binary_of(u, 1200)
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_27_SubCertificates = _d_din_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob10_ = _new(_din.PaymentDetailsReqType)
-        ob10_.ContractID = f_10_ContractID
-        ob10_.ContractSignatureCertChain = f_10_ContractSignatureCertChain
-        f_PaymentDetailsReq = ob10_
+        ob27_ = _new(_din.CertificateChainType)
+        ob27_.Certificate = f_27_Certificate
+        ob27_.SubCertificates = f_27_SubCertificates
+        f_26_ContractSignatureCertChain = ob27_
+        ob26_ = _new(_din.PaymentDetailsReqType)
+        ob26_.ContractID = f_26_ContractID
+        ob26_.ContractSignatureCertChain = f_26_ContractSignatureCertChain
+        f_PaymentDetailsReq = ob26_
         s = 1
     elif ec == 18:
         av -= 18
@@ -17459,7 +26599,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 11) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
-        f_11_ResponseCode = _E_din_responseCodeType[iv]
+        f_28_ResponseCode = _E_din_responseCodeType[iv]
         u = (c & 255)
         if u > 127:
             av -= 8
@@ -17479,7 +26619,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_11_GenChallenge = r.string_of(u, None)
+        f_28_GenChallenge = r.string_of(u, None)
         win = r.win
         av = r.avail
         av -= 12
@@ -17507,18 +26647,18 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_11_DateTimeNow = -u - 1 if sg else u
+        f_28_DateTimeNow = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of DateTimeNow, EE')
-        ob11_ = _new(_din.PaymentDetailsResType)
-        ob11_.ResponseCode = f_11_ResponseCode
-        ob11_.GenChallenge = f_11_GenChallenge
-        ob11_.DateTimeNow = f_11_DateTimeNow
-        f_PaymentDetailsRes = ob11_
+        ob28_ = _new(_din.PaymentDetailsResType)
+        ob28_.ResponseCode = f_28_ResponseCode
+        ob28_.GenChallenge = f_28_GenChallenge
+        ob28_.DateTimeNow = f_28_DateTimeNow
+        f_PaymentDetailsRes = ob28_
         s = 1
     elif ec == 19:
         r.avail = av
@@ -17527,10 +26667,160 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         av = r.avail
         s = 1
     elif ec == 20:
-        r.avail = av
-        f_PowerDeliveryRes = _d_din_PowerDeliveryResType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x304 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        iv = ((c >> 3) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
+        f_29_ResponseCode = _E_din_responseCodeType[iv]
+        ec = (c & 3)
+        f_29_AC_EVSEStatus: _din.AC_EVSEStatusType | None = None
+        f_29_DC_EVSEStatus: _din.DC_EVSEStatusType | None = None
+        f_29_EVSEStatus: _din.EVSEStatusType | None = None
+        if ec == 0:
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            if c & 0x37700 != 0x0:
+                raise r.fail_at(av + 18, 'PowerDeliveryResType[1]', 'expected SE(PowerSwitchClosed), CH of PowerSwitchClosed, EE of PowerSwitchClosed, SE(RCD), CH of RCD, EE of RCD, SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            f_30_PowerSwitchClosed = ((c >> 15) & 1) == 1
+            f_30_RCD = ((c >> 11) & 1) == 1
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_30_NotificationMaxDelay = u
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 7)
+            c = (win >> av) & 0x7f
+            if c & 0x73 != 0x0:
+                raise r.fail_at(av + 7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            iv = ((c >> 2) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_30_EVSENotification = _E_din_EVSENotificationType[iv]
+            ob30_ = _new(_din.AC_EVSEStatusType)
+            ob30_.PowerSwitchClosed = f_30_PowerSwitchClosed
+            ob30_.RCD = f_30_RCD
+            ob30_.NotificationMaxDelay = f_30_NotificationMaxDelay
+            ob30_.EVSENotification = f_30_EVSENotification
+            f_29_AC_EVSEStatus = ob30_
+        elif ec == 1:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_31_EVSEIsolationStatus: _din.isolationLevelType | None = None
+            if ec == 0:
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c & 0x4e1 != 0x0:
+                    raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+                f_31_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+                iv = ((c >> 1) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+                f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+            elif ec == 1:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x21 != 0x0:
+                    raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+                iv = ((c >> 1) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+                f_31_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+            else:
+                raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_31_NotificationMaxDelay = u
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 7)
+            c = (win >> av) & 0x7f
+            if c & 0x73 != 0x0:
+                raise r.fail_at(av + 7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            iv = ((c >> 2) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_31_EVSENotification = _E_din_EVSENotificationType[iv]
+            ob31_ = _new(_din.DC_EVSEStatusType)
+            ob31_.EVSEIsolationStatus = f_31_EVSEIsolationStatus
+            ob31_.EVSEStatusCode = f_31_EVSEStatusCode
+            ob31_.NotificationMaxDelay = f_31_NotificationMaxDelay
+            ob31_.EVSENotification = f_31_EVSENotification
+            f_29_DC_EVSEStatus = ob31_
+        elif ec == 2:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PowerDeliveryResType[1]', 'expected EE')
+            ob32_ = _new(_din.EVSEStatusType)
+            f_29_EVSEStatus = ob32_
+        else:
+            raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob29_ = _new(_din.PowerDeliveryResType)
+        ob29_.ResponseCode = f_29_ResponseCode
+        ob29_.AC_EVSEStatus = f_29_AC_EVSEStatus
+        ob29_.DC_EVSEStatus = f_29_DC_EVSEStatus
+        ob29_.EVSEStatus = f_29_EVSEStatus
+        f_PowerDeliveryRes = ob29_
         s = 1
     elif ec == 21:
         av -= 1
@@ -17540,77 +26830,363 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         r.avail = av
-        f_12_DC_EVStatus = _d_din_DC_EVStatusType(r)
+        f_33_DC_EVStatus = _d_din_DC_EVStatusType(r)
         win = r.win
         av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVTargetVoltage)')
-        r.avail = av
-        f_12_EVTargetVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVTargetCurrent)')
-        r.avail = av
-        f_12_EVTargetCurrent = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
-        if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob12_ = _new(_din.PreChargeReqType)
-        ob12_.DC_EVStatus = f_12_DC_EVStatus
-        ob12_.EVTargetVoltage = f_12_EVTargetVoltage
-        ob12_.EVTargetCurrent = f_12_EVTargetCurrent
-        f_PreChargeReq = ob12_
-        s = 1
-    elif ec == 22:
         av -= 9
         if av < 0:
             win, av = r.refill(av, 9)
         c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-        iv = ((c >> 2) & 31)
+        if c & 0x1c4 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_34_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        f_34_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_34_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_34_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_34_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x3c4 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        f_35_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob34_ = _new(_din.PhysicalValueType)
+        ob34_.Multiplier = f_34_Multiplier
+        ob34_.Unit = f_34_Unit
+        ob34_.Value = f_34_Value
+        f_33_EVTargetVoltage = ob34_
+        f_35_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_35_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_35_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_35_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
+        ob35_ = _new(_din.PhysicalValueType)
+        ob35_.Multiplier = f_35_Multiplier
+        ob35_.Unit = f_35_Unit
+        ob35_.Value = f_35_Value
+        f_33_EVTargetCurrent = ob35_
+        ob33_ = _new(_din.PreChargeReqType)
+        ob33_.DC_EVStatus = f_33_DC_EVStatus
+        ob33_.EVTargetVoltage = f_33_EVTargetVoltage
+        ob33_.EVTargetCurrent = f_33_EVTargetCurrent
+        f_PreChargeReq = ob33_
+        s = 1
+    elif ec == 22:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x60c != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 4) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
-        f_13_ResponseCode = _E_din_responseCodeType[iv]
-        r.avail = av
-        f_13_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+        f_36_ResponseCode = _E_din_responseCodeType[iv]
+        ec = (c & 3)
+        f_37_EVSEIsolationStatus: _din.isolationLevelType | None = None
+        if ec == 0:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x4e1 != 0x0:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            f_37_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_37_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVSEPresentVoltage)')
-        r.avail = av
-        f_13_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_37_NotificationMaxDelay = u
+        av -= 16
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob13_ = _new(_din.PreChargeResType)
-        ob13_.ResponseCode = f_13_ResponseCode
-        ob13_.DC_EVSEStatus = f_13_DC_EVSEStatus
-        ob13_.EVSEPresentVoltage = f_13_EVSEPresentVoltage
-        f_PreChargeRes = ob13_
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        if c & 0xe7c4 != 0x0:
+            raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        iv = ((c >> 11) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_37_EVSENotification = _E_din_EVSENotificationType[iv]
+        f_38_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob37_ = _new(_din.DC_EVSEStatusType)
+        ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
+        ob37_.EVSEStatusCode = f_37_EVSEStatusCode
+        ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
+        ob37_.EVSENotification = f_37_EVSENotification
+        f_36_DC_EVSEStatus = ob37_
+        f_38_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_38_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_38_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_38_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
+        ob38_ = _new(_din.PhysicalValueType)
+        ob38_.Multiplier = f_38_Multiplier
+        ob38_.Unit = f_38_Unit
+        ob38_.Value = f_38_Value
+        f_36_EVSEPresentVoltage = ob38_
+        ob36_ = _new(_din.PreChargeResType)
+        ob36_.ResponseCode = f_36_ResponseCode
+        ob36_.DC_EVSEStatus = f_36_DC_EVSEStatus
+        ob36_.EVSEPresentVoltage = f_36_EVSEPresentVoltage
+        f_PreChargeRes = ob36_
         s = 1
     elif ec == 23:
         av -= 10
@@ -17637,22 +27213,75 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_14_ServiceID = u
+        f_39_ServiceID = u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        ob14_ = _new(_din.ServiceDetailReqType)
-        ob14_.ServiceID = f_14_ServiceID
-        f_ServiceDetailReq = ob14_
+        ob39_ = _new(_din.ServiceDetailReqType)
+        ob39_.ServiceID = f_39_ServiceID
+        f_ServiceDetailReq = ob39_
         s = 1
     elif ec == 24:
-        r.avail = av
-        f_ServiceDetailRes = _d_din_ServiceDetailResType(r)
-        win = r.win
-        av = r.avail
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
+        if c & 0x30700 != 0x0:
+            raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+        iv = ((c >> 11) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
+        f_40_ResponseCode = _E_din_responseCodeType[iv]
+        u = (c & 255)
+        f_40_ServiceParameterList: _din.ServiceParameterListType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_40_ServiceID = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_40_ServiceParameterList = _d_din_ServiceParameterListType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        ob40_ = _new(_din.ServiceDetailResType)
+        ob40_.ResponseCode = f_40_ResponseCode
+        ob40_.ServiceID = f_40_ServiceID
+        ob40_.ServiceParameterList = f_40_ServiceParameterList
+        f_ServiceDetailRes = ob40_
         s = 1
     elif ec == 25:
         r.avail = av
@@ -17661,10 +27290,69 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         av = r.avail
         s = 1
     elif ec == 26:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptions)')
+        iv = ((c >> 2) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        f_41_ResponseCode = _E_din_responseCodeType[iv]
+        f_41_ServiceList: _din.ServiceTagListType | None = None
         r.avail = av
-        f_ServiceDiscoveryRes = _d_din_ServiceDiscoveryResType(r)
+        f_41_PaymentOptions = _d_din_PaymentOptionsType(r)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected SE(ChargeService), SE(ServiceTag)')
+        r.avail = av
+        f_42_ServiceTag = _d_din_ServiceTagType(r)
+        win = r.win
+        av = r.avail
+        av -= 14
+        if av < 0:
+            win, av = r.refill(av, 14)
+        c = (win >> av) & 0x3fff
+        if c & 0x370c != 0x0:
+            raise r.fail_at(av + 14, 'BodyType[0]', 'expected SE(FreeService), CH of FreeService, EE of FreeService, SE(EnergyTransferType), CH of EnergyTransferType, EE of EnergyTransferType, EE')
+        f_42_FreeService = ((c >> 11) & 1) == 1
+        iv = ((c >> 4) & 15)
+        if iv >= 10:
+            raise r.fail_at(av, 'ServiceChargeType.EnergyTransferType', f'enumeration index {iv}')
+        f_42_EnergyTransferType = _E_din_EVSESupportedEnergyTransferType[iv]
+        ec = (c & 3)
+        ob42_ = _new(_din.ServiceChargeType)
+        ob42_.ServiceTag = f_42_ServiceTag
+        ob42_.FreeService = f_42_FreeService
+        ob42_.EnergyTransferType = f_42_EnergyTransferType
+        f_41_ChargeService = ob42_
+        if ec == 0:
+            r.avail = av
+            f_41_ServiceList = _d_din_ServiceTagListType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        ob41_ = _new(_din.ServiceDiscoveryResType)
+        ob41_.ResponseCode = f_41_ResponseCode
+        ob41_.PaymentOptions = f_41_PaymentOptions
+        ob41_.ChargeService = f_41_ChargeService
+        ob41_.ServiceList = f_41_ServiceList
+        f_ServiceDiscoveryRes = ob41_
         s = 1
     elif ec == 27:
         av -= 5
@@ -17673,9 +27361,9 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1f
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
-        f_15_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 2) & 1)]
+        f_43_SelectedPaymentOption = _E_din_paymentOptionType[((c >> 2) & 1)]
         r.avail = av
-        f_15_SelectedServiceList = _d_din_SelectedServiceListType(r)
+        f_43_SelectedServiceList = _d_din_SelectedServiceListType(r)
         win = r.win
         av = r.avail
         av -= 1
@@ -17684,10 +27372,10 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob15_ = _new(_din.ServicePaymentSelectionReqType)
-        ob15_.SelectedPaymentOption = f_15_SelectedPaymentOption
-        ob15_.SelectedServiceList = f_15_SelectedServiceList
-        f_ServicePaymentSelectionReq = ob15_
+        ob43_ = _new(_din.ServicePaymentSelectionReqType)
+        ob43_.SelectedPaymentOption = f_43_SelectedPaymentOption
+        ob43_.SelectedServiceList = f_43_SelectedServiceList
+        f_ServicePaymentSelectionReq = ob43_
         s = 1
     elif ec == 28:
         av -= 9
@@ -17699,10 +27387,10 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 2) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'ServicePaymentSelectionResType.ResponseCode', f'enumeration index {iv}')
-        f_16_ResponseCode = _E_din_responseCodeType[iv]
-        ob16_ = _new(_din.ServicePaymentSelectionResType)
-        ob16_.ResponseCode = f_16_ResponseCode
-        f_ServicePaymentSelectionRes = ob16_
+        f_44_ResponseCode = _E_din_responseCodeType[iv]
+        ob44_ = _new(_din.ServicePaymentSelectionResType)
+        ob44_.ResponseCode = f_44_ResponseCode
+        f_ServicePaymentSelectionRes = ob44_
         s = 1
     elif ec == 29:
         av -= 10
@@ -17730,7 +27418,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_17_EVCCID = r.binary_of(u, 8)
+        f_45_EVCCID = r.binary_of(u, 8)
         win = r.win
         av = r.avail
         av -= 2
@@ -17739,15 +27427,93 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        ob17_ = _new(_din.SessionSetupReqType)
-        ob17_.EVCCID = f_17_EVCCID
-        f_SessionSetupReq = ob17_
+        ob45_ = _new(_din.SessionSetupReqType)
+        ob45_.EVCCID = f_45_EVCCID
+        f_SessionSetupReq = ob45_
         s = 1
     elif ec == 30:
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
+        if c & 0x30700 != 0x0:
+            raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+        iv = ((c >> 11) & 31)
+        if iv >= 23:
+            raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
+        f_46_ResponseCode = _E_din_responseCodeType[iv]
+        u = (c & 255)
+        f_46_DateTimeNow: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_SessionSetupRes = _d_din_SessionSetupResType(r)
+        f_46_EVSEID = r.binary_of(u, 32)
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVSEID')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'SessionSetupResType[2]', 'expected CH of DateTimeNow')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_46_DateTimeNow = -u - 1 if sg else u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of DateTimeNow, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SessionSetupResType[2]', f'event code {ec}, expected SE(DateTimeNow), EE')
+        ob46_ = _new(_din.SessionSetupResType)
+        ob46_.ResponseCode = f_46_ResponseCode
+        ob46_.EVSEID = f_46_EVSEID
+        ob46_.DateTimeNow = f_46_DateTimeNow
+        f_SessionSetupRes = ob46_
         s = 1
     elif ec == 31:
         av -= 1
@@ -17756,8 +27522,8 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob18_ = _new(_din.SessionStopType)
-        f_SessionStopReq = ob18_
+        ob47_ = _new(_din.SessionStopType)
+        f_SessionStopReq = ob47_
         s = 1
     elif ec == 32:
         av -= 9
@@ -17769,10 +27535,10 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         iv = ((c >> 2) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
-        f_19_ResponseCode = _E_din_responseCodeType[iv]
-        ob19_ = _new(_din.SessionStopResType)
-        ob19_.ResponseCode = f_19_ResponseCode
-        f_SessionStopRes = ob19_
+        f_48_ResponseCode = _E_din_responseCodeType[iv]
+        ob48_ = _new(_din.SessionStopResType)
+        ob48_.ResponseCode = f_48_ResponseCode
+        f_SessionStopRes = ob48_
         s = 1
     elif ec == 33:
         av -= 1
@@ -17782,7 +27548,7 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(DC_EVStatus)')
         r.avail = av
-        f_20_DC_EVStatus = _d_din_DC_EVStatusType(r)
+        f_49_DC_EVStatus = _d_din_DC_EVStatusType(r)
         win = r.win
         av = r.avail
         av -= 1
@@ -17791,46 +27557,180 @@ def _d_din_BodyType(r: BitReader) -> _din.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob20_ = _new(_din.WeldingDetectionReqType)
-        ob20_.DC_EVStatus = f_20_DC_EVStatus
-        f_WeldingDetectionReq = ob20_
+        ob49_ = _new(_din.WeldingDetectionReqType)
+        ob49_.DC_EVStatus = f_49_DC_EVStatus
+        f_WeldingDetectionReq = ob49_
         s = 1
     elif ec == 34:
-        av -= 9
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x60c != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
+        iv = ((c >> 4) & 31)
         if iv >= 23:
             raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
-        f_21_ResponseCode = _E_din_responseCodeType[iv]
-        r.avail = av
-        f_21_DC_EVSEStatus = _d_din_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+        f_50_ResponseCode = _E_din_responseCodeType[iv]
+        ec = (c & 3)
+        f_51_EVSEIsolationStatus: _din.isolationLevelType | None = None
+        if ec == 0:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x4e1 != 0x0:
+                raise r.fail_at(av + 11, 'DC_EVSEStatusType[0]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            f_51_EVSEIsolationStatus = _E_din_isolationLevelType[((c >> 8) & 3)]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[0]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_51_EVSEStatusCode = _E_din_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[0]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 10
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(EVSEPresentVoltage)')
-        r.avail = av
-        f_21_EVSEPresentVoltage = _d_din_PhysicalValueType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_51_NotificationMaxDelay = u
+        av -= 16
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob21_ = _new(_din.WeldingDetectionResType)
-        ob21_.ResponseCode = f_21_ResponseCode
-        ob21_.DC_EVSEStatus = f_21_DC_EVSEStatus
-        ob21_.EVSEPresentVoltage = f_21_EVSEPresentVoltage
-        f_WeldingDetectionRes = ob21_
+            win, av = r.refill(av, 16)
+        c = (win >> av) & 0xffff
+        if c & 0xe7c4 != 0x0:
+            raise r.fail_at(av + 16, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier')
+        iv = ((c >> 11) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_51_EVSENotification = _E_din_EVSENotificationType[iv]
+        f_52_Multiplier = ((c >> 3) & 7) - 3
+        ec = (c & 3)
+        ob51_ = _new(_din.DC_EVSEStatusType)
+        ob51_.EVSEIsolationStatus = f_51_EVSEIsolationStatus
+        ob51_.EVSEStatusCode = f_51_EVSEStatusCode
+        ob51_.NotificationMaxDelay = f_51_NotificationMaxDelay
+        ob51_.EVSENotification = f_51_EVSENotification
+        f_50_DC_EVSEStatus = ob51_
+        f_52_Unit: _din.unitSymbolType | None = None
+        if ec == 0:
+            av -= 17
+            if av < 0:
+                win, av = r.refill(av, 17)
+            c = (win >> av) & 0x1ffff
+            if c & 0x10e00 != 0x0:
+                raise r.fail_at(av + 17, 'PhysicalValueType[1]', 'expected CH of Unit, EE of Unit, SE(Value), CH of Value')
+            iv = ((c >> 12) & 15)
+            if iv >= 10:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_52_Unit = _E_din_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_52_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'PhysicalValueType[1]', 'expected CH of Value')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_52_Value = -u - 1 if sg else u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PhysicalValueType[1]', 'expected EE of Value')
+        else:
+            raise r.fail_at(av, 'PhysicalValueType[1]', f'event code {ec}, expected SE(Unit), SE(Value)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
+        ob52_ = _new(_din.PhysicalValueType)
+        ob52_.Multiplier = f_52_Multiplier
+        ob52_.Unit = f_52_Unit
+        ob52_.Value = f_52_Value
+        f_50_EVSEPresentVoltage = ob52_
+        ob50_ = _new(_din.WeldingDetectionResType)
+        ob50_.ResponseCode = f_50_ResponseCode
+        ob50_.DC_EVSEStatus = f_50_DC_EVSEStatus
+        ob50_.EVSEPresentVoltage = f_50_EVSEPresentVoltage
+        f_WeldingDetectionRes = ob50_
         s = 1
     elif ec == 35:
         s = -1
@@ -19806,15 +29706,66 @@ def _d_din_MessageHeaderType(r: BitReader) -> _din.MessageHeaderType:
     ec = (c & 3)
     s = 1
     if ec == 0:
-        r.avail = av
-        f_Notification = _d_din_NotificationType(r)
-        win = r.win
-        av = r.avail
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x64 != 0x0:
+            raise r.fail_at(av + 7, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'NotificationType.FaultCode', f'enumeration index {iv}')
+        f_1_FaultCode = _E_din_faultCodeType[iv]
+        ec = (c & 3)
+        f_1_FaultMsg: str | None = None
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_FaultMsg = r.string_of(u, 64)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         ec = c
+        ob1_ = _new(_din.NotificationType)
+        ob1_.FaultCode = f_1_FaultCode
+        ob1_.FaultMsg = f_1_FaultMsg
+        f_Notification = ob1_
         if ec == 0:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r)

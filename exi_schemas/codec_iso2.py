@@ -4038,21 +4038,109 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
-    r.avail = av
-    f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_xmldsig.SignatureValueType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -5932,30 +6020,91 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         f_CableCheckReq = ob3_
         s = 1
     elif ec == 4:
-        av -= 9
+        av -= 19
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x60f00 != 0x0:
+            raise r.fail_at(av + 19, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        iv = ((c >> 12) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
         f_5_ResponseCode = _E_iso2_responseCodeType[iv]
-        r.avail = av
-        f_5_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
-        av -= 6
+        u = (c & 255)
+        f_6_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_NotificationMaxDelay = u
+        av -= 8
         if av < 0:
-            win, av = r.refill(av, 6)
-        c = (win >> av) & 0x3f
-        if c & 0x33 != 0x0:
-            raise r.fail_at(av + 6, 'BodyType[0]', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xe4 != 0x0:
+            raise r.fail_at(av + 8, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_6_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        ec = (c & 3)
+        if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x8e1 != 0x0:
+                raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 8) & 7)
+            if iv >= 5:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+            f_6_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_6_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_6_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x73 != 0x0:
+            raise r.fail_at(av + 7, 'BodyType[0]', 'expected EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
         iv = ((c >> 2) & 3)
         if iv >= 3:
             raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
         f_5_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
+        ob6_ = _new(_iso2.DC_EVSEStatusType)
+        ob6_.NotificationMaxDelay = f_6_NotificationMaxDelay
+        ob6_.EVSENotification = f_6_EVSENotification
+        ob6_.EVSEIsolationStatus = f_6_EVSEIsolationStatus
+        ob6_.EVSEStatusCode = f_6_EVSEStatusCode
+        f_5_DC_EVSEStatus = ob6_
         ob5_ = _new(_iso2.CableCheckResType)
         ob5_.ResponseCode = f_5_ResponseCode
         ob5_.DC_EVSEStatus = f_5_DC_EVSEStatus
@@ -5988,7 +6137,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_6_Id = r.string_of(u, None)
+        f_7_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
         av -= 10
@@ -6016,7 +6165,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_6_OEMProvisioningCert = r.binary_of(u, 800)
+        f_7_OEMProvisioningCert = r.binary_of(u, 800)
         win = r.win
         av = r.avail
         av -= 2
@@ -6026,7 +6175,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of OEMProvisioningCert, SE(ListOfRootCertificateIDs)')
         r.avail = av
-        f_6_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
+        f_7_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
         win = r.win
         av = r.avail
         av -= 1
@@ -6035,37 +6184,276 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob6_ = _new(_iso2.CertificateInstallationReqType)
-        ob6_.Id = f_6_Id
-        ob6_.OEMProvisioningCert = f_6_OEMProvisioningCert
-        ob6_.ListOfRootCertificateIDs = f_6_ListOfRootCertificateIDs
-        f_CertificateInstallationReq = ob6_
+        ob7_ = _new(_iso2.CertificateInstallationReqType)
+        ob7_.Id = f_7_Id
+        ob7_.OEMProvisioningCert = f_7_OEMProvisioningCert
+        ob7_.ListOfRootCertificateIDs = f_7_ListOfRootCertificateIDs
+        f_CertificateInstallationReq = ob7_
         s = 1
     elif ec == 6:
-        av -= 9
+        av -= 11
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x60c != 0x0:
+            raise r.fail_at(av + 11, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+        iv = ((c >> 4) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
-        f_7_ResponseCode = _E_iso2_responseCodeType[iv]
-        r.avail = av
-        f_7_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
-        win = r.win
-        av = r.avail
-        av -= 1
+        f_8_ResponseCode = _E_iso2_responseCodeType[iv]
+        ec = (c & 3)
+        f_9_Id: str | None = None
+        f_9_SubCertificates: _iso2.SubCertificatesType | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_9_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_9_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_9_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
-        r.avail = av
-        f_7_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-        win = r.win
-        av = r.avail
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_9_SubCertificates = _d_iso2_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
+        ec = (c & 3)
+        ob9_ = _new(_iso2.CertificateChainType)
+        ob9_.Id = f_9_Id
+        ob9_.Certificate = f_9_Certificate
+        ob9_.SubCertificates = f_9_SubCertificates
+        f_8_SAProvisioningCertificateChain = ob9_
+        f_10_Id: str | None = None
+        f_10_SubCertificates: _iso2.SubCertificatesType | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_10_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_10_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_10_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_10_SubCertificates = _d_iso2_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -6073,6 +6461,11 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
         u = (c & 255)
+        ob10_ = _new(_iso2.CertificateChainType)
+        ob10_.Id = f_10_Id
+        ob10_.Certificate = f_10_Certificate
+        ob10_.SubCertificates = f_10_SubCertificates
+        f_8_ContractSignatureCertChain = ob10_
         if u > 127:
             av -= 8
             if av < 0:
@@ -6091,7 +6484,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_8_Id = r.string_of(u, None)
+        f_11_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
         av -= 9
@@ -6119,7 +6512,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_8_value = r.binary_of(u, 48)
+        f_11_value = r.binary_of(u, 48)
         win = r.win
         av = r.avail
         av -= 11
@@ -6129,10 +6522,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x700 != 0x0:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(DHpublickey), AT(Id)')
         u = (c & 255)
-        ob8_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
-        ob8_.Id = f_8_Id
-        ob8_.value = f_8_value
-        f_7_ContractSignatureEncryptedPrivateKey = ob8_
+        ob11_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+        ob11_.Id = f_11_Id
+        ob11_.value = f_11_value
+        f_8_ContractSignatureEncryptedPrivateKey = ob11_
         if u > 127:
             av -= 8
             if av < 0:
@@ -6151,7 +6544,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_9_Id = r.string_of(u, None)
+        f_12_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
         av -= 9
@@ -6179,7 +6572,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_9_value = r.binary_of(u, 65)
+        f_12_value = r.binary_of(u, 65)
         win = r.win
         av = r.avail
         av -= 11
@@ -6189,10 +6582,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x700 != 0x0:
             raise r.fail_at(av + 11, 'BodyType[0]', 'expected EE, SE(eMAID), AT(Id)')
         u = (c & 255)
-        ob9_ = _new(_iso2.DiffieHellmanPublickeyType)
-        ob9_.Id = f_9_Id
-        ob9_.value = f_9_value
-        f_7_DHpublickey = ob9_
+        ob12_ = _new(_iso2.DiffieHellmanPublickeyType)
+        ob12_.Id = f_12_Id
+        ob12_.value = f_12_value
+        f_8_DHpublickey = ob12_
         if u > 127:
             av -= 8
             if av < 0:
@@ -6211,7 +6604,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_10_Id = r.string_of(u, None)
+        f_13_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
         av -= 9
@@ -6239,7 +6632,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_10_value = r.string_of(u, 15)
+        f_13_value = r.string_of(u, 15)
         win = r.win
         av = r.avail
         av -= 2
@@ -6248,18 +6641,18 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE, EE')
-        ob10_ = _new(_iso2.EMAIDType)
-        ob10_.Id = f_10_Id
-        ob10_.value = f_10_value
-        f_7_eMAID = ob10_
-        ob7_ = _new(_iso2.CertificateInstallationResType)
-        ob7_.ResponseCode = f_7_ResponseCode
-        ob7_.SAProvisioningCertificateChain = f_7_SAProvisioningCertificateChain
-        ob7_.ContractSignatureCertChain = f_7_ContractSignatureCertChain
-        ob7_.ContractSignatureEncryptedPrivateKey = f_7_ContractSignatureEncryptedPrivateKey
-        ob7_.DHpublickey = f_7_DHpublickey
-        ob7_.eMAID = f_7_eMAID
-        f_CertificateInstallationRes = ob7_
+        ob13_ = _new(_iso2.EMAIDType)
+        ob13_.Id = f_13_Id
+        ob13_.value = f_13_value
+        f_8_eMAID = ob13_
+        ob8_ = _new(_iso2.CertificateInstallationResType)
+        ob8_.ResponseCode = f_8_ResponseCode
+        ob8_.SAProvisioningCertificateChain = f_8_SAProvisioningCertificateChain
+        ob8_.ContractSignatureCertChain = f_8_ContractSignatureCertChain
+        ob8_.ContractSignatureEncryptedPrivateKey = f_8_ContractSignatureEncryptedPrivateKey
+        ob8_.DHpublickey = f_8_DHpublickey
+        ob8_.eMAID = f_8_eMAID
+        f_CertificateInstallationRes = ob8_
         s = 1
     elif ec == 7:
         av -= 9
@@ -6287,19 +6680,136 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_11_Id = r.string_of(u, None)
+        f_14_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
-        r.avail = av
-        f_11_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-        win = r.win
-        av = r.avail
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected SE(ContractSignatureCertChain)')
+        ec = (c & 3)
+        f_15_Id: str | None = None
+        f_15_SubCertificates: _iso2.SubCertificatesType | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_15_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_15_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_15_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_15_SubCertificates = _d_iso2_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -6307,6 +6817,11 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c & 0x300 != 0x0:
             raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(eMAID), CH of eMAID')
         u = (c & 255)
+        ob15_ = _new(_iso2.CertificateChainType)
+        ob15_.Id = f_15_Id
+        ob15_.Certificate = f_15_Certificate
+        ob15_.SubCertificates = f_15_SubCertificates
+        f_14_ContractSignatureCertChain = ob15_
         if u > 127:
             av -= 8
             if av < 0:
@@ -6325,7 +6840,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_11_eMAID = r.string_of(u, 15)
+        f_14_eMAID = r.string_of(u, 15)
         win = r.win
         av = r.avail
         av -= 2
@@ -6335,7 +6850,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of eMAID, SE(ListOfRootCertificateIDs)')
         r.avail = av
-        f_11_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
+        f_14_ListOfRootCertificateIDs = _d_iso2_ListOfRootCertificateIDsType(r)
         win = r.win
         av = r.avail
         av -= 1
@@ -6344,12 +6859,12 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob11_ = _new(_iso2.CertificateUpdateReqType)
-        ob11_.Id = f_11_Id
-        ob11_.ContractSignatureCertChain = f_11_ContractSignatureCertChain
-        ob11_.eMAID = f_11_eMAID
-        ob11_.ListOfRootCertificateIDs = f_11_ListOfRootCertificateIDs
-        f_CertificateUpdateReq = ob11_
+        ob14_ = _new(_iso2.CertificateUpdateReqType)
+        ob14_.Id = f_14_Id
+        ob14_.ContractSignatureCertChain = f_14_ContractSignatureCertChain
+        ob14_.eMAID = f_14_eMAID
+        ob14_.ListOfRootCertificateIDs = f_14_ListOfRootCertificateIDs
+        f_CertificateUpdateReq = ob14_
         s = 1
     elif ec == 8:
         r.avail = av
@@ -6358,10 +6873,376 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         av = r.avail
         s = 1
     elif ec == 9:
-        r.avail = av
-        f_ChargeParameterDiscoveryReq = _d_iso2_ChargeParameterDiscoveryReqType(r)
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_16_MaxEntriesSAScheduleTuple: int | None = None
+        f_16_AC_EVChargeParameter: _iso2.AC_EVChargeParameterType | None = None
+        f_16_DC_EVChargeParameter: _iso2.DC_EVChargeParameterType | None = None
+        f_16_EVChargeParameter: _iso2.EVChargeParameterType | None = None
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of MaxEntriesSAScheduleTuple')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_16_MaxEntriesSAScheduleTuple = u
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 7)
+            c = (win >> av) & 0x7f
+            if c & 0x71 != 0x0:
+                raise r.fail_at(av + 7, 'ChargeParameterDiscoveryReqType[0]', 'expected EE of MaxEntriesSAScheduleTuple, SE(RequestedEnergyTransferMode), CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
+            iv = ((c >> 1) & 7)
+            if iv >= 6:
+                raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
+            f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
+        elif ec == 1:
+            av -= 5
+            if av < 0:
+                win, av = r.refill(av, 5)
+            c = (win >> av) & 0x1f
+            if c & 0x11 != 0x0:
+                raise r.fail_at(av + 5, 'ChargeParameterDiscoveryReqType[0]', 'expected CH of RequestedEnergyTransferMode, EE of RequestedEnergyTransferMode')
+            iv = ((c >> 1) & 7)
+            if iv >= 6:
+                raise r.fail_at(av, 'ChargeParameterDiscoveryReqType.RequestedEnergyTransferMode', f'enumeration index {iv}')
+            f_16_RequestedEnergyTransferMode = _E_iso2_EnergyTransferModeType[iv]
+        else:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[0]', f'event code {ec}, expected SE(MaxEntriesSAScheduleTuple), SE(RequestedEnergyTransferMode)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_17_DepartureTime: int | None = None
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_17_DepartureTime = u
+                av -= 25
+                if av < 0:
+                    win, av = r.refill(av, 25)
+                c = (win >> av) & 0x1ffffff
+                if c & 0x1e38e00 != 0x0:
+                    raise r.fail_at(av + 25, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                f_18_Multiplier = ((c >> 18) & 7) - 3
+                iv = ((c >> 12) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_18_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_18_Value = -u - 1 if sg else u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+                ob18_ = _new(_iso2.PhysicalValueType)
+                ob18_.Multiplier = f_18_Multiplier
+                ob18_.Unit = f_18_Unit
+                ob18_.Value = f_18_Value
+                f_17_EAmount = ob18_
+            elif ec == 1:
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                if c & 0x638e00 != 0x0:
+                    raise r.fail_at(av + 23, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                f_19_Multiplier = ((c >> 18) & 7) - 3
+                iv = ((c >> 12) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_19_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_19_Value = -u - 1 if sg else u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+                ob19_ = _new(_iso2.PhysicalValueType)
+                ob19_.Multiplier = f_19_Multiplier
+                ob19_.Unit = f_19_Unit
+                ob19_.Value = f_19_Value
+                f_17_EAmount = ob19_
+            else:
+                raise r.fail_at(av, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xe38e00 != 0x0:
+                raise r.fail_at(av + 24, 'ChargeParameterDiscoveryReqType[2]', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_20_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_20_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_20_Value = -u - 1 if sg else u
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c & 0x3e38e00 != 0x0:
+                raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_21_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_21_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            ob20_ = _new(_iso2.PhysicalValueType)
+            ob20_.Multiplier = f_20_Multiplier
+            ob20_.Unit = f_20_Unit
+            ob20_.Value = f_20_Value
+            f_17_EVMaxVoltage = ob20_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_21_Value = -u - 1 if sg else u
+            av -= 26
+            if av < 0:
+                win, av = r.refill(av, 26)
+            c = (win >> av) & 0x3ffffff
+            if c & 0x3e38e00 != 0x0:
+                raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_22_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_22_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            ob21_ = _new(_iso2.PhysicalValueType)
+            ob21_.Multiplier = f_21_Multiplier
+            ob21_.Unit = f_21_Unit
+            ob21_.Value = f_21_Value
+            f_17_EVMaxCurrent = ob21_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_22_Value = -u - 1 if sg else u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c != 0x0:
+                raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, EE')
+            ob22_ = _new(_iso2.PhysicalValueType)
+            ob22_.Multiplier = f_22_Multiplier
+            ob22_.Unit = f_22_Unit
+            ob22_.Value = f_22_Value
+            f_17_EVMinCurrent = ob22_
+            ob17_ = _new(_iso2.AC_EVChargeParameterType)
+            ob17_.DepartureTime = f_17_DepartureTime
+            ob17_.EAmount = f_17_EAmount
+            ob17_.EVMaxVoltage = f_17_EVMaxVoltage
+            ob17_.EVMaxCurrent = f_17_EVMaxCurrent
+            ob17_.EVMinCurrent = f_17_EVMinCurrent
+            f_16_AC_EVChargeParameter = ob17_
+        elif ec == 1:
+            r.avail = av
+            f_16_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r)
+            win = r.win
+            av = r.avail
+        elif ec == 2:
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_23_DepartureTime: int | None = None
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_23_DepartureTime = u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
+            ob23_ = _new(_iso2.EVChargeParameterType)
+            ob23_.DepartureTime = f_23_DepartureTime
+            f_16_EVChargeParameter = ob23_
+        else:
+            raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob16_ = _new(_iso2.ChargeParameterDiscoveryReqType)
+        ob16_.MaxEntriesSAScheduleTuple = f_16_MaxEntriesSAScheduleTuple
+        ob16_.RequestedEnergyTransferMode = f_16_RequestedEnergyTransferMode
+        ob16_.AC_EVChargeParameter = f_16_AC_EVChargeParameter
+        ob16_.DC_EVChargeParameter = f_16_DC_EVChargeParameter
+        ob16_.EVChargeParameter = f_16_EVChargeParameter
+        f_ChargeParameterDiscoveryReq = ob16_
         s = 1
     elif ec == 10:
         r.avail = av
@@ -6376,8 +7257,8 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob12_ = _new(_iso2.ChargingStatusReqType)
-        f_ChargingStatusReq = ob12_
+        ob24_ = _new(_iso2.ChargingStatusReqType)
+        f_ChargingStatusReq = ob24_
         s = 1
     elif ec == 12:
         r.avail = av
@@ -6398,16 +7279,337 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         av = r.avail
         s = 1
     elif ec == 15:
-        r.avail = av
-        f_MeteringReceiptReq = _d_iso2_MeteringReceiptReqType(r)
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_25_Id: str | None = None
+        f_25_SAScheduleTupleID: int | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_25_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'MeteringReceiptReqType[0]', 'expected SE(SessionID), CH of SessionID')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_25_SessionID = r.binary_of(u, 8)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'MeteringReceiptReqType[0]', 'expected CH of SessionID')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_25_SessionID = r.binary_of(u, 8)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeteringReceiptReqType[0]', 'expected EE of SessionID')
+        else:
+            raise r.fail_at(av, 'MeteringReceiptReqType[0]', f'event code {ec}, expected AT(Id), SE(SessionID)')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x403 != 0x0:
+                raise r.fail_at(av + 11, 'MeteringReceiptReqType[2]', 'expected CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(MeterInfo)')
+            f_25_SAScheduleTupleID = ((c >> 2) & 255) + 1
+            r.avail = av
+            f_25_MeterInfo = _d_iso2_MeterInfoType(r)
+            win = r.win
+            av = r.avail
+        elif ec == 1:
+            r.avail = av
+            f_25_MeterInfo = _d_iso2_MeterInfoType(r)
+            win = r.win
+            av = r.avail
+        else:
+            raise r.fail_at(av, 'MeteringReceiptReqType[2]', f'event code {ec}, expected SE(SAScheduleTupleID), SE(MeterInfo)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob25_ = _new(_iso2.MeteringReceiptReqType)
+        ob25_.Id = f_25_Id
+        ob25_.SessionID = f_25_SessionID
+        ob25_.SAScheduleTupleID = f_25_SAScheduleTupleID
+        ob25_.MeterInfo = f_25_MeterInfo
+        f_MeteringReceiptReq = ob25_
         s = 1
     elif ec == 16:
-        r.avail = av
-        f_MeteringReceiptRes = _d_iso2_MeteringReceiptResType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x304 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        iv = ((c >> 3) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'MeteringReceiptResType.ResponseCode', f'enumeration index {iv}')
+        f_26_ResponseCode = _E_iso2_responseCodeType[iv]
+        ec = (c & 3)
+        f_26_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
+        f_26_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
+        f_26_EVSEStatus: _iso2.EVSEStatusType | None = None
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_27_NotificationMaxDelay = u
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x73b != 0x0:
+                raise r.fail_at(av + 11, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            iv = ((c >> 6) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_27_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_27_RCD = ((c >> 2) & 1) == 1
+            ob27_ = _new(_iso2.AC_EVSEStatusType)
+            ob27_.NotificationMaxDelay = f_27_NotificationMaxDelay
+            ob27_.EVSENotification = f_27_EVSENotification
+            ob27_.RCD = f_27_RCD
+            f_26_AC_EVSEStatus = ob27_
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            f_28_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_28_NotificationMaxDelay = u
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xe4 != 0x0:
+                raise r.fail_at(av + 8, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+            iv = ((c >> 3) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_28_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ec = (c & 3)
+            if ec == 0:
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                if c & 0x8e1 != 0x0:
+                    raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+                iv = ((c >> 8) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+                f_28_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                iv = ((c >> 1) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+                f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            elif ec == 1:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x21 != 0x0:
+                    raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+                iv = ((c >> 1) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+                f_28_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            else:
+                raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'MeteringReceiptResType[1]', 'expected EE')
+            ob28_ = _new(_iso2.DC_EVSEStatusType)
+            ob28_.NotificationMaxDelay = f_28_NotificationMaxDelay
+            ob28_.EVSENotification = f_28_EVSENotification
+            ob28_.EVSEIsolationStatus = f_28_EVSEIsolationStatus
+            ob28_.EVSEStatusCode = f_28_EVSEStatusCode
+            f_26_DC_EVSEStatus = ob28_
+        elif ec == 2:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_29_NotificationMaxDelay = u
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 7)
+            c = (win >> av) & 0x7f
+            if c & 0x73 != 0x0:
+                raise r.fail_at(av + 7, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            iv = ((c >> 2) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_29_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ob29_ = _new(_iso2.EVSEStatusType)
+            ob29_.NotificationMaxDelay = f_29_NotificationMaxDelay
+            ob29_.EVSENotification = f_29_EVSENotification
+            f_26_EVSEStatus = ob29_
+        else:
+            raise r.fail_at(av, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob26_ = _new(_iso2.MeteringReceiptResType)
+        ob26_.ResponseCode = f_26_ResponseCode
+        ob26_.AC_EVSEStatus = f_26_AC_EVSEStatus
+        ob26_.DC_EVSEStatus = f_26_DC_EVSEStatus
+        ob26_.EVSEStatus = f_26_EVSEStatus
+        f_MeteringReceiptRes = ob26_
         s = 1
     elif ec == 17:
         av -= 10
@@ -6435,29 +7637,151 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_13_eMAID = r.string_of(u, 15)
+        f_30_eMAID = r.string_of(u, 15)
         win = r.win
         av = r.avail
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xc != 0x0:
+            raise r.fail_at(av + 4, 'BodyType[0]', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
+        ec = (c & 3)
+        f_31_Id: str | None = None
+        f_31_SubCertificates: _iso2.SubCertificatesType | None = None
+        if ec == 0:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            u = c
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_31_Id = r.string_of(u, None)
+            win = r.win
+            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_31_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_31_Certificate = r.binary_of(u, 800)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+        else:
+            raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
-        r.avail = av
-        f_13_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-        win = r.win
-        av = r.avail
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_31_SubCertificates = _d_iso2_SubCertificatesType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob13_ = _new(_iso2.PaymentDetailsReqType)
-        ob13_.eMAID = f_13_eMAID
-        ob13_.ContractSignatureCertChain = f_13_ContractSignatureCertChain
-        f_PaymentDetailsReq = ob13_
+        ob31_ = _new(_iso2.CertificateChainType)
+        ob31_.Id = f_31_Id
+        ob31_.Certificate = f_31_Certificate
+        ob31_.SubCertificates = f_31_SubCertificates
+        f_30_ContractSignatureCertChain = ob31_
+        ob30_ = _new(_iso2.PaymentDetailsReqType)
+        ob30_.eMAID = f_30_eMAID
+        ob30_.ContractSignatureCertChain = f_30_ContractSignatureCertChain
+        f_PaymentDetailsReq = ob30_
         s = 1
     elif ec == 18:
         av -= 18
@@ -6469,7 +7793,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         iv = ((c >> 11) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'PaymentDetailsResType.ResponseCode', f'enumeration index {iv}')
-        f_14_ResponseCode = _E_iso2_responseCodeType[iv]
+        f_32_ResponseCode = _E_iso2_responseCodeType[iv]
         u = (c & 255)
         if u > 127:
             av -= 8
@@ -6489,7 +7813,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_14_GenChallenge = r.binary_of(u, 16)
+        f_32_GenChallenge = r.binary_of(u, 16)
         win = r.win
         av = r.avail
         av -= 12
@@ -6517,18 +7841,18 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_14_EVSETimeStamp = -u - 1 if sg else u
+        f_32_EVSETimeStamp = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVSETimeStamp, EE')
-        ob14_ = _new(_iso2.PaymentDetailsResType)
-        ob14_.ResponseCode = f_14_ResponseCode
-        ob14_.GenChallenge = f_14_GenChallenge
-        ob14_.EVSETimeStamp = f_14_EVSETimeStamp
-        f_PaymentDetailsRes = ob14_
+        ob32_ = _new(_iso2.PaymentDetailsResType)
+        ob32_.ResponseCode = f_32_ResponseCode
+        ob32_.GenChallenge = f_32_GenChallenge
+        ob32_.EVSETimeStamp = f_32_EVSETimeStamp
+        f_PaymentDetailsRes = ob32_
         s = 1
     elif ec == 19:
         av -= 5
@@ -6537,9 +7861,9 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1f
         if c & 0x1b != 0x0:
             raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(SelectedPaymentOption), CH of SelectedPaymentOption, EE of SelectedPaymentOption, SE(SelectedServiceList)')
-        f_15_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 2) & 1)]
+        f_33_SelectedPaymentOption = _E_iso2_paymentOptionType[((c >> 2) & 1)]
         r.avail = av
-        f_15_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
+        f_33_SelectedServiceList = _d_iso2_SelectedServiceListType(r)
         win = r.win
         av = r.avail
         av -= 1
@@ -6548,10 +7872,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
-        ob15_ = _new(_iso2.PaymentServiceSelectionReqType)
-        ob15_.SelectedPaymentOption = f_15_SelectedPaymentOption
-        ob15_.SelectedServiceList = f_15_SelectedServiceList
-        f_PaymentServiceSelectionReq = ob15_
+        ob33_ = _new(_iso2.PaymentServiceSelectionReqType)
+        ob33_.SelectedPaymentOption = f_33_SelectedPaymentOption
+        ob33_.SelectedServiceList = f_33_SelectedServiceList
+        f_PaymentServiceSelectionReq = ob33_
         s = 1
     elif ec == 20:
         av -= 9
@@ -6563,10 +7887,10 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         iv = ((c >> 2) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'PaymentServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
-        f_16_ResponseCode = _E_iso2_responseCodeType[iv]
-        ob16_ = _new(_iso2.PaymentServiceSelectionResType)
-        ob16_.ResponseCode = f_16_ResponseCode
-        f_PaymentServiceSelectionRes = ob16_
+        f_34_ResponseCode = _E_iso2_responseCodeType[iv]
+        ob34_ = _new(_iso2.PaymentServiceSelectionResType)
+        ob34_.ResponseCode = f_34_ResponseCode
+        f_PaymentServiceSelectionRes = ob34_
         s = 1
     elif ec == 21:
         r.avail = av
@@ -6575,10 +7899,194 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         av = r.avail
         s = 1
     elif ec == 22:
-        r.avail = av
-        f_PowerDeliveryRes = _d_iso2_PowerDeliveryResType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x304 != 0x0:
+            raise r.fail_at(av + 10, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode')
+        iv = ((c >> 3) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
+        f_35_ResponseCode = _E_iso2_responseCodeType[iv]
+        ec = (c & 3)
+        f_35_AC_EVSEStatus: _iso2.AC_EVSEStatusType | None = None
+        f_35_DC_EVSEStatus: _iso2.DC_EVSEStatusType | None = None
+        f_35_EVSEStatus: _iso2.EVSEStatusType | None = None
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_36_NotificationMaxDelay = u
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x73b != 0x0:
+                raise r.fail_at(av + 11, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, SE(RCD), CH of RCD, EE of RCD, EE')
+            iv = ((c >> 6) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_36_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_36_RCD = ((c >> 2) & 1) == 1
+            ob36_ = _new(_iso2.AC_EVSEStatusType)
+            ob36_.NotificationMaxDelay = f_36_NotificationMaxDelay
+            ob36_.EVSENotification = f_36_EVSENotification
+            ob36_.RCD = f_36_RCD
+            f_35_AC_EVSEStatus = ob36_
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            f_37_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_37_NotificationMaxDelay = u
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            c = (win >> av) & 0xff
+            if c & 0xe4 != 0x0:
+                raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+            iv = ((c >> 3) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_37_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ec = (c & 3)
+            if ec == 0:
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                if c & 0x8e1 != 0x0:
+                    raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+                iv = ((c >> 8) & 7)
+                if iv >= 5:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+                f_37_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+                iv = ((c >> 1) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+                f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            elif ec == 1:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x21 != 0x0:
+                    raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+                iv = ((c >> 1) & 15)
+                if iv >= 12:
+                    raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+                f_37_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+            else:
+                raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PowerDeliveryResType[1]', 'expected EE')
+            ob37_ = _new(_iso2.DC_EVSEStatusType)
+            ob37_.NotificationMaxDelay = f_37_NotificationMaxDelay
+            ob37_.EVSENotification = f_37_EVSENotification
+            ob37_.EVSEIsolationStatus = f_37_EVSEIsolationStatus
+            ob37_.EVSEStatusCode = f_37_EVSEStatusCode
+            f_35_DC_EVSEStatus = ob37_
+        elif ec == 2:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_38_NotificationMaxDelay = u
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 7)
+            c = (win >> av) & 0x7f
+            if c & 0x73 != 0x0:
+                raise r.fail_at(av + 7, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification, EE')
+            iv = ((c >> 2) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+            f_38_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            ob38_ = _new(_iso2.EVSEStatusType)
+            ob38_.NotificationMaxDelay = f_38_NotificationMaxDelay
+            ob38_.EVSENotification = f_38_EVSENotification
+            f_35_EVSEStatus = ob38_
+        else:
+            raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected EE')
+        ob35_ = _new(_iso2.PowerDeliveryResType)
+        ob35_.ResponseCode = f_35_ResponseCode
+        ob35_.AC_EVSEStatus = f_35_AC_EVSEStatus
+        ob35_.DC_EVSEStatus = f_35_DC_EVSEStatus
+        ob35_.EVSEStatus = f_35_EVSEStatus
+        f_PowerDeliveryRes = ob35_
         s = 1
     elif ec == 23:
         av -= 47
@@ -6587,24 +8095,24 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x7fffffffffff
         if c & 0x770e03e38e00 != 0x0:
             raise r.fail_at(av + 47, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, SE(EVTargetVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_18_EVReady = ((c >> 43) & 1) == 1
+        f_40_EVReady = ((c >> 43) & 1) == 1
         iv = ((c >> 36) & 15)
         if iv >= 12:
             raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_18_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_18_EVRESSSOC = ((c >> 26) & 127)
-        f_19_Multiplier = ((c >> 18) & 7) - 3
+        f_40_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_40_EVRESSSOC = ((c >> 26) & 127)
+        f_41_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_19_Unit = _E_iso2_unitSymbolType[iv]
+        f_41_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        ob18_ = _new(_iso2.DC_EVStatusType)
-        ob18_.EVReady = f_18_EVReady
-        ob18_.EVErrorCode = f_18_EVErrorCode
-        ob18_.EVRESSSOC = f_18_EVRESSSOC
-        f_17_DC_EVStatus = ob18_
+        ob40_ = _new(_iso2.DC_EVStatusType)
+        ob40_.EVReady = f_40_EVReady
+        ob40_.EVErrorCode = f_40_EVErrorCode
+        ob40_.EVRESSSOC = f_40_EVRESSSOC
+        f_39_DC_EVStatus = ob40_
         if u > 127:
             av -= 8
             if av < 0:
@@ -6622,25 +8130,25 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_19_Value = -u - 1 if sg else u
+        f_41_Value = -u - 1 if sg else u
         av -= 26
         if av < 0:
             win, av = r.refill(av, 26)
         c = (win >> av) & 0x3ffffff
         if c & 0x3e38e00 != 0x0:
             raise r.fail_at(av + 26, 'BodyType[0]', 'expected EE of Value, EE, SE(EVTargetCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_20_Multiplier = ((c >> 18) & 7) - 3
+        f_42_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_20_Unit = _E_iso2_unitSymbolType[iv]
+        f_42_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        ob19_ = _new(_iso2.PhysicalValueType)
-        ob19_.Multiplier = f_19_Multiplier
-        ob19_.Unit = f_19_Unit
-        ob19_.Value = f_19_Value
-        f_17_EVTargetVoltage = ob19_
+        ob41_ = _new(_iso2.PhysicalValueType)
+        ob41_.Multiplier = f_41_Multiplier
+        ob41_.Unit = f_41_Unit
+        ob41_.Value = f_41_Value
+        f_39_EVTargetVoltage = ob41_
         if u > 127:
             av -= 8
             if av < 0:
@@ -6658,52 +8166,37 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_20_Value = -u - 1 if sg else u
+        f_42_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob20_ = _new(_iso2.PhysicalValueType)
-        ob20_.Multiplier = f_20_Multiplier
-        ob20_.Unit = f_20_Unit
-        ob20_.Value = f_20_Value
-        f_17_EVTargetCurrent = ob20_
-        ob17_ = _new(_iso2.PreChargeReqType)
-        ob17_.DC_EVStatus = f_17_DC_EVStatus
-        ob17_.EVTargetVoltage = f_17_EVTargetVoltage
-        ob17_.EVTargetCurrent = f_17_EVTargetCurrent
-        f_PreChargeReq = ob17_
+        ob42_ = _new(_iso2.PhysicalValueType)
+        ob42_.Multiplier = f_42_Multiplier
+        ob42_.Unit = f_42_Unit
+        ob42_.Value = f_42_Value
+        f_39_EVTargetCurrent = ob42_
+        ob39_ = _new(_iso2.PreChargeReqType)
+        ob39_.DC_EVStatus = f_39_DC_EVStatus
+        ob39_.EVTargetVoltage = f_39_EVTargetVoltage
+        ob39_.EVTargetCurrent = f_39_EVTargetCurrent
+        f_PreChargeReq = ob39_
         s = 1
     elif ec == 24:
-        av -= 9
+        av -= 19
         if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x60f00 != 0x0:
+            raise r.fail_at(av + 19, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        iv = ((c >> 12) & 31)
         if iv >= 26:
             raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
-        f_21_ResponseCode = _E_iso2_responseCodeType[iv]
-        r.avail = av
-        f_21_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xe38e00 != 0x0:
-            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_22_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_22_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
+        f_43_ResponseCode = _E_iso2_responseCodeType[iv]
         u = (c & 255)
+        f_44_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
         if u > 127:
             av -= 8
             if av < 0:
@@ -6721,23 +8214,99 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_22_Value = -u - 1 if sg else u
+        f_44_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xe4 != 0x0:
+            raise r.fail_at(av + 8, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_44_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        ec = (c & 3)
+        if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x8e1 != 0x0:
+                raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 8) & 7)
+            if iv >= 5:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+            f_44_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_44_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1e38e00 != 0x0:
+            raise r.fail_at(av + 25, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_45_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_45_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob44_ = _new(_iso2.DC_EVSEStatusType)
+        ob44_.NotificationMaxDelay = f_44_NotificationMaxDelay
+        ob44_.EVSENotification = f_44_EVSENotification
+        ob44_.EVSEIsolationStatus = f_44_EVSEIsolationStatus
+        ob44_.EVSEStatusCode = f_44_EVSEStatusCode
+        f_43_DC_EVSEStatus = ob44_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_45_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob22_ = _new(_iso2.PhysicalValueType)
-        ob22_.Multiplier = f_22_Multiplier
-        ob22_.Unit = f_22_Unit
-        ob22_.Value = f_22_Value
-        f_21_EVSEPresentVoltage = ob22_
-        ob21_ = _new(_iso2.PreChargeResType)
-        ob21_.ResponseCode = f_21_ResponseCode
-        ob21_.DC_EVSEStatus = f_21_DC_EVSEStatus
-        ob21_.EVSEPresentVoltage = f_21_EVSEPresentVoltage
-        f_PreChargeRes = ob21_
+        ob45_ = _new(_iso2.PhysicalValueType)
+        ob45_.Multiplier = f_45_Multiplier
+        ob45_.Unit = f_45_Unit
+        ob45_.Value = f_45_Value
+        f_43_EVSEPresentVoltage = ob45_
+        ob43_ = _new(_iso2.PreChargeResType)
+        ob43_.ResponseCode = f_43_ResponseCode
+        ob43_.DC_EVSEStatus = f_43_DC_EVSEStatus
+        ob43_.EVSEPresentVoltage = f_43_EVSEPresentVoltage
+        f_PreChargeRes = ob43_
         s = 1
     elif ec == 25:
         av -= 10
@@ -6764,22 +8333,75 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_23_ServiceID = u
+        f_46_ServiceID = u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of ServiceID, EE')
-        ob23_ = _new(_iso2.ServiceDetailReqType)
-        ob23_.ServiceID = f_23_ServiceID
-        f_ServiceDetailReq = ob23_
+        ob46_ = _new(_iso2.ServiceDetailReqType)
+        ob46_.ServiceID = f_46_ServiceID
+        f_ServiceDetailReq = ob46_
         s = 1
     elif ec == 26:
-        r.avail = av
-        f_ServiceDetailRes = _d_iso2_ServiceDetailResType(r)
-        win = r.win
-        av = r.avail
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
+        if c & 0x30700 != 0x0:
+            raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(ServiceID), CH of ServiceID')
+        iv = ((c >> 11) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
+        f_47_ResponseCode = _E_iso2_responseCodeType[iv]
+        u = (c & 255)
+        f_47_ServiceParameterList: _iso2.ServiceParameterListType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_47_ServiceID = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of ServiceID')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_47_ServiceParameterList = _d_iso2_ServiceParameterListType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ServiceDetailResType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ServiceDetailResType[2]', f'event code {ec}, expected SE(ServiceParameterList), EE')
+        ob47_ = _new(_iso2.ServiceDetailResType)
+        ob47_.ResponseCode = f_47_ResponseCode
+        ob47_.ServiceID = f_47_ServiceID
+        ob47_.ServiceParameterList = f_47_ServiceParameterList
+        f_ServiceDetailRes = ob47_
         s = 1
     elif ec == 27:
         r.avail = av
@@ -6788,10 +8410,77 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         av = r.avail
         s = 1
     elif ec == 28:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(PaymentOptionList)')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
+        f_48_ResponseCode = _E_iso2_responseCodeType[iv]
+        f_48_ServiceList: _iso2.ServiceListType | None = None
+        f_49_PaymentOption: list[_iso2.paymentOptionType] = []
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x34 != 0x0:
+            raise r.fail_at(av + 6, 'BodyType[0]', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+        f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 3) & 1)])
+        ec = (c & 3)
+        if ec == 0:
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
+            if c & 0xb != 0x0:
+                raise r.fail_at(av + 4, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
+            f_49_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 2) & 1)])
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'BodyType[0]', 'expected SE(ChargeService)')
+        ob49_ = _new(_iso2.PaymentOptionListType)
+        ob49_.PaymentOption = f_49_PaymentOption
+        f_48_PaymentOptionList = ob49_
         r.avail = av
-        f_ServiceDiscoveryRes = _d_iso2_ServiceDiscoveryResType(r)
+        f_48_ChargeService = _d_iso2_ChargeServiceType(r)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_48_ServiceList = _d_iso2_ServiceListType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ServiceDiscoveryResType[3]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ServiceDiscoveryResType[3]', f'event code {ec}, expected SE(ServiceList), EE')
+        ob48_ = _new(_iso2.ServiceDiscoveryResType)
+        ob48_.ResponseCode = f_48_ResponseCode
+        ob48_.PaymentOptionList = f_48_PaymentOptionList
+        ob48_.ChargeService = f_48_ChargeService
+        ob48_.ServiceList = f_48_ServiceList
+        f_ServiceDiscoveryRes = ob48_
         s = 1
     elif ec == 29:
         av -= 10
@@ -6819,7 +8508,7 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_24_EVCCID = r.binary_of(u, 6)
+        f_50_EVCCID = r.binary_of(u, 6)
         win = r.win
         av = r.avail
         av -= 2
@@ -6828,93 +8517,23 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'BodyType[0]', 'expected EE of EVCCID, EE')
-        ob24_ = _new(_iso2.SessionSetupReqType)
-        ob24_.EVCCID = f_24_EVCCID
-        f_SessionSetupReq = ob24_
+        ob50_ = _new(_iso2.SessionSetupReqType)
+        ob50_.EVCCID = f_50_EVCCID
+        f_SessionSetupReq = ob50_
         s = 1
     elif ec == 30:
-        r.avail = av
-        f_SessionSetupRes = _d_iso2_SessionSetupResType(r)
-        win = r.win
-        av = r.avail
-        s = 1
-    elif ec == 31:
-        av -= 5
+        av -= 18
         if av < 0:
-            win, av = r.refill(av, 5)
-        c = (win >> av) & 0x1f
-        if c & 0x1b != 0x0:
-            raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
-        f_25_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
-        ob25_ = _new(_iso2.SessionStopReqType)
-        ob25_.ChargingSession = f_25_ChargingSession
-        f_SessionStopReq = ob25_
-        s = 1
-    elif ec == 32:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
-        iv = ((c >> 2) & 31)
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
+        if c & 0x30700 != 0x0:
+            raise r.fail_at(av + 18, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEID), CH of EVSEID')
+        iv = ((c >> 11) & 31)
         if iv >= 26:
-            raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
-        f_26_ResponseCode = _E_iso2_responseCodeType[iv]
-        ob26_ = _new(_iso2.SessionStopResType)
-        ob26_.ResponseCode = f_26_ResponseCode
-        f_SessionStopRes = ob26_
-        s = 1
-    elif ec == 33:
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xee1c07 != 0x0:
-            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
-        f_28_EVReady = ((c >> 20) & 1) == 1
-        iv = ((c >> 13) & 15)
-        if iv >= 12:
-            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
-        f_28_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
-        f_28_EVRESSSOC = ((c >> 3) & 127)
-        ob28_ = _new(_iso2.DC_EVStatusType)
-        ob28_.EVReady = f_28_EVReady
-        ob28_.EVErrorCode = f_28_EVErrorCode
-        ob28_.EVRESSSOC = f_28_EVRESSSOC
-        f_27_DC_EVStatus = ob28_
-        ob27_ = _new(_iso2.WeldingDetectionReqType)
-        ob27_.DC_EVStatus = f_27_DC_EVStatus
-        f_WeldingDetectionReq = ob27_
-        s = 1
-    elif ec == 34:
-        av -= 9
-        if av < 0:
-            win, av = r.refill(av, 9)
-        c = (win >> av) & 0x1ff
-        if c & 0x183 != 0x0:
-            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-        iv = ((c >> 2) & 31)
-        if iv >= 26:
-            raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
-        f_29_ResponseCode = _E_iso2_responseCodeType[iv]
-        r.avail = av
-        f_29_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
-        av -= 24
-        if av < 0:
-            win, av = r.refill(av, 24)
-        c = (win >> av) & 0xffffff
-        if c & 0xe38e00 != 0x0:
-            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_30_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_30_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
+            raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
+        f_51_ResponseCode = _E_iso2_responseCodeType[iv]
         u = (c & 255)
+        f_51_EVSETimeStamp: int | None = None
         if u > 127:
             av -= 8
             if av < 0:
@@ -6932,23 +8551,232 @@ def _d_iso2_BodyType(r: BitReader) -> _iso2.BodyType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_30_Value = -u - 1 if sg else u
+        r.avail = av
+        f_51_EVSEID = r.string_of(u, 37)
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of EVSEID')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x200 != 0x0:
+                raise r.fail_at(av + 10, 'SessionSetupResType[2]', 'expected CH of EVSETimeStamp')
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_51_EVSETimeStamp = -u - 1 if sg else u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SessionSetupResType[2]', 'expected EE of EVSETimeStamp, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SessionSetupResType[2]', f'event code {ec}, expected SE(EVSETimeStamp), EE')
+        ob51_ = _new(_iso2.SessionSetupResType)
+        ob51_.ResponseCode = f_51_ResponseCode
+        ob51_.EVSEID = f_51_EVSEID
+        ob51_.EVSETimeStamp = f_51_EVSETimeStamp
+        f_SessionSetupRes = ob51_
+        s = 1
+    elif ec == 31:
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1b != 0x0:
+            raise r.fail_at(av + 5, 'BodyType[0]', 'expected SE(ChargingSession), CH of ChargingSession, EE of ChargingSession, EE')
+        f_52_ChargingSession = _E_iso2_chargingSessionType[((c >> 2) & 1)]
+        ob52_ = _new(_iso2.SessionStopReqType)
+        ob52_.ChargingSession = f_52_ChargingSession
+        f_SessionStopReq = ob52_
+        s = 1
+    elif ec == 32:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x183 != 0x0:
+            raise r.fail_at(av + 9, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, EE')
+        iv = ((c >> 2) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
+        f_53_ResponseCode = _E_iso2_responseCodeType[iv]
+        ob53_ = _new(_iso2.SessionStopResType)
+        ob53_.ResponseCode = f_53_ResponseCode
+        f_SessionStopRes = ob53_
+        s = 1
+    elif ec == 33:
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xee1c07 != 0x0:
+            raise r.fail_at(av + 24, 'BodyType[0]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE, EE')
+        f_55_EVReady = ((c >> 20) & 1) == 1
+        iv = ((c >> 13) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_55_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_55_EVRESSSOC = ((c >> 3) & 127)
+        ob55_ = _new(_iso2.DC_EVStatusType)
+        ob55_.EVReady = f_55_EVReady
+        ob55_.EVErrorCode = f_55_EVErrorCode
+        ob55_.EVRESSSOC = f_55_EVRESSSOC
+        f_54_DC_EVStatus = ob55_
+        ob54_ = _new(_iso2.WeldingDetectionReqType)
+        ob54_.DC_EVStatus = f_54_DC_EVStatus
+        f_WeldingDetectionReq = ob54_
+        s = 1
+    elif ec == 34:
+        av -= 19
+        if av < 0:
+            win, av = r.refill(av, 19)
+        c = (win >> av) & 0x7ffff
+        if c & 0x60f00 != 0x0:
+            raise r.fail_at(av + 19, 'BodyType[0]', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        iv = ((c >> 12) & 31)
+        if iv >= 26:
+            raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
+        f_56_ResponseCode = _E_iso2_responseCodeType[iv]
+        u = (c & 255)
+        f_57_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_57_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xe4 != 0x0:
+            raise r.fail_at(av + 8, 'BodyType[0]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_57_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        ec = (c & 3)
+        if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x8e1 != 0x0:
+                raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 8) & 7)
+            if iv >= 5:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+            f_57_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_57_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1e38e00 != 0x0:
+            raise r.fail_at(av + 25, 'BodyType[0]', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_58_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_58_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob57_ = _new(_iso2.DC_EVSEStatusType)
+        ob57_.NotificationMaxDelay = f_57_NotificationMaxDelay
+        ob57_.EVSENotification = f_57_EVSENotification
+        ob57_.EVSEIsolationStatus = f_57_EVSEIsolationStatus
+        ob57_.EVSEStatusCode = f_57_EVSEStatusCode
+        f_56_DC_EVSEStatus = ob57_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_58_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'BodyType[0]', 'expected EE of Value, EE, EE')
-        ob30_ = _new(_iso2.PhysicalValueType)
-        ob30_.Multiplier = f_30_Multiplier
-        ob30_.Unit = f_30_Unit
-        ob30_.Value = f_30_Value
-        f_29_EVSEPresentVoltage = ob30_
-        ob29_ = _new(_iso2.WeldingDetectionResType)
-        ob29_.ResponseCode = f_29_ResponseCode
-        ob29_.DC_EVSEStatus = f_29_DC_EVSEStatus
-        ob29_.EVSEPresentVoltage = f_29_EVSEPresentVoltage
-        f_WeldingDetectionRes = ob29_
+        ob58_ = _new(_iso2.PhysicalValueType)
+        ob58_.Multiplier = f_58_Multiplier
+        ob58_.Unit = f_58_Unit
+        ob58_.Value = f_58_Value
+        f_56_EVSEPresentVoltage = ob58_
+        ob56_ = _new(_iso2.WeldingDetectionResType)
+        ob56_.ResponseCode = f_56_ResponseCode
+        ob56_.DC_EVSEStatus = f_56_DC_EVSEStatus
+        ob56_.EVSEPresentVoltage = f_56_EVSEPresentVoltage
+        f_WeldingDetectionRes = ob56_
         s = 1
     elif ec == 35:
         s = -1
@@ -8970,30 +10798,91 @@ def _d_iso2_CableCheckResType(r: BitReader) -> _iso2.CableCheckResType:
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEProcessing: _iso2.EVSEProcessingType
-    av -= 9
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60f00 != 0x0:
+        raise r.fail_at(av + 19, 'CableCheckResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    iv = ((c >> 12) & 31)
     if iv >= 26:
         raise r.fail_at(av, 'CableCheckResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    r.avail = av
-    f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 6
+    u = (c & 255)
+    f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_NotificationMaxDelay = u
+    av -= 8
     if av < 0:
-        win, av = r.refill(av, 6)
-    c = (win >> av) & 0x3f
-    if c & 0x33 != 0x0:
-        raise r.fail_at(av + 6, 'CableCheckResType', 'expected SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
+    if c & 0xe4 != 0x0:
+        raise r.fail_at(av + 8, 'CableCheckResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+    ec = (c & 3)
+    if ec == 0:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x8e1 != 0x0:
+            raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 8) & 7)
+        if iv >= 5:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+        f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 7
+    if av < 0:
+        win, av = r.refill(av, 7)
+    c = (win >> av) & 0x7f
+    if c & 0x73 != 0x0:
+        raise r.fail_at(av + 7, 'CableCheckResType', 'expected EE, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, EE')
     iv = ((c >> 2) & 3)
     if iv >= 3:
         raise r.fail_at(av, 'CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso2_EVSEProcessingType[iv]
+    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    f_DC_EVSEStatus = ob1_
     r.avail = av
     ob = _new(_iso2.CableCheckResType)
     ob.ResponseCode = f_ResponseCode
@@ -9157,30 +11046,577 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     f_ContractSignatureEncryptedPrivateKey: _iso2.ContractSignatureEncryptedPrivateKeyType
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
-    av -= 9
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x60c != 0x0:
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+    iv = ((c >> 4) & 31)
     if iv >= 26:
         raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    r.avail = av
-    f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    f_1_SubCertificates: _iso2.SubCertificatesType | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    else:
+        raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
-    r.avail = av
-    f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        f_2_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_Certificate.append(r.binary_of(u, 800))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_2_Certificate.append(r.binary_of(u, 800))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_2_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_2_Certificate.append(r.binary_of(u, 800))
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_.Certificate = f_2_Certificate
+        f_1_SubCertificates = ob2_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateInstallationResType', 'expected SE(ContractSignatureCertChain)')
+    ec = (c & 3)
+    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_.Id = f_1_Id
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_SAProvisioningCertificateChain = ob1_
+    f_3_Id: str | None = None
+    f_3_SubCertificates: _iso2.SubCertificatesType | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    else:
+        raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        f_4_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_4_Certificate.append(r.binary_of(u, 800))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_4_Certificate.append(r.binary_of(u, 800))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_4_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_4_Certificate.append(r.binary_of(u, 800))
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        ob4_ = _new(_iso2.SubCertificatesType)
+        ob4_.Certificate = f_4_Certificate
+        f_3_SubCertificates = ob4_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -9188,6 +11624,11 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
+    ob3_ = _new(_iso2.CertificateChainType)
+    ob3_.Id = f_3_Id
+    ob3_.Certificate = f_3_Certificate
+    ob3_.SubCertificates = f_3_SubCertificates
+    f_ContractSignatureCertChain = ob3_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9206,7 +11647,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_1_Id = r.string_of(u, None)
+    f_5_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
     av -= 9
@@ -9234,7 +11675,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_1_value = r.binary_of(u, 48)
+    f_5_value = r.binary_of(u, 48)
     win = r.win
     av = r.avail
     av -= 11
@@ -9244,10 +11685,10 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
-    ob1_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
-    ob1_.Id = f_1_Id
-    ob1_.value = f_1_value
-    f_ContractSignatureEncryptedPrivateKey = ob1_
+    ob5_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob5_.Id = f_5_Id
+    ob5_.value = f_5_value
+    f_ContractSignatureEncryptedPrivateKey = ob5_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9266,7 +11707,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_2_Id = r.string_of(u, None)
+    f_6_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
     av -= 9
@@ -9294,7 +11735,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_2_value = r.binary_of(u, 65)
+    f_6_value = r.binary_of(u, 65)
     win = r.win
     av = r.avail
     av -= 11
@@ -9304,10 +11745,10 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
-    ob2_ = _new(_iso2.DiffieHellmanPublickeyType)
-    ob2_.Id = f_2_Id
-    ob2_.value = f_2_value
-    f_DHpublickey = ob2_
+    ob6_ = _new(_iso2.DiffieHellmanPublickeyType)
+    ob6_.Id = f_6_Id
+    ob6_.value = f_6_value
+    f_DHpublickey = ob6_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9326,7 +11767,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_3_Id = r.string_of(u, None)
+    f_7_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
     av -= 9
@@ -9354,7 +11795,7 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_3_value = r.string_of(u, 15)
+    f_7_value = r.string_of(u, 15)
     win = r.win
     av = r.avail
     av -= 2
@@ -9363,10 +11804,10 @@ def _d_iso2_CertificateInstallationResType(r: BitReader) -> _iso2.CertificateIns
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE, EE')
-    ob3_ = _new(_iso2.EMAIDType)
-    ob3_.Id = f_3_Id
-    ob3_.value = f_3_value
-    f_eMAID = ob3_
+    ob7_ = _new(_iso2.EMAIDType)
+    ob7_.Id = f_7_Id
+    ob7_.value = f_7_value
+    f_eMAID = ob7_
     r.avail = av
     ob = _new(_iso2.CertificateInstallationResType)
     ob.ResponseCode = f_ResponseCode
@@ -9511,16 +11952,287 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     f_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
-    r.avail = av
-    f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateUpdateReqType', 'expected SE(ContractSignatureCertChain)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    f_1_SubCertificates: _iso2.SubCertificatesType | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    else:
+        raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        f_2_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_Certificate.append(r.binary_of(u, 800))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_2_Certificate.append(r.binary_of(u, 800))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_2_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_2_Certificate.append(r.binary_of(u, 800))
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_.Certificate = f_2_Certificate
+        f_1_SubCertificates = ob2_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -9528,6 +12240,11 @@ def _d_iso2_CertificateUpdateReqType(r: BitReader) -> _iso2.CertificateUpdateReq
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateReqType', 'expected SE(eMAID), CH of eMAID')
     u = (c & 255)
+    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_.Id = f_1_Id
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_ContractSignatureCertChain = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9631,30 +12348,577 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     f_DHpublickey: _iso2.DiffieHellmanPublickeyType
     f_eMAID: _iso2.EMAIDType
     f_RetryCounter: int | None = None
-    av -= 9
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x60c != 0x0:
+        raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(SAProvisioningCertificateChain)')
+    iv = ((c >> 4) & 31)
     if iv >= 26:
         raise r.fail_at(av, 'CertificateUpdateResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    r.avail = av
-    f_SAProvisioningCertificateChain = _d_iso2_CertificateChainType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    f_1_SubCertificates: _iso2.SubCertificatesType | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    else:
+        raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
-    r.avail = av
-    f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        f_2_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_Certificate.append(r.binary_of(u, 800))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_2_Certificate.append(r.binary_of(u, 800))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_2_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_2_Certificate.append(r.binary_of(u, 800))
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_.Certificate = f_2_Certificate
+        f_1_SubCertificates = ob2_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateUpdateResType', 'expected SE(ContractSignatureCertChain)')
+    ec = (c & 3)
+    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_.Id = f_1_Id
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_SAProvisioningCertificateChain = ob1_
+    f_3_Id: str | None = None
+    f_3_SubCertificates: _iso2.SubCertificatesType | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    else:
+        raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        f_4_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_4_Certificate.append(r.binary_of(u, 800))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_4_Certificate.append(r.binary_of(u, 800))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_4_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_4_Certificate.append(r.binary_of(u, 800))
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        ob4_ = _new(_iso2.SubCertificatesType)
+        ob4_.Certificate = f_4_Certificate
+        f_3_SubCertificates = ob4_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -9662,6 +12926,11 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'CertificateUpdateResType', 'expected SE(ContractSignatureEncryptedPrivateKey), AT(Id)')
     u = (c & 255)
+    ob3_ = _new(_iso2.CertificateChainType)
+    ob3_.Id = f_3_Id
+    ob3_.Certificate = f_3_Certificate
+    ob3_.SubCertificates = f_3_SubCertificates
+    f_ContractSignatureCertChain = ob3_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9680,7 +12949,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_1_Id = r.string_of(u, None)
+    f_5_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
     av -= 9
@@ -9708,7 +12977,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_1_value = r.binary_of(u, 48)
+    f_5_value = r.binary_of(u, 48)
     win = r.win
     av = r.avail
     av -= 11
@@ -9718,10 +12987,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(DHpublickey), AT(Id)')
     u = (c & 255)
-    ob1_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
-    ob1_.Id = f_1_Id
-    ob1_.value = f_1_value
-    f_ContractSignatureEncryptedPrivateKey = ob1_
+    ob5_ = _new(_iso2.ContractSignatureEncryptedPrivateKeyType)
+    ob5_.Id = f_5_Id
+    ob5_.value = f_5_value
+    f_ContractSignatureEncryptedPrivateKey = ob5_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9740,7 +13009,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_2_Id = r.string_of(u, None)
+    f_6_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
     av -= 9
@@ -9768,7 +13037,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_2_value = r.binary_of(u, 65)
+    f_6_value = r.binary_of(u, 65)
     win = r.win
     av = r.avail
     av -= 11
@@ -9778,10 +13047,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x700 != 0x0:
         raise r.fail_at(av + 11, 'CertificateUpdateResType', 'expected EE, SE(eMAID), AT(Id)')
     u = (c & 255)
-    ob2_ = _new(_iso2.DiffieHellmanPublickeyType)
-    ob2_.Id = f_2_Id
-    ob2_.value = f_2_value
-    f_DHpublickey = ob2_
+    ob6_ = _new(_iso2.DiffieHellmanPublickeyType)
+    ob6_.Id = f_6_Id
+    ob6_.value = f_6_value
+    f_DHpublickey = ob6_
     if u > 127:
         av -= 8
         if av < 0:
@@ -9800,7 +13069,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_3_Id = r.string_of(u, None)
+    f_7_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
     av -= 9
@@ -9828,7 +13097,7 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
                 win = r.win
                 av = r.avail
     r.avail = av
-    f_3_value = r.string_of(u, 15)
+    f_7_value = r.string_of(u, 15)
     win = r.win
     av = r.avail
     av -= 3
@@ -9838,10 +13107,10 @@ def _d_iso2_CertificateUpdateResType(r: BitReader) -> _iso2.CertificateUpdateRes
     if c & 0x4 != 0x0:
         raise r.fail_at(av + 3, 'CertificateUpdateResType', 'expected EE')
     ec = (c & 3)
-    ob3_ = _new(_iso2.EMAIDType)
-    ob3_.Id = f_3_Id
-    ob3_.value = f_3_value
-    f_eMAID = ob3_
+    ob7_ = _new(_iso2.EMAIDType)
+    ob7_.Id = f_7_Id
+    ob7_.value = f_7_value
+    f_eMAID = ob7_
     if ec == 0:
         av -= 10
         if av < 0:
@@ -10098,20 +13367,297 @@ def _d_iso2_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2.ChargeParamet
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_AC_EVChargeParameter = _d_iso2_AC_EVChargeParameterType(r)
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_1_DepartureTime: int | None = None
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'AC_EVChargeParameterType[0]', 'expected CH of DepartureTime')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_DepartureTime = u
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1e38e00 != 0x0:
+                raise r.fail_at(av + 25, 'AC_EVChargeParameterType[0]', 'expected EE of DepartureTime, SE(EAmount), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_2_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_2_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_Value = -u - 1 if sg else u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+            ob2_ = _new(_iso2.PhysicalValueType)
+            ob2_.Multiplier = f_2_Multiplier
+            ob2_.Unit = f_2_Unit
+            ob2_.Value = f_2_Value
+            f_1_EAmount = ob2_
+        elif ec == 1:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            if c & 0x638e00 != 0x0:
+                raise r.fail_at(av + 23, 'AC_EVChargeParameterType[0]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_3_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_3_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'AC_EVChargeParameterType[0]', 'expected EE of Value, EE')
+            ob3_ = _new(_iso2.PhysicalValueType)
+            ob3_.Multiplier = f_3_Multiplier
+            ob3_.Unit = f_3_Unit
+            ob3_.Value = f_3_Value
+            f_1_EAmount = ob3_
+        else:
+            raise r.fail_at(av, 'AC_EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), SE(EAmount)')
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_at(av + 24, 'ChargeParameterDiscoveryReqType[2]', 'expected SE(EVMaxVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_4_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_4_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_4_Value = -u - 1 if sg else u
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x3e38e00 != 0x0:
+            raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_5_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_5_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_1_EVMaxVoltage = ob4_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_Value = -u - 1 if sg else u
+        av -= 26
+        if av < 0:
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x3e38e00 != 0x0:
+            raise r.fail_at(av + 26, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, SE(EVMinCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_6_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_6_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob5_ = _new(_iso2.PhysicalValueType)
+        ob5_.Multiplier = f_5_Multiplier
+        ob5_.Unit = f_5_Unit
+        ob5_.Value = f_5_Value
+        f_1_EVMaxCurrent = ob5_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c != 0x0:
+            raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType[2]', 'expected EE of Value, EE, EE')
+        ob6_ = _new(_iso2.PhysicalValueType)
+        ob6_.Multiplier = f_6_Multiplier
+        ob6_.Unit = f_6_Unit
+        ob6_.Value = f_6_Value
+        f_1_EVMinCurrent = ob6_
+        ob1_ = _new(_iso2.AC_EVChargeParameterType)
+        ob1_.DepartureTime = f_1_DepartureTime
+        ob1_.EAmount = f_1_EAmount
+        ob1_.EVMaxVoltage = f_1_EVMaxVoltage
+        ob1_.EVMaxCurrent = f_1_EVMaxCurrent
+        ob1_.EVMinCurrent = f_1_EVMinCurrent
+        f_AC_EVChargeParameter = ob1_
     elif ec == 1:
         r.avail = av
         f_DC_EVChargeParameter = _d_iso2_DC_EVChargeParameterType(r)
         win = r.win
         av = r.avail
     elif ec == 2:
-        r.avail = av
-        f_EVChargeParameter = _d_iso2_EVChargeParameterType(r)
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_7_DepartureTime: int | None = None
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'EVChargeParameterType[0]', 'expected CH of DepartureTime')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_7_DepartureTime = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'EVChargeParameterType[0]', 'expected EE of DepartureTime, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'EVChargeParameterType[0]', f'event code {ec}, expected SE(DepartureTime), EE')
+        ob7_ = _new(_iso2.EVChargeParameterType)
+        ob7_.DepartureTime = f_7_DepartureTime
+        f_EVChargeParameter = ob7_
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryReqType[2]', f'event code {ec}, expected SE(AC_EVChargeParameter), SE(DC_EVChargeParameter), SE(EVChargeParameter)')
     av -= 1
@@ -10243,10 +13789,147 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
     s = 1
     s = 2
     if ec == 0:
+        f_1_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
+        av -= 13
+        if av < 0:
+            win, av = r.refill(av, 13)
+        c = (win >> av) & 0x1fff
+        if c & 0x1c03 != 0x0:
+            raise r.fail_at(av + 13, 'ChargeParameterDiscoveryResType[2]', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+        f_2_SAScheduleTupleID = ((c >> 2) & 255) + 1
+        f_2_SalesTariff: _iso2.SalesTariffType | None = None
         r.avail = av
-        f_SAScheduleList = _d_iso2_SAScheduleListType(r)
+        f_2_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_2_SalesTariff = _d_iso2_SalesTariffType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        ob2_ = _new(_iso2.SAScheduleTupleType)
+        ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
+        ob2_.PMaxSchedule = f_2_PMaxSchedule
+        ob2_.SalesTariff = f_2_SalesTariff
+        f_1_SAScheduleTuple.append(ob2_)
+        if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xc03 != 0x0:
+                raise r.fail_at(av + 12, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+            f_3_SAScheduleTupleID = ((c >> 2) & 255) + 1
+            f_3_SalesTariff: _iso2.SalesTariffType | None = None
+            r.avail = av
+            f_3_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                r.avail = av
+                f_3_SalesTariff = _d_iso2_SalesTariffType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            ob3_ = _new(_iso2.SAScheduleTupleType)
+            ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
+            ob3_.PMaxSchedule = f_3_PMaxSchedule
+            ob3_.SalesTariff = f_3_SalesTariff
+            f_1_SAScheduleTuple.append(ob3_)
+            if ec == 0:
+                av -= 12
+                if av < 0:
+                    win, av = r.refill(av, 12)
+                c = (win >> av) & 0xfff
+                if c & 0xc03 != 0x0:
+                    raise r.fail_at(av + 12, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+                f_4_SAScheduleTupleID = ((c >> 2) & 255) + 1
+                f_4_SalesTariff: _iso2.SalesTariffType | None = None
+                r.avail = av
+                f_4_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                if ec == 0:
+                    r.avail = av
+                    f_4_SalesTariff = _d_iso2_SalesTariffType(r)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SAScheduleListType[2]', 'expected EE')
+                ob4_ = _new(_iso2.SAScheduleTupleType)
+                ob4_.SAScheduleTupleID = f_4_SAScheduleTupleID
+                ob4_.PMaxSchedule = f_4_PMaxSchedule
+                ob4_.SalesTariff = f_4_SalesTariff
+                f_1_SAScheduleTuple.append(ob4_)
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SAScheduleListType[2]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SAScheduleListType[1]', f'event code {ec}, expected SE(SAScheduleTuple), EE')
+        ob1_ = _new(_iso2.SAScheduleListType)
+        ob1_.SAScheduleTuple = f_1_SAScheduleTuple
+        f_SAScheduleList = ob1_
         s = 3
     elif ec == 1:
         av -= 1
@@ -10255,8 +13938,8 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob1_ = _new(_iso2.SASchedulesType)
-        f_SASchedules = ob1_
+        ob5_ = _new(_iso2.SASchedulesType)
+        f_SASchedules = ob5_
         s = 3
     elif ec == 2:
         av -= 11
@@ -10283,7 +13966,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_3_NotificationMaxDelay = u
+        f_7_NotificationMaxDelay = u
         av -= 35
         if av < 0:
             win, av = r.refill(av, 35)
@@ -10293,20 +13976,20 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         iv = ((c >> 30) & 3)
         if iv >= 3:
             raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        f_3_RCD = ((c >> 26) & 1) == 1
-        f_4_Multiplier = ((c >> 18) & 7) - 3
+        f_7_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        f_7_RCD = ((c >> 26) & 1) == 1
+        f_8_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_4_Unit = _E_iso2_unitSymbolType[iv]
+        f_8_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        ob3_ = _new(_iso2.AC_EVSEStatusType)
-        ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
-        ob3_.EVSENotification = f_3_EVSENotification
-        ob3_.RCD = f_3_RCD
-        f_2_AC_EVSEStatus = ob3_
+        ob7_ = _new(_iso2.AC_EVSEStatusType)
+        ob7_.NotificationMaxDelay = f_7_NotificationMaxDelay
+        ob7_.EVSENotification = f_7_EVSENotification
+        ob7_.RCD = f_7_RCD
+        f_6_AC_EVSEStatus = ob7_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10324,25 +14007,25 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_4_Value = -u - 1 if sg else u
+        f_8_Value = -u - 1 if sg else u
         av -= 26
         if av < 0:
             win, av = r.refill(av, 26)
         c = (win >> av) & 0x3ffffff
         if c & 0x3e38e00 != 0x0:
             raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_5_Multiplier = ((c >> 18) & 7) - 3
+        f_9_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_5_Unit = _E_iso2_unitSymbolType[iv]
+        f_9_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        ob4_ = _new(_iso2.PhysicalValueType)
-        ob4_.Multiplier = f_4_Multiplier
-        ob4_.Unit = f_4_Unit
-        ob4_.Value = f_4_Value
-        f_2_EVSENominalVoltage = ob4_
+        ob8_ = _new(_iso2.PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_6_EVSENominalVoltage = ob8_
         if u > 127:
             av -= 8
             if av < 0:
@@ -10360,23 +14043,23 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_5_Value = -u - 1 if sg else u
+        f_9_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[2]', 'expected EE of Value, EE, EE')
-        ob5_ = _new(_iso2.PhysicalValueType)
-        ob5_.Multiplier = f_5_Multiplier
-        ob5_.Unit = f_5_Unit
-        ob5_.Value = f_5_Value
-        f_2_EVSEMaxCurrent = ob5_
-        ob2_ = _new(_iso2.AC_EVSEChargeParameterType)
-        ob2_.AC_EVSEStatus = f_2_AC_EVSEStatus
-        ob2_.EVSENominalVoltage = f_2_EVSENominalVoltage
-        ob2_.EVSEMaxCurrent = f_2_EVSEMaxCurrent
-        f_AC_EVSEChargeParameter = ob2_
+        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_6_EVSEMaxCurrent = ob9_
+        ob6_ = _new(_iso2.AC_EVSEChargeParameterType)
+        ob6_.AC_EVSEStatus = f_6_AC_EVSEStatus
+        ob6_.EVSENominalVoltage = f_6_EVSENominalVoltage
+        ob6_.EVSEMaxCurrent = f_6_EVSEMaxCurrent
+        f_AC_EVSEChargeParameter = ob6_
         s = 4
     elif ec == 3:
         r.avail = av
@@ -10391,8 +14074,8 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[2]', 'expected EE')
-        ob6_ = _new(_iso2.EVSEChargeParameterType)
-        f_EVSEChargeParameter = ob6_
+        ob10_ = _new(_iso2.EVSEChargeParameterType)
+        f_EVSEChargeParameter = ob10_
         s = 4
     else:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType[2]', f'event code {ec}, expected SE(SAScheduleList), SE(SASchedules), SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
@@ -10426,7 +14109,7 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_8_NotificationMaxDelay = u
+            f_12_NotificationMaxDelay = u
             av -= 35
             if av < 0:
                 win, av = r.refill(av, 35)
@@ -10436,20 +14119,20 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             iv = ((c >> 30) & 3)
             if iv >= 3:
                 raise r.fail_at(av, 'AC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-            f_8_EVSENotification = _E_iso2_EVSENotificationType[iv]
-            f_8_RCD = ((c >> 26) & 1) == 1
-            f_9_Multiplier = ((c >> 18) & 7) - 3
+            f_12_EVSENotification = _E_iso2_EVSENotificationType[iv]
+            f_12_RCD = ((c >> 26) & 1) == 1
+            f_13_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_9_Unit = _E_iso2_unitSymbolType[iv]
+            f_13_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob8_ = _new(_iso2.AC_EVSEStatusType)
-            ob8_.NotificationMaxDelay = f_8_NotificationMaxDelay
-            ob8_.EVSENotification = f_8_EVSENotification
-            ob8_.RCD = f_8_RCD
-            f_7_AC_EVSEStatus = ob8_
+            ob12_ = _new(_iso2.AC_EVSEStatusType)
+            ob12_.NotificationMaxDelay = f_12_NotificationMaxDelay
+            ob12_.EVSENotification = f_12_EVSENotification
+            ob12_.RCD = f_12_RCD
+            f_11_AC_EVSEStatus = ob12_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10467,25 +14150,25 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_9_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 26
             if av < 0:
                 win, av = r.refill(av, 26)
             c = (win >> av) & 0x3ffffff
             if c & 0x3e38e00 != 0x0:
                 raise r.fail_at(av + 26, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, SE(EVSEMaxCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_10_Multiplier = ((c >> 18) & 7) - 3
+            f_14_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_10_Unit = _E_iso2_unitSymbolType[iv]
+            f_14_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob9_ = _new(_iso2.PhysicalValueType)
-            ob9_.Multiplier = f_9_Multiplier
-            ob9_.Unit = f_9_Unit
-            ob9_.Value = f_9_Value
-            f_7_EVSENominalVoltage = ob9_
+            ob13_ = _new(_iso2.PhysicalValueType)
+            ob13_.Multiplier = f_13_Multiplier
+            ob13_.Unit = f_13_Unit
+            ob13_.Value = f_13_Value
+            f_11_EVSENominalVoltage = ob13_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -10503,23 +14186,23 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_10_Value = -u - 1 if sg else u
+            f_14_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType[3]', 'expected EE of Value, EE, EE')
-            ob10_ = _new(_iso2.PhysicalValueType)
-            ob10_.Multiplier = f_10_Multiplier
-            ob10_.Unit = f_10_Unit
-            ob10_.Value = f_10_Value
-            f_7_EVSEMaxCurrent = ob10_
-            ob7_ = _new(_iso2.AC_EVSEChargeParameterType)
-            ob7_.AC_EVSEStatus = f_7_AC_EVSEStatus
-            ob7_.EVSENominalVoltage = f_7_EVSENominalVoltage
-            ob7_.EVSEMaxCurrent = f_7_EVSEMaxCurrent
-            f_AC_EVSEChargeParameter = ob7_
+            ob14_ = _new(_iso2.PhysicalValueType)
+            ob14_.Multiplier = f_14_Multiplier
+            ob14_.Unit = f_14_Unit
+            ob14_.Value = f_14_Value
+            f_11_EVSEMaxCurrent = ob14_
+            ob11_ = _new(_iso2.AC_EVSEChargeParameterType)
+            ob11_.AC_EVSEStatus = f_11_AC_EVSEStatus
+            ob11_.EVSENominalVoltage = f_11_EVSENominalVoltage
+            ob11_.EVSEMaxCurrent = f_11_EVSEMaxCurrent
+            f_AC_EVSEChargeParameter = ob11_
             s = 4
         elif ec == 1:
             r.avail = av
@@ -10534,8 +14217,8 @@ def _d_iso2_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2.ChargeParamet
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType[3]', 'expected EE')
-            ob11_ = _new(_iso2.EVSEChargeParameterType)
-            f_EVSEChargeParameter = ob11_
+            ob15_ = _new(_iso2.EVSEChargeParameterType)
+            f_EVSEChargeParameter = ob15_
             s = 4
         else:
             raise r.fail_at(av, 'ChargeParameterDiscoveryResType[3]', f'event code {ec}, expected SE(AC_EVSEChargeParameter), SE(DC_EVSEChargeParameter), SE(EVSEChargeParameter)')
@@ -12727,34 +16410,95 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_MeterInfo: _iso2.MeterInfoType | None = None
     f_ReceiptRequired: bool | None = None
     s = 0
-    av -= 9
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60f00 != 0x0:
+        raise r.fail_at(av + 19, 'CurrentDemandResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    iv = ((c >> 12) & 31)
     if iv >= 26:
         raise r.fail_at(av, 'CurrentDemandResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
+    u = (c & 255)
     s = 1
-    r.avail = av
-    f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 24
+    f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_NotificationMaxDelay = u
+    av -= 8
     if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xe38e00 != 0x0:
-        raise r.fail_at(av + 24, 'CurrentDemandResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_1_Multiplier = ((c >> 18) & 7) - 3
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
+    if c & 0xe4 != 0x0:
+        raise r.fail_at(av + 8, 'CurrentDemandResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+    ec = (c & 3)
+    if ec == 0:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x8e1 != 0x0:
+            raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 8) & 7)
+        if iv >= 5:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+        f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1e38e00 != 0x0:
+        raise r.fail_at(av + 25, 'CurrentDemandResType', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
         raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-    f_1_Unit = _E_iso2_unitSymbolType[iv]
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
+    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    f_DC_EVSEStatus = ob1_
     s = 2
     if u > 127:
         av -= 8
@@ -12773,25 +16517,25 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_2_Value = -u - 1 if sg else u
     av -= 26
     if av < 0:
         win, av = r.refill(av, 26)
     c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
         raise r.fail_at(av + 26, 'CurrentDemandResType', 'expected EE of Value, EE, SE(EVSEPresentCurrent), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_2_Multiplier = ((c >> 18) & 7) - 3
+    f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
         raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso2.PhysicalValueType)
-    ob1_.Multiplier = f_1_Multiplier
-    ob1_.Unit = f_1_Unit
-    ob1_.Value = f_1_Value
-    f_EVSEPresentVoltage = ob1_
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     s = 3
     if u > 127:
         av -= 8
@@ -12810,7 +16554,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_2_Value = -u - 1 if sg else u
+    f_3_Value = -u - 1 if sg else u
     av -= 17
     if av < 0:
         win, av = r.refill(av, 17)
@@ -12821,11 +16565,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
     f_EVSEVoltageLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEPowerLimitAchieved = ((c >> 4) & 1) == 1
     ec = (c & 7)
-    ob2_ = _new(_iso2.PhysicalValueType)
-    ob2_.Multiplier = f_2_Multiplier
-    ob2_.Unit = f_2_Unit
-    ob2_.Value = f_2_Value
-    f_EVSEPresentCurrent = ob2_
+    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_EVSEPresentCurrent = ob3_
     s = 4
     s = 5
     s = 6
@@ -12837,11 +16581,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
             raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_3_Multiplier = ((c >> 18) & 7) - 3
+        f_4_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
             raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_3_Unit = _E_iso2_unitSymbolType[iv]
+        f_4_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -12861,7 +16605,7 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_3_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         av -= 4
         if av < 0:
             win, av = r.refill(av, 4)
@@ -12869,56 +16613,12 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
         ec = (c & 3)
-        ob3_ = _new(_iso2.PhysicalValueType)
-        ob3_.Multiplier = f_3_Multiplier
-        ob3_.Unit = f_3_Unit
-        ob3_.Value = f_3_Value
-        f_EVSEMaximumVoltageLimit = ob3_
+        ob4_ = _new(_iso2.PhysicalValueType)
+        ob4_.Multiplier = f_4_Multiplier
+        ob4_.Unit = f_4_Unit
+        ob4_.Value = f_4_Value
+        f_EVSEMaximumVoltageLimit = ob4_
         if ec == 0:
-            av -= 23
-            if av < 0:
-                win, av = r.refill(av, 23)
-            c = (win >> av) & 0x7fffff
-            if c & 0x638e00 != 0x0:
-                raise r.fail_at(av + 23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_4_Multiplier = ((c >> 18) & 7) - 3
-            iv = ((c >> 12) & 7)
-            if iv >= 7:
-                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_4_Unit = _E_iso2_unitSymbolType[iv]
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            f_4_Value = -u - 1 if sg else u
-            av -= 2
-            if av < 0:
-                win, av = r.refill(av, 2)
-            c = (win >> av) & 0x3
-            if c != 0x0:
-                raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso2.PhysicalValueType)
-            ob4_.Multiplier = f_4_Multiplier
-            ob4_.Unit = f_4_Unit
-            ob4_.Value = f_4_Value
-            f_EVSEMaximumCurrentLimit = ob4_
-            s = 9
-        elif ec == 1:
             av -= 23
             if av < 0:
                 win, av = r.refill(av, 23)
@@ -12960,7 +16660,51 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             ob5_.Multiplier = f_5_Multiplier
             ob5_.Unit = f_5_Unit
             ob5_.Value = f_5_Value
-            f_EVSEMaximumPowerLimit = ob5_
+            f_EVSEMaximumCurrentLimit = ob5_
+            s = 9
+        elif ec == 1:
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            if c & 0x638e00 != 0x0:
+                raise r.fail_at(av + 23, 'CurrentDemandResType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_6_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_6_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_6_Value = -u - 1 if sg else u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'CurrentDemandResType[8]', 'expected EE of Value, EE')
+            ob6_ = _new(_iso2.PhysicalValueType)
+            ob6_.Multiplier = f_6_Multiplier
+            ob6_.Unit = f_6_Unit
+            ob6_.Value = f_6_Value
+            f_EVSEMaximumPowerLimit = ob6_
             s = 10
         elif ec == 2:
             av -= 9
@@ -13007,50 +16751,6 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
             raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_6_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_6_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
-        ob6_ = _new(_iso2.PhysicalValueType)
-        ob6_.Multiplier = f_6_Multiplier
-        ob6_.Unit = f_6_Unit
-        ob6_.Value = f_6_Value
-        f_EVSEMaximumCurrentLimit = ob6_
-        s = 9
-    elif ec == 2:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_7_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -13086,7 +16786,51 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
         ob7_.Multiplier = f_7_Multiplier
         ob7_.Unit = f_7_Unit
         ob7_.Value = f_7_Value
-        f_EVSEMaximumPowerLimit = ob7_
+        f_EVSEMaximumCurrentLimit = ob7_
+        s = 9
+    elif ec == 2:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'CurrentDemandResType[7]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_8_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_8_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_8_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'CurrentDemandResType[7]', 'expected EE of Value, EE')
+        ob8_ = _new(_iso2.PhysicalValueType)
+        ob8_.Multiplier = f_8_Multiplier
+        ob8_.Unit = f_8_Unit
+        ob8_.Value = f_8_Value
+        f_EVSEMaximumPowerLimit = ob8_
         s = 10
     elif ec == 3:
         av -= 9
@@ -13138,11 +16882,11 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
             c = (win >> av) & 0x7fffff
             if c & 0x638e00 != 0x0:
                 raise r.fail_at(av + 23, 'CurrentDemandResType[9]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-            f_8_Multiplier = ((c >> 18) & 7) - 3
+            f_9_Multiplier = ((c >> 18) & 7) - 3
             iv = ((c >> 12) & 7)
             if iv >= 7:
                 raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-            f_8_Unit = _E_iso2_unitSymbolType[iv]
+            f_9_Unit = _E_iso2_unitSymbolType[iv]
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -13162,18 +16906,18 @@ def _d_iso2_CurrentDemandResType(r: BitReader) -> _iso2.CurrentDemandResType:
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_8_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'CurrentDemandResType[9]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso2.PhysicalValueType)
-            ob8_.Multiplier = f_8_Multiplier
-            ob8_.Unit = f_8_Unit
-            ob8_.Value = f_8_Value
-            f_EVSEMaximumPowerLimit = ob8_
+            ob9_ = _new(_iso2.PhysicalValueType)
+            ob9_.Multiplier = f_9_Multiplier
+            ob9_.Unit = f_9_Unit
+            ob9_.Value = f_9_Value
+            f_EVSEMaximumPowerLimit = ob9_
             s = 10
         elif ec == 1:
             av -= 9
@@ -14024,10 +17768,83 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
         ob1_.RCD = f_1_RCD
         f_AC_EVSEStatus = ob1_
     elif ec == 1:
-        r.avail = av
-        f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'MeteringReceiptResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xe4 != 0x0:
+            raise r.fail_at(av + 8, 'MeteringReceiptResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        ec = (c & 3)
+        if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x8e1 != 0x0:
+                raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 8) & 7)
+            if iv >= 5:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+            f_2_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MeteringReceiptResType[1]', 'expected EE')
+        ob2_ = _new(_iso2.DC_EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
+        ob2_.EVSEStatusCode = f_2_EVSEStatusCode
+        f_DC_EVSEStatus = ob2_
     elif ec == 2:
         av -= 10
         if av < 0:
@@ -14053,7 +17870,7 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_2_NotificationMaxDelay = u
+        f_3_NotificationMaxDelay = u
         av -= 7
         if av < 0:
             win, av = r.refill(av, 7)
@@ -14063,11 +17880,11 @@ def _d_iso2_MeteringReceiptResType(r: BitReader) -> _iso2.MeteringReceiptResType
         iv = ((c >> 2) & 3)
         if iv >= 3:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ob2_ = _new(_iso2.EVSEStatusType)
-        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
-        ob2_.EVSENotification = f_2_EVSENotification
-        f_EVSEStatus = ob2_
+        f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        ob3_ = _new(_iso2.EVSEStatusType)
+        ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
+        ob3_.EVSENotification = f_3_EVSENotification
+        f_EVSEStatus = ob3_
     else:
         raise r.fail_at(av, 'MeteringReceiptResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     av -= 1
@@ -14207,22 +18024,298 @@ def _d_iso2_PaymentDetailsReqType(r: BitReader) -> _iso2.PaymentDetailsReqType:
     f_eMAID = r.string_of(u, 15)
     win = r.win
     av = r.avail
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
+    if c & 0xc != 0x0:
+        raise r.fail_at(av + 4, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    f_1_SubCertificates: _iso2.SubCertificatesType | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[0]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'CertificateChainType[0]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate = r.binary_of(u, 800)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[0]', 'expected EE of Certificate')
+    else:
+        raise r.fail_at(av, 'CertificateChainType[0]', f'event code {ec}, expected AT(Id), SE(Certificate)')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'PaymentDetailsReqType', 'expected EE of eMAID, SE(ContractSignatureCertChain)')
-    r.avail = av
-    f_ContractSignatureCertChain = _d_iso2_CertificateChainType(r)
-    win = r.win
-    av = r.avail
+    ec = c
+    if ec == 0:
+        f_2_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_Certificate.append(r.binary_of(u, 800))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_2_Certificate.append(r.binary_of(u, 800))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_2_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_2_Certificate.append(r.binary_of(u, 800))
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        ob2_ = _new(_iso2.SubCertificatesType)
+        ob2_.Certificate = f_2_Certificate
+        f_1_SubCertificates = ob2_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'PaymentDetailsReqType', 'expected EE')
+    ob1_ = _new(_iso2.CertificateChainType)
+    ob1_.Id = f_1_Id
+    ob1_.Certificate = f_1_Certificate
+    ob1_.SubCertificates = f_1_SubCertificates
+    f_ContractSignatureCertChain = ob1_
     r.avail = av
     ob = _new(_iso2.PaymentDetailsReqType)
     ob.eMAID = f_eMAID
@@ -14496,10 +18589,55 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
         c = (win >> av) & 0x3
         ec = c
         if ec == 0:
-            r.avail = av
-            f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
-            win = r.win
-            av = r.avail
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1dc380c != 0x0:
+                raise r.fail_at(av + 25, 'PowerDeliveryReqType[3]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+            f_2_EVReady = ((c >> 21) & 1) == 1
+            iv = ((c >> 14) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+            f_2_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+            f_2_EVRESSSOC = ((c >> 4) & 127)
+            ec = (c & 3)
+            f_1_BulkChargingComplete: bool | None = None
+            ob2_ = _new(_iso2.DC_EVStatusType)
+            ob2_.EVReady = f_2_EVReady
+            ob2_.EVErrorCode = f_2_EVErrorCode
+            ob2_.EVRESSSOC = f_2_EVRESSSOC
+            f_1_DC_EVStatus = ob2_
+            if ec == 0:
+                av -= 7
+                if av < 0:
+                    win, av = r.refill(av, 7)
+                c = (win >> av) & 0x7f
+                if c & 0x5d != 0x0:
+                    raise r.fail_at(av + 7, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+                f_1_BulkChargingComplete = ((c >> 5) & 1) == 1
+                f_1_ChargingComplete = ((c >> 1) & 1) == 1
+            elif ec == 1:
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x5 != 0x0:
+                    raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+                f_1_ChargingComplete = ((c >> 1) & 1) == 1
+            else:
+                raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
+            ob1_ = _new(_iso2.DC_EVPowerDeliveryParameterType)
+            ob1_.DC_EVStatus = f_1_DC_EVStatus
+            ob1_.BulkChargingComplete = f_1_BulkChargingComplete
+            ob1_.ChargingComplete = f_1_ChargingComplete
+            f_DC_EVPowerDeliveryParameter = ob1_
             s = 4
         elif ec == 1:
             av -= 1
@@ -14508,18 +18646,63 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected EE')
-            ob1_ = _new(_iso2.EVPowerDeliveryParameterType)
-            f_EVPowerDeliveryParameter = ob1_
+            ob3_ = _new(_iso2.EVPowerDeliveryParameterType)
+            f_EVPowerDeliveryParameter = ob3_
             s = 4
         elif ec == 2:
             s = -1
         else:
             raise r.fail_at(av, 'PowerDeliveryReqType[3]', f'event code {ec}, expected SE(DC_EVPowerDeliveryParameter), SE(EVPowerDeliveryParameter), EE')
     elif ec == 1:
-        r.avail = av
-        f_DC_EVPowerDeliveryParameter = _d_iso2_DC_EVPowerDeliveryParameterType(r)
-        win = r.win
-        av = r.avail
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1dc380c != 0x0:
+            raise r.fail_at(av + 25, 'PowerDeliveryReqType[2]', 'expected SE(DC_EVStatus), SE(EVReady), CH of EVReady, EE of EVReady, SE(EVErrorCode), CH of EVErrorCode, EE of EVErrorCode, SE(EVRESSSOC), CH of EVRESSSOC, EE of EVRESSSOC, EE')
+        f_5_EVReady = ((c >> 21) & 1) == 1
+        iv = ((c >> 14) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVStatusType.EVErrorCode', f'enumeration index {iv}')
+        f_5_EVErrorCode = _E_iso2_DC_EVErrorCodeType[iv]
+        f_5_EVRESSSOC = ((c >> 4) & 127)
+        ec = (c & 3)
+        f_4_BulkChargingComplete: bool | None = None
+        ob5_ = _new(_iso2.DC_EVStatusType)
+        ob5_.EVReady = f_5_EVReady
+        ob5_.EVErrorCode = f_5_EVErrorCode
+        ob5_.EVRESSSOC = f_5_EVRESSSOC
+        f_4_DC_EVStatus = ob5_
+        if ec == 0:
+            av -= 7
+            if av < 0:
+                win, av = r.refill(av, 7)
+            c = (win >> av) & 0x7f
+            if c & 0x5d != 0x0:
+                raise r.fail_at(av + 7, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of BulkChargingComplete, EE of BulkChargingComplete, SE(ChargingComplete), CH of ChargingComplete, EE of ChargingComplete')
+            f_4_BulkChargingComplete = ((c >> 5) & 1) == 1
+            f_4_ChargingComplete = ((c >> 1) & 1) == 1
+        elif ec == 1:
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x5 != 0x0:
+                raise r.fail_at(av + 3, 'DC_EVPowerDeliveryParameterType[1]', 'expected CH of ChargingComplete, EE of ChargingComplete')
+            f_4_ChargingComplete = ((c >> 1) & 1) == 1
+        else:
+            raise r.fail_at(av, 'DC_EVPowerDeliveryParameterType[1]', f'event code {ec}, expected SE(BulkChargingComplete), SE(ChargingComplete)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
+        ob4_ = _new(_iso2.DC_EVPowerDeliveryParameterType)
+        ob4_.DC_EVStatus = f_4_DC_EVStatus
+        ob4_.BulkChargingComplete = f_4_BulkChargingComplete
+        ob4_.ChargingComplete = f_4_ChargingComplete
+        f_DC_EVPowerDeliveryParameter = ob4_
         s = 4
     elif ec == 2:
         av -= 1
@@ -14528,8 +18711,8 @@ def _d_iso2_PowerDeliveryReqType(r: BitReader) -> _iso2.PowerDeliveryReqType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PowerDeliveryReqType[2]', 'expected EE')
-        ob2_ = _new(_iso2.EVPowerDeliveryParameterType)
-        f_EVPowerDeliveryParameter = ob2_
+        ob6_ = _new(_iso2.EVPowerDeliveryParameterType)
+        f_EVPowerDeliveryParameter = ob6_
         s = 4
     elif ec == 3:
         s = -1
@@ -14690,10 +18873,83 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
         ob1_.RCD = f_1_RCD
         f_AC_EVSEStatus = ob1_
     elif ec == 1:
-        r.avail = av
-        f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PowerDeliveryResType[1]', 'expected SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+        u = (c & 255)
+        f_2_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_NotificationMaxDelay = u
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        if c & 0xe4 != 0x0:
+            raise r.fail_at(av + 8, 'PowerDeliveryResType[1]', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        ec = (c & 3)
+        if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0x8e1 != 0x0:
+                raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 8) & 7)
+            if iv >= 5:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+            f_2_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        elif ec == 1:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x21 != 0x0:
+                raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+            iv = ((c >> 1) & 15)
+            if iv >= 12:
+                raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+            f_2_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+        else:
+            raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryResType[1]', 'expected EE')
+        ob2_ = _new(_iso2.DC_EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        ob2_.EVSEIsolationStatus = f_2_EVSEIsolationStatus
+        ob2_.EVSEStatusCode = f_2_EVSEStatusCode
+        f_DC_EVSEStatus = ob2_
     elif ec == 2:
         av -= 10
         if av < 0:
@@ -14719,7 +18975,7 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_2_NotificationMaxDelay = u
+        f_3_NotificationMaxDelay = u
         av -= 7
         if av < 0:
             win, av = r.refill(av, 7)
@@ -14729,11 +18985,11 @@ def _d_iso2_PowerDeliveryResType(r: BitReader) -> _iso2.PowerDeliveryResType:
         iv = ((c >> 2) & 3)
         if iv >= 3:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_2_EVSENotification = _E_iso2_EVSENotificationType[iv]
-        ob2_ = _new(_iso2.EVSEStatusType)
-        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
-        ob2_.EVSENotification = f_2_EVSENotification
-        f_EVSEStatus = ob2_
+        f_3_EVSENotification = _E_iso2_EVSENotificationType[iv]
+        ob3_ = _new(_iso2.EVSEStatusType)
+        ob3_.NotificationMaxDelay = f_3_NotificationMaxDelay
+        ob3_.EVSENotification = f_3_EVSENotification
+        f_EVSEStatus = ob3_
     else:
         raise r.fail_at(av, 'PowerDeliveryResType[1]', f'event code {ec}, expected SE(AC_EVSEStatus), SE(DC_EVSEStatus), SE(EVSEStatus)')
     av -= 1
@@ -15036,33 +19292,18 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    av -= 9
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60f00 != 0x0:
+        raise r.fail_at(av + 19, 'PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    iv = ((c >> 12) & 31)
     if iv >= 26:
         raise r.fail_at(av, 'PreChargeResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    r.avail = av
-    f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xe38e00 != 0x0:
-        raise r.fail_at(av + 24, 'PreChargeResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_1_Multiplier = ((c >> 18) & 7) - 3
-    iv = ((c >> 12) & 7)
-    if iv >= 7:
-        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-    f_1_Unit = _E_iso2_unitSymbolType[iv]
-    sg = ((c >> 8) & 1)
     u = (c & 255)
+    f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
         av -= 8
         if av < 0:
@@ -15080,18 +19321,94 @@ def _d_iso2_PreChargeResType(r: BitReader) -> _iso2.PreChargeResType:
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_1_NotificationMaxDelay = u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
+    if c & 0xe4 != 0x0:
+        raise r.fail_at(av + 8, 'PreChargeResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+    ec = (c & 3)
+    if ec == 0:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x8e1 != 0x0:
+            raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 8) & 7)
+        if iv >= 5:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+        f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1e38e00 != 0x0:
+        raise r.fail_at(av + 25, 'PreChargeResType', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    f_DC_EVSEStatus = ob1_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'PreChargeResType', 'expected EE of Value, EE, EE')
-    ob1_ = _new(_iso2.PhysicalValueType)
-    ob1_.Multiplier = f_1_Multiplier
-    ob1_.Unit = f_1_Unit
-    ob1_.Value = f_1_Value
-    f_EVSEPresentVoltage = ob1_
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     r.avail = av
     ob = _new(_iso2.PreChargeResType)
     ob.ResponseCode = f_ResponseCode
@@ -15494,16 +19811,36 @@ def _d_iso2_ServiceDiscoveryResType(r: BitReader) -> _iso2.ServiceDiscoveryResTy
     if iv >= 26:
         raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    r.avail = av
-    f_PaymentOptionList = _d_iso2_PaymentOptionListType(r)
-    win = r.win
-    av = r.avail
+    f_1_PaymentOption: list[_iso2.paymentOptionType] = []
+    av -= 6
+    if av < 0:
+        win, av = r.refill(av, 6)
+    c = (win >> av) & 0x3f
+    if c & 0x34 != 0x0:
+        raise r.fail_at(av + 6, 'ServiceDiscoveryResType', 'expected SE(PaymentOption), CH of PaymentOption, EE of PaymentOption')
+    f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 3) & 1)])
+    ec = (c & 3)
+    if ec == 0:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0xb != 0x0:
+            raise r.fail_at(av + 4, 'PaymentOptionListType[1]', 'expected CH of PaymentOption, EE of PaymentOption, EE')
+        f_1_PaymentOption.append(_E_iso2_paymentOptionType[((c >> 2) & 1)])
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'PaymentOptionListType[1]', f'event code {ec}, expected SE(PaymentOption), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(ChargeService)')
+    ob1_ = _new(_iso2.PaymentOptionListType)
+    ob1_.PaymentOption = f_1_PaymentOption
+    f_PaymentOptionList = ob1_
     r.avail = av
     f_ChargeService = _d_iso2_ChargeServiceType(r)
     win = r.win
@@ -15912,33 +20249,18 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
     f_ResponseCode: _iso2.responseCodeType
     f_DC_EVSEStatus: _iso2.DC_EVSEStatusType
     f_EVSEPresentVoltage: _iso2.PhysicalValueType
-    av -= 9
+    av -= 19
     if av < 0:
-        win, av = r.refill(av, 9)
-    c = (win >> av) & 0x1ff
-    if c & 0x183 != 0x0:
-        raise r.fail_at(av + 9, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus)')
-    iv = ((c >> 2) & 31)
+        win, av = r.refill(av, 19)
+    c = (win >> av) & 0x7ffff
+    if c & 0x60f00 != 0x0:
+        raise r.fail_at(av + 19, 'WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
+    iv = ((c >> 12) & 31)
     if iv >= 26:
         raise r.fail_at(av, 'WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso2_responseCodeType[iv]
-    r.avail = av
-    f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xe38e00 != 0x0:
-        raise r.fail_at(av + 24, 'WeldingDetectionResType', 'expected SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_1_Multiplier = ((c >> 18) & 7) - 3
-    iv = ((c >> 12) & 7)
-    if iv >= 7:
-        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-    f_1_Unit = _E_iso2_unitSymbolType[iv]
-    sg = ((c >> 8) & 1)
     u = (c & 255)
+    f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
         av -= 8
         if av < 0:
@@ -15956,18 +20278,94 @@ def _d_iso2_WeldingDetectionResType(r: BitReader) -> _iso2.WeldingDetectionResTy
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_1_NotificationMaxDelay = u
+    av -= 8
+    if av < 0:
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
+    if c & 0xe4 != 0x0:
+        raise r.fail_at(av + 8, 'WeldingDetectionResType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+    ec = (c & 3)
+    if ec == 0:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x8e1 != 0x0:
+            raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 8) & 7)
+        if iv >= 5:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+        f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1e38e00 != 0x0:
+        raise r.fail_at(av + 25, 'WeldingDetectionResType', 'expected EE, SE(EVSEPresentVoltage), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    f_DC_EVSEStatus = ob1_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'WeldingDetectionResType', 'expected EE of Value, EE, EE')
-    ob1_ = _new(_iso2.PhysicalValueType)
-    ob1_.Multiplier = f_1_Multiplier
-    ob1_.Unit = f_1_Unit
-    ob1_.Value = f_1_Value
-    f_EVSEPresentVoltage = ob1_
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     r.avail = av
     ob = _new(_iso2.WeldingDetectionResType)
     ob.ResponseCode = f_ResponseCode
@@ -16925,16 +21323,170 @@ def _d_iso2_CertificateChainType(r: BitReader) -> _iso2.CertificateChainType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
+        f_1_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_SubCertificates = _d_iso2_SubCertificatesType(r)
+        f_1_Certificate.append(r.binary_of(u, 800))
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_Certificate.append(r.binary_of(u, 800))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_1_Certificate.append(r.binary_of(u, 800))
+                win = r.win
+                av = r.avail
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SubCertificatesType[2]', 'expected EE of Certificate')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'SubCertificatesType[3]', 'expected CH of Certificate')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    r.avail = av
+                    f_1_Certificate.append(r.binary_of(u, 800))
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'SubCertificatesType[3]', 'expected EE of Certificate, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'SubCertificatesType[3]', f'event code {ec}, expected SE(Certificate), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'CertificateChainType[2]', 'expected EE')
+        ob1_ = _new(_iso2.SubCertificatesType)
+        ob1_.Certificate = f_1_Certificate
+        f_SubCertificates = ob1_
     elif ec == 1:
         pass
     else:
@@ -17282,16 +21834,92 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
     av = r.avail
     f_ProfileEntry: list[_iso2.ProfileEntryType] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargingProfileType', 'expected SE(ProfileEntry)')
-    r.avail = av
-    f_ProfileEntry.append(_d_iso2_ProfileEntryType(r))
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargingProfileType', 'expected SE(ProfileEntry), SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+    u = (c & 255)
+    f_1_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_ChargingProfileEntryStart = u
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1e38e00 != 0x0:
+        raise r.fail_at(av + 25, 'ChargingProfileType', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_2_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_Value = -u - 1 if sg else u
+    av -= 4
+    if av < 0:
+        win, av = r.refill(av, 4)
+    c = (win >> av) & 0xf
+    if c & 0xc != 0x0:
+        raise r.fail_at(av + 4, 'ChargingProfileType', 'expected EE of Value, EE')
+    ec = (c & 3)
+    ob2_ = _new(_iso2.PhysicalValueType)
+    ob2_.Multiplier = f_2_Multiplier
+    ob2_.Unit = f_2_Unit
+    ob2_.Value = f_2_Value
+    f_1_ChargingProfileEntryMaxPower = ob2_
+    if ec == 0:
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x13 != 0x0:
+            raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE')
+        f_1_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 2) & 3) + 1
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
+    ob1_ = _new(_iso2.ProfileEntryType)
+    ob1_.ChargingProfileEntryStart = f_1_ChargingProfileEntryStart
+    ob1_.ChargingProfileEntryMaxPower = f_1_ChargingProfileEntryMaxPower
+    ob1_.ChargingProfileEntryMaxNumberOfPhasesInUse = f_1_ChargingProfileEntryMaxNumberOfPhasesInUse
+    f_ProfileEntry.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -17300,10 +21928,92 @@ def _d_iso2_ChargingProfileType(r: BitReader) -> _iso2.ChargingProfileType:
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_ProfileEntry.append(_d_iso2_ProfileEntryType(r))
-            win = r.win
-            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'ChargingProfileType[1]', 'expected SE(ChargingProfileEntryStart), CH of ChargingProfileEntryStart')
+            u = (c & 255)
+            f_3_ChargingProfileEntryMaxNumberOfPhasesInUse: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_ChargingProfileEntryStart = u
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1e38e00 != 0x0:
+                raise r.fail_at(av + 25, 'ChargingProfileType[1]', 'expected EE of ChargingProfileEntryStart, SE(ChargingProfileEntryMaxPower), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_4_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_4_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
+            if c & 0xc != 0x0:
+                raise r.fail_at(av + 4, 'ChargingProfileType[1]', 'expected EE of Value, EE')
+            ec = (c & 3)
+            ob4_ = _new(_iso2.PhysicalValueType)
+            ob4_.Multiplier = f_4_Multiplier
+            ob4_.Unit = f_4_Unit
+            ob4_.Value = f_4_Value
+            f_3_ChargingProfileEntryMaxPower = ob4_
+            if ec == 0:
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
+                if c & 0x13 != 0x0:
+                    raise r.fail_at(av + 5, 'ProfileEntryType[2]', 'expected CH of ChargingProfileEntryMaxNumberOfPhasesInUse, EE of ChargingProfileEntryMaxNumberOfPhasesInUse, EE')
+                f_3_ChargingProfileEntryMaxNumberOfPhasesInUse = ((c >> 2) & 3) + 1
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'ProfileEntryType[2]', f'event code {ec}, expected SE(ChargingProfileEntryMaxNumberOfPhasesInUse), EE')
+            ob3_ = _new(_iso2.ProfileEntryType)
+            ob3_.ChargingProfileEntryStart = f_3_ChargingProfileEntryStart
+            ob3_.ChargingProfileEntryMaxPower = f_3_ChargingProfileEntryMaxPower
+            ob3_.ChargingProfileEntryMaxNumberOfPhasesInUse = f_3_ChargingProfileEntryMaxNumberOfPhasesInUse
+            f_ProfileEntry.append(ob3_)
             n += 1
             if n == 23:
                 s = 24
@@ -17413,47 +22123,191 @@ def _d_iso2_ConsumptionCostType(r: BitReader) -> _iso2.ConsumptionCostType:
                 win = r.win
                 av = r.avail
     f_1_Value = -u - 1 if sg else u
-    av -= 3
+    av -= 18
     if av < 0:
-        win, av = r.refill(av, 3)
-    c = (win >> av) & 0x7
-    if c != 0x0:
-        raise r.fail_at(av + 3, 'ConsumptionCostType', 'expected EE of Value, EE, SE(Cost)')
+        win, av = r.refill(av, 18)
+    c = (win >> av) & 0x3ffff
+    if c & 0x3e700 != 0x0:
+        raise r.fail_at(av + 18, 'ConsumptionCostType', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+    iv = ((c >> 11) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+    f_2_costKind = _E_iso2_costKindType[iv]
+    u = (c & 255)
     ob1_ = _new(_iso2.PhysicalValueType)
     ob1_.Multiplier = f_1_Multiplier
     ob1_.Unit = f_1_Unit
     ob1_.Value = f_1_Value
     f_startValue = ob1_
-    r.avail = av
-    f_Cost.append(_d_iso2_CostType(r))
-    win = r.win
-    av = r.avail
+    f_2_amountMultiplier: int | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_amount = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ConsumptionCostType', 'expected EE of amount')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x23 != 0x0:
+            raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+        f_2_amountMultiplier = ((c >> 2) & 7) - 3
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob2_ = _new(_iso2.CostType)
+    ob2_.costKind = f_2_costKind
+    ob2_.amount = f_2_amount
+    ob2_.amountMultiplier = f_2_amountMultiplier
+    f_Cost.append(ob2_)
     if ec == 0:
-        r.avail = av
-        f_Cost.append(_d_iso2_CostType(r))
-        win = r.win
-        av = r.avail
+        av -= 15
+        if av < 0:
+            win, av = r.refill(av, 15)
+        c = (win >> av) & 0x7fff
+        if c & 0x6700 != 0x0:
+            raise r.fail_at(av + 15, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+        iv = ((c >> 11) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+        f_3_costKind = _E_iso2_costKindType[iv]
+        u = (c & 255)
+        f_3_amountMultiplier: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_amount = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'ConsumptionCostType[2]', 'expected EE of amount')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x23 != 0x0:
+                raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+            f_3_amountMultiplier = ((c >> 2) & 7) - 3
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         ec = c
+        ob3_ = _new(_iso2.CostType)
+        ob3_.costKind = f_3_costKind
+        ob3_.amount = f_3_amount
+        ob3_.amountMultiplier = f_3_amountMultiplier
+        f_Cost.append(ob3_)
         if ec == 0:
-            r.avail = av
-            f_Cost.append(_d_iso2_CostType(r))
-            win = r.win
-            av = r.avail
+            av -= 15
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            if c & 0x6700 != 0x0:
+                raise r.fail_at(av + 15, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+            iv = ((c >> 11) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+            f_4_costKind = _E_iso2_costKindType[iv]
+            u = (c & 255)
+            f_4_amountMultiplier: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_amount = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x23 != 0x0:
+                    raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                f_4_amountMultiplier = ((c >> 2) & 7) - 3
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             av -= 1
             if av < 0:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
+            ob4_ = _new(_iso2.CostType)
+            ob4_.costKind = f_4_costKind
+            ob4_.amount = f_4_amount
+            ob4_.amountMultiplier = f_4_amountMultiplier
+            f_Cost.append(ob4_)
         elif ec == 1:
             pass
         else:
@@ -18786,29 +23640,14 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_EVSECurrentRegulationTolerance: _iso2.PhysicalValueType | None = None
     f_EVSEPeakCurrentRipple: _iso2.PhysicalValueType
     f_EVSEEnergyToBeDelivered: _iso2.PhysicalValueType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus)')
-    r.avail = av
-    f_DC_EVSEStatus = _d_iso2_DC_EVSEStatusType(r)
-    win = r.win
-    av = r.avail
-    av -= 24
-    if av < 0:
-        win, av = r.refill(av, 24)
-    c = (win >> av) & 0xffffff
-    if c & 0xe38e00 != 0x0:
-        raise r.fail_at(av + 24, 'DC_EVSEChargeParameterType', 'expected SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_1_Multiplier = ((c >> 18) & 7) - 3
-    iv = ((c >> 12) & 7)
-    if iv >= 7:
-        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-    f_1_Unit = _E_iso2_unitSymbolType[iv]
-    sg = ((c >> 8) & 1)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_EVSEChargeParameterType', 'expected SE(DC_EVSEStatus), SE(NotificationMaxDelay), CH of NotificationMaxDelay')
     u = (c & 255)
+    f_1_EVSEIsolationStatus: _iso2.isolationLevelType | None = None
     if u > 127:
         av -= 8
         if av < 0:
@@ -18826,13 +23665,52 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
-    av -= 26
+    f_1_NotificationMaxDelay = u
+    av -= 8
     if av < 0:
-        win, av = r.refill(av, 26)
-    c = (win >> av) & 0x3ffffff
-    if c & 0x3e38e00 != 0x0:
-        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumPowerLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        win, av = r.refill(av, 8)
+    c = (win >> av) & 0xff
+    if c & 0xe4 != 0x0:
+        raise r.fail_at(av + 8, 'DC_EVSEChargeParameterType', 'expected EE of NotificationMaxDelay, SE(EVSENotification), CH of EVSENotification, EE of EVSENotification')
+    iv = ((c >> 3) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_EVSEStatusType.EVSENotification', f'enumeration index {iv}')
+    f_1_EVSENotification = _E_iso2_EVSENotificationType[iv]
+    ec = (c & 3)
+    if ec == 0:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0x8e1 != 0x0:
+            raise r.fail_at(av + 12, 'DC_EVSEStatusType[2]', 'expected CH of EVSEIsolationStatus, EE of EVSEIsolationStatus, SE(EVSEStatusCode), CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 8) & 7)
+        if iv >= 5:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEIsolationStatus', f'enumeration index {iv}')
+        f_1_EVSEIsolationStatus = _E_iso2_isolationLevelType[iv]
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    elif ec == 1:
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x21 != 0x0:
+            raise r.fail_at(av + 6, 'DC_EVSEStatusType[2]', 'expected CH of EVSEStatusCode, EE of EVSEStatusCode')
+        iv = ((c >> 1) & 15)
+        if iv >= 12:
+            raise r.fail_at(av, 'DC_EVSEStatusType.EVSEStatusCode', f'enumeration index {iv}')
+        f_1_EVSEStatusCode = _E_iso2_DC_EVSEStatusCodeType[iv]
+    else:
+        raise r.fail_at(av, 'DC_EVSEStatusType[2]', f'event code {ec}, expected SE(EVSEIsolationStatus), SE(EVSEStatusCode)')
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1e38e00 != 0x0:
+        raise r.fail_at(av + 25, 'DC_EVSEChargeParameterType', 'expected EE, SE(EVSEMaximumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_2_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
@@ -18840,11 +23718,12 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     f_2_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso2.PhysicalValueType)
-    ob1_.Multiplier = f_1_Multiplier
-    ob1_.Unit = f_1_Unit
-    ob1_.Value = f_1_Value
-    f_EVSEMaximumCurrentLimit = ob1_
+    ob1_ = _new(_iso2.DC_EVSEStatusType)
+    ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
+    ob1_.EVSENotification = f_1_EVSENotification
+    ob1_.EVSEIsolationStatus = f_1_EVSEIsolationStatus
+    ob1_.EVSEStatusCode = f_1_EVSEStatusCode
+    f_DC_EVSEStatus = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -18868,7 +23747,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         win, av = r.refill(av, 26)
     c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumPowerLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
@@ -18880,7 +23759,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob2_.Multiplier = f_2_Multiplier
     ob2_.Unit = f_2_Unit
     ob2_.Value = f_2_Value
-    f_EVSEMaximumPowerLimit = ob2_
+    f_EVSEMaximumCurrentLimit = ob2_
     if u > 127:
         av -= 8
         if av < 0:
@@ -18904,7 +23783,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         win, av = r.refill(av, 26)
     c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMaximumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_4_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
@@ -18916,7 +23795,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob3_.Multiplier = f_3_Multiplier
     ob3_.Unit = f_3_Unit
     ob3_.Value = f_3_Value
-    f_EVSEMaximumVoltageLimit = ob3_
+    f_EVSEMaximumPowerLimit = ob3_
     if u > 127:
         av -= 8
         if av < 0:
@@ -18940,7 +23819,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         win, av = r.refill(av, 26)
     c = (win >> av) & 0x3ffffff
     if c & 0x3e38e00 != 0x0:
-        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumCurrentLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
     f_5_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
@@ -18952,7 +23831,7 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     ob4_.Multiplier = f_4_Multiplier
     ob4_.Unit = f_4_Unit
     ob4_.Value = f_4_Value
-    f_EVSEMinimumCurrentLimit = ob4_
+    f_EVSEMaximumVoltageLimit = ob4_
     if u > 127:
         av -= 8
         if av < 0:
@@ -18971,6 +23850,42 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
                 win = r.win
                 av = r.avail
     f_5_Value = -u - 1 if sg else u
+    av -= 26
+    if av < 0:
+        win, av = r.refill(av, 26)
+    c = (win >> av) & 0x3ffffff
+    if c & 0x3e38e00 != 0x0:
+        raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE, SE(EVSEMinimumVoltageLimit), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_6_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_6_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    ob5_ = _new(_iso2.PhysicalValueType)
+    ob5_.Multiplier = f_5_Multiplier
+    ob5_.Unit = f_5_Unit
+    ob5_.Value = f_5_Value
+    f_EVSEMinimumCurrentLimit = ob5_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_6_Value = -u - 1 if sg else u
     av -= 4
     if av < 0:
         win, av = r.refill(av, 4)
@@ -18978,11 +23893,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'DC_EVSEChargeParameterType', 'expected EE of Value, EE')
     ec = (c & 3)
-    ob5_ = _new(_iso2.PhysicalValueType)
-    ob5_.Multiplier = f_5_Multiplier
-    ob5_.Unit = f_5_Unit
-    ob5_.Value = f_5_Value
-    f_EVSEMinimumVoltageLimit = ob5_
+    ob6_ = _new(_iso2.PhysicalValueType)
+    ob6_.Multiplier = f_6_Multiplier
+    ob6_.Unit = f_6_Unit
+    ob6_.Value = f_6_Value
+    f_EVSEMinimumVoltageLimit = ob6_
     if ec == 0:
         av -= 23
         if av < 0:
@@ -18990,37 +23905,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
             raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-        f_6_Multiplier = ((c >> 18) & 7) - 3
-        iv = ((c >> 12) & 7)
-        if iv >= 7:
-            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-        f_6_Unit = _E_iso2_unitSymbolType[iv]
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_6_Value = -u - 1 if sg else u
-        av -= 26
-        if av < 0:
-            win, av = r.refill(av, 26)
-        c = (win >> av) & 0x3ffffff
-        if c & 0x3e38e00 != 0x0:
-            raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE, SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_7_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -19028,11 +23912,6 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_7_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        ob6_ = _new(_iso2.PhysicalValueType)
-        ob6_.Multiplier = f_6_Multiplier
-        ob6_.Unit = f_6_Unit
-        ob6_.Value = f_6_Value
-        f_EVSECurrentRegulationTolerance = ob6_
         if u > 127:
             av -= 8
             if av < 0:
@@ -19051,24 +23930,12 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
                     win = r.win
                     av = r.avail
         f_7_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 26
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso2.PhysicalValueType)
-        ob7_.Multiplier = f_7_Multiplier
-        ob7_.Unit = f_7_Unit
-        ob7_.Value = f_7_Value
-        f_EVSEPeakCurrentRipple = ob7_
-    elif ec == 1:
-        av -= 23
-        if av < 0:
-            win, av = r.refill(av, 23)
-        c = (win >> av) & 0x7fffff
-        if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            win, av = r.refill(av, 26)
+        c = (win >> av) & 0x3ffffff
+        if c & 0x3e38e00 != 0x0:
+            raise r.fail_at(av + 26, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE, SE(EVSEPeakCurrentRipple), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_8_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -19076,6 +23943,11 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         f_8_Unit = _E_iso2_unitSymbolType[iv]
         sg = ((c >> 8) & 1)
         u = (c & 255)
+        ob7_ = _new(_iso2.PhysicalValueType)
+        ob7_.Multiplier = f_7_Multiplier
+        ob7_.Unit = f_7_Unit
+        ob7_.Value = f_7_Value
+        f_EVSECurrentRegulationTolerance = ob7_
         if u > 127:
             av -= 8
             if av < 0:
@@ -19105,20 +23977,13 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
         ob8_.Unit = f_8_Unit
         ob8_.Value = f_8_Value
         f_EVSEPeakCurrentRipple = ob8_
-    else:
-        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
-    if ec == 0:
+    elif ec == 1:
         av -= 23
         if av < 0:
             win, av = r.refill(av, 23)
         c = (win >> av) & 0x7fffff
         if c & 0x638e00 != 0x0:
-            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[6]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
         f_9_Multiplier = ((c >> 18) & 7) - 3
         iv = ((c >> 12) & 7)
         if iv >= 7:
@@ -19144,17 +24009,67 @@ def _d_iso2_DC_EVSEChargeParameterType(r: BitReader) -> _iso2.DC_EVSEChargeParam
                     win = r.win
                     av = r.avail
         f_9_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'DC_EVSEChargeParameterType[6]', 'expected EE of Value, EE')
+        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_EVSEPeakCurrentRipple = ob9_
+    else:
+        raise r.fail_at(av, 'DC_EVSEChargeParameterType[6]', f'event code {ec}, expected SE(EVSECurrentRegulationTolerance), SE(EVSEPeakCurrentRipple)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'DC_EVSEChargeParameterType[8]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_10_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_10_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'DC_EVSEChargeParameterType[8]', 'expected EE of Value, EE, EE')
-        ob9_ = _new(_iso2.PhysicalValueType)
-        ob9_.Multiplier = f_9_Multiplier
-        ob9_.Unit = f_9_Unit
-        ob9_.Value = f_9_Value
-        f_EVSEEnergyToBeDelivered = ob9_
+        ob10_ = _new(_iso2.PhysicalValueType)
+        ob10_.Multiplier = f_10_Multiplier
+        ob10_.Unit = f_10_Unit
+        ob10_.Value = f_10_Value
+        f_EVSEEnergyToBeDelivered = ob10_
     elif ec == 1:
         pass
     else:
@@ -20164,10 +25079,79 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'EntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_1_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'EntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_iso2.RelativeTimeIntervalType)
+        ob1_.start = f_1_start
+        ob1_.duration = f_1_duration
+        f_RelativeTimeInterval = ob1_
     elif ec == 1:
         av -= 1
         if av < 0:
@@ -20175,8 +25159,8 @@ def _d_iso2_EntryType(r: BitReader) -> _iso2.EntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'EntryType[0]', 'expected EE')
-        ob1_ = _new(_iso2.IntervalType)
-        f_TimeInterval = ob1_
+        ob2_ = _new(_iso2.IntervalType)
+        f_TimeInterval = ob2_
     else:
         raise r.fail_at(av, 'EntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 1
@@ -21328,10 +26312,79 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_1_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_iso2.RelativeTimeIntervalType)
+        ob1_.start = f_1_start
+        ob1_.duration = f_1_duration
+        f_RelativeTimeInterval = ob1_
     elif ec == 1:
         av -= 1
         if av < 0:
@@ -21339,8 +26392,8 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
-        ob1_ = _new(_iso2.IntervalType)
-        f_TimeInterval = ob1_
+        ob2_ = _new(_iso2.IntervalType)
+        f_TimeInterval = ob2_
     else:
         raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
     av -= 24
@@ -21349,11 +26402,11 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
     c = (win >> av) & 0xffffff
     if c & 0xe38e00 != 0x0:
         raise r.fail_at(av + 24, 'PMaxScheduleEntryType', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
-    f_2_Multiplier = ((c >> 18) & 7) - 3
+    f_3_Multiplier = ((c >> 18) & 7) - 3
     iv = ((c >> 12) & 7)
     if iv >= 7:
         raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
-    f_2_Unit = _E_iso2_unitSymbolType[iv]
+    f_3_Unit = _E_iso2_unitSymbolType[iv]
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
@@ -21373,18 +26426,18 @@ def _d_iso2_PMaxScheduleEntryType(r: BitReader) -> _iso2.PMaxScheduleEntryType:
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_2_Value = -u - 1 if sg else u
+    f_3_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'PMaxScheduleEntryType', 'expected EE of Value, EE, EE')
-    ob2_ = _new(_iso2.PhysicalValueType)
-    ob2_.Multiplier = f_2_Multiplier
-    ob2_.Unit = f_2_Unit
-    ob2_.Value = f_2_Value
-    f_PMax = ob2_
+    ob3_ = _new(_iso2.PhysicalValueType)
+    ob3_.Multiplier = f_3_Multiplier
+    ob3_.Unit = f_3_Unit
+    ob3_.Value = f_3_Value
+    f_PMax = ob3_
     r.avail = av
     ob = _new(_iso2.PMaxScheduleEntryType)
     ob.RelativeTimeInterval = f_RelativeTimeInterval
@@ -21457,16 +26510,147 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
     av = r.avail
     f_PMaxScheduleEntry: list[_iso2.PMaxScheduleEntryType] = []
     s = 0
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)')
-    r.avail = av
-    f_PMaxScheduleEntry.append(_d_iso2_PMaxScheduleEntryType(r))
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'PMaxScheduleType', 'expected SE(PMaxScheduleEntry)')
+    ec = (c & 3)
+    f_1_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
+    f_1_TimeInterval: _iso2.IntervalType | None = None
+    if ec == 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_2_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob2_ = _new(_iso2.RelativeTimeIntervalType)
+        ob2_.start = f_2_start
+        ob2_.duration = f_2_duration
+        f_1_RelativeTimeInterval = ob2_
+    elif ec == 1:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
+        ob3_ = _new(_iso2.IntervalType)
+        f_1_TimeInterval = ob3_
+    else:
+        raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+    av -= 24
+    if av < 0:
+        win, av = r.refill(av, 24)
+    c = (win >> av) & 0xffffff
+    if c & 0xe38e00 != 0x0:
+        raise r.fail_at(av + 24, 'PMaxScheduleType', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+    f_4_Multiplier = ((c >> 18) & 7) - 3
+    iv = ((c >> 12) & 7)
+    if iv >= 7:
+        raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+    f_4_Unit = _E_iso2_unitSymbolType[iv]
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_4_Value = -u - 1 if sg else u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c != 0x0:
+        raise r.fail_at(av + 3, 'PMaxScheduleType', 'expected EE of Value, EE, EE')
+    ob4_ = _new(_iso2.PhysicalValueType)
+    ob4_.Multiplier = f_4_Multiplier
+    ob4_.Unit = f_4_Unit
+    ob4_.Value = f_4_Value
+    f_1_PMax = ob4_
+    ob1_ = _new(_iso2.PMaxScheduleEntryType)
+    ob1_.RelativeTimeInterval = f_1_RelativeTimeInterval
+    ob1_.TimeInterval = f_1_TimeInterval
+    ob1_.PMax = f_1_PMax
+    f_PMaxScheduleEntry.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -21475,10 +26659,145 @@ def _d_iso2_PMaxScheduleType(r: BitReader) -> _iso2.PMaxScheduleType:
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_PMaxScheduleEntry.append(_d_iso2_PMaxScheduleEntryType(r))
-            win = r.win
-            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_5_RelativeTimeInterval: _iso2.RelativeTimeIntervalType | None = None
+            f_5_TimeInterval: _iso2.IntervalType | None = None
+            if ec == 0:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x300 != 0x0:
+                    raise r.fail_at(av + 10, 'PMaxScheduleEntryType[0]', 'expected SE(start), CH of start')
+                u = (c & 255)
+                f_6_duration: int | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_6_start = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'PMaxScheduleEntryType[0]', 'expected EE of start')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 9
+                    if av < 0:
+                        win, av = r.refill(av, 9)
+                    c = (win >> av) & 0x1ff
+                    if c & 0x100 != 0x0:
+                        raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+                    u = (c & 255)
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_6_duration = u
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+                ob6_ = _new(_iso2.RelativeTimeIntervalType)
+                ob6_.start = f_6_start
+                ob6_.duration = f_6_duration
+                f_5_RelativeTimeInterval = ob6_
+            elif ec == 1:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'PMaxScheduleEntryType[0]', 'expected EE')
+                ob7_ = _new(_iso2.IntervalType)
+                f_5_TimeInterval = ob7_
+            else:
+                raise r.fail_at(av, 'PMaxScheduleEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xe38e00 != 0x0:
+                raise r.fail_at(av + 24, 'PMaxScheduleType[1]', 'expected SE(PMax), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_8_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_8_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_Value = -u - 1 if sg else u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c != 0x0:
+                raise r.fail_at(av + 3, 'PMaxScheduleType[1]', 'expected EE of Value, EE, EE')
+            ob8_ = _new(_iso2.PhysicalValueType)
+            ob8_.Multiplier = f_8_Multiplier
+            ob8_.Unit = f_8_Unit
+            ob8_.Value = f_8_Value
+            f_5_PMax = ob8_
+            ob5_ = _new(_iso2.PMaxScheduleEntryType)
+            ob5_.RelativeTimeInterval = f_5_RelativeTimeInterval
+            ob5_.TimeInterval = f_5_TimeInterval
+            ob5_.PMax = f_5_PMax
+            f_PMaxScheduleEntry.append(ob5_)
             n += 1
             if n == 1023:
                 s = 1024
@@ -21584,17 +26903,223 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
                 win = r.win
                 av = r.avail
     f_ParameterSetID = -u - 1 if sg else u
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
+    u = (c & 255)
     s = 1
+    f_1_boolValue: bool | None = None
+    f_1_byteValue: int | None = None
+    f_1_shortValue: int | None = None
+    f_1_intValue: int | None = None
+    f_1_physicalValue: _iso2.PhysicalValueType | None = None
+    f_1_stringValue: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Parameter.append(_d_iso2_ParameterType(r))
+    f_1_Name = r.string_of(u, None)
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    ec = c
+    if ec == 0:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+        f_1_boolValue = ((c >> 1) & 1) == 1
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+        f_1_byteValue = ((c >> 1) & 255) - 128
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of shortValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_shortValue = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of shortValue')
+    elif ec == 3:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of intValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_intValue = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of intValue')
+    elif ec == 4:
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x638e00 != 0x0:
+            raise r.fail_at(av + 23, 'ParameterType[1]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_2_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_2_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso2.PhysicalValueType)
+        ob2_.Multiplier = f_2_Multiplier
+        ob2_.Unit = f_2_Unit
+        ob2_.Value = f_2_Value
+        f_1_physicalValue = ob2_
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_stringValue = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of stringValue')
+    else:
+        raise r.fail_at(av, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
+    ob1_ = _new(_iso2.ParameterType)
+    ob1_.Name = f_1_Name
+    ob1_.boolValue = f_1_boolValue
+    ob1_.byteValue = f_1_byteValue
+    ob1_.shortValue = f_1_shortValue
+    ob1_.intValue = f_1_intValue
+    ob1_.physicalValue = f_1_physicalValue
+    ob1_.stringValue = f_1_stringValue
+    f_Parameter.append(ob1_)
     s = 2
     n = 0
     while True:
@@ -21603,10 +27128,222 @@ def _d_iso2_ParameterSetType(r: BitReader) -> _iso2.ParameterSetType:
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
+            u = (c & 255)
+            f_3_boolValue: bool | None = None
+            f_3_byteValue: int | None = None
+            f_3_shortValue: int | None = None
+            f_3_intValue: int | None = None
+            f_3_physicalValue: _iso2.PhysicalValueType | None = None
+            f_3_stringValue: str | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
-            f_Parameter.append(_d_iso2_ParameterType(r))
+            f_3_Name = r.string_of(u, None)
             win = r.win
             av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            ec = c
+            if ec == 0:
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x5 != 0x0:
+                    raise r.fail_at(av + 3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+                f_3_boolValue = ((c >> 1) & 1) == 1
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x201 != 0x0:
+                    raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+                f_3_byteValue = ((c >> 1) & 255) - 128
+            elif ec == 2:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of shortValue')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_shortValue = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of shortValue')
+            elif ec == 3:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of intValue')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_intValue = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of intValue')
+            elif ec == 4:
+                av -= 23
+                if av < 0:
+                    win, av = r.refill(av, 23)
+                c = (win >> av) & 0x7fffff
+                if c & 0x638e00 != 0x0:
+                    raise r.fail_at(av + 23, 'ParameterType[1]', 'expected SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                f_4_Multiplier = ((c >> 18) & 7) - 3
+                iv = ((c >> 12) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_4_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_4_Value = -u - 1 if sg else u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
+                ob4_ = _new(_iso2.PhysicalValueType)
+                ob4_.Multiplier = f_4_Multiplier
+                ob4_.Unit = f_4_Unit
+                ob4_.Value = f_4_Value
+                f_3_physicalValue = ob4_
+            elif ec == 5:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of stringValue')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_3_stringValue = r.string_of(u, None)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of stringValue')
+            else:
+                raise r.fail_at(av, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(physicalValue), SE(stringValue)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
+            ob3_ = _new(_iso2.ParameterType)
+            ob3_.Name = f_3_Name
+            ob3_.boolValue = f_3_boolValue
+            ob3_.byteValue = f_3_byteValue
+            ob3_.shortValue = f_3_shortValue
+            ob3_.intValue = f_3_intValue
+            ob3_.physicalValue = f_3_physicalValue
+            ob3_.stringValue = f_3_stringValue
+            f_Parameter.append(ob3_)
             n += 1
             if n == 15:
                 s = 17
@@ -22565,14 +28302,16 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
     win = r.win
     av = r.avail
     f_SAScheduleTuple: list[_iso2.SAScheduleTupleType] = []
-    av -= 1
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SAScheduleListType', 'expected SE(SAScheduleTuple)')
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
+    if c & 0x1c03 != 0x0:
+        raise r.fail_at(av + 13, 'SAScheduleListType', 'expected SE(SAScheduleTuple), SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+    f_1_SAScheduleTupleID = ((c >> 2) & 255) + 1
+    f_1_SalesTariff: _iso2.SalesTariffType | None = None
     r.avail = av
-    f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
+    f_1_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
     win = r.win
     av = r.avail
     av -= 2
@@ -22582,7 +28321,40 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
     ec = c
     if ec == 0:
         r.avail = av
-        f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
+        f_1_SalesTariff = _d_iso2_SalesTariffType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    ob1_ = _new(_iso2.SAScheduleTupleType)
+    ob1_.SAScheduleTupleID = f_1_SAScheduleTupleID
+    ob1_.PMaxSchedule = f_1_PMaxSchedule
+    ob1_.SalesTariff = f_1_SalesTariff
+    f_SAScheduleTuple.append(ob1_)
+    if ec == 0:
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xc03 != 0x0:
+            raise r.fail_at(av + 12, 'SAScheduleListType[1]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+        f_2_SAScheduleTupleID = ((c >> 2) & 255) + 1
+        f_2_SalesTariff: _iso2.SalesTariffType | None = None
+        r.avail = av
+        f_2_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
         win = r.win
         av = r.avail
         av -= 2
@@ -22592,7 +28364,7 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
         ec = c
         if ec == 0:
             r.avail = av
-            f_SAScheduleTuple.append(_d_iso2_SAScheduleTupleType(r))
+            f_2_SalesTariff = _d_iso2_SalesTariffType(r)
             win = r.win
             av = r.avail
             av -= 1
@@ -22600,7 +28372,65 @@ def _d_iso2_SAScheduleListType(r: BitReader) -> _iso2.SAScheduleListType:
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             if c:
+                raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        ob2_ = _new(_iso2.SAScheduleTupleType)
+        ob2_.SAScheduleTupleID = f_2_SAScheduleTupleID
+        ob2_.PMaxSchedule = f_2_PMaxSchedule
+        ob2_.SalesTariff = f_2_SalesTariff
+        f_SAScheduleTuple.append(ob2_)
+        if ec == 0:
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xc03 != 0x0:
+                raise r.fail_at(av + 12, 'SAScheduleListType[2]', 'expected SE(SAScheduleTupleID), CH of SAScheduleTupleID, EE of SAScheduleTupleID, SE(PMaxSchedule)')
+            f_3_SAScheduleTupleID = ((c >> 2) & 255) + 1
+            f_3_SalesTariff: _iso2.SalesTariffType | None = None
+            r.avail = av
+            f_3_PMaxSchedule = _d_iso2_PMaxScheduleType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                r.avail = av
+                f_3_SalesTariff = _d_iso2_SalesTariffType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'SAScheduleTupleType[2]', 'expected EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SAScheduleTupleType[2]', f'event code {ec}, expected SE(SalesTariff), EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
                 raise r.fail_at(av + 1, 'SAScheduleListType[2]', 'expected EE')
+            ob3_ = _new(_iso2.SAScheduleTupleType)
+            ob3_.SAScheduleTupleID = f_3_SAScheduleTupleID
+            ob3_.PMaxSchedule = f_3_PMaxSchedule
+            ob3_.SalesTariff = f_3_SalesTariff
+            f_SAScheduleTuple.append(ob3_)
         elif ec == 1:
             pass
         else:
@@ -22799,10 +28629,79 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
     c = (win >> av) & 0x3
     ec = c
     if ec == 0:
-        r.avail = av
-        f_RelativeTimeInterval = _d_iso2_RelativeTimeIntervalType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'SalesTariffEntryType[0]', 'expected SE(start), CH of start')
+        u = (c & 255)
+        f_1_duration: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_start = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SalesTariffEntryType[0]', 'expected EE of start')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'RelativeTimeIntervalType[1]', 'expected CH of duration')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_1_duration = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'RelativeTimeIntervalType[1]', 'expected EE of duration, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'RelativeTimeIntervalType[1]', f'event code {ec}, expected SE(duration), EE')
+        ob1_ = _new(_iso2.RelativeTimeIntervalType)
+        ob1_.start = f_1_start
+        ob1_.duration = f_1_duration
+        f_RelativeTimeInterval = ob1_
         s = 1
     elif ec == 1:
         av -= 1
@@ -22811,8 +28710,8 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SalesTariffEntryType[0]', 'expected EE')
-        ob1_ = _new(_iso2.IntervalType)
-        f_TimeInterval = ob1_
+        ob2_ = _new(_iso2.IntervalType)
+        f_TimeInterval = ob2_
         s = 1
     else:
         raise r.fail_at(av, 'SalesTariffEntryType[0]', f'event code {ec}, expected SE(RelativeTimeInterval), SE(TimeInterval)')
@@ -22831,20 +28730,470 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
         f_EPriceLevel = ((c >> 3) & 255)
         ec = (c & 3)
         if ec == 0:
-            r.avail = av
-            f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
-            win = r.win
-            av = r.avail
+            f_3_Cost: list[_iso2.CostType] = []
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xe38e00 != 0x0:
+                raise r.fail_at(av + 24, 'SalesTariffEntryType[2]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_4_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_4_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_Value = -u - 1 if sg else u
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            if c & 0x3e700 != 0x0:
+                raise r.fail_at(av + 18, 'SalesTariffEntryType[2]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+            iv = ((c >> 11) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+            f_5_costKind = _E_iso2_costKindType[iv]
+            u = (c & 255)
+            ob4_ = _new(_iso2.PhysicalValueType)
+            ob4_.Multiplier = f_4_Multiplier
+            ob4_.Unit = f_4_Unit
+            ob4_.Value = f_4_Value
+            f_3_startValue = ob4_
+            f_5_amountMultiplier: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_amount = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SalesTariffEntryType[2]', 'expected EE of amount')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x23 != 0x0:
+                    raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                f_5_amountMultiplier = ((c >> 2) & 7) - 3
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            ob5_ = _new(_iso2.CostType)
+            ob5_.costKind = f_5_costKind
+            ob5_.amount = f_5_amount
+            ob5_.amountMultiplier = f_5_amountMultiplier
+            f_3_Cost.append(ob5_)
+            if ec == 0:
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                if c & 0x6700 != 0x0:
+                    raise r.fail_at(av + 15, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                iv = ((c >> 11) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                f_6_costKind = _E_iso2_costKindType[iv]
+                u = (c & 255)
+                f_6_amountMultiplier: int | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_6_amount = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'ConsumptionCostType[2]', 'expected EE of amount')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
+                    if c & 0x23 != 0x0:
+                        raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                    f_6_amountMultiplier = ((c >> 2) & 7) - 3
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                ob6_ = _new(_iso2.CostType)
+                ob6_.costKind = f_6_costKind
+                ob6_.amount = f_6_amount
+                ob6_.amountMultiplier = f_6_amountMultiplier
+                f_3_Cost.append(ob6_)
+                if ec == 0:
+                    av -= 15
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    if c & 0x6700 != 0x0:
+                        raise r.fail_at(av + 15, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                    iv = ((c >> 11) & 3)
+                    if iv >= 3:
+                        raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                    f_7_costKind = _E_iso2_costKindType[iv]
+                    u = (c & 255)
+                    f_7_amountMultiplier: int | None = None
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_7_amount = u
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                    if c & 0x4 != 0x0:
+                        raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount')
+                    ec = (c & 3)
+                    if ec == 0:
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+                        if c & 0x23 != 0x0:
+                            raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                        f_7_amountMultiplier = ((c >> 2) & 7) - 3
+                    elif ec == 1:
+                        pass
+                    else:
+                        raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
+                    ob7_ = _new(_iso2.CostType)
+                    ob7_.costKind = f_7_costKind
+                    ob7_.amount = f_7_amount
+                    ob7_.amountMultiplier = f_7_amountMultiplier
+                    f_3_Cost.append(ob7_)
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+            ob3_ = _new(_iso2.ConsumptionCostType)
+            ob3_.startValue = f_3_startValue
+            ob3_.Cost = f_3_Cost
+            f_ConsumptionCost.append(ob3_)
             s = 3
         elif ec == 1:
             s = -1
         else:
             raise r.fail_at(av, 'SalesTariffEntryType[2]', f'event code {ec}, expected SE(ConsumptionCost), EE')
     elif ec == 1:
-        r.avail = av
-        f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
-        win = r.win
-        av = r.avail
+        f_8_Cost: list[_iso2.CostType] = []
+        av -= 24
+        if av < 0:
+            win, av = r.refill(av, 24)
+        c = (win >> av) & 0xffffff
+        if c & 0xe38e00 != 0x0:
+            raise r.fail_at(av + 24, 'SalesTariffEntryType[1]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+        f_9_Multiplier = ((c >> 18) & 7) - 3
+        iv = ((c >> 12) & 7)
+        if iv >= 7:
+            raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+        f_9_Unit = _E_iso2_unitSymbolType[iv]
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_9_Value = -u - 1 if sg else u
+        av -= 18
+        if av < 0:
+            win, av = r.refill(av, 18)
+        c = (win >> av) & 0x3ffff
+        if c & 0x3e700 != 0x0:
+            raise r.fail_at(av + 18, 'SalesTariffEntryType[1]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+        iv = ((c >> 11) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+        f_10_costKind = _E_iso2_costKindType[iv]
+        u = (c & 255)
+        ob9_ = _new(_iso2.PhysicalValueType)
+        ob9_.Multiplier = f_9_Multiplier
+        ob9_.Unit = f_9_Unit
+        ob9_.Value = f_9_Value
+        f_8_startValue = ob9_
+        f_10_amountMultiplier: int | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_10_amount = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SalesTariffEntryType[1]', 'expected EE of amount')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 6
+            if av < 0:
+                win, av = r.refill(av, 6)
+            c = (win >> av) & 0x3f
+            if c & 0x23 != 0x0:
+                raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+            f_10_amountMultiplier = ((c >> 2) & 7) - 3
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        ob10_ = _new(_iso2.CostType)
+        ob10_.costKind = f_10_costKind
+        ob10_.amount = f_10_amount
+        ob10_.amountMultiplier = f_10_amountMultiplier
+        f_8_Cost.append(ob10_)
+        if ec == 0:
+            av -= 15
+            if av < 0:
+                win, av = r.refill(av, 15)
+            c = (win >> av) & 0x7fff
+            if c & 0x6700 != 0x0:
+                raise r.fail_at(av + 15, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+            iv = ((c >> 11) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+            f_11_costKind = _E_iso2_costKindType[iv]
+            u = (c & 255)
+            f_11_amountMultiplier: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_11_amount = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'ConsumptionCostType[2]', 'expected EE of amount')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x23 != 0x0:
+                    raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                f_11_amountMultiplier = ((c >> 2) & 7) - 3
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            ob11_ = _new(_iso2.CostType)
+            ob11_.costKind = f_11_costKind
+            ob11_.amount = f_11_amount
+            ob11_.amountMultiplier = f_11_amountMultiplier
+            f_8_Cost.append(ob11_)
+            if ec == 0:
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                if c & 0x6700 != 0x0:
+                    raise r.fail_at(av + 15, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                iv = ((c >> 11) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                f_12_costKind = _E_iso2_costKindType[iv]
+                u = (c & 255)
+                f_12_amountMultiplier: int | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_12_amount = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
+                    if c & 0x23 != 0x0:
+                        raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                    f_12_amountMultiplier = ((c >> 2) & 7) - 3
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
+                ob12_ = _new(_iso2.CostType)
+                ob12_.costKind = f_12_costKind
+                ob12_.amount = f_12_amount
+                ob12_.amountMultiplier = f_12_amountMultiplier
+                f_8_Cost.append(ob12_)
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+        ob8_ = _new(_iso2.ConsumptionCostType)
+        ob8_.startValue = f_8_startValue
+        ob8_.Cost = f_8_Cost
+        f_ConsumptionCost.append(ob8_)
         s = 3
     elif ec == 2:
         s = -1
@@ -22856,26 +29205,476 @@ def _d_iso2_SalesTariffEntryType(r: BitReader) -> _iso2.SalesTariffEntryType:
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
-            win = r.win
-            av = r.avail
+            f_13_Cost: list[_iso2.CostType] = []
+            av -= 24
+            if av < 0:
+                win, av = r.refill(av, 24)
+            c = (win >> av) & 0xffffff
+            if c & 0xe38e00 != 0x0:
+                raise r.fail_at(av + 24, 'SalesTariffEntryType[3]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+            f_14_Multiplier = ((c >> 18) & 7) - 3
+            iv = ((c >> 12) & 7)
+            if iv >= 7:
+                raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+            f_14_Unit = _E_iso2_unitSymbolType[iv]
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_14_Value = -u - 1 if sg else u
+            av -= 18
+            if av < 0:
+                win, av = r.refill(av, 18)
+            c = (win >> av) & 0x3ffff
+            if c & 0x3e700 != 0x0:
+                raise r.fail_at(av + 18, 'SalesTariffEntryType[3]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+            iv = ((c >> 11) & 3)
+            if iv >= 3:
+                raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+            f_15_costKind = _E_iso2_costKindType[iv]
+            u = (c & 255)
+            ob14_ = _new(_iso2.PhysicalValueType)
+            ob14_.Multiplier = f_14_Multiplier
+            ob14_.Unit = f_14_Unit
+            ob14_.Value = f_14_Value
+            f_13_startValue = ob14_
+            f_15_amountMultiplier: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_15_amount = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SalesTariffEntryType[3]', 'expected EE of amount')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x23 != 0x0:
+                    raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                f_15_amountMultiplier = ((c >> 2) & 7) - 3
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             ec = c
+            ob15_ = _new(_iso2.CostType)
+            ob15_.costKind = f_15_costKind
+            ob15_.amount = f_15_amount
+            ob15_.amountMultiplier = f_15_amountMultiplier
+            f_13_Cost.append(ob15_)
             if ec == 0:
-                r.avail = av
-                f_ConsumptionCost.append(_d_iso2_ConsumptionCostType(r))
-                win = r.win
-                av = r.avail
+                av -= 15
+                if av < 0:
+                    win, av = r.refill(av, 15)
+                c = (win >> av) & 0x7fff
+                if c & 0x6700 != 0x0:
+                    raise r.fail_at(av + 15, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                iv = ((c >> 11) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                f_16_costKind = _E_iso2_costKindType[iv]
+                u = (c & 255)
+                f_16_amountMultiplier: int | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_16_amount = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'ConsumptionCostType[2]', 'expected EE of amount')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
+                    if c & 0x23 != 0x0:
+                        raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                    f_16_amountMultiplier = ((c >> 2) & 7) - 3
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                ob16_ = _new(_iso2.CostType)
+                ob16_.costKind = f_16_costKind
+                ob16_.amount = f_16_amount
+                ob16_.amountMultiplier = f_16_amountMultiplier
+                f_13_Cost.append(ob16_)
+                if ec == 0:
+                    av -= 15
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    if c & 0x6700 != 0x0:
+                        raise r.fail_at(av + 15, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                    iv = ((c >> 11) & 3)
+                    if iv >= 3:
+                        raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                    f_17_costKind = _E_iso2_costKindType[iv]
+                    u = (c & 255)
+                    f_17_amountMultiplier: int | None = None
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_17_amount = u
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                    if c & 0x4 != 0x0:
+                        raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount')
+                    ec = (c & 3)
+                    if ec == 0:
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+                        if c & 0x23 != 0x0:
+                            raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                        f_17_amountMultiplier = ((c >> 2) & 7) - 3
+                    elif ec == 1:
+                        pass
+                    else:
+                        raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
+                    ob17_ = _new(_iso2.CostType)
+                    ob17_.costKind = f_17_costKind
+                    ob17_.amount = f_17_amount
+                    ob17_.amountMultiplier = f_17_amountMultiplier
+                    f_13_Cost.append(ob17_)
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            ob13_ = _new(_iso2.ConsumptionCostType)
+            ob13_.startValue = f_13_startValue
+            ob13_.Cost = f_13_Cost
+            f_ConsumptionCost.append(ob13_)
+            if ec == 0:
+                f_18_Cost: list[_iso2.CostType] = []
+                av -= 24
+                if av < 0:
+                    win, av = r.refill(av, 24)
+                c = (win >> av) & 0xffffff
+                if c & 0xe38e00 != 0x0:
+                    raise r.fail_at(av + 24, 'SalesTariffEntryType[4]', 'expected SE(startValue), SE(Multiplier), CH of Multiplier, EE of Multiplier, SE(Unit), CH of Unit, EE of Unit, SE(Value), CH of Value')
+                f_19_Multiplier = ((c >> 18) & 7) - 3
+                iv = ((c >> 12) & 7)
+                if iv >= 7:
+                    raise r.fail_at(av, 'PhysicalValueType.Unit', f'enumeration index {iv}')
+                f_19_Unit = _E_iso2_unitSymbolType[iv]
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_19_Value = -u - 1 if sg else u
+                av -= 18
+                if av < 0:
+                    win, av = r.refill(av, 18)
+                c = (win >> av) & 0x3ffff
+                if c & 0x3e700 != 0x0:
+                    raise r.fail_at(av + 18, 'SalesTariffEntryType[4]', 'expected EE of Value, EE, SE(Cost), SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                iv = ((c >> 11) & 3)
+                if iv >= 3:
+                    raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                f_20_costKind = _E_iso2_costKindType[iv]
+                u = (c & 255)
+                ob19_ = _new(_iso2.PhysicalValueType)
+                ob19_.Multiplier = f_19_Multiplier
+                ob19_.Unit = f_19_Unit
+                ob19_.Value = f_19_Value
+                f_18_startValue = ob19_
+                f_20_amountMultiplier: int | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_20_amount = u
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x4 != 0x0:
+                    raise r.fail_at(av + 3, 'SalesTariffEntryType[4]', 'expected EE of amount')
+                ec = (c & 3)
+                if ec == 0:
+                    av -= 6
+                    if av < 0:
+                        win, av = r.refill(av, 6)
+                    c = (win >> av) & 0x3f
+                    if c & 0x23 != 0x0:
+                        raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                    f_20_amountMultiplier = ((c >> 2) & 7) - 3
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                ob20_ = _new(_iso2.CostType)
+                ob20_.costKind = f_20_costKind
+                ob20_.amount = f_20_amount
+                ob20_.amountMultiplier = f_20_amountMultiplier
+                f_18_Cost.append(ob20_)
+                if ec == 0:
+                    av -= 15
+                    if av < 0:
+                        win, av = r.refill(av, 15)
+                    c = (win >> av) & 0x7fff
+                    if c & 0x6700 != 0x0:
+                        raise r.fail_at(av + 15, 'ConsumptionCostType[2]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                    iv = ((c >> 11) & 3)
+                    if iv >= 3:
+                        raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                    f_21_costKind = _E_iso2_costKindType[iv]
+                    u = (c & 255)
+                    f_21_amountMultiplier: int | None = None
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_21_amount = u
+                    av -= 3
+                    if av < 0:
+                        win, av = r.refill(av, 3)
+                    c = (win >> av) & 0x7
+                    if c & 0x4 != 0x0:
+                        raise r.fail_at(av + 3, 'ConsumptionCostType[2]', 'expected EE of amount')
+                    ec = (c & 3)
+                    if ec == 0:
+                        av -= 6
+                        if av < 0:
+                            win, av = r.refill(av, 6)
+                        c = (win >> av) & 0x3f
+                        if c & 0x23 != 0x0:
+                            raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                        f_21_amountMultiplier = ((c >> 2) & 7) - 3
+                    elif ec == 1:
+                        pass
+                    else:
+                        raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    ec = c
+                    ob21_ = _new(_iso2.CostType)
+                    ob21_.costKind = f_21_costKind
+                    ob21_.amount = f_21_amount
+                    ob21_.amountMultiplier = f_21_amountMultiplier
+                    f_18_Cost.append(ob21_)
+                    if ec == 0:
+                        av -= 15
+                        if av < 0:
+                            win, av = r.refill(av, 15)
+                        c = (win >> av) & 0x7fff
+                        if c & 0x6700 != 0x0:
+                            raise r.fail_at(av + 15, 'ConsumptionCostType[3]', 'expected SE(costKind), CH of costKind, EE of costKind, SE(amount), CH of amount')
+                        iv = ((c >> 11) & 3)
+                        if iv >= 3:
+                            raise r.fail_at(av, 'CostType.costKind', f'enumeration index {iv}')
+                        f_22_costKind = _E_iso2_costKindType[iv]
+                        u = (c & 255)
+                        f_22_amountMultiplier: int | None = None
+                        if u > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u = (u & 0x7F) | (u2 & 0x7F) << 7
+                            if u2 > 127:
+                                av -= 8
+                                if av < 0:
+                                    win, av = r.refill(av, 8)
+                                u2 = (win >> av) & 0xff
+                                u |= (u2 & 0x7F) << 14
+                                if u2 > 127:
+                                    r.avail = av
+                                    u = r.uint_more(u, 21)
+                                    win = r.win
+                                    av = r.avail
+                        f_22_amount = u
+                        av -= 3
+                        if av < 0:
+                            win, av = r.refill(av, 3)
+                        c = (win >> av) & 0x7
+                        if c & 0x4 != 0x0:
+                            raise r.fail_at(av + 3, 'ConsumptionCostType[3]', 'expected EE of amount')
+                        ec = (c & 3)
+                        if ec == 0:
+                            av -= 6
+                            if av < 0:
+                                win, av = r.refill(av, 6)
+                            c = (win >> av) & 0x3f
+                            if c & 0x23 != 0x0:
+                                raise r.fail_at(av + 6, 'CostType[2]', 'expected CH of amountMultiplier, EE of amountMultiplier, EE')
+                            f_22_amountMultiplier = ((c >> 2) & 7) - 3
+                        elif ec == 1:
+                            pass
+                        else:
+                            raise r.fail_at(av, 'CostType[2]', f'event code {ec}, expected SE(amountMultiplier), EE')
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+                        if c:
+                            raise r.fail_at(av + 1, 'ConsumptionCostType[3]', 'expected EE')
+                        ob22_ = _new(_iso2.CostType)
+                        ob22_.costKind = f_22_costKind
+                        ob22_.amount = f_22_amount
+                        ob22_.amountMultiplier = f_22_amountMultiplier
+                        f_18_Cost.append(ob22_)
+                    elif ec == 1:
+                        pass
+                    else:
+                        raise r.fail_at(av, 'ConsumptionCostType[3]', f'event code {ec}, expected SE(Cost), EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'ConsumptionCostType[2]', f'event code {ec}, expected SE(Cost), EE')
                 av -= 1
                 if av < 0:
                     win, av = r.refill(av, 1)
                 c = (win >> av) & 0x1
                 if c:
                     raise r.fail_at(av + 1, 'SalesTariffEntryType[4]', 'expected EE')
+                ob18_ = _new(_iso2.ConsumptionCostType)
+                ob18_.startValue = f_18_startValue
+                ob18_.Cost = f_18_Cost
+                f_ConsumptionCost.append(ob18_)
                 s = -1
             elif ec == 1:
                 s = -1
@@ -23322,16 +30121,80 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
     av = r.avail
     f_SelectedService: list[_iso2.SelectedServiceType] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SelectedServiceListType', 'expected SE(SelectedService)')
-    r.avail = av
-    f_SelectedService.append(_d_iso2_SelectedServiceType(r))
-    win = r.win
-    av = r.avail
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SelectedServiceListType', 'expected SE(SelectedService), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    f_1_ParameterSetID: int | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_ServiceID = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SelectedServiceListType', 'expected EE of ServiceID')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_ParameterSetID = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+    ob1_ = _new(_iso2.SelectedServiceType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.ParameterSetID = f_1_ParameterSetID
+    f_SelectedService.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -23340,10 +30203,80 @@ def _d_iso2_SelectedServiceListType(r: BitReader) -> _iso2.SelectedServiceListTy
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_SelectedService.append(_d_iso2_SelectedServiceType(r))
-            win = r.win
-            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'SelectedServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
+            u = (c & 255)
+            f_2_ParameterSetID: int | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_ServiceID = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SelectedServiceListType[1]', 'expected EE of ServiceID')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'SelectedServiceType[1]', 'expected CH of ParameterSetID')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_2_ParameterSetID = -u - 1 if sg else u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'SelectedServiceType[1]', 'expected EE of ParameterSetID, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SelectedServiceType[1]', f'event code {ec}, expected SE(ParameterSetID), EE')
+            ob2_ = _new(_iso2.SelectedServiceType)
+            ob2_.ServiceID = f_2_ServiceID
+            ob2_.ParameterSetID = f_2_ParameterSetID
+            f_SelectedService.append(ob2_)
             n += 1
             if n == 15:
                 s = 16
@@ -23571,16 +30504,150 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
     av = r.avail
     f_Service: list[_iso2.ServiceType] = []
     s = 0
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceListType', 'expected SE(Service), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    f_1_ServiceName: str | None = None
+    f_1_ServiceScope: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_ServiceID = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceListType', 'expected EE of ServiceID')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_ServiceName = r.string_of(u, 32)
+        win = r.win
+        av = r.avail
+        av -= 6
+        if av < 0:
+            win, av = r.refill(av, 6)
+        c = (win >> av) & 0x3f
+        if c & 0x39 != 0x0:
+            raise r.fail_at(av + 6, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+        f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+    elif ec == 1:
+        av -= 4
+        if av < 0:
+            win, av = r.refill(av, 4)
+        c = (win >> av) & 0xf
+        if c & 0x9 != 0x0:
+            raise r.fail_at(av + 4, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+        f_1_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+    else:
+        raise r.fail_at(av, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_ServiceScope = r.string_of(u, 64)
+        win = r.win
+        av = r.avail
+        av -= 5
+        if av < 0:
+            win, av = r.refill(av, 5)
+        c = (win >> av) & 0x1f
+        if c & 0x1d != 0x0:
+            raise r.fail_at(av + 5, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService')
+        f_1_FreeService = ((c >> 1) & 1) == 1
+    elif ec == 1:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService')
+        f_1_FreeService = ((c >> 1) & 1) == 1
+    else:
+        raise r.fail_at(av, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
-        raise r.fail_at(av + 1, 'ServiceListType', 'expected SE(Service)')
-    r.avail = av
-    f_Service.append(_d_iso2_ServiceType(r))
-    win = r.win
-    av = r.avail
+        raise r.fail_at(av + 1, 'ServiceListType', 'expected EE')
+    ob1_ = _new(_iso2.ServiceType)
+    ob1_.ServiceID = f_1_ServiceID
+    ob1_.ServiceName = f_1_ServiceName
+    ob1_.ServiceCategory = f_1_ServiceCategory
+    ob1_.ServiceScope = f_1_ServiceScope
+    ob1_.FreeService = f_1_FreeService
+    f_Service.append(ob1_)
     s = 1
     n = 0
     while True:
@@ -23589,10 +30656,150 @@ def _d_iso2_ServiceListType(r: BitReader) -> _iso2.ServiceListType:
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_Service.append(_d_iso2_ServiceType(r))
-            win = r.win
-            av = r.avail
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'ServiceListType[1]', 'expected SE(ServiceID), CH of ServiceID')
+            u = (c & 255)
+            f_2_ServiceName: str | None = None
+            f_2_ServiceScope: str | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_ServiceID = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'ServiceListType[1]', 'expected EE of ServiceID')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'ServiceType[1]', 'expected CH of ServiceName')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_2_ServiceName = r.string_of(u, 32)
+                win = r.win
+                av = r.avail
+                av -= 6
+                if av < 0:
+                    win, av = r.refill(av, 6)
+                c = (win >> av) & 0x3f
+                if c & 0x39 != 0x0:
+                    raise r.fail_at(av + 6, 'ServiceType[1]', 'expected EE of ServiceName, SE(ServiceCategory), CH of ServiceCategory, EE of ServiceCategory')
+                f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+            elif ec == 1:
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
+                if c & 0x9 != 0x0:
+                    raise r.fail_at(av + 4, 'ServiceType[1]', 'expected CH of ServiceCategory, EE of ServiceCategory')
+                f_2_ServiceCategory = _E_iso2_serviceCategoryType[((c >> 1) & 3)]
+            else:
+                raise r.fail_at(av, 'ServiceType[1]', f'event code {ec}, expected SE(ServiceName), SE(ServiceCategory)')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'ServiceType[3]', 'expected CH of ServiceScope')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_2_ServiceScope = r.string_of(u, 64)
+                win = r.win
+                av = r.avail
+                av -= 5
+                if av < 0:
+                    win, av = r.refill(av, 5)
+                c = (win >> av) & 0x1f
+                if c & 0x1d != 0x0:
+                    raise r.fail_at(av + 5, 'ServiceType[3]', 'expected EE of ServiceScope, SE(FreeService), CH of FreeService, EE of FreeService')
+                f_2_FreeService = ((c >> 1) & 1) == 1
+            elif ec == 1:
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x5 != 0x0:
+                    raise r.fail_at(av + 3, 'ServiceType[3]', 'expected CH of FreeService, EE of FreeService')
+                f_2_FreeService = ((c >> 1) & 1) == 1
+            else:
+                raise r.fail_at(av, 'ServiceType[3]', f'event code {ec}, expected SE(ServiceScope), SE(FreeService)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ServiceListType[1]', 'expected EE')
+            ob2_ = _new(_iso2.ServiceType)
+            ob2_.ServiceID = f_2_ServiceID
+            ob2_.ServiceName = f_2_ServiceName
+            ob2_.ServiceCategory = f_2_ServiceCategory
+            ob2_.ServiceScope = f_2_ServiceScope
+            ob2_.FreeService = f_2_FreeService
+            f_Service.append(ob2_)
             n += 1
             if n == 7:
                 s = 8
@@ -24469,15 +31676,66 @@ def _d_iso2_MessageHeaderType(r: BitReader) -> _iso2.MessageHeaderType:
     ec = (c & 3)
     s = 1
     if ec == 0:
-        r.avail = av
-        f_Notification = _d_iso2_NotificationType(r)
-        win = r.win
-        av = r.avail
+        av -= 7
+        if av < 0:
+            win, av = r.refill(av, 7)
+        c = (win >> av) & 0x7f
+        if c & 0x64 != 0x0:
+            raise r.fail_at(av + 7, 'MessageHeaderType[1]', 'expected SE(FaultCode), CH of FaultCode, EE of FaultCode')
+        iv = ((c >> 3) & 3)
+        if iv >= 3:
+            raise r.fail_at(av, 'NotificationType.FaultCode', f'enumeration index {iv}')
+        f_1_FaultCode = _E_iso2_faultCodeType[iv]
+        ec = (c & 3)
+        f_1_FaultMsg: str | None = None
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'NotificationType[1]', 'expected CH of FaultMsg')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_FaultMsg = r.string_of(u, 64)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'NotificationType[1]', 'expected EE of FaultMsg, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'NotificationType[1]', f'event code {ec}, expected SE(FaultMsg), EE')
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         ec = c
+        ob1_ = _new(_iso2.NotificationType)
+        ob1_.FaultCode = f_1_FaultCode
+        ob1_.FaultMsg = f_1_FaultMsg
+        f_Notification = ob1_
         if ec == 0:
             r.avail = av
             f_Signature = _d_xmldsig_SignatureType(r)

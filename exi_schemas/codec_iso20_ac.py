@@ -4015,21 +4015,109 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
-    r.avail = av
-    f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_xmldsig.SignatureValueType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -8521,21 +8609,92 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
     f_CLReqControlMode: _iso20_common_types.CLReqControlModeType | None = None
     f_Dynamic_AC_CLReqControlMode: _iso20_ac.Dynamic_AC_CLReqControlModeType | None = None
     f_Scheduled_AC_CLReqControlMode: _iso20_ac.Scheduled_AC_CLReqControlModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AC_ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
@@ -8580,8 +8739,8 @@ def _d_iso20_ac_AC_ChargeLoopReqType(r: BitReader) -> _iso20_ac.AC_ChargeLoopReq
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AC_ChargeLoopReqType[3]', 'expected EE')
-        ob1_ = _new(_iso20_common_types.CLReqControlModeType)
-        f_CLReqControlMode = ob1_
+        ob2_ = _new(_iso20_common_types.CLReqControlModeType)
+        f_CLReqControlMode = ob2_
     elif ec == 3:
         r.avail = av
         f_Dynamic_AC_CLReqControlMode = _d_iso20_ac_Dynamic_AC_CLReqControlModeType(r)
@@ -8735,16 +8894,82 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
     f_Dynamic_AC_CLResControlMode: _iso20_ac.Dynamic_AC_CLResControlModeType | None = None
     f_Scheduled_AC_CLResControlMode: _iso20_ac.Scheduled_AC_CLResControlModeType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AC_ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 13
     if av < 0:
         win, av = r.refill(av, 13)
@@ -8756,6 +8981,11 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         raise r.fail_at(av, 'AC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 15)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -8783,7 +9013,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 12
         if av < 0:
             win, av = r.refill(av, 12)
@@ -8793,12 +9023,12 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         iv = ((c >> 6) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 15)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -8818,7 +9048,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -8838,17 +9068,17 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVSETargetFrequency = ob2_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSETargetFrequency = ob3_
             s = 6
         elif ec == 3:
             r.avail = av
@@ -8869,8 +9099,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[3]', 'expected EE')
-            ob3_ = _new(_iso20_common_types.CLResControlModeType)
-            f_CLResControlMode = ob3_
+            ob4_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob4_
             s = 7
         elif ec == 6:
             r.avail = av
@@ -8905,7 +9135,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'AC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_4_Exponent = ((c >> 12) & 255) - 128
+        f_5_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -8925,17 +9155,17 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_4_Value = -u - 1 if sg else u
+        f_5_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob4_ = _new(_iso20_common_types.RationalNumberType)
-        ob4_.Exponent = f_4_Exponent
-        ob4_.Value = f_4_Value
-        f_EVSETargetFrequency = ob4_
+        ob5_ = _new(_iso20_common_types.RationalNumberType)
+        ob5_.Exponent = f_5_Exponent
+        ob5_.Value = f_5_Value
+        f_EVSETargetFrequency = ob5_
         s = 6
     elif ec == 4:
         r.avail = av
@@ -8956,8 +9186,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AC_ChargeLoopResType[2]', 'expected EE')
-        ob5_ = _new(_iso20_common_types.CLResControlModeType)
-        f_CLResControlMode = ob5_
+        ob6_ = _new(_iso20_common_types.CLResControlModeType)
+        f_CLResControlMode = ob6_
         s = 7
     elif ec == 7:
         r.avail = av
@@ -8991,7 +9221,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_6_Exponent = ((c >> 12) & 255) - 128
+            f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -9011,17 +9241,17 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_6_Value = -u - 1 if sg else u
+            f_7_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            ob6_ = _new(_iso20_common_types.RationalNumberType)
-            ob6_.Exponent = f_6_Exponent
-            ob6_.Value = f_6_Value
-            f_EVSETargetFrequency = ob6_
+            ob7_ = _new(_iso20_common_types.RationalNumberType)
+            ob7_.Exponent = f_7_Exponent
+            ob7_.Value = f_7_Value
+            f_EVSETargetFrequency = ob7_
             s = 6
         elif ec == 2:
             r.avail = av
@@ -9042,8 +9272,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[4]', 'expected EE')
-            ob7_ = _new(_iso20_common_types.CLResControlModeType)
-            f_CLResControlMode = ob7_
+            ob8_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob8_
             s = 7
         elif ec == 5:
             r.avail = av
@@ -9071,7 +9301,7 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'AC_ChargeLoopResType[5]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_8_Exponent = ((c >> 12) & 255) - 128
+            f_9_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -9091,17 +9321,17 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_8_Value = -u - 1 if sg else u
+            f_9_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'AC_ChargeLoopResType[5]', 'expected EE of Value, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_EVSETargetFrequency = ob8_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_EVSETargetFrequency = ob9_
             s = 6
         elif ec == 1:
             r.avail = av
@@ -9122,8 +9352,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[5]', 'expected EE')
-            ob9_ = _new(_iso20_common_types.CLResControlModeType)
-            f_CLResControlMode = ob9_
+            ob10_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob10_
             s = 7
         elif ec == 4:
             r.avail = av
@@ -9163,8 +9393,8 @@ def _d_iso20_ac_AC_ChargeLoopResType(r: BitReader) -> _iso20_ac.AC_ChargeLoopRes
             c = (win >> av) & 0x1
             if c:
                 raise r.fail_at(av + 1, 'AC_ChargeLoopResType[6]', 'expected EE')
-            ob10_ = _new(_iso20_common_types.CLResControlModeType)
-            f_CLResControlMode = ob10_
+            ob11_ = _new(_iso20_common_types.CLResControlModeType)
+            f_CLResControlMode = ob11_
             s = 7
         elif ec == 3:
             r.avail = av
@@ -9766,21 +9996,92 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_ac.AC
     f_Header: _iso20_common_types.MessageHeaderType
     f_AC_CPDReqEnergyTransferMode: _iso20_ac.AC_CPDReqEnergyTransferModeType | None = None
     f_BPT_AC_CPDReqEnergyTransferMode: _iso20_ac.BPT_AC_CPDReqEnergyTransferModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_AC_CPDReqEnergyTransferMode = _d_iso20_ac_AC_CPDReqEnergyTransferModeType(r)
@@ -9852,16 +10153,82 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_ac.AC
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_AC_CPDResEnergyTransferMode: _iso20_ac.AC_CPDResEnergyTransferModeType | None = None
     f_BPT_AC_CPDResEnergyTransferMode: _iso20_ac.BPT_AC_CPDResEnergyTransferModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AC_ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 11
     if av < 0:
         win, av = r.refill(av, 11)
@@ -9873,6 +10240,11 @@ def _d_iso20_ac_AC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_ac.AC
         raise r.fail_at(av, 'AC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_AC_CPDResEnergyTransferMode = _d_iso20_ac_AC_CPDResEnergyTransferModeType(r)
@@ -48651,21 +49023,92 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
@@ -48754,16 +49197,82 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -48775,6 +49284,11 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -48802,7 +49316,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -48812,12 +49326,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -49004,22 +49518,93 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
@@ -49049,16 +49634,82 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -49069,6 +49720,11 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     if iv >= 40:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
     ob.Header = f_Header
@@ -57387,22 +58043,93 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GMessageType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GMessageType)
     ob.Header = f_Header
@@ -57431,22 +58158,93 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GRequestType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GRequestType)
     ob.Header = f_Header
@@ -57476,16 +58274,82 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GResponseType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -57496,6 +58360,11 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     if iv >= 40:
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GResponseType)
     ob.Header = f_Header

@@ -4027,21 +4027,109 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
-    r.avail = av
-    f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_xmldsig.SignatureValueType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -5566,16 +5654,82 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ACDP_ConnectReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_ConnectReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ACDP_ConnectReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 6
     if av < 0:
         win, av = r.refill(av, 6)
@@ -5583,6 +5737,11 @@ def _d_iso20_acdp_ACDP_ConnectReqType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     if c & 0x33 != 0x0:
         raise r.fail_at(av + 6, 'ACDP_ConnectReqType', 'expected SE(EVElectricalChargingDeviceStatus), CH of EVElectricalChargingDeviceStatus, EE of EVElectricalChargingDeviceStatus, EE')
     f_EVElectricalChargingDeviceStatus = _E_iso20_acdp_electricalChargingDeviceStatusType[((c >> 2) & 3)]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_acdp.ACDP_ConnectReqType)
     ob.Header = f_Header
@@ -5618,16 +5777,82 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     f_EVSEProcessing: _iso20_common_types.processingType
     f_EVSEElectricalChargingDeviceStatus: _iso20_acdp.electricalChargingDeviceStatusType
     f_EVSEMechanicalChargingDeviceStatus: _iso20_acdp.mechanicalChargingDeviceStatusType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ACDP_ConnectResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_ConnectResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ACDP_ConnectResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 25
     if av < 0:
         win, av = r.refill(av, 25)
@@ -5647,6 +5872,11 @@ def _d_iso20_acdp_ACDP_ConnectResType(r: BitReader) -> _iso20_acdp.ACDP_ConnectR
     if iv >= 3:
         raise r.fail_at(av, 'ACDP_ConnectResType.EVSEMechanicalChargingDeviceStatus', f'enumeration index {iv}')
     f_EVSEMechanicalChargingDeviceStatus = _E_iso20_acdp_mechanicalChargingDeviceStatusType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_acdp.ACDP_ConnectResType)
     ob.Header = f_Header
@@ -5688,22 +5918,93 @@ def _d_iso20_acdp_ACDP_SystemStatusReqType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVTechnicalStatus: _iso20_acdp.EVTechnicalStatusType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ACDP_SystemStatusReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_SystemStatusReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ACDP_SystemStatusReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ACDP_SystemStatusReqType', 'expected SE(EVTechnicalStatus)')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     f_EVTechnicalStatus = _d_iso20_acdp_EVTechnicalStatusType(r)
     win = r.win
@@ -5762,16 +6063,82 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_EVSEMalfunction: bool
     f_EVInChargePosition: bool
     f_EVAssociationStatus: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ACDP_SystemStatusResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_SystemStatusResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ACDP_SystemStatusResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 48
     if av < 0:
         win, av = r.refill(av, 48)
@@ -5794,6 +6161,11 @@ def _d_iso20_acdp_ACDP_SystemStatusResType(r: BitReader) -> _iso20_acdp.ACDP_Sys
     f_EVSEMalfunction = ((c >> 10) & 1) == 1
     f_EVInChargePosition = ((c >> 6) & 1) == 1
     f_EVAssociationStatus = ((c >> 2) & 1) == 1
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_acdp.ACDP_SystemStatusResType)
     ob.Header = f_Header
@@ -5854,16 +6226,82 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVMobilityStatus: bool
     f_EVPositioningSupport: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ACDP_VehiclePositioningReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ACDP_VehiclePositioningReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 9
     if av < 0:
         win, av = r.refill(av, 9)
@@ -5872,6 +6310,11 @@ def _d_iso20_acdp_ACDP_VehiclePositioningReqType(r: BitReader) -> _iso20_acdp.AC
         raise r.fail_at(av + 9, 'ACDP_VehiclePositioningReqType', 'expected SE(EVMobilityStatus), CH of EVMobilityStatus, EE of EVMobilityStatus, SE(EVPositioningSupport), CH of EVPositioningSupport, EE of EVPositioningSupport, EE')
     f_EVMobilityStatus = ((c >> 6) & 1) == 1
     f_EVPositioningSupport = ((c >> 2) & 1) == 1
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_acdp.ACDP_VehiclePositioningReqType)
     ob.Header = f_Header
@@ -5914,16 +6357,82 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     f_ContactWindowXc: int
     f_ContactWindowYc: int
     f_EVInChargePosition: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ACDP_VehiclePositioningResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ACDP_VehiclePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ACDP_VehiclePositioningResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 29
     if av < 0:
         win, av = r.refill(av, 29)
@@ -5941,6 +6450,11 @@ def _d_iso20_acdp_ACDP_VehiclePositioningResType(r: BitReader) -> _iso20_acdp.AC
     f_EVSEPositioningSupport = ((c >> 12) & 1) == 1
     sg = ((c >> 8) & 1)
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -6793,21 +7307,92 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
@@ -6896,16 +7481,82 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -6917,6 +7568,11 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -6944,7 +7600,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -6954,12 +7610,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -7146,22 +7802,93 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
@@ -7191,16 +7918,82 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -7211,6 +8004,11 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     if iv >= 40:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
     ob.Header = f_Header
@@ -15529,22 +16327,93 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GMessageType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GMessageType)
     ob.Header = f_Header
@@ -15573,22 +16442,93 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GRequestType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GRequestType)
     ob.Header = f_Header
@@ -15618,16 +16558,82 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GResponseType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -15638,6 +16644,11 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     if iv >= 40:
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GResponseType)
     ob.Header = f_Header

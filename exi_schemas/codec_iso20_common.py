@@ -4037,21 +4037,109 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
-    r.avail = av
-    f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_xmldsig.SignatureValueType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -6945,16 +7033,82 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
     f_SelectedAuthorizationService: _iso20_common_messages.authorizationType
     f_EIM_AReqAuthorizationMode: _iso20_common_messages.EIM_AReqAuthorizationModeType | None = None
     f_PnC_AReqAuthorizationMode: _iso20_common_messages.PnC_AReqAuthorizationModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AuthorizationReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AuthorizationReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 6
     if av < 0:
         win, av = r.refill(av, 6)
@@ -6963,6 +7117,11 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
         raise r.fail_at(av + 6, 'AuthorizationReqType', 'expected SE(SelectedAuthorizationService), CH of SelectedAuthorizationService, EE of SelectedAuthorizationService')
     f_SelectedAuthorizationService = _E_iso20_common_messages_authorizationType[((c >> 3) & 1)]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         av -= 1
         if av < 0:
@@ -6970,8 +7129,8 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AuthorizationReqType[2]', 'expected EE')
-        ob1_ = _new(_iso20_common_messages.EIM_AReqAuthorizationModeType)
-        f_EIM_AReqAuthorizationMode = ob1_
+        ob2_ = _new(_iso20_common_messages.EIM_AReqAuthorizationModeType)
+        f_EIM_AReqAuthorizationMode = ob2_
     elif ec == 1:
         av -= 9
         if av < 0:
@@ -6998,7 +7157,7 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_2_Id = r.string_of(u, None)
+        f_3_Id = r.string_of(u, None)
         win = r.win
         av = r.avail
         av -= 10
@@ -7026,7 +7185,7 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_2_GenChallenge = r.binary_of(u, 16)
+        f_3_GenChallenge = r.binary_of(u, 16)
         win = r.win
         av = r.avail
         av -= 12
@@ -7054,7 +7213,7 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
                     win = r.win
                     av = r.avail
         r.avail = av
-        f_3_Certificate = r.binary_of(u, 1600)
+        f_4_Certificate = r.binary_of(u, 1600)
         win = r.win
         av = r.avail
         av -= 2
@@ -7064,7 +7223,7 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
         if c != 0x0:
             raise r.fail_at(av + 2, 'AuthorizationReqType[2]', 'expected EE of Certificate, SE(SubCertificates)')
         r.avail = av
-        f_3_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+        f_4_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
         win = r.win
         av = r.avail
         av -= 2
@@ -7073,15 +7232,15 @@ def _d_iso20_common_messages_AuthorizationReqType(r: BitReader) -> _iso20_common
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'AuthorizationReqType[2]', 'expected EE, EE')
-        ob3_ = _new(_iso20_common_messages.ContractCertificateChainType)
-        ob3_.Certificate = f_3_Certificate
-        ob3_.SubCertificates = f_3_SubCertificates
-        f_2_ContractCertificateChain = ob3_
-        ob2_ = _new(_iso20_common_messages.PnC_AReqAuthorizationModeType)
-        ob2_.Id = f_2_Id
-        ob2_.GenChallenge = f_2_GenChallenge
-        ob2_.ContractCertificateChain = f_2_ContractCertificateChain
-        f_PnC_AReqAuthorizationMode = ob2_
+        ob4_ = _new(_iso20_common_messages.ContractCertificateChainType)
+        ob4_.Certificate = f_4_Certificate
+        ob4_.SubCertificates = f_4_SubCertificates
+        f_3_ContractCertificateChain = ob4_
+        ob3_ = _new(_iso20_common_messages.PnC_AReqAuthorizationModeType)
+        ob3_.Id = f_3_Id
+        ob3_.GenChallenge = f_3_GenChallenge
+        ob3_.ContractCertificateChain = f_3_ContractCertificateChain
+        f_PnC_AReqAuthorizationMode = ob3_
     else:
         raise r.fail_at(av, 'AuthorizationReqType[2]', f'event code {ec}, expected SE(EIM_AReqAuthorizationMode), SE(PnC_AReqAuthorizationMode)')
     av -= 1
@@ -7183,16 +7342,82 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AuthorizationResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AuthorizationResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -7207,6 +7432,11 @@ def _d_iso20_common_messages_AuthorizationResType(r: BitReader) -> _iso20_common
     if iv >= 3:
         raise r.fail_at(av, 'AuthorizationResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_messages.AuthorizationResType)
     ob.Header = f_Header
@@ -7241,22 +7471,93 @@ def _d_iso20_common_messages_AuthorizationSetupReqType(r: BitReader) -> _iso20_c
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AuthorizationSetupReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationSetupReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AuthorizationSetupReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'AuthorizationSetupReqType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_messages.AuthorizationSetupReqType)
     ob.Header = f_Header
@@ -7290,16 +7591,82 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     f_CertificateInstallationService: bool
     f_EIM_ASResAuthorizationMode: _iso20_common_messages.EIM_ASResAuthorizationModeType | None = None
     f_PnC_ASResAuthorizationMode: _iso20_common_messages.PnC_ASResAuthorizationModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'AuthorizationSetupResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationSetupResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'AuthorizationSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'AuthorizationSetupResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -7312,6 +7679,11 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_AuthorizationServices.append(_E_iso20_common_messages_authorizationType[((c >> 3) & 1)])
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         av -= 7
         if av < 0:
@@ -7343,13 +7715,64 @@ def _d_iso20_common_messages_AuthorizationSetupResType(r: BitReader) -> _iso20_c
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'AuthorizationSetupResType[5]', 'expected EE')
-        ob1_ = _new(_iso20_common_messages.EIM_ASResAuthorizationModeType)
-        f_EIM_ASResAuthorizationMode = ob1_
+        ob2_ = _new(_iso20_common_messages.EIM_ASResAuthorizationModeType)
+        f_EIM_ASResAuthorizationMode = ob2_
     elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'AuthorizationSetupResType[5]', 'expected SE(GenChallenge), CH of GenChallenge')
+        u = (c & 255)
+        f_3_SupportedProviders: _iso20_common_messages.SupportedProvidersListType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_PnC_ASResAuthorizationMode = _d_iso20_common_messages_PnC_ASResAuthorizationModeType(r)
+        f_3_GenChallenge = r.binary_of(u, 16)
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'AuthorizationSetupResType[5]', 'expected EE of GenChallenge')
+        ec = (c & 3)
+        if ec == 0:
+            r.avail = av
+            f_3_SupportedProviders = _d_iso20_common_messages_SupportedProvidersListType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'PnC_ASResAuthorizationModeType[1]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'PnC_ASResAuthorizationModeType[1]', f'event code {ec}, expected SE(SupportedProviders), EE')
+        ob3_ = _new(_iso20_common_messages.PnC_ASResAuthorizationModeType)
+        ob3_.GenChallenge = f_3_GenChallenge
+        ob3_.SupportedProviders = f_3_SupportedProviders
+        f_PnC_ASResAuthorizationMode = ob3_
     else:
         raise r.fail_at(av, 'AuthorizationSetupResType[5]', f'event code {ec}, expected SE(EIM_ASResAuthorizationMode), SE(PnC_ASResAuthorizationMode)')
     av -= 1
@@ -7485,16 +7908,130 @@ def _d_iso20_common_messages_CertificateChainType(r: BitReader) -> _iso20_common
         raise r.fail_at(av + 3, 'CertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
     if ec == 0:
+        f_1_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+        f_1_Certificate.append(r.binary_of(u, 1600))
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[1]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_Certificate.append(r.binary_of(u, 1600))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_1_Certificate.append(r.binary_of(u, 1600))
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+        ob1_ = _new(_iso20_common_messages.SubCertificatesType)
+        ob1_.Certificate = f_1_Certificate
+        f_SubCertificates = ob1_
     elif ec == 1:
         pass
     else:
@@ -7554,32 +8091,291 @@ def _d_iso20_common_messages_CertificateInstallationReqType(r: BitReader) -> _is
     f_ListOfRootCertificateIDs: _iso20_common_types.ListOfRootCertificateIDsType
     f_MaximumContractCertificateChains: int
     f_PrioritizedEMAIDs: _iso20_common_messages.EMAIDListType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'CertificateInstallationReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateInstallationReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(OEMProvisioningCertificateChain), AT(Id)')
+    u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
+    f_2_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_OEMProvisioningCertificateChain = _d_iso20_common_messages_SignedCertificateChainType(r)
+    f_2_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'CertificateInstallationReqType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    r.avail = av
+    f_2_Certificate = r.binary_of(u, 1600)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateInstallationReqType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        f_3_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Certificate.append(r.binary_of(u, 1600))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SignedCertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_3_Certificate.append(r.binary_of(u, 1600))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_3_Certificate.append(r.binary_of(u, 1600))
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedCertificateChainType[2]', 'expected EE')
+        ob3_ = _new(_iso20_common_messages.SubCertificatesType)
+        ob3_.Certificate = f_3_Certificate
+        f_2_SubCertificates = ob3_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SignedCertificateChainType[2]', f'event code {ec}, expected SE(SubCertificates), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'CertificateInstallationReqType', 'expected SE(ListOfRootCertificateIDs)')
+    ob2_ = _new(_iso20_common_messages.SignedCertificateChainType)
+    ob2_.Id = f_2_Id
+    ob2_.Certificate = f_2_Certificate
+    ob2_.SubCertificates = f_2_SubCertificates
+    f_OEMProvisioningCertificateChain = ob2_
     r.avail = av
     f_ListOfRootCertificateIDs = _d_iso20_common_types_ListOfRootCertificateIDsType(r)
     win = r.win
@@ -7690,51 +8486,496 @@ def _d_iso20_common_messages_CertificateInstallationResType(r: BitReader) -> _is
     f_CPSCertificateChain: _iso20_common_messages.CertificateChainType
     f_SignedInstallationData: _iso20_common_messages.SignedInstallationDataType
     f_RemainingContractCertificateChains: int
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CertificateInstallationResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateInstallationResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x181cf00 != 0x0:
+        raise r.fail_at(av + 25, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(CPSCertificateChain), SE(Certificate), CH of Certificate')
+    iv = ((c >> 17) & 63)
+    if iv >= 40:
+        raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    iv = ((c >> 12) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'CertificateInstallationResType.EVSEProcessing', f'enumeration index {iv}')
+    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
+    f_2_SubCertificates: _iso20_common_messages.SubCertificatesType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    r.avail = av
+    f_2_Certificate = r.binary_of(u, 1600)
+    win = r.win
+    av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateInstallationResType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        f_3_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'CertificateChainType[1]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_3_Certificate.append(r.binary_of(u, 1600))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'CertificateChainType[1]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_3_Certificate.append(r.binary_of(u, 1600))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_3_Certificate.append(r.binary_of(u, 1600))
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'CertificateChainType[1]', 'expected EE')
+        ob3_ = _new(_iso20_common_messages.SubCertificatesType)
+        ob3_.Certificate = f_3_Certificate
+        f_2_SubCertificates = ob3_
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'CertificateChainType[1]', f'event code {ec}, expected SE(SubCertificates), EE')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'CertificateInstallationResType', 'expected SE(SignedInstallationData), AT(Id)')
+    u = (c & 255)
+    ob2_ = _new(_iso20_common_messages.CertificateChainType)
+    ob2_.Certificate = f_2_Certificate
+    ob2_.SubCertificates = f_2_SubCertificates
+    f_CPSCertificateChain = ob2_
+    f_4_SECP521_EncryptedPrivateKey: bytes | None = None
+    f_4_X448_EncryptedPrivateKey: bytes | None = None
+    f_4_TPM_EncryptedPrivateKey: bytes | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    r.avail = av
+    f_4_Id = r.string_of(u, None)
+    win = r.win
+    av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'CertificateInstallationResType', 'expected SE(ContractCertificateChain), SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    r.avail = av
+    f_5_Certificate = r.binary_of(u, 1600)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'CertificateInstallationResType', 'expected EE of Certificate, SE(SubCertificates)')
+    r.avail = av
+    f_5_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
     win = r.win
     av = r.avail
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
     c = (win >> av) & 0x7fff
-    if c & 0x6073 != 0x0:
-        raise r.fail_at(av + 15, 'CertificateInstallationResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEProcessing), CH of EVSEProcessing, EE of EVSEProcessing, SE(CPSCertificateChain)')
-    iv = ((c >> 7) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'CertificateInstallationResType.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    iv = ((c >> 2) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'CertificateInstallationResType.EVSEProcessing', f'enumeration index {iv}')
-    f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    if c & 0x7700 != 0x0:
+        raise r.fail_at(av + 15, 'CertificateInstallationResType', 'expected EE, SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
+    f_4_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 11) & 1)]
+    u = (c & 255)
+    ob5_ = _new(_iso20_common_messages.ContractCertificateChainType)
+    ob5_.Certificate = f_5_Certificate
+    ob5_.SubCertificates = f_5_SubCertificates
+    f_4_ContractCertificateChain = ob5_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_CPSCertificateChain = _d_iso20_common_messages_CertificateChainType(r)
+    f_4_DHPublicKey = r.binary_of(u, 133)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'CertificateInstallationResType', 'expected SE(SignedInstallationData)')
-    r.avail = av
-    f_SignedInstallationData = _d_iso20_common_messages_SignedInstallationDataType(r)
-    win = r.win
-    av = r.avail
-    av -= 12
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'CertificateInstallationResType', 'expected EE of DHPublicKey')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of SECP521_EncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_4_SECP521_EncryptedPrivateKey = r.binary_of(u, 94)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInstallationDataType[4]', 'expected EE of SECP521_EncryptedPrivateKey')
+    elif ec == 1:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of X448_EncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_4_X448_EncryptedPrivateKey = r.binary_of(u, 84)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInstallationDataType[4]', 'expected EE of X448_EncryptedPrivateKey')
+    elif ec == 2:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignedInstallationDataType[4]', 'expected CH of TPM_EncryptedPrivateKey')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_4_TPM_EncryptedPrivateKey = r.binary_of(u, 206)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedInstallationDataType[4]', 'expected EE of TPM_EncryptedPrivateKey')
+    else:
+        raise r.fail_at(av, 'SignedInstallationDataType[4]', f'event code {ec}, expected SE(SECP521_EncryptedPrivateKey), SE(X448_EncryptedPrivateKey), SE(TPM_EncryptedPrivateKey)')
+    av -= 13
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xc03 != 0x0:
-        raise r.fail_at(av + 12, 'CertificateInstallationResType', 'expected SE(RemainingContractCertificateChains), CH of RemainingContractCertificateChains, EE of RemainingContractCertificateChains, EE')
+        win, av = r.refill(av, 13)
+    c = (win >> av) & 0x1fff
+    if c & 0x1c03 != 0x0:
+        raise r.fail_at(av + 13, 'CertificateInstallationResType', 'expected EE, SE(RemainingContractCertificateChains), CH of RemainingContractCertificateChains, EE of RemainingContractCertificateChains, EE')
     f_RemainingContractCertificateChains = ((c >> 2) & 255)
+    ob4_ = _new(_iso20_common_messages.SignedInstallationDataType)
+    ob4_.Id = f_4_Id
+    ob4_.ContractCertificateChain = f_4_ContractCertificateChain
+    ob4_.ECDHCurve = f_4_ECDHCurve
+    ob4_.DHPublicKey = f_4_DHPublicKey
+    ob4_.SECP521_EncryptedPrivateKey = f_4_SECP521_EncryptedPrivateKey
+    ob4_.X448_EncryptedPrivateKey = f_4_X448_EncryptedPrivateKey
+    ob4_.TPM_EncryptedPrivateKey = f_4_TPM_EncryptedPrivateKey
+    f_SignedInstallationData = ob4_
     r.avail = av
     ob = _new(_iso20_common_messages.CertificateInstallationResType)
     ob.Header = f_Header
@@ -7932,16 +9173,130 @@ def _d_iso20_common_messages_ContractCertificateChainType(r: BitReader) -> _iso2
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'ContractCertificateChainType', 'expected EE of Certificate, SE(SubCertificates)')
+    f_1_Certificate: list[bytes] = []
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'ContractCertificateChainType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+    f_1_Certificate.append(r.binary_of(u, 1600))
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ContractCertificateChainType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Certificate.append(r.binary_of(u, 1600))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_Certificate.append(r.binary_of(u, 1600))
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ContractCertificateChainType', 'expected EE')
+    ob1_ = _new(_iso20_common_messages.SubCertificatesType)
+    ob1_.Certificate = f_1_Certificate
+    f_SubCertificates = ob1_
     r.avail = av
     ob = _new(_iso20_common_messages.ContractCertificateChainType)
     ob.Certificate = f_Certificate
@@ -9919,10 +11274,55 @@ def _d_iso20_common_messages_EVPowerProfileType(r: BitReader) -> _iso20_common_m
         ob1_ = _new(_iso20_common_messages.Dynamic_EVPPTControlModeType)
         f_Dynamic_EVPPTControlMode = ob1_
     elif ec == 1:
-        r.avail = av
-        f_Scheduled_EVPPTControlMode = _d_iso20_common_messages_Scheduled_EVPPTControlModeType(r)
-        win = r.win
-        av = r.avail
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'EVPowerProfileType[1]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+        u = (c & 255)
+        f_2_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_SelectedScheduleTupleID = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 4
+            if av < 0:
+                win, av = r.refill(av, 4)
+            c = (win >> av) & 0xf
+            if c & 0xb != 0x0:
+                raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance, EE')
+            f_2_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 2) & 1)]
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
+        ob2_ = _new(_iso20_common_messages.Scheduled_EVPPTControlModeType)
+        ob2_.SelectedScheduleTupleID = f_2_SelectedScheduleTupleID
+        ob2_.PowerToleranceAcceptance = f_2_PowerToleranceAcceptance
+        f_Scheduled_EVPPTControlMode = ob2_
     else:
         raise r.fail_at(av, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
     av -= 1
@@ -11223,32 +12623,277 @@ def _d_iso20_common_messages_MeteringConfirmationReqType(r: BitReader) -> _iso20
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SignedMeteringData: _iso20_common_messages.SignedMeteringDataType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'MeteringConfirmationReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'MeteringConfirmationReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'MeteringConfirmationReqType', 'expected SE(SignedMeteringData)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'MeteringConfirmationReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'MeteringConfirmationReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'MeteringConfirmationReqType', 'expected SE(SignedMeteringData), AT(Id)')
+    u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
+    f_2_Receipt: _iso20_common_types.ReceiptType | None = None
+    f_2_Dynamic_SMDTControlMode: _iso20_common_messages.Dynamic_SMDTControlModeType | None = None
+    f_2_Scheduled_SMDTControlMode: _iso20_common_messages.Scheduled_SMDTControlModeType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_SignedMeteringData = _d_iso20_common_messages_SignedMeteringDataType(r)
+    f_2_Id = r.string_of(u, None)
     win = r.win
     av = r.avail
-    av -= 1
+    av -= 10
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'MeteringConfirmationReqType', 'expected EE')
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'MeteringConfirmationReqType', 'expected SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    r.avail = av
+    f_2_SessionID = r.binary_of(u, 8)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'MeteringConfirmationReqType', 'expected EE of SessionID, SE(MeterInfo)')
+    r.avail = av
+    f_2_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
+    win = r.win
+    av = r.avail
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        r.avail = av
+        f_2_Receipt = _d_iso20_common_types_ReceiptType(r)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'SignedMeteringDataType[4]', 'expected EE')
+            ob3_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
+            f_2_Dynamic_SMDTControlMode = ob3_
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'SignedMeteringDataType[4]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_SelectedScheduleTupleID = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SignedMeteringDataType[4]', 'expected EE of SelectedScheduleTupleID, EE')
+            ob4_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
+            ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
+            f_2_Scheduled_SMDTControlMode = ob4_
+        else:
+            raise r.fail_at(av, 'SignedMeteringDataType[4]', f'event code {ec}, expected SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+    elif ec == 1:
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'SignedMeteringDataType[3]', 'expected EE')
+        ob5_ = _new(_iso20_common_messages.Dynamic_SMDTControlModeType)
+        f_2_Dynamic_SMDTControlMode = ob5_
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'SignedMeteringDataType[3]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_SelectedScheduleTupleID = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'SignedMeteringDataType[3]', 'expected EE of SelectedScheduleTupleID, EE')
+        ob6_ = _new(_iso20_common_messages.Scheduled_SMDTControlModeType)
+        ob6_.SelectedScheduleTupleID = f_6_SelectedScheduleTupleID
+        f_2_Scheduled_SMDTControlMode = ob6_
+    else:
+        raise r.fail_at(av, 'SignedMeteringDataType[3]', f'event code {ec}, expected SE(Receipt), SE(Dynamic_SMDTControlMode), SE(Scheduled_SMDTControlMode)')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'MeteringConfirmationReqType', 'expected EE, EE')
+    ob2_ = _new(_iso20_common_messages.SignedMeteringDataType)
+    ob2_.Id = f_2_Id
+    ob2_.SessionID = f_2_SessionID
+    ob2_.MeterInfo = f_2_MeterInfo
+    ob2_.Receipt = f_2_Receipt
+    ob2_.Dynamic_SMDTControlMode = f_2_Dynamic_SMDTControlMode
+    ob2_.Scheduled_SMDTControlMode = f_2_Scheduled_SMDTControlMode
+    f_SignedMeteringData = ob2_
     r.avail = av
     ob = _new(_iso20_common_messages.MeteringConfirmationReqType)
     ob.Header = f_Header
@@ -11288,16 +12933,82 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'MeteringConfirmationResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'MeteringConfirmationResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'MeteringConfirmationResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'MeteringConfirmationResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -11308,6 +13019,11 @@ def _d_iso20_common_messages_MeteringConfirmationResType(r: BitReader) -> _iso20
     if iv >= 40:
         raise r.fail_at(av, 'MeteringConfirmationResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_messages.MeteringConfirmationResType)
     ob.Header = f_Header
@@ -11420,10 +13136,174 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             f_OverstayPowerThreshold = ob1_
             s = 2
         elif ec == 1:
-            r.avail = av
-            f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
-            win = r.win
-            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_2_OverstayRuleDescription: str | None = None
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_2_OverstayRuleDescription = r.string_of(u, 160)
+                win = r.win
+                av = r.avail
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c & 0x700 != 0x0:
+                    raise r.fail_at(av + 11, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_2_StartTime = u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+            elif ec == 1:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of StartTime')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_2_StartTime = u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+            else:
+                raise r.fail_at(av, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            if c & 0x700e00 != 0x0:
+                raise r.fail_at(av + 23, 'OverstayRuleListType[1]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_3_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_Value = -u - 1 if sg else u
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xf00 != 0x0:
+                raise r.fail_at(av + 12, 'OverstayRuleListType[1]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+            u = (c & 255)
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_2_OverstayFee = ob3_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_2_OverstayFeePeriod = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'OverstayRuleListType[1]', 'expected EE of OverstayFeePeriod, EE')
+            ob2_ = _new(_iso20_common_messages.OverstayRuleType)
+            ob2_.OverstayRuleDescription = f_2_OverstayRuleDescription
+            ob2_.StartTime = f_2_StartTime
+            ob2_.OverstayFee = f_2_OverstayFee
+            ob2_.OverstayFeePeriod = f_2_OverstayFeePeriod
+            f_OverstayRule.append(ob2_)
             s = 3
         else:
             raise r.fail_at(av, 'OverstayRuleListType[1]', f'event code {ec}, expected SE(OverstayPowerThreshold), SE(OverstayRule)')
@@ -11434,7 +13314,7 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'OverstayRuleListType[0]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_2_Exponent = ((c >> 12) & 255) - 128
+        f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -11454,37 +13334,361 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_2_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'OverstayRuleListType[0]', 'expected EE of Value, EE')
-        ob2_ = _new(_iso20_common_types.RationalNumberType)
-        ob2_.Exponent = f_2_Exponent
-        ob2_.Value = f_2_Value
-        f_OverstayPowerThreshold = ob2_
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_OverstayPowerThreshold = ob4_
         s = 2
     elif ec == 2:
-        r.avail = av
-        f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
-        win = r.win
-        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        f_5_OverstayRuleDescription: str | None = None
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_5_OverstayRuleDescription = r.string_of(u, 160)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_StartTime = u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of StartTime')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_5_StartTime = u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+        else:
+            raise r.fail_at(av, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'OverstayRuleListType[0]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_6_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_6_Value = -u - 1 if sg else u
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xf00 != 0x0:
+            raise r.fail_at(av + 12, 'OverstayRuleListType[0]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+        u = (c & 255)
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_5_OverstayFee = ob6_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_OverstayFeePeriod = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'OverstayRuleListType[0]', 'expected EE of OverstayFeePeriod, EE')
+        ob5_ = _new(_iso20_common_messages.OverstayRuleType)
+        ob5_.OverstayRuleDescription = f_5_OverstayRuleDescription
+        ob5_.StartTime = f_5_StartTime
+        ob5_.OverstayFee = f_5_OverstayFee
+        ob5_.OverstayFeePeriod = f_5_OverstayFeePeriod
+        f_OverstayRule.append(ob5_)
         s = 3
     else:
         raise r.fail_at(av, 'OverstayRuleListType[0]', f'event code {ec}, expected SE(OverstayTimeThreshold), SE(OverstayPowerThreshold), SE(OverstayRule)')
     if s == 2:
-        av -= 1
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 1)
-        c = (win >> av) & 0x1
-        if c:
-            raise r.fail_at(av + 1, 'OverstayRuleListType[2]', 'expected SE(OverstayRule)')
-        r.avail = av
-        f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
-        win = r.win
-        av = r.avail
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'OverstayRuleListType[2]', 'expected SE(OverstayRule)')
+        ec = (c & 3)
+        f_7_OverstayRuleDescription: str | None = None
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_7_OverstayRuleDescription = r.string_of(u, 160)
+            win = r.win
+            av = r.avail
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_7_StartTime = u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+        elif ec == 1:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of StartTime')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_7_StartTime = u
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+        else:
+            raise r.fail_at(av, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+        av -= 23
+        if av < 0:
+            win, av = r.refill(av, 23)
+        c = (win >> av) & 0x7fffff
+        if c & 0x700e00 != 0x0:
+            raise r.fail_at(av + 23, 'OverstayRuleListType[2]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_8_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_8_Value = -u - 1 if sg else u
+        av -= 12
+        if av < 0:
+            win, av = r.refill(av, 12)
+        c = (win >> av) & 0xfff
+        if c & 0xf00 != 0x0:
+            raise r.fail_at(av + 12, 'OverstayRuleListType[2]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+        u = (c & 255)
+        ob8_ = _new(_iso20_common_types.RationalNumberType)
+        ob8_.Exponent = f_8_Exponent
+        ob8_.Value = f_8_Value
+        f_7_OverstayFee = ob8_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_OverstayFeePeriod = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'OverstayRuleListType[2]', 'expected EE of OverstayFeePeriod, EE')
+        ob7_ = _new(_iso20_common_messages.OverstayRuleType)
+        ob7_.OverstayRuleDescription = f_7_OverstayRuleDescription
+        ob7_.StartTime = f_7_StartTime
+        ob7_.OverstayFee = f_7_OverstayFee
+        ob7_.OverstayFeePeriod = f_7_OverstayFeePeriod
+        f_OverstayRule.append(ob7_)
         s = 3
     n = 0
     while True:
@@ -11493,10 +13697,174 @@ def _d_iso20_common_messages_OverstayRuleListType(r: BitReader) -> _iso20_common
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_OverstayRule.append(_d_iso20_common_messages_OverstayRuleType(r))
-            win = r.win
-            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_9_OverstayRuleDescription: str | None = None
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of OverstayRuleDescription')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_9_OverstayRuleDescription = r.string_of(u, 160)
+                win = r.win
+                av = r.avail
+                av -= 11
+                if av < 0:
+                    win, av = r.refill(av, 11)
+                c = (win >> av) & 0x7ff
+                if c & 0x700 != 0x0:
+                    raise r.fail_at(av + 11, 'OverstayRuleType[0]', 'expected EE of OverstayRuleDescription, SE(StartTime), CH of StartTime')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_9_StartTime = u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+            elif ec == 1:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'OverstayRuleType[0]', 'expected CH of StartTime')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_9_StartTime = u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'OverstayRuleType[0]', 'expected EE of StartTime')
+            else:
+                raise r.fail_at(av, 'OverstayRuleType[0]', f'event code {ec}, expected SE(OverstayRuleDescription), SE(StartTime)')
+            av -= 23
+            if av < 0:
+                win, av = r.refill(av, 23)
+            c = (win >> av) & 0x7fffff
+            if c & 0x700e00 != 0x0:
+                raise r.fail_at(av + 23, 'OverstayRuleListType[3]', 'expected SE(OverstayFee), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_10_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_10_Value = -u - 1 if sg else u
+            av -= 12
+            if av < 0:
+                win, av = r.refill(av, 12)
+            c = (win >> av) & 0xfff
+            if c & 0xf00 != 0x0:
+                raise r.fail_at(av + 12, 'OverstayRuleListType[3]', 'expected EE of Value, EE, SE(OverstayFeePeriod), CH of OverstayFeePeriod')
+            u = (c & 255)
+            ob10_ = _new(_iso20_common_types.RationalNumberType)
+            ob10_.Exponent = f_10_Exponent
+            ob10_.Value = f_10_Value
+            f_9_OverstayFee = ob10_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_9_OverstayFeePeriod = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'OverstayRuleListType[3]', 'expected EE of OverstayFeePeriod, EE')
+            ob9_ = _new(_iso20_common_messages.OverstayRuleType)
+            ob9_.OverstayRuleDescription = f_9_OverstayRuleDescription
+            ob9_.StartTime = f_9_StartTime
+            ob9_.OverstayFee = f_9_OverstayFee
+            ob9_.OverstayFeePeriod = f_9_OverstayFeePeriod
+            f_OverstayRule.append(ob9_)
             n += 1
             if n == 4:
                 s = 7
@@ -12034,17 +14402,218 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
                 win = r.win
                 av = r.avail
     f_ParameterSetID = u
-    av -= 2
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    if c != 0x0:
-        raise r.fail_at(av + 2, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ParameterSetType', 'expected EE of ParameterSetID, SE(Parameter), AT(Name)')
+    u = (c & 255)
     s = 1
+    f_1_boolValue: bool | None = None
+    f_1_byteValue: int | None = None
+    f_1_shortValue: int | None = None
+    f_1_intValue: int | None = None
+    f_1_rationalNumber: _iso20_common_types.RationalNumberType | None = None
+    f_1_finiteString: str | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Parameter.append(_d_iso20_common_messages_ParameterType(r))
+    f_1_Name = r.string_of(u, 80)
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    ec = c
+    if ec == 0:
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x5 != 0x0:
+            raise r.fail_at(av + 3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+        f_1_boolValue = ((c >> 1) & 1) == 1
+    elif ec == 1:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x201 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+        f_1_byteValue = ((c >> 1) & 255) - 128
+    elif ec == 2:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of shortValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_shortValue = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of shortValue')
+    elif ec == 3:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x200 != 0x0:
+            raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of intValue')
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_1_intValue = -u - 1 if sg else u
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of intValue')
+    elif ec == 4:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_2_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_1_rationalNumber = ob2_
+    elif ec == 5:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_finiteString = r.string_of(u, 80)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of finiteString')
+    else:
+        raise r.fail_at(av, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
+    av -= 1
+    if av < 0:
+        win, av = r.refill(av, 1)
+    c = (win >> av) & 0x1
+    if c:
+        raise r.fail_at(av + 1, 'ParameterSetType', 'expected EE')
+    ob1_ = _new(_iso20_common_messages.ParameterType)
+    ob1_.Name = f_1_Name
+    ob1_.boolValue = f_1_boolValue
+    ob1_.byteValue = f_1_byteValue
+    ob1_.shortValue = f_1_shortValue
+    ob1_.intValue = f_1_intValue
+    ob1_.rationalNumber = f_1_rationalNumber
+    ob1_.finiteString = f_1_finiteString
+    f_Parameter.append(ob1_)
     s = 2
     n = 0
     while True:
@@ -12053,10 +14622,217 @@ def _d_iso20_common_messages_ParameterSetType(r: BitReader) -> _iso20_common_mes
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'ParameterSetType[2]', 'expected AT(Name)')
+            u = (c & 255)
+            f_3_boolValue: bool | None = None
+            f_3_byteValue: int | None = None
+            f_3_shortValue: int | None = None
+            f_3_intValue: int | None = None
+            f_3_rationalNumber: _iso20_common_types.RationalNumberType | None = None
+            f_3_finiteString: str | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
             r.avail = av
-            f_Parameter.append(_d_iso20_common_messages_ParameterType(r))
+            f_3_Name = r.string_of(u, 80)
             win = r.win
             av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            ec = c
+            if ec == 0:
+                av -= 3
+                if av < 0:
+                    win, av = r.refill(av, 3)
+                c = (win >> av) & 0x7
+                if c & 0x5 != 0x0:
+                    raise r.fail_at(av + 3, 'ParameterType[1]', 'expected CH of boolValue, EE of boolValue')
+                f_3_boolValue = ((c >> 1) & 1) == 1
+            elif ec == 1:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x201 != 0x0:
+                    raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of byteValue, EE of byteValue')
+                f_3_byteValue = ((c >> 1) & 255) - 128
+            elif ec == 2:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of shortValue')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_shortValue = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of shortValue')
+            elif ec == 3:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x200 != 0x0:
+                    raise r.fail_at(av + 10, 'ParameterType[1]', 'expected CH of intValue')
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_3_intValue = -u - 1 if sg else u
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of intValue')
+            elif ec == 4:
+                av -= 22
+                if av < 0:
+                    win, av = r.refill(av, 22)
+                c = (win >> av) & 0x3fffff
+                if c & 0x300e00 != 0x0:
+                    raise r.fail_at(av + 22, 'ParameterType[1]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                f_4_Exponent = ((c >> 12) & 255) - 128
+                sg = ((c >> 8) & 1)
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_4_Value = -u - 1 if sg else u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'ParameterType[1]', 'expected EE of Value, EE')
+                ob4_ = _new(_iso20_common_types.RationalNumberType)
+                ob4_.Exponent = f_4_Exponent
+                ob4_.Value = f_4_Value
+                f_3_rationalNumber = ob4_
+            elif ec == 5:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'ParameterType[1]', 'expected CH of finiteString')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_3_finiteString = r.string_of(u, 80)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ParameterType[1]', 'expected EE of finiteString')
+            else:
+                raise r.fail_at(av, 'ParameterType[1]', f'event code {ec}, expected SE(boolValue), SE(byteValue), SE(shortValue), SE(intValue), SE(rationalNumber), SE(finiteString)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ParameterSetType[2]', 'expected EE')
+            ob3_ = _new(_iso20_common_messages.ParameterType)
+            ob3_.Name = f_3_Name
+            ob3_.boolValue = f_3_boolValue
+            ob3_.byteValue = f_3_byteValue
+            ob3_.shortValue = f_3_shortValue
+            ob3_.intValue = f_3_intValue
+            ob3_.rationalNumber = f_3_rationalNumber
+            ob3_.finiteString = f_3_finiteString
+            f_Parameter.append(ob3_)
             n += 1
             if n == 31:
                 s = 33
@@ -12624,16 +15400,130 @@ def _d_iso20_common_messages_PnC_AReqAuthorizationModeType(r: BitReader) -> _iso
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE of Certificate, SE(SubCertificates)')
+    f_2_Certificate: list[bytes] = []
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'PnC_AReqAuthorizationModeType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_1_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+    f_2_Certificate.append(r.binary_of(u, 1600))
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'PnC_AReqAuthorizationModeType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_Certificate.append(r.binary_of(u, 1600))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_2_Certificate.append(r.binary_of(u, 1600))
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'PnC_AReqAuthorizationModeType', 'expected EE, EE')
+    ob2_ = _new(_iso20_common_messages.SubCertificatesType)
+    ob2_.Certificate = f_2_Certificate
+    f_1_SubCertificates = ob2_
     ob1_ = _new(_iso20_common_messages.ContractCertificateChainType)
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
@@ -12809,16 +15699,82 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
     f_EVPowerProfile: _iso20_common_messages.EVPowerProfileType | None = None
     f_BPT_ChannelSelection: _iso20_common_messages.channelSelectionType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PowerDeliveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'PowerDeliveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'PowerDeliveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'PowerDeliveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -12831,19 +15787,133 @@ def _d_iso20_common_messages_PowerDeliveryReqType(r: BitReader) -> _iso20_common
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     f_ChargeProgress = _E_iso20_common_messages_chargeProgressType[((c >> 3) & 3)]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     s = 3
     if ec == 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'PowerDeliveryReqType[3]', 'expected SE(TimeAnchor), CH of TimeAnchor')
+        u = (c & 255)
+        f_2_Dynamic_EVPPTControlMode: _iso20_common_messages.Dynamic_EVPPTControlModeType | None = None
+        f_2_Scheduled_EVPPTControlMode: _iso20_common_messages.Scheduled_EVPPTControlModeType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_TimeAnchor = u
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PowerDeliveryReqType[3]', 'expected EE of TimeAnchor')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'EVPowerProfileType[1]', 'expected EE')
+            ob3_ = _new(_iso20_common_messages.Dynamic_EVPPTControlModeType)
+            f_2_Dynamic_EVPPTControlMode = ob3_
+        elif ec == 1:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'EVPowerProfileType[1]', 'expected SE(SelectedScheduleTupleID), CH of SelectedScheduleTupleID')
+            u = (c & 255)
+            f_4_PowerToleranceAcceptance: _iso20_common_messages.powerToleranceAcceptanceType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_4_SelectedScheduleTupleID = u
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'EVPowerProfileType[1]', 'expected EE of SelectedScheduleTupleID')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 4
+                if av < 0:
+                    win, av = r.refill(av, 4)
+                c = (win >> av) & 0xf
+                if c & 0xb != 0x0:
+                    raise r.fail_at(av + 4, 'Scheduled_EVPPTControlModeType[1]', 'expected CH of PowerToleranceAcceptance, EE of PowerToleranceAcceptance, EE')
+                f_4_PowerToleranceAcceptance = _E_iso20_common_messages_powerToleranceAcceptanceType[((c >> 2) & 1)]
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'Scheduled_EVPPTControlModeType[1]', f'event code {ec}, expected SE(PowerToleranceAcceptance), EE')
+            ob4_ = _new(_iso20_common_messages.Scheduled_EVPPTControlModeType)
+            ob4_.SelectedScheduleTupleID = f_4_SelectedScheduleTupleID
+            ob4_.PowerToleranceAcceptance = f_4_PowerToleranceAcceptance
+            f_2_Scheduled_EVPPTControlMode = ob4_
+        else:
+            raise r.fail_at(av, 'EVPowerProfileType[1]', f'event code {ec}, expected SE(Dynamic_EVPPTControlMode), SE(Scheduled_EVPPTControlMode)')
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'PowerDeliveryReqType[3]', 'expected SE(EVPowerProfileEntries)')
         r.avail = av
-        f_EVPowerProfile = _d_iso20_common_messages_EVPowerProfileType(r)
+        f_2_EVPowerProfileEntries = _d_iso20_common_messages_EVPowerProfileEntryListType(r)
         win = r.win
         av = r.avail
-        av -= 2
+        av -= 3
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        ec = c
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'PowerDeliveryReqType[3]', 'expected EE')
+        ec = (c & 3)
+        ob2_ = _new(_iso20_common_messages.EVPowerProfileType)
+        ob2_.TimeAnchor = f_2_TimeAnchor
+        ob2_.Dynamic_EVPPTControlMode = f_2_Dynamic_EVPPTControlMode
+        ob2_.Scheduled_EVPPTControlMode = f_2_Scheduled_EVPPTControlMode
+        ob2_.EVPowerProfileEntries = f_2_EVPowerProfileEntries
+        f_EVPowerProfile = ob2_
         if ec == 0:
             av -= 3
             if av < 0:
@@ -12951,16 +16021,82 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEStatus: _iso20_common_types.EVSEStatusType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'PowerDeliveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'PowerDeliveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'PowerDeliveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'PowerDeliveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 11
     if av < 0:
         win, av = r.refill(av, 11)
@@ -12972,6 +16108,11 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
         raise r.fail_at(av, 'PowerDeliveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         av -= 10
         if av < 0:
@@ -12997,7 +16138,7 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 9
         if av < 0:
             win, av = r.refill(av, 9)
@@ -13007,11 +16148,11 @@ def _d_iso20_common_messages_PowerDeliveryResType(r: BitReader) -> _iso20_common
         iv = ((c >> 3) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
     elif ec == 1:
         pass
     else:
@@ -15979,16 +19120,82 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
     f_MaximumSupportingPoints: int
     f_Dynamic_SEReqControlMode: _iso20_common_messages.Dynamic_SEReqControlModeType | None = None
     f_Scheduled_SEReqControlMode: _iso20_common_messages.Scheduled_SEReqControlModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ScheduleExchangeReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ScheduleExchangeReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ScheduleExchangeReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ScheduleExchangeReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -15997,6 +19204,11 @@ def _d_iso20_common_messages_ScheduleExchangeReqType(r: BitReader) -> _iso20_com
         raise r.fail_at(av + 15, 'ScheduleExchangeReqType', 'expected SE(MaximumSupportingPoints), CH of MaximumSupportingPoints, EE of MaximumSupportingPoints')
     f_MaximumSupportingPoints = ((c >> 3) & 1023) + 12
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_Dynamic_SEReqControlMode = _d_iso20_common_messages_Dynamic_SEReqControlModeType(r)
@@ -16078,16 +19290,82 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
     f_GoToPause: bool | None = None
     f_Dynamic_SEResControlMode: _iso20_common_messages.Dynamic_SEResControlModeType | None = None
     f_Scheduled_SEResControlMode: _iso20_common_messages.Scheduled_SEResControlModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ScheduleExchangeResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ScheduleExchangeResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ScheduleExchangeResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ScheduleExchangeResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 16
     if av < 0:
         win, av = r.refill(av, 16)
@@ -16103,6 +19381,11 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
         raise r.fail_at(av, 'ScheduleExchangeResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         av -= 5
         if av < 0:
@@ -16118,10 +19401,219 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
             win = r.win
             av = r.avail
         elif ec == 1:
+            f_2_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
+            av -= 11
+            if av < 0:
+                win, av = r.refill(av, 11)
+            c = (win >> av) & 0x7ff
+            if c & 0x700 != 0x0:
+                raise r.fail_at(av + 11, 'ScheduleExchangeResType[4]', 'expected SE(ScheduleTuple), SE(ScheduleTupleID), CH of ScheduleTupleID')
+            u = (c & 255)
+            f_3_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_ScheduleTupleID = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'ScheduleExchangeResType[4]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
             r.avail = av
-            f_Scheduled_SEResControlMode = _d_iso20_common_messages_Scheduled_SEResControlModeType(r)
+            f_3_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
             win = r.win
             av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                r.avail = av
+                f_3_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            ob3_ = _new(_iso20_common_messages.ScheduleTupleType)
+            ob3_.ScheduleTupleID = f_3_ScheduleTupleID
+            ob3_.ChargingSchedule = f_3_ChargingSchedule
+            ob3_.DischargingSchedule = f_3_DischargingSchedule
+            f_2_ScheduleTuple.append(ob3_)
+            if ec == 0:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x300 != 0x0:
+                    raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+                u = (c & 255)
+                f_4_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_4_ScheduleTupleID = u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[1]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+                r.avail = av
+                f_4_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                if ec == 0:
+                    r.avail = av
+                    f_4_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                ob4_ = _new(_iso20_common_messages.ScheduleTupleType)
+                ob4_.ScheduleTupleID = f_4_ScheduleTupleID
+                ob4_.ChargingSchedule = f_4_ChargingSchedule
+                ob4_.DischargingSchedule = f_4_DischargingSchedule
+                f_2_ScheduleTuple.append(ob4_)
+                if ec == 0:
+                    av -= 10
+                    if av < 0:
+                        win, av = r.refill(av, 10)
+                    c = (win >> av) & 0x3ff
+                    if c & 0x300 != 0x0:
+                        raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+                    u = (c & 255)
+                    f_5_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+                    if u > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u = (u & 0x7F) | (u2 & 0x7F) << 7
+                        if u2 > 127:
+                            av -= 8
+                            if av < 0:
+                                win, av = r.refill(av, 8)
+                            u2 = (win >> av) & 0xff
+                            u |= (u2 & 0x7F) << 14
+                            if u2 > 127:
+                                r.avail = av
+                                u = r.uint_more(u, 21)
+                                win = r.win
+                                av = r.avail
+                    f_5_ScheduleTupleID = u
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    if c != 0x0:
+                        raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+                    r.avail = av
+                    f_5_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                    win = r.win
+                    av = r.avail
+                    av -= 2
+                    if av < 0:
+                        win, av = r.refill(av, 2)
+                    c = (win >> av) & 0x3
+                    ec = c
+                    if ec == 0:
+                        r.avail = av
+                        f_5_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                        win = r.win
+                        av = r.avail
+                        av -= 1
+                        if av < 0:
+                            win, av = r.refill(av, 1)
+                        c = (win >> av) & 0x1
+                        if c:
+                            raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+                    elif ec == 1:
+                        pass
+                    else:
+                        raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[2]', 'expected EE')
+                    ob5_ = _new(_iso20_common_messages.ScheduleTupleType)
+                    ob5_.ScheduleTupleID = f_5_ScheduleTupleID
+                    ob5_.ChargingSchedule = f_5_ChargingSchedule
+                    ob5_.DischargingSchedule = f_5_DischargingSchedule
+                    f_2_ScheduleTuple.append(ob5_)
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+            ob2_ = _new(_iso20_common_messages.Scheduled_SEResControlModeType)
+            ob2_.ScheduleTuple = f_2_ScheduleTuple
+            f_Scheduled_SEResControlMode = ob2_
         else:
             raise r.fail_at(av, 'ScheduleExchangeResType[4]', f'event code {ec}, expected SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     elif ec == 1:
@@ -16130,10 +19622,219 @@ def _d_iso20_common_messages_ScheduleExchangeResType(r: BitReader) -> _iso20_com
         win = r.win
         av = r.avail
     elif ec == 2:
+        f_6_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'ScheduleExchangeResType[3]', 'expected SE(ScheduleTuple), SE(ScheduleTupleID), CH of ScheduleTupleID')
+        u = (c & 255)
+        f_7_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_7_ScheduleTupleID = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'ScheduleExchangeResType[3]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
         r.avail = av
-        f_Scheduled_SEResControlMode = _d_iso20_common_messages_Scheduled_SEResControlModeType(r)
+        f_7_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
         win = r.win
         av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        if ec == 0:
+            r.avail = av
+            f_7_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+            win = r.win
+            av = r.avail
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        ob7_ = _new(_iso20_common_messages.ScheduleTupleType)
+        ob7_.ScheduleTupleID = f_7_ScheduleTupleID
+        ob7_.ChargingSchedule = f_7_ChargingSchedule
+        ob7_.DischargingSchedule = f_7_DischargingSchedule
+        f_6_ScheduleTuple.append(ob7_)
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+            u = (c & 255)
+            f_8_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_8_ScheduleTupleID = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[1]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+            r.avail = av
+            f_8_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                r.avail = av
+                f_8_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            ob8_ = _new(_iso20_common_messages.ScheduleTupleType)
+            ob8_.ScheduleTupleID = f_8_ScheduleTupleID
+            ob8_.ChargingSchedule = f_8_ChargingSchedule
+            ob8_.DischargingSchedule = f_8_DischargingSchedule
+            f_6_ScheduleTuple.append(ob8_)
+            if ec == 0:
+                av -= 10
+                if av < 0:
+                    win, av = r.refill(av, 10)
+                c = (win >> av) & 0x3ff
+                if c & 0x300 != 0x0:
+                    raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+                u = (c & 255)
+                f_9_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                f_9_ScheduleTupleID = u
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+                r.avail = av
+                f_9_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                ec = c
+                if ec == 0:
+                    r.avail = av
+                    f_9_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                    win = r.win
+                    av = r.avail
+                    av -= 1
+                    if av < 0:
+                        win, av = r.refill(av, 1)
+                    c = (win >> av) & 0x1
+                    if c:
+                        raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+                elif ec == 1:
+                    pass
+                else:
+                    raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[2]', 'expected EE')
+                ob9_ = _new(_iso20_common_messages.ScheduleTupleType)
+                ob9_.ScheduleTupleID = f_9_ScheduleTupleID
+                ob9_.ChargingSchedule = f_9_ChargingSchedule
+                ob9_.DischargingSchedule = f_9_DischargingSchedule
+                f_6_ScheduleTuple.append(ob9_)
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'Scheduled_SEResControlModeType[2]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'Scheduled_SEResControlModeType[1]', f'event code {ec}, expected SE(ScheduleTuple), EE')
+        ob6_ = _new(_iso20_common_messages.Scheduled_SEResControlModeType)
+        ob6_.ScheduleTuple = f_6_ScheduleTuple
+        f_Scheduled_SEResControlMode = ob6_
     else:
         raise r.fail_at(av, 'ScheduleExchangeResType[3]', f'event code {ec}, expected SE(GoToPause), SE(Dynamic_SEResControlMode), SE(Scheduled_SEResControlMode)')
     av -= 1
@@ -18502,14 +22203,40 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
     win = r.win
     av = r.avail
     f_ScheduleTuple: list[_iso20_common_messages.ScheduleTupleType] = []
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType', 'expected SE(ScheduleTuple)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'Scheduled_SEResControlModeType', 'expected SE(ScheduleTuple), SE(ScheduleTupleID), CH of ScheduleTupleID')
+    u = (c & 255)
+    f_1_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_ScheduleTupleID = u
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
     r.avail = av
-    f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
+    f_1_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
     win = r.win
     av = r.avail
     av -= 2
@@ -18519,7 +22246,64 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
     ec = c
     if ec == 0:
         r.avail = av
-        f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
+        f_1_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    ob1_ = _new(_iso20_common_messages.ScheduleTupleType)
+    ob1_.ScheduleTupleID = f_1_ScheduleTupleID
+    ob1_.ChargingSchedule = f_1_ChargingSchedule
+    ob1_.DischargingSchedule = f_1_DischargingSchedule
+    f_ScheduleTuple.append(ob1_)
+    if ec == 0:
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[1]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+        u = (c & 255)
+        f_2_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_2_ScheduleTupleID = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[1]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+        r.avail = av
+        f_2_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
         win = r.win
         av = r.avail
         av -= 2
@@ -18529,7 +22313,7 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
         ec = c
         if ec == 0:
             r.avail = av
-            f_ScheduleTuple.append(_d_iso20_common_messages_ScheduleTupleType(r))
+            f_2_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
             win = r.win
             av = r.avail
             av -= 1
@@ -18537,7 +22321,89 @@ def _d_iso20_common_messages_Scheduled_SEResControlModeType(r: BitReader) -> _is
                 win, av = r.refill(av, 1)
             c = (win >> av) & 0x1
             if c:
+                raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        ec = c
+        ob2_ = _new(_iso20_common_messages.ScheduleTupleType)
+        ob2_.ScheduleTupleID = f_2_ScheduleTupleID
+        ob2_.ChargingSchedule = f_2_ChargingSchedule
+        ob2_.DischargingSchedule = f_2_DischargingSchedule
+        f_ScheduleTuple.append(ob2_)
+        if ec == 0:
+            av -= 10
+            if av < 0:
+                win, av = r.refill(av, 10)
+            c = (win >> av) & 0x3ff
+            if c & 0x300 != 0x0:
+                raise r.fail_at(av + 10, 'Scheduled_SEResControlModeType[2]', 'expected SE(ScheduleTupleID), CH of ScheduleTupleID')
+            u = (c & 255)
+            f_3_DischargingSchedule: _iso20_common_messages.ChargingScheduleType | None = None
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_3_ScheduleTupleID = u
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'Scheduled_SEResControlModeType[2]', 'expected EE of ScheduleTupleID, SE(ChargingSchedule)')
+            r.avail = av
+            f_3_ChargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            if ec == 0:
+                r.avail = av
+                f_3_DischargingSchedule = _d_iso20_common_messages_ChargingScheduleType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'ScheduleTupleType[2]', 'expected EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'ScheduleTupleType[2]', f'event code {ec}, expected SE(DischargingSchedule), EE')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
                 raise r.fail_at(av + 1, 'Scheduled_SEResControlModeType[2]', 'expected EE')
+            ob3_ = _new(_iso20_common_messages.ScheduleTupleType)
+            ob3_.ScheduleTupleID = f_3_ScheduleTupleID
+            ob3_.ChargingSchedule = f_3_ChargingSchedule
+            ob3_.DischargingSchedule = f_3_DischargingSchedule
+            f_ScheduleTuple.append(ob3_)
         elif ec == 1:
             pass
         else:
@@ -19107,16 +22973,82 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ServiceID: int
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceDetailReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDetailReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDetailReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceDetailReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -19124,6 +23056,11 @@ def _d_iso20_common_messages_ServiceDetailReqType(r: BitReader) -> _iso20_common
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'ServiceDetailReqType', 'expected SE(ServiceID), CH of ServiceID')
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -19203,16 +23140,82 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_ServiceID: int
     f_ServiceParameterList: _iso20_common_messages.ServiceParameterListType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceDetailResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDetailResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDetailResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceDetailResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 19
     if av < 0:
         win, av = r.refill(av, 19)
@@ -19224,6 +23227,11 @@ def _d_iso20_common_messages_ServiceDetailResType(r: BitReader) -> _iso20_common
         raise r.fail_at(av, 'ServiceDetailResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -19324,21 +23332,92 @@ def _d_iso20_common_messages_ServiceDiscoveryReqType(r: BitReader) -> _iso20_com
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_SupportedServiceIDs: _iso20_common_messages.ServiceIDListType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_SupportedServiceIDs = _d_iso20_common_messages_ServiceIDListType(r)
@@ -19405,16 +23484,82 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
     f_ServiceRenegotiationSupported: bool
     f_EnergyTransferServiceList: _iso20_common_messages.ServiceListType
     f_VASList: _iso20_common_messages.ServiceListType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 14
     if av < 0:
         win, av = r.refill(av, 14)
@@ -19426,6 +23571,11 @@ def _d_iso20_common_messages_ServiceDiscoveryResType(r: BitReader) -> _iso20_com
         raise r.fail_at(av, 'ServiceDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_ServiceRenegotiationSupported = ((c >> 2) & 1) == 1
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     f_EnergyTransferServiceList = _d_iso20_common_messages_ServiceListType(r)
     win = r.win
@@ -20000,14 +24150,33 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     f_Header: _iso20_common_types.MessageHeaderType
     f_SelectedEnergyTransferService: _iso20_common_messages.SelectedServiceType
     f_SelectedVASList: _iso20_common_messages.SelectedServiceListType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceSelectionReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
     av -= 11
@@ -20015,7 +24184,7 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
         win, av = r.refill(av, 11)
     c = (win >> av) & 0x7ff
     if c & 0x700 != 0x0:
-        raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
+        raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
     if u > 127:
         av -= 8
@@ -20034,7 +24203,59 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_ServiceID = u
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceSelectionReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceSelectionReqType', 'expected SE(SelectedEnergyTransferService), SE(ServiceID), CH of ServiceID')
+    u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_ServiceID = u
     av -= 11
     if av < 0:
         win, av = r.refill(av, 11)
@@ -20059,7 +24280,7 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_ParameterSetID = u
+    f_2_ParameterSetID = u
     av -= 4
     if av < 0:
         win, av = r.refill(av, 4)
@@ -20067,10 +24288,10 @@ def _d_iso20_common_messages_ServiceSelectionReqType(r: BitReader) -> _iso20_com
     if c & 0xc != 0x0:
         raise r.fail_at(av + 4, 'ServiceSelectionReqType', 'expected EE of ParameterSetID, EE')
     ec = (c & 3)
-    ob1_ = _new(_iso20_common_messages.SelectedServiceType)
-    ob1_.ServiceID = f_1_ServiceID
-    ob1_.ParameterSetID = f_1_ParameterSetID
-    f_SelectedEnergyTransferService = ob1_
+    ob2_ = _new(_iso20_common_messages.SelectedServiceType)
+    ob2_.ServiceID = f_2_ServiceID
+    ob2_.ParameterSetID = f_2_ParameterSetID
+    f_SelectedEnergyTransferService = ob2_
     if ec == 0:
         r.avail = av
         f_SelectedVASList = _d_iso20_common_messages_SelectedServiceListType(r)
@@ -20187,16 +24408,82 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_com
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ServiceSelectionResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceSelectionResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ServiceSelectionResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ServiceSelectionResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -20207,6 +24494,11 @@ def _d_iso20_common_messages_ServiceSelectionResType(r: BitReader) -> _iso20_com
     if iv >= 40:
         raise r.fail_at(av, 'ServiceSelectionResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_messages.ServiceSelectionResType)
     ob.Header = f_Header
@@ -20317,16 +24609,82 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCCID: str
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SessionSetupReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionSetupReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SessionSetupReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -20334,6 +24692,11 @@ def _d_iso20_common_messages_SessionSetupReqType(r: BitReader) -> _iso20_common_
     if c & 0x300 != 0x0:
         raise r.fail_at(av + 10, 'SessionSetupReqType', 'expected SE(EVCCID), CH of EVCCID')
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -20403,16 +24766,82 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEID: str
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SessionSetupResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionSetupResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SessionSetupResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 19
     if av < 0:
         win, av = r.refill(av, 19)
@@ -20424,6 +24853,11 @@ def _d_iso20_common_messages_SessionSetupResType(r: BitReader) -> _iso20_common_
         raise r.fail_at(av, 'SessionSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -20498,16 +24932,82 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
     f_EVTerminationCode: str | None = None
     f_EVTerminationExplanation: str | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SessionStopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionStopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionStopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SessionStopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 7
     if av < 0:
         win, av = r.refill(av, 7)
@@ -20519,6 +25019,11 @@ def _d_iso20_common_messages_SessionStopReqType(r: BitReader) -> _iso20_common_m
         raise r.fail_at(av, 'SessionStopReqType.ChargingSession', f'enumeration index {iv}')
     f_ChargingSession = _E_iso20_common_messages_chargingSessionType[iv]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -20735,16 +25240,82 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_m
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SessionStopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionStopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'SessionStopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SessionStopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -20755,6 +25326,11 @@ def _d_iso20_common_messages_SessionStopResType(r: BitReader) -> _iso20_common_m
     if iv >= 40:
         raise r.fail_at(av, 'SessionStopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_messages.SessionStopResType)
     ob.Header = f_Header
@@ -20852,16 +25428,130 @@ def _d_iso20_common_messages_SignedCertificateChainType(r: BitReader) -> _iso20_
         raise r.fail_at(av + 3, 'SignedCertificateChainType', 'expected EE of Certificate')
     ec = (c & 3)
     if ec == 0:
+        f_1_Certificate: list[bytes] = []
+        av -= 10
+        if av < 0:
+            win, av = r.refill(av, 10)
+        c = (win >> av) & 0x3ff
+        if c & 0x300 != 0x0:
+            raise r.fail_at(av + 10, 'SignedCertificateChainType[2]', 'expected SE(Certificate), CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
         r.avail = av
-        f_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+        f_1_Certificate.append(r.binary_of(u, 1600))
         win = r.win
         av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SignedCertificateChainType[2]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_1_Certificate.append(r.binary_of(u, 1600))
+            win = r.win
+            av = r.avail
+            av -= 3
+            if av < 0:
+                win, av = r.refill(av, 3)
+            c = (win >> av) & 0x7
+            if c & 0x4 != 0x0:
+                raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+            ec = (c & 3)
+            if ec == 0:
+                av -= 9
+                if av < 0:
+                    win, av = r.refill(av, 9)
+                c = (win >> av) & 0x1ff
+                if c & 0x100 != 0x0:
+                    raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+                u = (c & 255)
+                if u > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u = (u & 0x7F) | (u2 & 0x7F) << 7
+                    if u2 > 127:
+                        av -= 8
+                        if av < 0:
+                            win, av = r.refill(av, 8)
+                        u2 = (win >> av) & 0xff
+                        u |= (u2 & 0x7F) << 14
+                        if u2 > 127:
+                            r.avail = av
+                            u = r.uint_more(u, 21)
+                            win = r.win
+                            av = r.avail
+                r.avail = av
+                f_1_Certificate.append(r.binary_of(u, 1600))
+                win = r.win
+                av = r.avail
+                av -= 2
+                if av < 0:
+                    win, av = r.refill(av, 2)
+                c = (win >> av) & 0x3
+                if c != 0x0:
+                    raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
+            elif ec == 1:
+                pass
+            else:
+                raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
         av -= 1
         if av < 0:
             win, av = r.refill(av, 1)
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'SignedCertificateChainType[2]', 'expected EE')
+        ob1_ = _new(_iso20_common_messages.SubCertificatesType)
+        ob1_.Certificate = f_1_Certificate
+        f_SubCertificates = ob1_
     elif ec == 1:
         pass
     else:
@@ -20996,10 +25686,121 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'SignedInstallationDataType', 'expected EE of Certificate, SE(SubCertificates)')
+    f_2_Certificate: list[bytes] = []
+    av -= 10
+    if av < 0:
+        win, av = r.refill(av, 10)
+    c = (win >> av) & 0x3ff
+    if c & 0x300 != 0x0:
+        raise r.fail_at(av + 10, 'SignedInstallationDataType', 'expected SE(Certificate), CH of Certificate')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_1_SubCertificates = _d_iso20_common_messages_SubCertificatesType(r)
+    f_2_Certificate.append(r.binary_of(u, 1600))
     win = r.win
     av = r.avail
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignedInstallationDataType', 'expected EE of Certificate')
+    ec = (c & 3)
+    if ec == 0:
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SubCertificatesType[1]', 'expected CH of Certificate')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_2_Certificate.append(r.binary_of(u, 1600))
+        win = r.win
+        av = r.avail
+        av -= 3
+        if av < 0:
+            win, av = r.refill(av, 3)
+        c = (win >> av) & 0x7
+        if c & 0x4 != 0x0:
+            raise r.fail_at(av + 3, 'SubCertificatesType[1]', 'expected EE of Certificate')
+        ec = (c & 3)
+        if ec == 0:
+            av -= 9
+            if av < 0:
+                win, av = r.refill(av, 9)
+            c = (win >> av) & 0x1ff
+            if c & 0x100 != 0x0:
+                raise r.fail_at(av + 9, 'SubCertificatesType[2]', 'expected CH of Certificate')
+            u = (c & 255)
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            r.avail = av
+            f_2_Certificate.append(r.binary_of(u, 1600))
+            win = r.win
+            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'SubCertificatesType[2]', 'expected EE of Certificate, EE')
+        elif ec == 1:
+            pass
+        else:
+            raise r.fail_at(av, 'SubCertificatesType[2]', f'event code {ec}, expected SE(Certificate), EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'SubCertificatesType[1]', f'event code {ec}, expected SE(Certificate), EE')
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -21008,6 +25809,9 @@ def _d_iso20_common_messages_SignedInstallationDataType(r: BitReader) -> _iso20_
         raise r.fail_at(av + 15, 'SignedInstallationDataType', 'expected EE, SE(ECDHCurve), CH of ECDHCurve, EE of ECDHCurve, SE(DHPublicKey), CH of DHPublicKey')
     f_ECDHCurve = _E_iso20_common_messages_ecdhCurveType[((c >> 11) & 1)]
     u = (c & 255)
+    ob2_ = _new(_iso20_common_messages.SubCertificatesType)
+    ob2_.Certificate = f_2_Certificate
+    f_1_SubCertificates = ob2_
     ob1_ = _new(_iso20_common_messages.ContractCertificateChainType)
     ob1_.Certificate = f_1_Certificate
     ob1_.SubCertificates = f_1_SubCertificates
@@ -22526,16 +27330,82 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
     f_DeviceOffset: int | None = None
     f_VehicleTravel: int | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'VehicleCheckInReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckInReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckInReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'VehicleCheckInReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 13
     if av < 0:
         win, av = r.refill(av, 13)
@@ -22551,6 +27421,11 @@ def _d_iso20_common_messages_VehicleCheckInReqType(r: BitReader) -> _iso20_commo
         raise r.fail_at(av, 'VehicleCheckInReqType.ParkingMethod', f'enumeration index {iv}')
     f_ParkingMethod = _E_iso20_common_messages_parkingMethodType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     s = 3
@@ -22998,16 +27873,82 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
     f_DeviceLocation: int | None = None
     f_TargetDistance: int | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'VehicleCheckInResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckInResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckInResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'VehicleCheckInResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -23019,6 +27960,11 @@ def _d_iso20_common_messages_VehicleCheckInResType(r: BitReader) -> _iso20_commo
         raise r.fail_at(av, 'VehicleCheckInResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -23458,16 +28404,82 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVCheckOutStatus: _iso20_common_messages.evCheckOutStatusType
     f_CheckOutTime: int
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'VehicleCheckOutReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckOutReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckOutReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'VehicleCheckOutReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -23479,6 +28491,11 @@ def _d_iso20_common_messages_VehicleCheckOutReqType(r: BitReader) -> _iso20_comm
         raise r.fail_at(av, 'VehicleCheckOutReqType.EVCheckOutStatus', f'enumeration index {iv}')
     f_EVCheckOutStatus = _E_iso20_common_messages_evCheckOutStatusType[iv]
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -23560,16 +28577,82 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_comm
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSECheckOutStatus: _iso20_common_messages.evseCheckOutStatusType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'VehicleCheckOutResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckOutResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'VehicleCheckOutResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'VehicleCheckOutResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 14
     if av < 0:
         win, av = r.refill(av, 14)
@@ -23581,6 +28664,11 @@ def _d_iso20_common_messages_VehicleCheckOutResType(r: BitReader) -> _iso20_comm
         raise r.fail_at(av, 'VehicleCheckOutResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_EVSECheckOutStatus = _E_iso20_common_messages_evseCheckOutStatusType[((c >> 2) & 1)]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_messages.VehicleCheckOutResType)
     ob.Header = f_Header
@@ -23663,21 +28751,92 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
@@ -23766,16 +28925,82 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -23787,6 +29012,11 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -23814,7 +29044,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -23824,12 +29054,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -24016,22 +29246,93 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
@@ -24061,16 +29362,82 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -24081,6 +29448,11 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     if iv >= 40:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
     ob.Header = f_Header
@@ -32399,22 +37771,93 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GMessageType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GMessageType)
     ob.Header = f_Header
@@ -32443,22 +37886,93 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GRequestType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GRequestType)
     ob.Header = f_Header
@@ -32488,16 +38002,82 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GResponseType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -32508,6 +38088,11 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     if iv >= 40:
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GResponseType)
     ob.Header = f_Header

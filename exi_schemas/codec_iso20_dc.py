@@ -4017,21 +4017,109 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
-    r.avail = av
-    f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_xmldsig.SignatureValueType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -5603,21 +5691,92 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
@@ -5706,16 +5865,82 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -5727,6 +5952,11 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -5754,7 +5984,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -5764,12 +5994,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -5956,22 +6186,93 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
@@ -6001,16 +6302,82 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -6021,6 +6388,11 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     if iv >= 40:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
     ob.Header = f_Header
@@ -14339,22 +14711,93 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GMessageType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GMessageType)
     ob.Header = f_Header
@@ -14383,22 +14826,93 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GRequestType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GRequestType)
     ob.Header = f_Header
@@ -14428,16 +14942,82 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GResponseType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -14448,6 +15028,11 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     if iv >= 40:
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GResponseType)
     ob.Header = f_Header
@@ -25766,22 +26351,93 @@ def _d_iso20_dc_DC_CableCheckReqType(r: BitReader) -> _iso20_dc.DC_CableCheckReq
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_CableCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_CableCheckReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'DC_CableCheckReqType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_dc.DC_CableCheckReqType)
     ob.Header = f_Header
@@ -25812,16 +26468,82 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEProcessing: _iso20_common_types.processingType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_CableCheckResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_CableCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_CableCheckResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 15
     if av < 0:
         win, av = r.refill(av, 15)
@@ -25836,6 +26558,11 @@ def _d_iso20_dc_DC_CableCheckResType(r: BitReader) -> _iso20_dc.DC_CableCheckRes
     if iv >= 3:
         raise r.fail_at(av, 'DC_CableCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_dc.DC_CableCheckResType)
     ob.Header = f_Header
@@ -25878,21 +26605,92 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     f_CLReqControlMode: _iso20_common_types.CLReqControlModeType | None = None
     f_Dynamic_DC_CLReqControlMode: _iso20_dc.Dynamic_DC_CLReqControlModeType | None = None
     f_Scheduled_DC_CLReqControlMode: _iso20_dc.Scheduled_DC_CLReqControlModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
@@ -25921,7 +26719,7 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
         raise r.fail_at(av + 23, 'DC_ChargeLoopReqType', 'expected SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
+    f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
@@ -25941,7 +26739,7 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_2_Value = -u - 1 if sg else u
     av -= 5
     if av < 0:
         win, av = r.refill(av, 5)
@@ -25949,10 +26747,10 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
     if c & 0x18 != 0x0:
         raise r.fail_at(av + 5, 'DC_ChargeLoopReqType', 'expected EE of Value, EE')
     ec = (c & 7)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
-    ob1_.Exponent = f_1_Exponent
-    ob1_.Value = f_1_Value
-    f_EVPresentVoltage = ob1_
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVPresentVoltage = ob2_
     if ec == 0:
         r.avail = av
         f_BPT_Dynamic_DC_CLReqControlMode = _d_iso20_dc_BPT_Dynamic_DC_CLReqControlModeType(r)
@@ -25970,8 +26768,8 @@ def _d_iso20_dc_DC_ChargeLoopReqType(r: BitReader) -> _iso20_dc.DC_ChargeLoopReq
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'DC_ChargeLoopReqType[4]', 'expected EE')
-        ob2_ = _new(_iso20_common_types.CLReqControlModeType)
-        f_CLReqControlMode = ob2_
+        ob3_ = _new(_iso20_common_types.CLReqControlModeType)
+        f_CLReqControlMode = ob3_
     elif ec == 3:
         r.avail = av
         f_Dynamic_DC_CLReqControlMode = _d_iso20_dc_Dynamic_DC_CLReqControlModeType(r)
@@ -26164,16 +26962,82 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     f_Dynamic_DC_CLResControlMode: _iso20_dc.Dynamic_DC_CLResControlModeType | None = None
     f_Scheduled_DC_CLResControlMode: _iso20_dc.Scheduled_DC_CLResControlModeType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -26185,6 +27049,11 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         raise r.fail_at(av, 'DC_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -26212,7 +27081,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -26222,12 +27091,12 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -26247,7 +27116,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'DC_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -26267,17 +27136,17 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DC_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVSEPresentCurrent = ob2_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVSEPresentCurrent = ob3_
             s = 6
         else:
             raise r.fail_at(av, 'DC_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -26300,7 +27169,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'DC_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
+        f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -26320,17 +27189,17 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_3_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVSEPresentCurrent = ob3_
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVSEPresentCurrent = ob4_
         s = 6
     else:
         raise r.fail_at(av, 'DC_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVSEPresentCurrent)')
@@ -26352,7 +27221,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'DC_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -26372,17 +27241,17 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'DC_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVSEPresentCurrent = ob4_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVSEPresentCurrent = ob5_
             s = 6
         else:
             raise r.fail_at(av, 'DC_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVSEPresentCurrent)')
@@ -26393,7 +27262,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
             raise r.fail_at(av + 23, 'DC_ChargeLoopResType[5]', 'expected SE(EVSEPresentCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
+        f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -26413,17 +27282,17 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_5_Value = -u - 1 if sg else u
+        f_6_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'DC_ChargeLoopResType[5]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVSEPresentCurrent = ob5_
+        ob6_ = _new(_iso20_common_types.RationalNumberType)
+        ob6_.Exponent = f_6_Exponent
+        ob6_.Value = f_6_Value
+        f_EVSEPresentCurrent = ob6_
         s = 6
     av -= 23
     if av < 0:
@@ -26431,7 +27300,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
         raise r.fail_at(av + 23, 'DC_ChargeLoopResType', 'expected SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_6_Exponent = ((c >> 12) & 255) - 128
+    f_7_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     if u > 127:
@@ -26451,7 +27320,7 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_6_Value = -u - 1 if sg else u
+    f_7_Value = -u - 1 if sg else u
     av -= 17
     if av < 0:
         win, av = r.refill(av, 17)
@@ -26462,10 +27331,10 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
     f_EVSECurrentLimitAchieved = ((c >> 8) & 1) == 1
     f_EVSEVoltageLimitAchieved = ((c >> 4) & 1) == 1
     ec = (c & 7)
-    ob6_ = _new(_iso20_common_types.RationalNumberType)
-    ob6_.Exponent = f_6_Exponent
-    ob6_.Value = f_6_Value
-    f_EVSEPresentVoltage = ob6_
+    ob7_ = _new(_iso20_common_types.RationalNumberType)
+    ob7_.Exponent = f_7_Exponent
+    ob7_.Value = f_7_Value
+    f_EVSEPresentVoltage = ob7_
     s = 7
     s = 8
     s = 9
@@ -26489,8 +27358,8 @@ def _d_iso20_dc_DC_ChargeLoopResType(r: BitReader) -> _iso20_dc.DC_ChargeLoopRes
         c = (win >> av) & 0x1
         if c:
             raise r.fail_at(av + 1, 'DC_ChargeLoopResType[10]', 'expected EE')
-        ob7_ = _new(_iso20_common_types.CLResControlModeType)
-        f_CLResControlMode = ob7_
+        ob8_ = _new(_iso20_common_types.CLResControlModeType)
+        f_CLResControlMode = ob8_
         s = 11
     elif ec == 3:
         r.avail = av
@@ -26890,21 +27759,92 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_dc.DC
     f_Header: _iso20_common_types.MessageHeaderType
     f_BPT_DC_CPDReqEnergyTransferMode: _iso20_dc.BPT_DC_CPDReqEnergyTransferModeType | None = None
     f_DC_CPDReqEnergyTransferMode: _iso20_dc.DC_CPDReqEnergyTransferModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_BPT_DC_CPDReqEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDReqEnergyTransferModeType(r)
@@ -26976,16 +27916,82 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_BPT_DC_CPDResEnergyTransferMode: _iso20_dc.BPT_DC_CPDResEnergyTransferModeType | None = None
     f_DC_CPDResEnergyTransferMode: _iso20_dc.DC_CPDResEnergyTransferModeType | None = None
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 11
     if av < 0:
         win, av = r.refill(av, 11)
@@ -26997,6 +28003,11 @@ def _d_iso20_dc_DC_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_dc.DC
         raise r.fail_at(av, 'DC_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_BPT_DC_CPDResEnergyTransferMode = _d_iso20_dc_BPT_DC_CPDResEnergyTransferModeType(r)
@@ -27073,28 +28084,41 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
     f_EVProcessing: _iso20_common_types.processingType
     f_EVPresentVoltage: _iso20_common_types.RationalNumberType
     f_EVTargetVoltage: _iso20_common_types.RationalNumberType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_PreChargeReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 28
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 28)
-    c = (win >> av) & 0xfffffff
-    if c & 0xcf00e00 != 0x0:
-        raise r.fail_at(av + 28, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 24) & 3)
-    if iv >= 3:
-        raise r.fail_at(av, 'DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
-    f_EVProcessing = _E_iso20_common_types_processingType[iv]
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_PreChargeReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
     if u > 127:
         av -= 8
@@ -27113,20 +28137,47 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
-    av -= 25
+    f_1_TimeStamp = u
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_PreChargeReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    av -= 28
+    if av < 0:
+        win, av = r.refill(av, 28)
+    c = (win >> av) & 0xfffffff
+    if c & 0xcf00e00 != 0x0:
+        raise r.fail_at(av + 28, 'DC_PreChargeReqType', 'expected SE(EVProcessing), CH of EVProcessing, EE of EVProcessing, SE(EVPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 24) & 3)
+    if iv >= 3:
+        raise r.fail_at(av, 'DC_PreChargeReqType.EVProcessing', f'enumeration index {iv}')
+    f_EVProcessing = _E_iso20_common_types_processingType[iv]
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
-    ob1_.Exponent = f_1_Exponent
-    ob1_.Value = f_1_Value
-    f_EVPresentVoltage = ob1_
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if u > 127:
         av -= 8
         if av < 0:
@@ -27145,16 +28196,47 @@ def _d_iso20_dc_DC_PreChargeReqType(r: BitReader) -> _iso20_dc.DC_PreChargeReqTy
                 win = r.win
                 av = r.avail
     f_2_Value = -u - 1 if sg else u
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_at(av + 25, 'DC_PreChargeReqType', 'expected EE of Value, EE, SE(EVTargetVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVPresentVoltage = ob2_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_3_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DC_PreChargeReqType', 'expected EE of Value, EE, EE')
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
-    ob2_.Exponent = f_2_Exponent
-    ob2_.Value = f_2_Value
-    f_EVTargetVoltage = ob2_
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVTargetVoltage = ob3_
     r.avail = av
     ob = _new(_iso20_dc.DC_PreChargeReqType)
     ob.Header = f_Header
@@ -27252,28 +28334,41 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_PreChargeResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 32
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 32)
-    c = (win >> av) & 0xffffffff
-    if c & 0xc0f00e00 != 0x0:
-        raise r.fail_at(av + 32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 24) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'DC_PreChargeResType.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_PreChargeResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
     if u > 127:
         av -= 8
@@ -27292,17 +28387,75 @@ def _d_iso20_dc_DC_PreChargeResType(r: BitReader) -> _iso20_dc.DC_PreChargeResTy
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_PreChargeResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    av -= 32
+    if av < 0:
+        win, av = r.refill(av, 32)
+    c = (win >> av) & 0xffffffff
+    if c & 0xc0f00e00 != 0x0:
+        raise r.fail_at(av + 32, 'DC_PreChargeResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 24) & 63)
+    if iv >= 40:
+        raise r.fail_at(av, 'DC_PreChargeResType.ResponseCode', f'enumeration index {iv}')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DC_PreChargeResType', 'expected EE of Value, EE, EE')
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
-    ob1_.Exponent = f_1_Exponent
-    ob1_.Value = f_1_Value
-    f_EVSEPresentVoltage = ob1_
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     r.avail = av
     ob = _new(_iso20_dc.DC_PreChargeResType)
     ob.Header = f_Header
@@ -27367,16 +28520,82 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_EVProcessing: _iso20_common_types.processingType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_WeldingDetectionReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_WeldingDetectionReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_WeldingDetectionReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 6
     if av < 0:
         win, av = r.refill(av, 6)
@@ -27387,6 +28606,11 @@ def _d_iso20_dc_DC_WeldingDetectionReqType(r: BitReader) -> _iso20_dc.DC_Welding
     if iv >= 3:
         raise r.fail_at(av, 'DC_WeldingDetectionReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_dc.DC_WeldingDetectionReqType)
     ob.Header = f_Header
@@ -27420,28 +28644,41 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
     f_EVSEPresentVoltage: _iso20_common_types.RationalNumberType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'DC_WeldingDetectionResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
-    av -= 32
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 32)
-    c = (win >> av) & 0xffffffff
-    if c & 0xc0f00e00 != 0x0:
-        raise r.fail_at(av + 32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    iv = ((c >> 24) & 63)
-    if iv >= 40:
-        raise r.fail_at(av, 'DC_WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
-    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'DC_WeldingDetectionResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
     u = (c & 255)
     if u > 127:
         av -= 8
@@ -27460,17 +28697,75 @@ def _d_iso20_dc_DC_WeldingDetectionResType(r: BitReader) -> _iso20_dc.DC_Welding
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'DC_WeldingDetectionResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
+    av -= 32
+    if av < 0:
+        win, av = r.refill(av, 32)
+    c = (win >> av) & 0xffffffff
+    if c & 0xc0f00e00 != 0x0:
+        raise r.fail_at(av + 32, 'DC_WeldingDetectionResType', 'expected SE(ResponseCode), CH of ResponseCode, EE of ResponseCode, SE(EVSEPresentVoltage), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    iv = ((c >> 24) & 63)
+    if iv >= 40:
+        raise r.fail_at(av, 'DC_WeldingDetectionResType.ResponseCode', f'enumeration index {iv}')
+    f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    f_2_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_2_Value = -u - 1 if sg else u
     av -= 3
     if av < 0:
         win, av = r.refill(av, 3)
     c = (win >> av) & 0x7
     if c != 0x0:
         raise r.fail_at(av + 3, 'DC_WeldingDetectionResType', 'expected EE of Value, EE, EE')
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
-    ob1_.Exponent = f_1_Exponent
-    ob1_.Value = f_1_Value
-    f_EVSEPresentVoltage = ob1_
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVSEPresentVoltage = ob2_
     r.avail = av
     ob = _new(_iso20_dc.DC_WeldingDetectionResType)
     ob.Header = f_Header

@@ -4031,21 +4031,109 @@ def _d_xmldsig_SignatureType(r: BitReader) -> _xmldsig.SignatureType:
         s = 2
     else:
         raise r.fail_at(av, 'SignatureType[0]', f'event code {ec}, expected AT(Id), SE(SignedInfo)')
-    av -= 1
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'SignatureType', 'expected SE(SignatureValue)')
-    r.avail = av
-    f_SignatureValue = _d_xmldsig_SignatureValueType(r)
-    win = r.win
-    av = r.avail
-    av -= 2
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected SE(SignatureValue)')
+    ec = (c & 3)
+    f_1_Id: str | None = None
+    if ec == 0:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_Id = r.string_of(u, None)
+        win = r.win
+        av = r.avail
+        av -= 9
+        if av < 0:
+            win, av = r.refill(av, 9)
+        c = (win >> av) & 0x1ff
+        if c & 0x100 != 0x0:
+            raise r.fail_at(av + 9, 'SignatureValueType[0]', 'expected CH')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    elif ec == 1:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        c = (win >> av) & 0xff
+        u = c
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        r.avail = av
+        f_1_value = r.binary_of(u, None)
+        win = r.win
+        av = r.avail
+    else:
+        raise r.fail_at(av, 'SignatureValueType[0]', f'event code {ec}, expected AT(Id), CH')
+    av -= 3
     if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'SignatureType', 'expected EE')
+    ec = (c & 3)
+    ob1_ = _new(_xmldsig.SignatureValueType)
+    ob1_.Id = f_1_Id
+    ob1_.value = f_1_value
+    f_SignatureValue = ob1_
     s = 3
     if ec == 0:
         r.avail = av
@@ -5617,21 +5705,92 @@ def _d_iso20_common_types_ChargeLoopReqType(r: BitReader) -> _iso20_common_types
     f_Header: _iso20_common_types.MessageHeaderType
     f_DisplayParameters: _iso20_common_types.DisplayParametersType | None = None
     f_MeterInfoRequested: bool
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     if ec == 0:
         r.avail = av
         f_DisplayParameters = _d_iso20_common_types_DisplayParametersType(r)
@@ -5720,16 +5879,82 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
     f_MeterInfo: _iso20_common_types.MeterInfoType | None = None
     f_Receipt: _iso20_common_types.ReceiptType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -5741,6 +5966,11 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         raise r.fail_at(av, 'ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -5768,7 +5998,7 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -5778,12 +6008,12 @@ def _d_iso20_common_types_ChargeLoopResType(r: BitReader) -> _iso20_common_types
         iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -5970,22 +6200,93 @@ def _d_iso20_common_types_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'ChargeParameterDiscoveryReqType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryReqType)
     ob.Header = f_Header
@@ -6015,16 +6316,82 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -6035,6 +6402,11 @@ def _d_iso20_common_types_ChargeParameterDiscoveryResType(r: BitReader) -> _iso2
     if iv >= 40:
         raise r.fail_at(av, 'ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.ChargeParameterDiscoveryResType)
     ob.Header = f_Header
@@ -14353,22 +14725,93 @@ def _d_iso20_common_types_V2GMessageType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GMessageType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GMessageType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GMessageType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GMessageType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GMessageType)
     ob.Header = f_Header
@@ -14397,22 +14840,93 @@ def _d_iso20_common_types_V2GRequestType(r: BitReader) -> _iso20_common_types.V2
     win = r.win
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GRequestType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GRequestType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GRequestType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 1
     if av < 0:
         win, av = r.refill(av, 1)
     c = (win >> av) & 0x1
     if c:
         raise r.fail_at(av + 1, 'V2GRequestType', 'expected EE')
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GRequestType)
     ob.Header = f_Header
@@ -14442,16 +14956,82 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     av = r.avail
     f_Header: _iso20_common_types.MessageHeaderType
     f_ResponseCode: _iso20_common_types.responseCodeType
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'V2GResponseType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'V2GResponseType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'V2GResponseType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -14462,6 +15042,11 @@ def _d_iso20_common_types_V2GResponseType(r: BitReader) -> _iso20_common_types.V
     if iv >= 40:
         raise r.fail_at(av, 'V2GResponseType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     r.avail = av
     ob = _new(_iso20_common_types.V2GResponseType)
     ob.Header = f_Header
@@ -15308,16 +15893,82 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_AlignmentCheckReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_AlignmentCheckReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_AlignmentCheckReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 7
     if av < 0:
         win, av = r.refill(av, 7)
@@ -15329,6 +15980,11 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -15338,7 +15994,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'WPT_AlignmentCheckReqType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
+        f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -15358,7 +16014,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_Value = -u - 1 if sg else u
+        f_2_Value = -u - 1 if sg else u
         av -= 7
         if av < 0:
             win, av = r.refill(av, 7)
@@ -15369,10 +16025,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckReqType(r: BitReader) -> _iso20_wpt.WPT_Align
         if iv >= 3:
             raise r.fail_at(av, 'WPT_AlignmentCheckReqType.EVResultCode', f'enumeration index {iv}')
         f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_TargetCoilCurrent = ob1_
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_TargetCoilCurrent = ob2_
         s = 4
     elif ec == 1:
         av -= 4
@@ -15568,16 +16224,82 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
     f_SupplyDeviceCurrent: _iso20_common_types.RationalNumberType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_AlignmentCheckResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_AlignmentCheckResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_AlignmentCheckResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 17
     if av < 0:
         win, av = r.refill(av, 17)
@@ -15593,6 +16315,11 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         raise r.fail_at(av, 'WPT_AlignmentCheckResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     s = 3
@@ -15603,7 +16330,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_1_Exponent = ((c >> 12) & 255) - 128
+        f_2_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -15623,7 +16350,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_Value = -u - 1 if sg else u
+        f_2_Value = -u - 1 if sg else u
         av -= 4
         if av < 0:
             win, av = r.refill(av, 4)
@@ -15631,10 +16358,10 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.RationalNumberType)
-        ob1_.Exponent = f_1_Exponent
-        ob1_.Value = f_1_Value
-        f_PowerTransmitted = ob1_
+        ob2_ = _new(_iso20_common_types.RationalNumberType)
+        ob2_.Exponent = f_2_Exponent
+        ob2_.Value = f_2_Value
+        f_PowerTransmitted = ob2_
         if ec == 0:
             av -= 22
             if av < 0:
@@ -15642,7 +16369,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -15662,17 +16389,17 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[4]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_SupplyDeviceCurrent = ob2_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_SupplyDeviceCurrent = ob3_
             s = 5
         elif ec == 1:
             av -= 9
@@ -15721,7 +16448,7 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'WPT_AlignmentCheckResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
+        f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -15741,17 +16468,17 @@ def _d_iso20_wpt_WPT_AlignmentCheckResType(r: BitReader) -> _iso20_wpt.WPT_Align
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_3_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_AlignmentCheckResType[3]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_SupplyDeviceCurrent = ob3_
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_SupplyDeviceCurrent = ob4_
         s = 5
     elif ec == 2:
         av -= 9
@@ -16139,21 +16866,92 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_EVPCPowerControlParameter: _iso20_wpt.WPT_EVPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_ChargeLoopReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     ec = c
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     if ec == 0:
         r.avail = av
@@ -16185,41 +16983,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
         raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-    f_1_Value = -u - 1 if sg else u
-    av -= 25
-    if av < 0:
-        win, av = r.refill(av, 25)
-    c = (win >> av) & 0x1ffffff
-    if c & 0x1f00e00 != 0x0:
-        raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
     f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
-    ob1_.Exponent = f_1_Exponent
-    ob1_.Value = f_1_Value
-    f_EVPCPowerRequest = ob1_
-    s = 4
     if u > 127:
         av -= 8
         if av < 0:
@@ -16238,6 +17004,38 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 win = r.win
                 av = r.avail
     f_2_Value = -u - 1 if sg else u
+    av -= 25
+    if av < 0:
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1f00e00 != 0x0:
+        raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCPowerOutput), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_3_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVPCPowerRequest = ob2_
+    s = 4
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_3_Value = -u - 1 if sg else u
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -16246,10 +17044,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail_at(av + 10, 'WPT_ChargeLoopReqType', 'expected EE of Value, EE, SE(EVPCChargeDiagnostics), CH of EVPCChargeDiagnostics, EE of EVPCChargeDiagnostics')
     f_EVPCChargeDiagnostics = _E_iso20_wpt_WPT_EVPCChargeDiagnosticsType[((c >> 4) & 3)]
     ec = (c & 7)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
-    ob2_.Exponent = f_2_Exponent
-    ob2_.Value = f_2_Value
-    f_EVPCPowerOutput = ob2_
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVPCPowerOutput = ob3_
     s = 5
     s = 6
     if ec == 0:
@@ -16259,7 +17057,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'WPT_ChargeLoopReqType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
+        f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -16279,7 +17077,7 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_3_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         av -= 4
         if av < 0:
             win, av = r.refill(av, 4)
@@ -16287,10 +17085,10 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE')
         ec = (c & 3)
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVPCOperatingFrequency = ob3_
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVPCOperatingFrequency = ob4_
         if ec == 0:
             av -= 23
             if av < 0:
@@ -16298,40 +17096,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[7]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_5_Exponent = ((c >> 12) & 255) - 128
-            sg = ((c >> 8) & 1)
-            u = (c & 255)
-            if u > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u = (u & 0x7F) | (u2 & 0x7F) << 7
-                if u2 > 127:
-                    av -= 8
-                    if av < 0:
-                        win, av = r.refill(av, 8)
-                    u2 = (win >> av) & 0xff
-                    u |= (u2 & 0x7F) << 14
-                    if u2 > 127:
-                        r.avail = av
-                        u = r.uint_more(u, 21)
-                        win = r.win
-                        av = r.avail
-            f_5_Value = -u - 1 if sg else u
-            av -= 25
-            if av < 0:
-                win, av = r.refill(av, 25)
-            c = (win >> av) & 0x1ffffff
-            if c & 0x1f00e00 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_6_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
-            ob5_ = _new(_iso20_common_types.RationalNumberType)
-            ob5_.Exponent = f_5_Exponent
-            ob5_.Value = f_5_Value
-            f_4_EVPCCoilCurrentRequest = ob5_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16355,14 +17122,14 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_7_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             ob6_ = _new(_iso20_common_types.RationalNumberType)
             ob6_.Exponent = f_6_Exponent
             ob6_.Value = f_6_Value
-            f_4_EVPCCoilCurrentInformation = ob6_
+            f_5_EVPCCoilCurrentRequest = ob6_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16386,14 +17153,14 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                 win, av = r.refill(av, 25)
             c = (win >> av) & 0x1ffffff
             if c & 0x1f00e00 != 0x0:
-                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
             f_8_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             ob7_ = _new(_iso20_common_types.RationalNumberType)
             ob7_.Exponent = f_7_Exponent
             ob7_.Value = f_7_Value
-            f_4_EVPCCurrentOutputInformation = ob7_
+            f_5_EVPCCoilCurrentInformation = ob7_
             if u > 127:
                 av -= 8
                 if av < 0:
@@ -16412,22 +17179,53 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         win = r.win
                         av = r.avail
             f_8_Value = -u - 1 if sg else u
+            av -= 25
+            if av < 0:
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1f00e00 != 0x0:
+                raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            f_9_Exponent = ((c >> 12) & 255) - 128
+            sg = ((c >> 8) & 1)
+            u = (c & 255)
+            ob8_ = _new(_iso20_common_types.RationalNumberType)
+            ob8_.Exponent = f_8_Exponent
+            ob8_.Value = f_8_Value
+            f_5_EVPCCurrentOutputInformation = ob8_
+            if u > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u = (u & 0x7F) | (u2 & 0x7F) << 7
+                if u2 > 127:
+                    av -= 8
+                    if av < 0:
+                        win, av = r.refill(av, 8)
+                    u2 = (win >> av) & 0xff
+                    u |= (u2 & 0x7F) << 14
+                    if u2 > 127:
+                        r.avail = av
+                        u = r.uint_more(u, 21)
+                        win = r.win
+                        av = r.avail
+            f_9_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[7]', 'expected EE of Value, EE, EE')
-            ob8_ = _new(_iso20_common_types.RationalNumberType)
-            ob8_.Exponent = f_8_Exponent
-            ob8_.Value = f_8_Value
-            f_4_EVPCVoltageOutputInformation = ob8_
-            ob4_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
-            ob4_.EVPCCoilCurrentRequest = f_4_EVPCCoilCurrentRequest
-            ob4_.EVPCCoilCurrentInformation = f_4_EVPCCoilCurrentInformation
-            ob4_.EVPCCurrentOutputInformation = f_4_EVPCCurrentOutputInformation
-            ob4_.EVPCVoltageOutputInformation = f_4_EVPCVoltageOutputInformation
-            f_EVPCPowerControlParameter = ob4_
+            ob9_ = _new(_iso20_common_types.RationalNumberType)
+            ob9_.Exponent = f_9_Exponent
+            ob9_.Value = f_9_Value
+            f_5_EVPCVoltageOutputInformation = ob9_
+            ob5_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+            ob5_.EVPCCoilCurrentRequest = f_5_EVPCCoilCurrentRequest
+            ob5_.EVPCCoilCurrentInformation = f_5_EVPCCoilCurrentInformation
+            ob5_.EVPCCurrentOutputInformation = f_5_EVPCCurrentOutputInformation
+            ob5_.EVPCVoltageOutputInformation = f_5_EVPCVoltageOutputInformation
+            f_EVPCPowerControlParameter = ob5_
             s = 8
         elif ec == 1:
             av -= 9
@@ -16476,40 +17274,9 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
             raise r.fail_at(av + 23, 'WPT_ChargeLoopReqType[6]', 'expected SE(EVPCCoilCurrentRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_10_Value = -u - 1 if sg else u
-        av -= 25
-        if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_11_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_9_EVPCCoilCurrentRequest = ob10_
         if u > 127:
             av -= 8
             if av < 0:
@@ -16533,14 +17300,14 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_12_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         ob11_ = _new(_iso20_common_types.RationalNumberType)
         ob11_.Exponent = f_11_Exponent
         ob11_.Value = f_11_Value
-        f_9_EVPCCoilCurrentInformation = ob11_
+        f_10_EVPCCoilCurrentRequest = ob11_
         if u > 127:
             av -= 8
             if av < 0:
@@ -16564,14 +17331,14 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             win, av = r.refill(av, 25)
         c = (win >> av) & 0x1ffffff
         if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCCurrentOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_13_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         ob12_ = _new(_iso20_common_types.RationalNumberType)
         ob12_.Exponent = f_12_Exponent
         ob12_.Value = f_12_Value
-        f_9_EVPCCurrentOutputInformation = ob12_
+        f_10_EVPCCoilCurrentInformation = ob12_
         if u > 127:
             av -= 8
             if av < 0:
@@ -16590,22 +17357,53 @@ def _d_iso20_wpt_WPT_ChargeLoopReqType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     win = r.win
                     av = r.avail
         f_13_Value = -u - 1 if sg else u
+        av -= 25
+        if av < 0:
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, SE(EVPCVoltageOutputInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_14_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        ob13_ = _new(_iso20_common_types.RationalNumberType)
+        ob13_.Exponent = f_13_Exponent
+        ob13_.Value = f_13_Value
+        f_10_EVPCCurrentOutputInformation = ob13_
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_14_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'WPT_ChargeLoopReqType[6]', 'expected EE of Value, EE, EE')
-        ob13_ = _new(_iso20_common_types.RationalNumberType)
-        ob13_.Exponent = f_13_Exponent
-        ob13_.Value = f_13_Value
-        f_9_EVPCVoltageOutputInformation = ob13_
-        ob9_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
-        ob9_.EVPCCoilCurrentRequest = f_9_EVPCCoilCurrentRequest
-        ob9_.EVPCCoilCurrentInformation = f_9_EVPCCoilCurrentInformation
-        ob9_.EVPCCurrentOutputInformation = f_9_EVPCCurrentOutputInformation
-        ob9_.EVPCVoltageOutputInformation = f_9_EVPCVoltageOutputInformation
-        f_EVPCPowerControlParameter = ob9_
+        ob14_ = _new(_iso20_common_types.RationalNumberType)
+        ob14_.Exponent = f_14_Exponent
+        ob14_.Value = f_14_Value
+        f_10_EVPCVoltageOutputInformation = ob14_
+        ob10_ = _new(_iso20_wpt.WPT_EVPCPowerControlParameterType)
+        ob10_.EVPCCoilCurrentRequest = f_10_EVPCCoilCurrentRequest
+        ob10_.EVPCCoilCurrentInformation = f_10_EVPCCoilCurrentInformation
+        ob10_.EVPCCurrentOutputInformation = f_10_EVPCCurrentOutputInformation
+        ob10_.EVPCVoltageOutputInformation = f_10_EVPCVoltageOutputInformation
+        f_EVPCPowerControlParameter = ob10_
         s = 8
     elif ec == 2:
         av -= 9
@@ -17275,16 +18073,82 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
     f_SPCPowerControlParameter: _iso20_wpt.WPT_SPCPowerControlParameterType | None = None
     f_ManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_ChargeLoopResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_ChargeLoopResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -17296,6 +18160,11 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         raise r.fail_at(av, 'WPT_ChargeLoopResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -17323,7 +18192,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_1_NotificationMaxDelay = u
+        f_2_NotificationMaxDelay = u
         av -= 10
         if av < 0:
             win, av = r.refill(av, 10)
@@ -17333,12 +18202,12 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         iv = ((c >> 4) & 7)
         if iv >= 6:
             raise r.fail_at(av, 'EVSEStatusType.EVSENotification', f'enumeration index {iv}')
-        f_1_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
+        f_2_EVSENotification = _E_iso20_common_types_evseNotificationType[iv]
         ec = (c & 3)
-        ob1_ = _new(_iso20_common_types.EVSEStatusType)
-        ob1_.NotificationMaxDelay = f_1_NotificationMaxDelay
-        ob1_.EVSENotification = f_1_EVSENotification
-        f_EVSEStatus = ob1_
+        ob2_ = _new(_iso20_common_types.EVSEStatusType)
+        ob2_.NotificationMaxDelay = f_2_NotificationMaxDelay
+        ob2_.EVSENotification = f_2_EVSENotification
+        f_EVSEStatus = ob2_
         if ec == 0:
             r.avail = av
             f_MeterInfo = _d_iso20_common_types_MeterInfoType(r)
@@ -17358,7 +18227,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[3]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_2_Exponent = ((c >> 12) & 255) - 128
+            f_3_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17378,17 +18247,17 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_2_Value = -u - 1 if sg else u
+            f_3_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[3]', 'expected EE of Value, EE')
-            ob2_ = _new(_iso20_common_types.RationalNumberType)
-            ob2_.Exponent = f_2_Exponent
-            ob2_.Value = f_2_Value
-            f_EVPCPowerRequest = ob2_
+            ob3_ = _new(_iso20_common_types.RationalNumberType)
+            ob3_.Exponent = f_3_Exponent
+            ob3_.Value = f_3_Value
+            f_EVPCPowerRequest = ob3_
             s = 6
         else:
             raise r.fail_at(av, 'WPT_ChargeLoopResType[3]', f'event code {ec}, expected SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -17411,7 +18280,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
             raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[2]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_3_Exponent = ((c >> 12) & 255) - 128
+        f_4_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -17431,17 +18300,17 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_3_Value = -u - 1 if sg else u
+        f_4_Value = -u - 1 if sg else u
         av -= 2
         if av < 0:
             win, av = r.refill(av, 2)
         c = (win >> av) & 0x3
         if c != 0x0:
             raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[2]', 'expected EE of Value, EE')
-        ob3_ = _new(_iso20_common_types.RationalNumberType)
-        ob3_.Exponent = f_3_Exponent
-        ob3_.Value = f_3_Value
-        f_EVPCPowerRequest = ob3_
+        ob4_ = _new(_iso20_common_types.RationalNumberType)
+        ob4_.Exponent = f_4_Exponent
+        ob4_.Value = f_4_Value
+        f_EVPCPowerRequest = ob4_
         s = 6
     else:
         raise r.fail_at(av, 'WPT_ChargeLoopResType[2]', f'event code {ec}, expected SE(EVSEStatus), SE(MeterInfo), SE(Receipt), SE(EVPCPowerRequest)')
@@ -17463,7 +18332,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x3fffff
             if c & 0x300e00 != 0x0:
                 raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[4]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_4_Exponent = ((c >> 12) & 255) - 128
+            f_5_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17483,17 +18352,17 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_4_Value = -u - 1 if sg else u
+            f_5_Value = -u - 1 if sg else u
             av -= 2
             if av < 0:
                 win, av = r.refill(av, 2)
             c = (win >> av) & 0x3
             if c != 0x0:
                 raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[4]', 'expected EE of Value, EE')
-            ob4_ = _new(_iso20_common_types.RationalNumberType)
-            ob4_.Exponent = f_4_Exponent
-            ob4_.Value = f_4_Value
-            f_EVPCPowerRequest = ob4_
+            ob5_ = _new(_iso20_common_types.RationalNumberType)
+            ob5_.Exponent = f_5_Exponent
+            ob5_.Value = f_5_Value
+            f_EVPCPowerRequest = ob5_
             s = 6
         else:
             raise r.fail_at(av, 'WPT_ChargeLoopResType[4]', f'event code {ec}, expected SE(Receipt), SE(EVPCPowerRequest)')
@@ -17504,50 +18373,6 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
             raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[5]', 'expected SE(EVPCPowerRequest), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_5_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
-        if u > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u = (u & 0x7F) | (u2 & 0x7F) << 7
-            if u2 > 127:
-                av -= 8
-                if av < 0:
-                    win, av = r.refill(av, 8)
-                u2 = (win >> av) & 0xff
-                u |= (u2 & 0x7F) << 14
-                if u2 > 127:
-                    r.avail = av
-                    u = r.uint_more(u, 21)
-                    win = r.win
-                    av = r.avail
-        f_5_Value = -u - 1 if sg else u
-        av -= 2
-        if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
-        ob5_ = _new(_iso20_common_types.RationalNumberType)
-        ob5_.Exponent = f_5_Exponent
-        ob5_.Value = f_5_Value
-        f_EVPCPowerRequest = ob5_
-        s = 6
-    av -= 2
-    if av < 0:
-        win, av = r.refill(av, 2)
-    c = (win >> av) & 0x3
-    ec = c
-    if ec == 0:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_6_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
@@ -17569,19 +18394,32 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     win = r.win
                     av = r.avail
         f_6_Value = -u - 1 if sg else u
-        av -= 25
+        av -= 2
         if av < 0:
-            win, av = r.refill(av, 25)
-        c = (win >> av) & 0x1ffffff
-        if c & 0x1f00e00 != 0x0:
-            raise r.fail_at(av + 25, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE, SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_7_Exponent = ((c >> 12) & 255) - 128
-        sg = ((c >> 8) & 1)
-        u = (c & 255)
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[5]', 'expected EE of Value, EE')
         ob6_ = _new(_iso20_common_types.RationalNumberType)
         ob6_.Exponent = f_6_Exponent
         ob6_.Value = f_6_Value
-        f_SDPowerInput = ob6_
+        f_EVPCPowerRequest = ob6_
+        s = 6
+    av -= 2
+    if av < 0:
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    ec = c
+    if ec == 0:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_7_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
         if u > 127:
             av -= 8
             if av < 0:
@@ -17600,27 +18438,19 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     win = r.win
                     av = r.avail
         f_7_Value = -u - 1 if sg else u
-        av -= 2
+        av -= 25
         if av < 0:
-            win, av = r.refill(av, 2)
-        c = (win >> av) & 0x3
-        if c != 0x0:
-            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
-        ob7_ = _new(_iso20_common_types.RationalNumberType)
-        ob7_.Exponent = f_7_Exponent
-        ob7_.Value = f_7_Value
-        f_SPCMaxOutputPowerLimit = ob7_
-        s = 8
-    elif ec == 1:
-        av -= 22
-        if av < 0:
-            win, av = r.refill(av, 22)
-        c = (win >> av) & 0x3fffff
-        if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+            win, av = r.refill(av, 25)
+        c = (win >> av) & 0x1ffffff
+        if c & 0x1f00e00 != 0x0:
+            raise r.fail_at(av + 25, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE, SE(SPCMaxOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
         f_8_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
+        ob7_ = _new(_iso20_common_types.RationalNumberType)
+        ob7_.Exponent = f_7_Exponent
+        ob7_.Value = f_7_Value
+        f_SDPowerInput = ob7_
         if u > 127:
             av -= 8
             if av < 0:
@@ -17650,60 +18480,14 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         ob8_.Value = f_8_Value
         f_SPCMaxOutputPowerLimit = ob8_
         s = 8
-    else:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
-    av -= 23
-    if av < 0:
-        win, av = r.refill(av, 23)
-    c = (win >> av) & 0x7fffff
-    if c & 0x700e00 != 0x0:
-        raise r.fail_at(av + 23, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_9_Exponent = ((c >> 12) & 255) - 128
-    sg = ((c >> 8) & 1)
-    u = (c & 255)
-    if u > 127:
-        av -= 8
-        if av < 0:
-            win, av = r.refill(av, 8)
-        u2 = (win >> av) & 0xff
-        u = (u & 0x7F) | (u2 & 0x7F) << 7
-        if u2 > 127:
-            av -= 8
-            if av < 0:
-                win, av = r.refill(av, 8)
-            u2 = (win >> av) & 0xff
-            u |= (u2 & 0x7F) << 14
-            if u2 > 127:
-                r.avail = av
-                u = r.uint_more(u, 21)
-                win = r.win
-                av = r.avail
-    f_9_Value = -u - 1 if sg else u
-    av -= 11
-    if av < 0:
-        win, av = r.refill(av, 11)
-    c = (win >> av) & 0x7ff
-    if c & 0x788 != 0x0:
-        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
-    iv = ((c >> 4) & 7)
-    if iv >= 6:
-        raise r.fail_at(av, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
-    f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
-    ec = (c & 7)
-    ob9_ = _new(_iso20_common_types.RationalNumberType)
-    ob9_.Exponent = f_9_Exponent
-    ob9_.Value = f_9_Value
-    f_SPCMinOutputPowerLimit = ob9_
-    s = 9
-    s = 10
-    if ec == 0:
+    elif ec == 1:
         av -= 22
         if av < 0:
             win, av = r.refill(av, 22)
         c = (win >> av) & 0x3fffff
         if c & 0x300e00 != 0x0:
-            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_10_Exponent = ((c >> 12) & 255) - 128
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[6]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_9_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -17723,7 +18507,92 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_10_Value = -u - 1 if sg else u
+        f_9_Value = -u - 1 if sg else u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_ChargeLoopResType[6]', 'expected EE of Value, EE')
+        ob9_ = _new(_iso20_common_types.RationalNumberType)
+        ob9_.Exponent = f_9_Exponent
+        ob9_.Value = f_9_Value
+        f_SPCMaxOutputPowerLimit = ob9_
+        s = 8
+    else:
+        raise r.fail_at(av, 'WPT_ChargeLoopResType[6]', f'event code {ec}, expected SE(SDPowerInput), SE(SPCMaxOutputPowerLimit)')
+    av -= 23
+    if av < 0:
+        win, av = r.refill(av, 23)
+    c = (win >> av) & 0x7fffff
+    if c & 0x700e00 != 0x0:
+        raise r.fail_at(av + 23, 'WPT_ChargeLoopResType', 'expected SE(SPCMinOutputPowerLimit), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+    f_10_Exponent = ((c >> 12) & 255) - 128
+    sg = ((c >> 8) & 1)
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_10_Value = -u - 1 if sg else u
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x788 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeLoopResType', 'expected EE of Value, EE, SE(SPCChargeDiagnostics), CH of SPCChargeDiagnostics, EE of SPCChargeDiagnostics')
+    iv = ((c >> 4) & 7)
+    if iv >= 6:
+        raise r.fail_at(av, 'WPT_ChargeLoopResType.SPCChargeDiagnostics', f'enumeration index {iv}')
+    f_SPCChargeDiagnostics = _E_iso20_wpt_WPT_SPCChargeDiagnosticsType[iv]
+    ec = (c & 7)
+    ob10_ = _new(_iso20_common_types.RationalNumberType)
+    ob10_.Exponent = f_10_Exponent
+    ob10_.Value = f_10_Value
+    f_SPCMinOutputPowerLimit = ob10_
+    s = 9
+    s = 10
+    if ec == 0:
+        av -= 22
+        if av < 0:
+            win, av = r.refill(av, 22)
+        c = (win >> av) & 0x3fffff
+        if c & 0x300e00 != 0x0:
+            raise r.fail_at(av + 22, 'WPT_ChargeLoopResType[10]', 'expected SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
+        f_11_Exponent = ((c >> 12) & 255) - 128
+        sg = ((c >> 8) & 1)
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_11_Value = -u - 1 if sg else u
         av -= 4
         if av < 0:
             win, av = r.refill(av, 4)
@@ -17731,10 +18600,10 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         if c & 0xc != 0x0:
             raise r.fail_at(av + 4, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE')
         ec = (c & 3)
-        ob10_ = _new(_iso20_common_types.RationalNumberType)
-        ob10_.Exponent = f_10_Exponent
-        ob10_.Value = f_10_Value
-        f_SPCOperatingFrequency = ob10_
+        ob11_ = _new(_iso20_common_types.RationalNumberType)
+        ob11_.Exponent = f_11_Exponent
+        ob11_.Value = f_11_Value
+        f_SPCOperatingFrequency = ob11_
         if ec == 0:
             av -= 23
             if av < 0:
@@ -17742,7 +18611,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
             c = (win >> av) & 0x7fffff
             if c & 0x700e00 != 0x0:
                 raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[11]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-            f_12_Exponent = ((c >> 12) & 255) - 128
+            f_13_Exponent = ((c >> 12) & 255) - 128
             sg = ((c >> 8) & 1)
             u = (c & 255)
             if u > 127:
@@ -17762,20 +18631,20 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                         u = r.uint_more(u, 21)
                         win = r.win
                         av = r.avail
-            f_12_Value = -u - 1 if sg else u
+            f_13_Value = -u - 1 if sg else u
             av -= 3
             if av < 0:
                 win, av = r.refill(av, 3)
             c = (win >> av) & 0x7
             if c != 0x0:
                 raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[11]', 'expected EE of Value, EE, EE')
-            ob12_ = _new(_iso20_common_types.RationalNumberType)
-            ob12_.Exponent = f_12_Exponent
-            ob12_.Value = f_12_Value
-            f_11_SPCPrimaryDeviceCoilCurrentInformation = ob12_
-            ob11_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
-            ob11_.SPCPrimaryDeviceCoilCurrentInformation = f_11_SPCPrimaryDeviceCoilCurrentInformation
-            f_SPCPowerControlParameter = ob11_
+            ob13_ = _new(_iso20_common_types.RationalNumberType)
+            ob13_.Exponent = f_13_Exponent
+            ob13_.Value = f_13_Value
+            f_12_SPCPrimaryDeviceCoilCurrentInformation = ob13_
+            ob12_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+            ob12_.SPCPrimaryDeviceCoilCurrentInformation = f_12_SPCPrimaryDeviceCoilCurrentInformation
+            f_SPCPowerControlParameter = ob12_
             s = 12
         elif ec == 1:
             av -= 9
@@ -17824,7 +18693,7 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
         c = (win >> av) & 0x7fffff
         if c & 0x700e00 != 0x0:
             raise r.fail_at(av + 23, 'WPT_ChargeLoopResType[10]', 'expected SE(SPCPrimaryDeviceCoilCurrentInformation), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-        f_14_Exponent = ((c >> 12) & 255) - 128
+        f_15_Exponent = ((c >> 12) & 255) - 128
         sg = ((c >> 8) & 1)
         u = (c & 255)
         if u > 127:
@@ -17844,20 +18713,20 @@ def _d_iso20_wpt_WPT_ChargeLoopResType(r: BitReader) -> _iso20_wpt.WPT_ChargeLoo
                     u = r.uint_more(u, 21)
                     win = r.win
                     av = r.avail
-        f_14_Value = -u - 1 if sg else u
+        f_15_Value = -u - 1 if sg else u
         av -= 3
         if av < 0:
             win, av = r.refill(av, 3)
         c = (win >> av) & 0x7
         if c != 0x0:
             raise r.fail_at(av + 3, 'WPT_ChargeLoopResType[10]', 'expected EE of Value, EE, EE')
-        ob14_ = _new(_iso20_common_types.RationalNumberType)
-        ob14_.Exponent = f_14_Exponent
-        ob14_.Value = f_14_Value
-        f_13_SPCPrimaryDeviceCoilCurrentInformation = ob14_
-        ob13_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
-        ob13_.SPCPrimaryDeviceCoilCurrentInformation = f_13_SPCPrimaryDeviceCoilCurrentInformation
-        f_SPCPowerControlParameter = ob13_
+        ob15_ = _new(_iso20_common_types.RationalNumberType)
+        ob15_.Exponent = f_15_Exponent
+        ob15_.Value = f_15_Value
+        f_14_SPCPrimaryDeviceCoilCurrentInformation = ob15_
+        ob14_ = _new(_iso20_wpt.WPT_SPCPowerControlParameterType)
+        ob14_.SPCPrimaryDeviceCoilCurrentInformation = f_14_SPCPrimaryDeviceCoilCurrentInformation
+        f_SPCPowerControlParameter = ob14_
         s = 12
     elif ec == 2:
         av -= 9
@@ -18612,25 +19481,96 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     f_EVPCDeviceLocalControl: bool
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 23
     if av < 0:
         win, av = r.refill(av, 23)
     c = (win >> av) & 0x7fffff
     if c & 0x700e00 != 0x0:
         raise r.fail_at(av + 23, 'WPT_ChargeParameterDiscoveryReqType', 'expected SE(EVPCMaxReceivablePower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_1_Exponent = ((c >> 12) & 255) - 128
+    f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     if u > 127:
         av -= 8
@@ -18649,7 +19589,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_2_Value = -u - 1 if sg else u
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -18657,10 +19597,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if c & 0xf00 != 0x0:
         raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(SDMaxGroundClearence), CH of SDMaxGroundClearence')
     u = (c & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
-    ob1_.Exponent = f_1_Exponent
-    ob1_.Value = f_1_Value
-    f_EVPCMaxReceivablePower = ob1_
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_EVPCMaxReceivablePower = ob2_
     s = 2
     if u > 127:
         av -= 8
@@ -18712,7 +19652,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
         raise r.fail_at(av + 24, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of SDMinGroundClearence, SE(EVPCNaturalFrequency), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
+    f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 4
@@ -18733,7 +19673,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_2_Value = -u - 1 if sg else u
+    f_3_Value = -u - 1 if sg else u
     av -= 6
     if av < 0:
         win, av = r.refill(av, 6)
@@ -18741,10 +19681,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryReqType(r: BitReader) -> _iso20_wpt
     if c & 0x3d != 0x0:
         raise r.fail_at(av + 6, 'WPT_ChargeParameterDiscoveryReqType', 'expected EE of Value, EE, SE(EVPCDeviceLocalControl), CH of EVPCDeviceLocalControl, EE of EVPCDeviceLocalControl')
     f_EVPCDeviceLocalControl = ((c >> 1) & 1) == 1
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
-    ob2_.Exponent = f_2_Exponent
-    ob2_.Value = f_2_Value
-    f_EVPCNaturalFrequency = ob2_
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_EVPCNaturalFrequency = ob3_
     s = 5
     s = 6
     n = 0
@@ -18999,16 +19939,82 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     f_PDMaxCoilCurrent: _iso20_common_types.RationalNumberType
     f_SDManufacturerSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 37
     if av < 0:
         win, av = r.refill(av, 37)
@@ -19020,9 +20026,14 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
         raise r.fail_at(av, 'WPT_ChargeParameterDiscoveryResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
     f_PDInputPowerClass = _E_iso20_wpt_WPT_PowerClassType[((c >> 24) & 3)]
-    f_1_Exponent = ((c >> 12) & 255) - 128
+    f_2_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     s = 3
@@ -19043,20 +20054,20 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_1_Value = -u - 1 if sg else u
+    f_2_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
         win, av = r.refill(av, 25)
     c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
         raise r.fail_at(av + 25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxOutputPower), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_2_Exponent = ((c >> 12) & 255) - 128
+    f_3_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob1_ = _new(_iso20_common_types.RationalNumberType)
-    ob1_.Exponent = f_1_Exponent
-    ob1_.Value = f_1_Value
-    f_SDMinOutputPower = ob1_
+    ob2_ = _new(_iso20_common_types.RationalNumberType)
+    ob2_.Exponent = f_2_Exponent
+    ob2_.Value = f_2_Value
+    f_SDMinOutputPower = ob2_
     s = 4
     if u > 127:
         av -= 8
@@ -19075,7 +20086,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_2_Value = -u - 1 if sg else u
+    f_3_Value = -u - 1 if sg else u
     av -= 12
     if av < 0:
         win, av = r.refill(av, 12)
@@ -19083,10 +20094,10 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     if c & 0xf00 != 0x0:
         raise r.fail_at(av + 12, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(SDMaxGroundClearanceSupport), CH of SDMaxGroundClearanceSupport')
     u = (c & 255)
-    ob2_ = _new(_iso20_common_types.RationalNumberType)
-    ob2_.Exponent = f_2_Exponent
-    ob2_.Value = f_2_Value
-    f_SDMaxOutputPower = ob2_
+    ob3_ = _new(_iso20_common_types.RationalNumberType)
+    ob3_.Exponent = f_3_Exponent
+    ob3_.Value = f_3_Value
+    f_SDMaxOutputPower = ob3_
     s = 5
     if u > 127:
         av -= 8
@@ -19138,7 +20149,7 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
     c = (win >> av) & 0xffffff
     if c & 0xf00e00 != 0x0:
         raise r.fail_at(av + 24, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of SDMinGroundClearanceSupport, SE(PDMinCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_3_Exponent = ((c >> 12) & 255) - 128
+    f_4_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
     s = 7
@@ -19159,20 +20170,20 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_3_Value = -u - 1 if sg else u
+    f_4_Value = -u - 1 if sg else u
     av -= 25
     if av < 0:
         win, av = r.refill(av, 25)
     c = (win >> av) & 0x1ffffff
     if c & 0x1f00e00 != 0x0:
         raise r.fail_at(av + 25, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE, SE(PDMaxCoilCurrent), SE(Exponent), CH of Exponent, EE of Exponent, SE(Value), CH of Value')
-    f_4_Exponent = ((c >> 12) & 255) - 128
+    f_5_Exponent = ((c >> 12) & 255) - 128
     sg = ((c >> 8) & 1)
     u = (c & 255)
-    ob3_ = _new(_iso20_common_types.RationalNumberType)
-    ob3_.Exponent = f_3_Exponent
-    ob3_.Value = f_3_Value
-    f_PDMinCoilCurrent = ob3_
+    ob4_ = _new(_iso20_common_types.RationalNumberType)
+    ob4_.Exponent = f_4_Exponent
+    ob4_.Value = f_4_Value
+    f_PDMinCoilCurrent = ob4_
     s = 8
     if u > 127:
         av -= 8
@@ -19191,17 +20202,17 @@ def _d_iso20_wpt_WPT_ChargeParameterDiscoveryResType(r: BitReader) -> _iso20_wpt
                 u = r.uint_more(u, 21)
                 win = r.win
                 av = r.avail
-    f_4_Value = -u - 1 if sg else u
+    f_5_Value = -u - 1 if sg else u
     av -= 2
     if av < 0:
         win, av = r.refill(av, 2)
     c = (win >> av) & 0x3
     if c != 0x0:
         raise r.fail_at(av + 2, 'WPT_ChargeParameterDiscoveryResType', 'expected EE of Value, EE')
-    ob4_ = _new(_iso20_common_types.RationalNumberType)
-    ob4_.Exponent = f_4_Exponent
-    ob4_.Value = f_4_Value
-    f_PDMaxCoilCurrent = ob4_
+    ob5_ = _new(_iso20_common_types.RationalNumberType)
+    ob5_.Exponent = f_5_Exponent
+    ob5_.Value = f_5_Value
+    f_PDMaxCoilCurrent = ob5_
     s = 9
     n = 0
     while True:
@@ -20071,16 +21082,82 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_FinePositioningReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -20095,6 +21172,11 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
     if iv >= 3:
         raise r.fail_at(av, 'WPT_FinePositioningReqType.EVResultCode', f'enumeration index {iv}')
     f_EVResultCode = _E_iso20_wpt_WPT_EVResultType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     s = 3
@@ -20144,27 +21226,74 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
-            av -= 12
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xc03 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
-            f_1_NumPackages = ((c >> 2) & 255)
-            r.avail = av
-            f_1_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
-            win = r.win
-            av = r.avail
-            av -= 1
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1807804 != 0x0:
+                raise r.fail_at(av + 25, 'WPT_FinePositioningReqType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_2_NumPackages = ((c >> 15) & 255)
+            f_3_PackageIndex = ((c >> 3) & 255)
+            ec = (c & 3)
+            f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
+            f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
+            if ec == 0:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                r.avail = av
+                f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob4_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
+                f_3_LF_TxData = ob4_
+            elif ec == 1:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                r.avail = av
+                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob5_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
+                f_3_LF_RxData = ob5_
+            else:
+                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[3]', 'expected EE')
-            ob1_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
-            ob1_.NumPackages = f_1_NumPackages
-            ob1_.WPT_LF_DataPackage = f_1_WPT_LF_DataPackage
-            f_WPT_LF_DataPackageList = ob1_
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[3]', 'expected EE, EE')
+            ob3_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            ob3_.PackageIndex = f_3_PackageIndex
+            ob3_.LF_TxData = f_3_LF_TxData
+            ob3_.LF_RxData = f_3_LF_RxData
+            f_2_WPT_LF_DataPackage = ob3_
+            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob2_.NumPackages = f_2_NumPackages
+            ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
         elif ec == 2:
@@ -20178,27 +21307,74 @@ def _d_iso20_wpt_WPT_FinePositioningReqType(r: BitReader) -> _iso20_wpt.WPT_Fine
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            av -= 12
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xc03 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
-            f_2_NumPackages = ((c >> 2) & 255)
-            r.avail = av
-            f_2_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
-            win = r.win
-            av = r.avail
-            av -= 1
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1807804 != 0x0:
+                raise r.fail_at(av + 25, 'WPT_FinePositioningReqType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_6_NumPackages = ((c >> 15) & 255)
+            f_7_PackageIndex = ((c >> 3) & 255)
+            ec = (c & 3)
+            f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
+            f_7_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
+            if ec == 0:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                r.avail = av
+                f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob8_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
+                f_7_LF_TxData = ob8_
+            elif ec == 1:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                r.avail = av
+                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob9_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
+                f_7_LF_RxData = ob9_
+            else:
+                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_FinePositioningReqType[20]', 'expected EE')
-            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
-            ob2_.NumPackages = f_2_NumPackages
-            ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
-            f_WPT_LF_DataPackageList = ob2_
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'WPT_FinePositioningReqType[20]', 'expected EE, EE')
+            ob7_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            ob7_.PackageIndex = f_7_PackageIndex
+            ob7_.LF_TxData = f_7_LF_TxData
+            ob7_.LF_RxData = f_7_LF_RxData
+            f_6_WPT_LF_DataPackage = ob7_
+            ob6_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob6_.NumPackages = f_6_NumPackages
+            ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob6_
             s = 5
         elif ec == 1:
             s = -1
@@ -20334,16 +21510,82 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     f_VendorSpecificDataContainer: list[bytes] = []
     f_WPT_LF_DataPackageList: _iso20_wpt.WPT_LF_DataPackageListType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_FinePositioningResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 14
     if av < 0:
         win, av = r.refill(av, 14)
@@ -20358,6 +21600,11 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
     if iv >= 3:
         raise r.fail_at(av, 'WPT_FinePositioningResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     s = 3
@@ -20407,27 +21654,74 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
                 s = 20
                 break
         elif ec == 1:
-            av -= 12
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xc03 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
-            f_1_NumPackages = ((c >> 2) & 255)
-            r.avail = av
-            f_1_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
-            win = r.win
-            av = r.avail
-            av -= 1
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1807804 != 0x0:
+                raise r.fail_at(av + 25, 'WPT_FinePositioningResType[3]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_2_NumPackages = ((c >> 15) & 255)
+            f_3_PackageIndex = ((c >> 3) & 255)
+            ec = (c & 3)
+            f_3_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
+            f_3_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
+            if ec == 0:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                r.avail = av
+                f_4_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob4_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                ob4_.WPT_LF_TxDataList = f_4_WPT_LF_TxDataList
+                f_3_LF_TxData = ob4_
+            elif ec == 1:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                r.avail = av
+                f_5_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob5_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                ob5_.WPT_LF_RxDataList = f_5_WPT_LF_RxDataList
+                f_3_LF_RxData = ob5_
+            else:
+                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_FinePositioningResType[3]', 'expected EE')
-            ob1_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
-            ob1_.NumPackages = f_1_NumPackages
-            ob1_.WPT_LF_DataPackage = f_1_WPT_LF_DataPackage
-            f_WPT_LF_DataPackageList = ob1_
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'WPT_FinePositioningResType[3]', 'expected EE, EE')
+            ob3_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            ob3_.PackageIndex = f_3_PackageIndex
+            ob3_.LF_TxData = f_3_LF_TxData
+            ob3_.LF_RxData = f_3_LF_RxData
+            f_2_WPT_LF_DataPackage = ob3_
+            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob2_.NumPackages = f_2_NumPackages
+            ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob2_
             s = 5
             break
         elif ec == 2:
@@ -20441,27 +21735,74 @@ def _d_iso20_wpt_WPT_FinePositioningResType(r: BitReader) -> _iso20_wpt.WPT_Fine
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            av -= 12
+            av -= 25
             if av < 0:
-                win, av = r.refill(av, 12)
-            c = (win >> av) & 0xfff
-            if c & 0xc03 != 0x0:
-                raise r.fail_at(av + 12, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
-            f_2_NumPackages = ((c >> 2) & 255)
-            r.avail = av
-            f_2_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
-            win = r.win
-            av = r.avail
-            av -= 1
+                win, av = r.refill(av, 25)
+            c = (win >> av) & 0x1ffffff
+            if c & 0x1807804 != 0x0:
+                raise r.fail_at(av + 25, 'WPT_FinePositioningResType[20]', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+            f_6_NumPackages = ((c >> 15) & 255)
+            f_7_PackageIndex = ((c >> 3) & 255)
+            ec = (c & 3)
+            f_7_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
+            f_7_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
+            if ec == 0:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList)')
+                r.avail = av
+                f_8_WPT_LF_TxDataList = _d_iso20_wpt_WPT_LF_TxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob8_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+                ob8_.WPT_LF_TxDataList = f_8_WPT_LF_TxDataList
+                f_7_LF_TxData = ob8_
+            elif ec == 1:
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList)')
+                r.avail = av
+                f_9_WPT_LF_RxDataList = _d_iso20_wpt_WPT_LF_RxDataType(r)
+                win = r.win
+                av = r.avail
+                av -= 1
+                if av < 0:
+                    win, av = r.refill(av, 1)
+                c = (win >> av) & 0x1
+                if c:
+                    raise r.fail_at(av + 1, 'WPT_LF_DataPackageType[1]', 'expected EE')
+                ob9_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+                ob9_.WPT_LF_RxDataList = f_9_WPT_LF_RxDataList
+                f_7_LF_RxData = ob9_
+            else:
+                raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+            av -= 2
             if av < 0:
-                win, av = r.refill(av, 1)
-            c = (win >> av) & 0x1
-            if c:
-                raise r.fail_at(av + 1, 'WPT_FinePositioningResType[20]', 'expected EE')
-            ob2_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
-            ob2_.NumPackages = f_2_NumPackages
-            ob2_.WPT_LF_DataPackage = f_2_WPT_LF_DataPackage
-            f_WPT_LF_DataPackageList = ob2_
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            if c != 0x0:
+                raise r.fail_at(av + 2, 'WPT_FinePositioningResType[20]', 'expected EE, EE')
+            ob7_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+            ob7_.PackageIndex = f_7_PackageIndex
+            ob7_.LF_TxData = f_7_LF_TxData
+            ob7_.LF_RxData = f_7_LF_RxData
+            f_6_WPT_LF_DataPackage = ob7_
+            ob6_ = _new(_iso20_wpt.WPT_LF_DataPackageListType)
+            ob6_.NumPackages = f_6_NumPackages
+            ob6_.WPT_LF_DataPackage = f_6_WPT_LF_DataPackage
+            f_WPT_LF_DataPackageList = ob6_
             s = 5
         elif ec == 1:
             s = -1
@@ -20600,16 +21941,82 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_FinePositioningSetupReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 6
     if av < 0:
         win, av = r.refill(av, 6)
@@ -20620,6 +22027,11 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
     if iv >= 3:
         raise r.fail_at(av, 'WPT_FinePositioningSetupReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     r.avail = av
@@ -20727,10 +22139,35 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
                 s = 23
                 break
         elif ec == 1:
-            r.avail = av
-            f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
-            win = r.win
-            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
+            f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
+            if ec == 0:
+                r.avail = av
+                f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                win = r.win
+                av = r.avail
+            elif ec == 1:
+                r.avail = av
+                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                win = r.win
+                av = r.avail
+            else:
+                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[6]', 'expected EE')
+            ob2_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+            ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
+            ob2_.LF_ReceiverSetupData = f_2_LF_ReceiverSetupData
+            f_LF_SystemSetupData = ob2_
             s = 8
             break
         elif ec == 2:
@@ -20744,10 +22181,35 @@ def _d_iso20_wpt_WPT_FinePositioningSetupReqType(r: BitReader) -> _iso20_wpt.WPT
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
-            win = r.win
-            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
+            f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
+            if ec == 0:
+                r.avail = av
+                f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                win = r.win
+                av = r.avail
+            elif ec == 1:
+                r.avail = av
+                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                win = r.win
+                av = r.avail
+            else:
+                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupReqType[23]', 'expected EE')
+            ob3_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+            ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
+            ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
+            f_LF_SystemSetupData = ob3_
             s = 8
         elif ec == 1:
             s = -1
@@ -20920,16 +22382,82 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     f_VendorSpecificDataContainer: list[bytes] = []
     f_LF_SystemSetupData: _iso20_wpt.WPT_LF_SystemSetupDataType | None = None
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_FinePositioningSetupResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_FinePositioningSetupResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 10
     if av < 0:
         win, av = r.refill(av, 10)
@@ -20940,6 +22468,11 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
     if iv >= 40:
         raise r.fail_at(av, 'WPT_FinePositioningSetupResType.ResponseCode', f'enumeration index {iv}')
     f_ResponseCode = _E_iso20_common_types_responseCodeType[iv]
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     r.avail = av
@@ -21047,10 +22580,35 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
                 s = 23
                 break
         elif ec == 1:
-            r.avail = av
-            f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
-            win = r.win
-            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_2_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
+            f_2_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
+            if ec == 0:
+                r.avail = av
+                f_2_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                win = r.win
+                av = r.avail
+            elif ec == 1:
+                r.avail = av
+                f_2_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                win = r.win
+                av = r.avail
+            else:
+                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[6]', 'expected EE')
+            ob2_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+            ob2_.LF_TransmitterSetupData = f_2_LF_TransmitterSetupData
+            ob2_.LF_ReceiverSetupData = f_2_LF_ReceiverSetupData
+            f_LF_SystemSetupData = ob2_
             s = 8
             break
         elif ec == 2:
@@ -21064,10 +22622,35 @@ def _d_iso20_wpt_WPT_FinePositioningSetupResType(r: BitReader) -> _iso20_wpt.WPT
             win, av = r.refill(av, 2)
         ec = (win >> av) & 0x3
         if ec == 0:
-            r.avail = av
-            f_LF_SystemSetupData = _d_iso20_wpt_WPT_LF_SystemSetupDataType(r)
-            win = r.win
-            av = r.avail
+            av -= 2
+            if av < 0:
+                win, av = r.refill(av, 2)
+            c = (win >> av) & 0x3
+            ec = c
+            f_3_LF_TransmitterSetupData: _iso20_wpt.WPT_LF_TransmitterDataType | None = None
+            f_3_LF_ReceiverSetupData: _iso20_wpt.WPT_LF_ReceiverDataType | None = None
+            if ec == 0:
+                r.avail = av
+                f_3_LF_TransmitterSetupData = _d_iso20_wpt_WPT_LF_TransmitterDataType(r)
+                win = r.win
+                av = r.avail
+            elif ec == 1:
+                r.avail = av
+                f_3_LF_ReceiverSetupData = _d_iso20_wpt_WPT_LF_ReceiverDataType(r)
+                win = r.win
+                av = r.avail
+            else:
+                raise r.fail_at(av, 'WPT_LF_SystemSetupDataType[0]', f'event code {ec}, expected SE(LF_TransmitterSetupData), SE(LF_ReceiverSetupData)')
+            av -= 1
+            if av < 0:
+                win, av = r.refill(av, 1)
+            c = (win >> av) & 0x1
+            if c:
+                raise r.fail_at(av + 1, 'WPT_FinePositioningSetupResType[23]', 'expected EE')
+            ob3_ = _new(_iso20_wpt.WPT_LF_SystemSetupDataType)
+            ob3_.LF_TransmitterSetupData = f_3_LF_TransmitterSetupData
+            ob3_.LF_ReceiverSetupData = f_3_LF_ReceiverSetupData
+            f_LF_SystemSetupData = ob3_
             s = 8
         elif ec == 1:
             s = -1
@@ -21233,23 +22816,128 @@ def _d_iso20_wpt_WPT_LF_DataPackageListType(r: BitReader) -> _iso20_wpt.WPT_LF_D
     av = r.avail
     f_NumPackages: int
     f_WPT_LF_DataPackage: _iso20_wpt.WPT_LF_DataPackageType
-    av -= 12
+    av -= 25
     if av < 0:
-        win, av = r.refill(av, 12)
-    c = (win >> av) & 0xfff
-    if c & 0xc03 != 0x0:
-        raise r.fail_at(av + 12, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage)')
-    f_NumPackages = ((c >> 2) & 255)
-    r.avail = av
-    f_WPT_LF_DataPackage = _d_iso20_wpt_WPT_LF_DataPackageType(r)
-    win = r.win
-    av = r.avail
-    av -= 1
+        win, av = r.refill(av, 25)
+    c = (win >> av) & 0x1ffffff
+    if c & 0x1807804 != 0x0:
+        raise r.fail_at(av + 25, 'WPT_LF_DataPackageListType', 'expected SE(NumPackages), CH of NumPackages, EE of NumPackages, SE(WPT_LF_DataPackage), SE(PackageIndex), CH of PackageIndex, EE of PackageIndex')
+    f_NumPackages = ((c >> 15) & 255)
+    f_1_PackageIndex = ((c >> 3) & 255)
+    ec = (c & 3)
+    f_1_LF_TxData: _iso20_wpt.WPT_LF_TxDataListType | None = None
+    f_1_LF_RxData: _iso20_wpt.WPT_LF_RxDataListType | None = None
+    if ec == 0:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_TxDataList), SE(TxIdentifier), CH of TxIdentifier')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_3_TxIdentifier = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE of TxIdentifier, SE(EIRP)')
+        r.avail = av
+        f_3_EIRP = _d_iso20_common_types_RationalNumberType(r)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
+        ob3_ = _new(_iso20_wpt.WPT_LF_TxDataType)
+        ob3_.TxIdentifier = f_3_TxIdentifier
+        ob3_.EIRP = f_3_EIRP
+        f_2_WPT_LF_TxDataList = ob3_
+        ob2_ = _new(_iso20_wpt.WPT_LF_TxDataListType)
+        ob2_.WPT_LF_TxDataList = f_2_WPT_LF_TxDataList
+        f_1_LF_TxData = ob2_
+    elif ec == 1:
+        av -= 11
+        if av < 0:
+            win, av = r.refill(av, 11)
+        c = (win >> av) & 0x7ff
+        if c & 0x700 != 0x0:
+            raise r.fail_at(av + 11, 'WPT_LF_DataPackageType[1]', 'expected SE(WPT_LF_RxDataList), SE(RxIdentifier), CH of RxIdentifier')
+        u = (c & 255)
+        if u > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u = (u & 0x7F) | (u2 & 0x7F) << 7
+            if u2 > 127:
+                av -= 8
+                if av < 0:
+                    win, av = r.refill(av, 8)
+                u2 = (win >> av) & 0xff
+                u |= (u2 & 0x7F) << 14
+                if u2 > 127:
+                    r.avail = av
+                    u = r.uint_more(u, 21)
+                    win = r.win
+                    av = r.avail
+        f_5_RxIdentifier = u
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE of RxIdentifier, SE(RSSIData)')
+        r.avail = av
+        f_5_RSSIData = _d_iso20_wpt_WPT_LF_RxRSSIListType(r)
+        win = r.win
+        av = r.avail
+        av -= 2
+        if av < 0:
+            win, av = r.refill(av, 2)
+        c = (win >> av) & 0x3
+        if c != 0x0:
+            raise r.fail_at(av + 2, 'WPT_LF_DataPackageType[1]', 'expected EE, EE')
+        ob5_ = _new(_iso20_wpt.WPT_LF_RxDataType)
+        ob5_.RxIdentifier = f_5_RxIdentifier
+        ob5_.RSSIData = f_5_RSSIData
+        f_4_WPT_LF_RxDataList = ob5_
+        ob4_ = _new(_iso20_wpt.WPT_LF_RxDataListType)
+        ob4_.WPT_LF_RxDataList = f_4_WPT_LF_RxDataList
+        f_1_LF_RxData = ob4_
+    else:
+        raise r.fail_at(av, 'WPT_LF_DataPackageType[1]', f'event code {ec}, expected SE(LF_TxData), SE(LF_RxData)')
+    av -= 2
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_LF_DataPackageListType', 'expected EE')
+        win, av = r.refill(av, 2)
+    c = (win >> av) & 0x3
+    if c != 0x0:
+        raise r.fail_at(av + 2, 'WPT_LF_DataPackageListType', 'expected EE, EE')
+    ob1_ = _new(_iso20_wpt.WPT_LF_DataPackageType)
+    ob1_.PackageIndex = f_1_PackageIndex
+    ob1_.LF_TxData = f_1_LF_TxData
+    ob1_.LF_RxData = f_1_LF_RxData
+    f_WPT_LF_DataPackage = ob1_
     r.avail = av
     ob = _new(_iso20_wpt.WPT_LF_DataPackageListType)
     ob.NumPackages = f_NumPackages
@@ -25168,16 +26856,82 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
     f_EVResultCode: _iso20_wpt.WPT_EVResultType
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_PairingReqType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_PairingReqType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_PairingReqType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 7
     if av < 0:
         win, av = r.refill(av, 7)
@@ -25189,6 +26943,11 @@ def _d_iso20_wpt_WPT_PairingReqType(r: BitReader) -> _iso20_wpt.WPT_PairingReqTy
         raise r.fail_at(av, 'WPT_PairingReqType.EVProcessing', f'enumeration index {iv}')
     f_EVProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 3)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     if ec == 0:
@@ -25414,16 +27173,82 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
     f_AlternativeSECCList: _iso20_wpt.AlternativeSECCListType | None = None
     f_VendorSpecificDataContainer: list[bytes] = []
     s = 0
-    av -= 1
+    av -= 11
     if av < 0:
-        win, av = r.refill(av, 1)
-    c = (win >> av) & 0x1
-    if c:
-        raise r.fail_at(av + 1, 'WPT_PairingResType', 'expected SE(Header)')
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected SE(Header), SE(SessionID), CH of SessionID')
+    u = (c & 255)
+    f_1_Signature: _xmldsig.SignatureType | None = None
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
     r.avail = av
-    f_Header = _d_iso20_common_types_MessageHeaderType(r)
+    f_1_SessionID = r.binary_of(u, 8)
     win = r.win
     av = r.avail
+    av -= 11
+    if av < 0:
+        win, av = r.refill(av, 11)
+    c = (win >> av) & 0x7ff
+    if c & 0x700 != 0x0:
+        raise r.fail_at(av + 11, 'WPT_PairingResType', 'expected EE of SessionID, SE(TimeStamp), CH of TimeStamp')
+    u = (c & 255)
+    if u > 127:
+        av -= 8
+        if av < 0:
+            win, av = r.refill(av, 8)
+        u2 = (win >> av) & 0xff
+        u = (u & 0x7F) | (u2 & 0x7F) << 7
+        if u2 > 127:
+            av -= 8
+            if av < 0:
+                win, av = r.refill(av, 8)
+            u2 = (win >> av) & 0xff
+            u |= (u2 & 0x7F) << 14
+            if u2 > 127:
+                r.avail = av
+                u = r.uint_more(u, 21)
+                win = r.win
+                av = r.avail
+    f_1_TimeStamp = u
+    av -= 3
+    if av < 0:
+        win, av = r.refill(av, 3)
+    c = (win >> av) & 0x7
+    if c & 0x4 != 0x0:
+        raise r.fail_at(av + 3, 'WPT_PairingResType', 'expected EE of TimeStamp')
+    ec = (c & 3)
+    if ec == 0:
+        r.avail = av
+        f_1_Signature = _d_xmldsig_SignatureType(r)
+        win = r.win
+        av = r.avail
+        av -= 1
+        if av < 0:
+            win, av = r.refill(av, 1)
+        c = (win >> av) & 0x1
+        if c:
+            raise r.fail_at(av + 1, 'MessageHeaderType[2]', 'expected EE')
+    elif ec == 1:
+        pass
+    else:
+        raise r.fail_at(av, 'MessageHeaderType[2]', f'event code {ec}, expected SE(Signature), EE')
     av -= 17
     if av < 0:
         win, av = r.refill(av, 17)
@@ -25439,6 +27264,11 @@ def _d_iso20_wpt_WPT_PairingResType(r: BitReader) -> _iso20_wpt.WPT_PairingResTy
         raise r.fail_at(av, 'WPT_PairingResType.EVSEProcessing', f'enumeration index {iv}')
     f_EVSEProcessing = _E_iso20_common_types_processingType[iv]
     ec = (c & 7)
+    ob1_ = _new(_iso20_common_types.MessageHeaderType)
+    ob1_.SessionID = f_1_SessionID
+    ob1_.TimeStamp = f_1_TimeStamp
+    ob1_.Signature = f_1_Signature
+    f_Header = ob1_
     s = 1
     s = 2
     s = 3

@@ -203,6 +203,21 @@ class FunctionWriter:
             for p in st.productions
         )
 
+    def inlinable_read(self, ct: ComplexType) -> bool:
+        """For decoding, also a small type with choices whose every optional state has a
+        single way in: after absorption (see decode_block) its code needs no state variable."""
+        if self.inlinable(ct):
+            return True
+        if self.depth >= 2:
+            return False
+        g = self.grammar(ct)
+        if len(g.states) > 6 or find_chains(g):
+            return False
+        order, cyclic, mandatory = layout(g)
+        if cyclic or any(p.kind not in (AT, SE, CH, EE) for st in g.states for p in st.productions):
+            return False
+        return set(order) - mandatory <= _single_entry_states(g, {})
+
     # -- names --------------------------------------------------------------------------------
     def cls_ref(self, key: QName) -> str:
         cm = self.classes[key]
@@ -446,7 +461,7 @@ class FunctionWriter:
         local = f"f_{self.prefix}{fm.py}"
         target = f"{local}.append({{v}})" if fm.is_list else f"{local} = {{v}}"
         if p.kind == SE and p.element is not None and isinstance(p.element.type, ComplexType):
-            if self.inlinable(p.element.type):
+            if self.inlinable_read(p.element.type):
                 return self.inline_decode(p.element.type, target)
             call = f"{self.fn(self.key_of(p.element.type), 'd')}(r)"
             return [Raw(with_reader([target.replace("{v}", call)]))]
@@ -477,14 +492,14 @@ class FunctionWriter:
     def child(self) -> Iterator[str]:
         """Emit an inlined child type: its own local names, no state variable (it is
         straight-line, see inlinable); yields the suffix for its names."""
-        saved = self.prefix, self.obj, self.need_s, self.chains
+        saved = self.prefix, self.obj, self.need_s, self.chains, self.absorbable, self.absorbed
         self.inlined += 1
         self.depth += 1
-        self.need_s, self.chains = False, {}
+        self.need_s, self.chains, self.absorbed = False, {}, set()
         try:
             yield str(self.inlined)
         finally:
-            self.prefix, self.obj, self.need_s, self.chains = saved
+            self.prefix, self.obj, self.need_s, self.chains, self.absorbable, self.absorbed = saved
             self.depth -= 1
 
     def inline_decode(self, ct: ComplexType, target: str) -> list[ReadItem]:
@@ -493,9 +508,24 @@ class FunctionWriter:
         g = self.grammar(ct)
         with self.child() as n:
             self.prefix = f"{n}_"
-            items: list[ReadItem] = []
+            self.absorbable = _single_entry_states(g, {})
+            # optional values are set only inside branches (Raw code), after the Stmt; list
+            # entries may be appended in a run, so the lists exist before it (Raw)
+            optional = [
+                f"f_{self.prefix}{fm.py}: {self.py_type(fm)} | None = None"
+                for fm in cm.fields
+                if fm.min == 0 and not fm.is_list
+            ]
+            lists = [
+                f"f_{self.prefix}{fm.py}: list[{self.py_type(fm)}] = []"
+                for fm in cm.fields
+                if fm.is_list
+            ]
+            items: list[ReadItem] = [Raw(lists)] if lists else []
+            items += [Stmt(optional)] if optional else []
             for k in layout(g)[0]:
-                items += self.decode_block(cm, g, k, False)
+                if k not in self.absorbed:
+                    items += self.decode_block(cm, g, k, False)
             items.append(Stmt(self.construct(cm, self.prefix, target, False)))
         return items
 
