@@ -3,9 +3,12 @@
     iso15118 exi decode --schema iso2 [--xml] [--fragment] HEX   (HEX may be - for stdin)
     iso15118 exi encode --schema iso2 [--fragment] < message.json
     iso15118 exi schemas
+    iso15118 trace [--json] [--schema-override NAMESPACE=SCHEMA] FILE   (pcap, pcapng, .dump)
 
-Bad input (hex, JSON, or bytes/objects the codec rejects) gives one ``error: ...`` line on
-stderr and exit code 2, as do usage errors. The codec is imported only when a command needs it.
+Bad input (hex, JSON, bytes/objects the codec rejects, a file that is not a readable capture)
+gives one ``error: ...`` line on stderr and exit code 2, as do usage errors. A capture that can
+be read exits 0, whatever its payloads: `trace` reports undecodable ones on their line and counts
+them in its summary. The codec (and scapy) are imported only when a command needs them.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from iso15118.trace.capture import Capture
+    from iso15118.trace.schemas import Schema
 
 EXIT_USAGE = 2
 
@@ -75,6 +82,61 @@ def _exi_schemas(args: argparse.Namespace) -> None:
     print("\n".join(exi.SCHEMAS))
 
 
+def _trace(args: argparse.Namespace) -> None:
+    namespaces = schema_overrides(args.schema_override)
+    from iso15118.trace.render import ASCII_ARROWS, json_lines, text_lines
+    from iso15118.trace.report import build_trace
+
+    trace = build_trace(read_capture_file(args.file), namespaces=namespaces)
+    if args.json:
+        lines = json_lines(trace)
+    else:
+        lines = text_lines(trace, None if _can_print("→↔") else ASCII_ARROWS)
+    for line in lines:
+        print(line)
+
+
+def schema_overrides(pairs: list[str]) -> dict[str, Schema]:
+    """The namespace -> grammar table for `trace`, extended by NAMESPACE=SCHEMA pairs."""
+    from iso15118.trace.schemas import NAMESPACE_SCHEMAS, Schema
+
+    table = dict(NAMESPACE_SCHEMAS)
+    allowed = (Schema.DIN, Schema.ISO2)  # the grammars of payload type 0x8001
+    for pair in pairs:
+        namespace, _, name = pair.rpartition("=")
+        if not namespace or name not in allowed:
+            choices = ", ".join(s.value for s in allowed)
+            raise ValueError(f"--schema-override {pair!r}: expected NAMESPACE=SCHEMA ({choices})")
+        table[namespace] = Schema(name)
+    return table
+
+
+def read_capture_file(path: str) -> Capture:
+    """`iso15118.trace.parse_capture(path)`; a file that cannot be read raises ValueError."""
+    try:
+        from scapy.error import Scapy_Exception
+
+        from iso15118.trace.capture import parse_capture
+    except ImportError as exc:
+        raise ValueError(
+            f"reading captures needs scapy: pip install 'iso15118-stack[trace]' ({exc})"
+        ) from exc
+    try:
+        return parse_capture(path)
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    except Scapy_Exception as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+
+
+def _can_print(text: str) -> bool:
+    try:
+        text.encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="iso15118", description="ISO 15118 protocol tools.")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
@@ -98,6 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     schemas = exi_commands.add_parser("schemas", help="list the schema names")
     schemas.set_defaults(run=_exi_schemas)
+
+    trace = commands.add_parser(
+        "trace",
+        help="decode the V2G messages of a packet capture",
+        description="Print the SDP, V2GTP and EXI messages of a capture (pcap, pcapng, .dump), "
+        "one line each, decoded with the schema its SupportedAppProtocol handshake negotiated.",
+    )
+    trace.add_argument("file", metavar="FILE", help="the capture file")
+    trace.add_argument(
+        "--json", action="store_true", help="one JSON object per line, with the full message"
+    )
+    trace.add_argument(
+        "--schema-override",
+        metavar="NAMESPACE=SCHEMA",
+        action="append",
+        default=[],
+        help="decode the messages of connections that negotiated NAMESPACE with SCHEMA "
+        "(din or iso2), e.g. urn:tesla:din:2018:MsgDef=din; repeatable",
+    )
+    trace.set_defaults(run=_trace)
     return parser
 
 

@@ -4,7 +4,8 @@
 TCP connection per direction, splits the streams into V2GTP messages and tags each EXI payload
 with the schema that decodes it. The steps are separate and mostly pure:
 
-1. `read_segments(path)`: scapy dissects link, IP and TCP/UDP layers (the only scapy use).
+1. `read_frames(path)` (in `frames.py`): scapy dissects link, IP and TCP/UDP layers (the only
+   scapy use); `discover(datagrams)` notes who is who from the SDP exchange.
 2. `extract_messages(segments, discovery)`: TCP reassembly (order by sequence number, drop
    duplicates, trim overlaps, tolerate a capture that starts mid-stream or misses segments) and
    V2GTP framing with resynchronisation; V2G connections are recognised by content, not by port.
@@ -16,12 +17,14 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Final
 
+from iso15118.trace.frames import Datagram, Endpoint, IPAddress, Segment, read_frames
 from iso15118.trace.schemas import (
+    NAMESPACE_SCHEMAS,
     HandshakeDecoder,
     Schema,
     SchemaSource,
@@ -45,6 +48,7 @@ __all__ = [
     "Capture",
     "CapturedMessage",
     "Connection",
+    "Datagram",
     "Direction",
     "DirectionSource",
     "Discovery",
@@ -53,20 +57,18 @@ __all__ = [
     "StreamError",
     "StreamKind",
     "assign_schemas",
+    "discover",
     "extract_messages",
     "parse_capture",
     "read_capture",
     "read_segments",
 ]
 
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-#: An (address, port) pair.
-Endpoint = tuple[IPAddress, int]
-
 _SYN: Final = 0x02
 _ACK: Final = 0x10
 _SEQ_MOD: Final = 1 << 32
 _TLS_RECORD_TYPES: Final = frozenset({0x14, 0x15, 0x16, 0x17})  # RFC 8446 §5.1 ContentType
+_TLS_HEADER_LENGTH: Final = 5
 _SYNC_PATTERN: Final = bytes([PROTOCOL_VERSION, INVERSE_PROTOCOL_VERSION])
 
 
@@ -88,19 +90,6 @@ class StreamKind(StrEnum):
     V2GTP = "v2gtp"
     TLS = "tls"  # starts with a TLS record; encrypted, skipped
     OTHER = "other"
-
-
-@dataclass(frozen=True, slots=True)
-class Segment:
-    """One captured TCP segment (possibly empty, e.g. a pure ACK or a SYN)."""
-
-    frame: int  # 1-based frame number in the capture file
-    time: float
-    src: Endpoint
-    dst: Endpoint
-    seq: int
-    flags: int
-    payload: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +126,10 @@ class Connection:
     evse: Endpoint
     direction_source: DirectionSource
     kind: StreamKind
+    start: float = 0.0  # capture time of the first segment (the SYN if it was captured)
+    start_frame: int = 0
+    data_bytes: int = 0  # reassembled payload bytes, both directions
+    tls_records: int = 0  # whole TLS records, both directions (StreamKind.TLS only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,96 +152,34 @@ class Capture:
     errors: tuple[StreamError, ...]
     connections: tuple[Connection, ...]  # every TCP connection that carried data
     discovery: Discovery
+    datagrams: tuple[Datagram, ...] = ()  # V2GTP over UDP (SDP), in capture order
+    first_time: float | None = None  # capture time of the file's first frame
+    read_error: str | None = None  # why reading stopped early (damaged or truncated file)
 
 
-# --------------------------------------------------------------------------- capture reading
+# --------------------------------------------------------------------------- discovery
+
+
+def discover(datagrams: Iterable[Datagram]) -> Discovery:
+    """What the SDP requests and responses (ISO 15118-2 §7.10.1) say about who is who."""
+    evse_endpoints: set[Endpoint] = set()
+    evse_addresses: set[IPAddress] = set()
+    ev_addresses: set[IPAddress] = set()
+    for datagram in datagrams:
+        body = datagram.payload
+        if datagram.payload_type in (PayloadType.SDP_REQUEST, PayloadType.SDP_REQUEST_WIRELESS):
+            ev_addresses.add(datagram.src[0])
+        elif datagram.payload_type is PayloadType.SDP_RESPONSE and len(body) >= 18:
+            announced = ipaddress.IPv6Address(body[:16])
+            evse_endpoints.add((announced, int.from_bytes(body[16:18], "big")))
+            evse_addresses.update((announced, datagram.src[0]))
+    return Discovery(frozenset(evse_endpoints), frozenset(evse_addresses), frozenset(ev_addresses))
 
 
 def read_segments(path: str | os.PathLike[str]) -> tuple[list[Segment], Discovery]:
-    """All TCP segments of a capture, and what its SDP datagrams say.
-
-    scapy dissects the link, IP and transport layers; frames without TCP or UDP are ignored.
-    """
-    from scapy.layers.inet import IP, TCP, UDP
-    from scapy.layers.inet6 import IPv6
-    from scapy.packet import NoPayload, Padding, Raw
-    from scapy.utils import PcapReader
-
-    addresses: dict[str, IPAddress] = {}
-
-    def address(text: str) -> IPAddress:
-        found = addresses.get(text)
-        if found is None:
-            found = addresses[text] = ipaddress.ip_address(text)
-        return found
-
-    segments: list[Segment] = []
-    sdp = _DiscoveryBuilder()
-    with PcapReader(os.fspath(path)) as reader:
-        for frame, packet in enumerate(reader, start=1):
-            transport = packet.getlayer(TCP)
-            if transport is None:
-                transport = packet.getlayer(UDP)
-                if transport is None:
-                    continue
-            ip = transport.underlayer  # IPv6 or IPv4, possibly behind extension headers
-            while ip is not None and not isinstance(ip, IPv6 | IP):
-                ip = ip.underlayer
-            if ip is None:
-                continue
-            data = transport.payload
-            if isinstance(data, NoPayload | Padding):  # (Padding is a subclass of Raw)
-                payload = b""
-            elif isinstance(data, Raw):  # the usual case; trailing padding is a separate layer
-                payload = data.load
-            else:  # some scapy layer bound to this port: take its bytes without padding
-                payload = bytes(data)
-                padding = data.getlayer(Padding)
-                if padding is not None and padding.load:
-                    payload = payload[: -len(padding.load)]
-            if isinstance(transport, UDP):
-                sdp.add(address(ip.src), payload)
-                continue
-            segments.append(
-                Segment(
-                    frame=frame,
-                    time=float(packet.time),
-                    src=(address(ip.src), int(transport.sport)),
-                    dst=(address(ip.dst), int(transport.dport)),
-                    seq=int(transport.seq),
-                    flags=int(transport.flags),
-                    payload=payload,
-                )
-            )
-    return segments, sdp.build()
-
-
-@dataclass(slots=True)
-class _DiscoveryBuilder:
-    evse_endpoints: set[Endpoint] = field(default_factory=set)
-    evse_addresses: set[IPAddress] = field(default_factory=set)
-    ev_addresses: set[IPAddress] = field(default_factory=set)
-
-    def add(self, source: IPAddress, datagram: bytes) -> None:
-        """Note an SDP request or response (ISO 15118-2 §7.10.1); ignore anything else."""
-        try:
-            header = V2GTPHeader.unpack(datagram)
-        except (ValueError, V2GTPError):
-            return
-        body = datagram[HEADER_LENGTH:]
-        if header.payload_type in (PayloadType.SDP_REQUEST, PayloadType.SDP_REQUEST_WIRELESS):
-            self.ev_addresses.add(source)
-        elif header.payload_type is PayloadType.SDP_RESPONSE and len(body) >= 18:
-            announced = ipaddress.IPv6Address(body[:16])
-            self.evse_endpoints.add((announced, int.from_bytes(body[16:18], "big")))
-            self.evse_addresses.update((announced, source))
-
-    def build(self) -> Discovery:
-        return Discovery(
-            frozenset(self.evse_endpoints),
-            frozenset(self.evse_addresses),
-            frozenset(self.ev_addresses),
-        )
+    """All TCP segments of a capture, and what its SDP datagrams say (see `read_frames`)."""
+    frames = read_frames(path)
+    return list(frames.segments), discover(frames.datagrams)
 
 
 # --------------------------------------------------------------------------- TCP reassembly
@@ -265,6 +196,7 @@ class _Flow:
 @dataclass(slots=True)
 class _Conn:
     id: int
+    first: Segment  # the first segment captured (the SYN, if it was)
     client: Endpoint | None = None  # sender of the SYN
     flows: dict[Endpoint, _Flow] = field(default_factory=dict)
 
@@ -291,7 +223,7 @@ def _group_connections(segments: Iterable[Segment]) -> list[_Conn]:
             if flow is not None and flow.isn != (segment.seq + 1) % _SEQ_MOD:
                 conn = None  # a new connection on the same address/port pair
         if conn is None:
-            conn = live[key] = _Conn(len(connections))
+            conn = live[key] = _Conn(len(connections), segment)
             connections.append(conn)
         flow = conn.flows.setdefault(segment.src, _Flow())
         if segment.flags & _SYN:
@@ -336,6 +268,7 @@ class _Splitter:
     in_sync: bool = False
     seen_v2gtp: bool = False
     first_bytes: bytes = b""
+    data_bytes: int = 0
     #: (time, frame) of the latest segment so far: TCP delivers in order, so a message is
     #: complete once every byte up to its end was captured.
     latest: tuple[float, int] = (float("-inf"), 0)
@@ -347,6 +280,7 @@ class _Splitter:
         held = b""  # out of sync: a segment too short to tell whether a header starts there
         for chunk in chunks:
             self.first_bytes = self.first_bytes or chunk.data[:HEADER_LENGTH]
+            self.data_bytes += len(chunk.data)
             self.latest = max(self.latest, (chunk.time, chunk.frame))
             data = chunk.data
             if chunk.gap_before:
@@ -452,11 +386,46 @@ def extract_messages(segments: Iterable[Segment], discovery: Discovery = Discove
             direction = Direction.EV_TO_EVSE if sender == ev else Direction.EVSE_TO_EV
             messages.extend(replace(m, direction=direction) for m in splitter.messages)
             errors.extend(replace(e, direction=direction) for e in splitter.errors)
-        kind = _stream_kind(splitters.values())
-        connections.append(Connection(conn.id, ev, evse, source, kind))
+        connections.append(_connection(conn, ev, evse, source, splitters))
     messages.sort(key=lambda m: (m.time, m.frame))
     errors.sort(key=lambda e: (e.time, e.frame))
     return Capture(tuple(messages), tuple(errors), tuple(connections), discovery)
+
+
+def _connection(
+    conn: _Conn,
+    ev: Endpoint,
+    evse: Endpoint,
+    source: DirectionSource,
+    splitters: Mapping[Endpoint, _Splitter],
+) -> Connection:
+    kind = _stream_kind(splitters.values())
+    records = 0
+    if kind is StreamKind.TLS:
+        records = sum(_tls_records(_chunks(conn.flows[sender])) for sender in splitters)
+    data = sum(s.data_bytes for s in splitters.values())
+    start = conn.first
+    return Connection(conn.id, ev, evse, source, kind, start.time, start.frame, data, records)
+
+
+def _tls_records(chunks: Iterable[_Chunk]) -> int:
+    """Whole TLS records in a flow (5-byte header: type, version, length; RFC 8446 §5.1),
+    counted up to the first hole in the capture or the first bytes that are not a record."""
+    buffer = bytearray()
+    records = 0
+    for chunk in chunks:
+        if chunk.gap_before:
+            break
+        buffer += chunk.data
+        while len(buffer) >= _TLS_HEADER_LENGTH:
+            if buffer[0] not in _TLS_RECORD_TYPES or buffer[1] != 0x03:
+                return records
+            end = _TLS_HEADER_LENGTH + int.from_bytes(buffer[3:5], "big")
+            if len(buffer) < end:
+                break
+            del buffer[:end]
+            records += 1
+    return records
 
 
 def _stream_kind(splitters: Iterable[_Splitter]) -> StreamKind:
@@ -473,13 +442,16 @@ def _stream_kind(splitters: Iterable[_Splitter]) -> StreamKind:
 
 
 def assign_schemas(
-    messages: Iterable[CapturedMessage], decode_handshake: HandshakeDecoder
+    messages: Iterable[CapturedMessage],
+    decode_handshake: HandshakeDecoder,
+    namespaces: Mapping[str, Schema] = NAMESPACE_SCHEMAS,
 ) -> list[CapturedMessage]:
     """Tag each message with the grammar that decodes it, connection by connection.
 
     The SupportedAppProtocol handshake at the start of a connection (decoded with
     `decode_handshake`) picks the grammar of its later messages; a connection without a visible
-    handshake falls back to the payload signature (see `iso15118.trace.schemas`).
+    handshake falls back to the payload signature (see `iso15118.trace.schemas`). `namespaces`
+    maps negotiated 0x8001 namespaces to grammars (see `schema_for`).
     """
     ordered = list(messages)
     by_connection: dict[int, list[int]] = {}
@@ -494,9 +466,9 @@ def assign_schemas(
             if position < outcome.handshake_messages:
                 schema, source = Schema.APP_HAND, SchemaSource.HANDSHAKE
             elif outcome.concluded:
-                namespace = outcome.namespace
-                schema = None if namespace is None else schema_for(namespace, message.payload_type)
-                source = SchemaSource.HANDSHAKE
+                schema, source = None, SchemaSource.HANDSHAKE
+                if outcome.namespace is not None:
+                    schema = schema_for(outcome.namespace, message.payload_type, namespaces)
             else:
                 schema = signature_schema(message.payload_type, message.payload)
                 source = SchemaSource.PAYLOAD_SIGNATURE
@@ -509,8 +481,14 @@ def assign_schemas(
 
 def parse_capture(path: str | os.PathLike[str]) -> Capture:
     """Everything `extract_messages` finds in a capture file (schemas not assigned)."""
-    segments, discovery = read_segments(path)
-    return extract_messages(segments, discovery)
+    frames = read_frames(path)
+    capture = extract_messages(frames.segments, discover(frames.datagrams))
+    return replace(
+        capture,
+        datagrams=frames.datagrams,
+        first_time=frames.first_time,
+        read_error=frames.read_error,
+    )
 
 
 def read_capture(

@@ -152,11 +152,19 @@ def decode_handshake_with_codec(payload: bytes) -> HandshakeRequest | HandshakeR
     return handshake_from_json(document)
 
 
-def schema_for(namespace: str, payload_type: PayloadType) -> Schema | None:
-    """The grammar of a message sent after `namespace` was negotiated; None if we have none."""
+def schema_for(
+    namespace: str,
+    payload_type: PayloadType,
+    namespaces: Mapping[str, Schema] = NAMESPACE_SCHEMAS,
+) -> Schema | None:
+    """The grammar of a message sent after `namespace` was negotiated; None if we have none.
+
+    `namespaces` maps the namespaces of 0x8001 protocols to grammars (`NAMESPACE_SCHEMAS`, or an
+    extended table, e.g. to read a vendor namespace as DIN).
+    """
     if namespace.startswith(ISO20_NAMESPACE_PREFIX):
         return ISO20_SCHEMAS.get(payload_type)
-    schema = NAMESPACE_SCHEMAS.get(namespace)
+    schema = namespaces.get(namespace)
     return schema if payload_type is PayloadType.SAP else None
 
 
