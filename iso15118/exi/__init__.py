@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from ._bits import BitReader, BitWriter, reader
+from ._bits import BitReader, BitWriter
 from ._check import find_type_error
 from ._json import from_json_element, to_json_value, to_xml_element
 from .errors import ExiDecodeError, ExiEncodeError, ExiError
@@ -121,7 +121,7 @@ def _root_of(message: Any) -> tuple[tuple[str, str], Any]:
 
 def _read_root(data: bytes, table: Any, width: int, what: str) -> tuple[BitReader, Any]:
     """The header, the first event code and the element it names: (reader, table row)."""
-    r = reader(data)
+    r = BitReader(data)
     head = r.bits(8 + width)
     code = head & ((1 << width) - 1)
     if head >> width != EXI_HEADER:

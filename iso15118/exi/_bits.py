@@ -31,10 +31,6 @@ def _error(reason: str, bit_offset: int) -> ExiDecodeError:
     return ExiDecodeError(reason, bit_offset=bit_offset, position=_grammar_position())
 
 
-def reader(data: bytes) -> BitReader:
-    return BitReader(data)
-
-
 class BitReader:
     """Reads an EXI body MSB-first.  Every failure raises `ExiDecodeError` with the bit offset.
 
