@@ -8,21 +8,10 @@ from functools import cache
 from typing import Any
 
 import pytest
-from paths import CORPUS, require
+from paths import CODEC_KIND, CORPUS, require
 
 from iso15118 import exi
 
-# public vectors name the libcbv2g codec that checked them
-CODEC_KIND = {
-    "apphand": ("appHand", False),
-    "din": ("din", False),
-    "iso2": ("iso2", False),
-    "iso2_frag": ("iso2", True),
-    "iso2_xmldsig": ("xmldsig", True),
-    "iso20_cm": ("iso20-common", False),
-    "iso20_ac": ("iso20-ac", False),
-    "iso20_dc": ("iso20-dc", False),
-}
 
 
 @cache

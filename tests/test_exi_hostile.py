@@ -28,7 +28,7 @@ from exi_strategies import (
 )
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from paths import CORPUS, require
+from paths import CODEC_KIND, CORPUS, require
 
 from exi_schemas import apphand, din, xmldsig
 from iso15118 import exi
@@ -52,17 +52,6 @@ def decode(schema: str, fragment: bool, data: bytes) -> Any:
     return (exi.decode_fragment if fragment else exi.decode)(schema, data)
 
 
-# public vectors name the libcbv2g codec that checked them
-CODEC_KIND = {
-    "apphand": ("appHand", False),
-    "din": ("din", False),
-    "iso2": ("iso2", False),
-    "iso2_frag": ("iso2", True),
-    "iso2_xmldsig": ("xmldsig", True),
-    "iso20_cm": ("iso20-common", False),
-    "iso20_ac": ("iso20-ac", False),
-    "iso20_dc": ("iso20-dc", False),
-}
 
 
 @cache
