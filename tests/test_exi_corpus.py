@@ -13,7 +13,6 @@ from paths import CODEC_KIND, CORPUS, require
 from iso15118 import exi
 
 
-
 @cache
 def _load(name: str) -> Any:
     return json.loads(require(CORPUS / name).read_text())
