@@ -4,6 +4,9 @@
     iso15118 exi encode --schema iso2 [--fragment] < message.json
     iso15118 exi schemas
     iso15118 trace [--json] [--schema-override NAMESPACE=SCHEMA] FILE   (pcap, pcapng, .dump)
+    iso15118 pki create --out DIR [--profile iso2|iso20] [--password PW]
+    iso15118 pki verify-contract --trust DIR --chain FILE [--emaid EMAID] [--at TIME]
+    iso15118 pki lint FILE
 
 Bad input (hex, JSON, bytes/objects the codec rejects, a file that is not a readable capture)
 gives one ``error: ...`` line on stderr and exit code 2, as do usage errors. A capture that can
@@ -180,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         "(din or iso2), e.g. urn:tesla:din:2018:MsgDef=din; repeatable",
     )
     trace.set_defaults(run=_trace)
+
+    from pki.commands import add_parser as add_pki_parser
+
+    add_pki_parser(commands)
     return parser
 
 
@@ -198,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # argparse has printed the usage error or the help text
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        args.run(args)
+        code = args.run(args)  # the pki commands return their exit code
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
@@ -208,4 +215,4 @@ def main(argv: list[str] | None = None) -> int:
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
         return EXIT_USAGE
-    return 0
+    return code if isinstance(code, int) else 0
