@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 
 from exi_schemas import xmldsig
 from iso15118 import exi
+from pki.errors import PkiError
 
 __all__ = [
     "CANONICAL_EXI",
@@ -71,11 +72,12 @@ PublicKey = ec.EllipticCurvePublicKey | ed448.Ed448PublicKey
 # --- errors ---------------------------------------------------------------------------------
 
 
-class SignatureError(Exception):
+class SignatureError(PkiError):
     """The peer's signature does not verify; the session answers FAILED_SignatureError
     (the code is the same in ISO 15118-2 and -20)."""
 
     response_code: ClassVar[str] = "FAILED_SignatureError"
+    iso20_response_code: ClassVar[str] = "FAILED_SignatureError"
 
 
 class AlgorithmError(SignatureError):
