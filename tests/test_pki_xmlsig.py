@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, ed448
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from paths import CORPUS, require
 
 from exi_schemas import iso2, xmldsig
 from exi_schemas import iso20_common_messages as cm
@@ -28,7 +29,6 @@ from pki.xmlsig import (
     SignedInfoError,
     SignedMessage,
 )
-from tests.paths import CORPUS, require
 
 # ISO 15118-2 Annex J.2 example key, as EVerest carries it (everest-core
 # modules/EVSE/EvseV2G/tests/openssl_test.cpp, iso_private_key / iso_public_key, "Test vectors
