@@ -6,6 +6,7 @@
     iso15118 trace [--json] [--schema-override NAMESPACE=SCHEMA] FILE   (pcap, pcapng, .dump)
     iso15118 pki create --out DIR [--profile iso2|iso20] [--password PW]
     iso15118 pki verify-contract --trust DIR --chain FILE [--emaid EMAID] [--at TIME]
+                                 [--revocation off|ocsp|full] [--no-revocation-info accept|reject]
     iso15118 pki lint FILE
 
 Bad input (hex, JSON, bytes/objects the codec rejects, a file that is not a readable capture)

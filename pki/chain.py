@@ -6,7 +6,8 @@ some out) to a root of the store, and raises one `pki.errors.PkiError` subclass 
 problem found, in this order: size and depth, issuer names, missing sub-CA, trust anchor,
 signatures, validity at `at`, basicConstraints/pathLen along the path, each certificate's
 profile (`pki.lint.check_profile`: curve, signature algorithm, extensions, keyUsage, DC, ...),
-and last, when a `revocation` check is given (`pki.ocsp.RevocationChecker`), revocation.
+and last, when a `revocation` check is given (`pki.revocation.CombinedChecker`: OCSP, else CRL,
+else its policy; or `pki.ocsp.RevocationChecker` / `pki.crl.CrlChecker` alone), revocation.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class TrustAnchors(Protocol):
 
 
 class RevocationCheck(Protocol):
-    """Revocation of one certificate (`pki.ocsp.RevocationChecker` has it); raises when
+    """Revocation of one certificate (`pki.revocation.CombinedChecker` has it); raises when
     revoked (`CertificateRevokedError`) or when its policy rejects a missing answer."""
 
     def check(

@@ -2,29 +2,145 @@
 
     iso15118 pki create --out DIR [--profile iso2|iso20] [--password PW] [--key ALGORITHM]
     iso15118 pki verify-contract --trust DIR --chain FILE [--emaid EMAID] [--at TIME]
+                                 [--revocation off|ocsp|full] [--no-revocation-info accept|reject]
     iso15118 pki lint FILE [--profile iso2|iso20] [--role ROLE]
     iso15118 pki expiring --trust DIR [--days N] [--at TIME]
 
 `verify-contract` prints one JSON object and exits 0 (valid) or 1 (rejected, with the
-ResponseCode the charger would send); `lint` prints one line per finding and exits 1 if there is
+ResponseCode the charger would send); with `--revocation ocsp` every certificate below the root
+is checked with its OCSP responder, with `full` by OCSP or else the CRL of its distribution point
+(`pki.revocation.CombinedChecker`), and `--no-revocation-info` says what to do when neither gives
+an answer; the JSON says ``"revocation": "off"|"good"|"unknown"|"revoked"|...``.
+`lint` prints one line per finding and exits 1 if there is
 any; `expiring` lists the trust store's certificates that expire within N days and exits 1 if
 there is any. Usage errors and unreadable files are ValueErrors (exit code 2 in the CLI).
-This is the edge of the PKI: the only place that reads the wall clock.
+This is the edge of the PKI: the only place that reads the wall clock or the network
+(`http_fetch_ocsp`, `http_fetch_crl`: urllib, http/https only, a short timeout).
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import os
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from pki.profiles import KeyAlgorithm, Purpose, Role, Standard
 
-__all__ = ["add_parser"]
+if TYPE_CHECKING:
+    from cryptography import x509
+
+    from pki.errors import PkiError
+    from pki.ocsp import RevocationResult
+    from pki.revocation import CombinedChecker
+
+__all__ = ["add_parser", "http_fetch_crl", "http_fetch_ocsp"]
 
 EXIT_OK = 0
 EXIT_REJECTED = 1
+HTTP_TIMEOUT = 3.0  # seconds per OCSP request or CRL download
+HTTP_MAX_BYTES = 8 * 1024 * 1024  # a CRL (or OCSP answer) larger than this is refused
+
+
+_SCHEMES = ("http", "https")  # never file: or ftp: from a URL a certificate names
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: http.client.HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        if urllib.parse.urlsplit(newurl).scheme not in _SCHEMES:
+            return None  # urllib then raises HTTPError for the 3xx
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _http(request: urllib.request.Request) -> bytes:
+    """The response body; every failure (scheme, connection, status, size) is an OSError,
+    which the revocation checkers treat as "unreachable" and hand to their policy."""
+    if request.type not in _SCHEMES:
+        raise OSError(f"{request.full_url}: only http and https URLs are fetched")
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    try:
+        with opener.open(request, timeout=HTTP_TIMEOUT) as response:
+            body: bytes = response.read(HTTP_MAX_BYTES + 1)
+    except (http.client.HTTPException, ValueError) as exc:
+        raise OSError(f"{request.full_url}: {exc}") from exc
+    if len(body) > HTTP_MAX_BYTES:
+        raise OSError(f"{request.full_url}: answer larger than {HTTP_MAX_BYTES} bytes")
+    return body
+
+
+def http_fetch_ocsp(url: str, der_request: bytes) -> bytes:
+    """POST an OCSP request (RFC 6960 Appendix A.1) and return the DER answer."""
+    headers = {"Content-Type": "application/ocsp-request", "Accept": "application/ocsp-response"}
+    return _http(urllib.request.Request(url, der_request, headers, method="POST"))
+
+
+def http_fetch_crl(url: str) -> bytes:
+    """GET a CRL from a distribution point; DER as RFC 5280 4.2.1.13 says."""
+    return _http(urllib.request.Request(url, method="GET"))
+
+
+@dataclass(slots=True)
+class _RecordedRevocation:
+    """Remembers every answer of the checker that `verify_chain` calls."""
+
+    checker: CombinedChecker
+    results: list[RevocationResult] = field(default_factory=list)
+
+    def check(
+        self, cert: x509.Certificate, issuer: x509.Certificate, *, at: datetime
+    ) -> RevocationResult:
+        result = self.checker.check(cert, issuer, at=at)
+        self.results.append(result)
+        return result
+
+    def summary(self) -> dict[str, object]:
+        warnings = [r.warning for r in self.results if r.warning]
+        state = "unknown" if any(r.status is None for r in self.results) else "good"
+        return {"revocation": state, "revocation_warnings": warnings}
+
+
+def _revocation(args: argparse.Namespace) -> _RecordedRevocation | None:
+    if args.revocation == "off":
+        return None
+    from pki.ocsp import NoAnswerPolicy
+    from pki.revocation import CombinedChecker
+
+    policy = {"accept": NoAnswerPolicy.ACCEPT_WITH_WARNING, "reject": NoAnswerPolicy.REJECT}
+    checker = CombinedChecker.create(
+        policy[args.no_revocation_info],
+        ocsp_fetch=http_fetch_ocsp,
+        crl_fetch=http_fetch_crl if args.revocation == "full" else None,
+        nonce=lambda: os.urandom(16),
+    )
+    return _RecordedRevocation(checker)
+
+
+def _revocation_failure(exc: PkiError, revocation: _RecordedRevocation | None) -> str:
+    from pki import errors
+
+    if revocation is None:
+        return "off"
+    if isinstance(exc, errors.CertificateRevokedError):
+        return "revoked"
+    if isinstance(exc, errors.RevocationUnavailableError):
+        return "unavailable"
+    if isinstance(exc, errors.RevocationError):
+        return "invalid"  # an answer that came but cannot be used (stale, wrong signer)
+    return "not-checked"  # the chain failed before revocation (which comes last)
 
 
 def _read(path: str) -> bytes:
@@ -81,6 +197,7 @@ def _verify_contract(args: argparse.Namespace) -> int:
     chain = load_certificates(_read(args.chain))
     leaf, *subs = chain
     standard = Standard(args.profile) if args.profile else guess_standard(leaf)
+    revocation = _revocation(args)
     try:
         verified = verify_chain(
             leaf,
@@ -89,6 +206,7 @@ def _verify_contract(args: argparse.Namespace) -> int:
             at=at,
             standard=standard,
             purpose=Purpose.CONTRACT,
+            revocation=revocation,
         )
         if args.emaid is not None:
             emaid = match_certificate(args.emaid, leaf)
@@ -100,6 +218,7 @@ def _verify_contract(args: argparse.Namespace) -> int:
             "response_code": exc.response_code_for(standard),
             "error": type(exc).__name__,
             "reason": str(exc),
+            "revocation": _revocation_failure(exc, revocation),
         }
         print(json.dumps(result))
         return EXIT_REJECTED
@@ -109,6 +228,7 @@ def _verify_contract(args: argparse.Namespace) -> int:
         "standard": standard.value,
         "not_after": verified.not_after.isoformat(),
         "expires_soon": verified.expires_soon(at),
+        **(revocation.summary() if revocation else {"revocation": "off"}),
     }
     print(json.dumps(result))
     return EXIT_OK
@@ -180,6 +300,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     verify.add_argument("--emaid", help="the eMAID the EV states, compared with the certificate's")
     verify.add_argument("--at", metavar="TIME", help="validation time, ISO 8601 (default: now)")
     verify.add_argument("--profile", choices=standards, help="default: from the leaf's key")
+    verify.add_argument(
+        "--revocation",
+        choices=["off", "ocsp", "full"],
+        default="off",
+        help="check every certificate below the root by OCSP (ocsp), or by OCSP where it names "
+        "a responder and else by its CRL distribution point (full); default off",
+    )
+    verify.add_argument(
+        "--no-revocation-info",
+        choices=["accept", "reject"],
+        default="accept",
+        help="when a certificate names no responder/CRL or none can be reached: accept with a "
+        "warning (default; real contract certificates exist without an OCSP URL) or reject",
+    )
     verify.set_defaults(run=_verify_contract)
 
     expiring = sub.add_parser("expiring", help="list trust-store certificates expiring soon")

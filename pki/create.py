@@ -8,13 +8,16 @@ Building blocks, usable one by one (tests build bad certificates with them):
 - `issue(template, subject_key, issuer)` signs it, with the hash the standard prescribes for
   the issuer's key.
 
-`create_pki(standard, at=...)` issues every role of `pki.profiles.PROFILES` for the standard;
+`create_pki(standard, at=...)` issues every role of `pki.profiles.PROFILES` for the standard,
+optionally with an OCSP URL (authorityInfoAccess) and a CRL distribution point
+(cRLDistributionPoints) in every non-root certificate or per role;
 `write_pki(pki, directory, password=...)` stores it with a README.txt. Time is passed in.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -90,6 +93,7 @@ class Template:
     authority_key_identifier: bool = True
     critical: bool = True  # basicConstraints and keyUsage critical
     ocsp_url: str | None = None
+    crl_url: str | None = None  # a cRLDistributionPoints extension with this one URI
     hash_algorithm: SigningHash | None = None  # None: the standard's hash
     padding: int = 0  # bytes of a non-critical private extension (oversized certificates)
 
@@ -102,6 +106,7 @@ def template_for(
     serial: int,
     common_name: str | None = None,
     ocsp_url: str | None = None,
+    crl_url: str | None = None,
 ) -> Template:
     """A certificate of `role` as its profile describes it, valid from `at` - 1 day."""
     p: Profile = PROFILES[standard][role]
@@ -118,6 +123,7 @@ def template_for(
         key_usage=p.key_usage_required | (p.key_usage_allowed & {KeyUsageBit.KEY_AGREEMENT}),
         extended_key_usage=p.extended_key_usage,
         ocsp_url=ocsp_url,
+        crl_url=crl_url,
     )
 
 
@@ -195,6 +201,11 @@ def issue(
             x509.oid.AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(t.ocsp_url)
         )
         builder = builder.add_extension(x509.AuthorityInformationAccess([access]), False)
+    if t.crl_url:
+        point = x509.DistributionPoint(
+            [x509.UniformResourceIdentifier(t.crl_url)], None, None, None
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     if t.padding:
         pad = x509.UnrecognizedExtension(
             x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\0" * t.padding
@@ -243,22 +254,42 @@ def _issue_order(standard: Standard) -> list[Role]:
     return order
 
 
+RoleUrls: TypeAlias = str | Mapping[Role, str] | None
+
+
+def _url_for(urls: RoleUrls, role: Role, is_root: bool) -> str | None:
+    if urls is None or isinstance(urls, str):
+        return None if is_root else urls
+    return urls.get(role)
+
+
 def create_pki(
     standard: Standard,
     *,
     at: datetime,
     key_algorithm: KeyAlgorithm | None = None,
-    ocsp_url: str | None = None,
+    ocsp_url: RoleUrls = None,
+    crl_url: RoleUrls = None,
 ) -> TestPki:
-    """Issue every role of `standard`, valid at `at` (from one day before)."""
+    """Issue every role of `standard`, valid at `at` (from one day before).
+
+    `ocsp_url` / `crl_url`: one URL for every certificate below a root, or a URL per role
+    (e.g. each certificate pointing at its issuer's CRL).
+    """
     algorithm = key_algorithm or STANDARDS[standard].default_key
     if algorithm not in STANDARDS[standard].key_algorithms:
         raise ValueError(f"{standard.value} does not use {algorithm.value} keys")
     pki = TestPki(standard)
     for serial, role in enumerate(_issue_order(standard), start=1):
         p = PROFILES[standard][role]
-        url = ocsp_url if not p.is_root else None
-        t = template_for(standard, role, at=at, serial=serial, ocsp_url=url)
+        t = template_for(
+            standard,
+            role,
+            at=at,
+            serial=serial,
+            ocsp_url=_url_for(ocsp_url, role, p.is_root),
+            crl_url=_url_for(crl_url, role, p.is_root),
+        )
         key = generate_key(algorithm)
         issuer = pki.certificates[p.issuer] if p.issuer else None
         pki.certificates[role] = IssuedCertificate(issue(t, key, issuer, standard=standard), key)

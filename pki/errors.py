@@ -26,6 +26,11 @@ __all__ = [
     "CertificateTooLargeError",
     "ChainError",
     "ContractCanceledError",
+    "CrlError",
+    "CrlIssuerError",
+    "CrlSignatureError",
+    "CrlStaleError",
+    "CrlUnavailableError",
     "CurveError",
     "DomainComponentError",
     "EmaidCheckDigitError",
@@ -49,6 +54,8 @@ __all__ = [
     "PathTooDeepError",
     "PkiError",
     "ProfileError",
+    "RevocationError",
+    "RevocationUnavailableError",
     "SignatureInvalidError",
     "UnknownRootError",
     "ValidityTooLongError",
@@ -200,7 +207,16 @@ class ContractCanceledError(PkiError):
     iso20_response_code = "WARNING_GeneralPnCAuthorizationError"
 
 
-class OcspError(PkiError):
+class RevocationError(PkiError):
+    """A revocation answer (OCSP or CRL) cannot be used, or none can be had."""
+
+
+class RevocationUnavailableError(RevocationError):
+    """No usable revocation answer (no OCSP URL nor CRL distribution point, a responder or
+    CRL server that cannot be reached) and the `NoAnswerPolicy` rejects the certificate then."""
+
+
+class OcspError(RevocationError):
     """An OCSP answer cannot be used."""
 
 
@@ -220,8 +236,29 @@ class OcspNonceError(OcspError):
     """The OCSP answer's nonce differs from the request's (or is missing where required)."""
 
 
-class OcspUnavailableError(OcspError):
+class OcspUnavailableError(OcspError, RevocationUnavailableError):
     """No OCSP answer could be had and the policy rejects the certificate then."""
+
+
+class CrlError(RevocationError):
+    """A CRL cannot be used."""
+
+
+class CrlStaleError(CrlError):
+    """The CRL is outside thisUpdate..nextUpdate at the validation time."""
+
+
+class CrlIssuerError(CrlError):
+    """The CRL is not issued by the certificate's issuer (another name, or an issuer without
+    the cRLSign key usage)."""
+
+
+class CrlSignatureError(CrlError):
+    """The CRL's signature does not verify with the key of the certificate's issuer."""
+
+
+class CrlUnavailableError(CrlError, RevocationUnavailableError):
+    """No CRL could be had (or what came is no CRL) and the policy rejects the certificate."""
 
 
 # --- eMAID --------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
   `max_age` when nextUpdate is absent) and echoes the nonce; returns an `OcspAnswer`.
 - `RevocationChecker`: URL from the certificate's authorityInfoAccess, an `OcspCache` with
   expiry at nextUpdate, and a `NoAnswerPolicy` for certificates without an OCSP URL or a
-  responder that cannot be reached (real contract certificates exist without one).
+  responder that cannot be reached (real contract certificates exist without one); the same
+  policy serves `pki.crl.CrlChecker` and `pki.revocation.CombinedChecker`.
 - `make_response(...)`: the responder side, for tests and the EV simulator's test backend.
 """
 
@@ -54,10 +55,24 @@ class CertStatus(enum.Enum):
 
 
 class NoAnswerPolicy(enum.Enum):
-    """What to do when no OCSP answer can be had."""
+    """What to do when no revocation answer can be had (OCSP here, CRLs in `pki.crl`)."""
 
-    REJECT = "reject"  # raise OcspUnavailableError
+    REJECT = "reject"  # raise OcspUnavailableError (or the `error` given to `no_answer`)
     ACCEPT_WITH_WARNING = "accept-with-warning"  # accept, log, and say so in the result
+
+    def no_answer(
+        self,
+        cert: x509.Certificate,
+        reason: str,
+        *,
+        error: type[errors.RevocationUnavailableError] = errors.OcspUnavailableError,
+    ) -> RevocationResult:
+        """Apply the policy: raise `error`, or accept with `reason` as the warning."""
+        subject = cert.subject.rfc4514_string()
+        if self is NoAnswerPolicy.REJECT:
+            raise error(reason, subject=subject)
+        log.warning("accepting %s without revocation check: %s", subject, reason)
+        return RevocationResult(None, warning=reason)
 
 
 _STATUS = {
@@ -259,12 +274,12 @@ class RevocationChecker:
             return self._judge(cert, cached, from_cache=True)
         url = ocsp_url(cert)
         if url is None:
-            return self._no_answer(cert, "the certificate names no OCSP responder")
+            return self.policy.no_answer(cert, "the certificate names no OCSP responder")
         nonce = self.nonce() if self.nonce else None
         try:
             der = self.fetch(url, build_request(cert, issuer, nonce=nonce))
         except (OSError, errors.OcspUnavailableError) as exc:
-            return self._no_answer(cert, f"OCSP responder {url} unreachable: {exc}")
+            return self.policy.no_answer(cert, f"OCSP responder {url} unreachable: {exc}")
         answer = verify_response(der, cert, issuer, at=at, nonce=nonce)
         self.cache.put(cert, issuer, answer)
         return self._judge(cert, answer, from_cache=False)
@@ -277,15 +292,8 @@ class RevocationChecker:
             when = answer.revocation_time.isoformat() if answer.revocation_time else "?"
             raise errors.CertificateRevokedError(f"revoked at {when}", subject=subject)
         if answer.status is CertStatus.UNKNOWN:
-            return self._no_answer(cert, "the responder does not know the certificate")
+            return self.policy.no_answer(cert, "the responder does not know the certificate")
         return RevocationResult(CertStatus.GOOD, from_cache=from_cache)
-
-    def _no_answer(self, cert: x509.Certificate, reason: str) -> RevocationResult:
-        subject = cert.subject.rfc4514_string()
-        if self.policy is NoAnswerPolicy.REJECT:
-            raise errors.OcspUnavailableError(reason, subject=subject)
-        log.warning("accepting %s without revocation check: %s", subject, reason)
-        return RevocationResult(None, warning=reason)
 
 
 def make_response(

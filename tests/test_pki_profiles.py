@@ -88,7 +88,18 @@ def test_roles_per_standard() -> None:
     )
 
 
-CORE_MODULES = ["chain", "create", "emaid", "errors", "lint", "ocsp", "profiles", "store"]
+CORE_MODULES = [
+    "chain",
+    "create",
+    "crl",
+    "emaid",
+    "errors",
+    "lint",
+    "ocsp",
+    "profiles",
+    "revocation",
+    "store",
+]
 FORBIDDEN_IMPORTS = {"asyncio", "socket", "ssl", "time", "urllib", "http"}
 
 
