@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import re
+
 from .chunks import ReadBits, WriteBits, flush_reads, flush_writes
 from .gen_functions import ENCODER_EPILOGUE, FunctionWriter, _indent
 from .gen_types import HEADER, enum_name
-from .model import ClassModel, LoadedSet, module_of
+from .model import XMLDSIG, ClassModel, LoadedSet, module_of
 from .xsd import ComplexType, ElementDecl, QName, SimpleType
 
 _IND = "    "
@@ -70,7 +72,10 @@ class CodecWriter(FunctionWriter):
 def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -> str:
     w = CodecWriter(loaded, classes)
     functions: list[str] = []
+    shared = loaded.name != "xmldsig"
     for key in sorted(loaded.complex_types, key=lambda q: (q[0], q[1])):
+        if shared and key[0] == XMLDSIG:
+            continue  # the same grammars in every set: codec_xmldsig has them
         ct = loaded.complex_types[key]
         g = w.grammar(ct)
         functions += [*w.decode_function(ct, g), "", *w.encode_function(ct, g), ""]
@@ -89,6 +94,12 @@ def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -
     ]
     for mod in sorted(w.modules):
         out.append(f"from exi_schemas import {mod} as _{mod}")
+    used = "\n".join([*functions, *doc_rows, *frag_rows])
+    found = set(re.findall(r"\b_[de]_xmldsig_\w+", used)) if shared else set()
+    xmldsig_functions = sorted(found, key=str.lower)  # the order isort wants
+    if xmldsig_functions:
+        names = "".join(f"    {name},\n" for name in xmldsig_functions)
+        out.append(f"from exi_schemas.codec_xmldsig import (\n{names})")
     out.append("from iso15118.exi._bits import BitReader, BitWriter, encode_error\n")
     out.append("_new = object.__new__")
     out.append("_BOOL = {False: 0, True: 1}\n")
