@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from exi_schemas import xmldsig
 from iso15118 import exi
 from pki.errors import PkiError
+from pki.profiles import Standard
 
 __all__ = [
     "CANONICAL_EXI",
@@ -98,11 +99,6 @@ class SignatureValueError(SignatureError):
 
 
 # --- algorithm suites -----------------------------------------------------------------------
-
-
-class Standard(Enum):
-    ISO2 = "ISO 15118-2"
-    ISO20 = "ISO 15118-20"
 
 
 @dataclass(frozen=True, slots=True)
