@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .gen_codec import generate_codec_module
+from .gen_codec import generate_codec_module, shared_functions
 from .gen_types import HEADER, generate_types_module
 from .model import SCHEMA_SETS, ClassModel, Collector, LoadedSet, load_set, module_of
 from .xsd import QName, SchemaError, SimpleType
@@ -83,8 +83,9 @@ def generate(schema_dir: Path) -> dict[str, str]:
         files[f"{module}.py"] = generate_types_module(
             module, members, module_enums, classes, _DESCRIPTIONS[module]
         )
+    shared = shared_functions(sets, classes)
     for loaded in sets:
-        files[f"{loaded.codec_module}.py"] = generate_codec_module(loaded, classes)
+        files[f"{loaded.codec_module}.py"] = generate_codec_module(loaded, classes, shared)
     index = [
         HEADER,
         '"""Message classes and EXI codecs generated from the V2G XSD schemas.\n',

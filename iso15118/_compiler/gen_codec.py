@@ -8,7 +8,7 @@ import re
 from .chunks import ReadBits, WriteBits, flush_reads, flush_writes
 from .gen_functions import ENCODER_EPILOGUE, FunctionWriter, _indent
 from .gen_types import HEADER, enum_name
-from .model import XMLDSIG, ClassModel, LoadedSet, module_of
+from .model import ClassModel, LoadedSet, module_of
 from .xsd import ComplexType, ElementDecl, QName, SimpleType
 
 _IND = "    "
@@ -69,13 +69,53 @@ class CodecWriter(FunctionWriter):
         return [f"{label}: EntryTable = (", *rows, ")"], len(decls)
 
 
-def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -> str:
+def type_functions(loaded: LoadedSet, classes: dict[QName, ClassModel]) -> dict[QName, str]:
+    """The decode and encode functions of every complex type of the set, as text."""
+    w = CodecWriter(loaded, classes)
+    out = {}
+    for key, ct in loaded.complex_types.items():
+        g = w.grammar(ct)
+        out[key] = "\n".join([*w.decode_function(ct, g), "", *w.encode_function(ct, g), ""])
+    return out
+
+
+def shared_functions(sets: list[LoadedSet], classes: dict[QName, ClassModel]) -> dict[QName, str]:
+    """Types whose functions come out the same in every schema set that has them (xmldsig,
+    most of CommonTypes), and call only functions that are shared too (so a call means the
+    same function everywhere): type -> the codec module that holds them, the first such set.
+    The other sets import them."""
+    texts: dict[QName, list[tuple[str, str]]] = {}
+    for loaded in sets:
+        for key, text in type_functions(loaded, classes).items():
+            texts.setdefault(key, []).append((loaded.codec_module, text))
+    shared = {
+        key: found[0][0]
+        for key, found in texts.items()
+        if len(found) > 1 and len({text for _module, text in found}) == 1
+    }
+    name_of = {f"{cm.module}_{cm.name}": key for key, cm in classes.items()}
+    changed = True
+    while changed:  # a shared function must not call one that differs between the sets
+        changed = False
+        for key in list(shared):
+            calls = re.findall(r"\b_[de]_(\w+)\(", texts[key][0][1])
+            if any(name_of.get(c, key) not in shared for c in calls):
+                del shared[key]
+                changed = True
+    return shared
+
+
+def generate_codec_module(
+    loaded: LoadedSet, classes: dict[QName, ClassModel], shared: dict[QName, str]
+) -> str:
     w = CodecWriter(loaded, classes)
     functions: list[str] = []
-    shared = loaded.name != "xmldsig"
+    imported: dict[str, str] = {}  # function name -> module
     for key in sorted(loaded.complex_types, key=lambda q: (q[0], q[1])):
-        if shared and key[0] == XMLDSIG:
-            continue  # the same grammars in every set: codec_xmldsig has them
+        home = shared.get(key, loaded.codec_module)
+        if home != loaded.codec_module:
+            imported[w.fn(key, "d")] = imported[w.fn(key, "e")] = home
+            continue
         ct = loaded.complex_types[key]
         g = w.grammar(ct)
         functions += [*w.decode_function(ct, g), "", *w.encode_function(ct, g), ""]
@@ -94,12 +134,12 @@ def generate_codec_module(loaded: LoadedSet, classes: dict[QName, ClassModel]) -
     ]
     for mod in sorted(w.modules):
         out.append(f"from exi_schemas import {mod} as _{mod}")
-    used = "\n".join([*functions, *doc_rows, *frag_rows])
-    found = set(re.findall(r"\b_[de]_xmldsig_\w+", used)) if shared else set()
-    xmldsig_functions = sorted(found, key=str.lower)  # the order isort wants
-    if xmldsig_functions:
-        names = "".join(f"    {name},\n" for name in xmldsig_functions)
-        out.append(f"from exi_schemas.codec_xmldsig import (\n{names})")
+    used = set(re.findall(r"\b_[de]_\w+", "\n".join([*functions, *doc_rows, *frag_rows])))
+    for home in sorted(set(imported.values())):
+        names = sorted((n for n in used if imported.get(n) == home), key=str.lower)  # as isort
+        if names:
+            lines = "".join(f"    {name},\n" for name in names)
+            out.append(f"from exi_schemas.{home} import (\n{lines})")
     out.append("from iso15118.exi._bits import BitReader, BitWriter, encode_error\n")
     out.append("_new = object.__new__")
     out.append("_BOOL = {False: 0, True: 1}\n")
