@@ -1,0 +1,582 @@
+"""The SECC's durable state: sessions, billing records, the delivery outbox, message timelines.
+
+One SQLite file (stdlib `sqlite3`) in the data directory, opened in WAL mode with
+``synchronous=FULL``: a transaction that returned from COMMIT has been fsynced to the WAL, so
+it survives the process being killed and (as far as the disk honours fsync) a power cut.
+
+Billing is written before it is acknowledged: `record_billing` stores the record *and* one
+outbox row per delivery destination in the same transaction, so a record can never be stored
+without being queued for the payment processor, nor queued without being stored. It is
+idempotent on `BillingRecord.record_id` (a second call with the same id changes nothing).
+
+Threading and asyncio: every call is short and synchronous (one small transaction). The
+store is meant for one asyncio process calling it from the event loop; a lock makes it safe
+to call from a worker thread too (`asyncio.to_thread`), but never share the file between two
+processes that write at the same time.
+
+Times: every datetime passed in must be timezone-aware; it is stored as UTC ISO 8601 text of
+fixed width, so that SQL comparisons (`pending_outbox`) order correctly.
+
+The schema is versioned with ``PRAGMA user_version``. `MIGRATIONS[n]` takes a database from
+version n to n + 1; opening a file runs the missing steps in one transaction, and refuses a
+file written by a newer version (`StoreError`). Every SQLite failure (a file that is not a
+database, a corrupted page, a directory that cannot be written) surfaces as `StoreError`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final
+
+from secc.records import BillingRecord, IdentificationKind, MeterReading, StopReason
+from secc.records_json import (
+    RecordFormatError,
+    dumps_billing_record,
+    loads_billing_record,
+    meter_reading_from_json,
+    meter_reading_to_json,
+)
+
+__all__ = [
+    "DEFAULT_DESTINATIONS",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "Direction",
+    "Migration",
+    "OutboxItem",
+    "SessionState",
+    "SessionStore",
+    "StoreError",
+    "StoredSession",
+    "TimelineEntry",
+]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DESTINATIONS: Final = ("payment",)
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+class StoreError(Exception):
+    """The store cannot be opened, read or written (not a database, corrupted, newer schema,
+    no permission, disk full)."""
+
+
+class SessionState(Enum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # SessionStop(Pause): the car may come back with the same SessionID
+    ENDED = "ended"
+
+
+class Direction(Enum):
+    """A timeline row's direction, seen from the SECC."""
+
+    RECEIVED = "rx"  # a request from the car
+    SENT = "tx"  # our response
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredSession:
+    session_id: str
+    evse_id: str
+    protocol: str
+    state: SessionState
+    started_at: datetime
+    stopped_at: datetime | None
+    kind: IdentificationKind | None
+    contract_id: str | None
+    id_token: str | None
+    meter_start: MeterReading | None
+    stop_reason: StopReason | None
+
+    @property
+    def paused(self) -> bool:
+        return self.state is SessionState.PAUSED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxItem:
+    """One pending delivery of a billing record to one destination."""
+
+    record: BillingRecord
+    destination: str
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+
+    @property
+    def record_id(self) -> str:
+        return self.record.record_id
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TimelineEntry:
+    session_id: str
+    seq: int
+    direction: Direction
+    message: str  # e.g. "CableCheckReq"
+    response_code: str | None
+    at: datetime
+
+
+# --- schema ---------------------------------------------------------------------------------
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE sessions (
+            session_id TEXT PRIMARY KEY,
+            evse_id TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            state TEXT NOT NULL,
+            paused INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL,
+            stopped_at TEXT,
+            kind TEXT,
+            contract_id TEXT,
+            id_token TEXT,
+            meter_start TEXT,
+            stop_reason TEXT)"""
+    )
+    db.execute(
+        """CREATE TABLE billing_records (
+            record_id TEXT PRIMARY KEY,
+            session_id TEXT NOT NULL,
+            record TEXT NOT NULL,
+            created_at TEXT NOT NULL)"""
+    )
+    db.execute("CREATE INDEX billing_by_session ON billing_records(session_id)")
+    db.execute(
+        """CREATE TABLE outbox (
+            record_id TEXT NOT NULL REFERENCES billing_records(record_id),
+            destination TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            delivered_at TEXT,
+            last_error TEXT,
+            PRIMARY KEY (record_id, destination))"""
+    )
+    db.execute("CREATE INDEX outbox_due ON outbox(delivered_at, next_attempt_at)")
+    db.execute(
+        """CREATE TABLE timeline (
+            session_id TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            direction TEXT NOT NULL,
+            message TEXT NOT NULL,
+            response_code TEXT,
+            at TEXT NOT NULL,
+            PRIMARY KEY (session_id, seq))"""
+    )
+
+
+#: MIGRATIONS[n] brings a database from user_version n to n + 1 (append, never edit)
+MIGRATIONS: Final[tuple[Migration, ...]] = (_v1,)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+
+def _time(value: datetime) -> str:
+    """Fixed-width UTC text, so that string order is time order."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"naive datetime {value!r}: the store takes timezone-aware times")
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- the store ------------------------------------------------------------------------------
+
+
+class SessionStore:
+    """Open (creating or migrating) the store at `path` (``":memory:"`` for tests: no WAL,
+    no durability). `destinations` names the outbox rows each billing record gets; `clock`
+    gives the wall-clock time of `created_at` (injectable for tests)."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        destinations: Sequence[str] = DEFAULT_DESTINATIONS,
+        clock: Callable[[], datetime] = _now,
+        migrations: Sequence[Migration] = MIGRATIONS,
+    ) -> None:
+        self.path = path
+        self._destinations = tuple(destinations)
+        self._clock = clock
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                str(path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the session store {path}: {exc}") from exc
+        try:
+            self._configure(str(path) != ":memory:")
+            self._migrate(migrations)
+        except (sqlite3.Error, StoreError) as exc:
+            self._db.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"session store {path} is unusable: {exc}") from exc
+
+    def _configure(self, on_disk: bool) -> None:
+        if on_disk:
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"session store {self.path}: cannot use WAL (got {mode})")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+
+    def _migrate(self, migrations: Sequence[Migration]) -> None:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        target = len(migrations)
+        if version > target:
+            raise StoreError(
+                f"session store {self.path} has schema version {version}; this program "
+                f"knows up to {target} (written by a newer version?)"
+            )
+        if version == target:
+            return
+        with self._transaction() as db:
+            for step in range(version, target):
+                migrations[step](db)
+                log.info("session store %s: schema %d -> %d", self.path, step, step + 1)
+            db.execute(f"PRAGMA user_version={target:d}")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT (fsynced: synchronous=FULL), ROLLBACK on any error."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StoreError(f"session store {self.path}: {exc}") from exc
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"session store {self.path}: {exc}") from exc
+                raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                cursor = self._db.execute(sql, tuple(params))
+                cursor.row_factory = sqlite3.Row
+                return list(cursor.fetchall())
+            except sqlite3.Error as exc:
+                raise StoreError(f"session store {self.path}: {exc}") from exc
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._query("PRAGMA user_version")[0][0])
+
+    def check(self) -> None:
+        """PRAGMA quick_check; StoreError describing the first problem, if any."""
+        rows = self._query("PRAGMA quick_check")
+        if [tuple(r) for r in rows] != [("ok",)]:
+            raise StoreError(f"session store {self.path} is damaged: {rows[0][0]}")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> SessionStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    def session_started(
+        self,
+        session_id: str,
+        *,
+        evse_id: str,
+        protocol: str,
+        at: datetime,
+        meter_start: MeterReading | None = None,
+    ) -> StoredSession:
+        """A new session, or a paused one resumed (same SessionID: keeps its start time,
+        identification and first meter reading)."""
+        meter = None if meter_start is None else _json_reading(meter_start)
+        with self._transaction() as db:
+            db.execute(
+                """INSERT INTO sessions (session_id, evse_id, protocol, state, paused,
+                       started_at, meter_start) VALUES (?, ?, ?, 'active', 0, ?, ?)
+                   ON CONFLICT(session_id) DO UPDATE SET state='active', paused=0,
+                       stopped_at=NULL, stop_reason=NULL, protocol=excluded.protocol,
+                       evse_id=excluded.evse_id""",
+                (session_id, evse_id, protocol, _time(at), meter),
+            )
+        session = self.session(session_id)
+        assert session is not None
+        return session
+
+    def session_identified(
+        self,
+        session_id: str,
+        *,
+        kind: IdentificationKind,
+        contract_id: str | None = None,
+        id_token: str | None = None,
+    ) -> None:
+        """Who is charging, once authorised."""
+        self._update_session(
+            session_id,
+            "kind=?, contract_id=?, id_token=?",
+            (kind.value, contract_id, id_token),
+        )
+
+    def session_paused(self, session_id: str, *, at: datetime) -> None:
+        """SessionStop(Pause): keep the session so that the car can resume it."""
+        self._update_session(
+            session_id,
+            "state='paused', paused=1, stopped_at=?, stop_reason=?",
+            (_time(at), StopReason.EV_PAUSED.value),
+        )
+
+    def session_ended(self, session_id: str, *, at: datetime, reason: StopReason) -> None:
+        self._update_session(
+            session_id,
+            "state='ended', paused=0, stopped_at=?, stop_reason=?",
+            (_time(at), reason.value),
+        )
+
+    def _update_session(self, session_id: str, assignments: str, params: tuple[Any, ...]) -> None:
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"UPDATE sessions SET {assignments} WHERE session_id=?", (*params, session_id)
+            )
+            if cursor.rowcount != 1:
+                raise KeyError(f"no session {session_id} in the store")
+
+    def session(self, session_id: str) -> StoredSession | None:
+        rows = self._query("SELECT * FROM sessions WHERE session_id=?", (session_id,))
+        return _session(rows[0]) if rows else None
+
+    def paused_session(self, session_id: str) -> StoredSession | None:
+        """The session if it is paused (may be resumed with this SessionID), else None."""
+        session = self.session(session_id)
+        return session if session is not None and session.paused else None
+
+    def sessions(
+        self, *, state: SessionState | None = None, limit: int = 100
+    ) -> list[StoredSession]:
+        """Most recent first."""
+        where, params = ("WHERE state=?", [state.value]) if state else ("", [])
+        rows = self._query(
+            f"SELECT * FROM sessions {where} ORDER BY started_at DESC LIMIT ?", [*params, limit]
+        )
+        return [_session(r) for r in rows]
+
+    # --- billing ----------------------------------------------------------------------------
+
+    def record_billing(self, record: BillingRecord) -> bool:
+        """Store `record` and queue it for every destination, in one durable transaction.
+        True if stored now, False if a record with this `record_id` was already stored (then
+        nothing changes, even if the content differs: the first write wins)."""
+        text = dumps_billing_record(record)
+        created = _time(self._clock())
+        with self._transaction() as db:
+            cursor = db.execute(
+                """INSERT INTO billing_records (record_id, session_id, record, created_at)
+                   VALUES (?, ?, ?, ?) ON CONFLICT(record_id) DO NOTHING""",
+                (record.record_id, record.session_id, text, created),
+            )
+            if cursor.rowcount == 0:
+                log.info("billing record %s already stored", record.record_id)
+                return False
+            db.executemany(
+                """INSERT INTO outbox (record_id, destination, next_attempt_at)
+                   VALUES (?, ?, ?)""",
+                [(record.record_id, d, created) for d in self._destinations],
+            )
+        log.info(
+            "billing record %s stored (session %s, %d Wh)",
+            record.record_id,
+            record.session_id,
+            record.energy_wh,
+            extra={"session_id": record.session_id},
+        )
+        return True
+
+    def billing_record(self, record_id: str) -> BillingRecord | None:
+        rows = self._query("SELECT record FROM billing_records WHERE record_id=?", (record_id,))
+        return self._load(rows[0]["record"]) if rows else None
+
+    def billing_records(
+        self,
+        *,
+        session_id: str | None = None,
+        since: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[BillingRecord]:
+        """Records in the order they were stored, optionally of one session or since a time."""
+        clauses, params = [], []
+        if session_id is not None:
+            clauses.append("session_id=?")
+            params.append(session_id)
+        if since is not None:
+            clauses.append("created_at>=?")
+            params.append(_time(since))
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._query(
+            f"SELECT record FROM billing_records {where} ORDER BY created_at, rowid LIMIT ?",
+            [*params, limit],
+        )
+        return [self._load(r["record"]) for r in rows]
+
+    def _load(self, text: str) -> BillingRecord:
+        try:
+            return loads_billing_record(text)
+        except RecordFormatError as exc:
+            raise StoreError(
+                f"session store {self.path}: unreadable billing record: {exc}"
+            ) from exc
+
+    # --- outbox -----------------------------------------------------------------------------
+
+    def pending_outbox(
+        self, now: datetime, *, destination: str | None = None, limit: int = 100
+    ) -> list[OutboxItem]:
+        """Undelivered items whose next attempt is due at `now`, oldest due first."""
+        extra, params = ("AND o.destination=?", [destination]) if destination else ("", [])
+        rows = self._query(
+            f"""SELECT o.destination, o.attempts, o.next_attempt_at, o.last_error, b.record
+                FROM outbox o JOIN billing_records b USING (record_id)
+                WHERE o.delivered_at IS NULL AND o.next_attempt_at<=? {extra}
+                ORDER BY o.next_attempt_at, o.rowid LIMIT ?""",
+            [_time(now), *params, limit],
+        )
+        return [
+            OutboxItem(
+                record=self._load(r["record"]),
+                destination=r["destination"],
+                attempts=r["attempts"],
+                next_attempt_at=_parse_time(r["next_attempt_at"]),
+                last_error=r["last_error"],
+            )
+            for r in rows
+        ]
+
+    def mark_delivered(self, record_id: str, destination: str, *, at: datetime) -> None:
+        """The destination acknowledged the record; it leaves the outbox (kept as history)."""
+        self._update_outbox(
+            record_id, destination, "delivered_at=?, attempts=attempts+1", (_time(at),)
+        )
+
+    def mark_failed(
+        self, record_id: str, destination: str, *, error: str, retry_at: datetime
+    ) -> None:
+        """A delivery attempt failed; try again at `retry_at` (the caller's back-off)."""
+        self._update_outbox(
+            record_id,
+            destination,
+            "attempts=attempts+1, last_error=?, next_attempt_at=?",
+            (error, _time(retry_at)),
+        )
+
+    def _update_outbox(
+        self, record_id: str, destination: str, assignments: str, params: tuple[Any, ...]
+    ) -> None:
+        with self._transaction() as db:
+            cursor = db.execute(
+                f"""UPDATE outbox SET {assignments}
+                    WHERE record_id=? AND destination=? AND delivered_at IS NULL""",
+                (*params, record_id, destination),
+            )
+            if cursor.rowcount != 1:
+                raise KeyError(f"no undelivered outbox item {record_id} for {destination}")
+
+    def delivered_at(self, record_id: str, destination: str) -> datetime | None:
+        rows = self._query(
+            "SELECT delivered_at FROM outbox WHERE record_id=? AND destination=?",
+            (record_id, destination),
+        )
+        value = rows[0]["delivered_at"] if rows else None
+        return None if value is None else _parse_time(value)
+
+    # --- timeline ---------------------------------------------------------------------------
+
+    def add_timeline(
+        self,
+        session_id: str,
+        *,
+        direction: Direction,
+        message: str,
+        at: datetime,
+        response_code: str | None = None,
+    ) -> int:
+        """Append one message to the session's timeline; returns its sequence number (1..)."""
+        with self._transaction() as db:
+            row = db.execute(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM timeline WHERE session_id=?",
+                (session_id,),
+            ).fetchone()
+            seq = int(row[0])
+            db.execute(
+                "INSERT INTO timeline VALUES (?, ?, ?, ?, ?, ?)",
+                (session_id, seq, direction.value, message, response_code, _time(at)),
+            )
+        return seq
+
+    def timeline(self, session_id: str) -> list[TimelineEntry]:
+        rows = self._query("SELECT * FROM timeline WHERE session_id=? ORDER BY seq", (session_id,))
+        return [
+            TimelineEntry(
+                session_id=r["session_id"],
+                seq=r["seq"],
+                direction=Direction(r["direction"]),
+                message=r["message"],
+                response_code=r["response_code"],
+                at=_parse_time(r["at"]),
+            )
+            for r in rows
+        ]
+
+
+def _json_reading(reading: MeterReading) -> str:
+    return json.dumps(meter_reading_to_json(reading), sort_keys=True)
+
+
+def _session(row: sqlite3.Row) -> StoredSession:
+    meter = row["meter_start"]
+    return StoredSession(
+        session_id=row["session_id"],
+        evse_id=row["evse_id"],
+        protocol=row["protocol"],
+        state=SessionState(row["state"]),
+        started_at=_parse_time(row["started_at"]),
+        stopped_at=None if row["stopped_at"] is None else _parse_time(row["stopped_at"]),
+        kind=None if row["kind"] is None else IdentificationKind(row["kind"]),
+        contract_id=row["contract_id"],
+        id_token=row["id_token"],
+        meter_start=None if meter is None else meter_reading_from_json(json.loads(meter)),
+        stop_reason=None if row["stop_reason"] is None else StopReason(row["stop_reason"]),
+    )
