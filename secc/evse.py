@@ -157,10 +157,10 @@ class EVSEController(abc.ABC):
     async def stop_output(self) -> None:
         """Ramp the output down to zero current (before opening contactors, or on a fault)."""
 
-    async def session_started(self, session_id: str) -> None:
+    async def session_started(self, session_id: str) -> None:  # noqa: B027 - optional hook
         """A session began (after SessionSetup). Default: nothing."""
 
-    async def session_ended(self, session_id: str, reason: StopReason) -> None:
+    async def session_ended(self, session_id: str, reason: StopReason) -> None:  # noqa: B027
         """A session ended: unlock the connector, reset the isolation result. Default:
         nothing."""
 
@@ -179,4 +179,3 @@ def load_controller(spec: str, **options: Any) -> EVSEController:
         raise ValueError(f"{spec} is not an EVSEController subclass")
     controller = cls(**options)
     return controller
-

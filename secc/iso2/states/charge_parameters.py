@@ -1,0 +1,73 @@
+"""ChargeParameterDiscoveryReq (ISO 15118-2 8.4.3.10): the car's limits in, the EVSE's limits
+and the SAScheduleList out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from exi_schemas import iso2
+from secc.context import Context, Outcome, SessionData
+from secc.errors import EnergyModeError, WrongChargeParameterError
+from secc.evse import EnergyMode
+from secc.iso2 import convert
+from secc.iso2.state import State
+
+R = iso2.responseCodeType
+SA_SCHEDULE_TUPLE_ID = 1
+
+
+def handle_charge_parameter_discovery(
+    req: iso2.ChargeParameterDiscoveryReqType, ctx: Context, data: SessionData
+) -> Outcome[State]:
+    mode = EnergyMode(req.RequestedEnergyTransferMode.value)
+    if mode not in ctx.energy_modes:
+        raise EnergyModeError(f"{mode.value} is not offered by this EVSE")
+    if data.energy_mode is not None and data.renegotiating and mode is not data.energy_mode:
+        raise EnergyModeError("the energy transfer mode may not change in a renegotiation")
+    limits = ctx.status.limits
+    if mode.is_dc:
+        ev = req.DC_EVChargeParameter
+        if ev is None:
+            raise WrongChargeParameterError("DC mode requested without DC_EVChargeParameter")
+        max_voltage = convert.value(ev.EVMaximumVoltageLimit)
+        max_current = convert.value(ev.EVMaximumCurrentLimit)
+        max_power = convert.value(ev.EVMaximumPowerLimit, max_voltage * max_current)
+        departure = ev.DepartureTime
+    else:
+        ac = req.AC_EVChargeParameter
+        if ac is None:
+            raise WrongChargeParameterError("AC mode requested without AC_EVChargeParameter")
+        max_voltage = convert.value(ac.EVMaxVoltage)
+        max_current = convert.value(ac.EVMaxCurrent)
+        max_power = max_voltage * max_current
+        departure = ac.DepartureTime
+    if mode.is_dc and max_voltage < limits.min_voltage:
+        raise WrongChargeParameterError(
+            f"EV maximum voltage {max_voltage} V is below the EVSE minimum {limits.min_voltage} V"
+        )
+    new = dataclasses.replace(
+        data,
+        energy_mode=mode,
+        ev_max_voltage=max_voltage,
+        ev_max_current=max_current,
+        ev_max_power=max_power,
+        departure_time=departure,
+        sa_schedule_tuple_id=SA_SCHEDULE_TUPLE_ID,
+    )
+    schedules = convert.sa_schedule_list(
+        ctx, max_entries=req.MaxEntriesSAScheduleTuple, tuple_id=SA_SCHEDULE_TUPLE_ID
+    )
+    response = iso2.ChargeParameterDiscoveryResType(
+        ResponseCode=R.OK,
+        EVSEProcessing=iso2.EVSEProcessingType.Finished,
+        SAScheduleList=schedules,
+    )
+    if mode.is_dc:
+        response.DC_EVSEChargeParameter = convert.dc_charge_parameter(ctx, new)
+    else:
+        response.AC_EVSEChargeParameter = convert.ac_charge_parameter(ctx, new)
+    if data.renegotiating or not mode.is_dc:
+        next_state = State.WAIT_POWER_DELIVERY
+    else:
+        next_state = State.WAIT_CABLE_CHECK
+    return Outcome(response=response, next_state=next_state, data=new)

@@ -1,0 +1,94 @@
+"""PowerDeliveryReq (ISO 15118-2 8.4.3.11): start, stop or renegotiate power transfer."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from exi_schemas import iso2
+from secc.context import Context, Outcome, SessionData
+from secc.errors import ChargingProfileError, PowerDeliveryError, TariffSelectionError
+from secc.events import Command, SetContactors, SetTarget, StopOutput
+from secc.evse import ControlPilotState
+from secc.iso2 import convert
+from secc.iso2.state import State
+
+R = iso2.responseCodeType
+C = iso2.chargeProgressType
+_READY = (ControlPilotState.C, ControlPilotState.D)
+PROFILE_TOLERANCE_W = 1.0  # rounding of PhysicalValue multipliers
+
+
+def handle_power_delivery(
+    req: iso2.PowerDeliveryReqType, ctx: Context, data: SessionData
+) -> Outcome[State]:
+    if req.ChargeProgress == C.Start:
+        return _start(req, ctx, data)
+    if req.ChargeProgress == C.Renegotiate:
+        if not data.charging:
+            raise PowerDeliveryError("Renegotiate while not charging")
+        new = dataclasses.replace(data, renegotiating=True)
+        return Outcome(
+            response=_response(ctx, new),
+            next_state=State.WAIT_CHARGE_PARAMETER_DISCOVERY,
+            data=new,
+        )
+    new = dataclasses.replace(data, charging=False, meter_last=ctx.status.meter or data.meter_last)
+    return Outcome(
+        response=_response(ctx, new),
+        next_state=State.WAIT_SESSION_STOP,
+        data=new,
+        commands=(StopOutput(), SetContactors(False)),
+    )
+
+
+def _start(req: iso2.PowerDeliveryReqType, ctx: Context, data: SessionData) -> Outcome[State]:
+    if req.SAScheduleTupleID != data.sa_schedule_tuple_id:
+        raise TariffSelectionError(f"SAScheduleTupleID {req.SAScheduleTupleID} was not offered")
+    if ctx.status.cp_state not in _READY:
+        raise PowerDeliveryError(f"CP state {ctx.status.cp_state.value}: C or D needed")
+    if ctx.status.stop is not None or ctx.status.emergency_shutdown or ctx.status.malfunction:
+        raise PowerDeliveryError("the EVSE cannot deliver power now")
+    _check_profile(req.ChargingProfile, ctx)
+    commands: list[Command] = []
+    if data.energy_mode is not None and not data.energy_mode.is_dc:
+        current = min(data.ev_max_current or 0.0, ctx.status.limits.max_current)
+        commands.append(SetTarget(ctx.status.limits.nominal_voltage, current))
+    if not data.charging:
+        commands.append(SetContactors(True))
+    meter_start = data.meter_start or ctx.status.meter
+    new = dataclasses.replace(
+        data, charging=True, renegotiating=False, meter_start=meter_start, meter_last=meter_start
+    )
+    return Outcome(
+        response=_response(ctx, new),
+        next_state=State.CHARGING,
+        data=new,
+        commands=tuple(commands),
+    )
+
+
+def _check_profile(profile: iso2.ChargingProfileType | None, ctx: Context) -> None:
+    """Every ChargingProfile entry within the PMaxSchedule in force at its start [V2G2-?]."""
+    if profile is None:
+        return
+    limits = sorted(ctx.status.schedule, key=lambda p: p.start) or []
+    starts = [p.ChargingProfileEntryStart for p in profile.ProfileEntry]
+    if starts != sorted(starts):
+        raise ChargingProfileError("ChargingProfile entries are not in time order")
+    for entry in profile.ProfileEntry:
+        allowed = ctx.status.limits.max_power
+        for limit in limits:
+            if limit.start <= entry.ChargingProfileEntryStart:
+                allowed = limit.max_power
+        power = convert.value(entry.ChargingProfileEntryMaxPower)
+        if power > allowed + PROFILE_TOLERANCE_W:
+            raise ChargingProfileError(
+                f"profile asks {power:.0f} W at {entry.ChargingProfileEntryStart} s; "
+                f"the schedule allows {allowed:.0f} W"
+            )
+
+
+def _response(ctx: Context, data: SessionData) -> iso2.PowerDeliveryResType:
+    return iso2.PowerDeliveryResType(
+        ResponseCode=R.OK, **convert.status_fields(iso2.PowerDeliveryResType, ctx, data)
+    )
