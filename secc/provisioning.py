@@ -21,6 +21,9 @@ mobility operator (OCPP 2.0.1 Get15118EVCertificate) and passes the signed respo
   (ContractSignatureEncryptedPrivateKey), ``id3`` (DHpublickey) and ``id4`` (eMAID), the
   naming most implementations use.
 
+Not checked: the car's ListOfRootCertificateIDs (the V2G roots it can verify the SA
+provisioning chain with); a CPS with chains under several roots would pick one from it.
+
 The signature belongs in the response's V2G_Message Header.Signature, so both methods return a
 `ProvisioningResult` (body and signature). Failures raise `pki.errors.PkiError` subclasses,
 whose `response_code` is the ISO-2 ResponseCode to answer with. Sans-IO: time comes in as

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -43,7 +44,7 @@ def foreign_pki() -> TestPki:
     return create_pki(Standard.ISO2, at=NOW)
 
 
-def provisioning(**options: object) -> LocalProvisioning:
+def provisioning(**options: Any) -> LocalProvisioning:
     return LocalProvisioning.from_test_pki(
         pki(), emaids=EmaidGenerator("DE", "SIM", start=42), **options
     )

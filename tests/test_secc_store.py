@@ -344,3 +344,11 @@ def test_failed_migration_rolls_back(tmp_path: Path) -> None:
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA user_version").fetchone()[0] == 0
     assert raw.execute("SELECT name FROM sqlite_master WHERE name='half'").fetchall() == []
+
+
+def test_in_memory_store_for_tests() -> None:
+    s = SessionStore(":memory:", clock=lambda: T0)
+    assert s.record_billing(record())
+    assert s.billing_record("r1") == record()
+    with s:
+        pass  # closes
