@@ -1,0 +1,381 @@
+"""The SECC's asyncio edge: sockets, TLS, the loop clock, the EVSE controller, the backend.
+
+`SeccServer` listens for V2GTP (TCP and/or TLS, optionally answering SDP on an interface)
+and drives one `secc.session.SeccSession` per connection: it feeds each message with
+`now=loop.time()` after taking an EVSE snapshot, runs the commands the session emits
+(controller calls are awaited in order; backend calls run as tasks owned by the
+connection, their results fed back), sends what the session queues, and re-arms one timer
+from `get_timer()`. Billing records are committed to the `SessionStore` before the backend
+hears of them, so a dead backend loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from iso15118 import sap
+from iso15118.sdp import TlsPolicy
+from iso15118.transport.connection import ConnectionClosed, V2GTPConnection
+from iso15118.transport.endpoint import Endpoint
+from iso15118.transport.sdp_server import SdpServer
+from iso15118.transport.tcp import ServerConfig, V2GTPServer
+from iso15118.v2gtp import V2GTPMessage
+from secc.context import ResumeState, SeccConfig
+from secc.events import (
+    AuthorizationResult,
+    Authorize,
+    CertificateKind,
+    CertificateResult,
+    ConnectionClosing,
+    ControlEvent,
+    MessageExchanged,
+    RequestCertificate,
+    SessionEnded,
+    SessionEvent,
+    SessionPaused,
+    SessionStarted,
+    SetContactors,
+    SetTarget,
+    StartCableCheck,
+    StopOutput,
+)
+from secc.evse import EVSEController
+from secc.protocol import ProtocolSpec
+from secc.records import (
+    AuthorizationDecision,
+    AuthorizationRequest,
+    AuthorizationStatus,
+    BillingRecord,
+    StopReason,
+)
+from secc.session import SeccSession
+
+__all__ = ["BackendHook", "SeccServer", "SeccServerConfig", "default_specs"]
+
+logger = logging.getLogger("secc.server")
+
+#: how long a backend call may take before the SECC treats the backend as unavailable
+BACKEND_TIMEOUT = 30.0
+
+
+class BackendHook(Protocol):
+    """What the server needs of the operator's backend (`secc.backend.Backend`)."""
+
+    async def authorize(self, request: AuthorizationRequest) -> AuthorizationDecision: ...
+
+    async def certificate_installation(self, request: Any) -> Any: ...
+
+    async def certificate_update(self, request: Any) -> Any: ...
+
+    async def session_ended(self, record: BillingRecord) -> None: ...
+
+
+class BillingStore(Protocol):
+    """What the server needs of `secc.store.SessionStore`."""
+
+    def record_billing(self, record: BillingRecord) -> bool: ...
+
+
+def default_specs() -> dict[sap.AppProtocol, ProtocolSpec]:
+    """Every protocol this stack implements."""
+    from secc.din.spec import SPEC as DIN
+    from secc.iso2.spec import SPEC as ISO2
+
+    return {sap.AppProtocol.ISO2: ISO2, sap.AppProtocol.DIN: DIN}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SeccServerConfig:
+    """Where the SECC listens. `host` "::1" serves this machine (tests, the demo); on a
+    charger give the PLC `interface` and its link-local address is used, with SDP."""
+
+    protocol: SeccConfig = field(default_factory=SeccConfig)
+    host: str = "::1"
+    interface: str | None = None
+    tcp_port: int | None = 0  # None: no plain TCP listener
+    tls_port: int | None = None  # None: no TLS listener
+    tls_context: Any = None  # ssl.SSLContext for the TLS listener
+    sdp: bool = False
+    tls_policy: TlsPolicy = TlsPolicy.ALLOWED
+    max_connections: int = 4
+
+
+Observer = Callable[[SessionEvent], None]
+
+
+class SeccServer:
+    """One charger's V2G communication: listeners, sessions, paused sessions."""
+
+    def __init__(
+        self,
+        config: SeccServerConfig,
+        *,
+        controller: EVSEController,
+        backend: BackendHook,
+        store: BillingStore | None = None,
+        specs: Mapping[sap.AppProtocol, ProtocolSpec] | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        random: Callable[[int], bytes] = os.urandom,
+        observers: tuple[Observer, ...] = (),
+    ) -> None:
+        self.config = config
+        self.controller = controller
+        self.backend = backend
+        self.store = store
+        self.specs = dict(specs or default_specs())
+        self.clock = clock
+        self.random = random
+        self.observers = list(observers)
+        self.paused: dict[bytes, ResumeState] = {}
+        self.records: list[BillingRecord] = []
+        self.live: dict[str, SeccSession] = {}
+        self._servers: list[V2GTPServer] = []
+        self._sdp: SdpServer | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        c = self.config
+        if c.tcp_port is not None:
+            self._servers.append(self._listener(c.tcp_port, None))
+        if c.tls_port is not None:
+            if c.tls_context is None:
+                raise ValueError("a TLS port needs a TLS context")
+            self._servers.append(self._listener(c.tls_port, c.tls_context))
+        for server in self._servers:
+            await server.start()
+        if c.sdp:
+            if c.interface is None:
+                raise ValueError("SDP needs a network interface")
+            self._sdp = await SdpServer.start(
+                c.interface,
+                tcp_port=self.tcp_endpoint.port if self.tcp_endpoint else None,
+                tls_port=self.tls_endpoint.port if self.tls_endpoint else None,
+                policy=c.tls_policy,
+            )
+
+    async def close(self) -> None:
+        if self._sdp is not None:
+            await self._sdp.close()
+            self._sdp = None
+        for server in self._servers:
+            await server.close()
+        self._servers.clear()
+
+    async def __aenter__(self) -> SeccServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def tcp_endpoint(self) -> Endpoint | None:
+        return self._endpoint(tls=False)
+
+    @property
+    def tls_endpoint(self) -> Endpoint | None:
+        return self._endpoint(tls=True)
+
+    def _endpoint(self, *, tls: bool) -> Endpoint | None:
+        for server, is_tls in self._kinds():
+            if is_tls == tls:
+                return server.endpoint
+        return None
+
+    def _kinds(self) -> list[tuple[V2GTPServer, bool]]:
+        out = []
+        index = 0
+        if self.config.tcp_port is not None and index < len(self._servers):
+            out.append((self._servers[index], False))
+            index += 1
+        if self.config.tls_port is not None and index < len(self._servers):
+            out.append((self._servers[index], True))
+        return out
+
+    def _listener(self, port: int, tls: Any) -> V2GTPServer:
+        c = self.config
+        server_config = ServerConfig(
+            host=c.host,
+            port=port,
+            interface=c.interface,
+            ssl=tls,
+            max_connections=c.max_connections,
+        )
+        return V2GTPServer(self._serve, server_config)
+
+    # --- one connection ----------------------------------------------------------------------
+
+    async def _serve(self, connection: V2GTPConnection) -> None:
+        driver = _ConnectionDriver(self, connection)
+        await driver.run()
+
+
+class _ConnectionDriver:
+    """Moves bytes, results and timer expiries between one connection and its session."""
+
+    def __init__(self, server: SeccServer, connection: V2GTPConnection) -> None:
+        self.server = server
+        self.connection = connection
+        self.loop = asyncio.get_running_loop()
+        self.results: asyncio.Queue[ControlEvent] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.session: SeccSession | None = None
+        self.closing = False
+
+    async def run(self) -> None:
+        s = self.server
+        status = await s.controller.status()
+        session = SeccSession(
+            s.config.protocol,
+            specs=s.specs,
+            evse_id=s.controller.evse_id,
+            energy_modes=s.controller.energy_modes,
+            status=status,
+            now=self.loop.time(),
+            clock=s.clock,
+            random=s.random,
+            tls=self.connection.tls is not None,
+            resumable=s.paused,
+        )
+        self.session = session
+        receive: asyncio.Task[V2GTPMessage] | None = None
+        result: asyncio.Task[ControlEvent] | None = None
+        try:
+            while not session.closed:
+                receive = receive or asyncio.ensure_future(self.connection.receive())
+                result = result or asyncio.ensure_future(self.results.get())
+                timer = session.get_timer()
+                timeout = None if timer is None else max(0.0, timer - self.loop.time())
+                done, _ = await asyncio.wait(
+                    {receive, result}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                )
+                now = self.loop.time()
+                if result in done:
+                    session.handle_event(result.result(), now)
+                    result = None
+                if receive in done:
+                    try:
+                        message = receive.result()
+                    except ConnectionClosed:
+                        session.connection_lost(now)
+                        await self._process()
+                        break
+                    receive = None
+                    session.update_status(await s.controller.status())
+                    session.receive_message(message.payload_type, message.payload, now)
+                if not done:
+                    session.handle_timer(now)
+                await self._process()
+                for out in session.messages_to_send():
+                    await self.connection.send(out.payload_type, out.payload)
+        finally:
+            for task in (receive, result):
+                if task is not None:
+                    task.cancel()
+            for backend_task in self.tasks:
+                backend_task.cancel()
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            if not session.closed:
+                session.connection_lost(self.loop.time())
+                await self._process()
+            if session.data is not None:
+                s.live.pop(session.session_id, None)
+
+    async def _process(self) -> None:
+        session = self.session
+        assert session is not None
+        while (event := session.next_event()) is not None:
+            for observer in self.server.observers:
+                observer(event)
+            await self._run(event)
+
+    async def _run(self, event: SessionEvent) -> None:
+        s = self.server
+        c = s.controller
+        match event:
+            case StartCableCheck():
+                await c.start_cable_check()
+            case SetTarget(voltage, current, pre_charge):
+                await c.set_target(voltage, current, pre_charge=pre_charge)
+            case SetContactors(closed):
+                await c.set_contactors(closed)
+            case StopOutput():
+                await c.stop_output()
+            case Authorize(request):
+                self._spawn(self._authorize(request))
+            case RequestCertificate():
+                self._spawn(self._certificate(event))
+            case SessionStarted(session_id):
+                assert self.session is not None
+                s.live[session_id] = self.session
+                await c.session_started(session_id)
+            case SessionPaused(session_id, resume):
+                s.paused[bytes.fromhex(session_id)] = resume
+                await c.session_ended(session_id, StopReason.EV_PAUSED)
+            case SessionEnded(record):
+                await self._ended(record)
+            case MessageExchanged():
+                pass
+            case ConnectionClosing():
+                self.closing = True
+
+    async def _ended(self, record: BillingRecord) -> None:
+        s = self.server
+        s.records.append(record)
+        if s.store is not None:
+            s.store.record_billing(record)  # durable before anyone hears of it
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT):
+                await s.backend.session_ended(record)
+        except Exception:
+            logger.exception(
+                "backend did not take billing record %s (kept in the store)",
+                record.record_id,
+                extra={"session_id": record.session_id},
+            )
+        await s.controller.session_ended(record.session_id, record.stop_reason)
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _authorize(self, request: AuthorizationRequest) -> None:
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT):
+                decision = await self.server.backend.authorize(request)
+        except Exception as exc:
+            logger.warning(
+                "authorization failed: %s", exc, extra={"session_id": request.session_id}
+            )
+            decision = AuthorizationDecision(
+                status=AuthorizationStatus.UNAVAILABLE, reason=str(exc) or type(exc).__name__
+            )
+        await self.results.put(AuthorizationResult(decision))
+
+    async def _certificate(self, event: RequestCertificate) -> None:
+        backend = self.server.backend
+        try:
+            async with asyncio.timeout(BACKEND_TIMEOUT):
+                if event.kind == CertificateKind.INSTALLATION:
+                    answer = await backend.certificate_installation(event.request)
+                else:
+                    answer = await backend.certificate_update(event.request)
+            result = CertificateResult(
+                body=getattr(answer, "body", answer), signature=getattr(answer, "signature", None)
+            )
+        except Exception as exc:
+            code = getattr(exc, "response_code", "FAILED")
+            logger.warning(
+                "certificate %s failed: %s", event.kind, exc, extra={"session_id": event.session_id}
+            )
+            result = CertificateResult(error_code=str(code))
+        await self.results.put(result)
