@@ -170,8 +170,10 @@ class SimulatedEVSE(EVSEController):
         self._clock = clock
         self._wall_clock = wall_clock
         self._schedule = _schedule(schedule or ())
-        # physical state
-        self._now = clock()
+        self._init_state(meter_wh)
+
+    def _init_state(self, meter_wh: int) -> None:
+        self._now = self._clock()
         self._energy_wh = float(meter_wh)
         self._voltage = 0.0
         self._current = 0.0
