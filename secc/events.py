@@ -81,6 +81,9 @@ class RequestCertificate:
     kind: str  # CertificateKind
     request: Any  # iso2.CertificateInstallationReqType | iso2.CertificateUpdateReqType
     session_id: str
+    evse_id: str = ""
+    signature: Any = None  # the request header's Signature
+    exi: bytes = b""  # the V2G_Message as received
 
 
 Command: TypeAlias = (

@@ -361,14 +361,25 @@ class _ConnectionDriver:
             )
         await self.results.put(AuthorizationResult(decision))
 
-    async def _certificate(self, event: RequestCertificate) -> None:
+    async def _ask_certificate(self, event: RequestCertificate) -> Any:
+        from secc.backend import CertificateInstallationRequest, CertificateUpdateRequest
+
         backend = self.server.backend
+        fields = {
+            "session_id": event.session_id,
+            "evse_id": event.evse_id,
+            "body": event.request,
+            "signature": event.signature,
+            "exi": event.exi,
+        }
+        if event.kind == CertificateKind.INSTALLATION:
+            return await backend.certificate_installation(CertificateInstallationRequest(**fields))
+        return await backend.certificate_update(CertificateUpdateRequest(**fields))
+
+    async def _certificate(self, event: RequestCertificate) -> None:
         try:
             async with asyncio.timeout(BACKEND_TIMEOUT):
-                if event.kind == CertificateKind.INSTALLATION:
-                    answer = await backend.certificate_installation(event.request)
-                else:
-                    answer = await backend.certificate_update(event.request)
+                answer = await self._ask_certificate(event)
             result = CertificateResult(
                 body=getattr(answer, "body", answer), signature=getattr(answer, "signature", None)
             )

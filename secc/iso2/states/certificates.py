@@ -22,7 +22,14 @@ def _certificate(kind: str, req: Any, ctx: Context, data: SessionData) -> Outcom
     if result is None:
         if data.certificate_requested:
             return Outcome(response=None)
-        command = RequestCertificate(kind, req, data.session_id.hex().upper())
+        command = RequestCertificate(
+            kind,
+            req,
+            data.session_id.hex().upper(),
+            evse_id=ctx.evse_id,
+            signature=ctx.header_signature,
+            exi=ctx.raw,
+        )
         new = dataclasses.replace(data, certificate_requested=True)
         return Outcome(response=None, data=new, commands=(command,))
     if result.error_code is not None or result.body is None:
