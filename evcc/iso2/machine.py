@@ -1,0 +1,166 @@
+"""The ISO 15118-2 EV sequence as a table: request → (build, react).
+
+SessionSetup → ServiceDiscovery → [ServiceDetail*] → PaymentServiceSelection →
+  PnC: [CertificateInstallation] → PaymentDetails → Authorization (signed)*
+  EIM: Authorization*
+→ ChargeParameterDiscovery* →
+  DC: [CP state C] CableCheck* → PreCharge* → PowerDelivery(Start) → CurrentDemand*
+  AC: PowerDelivery(Start) [CP state C] → ChargingStatus*
+  (MeteringReceipt whenever a loop response sets ReceiptRequired;
+   PowerDelivery(Renegotiate) → ChargeParameterDiscovery → PowerDelivery(Start) on
+   ReNegotiation or EV-initiated renegotiation)
+→ PowerDelivery(Stop) [CP state B] → DC: WeldingDetection* → SessionStop(Terminate | Pause).
+
+A resumed session (SessionSetupRes OK_OldSessionJoined after SessionSetupReq with the paused
+SessionID) skips ServiceDetail, CertificateInstallation and PaymentDetails and sends an
+unsigned AuthorizationReq (no new GenChallenge was exchanged).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from evcc import dc, loop
+from evcc.common import (
+    ChargeProgress,
+    Dialect,
+    Done,
+    EvContext,
+    Next,
+    Reaction,
+    RequestSpec,
+    from_physical,
+    repeat,
+)
+from evcc.events import ControlPilotChange
+from evcc.iso2 import pnc, requests
+from evcc.iso2.timing import ISO2_TIMING
+from iso15118.sap import AppProtocol
+from secc.evse import ControlPilotState
+
+__all__ = ["ISO2_DIALECT"]
+
+
+def session_setup(res: Any, ctx: EvContext, now: float) -> Reaction:
+    ctx.evse_id = res.EVSEID
+    ctx.resumed = str(res.ResponseCode) == "OK_OldSessionJoined"
+    return Reaction(Next("ServiceDiscoveryReq"))
+
+
+def service_discovery(res: Any, ctx: EvContext, now: float) -> Reaction:
+    options = [str(o) for o in res.PaymentOptionList.PaymentOption]
+    if ctx.config.payment.value not in options:
+        return Reaction(Done(False, f"the EVSE does not offer {ctx.config.payment.value}"))
+    modes = [str(m) for m in res.ChargeService.SupportedEnergyTransferMode.EnergyTransferMode]
+    if ctx.config.energy_mode.value not in modes:
+        return Reaction(Done(False, f"the EVSE does not offer {ctx.config.energy_mode.value}"))
+    ctx.charge_service_id = res.ChargeService.ServiceID
+    services = res.ServiceList.Service if res.ServiceList is not None else []
+    for service in services:
+        if str(service.ServiceCategory) == "ContractCertificate":
+            ctx.certificate_service = (service.ServiceID, 1)  # parameter set 1: Installation
+    if ctx.config.request_service_detail and not ctx.resumed:
+        ctx.detail_queue = [s.ServiceID for s in services] or [ctx.charge_service_id]
+        return Reaction(Next("ServiceDetailReq"))
+    return Reaction(Next("PaymentServiceSelectionReq"))
+
+
+def service_detail(res: Any, ctx: EvContext, now: float) -> Reaction:
+    if ctx.detail_queue:
+        ctx.detail_queue.pop(0)
+    if ctx.detail_queue:
+        return Reaction(Next("ServiceDetailReq"))
+    return Reaction(Next("PaymentServiceSelectionReq"))
+
+
+def payment_service_selection(res: Any, ctx: EvContext, now: float) -> Reaction:
+    credentials = ctx.config.pnc
+    if ctx.config.payment.value != "Contract" or credentials is None or ctx.resumed:
+        return Reaction(Next("AuthorizationReq"))
+    if credentials.needs_installation:
+        return Reaction(Next("CertificateInstallationReq"))
+    return Reaction(Next("PaymentDetailsReq"))
+
+
+def authorization(res: Any, ctx: EvContext, now: float) -> Reaction:
+    if str(res.EVSEProcessing) != "Finished":
+        return repeat("AuthorizationReq", ctx)
+    return Reaction(Next("ChargeParameterDiscoveryReq"))
+
+
+def _take_limits(res: Any, ctx: EvContext) -> None:
+    if res.AC_EVSEChargeParameter is not None:
+        ac = res.AC_EVSEChargeParameter
+        ctx.evse_nominal_voltage = from_physical(ac.EVSENominalVoltage)
+        ctx.evse_max_current = from_physical(ac.EVSEMaxCurrent)
+    if res.DC_EVSEChargeParameter is not None:
+        limits = res.DC_EVSEChargeParameter
+        ctx.evse_max_voltage = from_physical(limits.EVSEMaximumVoltageLimit)
+        ctx.evse_max_current = from_physical(limits.EVSEMaximumCurrentLimit)
+        ctx.evse_max_power = from_physical(limits.EVSEMaximumPowerLimit)
+    if res.SAScheduleList is not None and res.SAScheduleList.SAScheduleTuple:
+        chosen = res.SAScheduleList.SAScheduleTuple[0]
+        ctx.schedule_id = chosen.SAScheduleTupleID
+        ctx.schedule = tuple(
+            (
+                e.RelativeTimeInterval.start if e.RelativeTimeInterval else 0,
+                from_physical(e.PMax),
+            )
+            for e in chosen.PMaxSchedule.PMaxScheduleEntry
+        )
+
+
+def charge_parameter_discovery(res: Any, ctx: EvContext, now: float) -> Reaction:
+    if str(res.EVSEProcessing) != "Finished":
+        return repeat("ChargeParameterDiscoveryReq", ctx)
+    _take_limits(res, ctx)
+    renegotiating = ctx.charge_progress is ChargeProgress.RENEGOTIATE
+    ctx.charge_progress = ChargeProgress.START
+    if ctx.config.energy_mode.is_dc and not renegotiating:
+        return Reaction(Next("CableCheckReq"), (ControlPilotChange(ControlPilotState.C),))
+    return Reaction(Next("PowerDeliveryReq"))
+
+
+_POWER_DELIVERY_DC = loop.power_delivery(loop_request="CurrentDemandReq", dc=True)
+_POWER_DELIVERY_AC = loop.power_delivery(loop_request="ChargingStatusReq", dc=False)
+
+
+def _power_delivery(res: Any, ctx: EvContext, now: float) -> Reaction:
+    dc_mode = ctx.config.energy_mode.is_dc
+    return (_POWER_DELIVERY_DC if dc_mode else _POWER_DELIVERY_AC)(res, ctx, now)
+
+
+def _spec(build: Any, react: Any) -> RequestSpec:
+    return RequestSpec(build, react)
+
+
+ISO2_DIALECT = Dialect(
+    protocol=AppProtocol.ISO2,
+    timing=ISO2_TIMING,
+    requests={
+        "SessionSetupReq": _spec(requests.session_setup, session_setup),
+        "ServiceDiscoveryReq": _spec(requests.service_discovery, service_discovery),
+        "ServiceDetailReq": _spec(requests.service_detail, service_detail),
+        "PaymentServiceSelectionReq": _spec(
+            requests.payment_service_selection, payment_service_selection
+        ),
+        "CertificateInstallationReq": _spec(
+            pnc.certificate_installation_request, pnc.certificate_installation
+        ),
+        "PaymentDetailsReq": _spec(pnc.payment_details_request, pnc.payment_details),
+        "AuthorizationReq": _spec(requests.authorization, authorization),
+        "ChargeParameterDiscoveryReq": _spec(
+            requests.charge_parameter_discovery, charge_parameter_discovery
+        ),
+        "CableCheckReq": _spec(requests.cable_check, dc.cable_check),
+        "PreChargeReq": _spec(requests.pre_charge, dc.pre_charge),
+        "PowerDeliveryReq": _spec(requests.power_delivery, _power_delivery),
+        "CurrentDemandReq": _spec(requests.current_demand, loop.current_demand(can_pause=True)),
+        "ChargingStatusReq": _spec(requests.charging_status, loop.charging_status),
+        "MeteringReceiptReq": _spec(requests.metering_receipt, loop.metering_receipt),
+        "WeldingDetectionReq": _spec(requests.welding_detection, dc.welding_detection),
+        "SessionStopReq": _spec(requests.session_stop, loop.session_stop),
+    },
+    wrap=requests.wrap,
+    sign=pnc.sign_request,
+)
