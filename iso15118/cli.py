@@ -188,12 +188,28 @@ def build_parser() -> argparse.ArgumentParser:
     from pki.commands import add_parser as add_pki_parser
 
     add_pki_parser(commands)
+    from secc.commands import add_parser as add_secc_parser
+
+    add_secc_parser(commands)
+    demo = commands.add_parser(
+        "demo",
+        help="a Plug & Charge session on this machine",
+        description="Create a test PKI, start the SECC and the EV simulator on ::1 and run an "
+        "ISO 15118-2 DC Plug & Charge session over TLS with certificate installation.",
+    )
+    demo.set_defaults(run=_demo)
     return parser
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from iso15118.demo import run_demo
+
+    return run_demo()
 
 
 def _is_input_error(exc: Exception) -> bool:
     """Bad hex or JSON (ValueError), or anything the codec rejects (``ExiError``)."""
-    if isinstance(exc, ValueError):
+    if isinstance(exc, ValueError):  # includes iso15118.yamlconf.ConfigError
         return True
     exi = sys.modules.get("iso15118.exi")  # only set once a command has imported the codec
     return exi is not None and isinstance(exc, exi.ExiError)

@@ -133,12 +133,16 @@ class Section:
         unknown = sorted(set(self._mapping) - self._seen)
         if unknown:
             where = f" in {self._path}" if self._path else ""
-            raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''}{where}: {', '.join(map(str, unknown))}")
+            raise ConfigError(
+                f"unknown key{'s' if len(unknown) > 1 else ''}{where}: {', '.join(map(str, unknown))}"
+            )
 
 
 def _member(enum: type[E], value: Any, name: str) -> E:
     for member in enum:
-        if value == member.value or (isinstance(value, str) and value.lower() == member.name.lower()):
+        if value == member.value or (
+            isinstance(value, str) and value.lower() == member.name.lower()
+        ):
             return member
     allowed = ", ".join(str(m.value) for m in enum)
     raise ConfigError(f"{name}: {value!r} is not one of {allowed}")
