@@ -68,7 +68,7 @@ class Section:
         value = self._get(key, default)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"{self._name(key)}: expected text, got {value!r}")
-        return value  # type: ignore[no-any-return]
+        return value
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key, default)
@@ -133,16 +133,14 @@ class Section:
         unknown = sorted(set(self._mapping) - self._seen)
         if unknown:
             where = f" in {self._path}" if self._path else ""
-            raise ConfigError(
-                f"unknown key{'s' if len(unknown) > 1 else ''}{where}: {', '.join(map(str, unknown))}"
-            )
+            keys = ", ".join(map(str, unknown))
+            raise ConfigError(f"unknown key{'s' if len(unknown) > 1 else ''}{where}: {keys}")
 
 
 def _member(enum: type[E], value: Any, name: str) -> E:
     for member in enum:
-        if value == member.value or (
-            isinstance(value, str) and value.lower() == member.name.lower()
-        ):
+        named = isinstance(value, str) and value.lower() == member.name.lower()
+        if value == member.value or named:
             return member
     allowed = ", ".join(str(m.value) for m in enum)
     raise ConfigError(f"{name}: {value!r} is not one of {allowed}")

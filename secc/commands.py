@@ -65,11 +65,14 @@ def build(path: Path) -> tuple[Any, Any]:
         server_config = replace(
             server_config, protocol=replace(server_config.protocol, contract_trust=trust)
         )
-    logging.basicConfig(
-        level=config.log_level,
-        format="%(asctime)s %(levelname)s %(name)s [%(session_id)s] %(message)s",
-        defaults={"session_id": "-"},
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s [%(session_id)s] %(message)s",
+            defaults={"session_id": "-"},
+        )
     )
+    logging.basicConfig(level=config.log_level, handlers=[handler])
     server = SeccServer(server_config, controller=controller, backend=backend, store=store)
     return server, store
 

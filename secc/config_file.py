@@ -61,9 +61,8 @@ def read_secc_config(path: Path) -> SeccFile:
     max_connections = network.integer("max_connections", 4, low=1, high=64)
     network.done()
 
-    protocols = root.choices(
-        "protocols", AppProtocol.from_name, [AppProtocol.ISO2, AppProtocol.DIN]
-    )
+    everything = [AppProtocol.ISO2, AppProtocol.DIN]
+    protocols = root.choices("protocols", AppProtocol.from_name, everything)
     payments = root.choices(
         "payment_options", _payment, [PaymentOption.CONTRACT, PaymentOption.EXTERNAL_PAYMENT]
     )
