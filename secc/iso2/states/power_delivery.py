@@ -44,7 +44,10 @@ def handle_power_delivery(
 def _start(req: iso2.PowerDeliveryReqType, ctx: Context, data: SessionData) -> Outcome[State]:
     if req.SAScheduleTupleID != data.sa_schedule_tuple_id:
         raise TariffSelectionError(f"SAScheduleTupleID {req.SAScheduleTupleID} was not offered")
-    if ctx.status.cp_state not in _READY:
+    dc = data.energy_mode is not None and data.energy_mode.is_dc
+    if dc and ctx.status.cp_state not in _READY:
+        # DC: the car is in state C since CableCheck. AC: the car switches to C only after
+        # PowerDeliveryRes, and the EVSE closes its contactor when it sees C.
         raise PowerDeliveryError(f"CP state {ctx.status.cp_state.value}: C or D needed")
     if ctx.status.stop is not None or ctx.status.emergency_shutdown or ctx.status.malfunction:
         raise PowerDeliveryError("the EVSE cannot deliver power now")
