@@ -49,11 +49,13 @@ def dispatch(
     if spec.response_type(request_type) is None:
         raise NoRequestError(f"{name} is not a request")
     try:
-        if request_type is not spec.session_setup and message.Header.SessionID != data.session_id:
-            raise UnknownSessionError(f"SessionID {message.Header.SessionID.hex()} is unknown")
+        # the state's row first: before SessionSetup no SessionID can match, and a request
+        # the state does not take is a sequence error whatever its header says
         handler = spec.transitions.get(state, {}).get(request_type)
         if handler is None:
             raise SequenceError(f"{name} is not expected in state {state.name}")
+        if request_type is not spec.session_setup and message.Header.SessionID != data.session_id:
+            raise UnknownSessionError(f"SessionID {message.Header.SessionID.hex()} is unknown")
         outcome = handler(request, ctx, data)
     except V2GError as exc:
         outcome = _failed(spec, request_type, exc.wire_code, exc.stop_reason, ctx, data)

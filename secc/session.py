@@ -93,14 +93,16 @@ class SeccSession:
     def receive_data(self, data: bytes, now: float) -> None:
         """Bytes from the connection (in-memory pumps; the TCP adapter uses the transport's
         own framing and calls `receive_message`)."""
+        error: V2GTPError | None = None
         try:
             messages = self._reassembler.feed(data)
         except V2GTPError as exc:
-            self._log.warning("bad V2GTP header: %s", exc)
-            self._close(StopReason.PROTOCOL_ERROR, f"V2GTP: {exc}")
-            return
+            error, messages = exc, list(exc.messages)  # complete messages before the bad header
         for message in messages:
             self.receive_message(message.payload_type, message.payload, now)
+        if error is not None and self.phase is not Phase.CLOSED:
+            self._log.warning("bad V2GTP header: %s", error)
+            self._end(StopReason.PROTOCOL_ERROR, f"V2GTP: {error}")  # keeps the billing record
 
     def receive_message(self, payload_type: int, payload: bytes, now: float) -> None:
         if self.phase is Phase.CLOSED:
@@ -211,6 +213,10 @@ class SeccSession:
         except exi.ExiDecodeError as exc:
             self._log.warning("undecodable request: %s", exc)
             self._end(StopReason.PROTOCOL_ERROR, f"undecodable request: {exc}")
+            return
+        if not isinstance(message, spec.module.V2G_Message):  # e.g. a bare body element
+            self._log.warning("not a V2G_Message: %s", type(message).__name__)
+            self._end(StopReason.PROTOCOL_ERROR, f"{type(message).__name__} is not a V2G_Message")
             return
         self._answer(message, payload, now)
 

@@ -18,7 +18,13 @@ from pki.errors import NoCertificateAvailableError
 from pki.profiles import Purpose, Standard
 from pki.xmlsig import SignatureError, SignedMessage, verify
 from secc.context import Context, ContractInfo, Outcome, PaymentOption, SessionData
-from secc.errors import ChallengeError, ContractError, SignatureInvalidError, V2GError
+from secc.errors import (
+    CertificateError,
+    ChallengeError,
+    ContractError,
+    SignatureInvalidError,
+    V2GError,
+)
 from secc.events import Authorize
 from secc.iso2.state import State
 from secc.records import AuthorizationRequest, IdentificationKind
@@ -37,9 +43,12 @@ def handle_payment_details(
     if trust is None:
         raise NoCertificateAvailableError("no contract trust anchors configured")
     chain = req.ContractSignatureCertChain
-    leaf = x509.load_der_x509_certificate(chain.Certificate)
     subs_der = tuple(chain.SubCertificates.Certificate) if chain.SubCertificates else ()
-    subs = [x509.load_der_x509_certificate(d) for d in subs_der]
+    try:
+        leaf = x509.load_der_x509_certificate(chain.Certificate)
+        subs = [x509.load_der_x509_certificate(d) for d in subs_der]
+    except ValueError as exc:  # the car's bytes are no DER certificate
+        raise CertificateError(f"undecodable contract certificate: {exc}") from exc
     verify_chain(
         leaf,
         subs,
@@ -105,7 +114,11 @@ def handle_authorization(
 ) -> Outcome[State]:
     pnc = data.payment is PaymentOption.CONTRACT
     if data.authorization is not None and data.authorization.accepted:
-        return _finished(data)  # a resumed session, or a repetition after Finished
+        # a resumed session: authorised before the pause; a GenChallenge sent in this
+        # connection (PaymentDetails again) must still be answered with a valid signature
+        if pnc and data.gen_challenge is not None and data.contract is not None:
+            _check_signed_request(req, ctx, data)
+        return _finished(data)
     if not data.authorization_requested:
         if pnc:
             if data.contract is None:
