@@ -305,9 +305,12 @@ class ScriptedSecc:
         self.requests.append(message)
         self.counts[name] += 1
         answer = self.script[name](element, self.counts[name])
+        signature = None
+        if isinstance(answer, tuple):  # (response element, header Signature)
+            answer, signature = answer
         mod = din if self.schema == "din" else iso2
         response = mod.V2G_Message(
-            Header=mod.MessageHeaderType(SessionID=self.session_id),
+            Header=mod.MessageHeaderType(SessionID=self.session_id, Signature=signature),
             Body=mod.BodyType(**{name[:-3] + "Res": answer}),
         )
         return V2GTPMessage(PayloadType.SAP, exi.encode(self.schema, response)).pack()

@@ -1,0 +1,246 @@
+"""Plug & Charge on the EV side: signed AuthorizationReq and MeteringReceiptReq, contract
+certificate installation, and the signature faults."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+from test_evcc_scripted import (
+    DC_ISO2,
+    ScriptedSecc,
+    finished,
+    iso2_defaults,
+    make_session,
+    pump,
+    sent,
+)
+
+from evcc.config import EvccConfig, Payment, PncCredentials
+from evcc.events import ContractInstalled
+from evcc.faults import BadSignature, WrongGenChallenge
+from exi_schemas import iso2
+from iso15118 import exi
+from iso15118.sap import AppProtocol
+from pki.create import TestPki, create_pki
+from pki.keywrap import wrap_iso2
+from pki.profiles import Role, Standard
+from pki.xmlsig import SignatureError, SignedMessage, sign, verify
+
+BODY = "urn:iso:15118:2:2013:MsgBody"
+CHALLENGE = bytes(range(100, 116))
+
+
+@pytest.fixture(scope="module")
+def pki() -> TestPki:
+    return create_pki(Standard.ISO2, at=datetime(2025, 1, 1, tzinfo=UTC))
+
+
+def _der(pki: TestPki, role: Role) -> bytes:
+    return pki[role].certificate.public_bytes(Encoding.DER)
+
+
+def _chain(pki: TestPki, leaf: Role) -> tuple[bytes, ...]:
+    return tuple(c.public_bytes(Encoding.DER) for c in pki.chain(leaf))
+
+
+def pnc_config(pki: TestPki, *, install: bool = False, faults: tuple[Any, ...] = ()) -> EvccConfig:
+    key = pki[Role.CONTRACT].key
+    assert not isinstance(key, type(None))
+    credentials = PncCredentials(
+        contract_chain=() if install else _chain(pki, Role.CONTRACT),
+        contract_key=None if install else key,  # type: ignore[arg-type]
+        oem_provisioning_cert=_der(pki, Role.OEM_PROVISIONING),
+        oem_provisioning_key=pki[Role.OEM_PROVISIONING].key,  # type: ignore[arg-type]
+        root_certificates=(_der(pki, Role.V2G_ROOT),),
+        install_certificate=install,
+    )
+    return dataclasses.replace(
+        DC_ISO2, payment=Payment.PNC, pnc=credentials, max_charge_loops=2, tls=True, faults=faults
+    )
+
+
+def pnc_script(pki: TestPki, *, sa_role: Role = Role.CPS) -> dict[str, Any]:
+    def details(r: Any, n: int) -> Any:
+        return iso2.PaymentDetailsResType(
+            ResponseCode=iso2.responseCodeType.OK, GenChallenge=CHALLENGE, EVSETimeStamp=0
+        )
+
+    def demand(r: Any, n: int) -> Any:
+        answer = iso2_defaults("Contract")["CurrentDemandReq"](r, n)
+        answer.MeterInfo = iso2.MeterInfoType(MeterID="M1", MeterReading=5000)
+        answer.ReceiptRequired = n == 1
+        return answer
+
+    def install(r: Any, n: int) -> Any:
+        wrapped = wrap_iso2(
+            pki[Role.CONTRACT].key,  # type: ignore[arg-type]
+            pki[Role.OEM_PROVISIONING].certificate.public_key(),  # type: ignore[arg-type]
+        )
+        leaf, *subs = _chain(pki, Role.CONTRACT)
+        chain = iso2.CertificateChainType(
+            Id="id1", Certificate=leaf, SubCertificates=iso2.SubCertificatesType(Certificate=subs)
+        )
+        key = iso2.ContractSignatureEncryptedPrivateKeyType(
+            Id="id2", value=wrapped.encrypted_private_key
+        )
+        dh = iso2.DiffieHellmanPublickeyType(Id="id3", value=wrapped.dh_public_key)
+        emaid = iso2.EMAIDType(Id="id4", value="DEXYZC123456789")
+        parts = [
+            ("id1", exi.Element(BODY, "ContractSignatureCertChain", chain)),
+            ("id2", exi.Element(BODY, "ContractSignatureEncryptedPrivateKey", key)),
+            ("id3", exi.Element(BODY, "DHpublickey", dh)),
+            ("id4", exi.Element(BODY, "eMAID", emaid)),
+        ]
+        signature = sign(
+            parts,
+            pki[sa_role].key,
+            message=SignedMessage.ISO2_CERTIFICATE_INSTALLATION_RES,
+        )
+        response = iso2.CertificateInstallationResType(
+            ResponseCode=iso2.responseCodeType.OK,
+            SAProvisioningCertificateChain=iso2.CertificateChainType(
+                Certificate=_der(pki, Role.CPS)
+            ),
+            ContractSignatureCertChain=chain,
+            ContractSignatureEncryptedPrivateKey=key,
+            DHpublickey=dh,
+            eMAID=emaid,
+        )
+        return response, signature
+
+    script = iso2_defaults("Contract")
+    script.update(
+        {
+            "PaymentDetailsReq": details,
+            "CurrentDemandReq": demand,
+            "CertificateInstallationReq": install,
+        }
+    )
+    return script
+
+
+def _signed(secc: ScriptedSecc, name: str) -> tuple[Any, Any]:
+    message = next(m for m in secc.requests if getattr(m.Body, name) is not None)
+    return message, getattr(message.Body, name)
+
+
+def test_pnc_with_a_contract(pki: TestPki) -> None:
+    secc = ScriptedSecc(AppProtocol.ISO2, pnc_script(pki))
+    events, _ = pump(make_session(pnc_config(pki)), secc)
+    assert finished(events).ok
+    assert sent(events)[3:6] == [
+        "PaymentServiceSelectionReq",
+        "PaymentDetailsReq",
+        "AuthorizationReq",
+    ]
+    _, details = _signed(secc, "PaymentDetailsReq")
+    assert details.eMAID == "DEXYZC123456787"  # the test contract certificate's CN
+    assert details.ContractSignatureCertChain.Certificate == _der(pki, Role.CONTRACT)
+    public = pki[Role.CONTRACT].certificate.public_key()
+    message, auth = _signed(secc, "AuthorizationReq")
+    assert auth.GenChallenge == CHALLENGE
+    verify(
+        message.Header.Signature,
+        {auth.Id: auth},
+        public,
+        message=SignedMessage.ISO2_AUTHORIZATION_REQ,
+    )  # type: ignore[arg-type]
+    message, receipt = _signed(secc, "MeteringReceiptReq")
+    assert receipt.MeterInfo.MeterReading == 5000
+    verify(
+        message.Header.Signature,
+        {receipt.Id: receipt},
+        public,
+        message=SignedMessage.ISO2_METERING_RECEIPT_REQ,
+    )  # type: ignore[arg-type]
+
+
+def test_certificate_installation(pki: TestPki) -> None:
+    secc = ScriptedSecc(AppProtocol.ISO2, pnc_script(pki))
+    events, _ = pump(make_session(pnc_config(pki, install=True)), secc)
+    assert finished(events).ok
+    assert sent(events)[4:7] == [
+        "CertificateInstallationReq",
+        "PaymentDetailsReq",
+        "AuthorizationReq",
+    ]
+    assert ContractInstalled("DEXYZC123456789") in events
+    _, selection = _signed(secc, "PaymentServiceSelectionReq")
+    assert [
+        (s.ServiceID, s.ParameterSetID) for s in selection.SelectedServiceList.SelectedService
+    ] == [(1, None), (2, 1)]
+    message, request = _signed(secc, "CertificateInstallationReq")
+    oem = pki[Role.OEM_PROVISIONING].certificate.public_key()
+    verify(
+        message.Header.Signature,
+        {request.Id: request},
+        oem,
+        message=SignedMessage.ISO2_CERTIFICATE_INSTALLATION_REQ,
+    )  # type: ignore[arg-type]
+    root = request.ListOfRootCertificateIDs.RootCertificateID[0]
+    assert root.X509SerialNumber == pki[Role.V2G_ROOT].certificate.serial_number
+    _, details = _signed(secc, "PaymentDetailsReq")
+    assert details.eMAID == "DEXYZC123456789"
+    message, auth = _signed(secc, "AuthorizationReq")
+    public = pki[Role.CONTRACT].certificate.public_key()
+    verify(
+        message.Header.Signature,
+        {auth.Id: auth},
+        public,
+        message=SignedMessage.ISO2_AUTHORIZATION_REQ,
+    )  # type: ignore[arg-type]
+
+
+def test_installation_signed_by_the_wrong_key_is_rejected(pki: TestPki) -> None:
+    secc = ScriptedSecc(AppProtocol.ISO2, pnc_script(pki, sa_role=Role.SECC))
+    events, _ = pump(make_session(pnc_config(pki, install=True)), secc)
+    end = finished(events)
+    assert not end.ok and end.reason.startswith("CertificateInstallationRes rejected")
+    assert sent(events)[-1] == "CertificateInstallationReq"
+
+
+def test_bad_signature_fault(pki: TestPki) -> None:
+    secc = ScriptedSecc(AppProtocol.ISO2, pnc_script(pki))
+    pump(make_session(pnc_config(pki, faults=(BadSignature(bit=3),))), secc)
+    message, auth = _signed(secc, "AuthorizationReq")
+    public = pki[Role.CONTRACT].certificate.public_key()
+    with pytest.raises(SignatureError):
+        verify(
+            message.Header.Signature,
+            {auth.Id: auth},
+            public,
+            message=SignedMessage.ISO2_AUTHORIZATION_REQ,
+        )  # type: ignore[arg-type]
+
+
+def test_wrong_gen_challenge_fault(pki: TestPki) -> None:
+    secc = ScriptedSecc(AppProtocol.ISO2, pnc_script(pki))
+    pump(make_session(pnc_config(pki, faults=(WrongGenChallenge(),))), secc)
+    message, auth = _signed(secc, "AuthorizationReq")
+    assert auth.GenChallenge == bytes(16)
+    public = pki[Role.CONTRACT].certificate.public_key()
+    verify(
+        message.Header.Signature,
+        {auth.Id: auth},
+        public,
+        message=SignedMessage.ISO2_AUTHORIZATION_REQ,
+    )  # type: ignore[arg-type]
+
+
+def test_pnc_config_needs_credentials(pki: TestPki) -> None:
+    with pytest.raises(ValueError, match="PncCredentials"):
+        EvccConfig(payment=Payment.PNC)
+    with pytest.raises(ValueError, match="OEM provisioning"):
+        PncCredentials(install_certificate=True)
+    with pytest.raises(ValueError, match="together"):
+        PncCredentials(contract_chain=_chain(pki, Role.CONTRACT))
+    with pytest.raises(ValueError, match="eMAID"):
+        PncCredentials(contract_chain=(b"garbage",), contract_key=pki[Role.CONTRACT].key)  # type: ignore[arg-type]
+    # any chain is accepted when the eMAID is given (expired / foreign chains on purpose)
+    PncCredentials(
+        contract_chain=(b"garbage",), contract_key=pki[Role.CONTRACT].key, emaid="DEXYZC123456789"
+    )  # type: ignore[arg-type]
