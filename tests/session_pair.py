@@ -123,10 +123,6 @@ class SessionPair:
             finished = self.finished
             if finished is not None and (self.closed or self.secc.closed):
                 return finished
-            if finished is not None and not self.ev.get_timer():
-                # the EV is done; let the SECC's close happen
-                if self.secc.closed:
-                    return finished
             deadline = self._next_deadline()
             if deadline is None:
                 return finished
