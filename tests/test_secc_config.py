@@ -1,0 +1,70 @@
+"""The SECC's YAML configuration: the example file loads; bad files give clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from iso15118.cli import main
+from iso15118.sap import AppProtocol
+from iso15118.yamlconf import ConfigError
+from secc.config_file import read_secc_config
+
+EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "secc.yaml"
+
+
+def test_example_file_loads() -> None:
+    config = read_secc_config(EXAMPLE)
+    assert config.server.protocol.protocols == (AppProtocol.ISO2, AppProtocol.DIN)
+    assert config.server.tcp_port == 15118
+    assert config.evse_class == "secc.simulated:SimulatedEVSE"
+    assert config.backend_options["free_charging"] is True
+
+
+def test_example_file_checks_on_the_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = EXAMPLE.read_text().replace("./secc-data", str(tmp_path / "data"))
+    path = tmp_path / "secc.yaml"
+    path.write_text(text)
+    assert main(["secc", "run", "--config", str(path), "--check"]) == 0
+    assert "OK" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("netwrok: {}\n", "unknown key: netwrok"),
+        ("network: {tcp_port: 70000}\n", "network.tcp_port: 70000 is outside 0..65535"),
+        ("network: {tls_policy: sometimes}\n", "network.tls_policy: 'sometimes' is not one of"),
+        ("protocols: [iso3]\n", "unknown application protocol"),
+        ("receipt_required: maybe\n", "receipt_required: expected true or false"),
+        ("network: {tls_port: 1}\n", "tls_port needs tls"),
+        ("tls: {private_key: k.pem}\n", "tls needs both"),
+        ("evse: {class: nowhere}\n", None),
+        ("- a list\n", "top level must be a mapping"),
+        ("key: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_files(tmp_path: Path, text: str, message: str | None) -> None:
+    path = tmp_path / "secc.yaml"
+    extra = "" if text.startswith("-") else f"data_dir: {tmp_path / 'data'}\n"
+    path.write_text(text + extra)
+    if message is None:  # found only when the plug-in is loaded
+        assert main(["secc", "run", "--config", str(path), "--check"]) == 2
+        return
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("'", "'")):
+        read_secc_config(path)
+
+
+def test_bad_file_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "secc.yaml"
+    path.write_text("network: {bogus: 1}\n")
+    assert main(["secc", "run", "--config", str(path)]) == 2
+    assert "unknown key in network: bogus" in capsys.readouterr().err
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="No such file"):
+        read_secc_config(tmp_path / "absent.yaml")
