@@ -64,12 +64,13 @@ class ProtocolSpec:
     def __post_init__(self) -> None:
         body_fields = tuple(f.py for f in self.module.BodyType._exi_fields_)
         object.__setattr__(self, "_body_fields", body_fields)
-        for name in body_fields:
-            if name.endswith("Req"):
-                req = getattr(self.module, name + "Type", None)
-                res = getattr(self.module, name[:-3] + "ResType", None)
-                if req is not None and res is not None:
-                    self._response_types[req] = res
+        for f in self.module.BodyType._exi_fields_:
+            # the request class is the body field's own type (DIN's SessionStopReq element
+            # has the type SessionStopType, not SessionStopReqType)
+            if f.py.endswith("Req") and isinstance(f.kind, type):
+                res = getattr(self.module, f.py[:-3] + "ResType", None)
+                if res is not None:
+                    self._response_types[f.kind] = res
 
     @property
     def schema(self) -> str:
@@ -112,4 +113,8 @@ class ProtocolSpec:
 
     @staticmethod
     def name_of(body: Any) -> str:
+        """The body element's name (its global element, else the type name less "Type")."""
+        element = getattr(type(body), "_exi_element_", None)
+        if element:
+            return str(element[1])
         return type(body).__name__.removesuffix("Type")

@@ -112,7 +112,7 @@ class Harness:
     def send(self, body: Any, *, session_id: bytes | None = None, signature: Any = None) -> Any:
         """Send one request body; return the response body (None if none was sent)."""
         module = iso2 if self.schema == "iso2" else din
-        name = type(body).__name__.removesuffix("Type")
+        name = ISO2_SPEC.name_of(body)  # the element name (DIN: SessionStopType → SessionStopReq)
         header = module.MessageHeaderType(
             SessionID=self.session_id if session_id is None else session_id, Signature=signature
         )
