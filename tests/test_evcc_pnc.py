@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from test_evcc_scripted import (
     DC_ISO2,
@@ -43,18 +44,29 @@ def _der(pki: TestPki, role: Role) -> bytes:
     return pki[role].certificate.public_bytes(Encoding.DER)
 
 
+def _public(pki: TestPki, role: Role) -> ec.EllipticCurvePublicKey:
+    key = pki[role].certificate.public_key()
+    assert isinstance(key, ec.EllipticCurvePublicKey)
+    return key
+
+
+def _key(pki: TestPki, role: Role) -> ec.EllipticCurvePrivateKey:
+    key = pki[role].key
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key
+
+
 def _chain(pki: TestPki, leaf: Role) -> tuple[bytes, ...]:
     return tuple(c.public_bytes(Encoding.DER) for c in pki.chain(leaf))
 
 
 def pnc_config(pki: TestPki, *, install: bool = False, faults: tuple[Any, ...] = ()) -> EvccConfig:
-    key = pki[Role.CONTRACT].key
-    assert not isinstance(key, type(None))
+    key = _key(pki, Role.CONTRACT)
     credentials = PncCredentials(
         contract_chain=() if install else _chain(pki, Role.CONTRACT),
-        contract_key=None if install else key,  # type: ignore[arg-type]
+        contract_key=None if install else key,
         oem_provisioning_cert=_der(pki, Role.OEM_PROVISIONING),
-        oem_provisioning_key=pki[Role.OEM_PROVISIONING].key,  # type: ignore[arg-type]
+        oem_provisioning_key=_key(pki, Role.OEM_PROVISIONING),
         root_certificates=(_der(pki, Role.V2G_ROOT),),
         install_certificate=install,
     )
@@ -77,8 +89,8 @@ def pnc_script(pki: TestPki, *, sa_role: Role = Role.CPS) -> dict[str, Any]:
 
     def install(r: Any, n: int) -> Any:
         wrapped = wrap_iso2(
-            pki[Role.CONTRACT].key,  # type: ignore[arg-type]
-            pki[Role.OEM_PROVISIONING].certificate.public_key(),  # type: ignore[arg-type]
+            _key(pki, Role.CONTRACT),
+            _public(pki, Role.OEM_PROVISIONING),
         )
         leaf, *subs = _chain(pki, Role.CONTRACT)
         chain = iso2.CertificateChainType(
@@ -140,7 +152,7 @@ def test_pnc_with_a_contract(pki: TestPki) -> None:
     _, details = _signed(secc, "PaymentDetailsReq")
     assert details.eMAID == "DEXYZC123456787"  # the test contract certificate's CN
     assert details.ContractSignatureCertChain.Certificate == _der(pki, Role.CONTRACT)
-    public = pki[Role.CONTRACT].certificate.public_key()
+    public = _public(pki, Role.CONTRACT)
     message, auth = _signed(secc, "AuthorizationReq")
     assert auth.GenChallenge == CHALLENGE
     verify(
@@ -148,7 +160,7 @@ def test_pnc_with_a_contract(pki: TestPki) -> None:
         {auth.Id: auth},
         public,
         message=SignedMessage.ISO2_AUTHORIZATION_REQ,
-    )  # type: ignore[arg-type]
+    )
     message, receipt = _signed(secc, "MeteringReceiptReq")
     assert receipt.MeterInfo.MeterReading == 5000
     verify(
@@ -156,7 +168,7 @@ def test_pnc_with_a_contract(pki: TestPki) -> None:
         {receipt.Id: receipt},
         public,
         message=SignedMessage.ISO2_METERING_RECEIPT_REQ,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_certificate_installation(pki: TestPki) -> None:
@@ -174,25 +186,25 @@ def test_certificate_installation(pki: TestPki) -> None:
         (s.ServiceID, s.ParameterSetID) for s in selection.SelectedServiceList.SelectedService
     ] == [(1, None), (2, 1)]
     message, request = _signed(secc, "CertificateInstallationReq")
-    oem = pki[Role.OEM_PROVISIONING].certificate.public_key()
+    oem = _public(pki, Role.OEM_PROVISIONING)
     verify(
         message.Header.Signature,
         {request.Id: request},
         oem,
         message=SignedMessage.ISO2_CERTIFICATE_INSTALLATION_REQ,
-    )  # type: ignore[arg-type]
+    )
     root = request.ListOfRootCertificateIDs.RootCertificateID[0]
     assert root.X509SerialNumber == pki[Role.V2G_ROOT].certificate.serial_number
     _, details = _signed(secc, "PaymentDetailsReq")
     assert details.eMAID == "DEXYZC123456789"
     message, auth = _signed(secc, "AuthorizationReq")
-    public = pki[Role.CONTRACT].certificate.public_key()
+    public = _public(pki, Role.CONTRACT)
     verify(
         message.Header.Signature,
         {auth.Id: auth},
         public,
         message=SignedMessage.ISO2_AUTHORIZATION_REQ,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_installation_signed_by_the_wrong_key_is_rejected(pki: TestPki) -> None:
@@ -207,14 +219,14 @@ def test_bad_signature_fault(pki: TestPki) -> None:
     secc = ScriptedSecc(AppProtocol.ISO2, pnc_script(pki))
     pump(make_session(pnc_config(pki, faults=(BadSignature(bit=3),))), secc)
     message, auth = _signed(secc, "AuthorizationReq")
-    public = pki[Role.CONTRACT].certificate.public_key()
+    public = _public(pki, Role.CONTRACT)
     with pytest.raises(SignatureError):
         verify(
             message.Header.Signature,
             {auth.Id: auth},
             public,
             message=SignedMessage.ISO2_AUTHORIZATION_REQ,
-        )  # type: ignore[arg-type]
+        )
 
 
 def test_wrong_gen_challenge_fault(pki: TestPki) -> None:
@@ -222,13 +234,13 @@ def test_wrong_gen_challenge_fault(pki: TestPki) -> None:
     pump(make_session(pnc_config(pki, faults=(WrongGenChallenge(),))), secc)
     message, auth = _signed(secc, "AuthorizationReq")
     assert auth.GenChallenge == bytes(16)
-    public = pki[Role.CONTRACT].certificate.public_key()
+    public = _public(pki, Role.CONTRACT)
     verify(
         message.Header.Signature,
         {auth.Id: auth},
         public,
         message=SignedMessage.ISO2_AUTHORIZATION_REQ,
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_pnc_config_needs_credentials(pki: TestPki) -> None:
@@ -239,8 +251,8 @@ def test_pnc_config_needs_credentials(pki: TestPki) -> None:
     with pytest.raises(ValueError, match="together"):
         PncCredentials(contract_chain=_chain(pki, Role.CONTRACT))
     with pytest.raises(ValueError, match="eMAID"):
-        PncCredentials(contract_chain=(b"garbage",), contract_key=pki[Role.CONTRACT].key)  # type: ignore[arg-type]
+        PncCredentials(contract_chain=(b"garbage",), contract_key=_key(pki, Role.CONTRACT))
     # any chain is accepted when the eMAID is given (expired / foreign chains on purpose)
     PncCredentials(
-        contract_chain=(b"garbage",), contract_key=pki[Role.CONTRACT].key, emaid="DEXYZC123456789"
-    )  # type: ignore[arg-type]
+        contract_chain=(b"garbage",), contract_key=_key(pki, Role.CONTRACT), emaid="DEXYZC123456789"
+    )
