@@ -112,7 +112,7 @@ async def _demo(directory: Path, out: TextIO) -> int:
     backend = LocalBackend(
         store=store, allowed_emaids=["*"], provisioning=LocalProvisioning.from_test_pki(pki)
     )
-    evse = SimulatedEVSE(meter_wh=125_000)
+    evse = SimulatedEVSE(meter_wh=125_000, current_ramp_rate=2000.0)
 
     def show(event: SessionEvent) -> None:
         if isinstance(event, MessageExchanged):
@@ -139,7 +139,7 @@ async def _demo(directory: Path, out: TextIO) -> int:
         tls=True,
         initial_soc=40.0,
         target_soc=80.0,
-        max_charge_loops=12,
+        max_charge_loops=20,
         loop_interval=0.05,
         pnc=PncCredentials(
             oem_provisioning_cert=pki[Role.OEM_PROVISIONING].certificate.public_bytes(der),
@@ -164,7 +164,12 @@ async def _demo(directory: Path, out: TextIO) -> int:
             if server.records:
                 break
             await asyncio.sleep(0.02)
-    print(f"EV: {result}", file=out)
+    print(
+        f"EV: {'finished' if result.ok else 'FAILED'} ({result.reason}); "
+        f"{result.requests_sent} requests, {result.energy_wh:.1f} Wh, "
+        f"SoC {result.final_soc:.2f} %",
+        file=out,
+    )
     if not server.records:
         print("no billing record: the session did not finish", file=out)
         return 1
