@@ -222,9 +222,11 @@ def evse_unavailable(status: EvseStatus) -> bool:
     return status.stop is not None or status.emergency_shutdown or status.malfunction
 
 
-def check_power_delivery_start(ctx: Context) -> None:
-    """PowerDelivery(start) needs CP state C/D and an EVSE able to deliver."""
-    if ctx.status.cp_state not in READY_CP_STATES:
+def check_power_delivery_start(ctx: Context, *, dc: bool = True) -> None:
+    """PowerDelivery(start) needs an EVSE able to deliver and, for DC, CP state C/D (the car
+    is in C since CableCheck; an AC car switches to C only after PowerDeliveryRes, and the
+    EVSE closes its contactor when it sees C)."""
+    if dc and ctx.status.cp_state not in READY_CP_STATES:
         raise PowerDeliveryError(f"CP state {ctx.status.cp_state.value}: C or D needed")
     if evse_unavailable(ctx.status):
         raise PowerDeliveryError("the EVSE cannot deliver power now")

@@ -9,10 +9,10 @@ from exi_schemas import iso2
 from pki.xmlsig import SignatureError, SignedMessage, verify
 from secc.context import Context, Outcome, PaymentOption, SessionData
 from secc.errors import MeteringSignatureError, V2GError
-from secc.events import SetTarget
 from secc.iso2 import convert
 from secc.iso2.state import State
 from secc.records import MeterReading, SignedReceipt
+from secc.steps import current_demand_step, limits_achieved
 
 R = iso2.responseCodeType
 
@@ -72,25 +72,18 @@ def handle_current_demand(
     limits = status.limits
     voltage = convert.value(req.EVTargetVoltage)
     current = convert.value(req.EVTargetCurrent)
-    if voltage > limits.max_voltage + 1.0:
-        raise V2GError(f"target {voltage} V above the EVSE maximum {limits.max_voltage} V")
-    allowed = min(current, limits.max_current)
-    if voltage > 0:
-        allowed = min(allowed, limits.max_power / voltage)
     new, receipt = _loop_data(ctx, data)
-    commands: tuple[SetTarget, ...] = ()
-    if (voltage, allowed) != (data.target_voltage, data.target_current):
-        commands = (SetTarget(voltage, allowed),)
-    new = dataclasses.replace(new, target_voltage=voltage, target_current=allowed)
+    step = current_demand_step(voltage, current, ctx, new)
+    flags = limits_achieved(voltage, current, limits)
     reading = status.meter
     response = iso2.CurrentDemandResType(
         ResponseCode=R.OK,
         DC_EVSEStatus=convert.dc_evse_status(ctx, data),
         EVSEPresentVoltage=convert.volts(status.present_voltage),
         EVSEPresentCurrent=convert.amps(status.present_current),
-        EVSECurrentLimitAchieved=current > limits.max_current,
-        EVSEVoltageLimitAchieved=voltage >= limits.max_voltage,
-        EVSEPowerLimitAchieved=voltage * current > limits.max_power,
+        EVSECurrentLimitAchieved=flags.current,
+        EVSEVoltageLimitAchieved=flags.voltage,
+        EVSEPowerLimitAchieved=flags.power,
         EVSEMaximumVoltageLimit=convert.volts(limits.max_voltage),
         EVSEMaximumCurrentLimit=convert.amps(limits.max_current),
         EVSEMaximumPowerLimit=convert.watts(limits.max_power),
@@ -99,7 +92,7 @@ def handle_current_demand(
         MeterInfo=meter_info(reading) if reading else None,
         ReceiptRequired=receipt if reading else None,
     )
-    return Outcome(response=response, data=new, commands=commands)
+    return Outcome(response=response, data=step.data, commands=step.commands)
 
 
 def handle_metering_receipt(

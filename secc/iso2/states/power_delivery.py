@@ -7,14 +7,13 @@ import dataclasses
 from exi_schemas import iso2
 from secc.context import Context, Outcome, SessionData
 from secc.errors import ChargingProfileError, PowerDeliveryError, TariffSelectionError
-from secc.events import Command, SetContactors, SetTarget, StopOutput
-from secc.evse import ControlPilotState
+from secc.events import Command, SetTarget
 from secc.iso2 import convert
 from secc.iso2.state import State
+from secc.steps import check_power_delivery_start, start_power_delivery, stop_power_delivery
 
 R = iso2.responseCodeType
 C = iso2.chargeProgressType
-_READY = (ControlPilotState.C, ControlPilotState.D)
 PROFILE_TOLERANCE_W = 1.0  # rounding of PhysicalValue multipliers
 
 
@@ -32,12 +31,12 @@ def handle_power_delivery(
             next_state=State.WAIT_CHARGE_PARAMETER_DISCOVERY,
             data=new,
         )
-    new = dataclasses.replace(data, charging=False, meter_last=ctx.status.meter or data.meter_last)
+    step = stop_power_delivery(ctx, data)
     return Outcome(
-        response=_response(ctx, new),
+        response=_response(ctx, step.data),
         next_state=State.WAIT_SESSION_STOP,
-        data=new,
-        commands=(StopOutput(), SetContactors(False)),
+        data=step.data,
+        commands=step.commands,
     )
 
 
@@ -45,28 +44,18 @@ def _start(req: iso2.PowerDeliveryReqType, ctx: Context, data: SessionData) -> O
     if req.SAScheduleTupleID != data.sa_schedule_tuple_id:
         raise TariffSelectionError(f"SAScheduleTupleID {req.SAScheduleTupleID} was not offered")
     dc = data.energy_mode is not None and data.energy_mode.is_dc
-    if dc and ctx.status.cp_state not in _READY:
-        # DC: the car is in state C since CableCheck. AC: the car switches to C only after
-        # PowerDeliveryRes, and the EVSE closes its contactor when it sees C.
-        raise PowerDeliveryError(f"CP state {ctx.status.cp_state.value}: C or D needed")
-    if ctx.status.stop is not None or ctx.status.emergency_shutdown or ctx.status.malfunction:
-        raise PowerDeliveryError("the EVSE cannot deliver power now")
+    check_power_delivery_start(ctx, dc=dc)
     _check_profile(req.ChargingProfile, ctx)
-    commands: list[Command] = []
+    commands: tuple[Command, ...] = ()
     if data.energy_mode is not None and not data.energy_mode.is_dc:
         current = min(data.ev_max_current or 0.0, ctx.status.limits.max_current)
-        commands.append(SetTarget(ctx.status.limits.nominal_voltage, current))
-    if not data.charging:
-        commands.append(SetContactors(True))
-    meter_start = data.meter_start or ctx.status.meter
-    new = dataclasses.replace(
-        data, charging=True, renegotiating=False, meter_start=meter_start, meter_last=meter_start
-    )
+        commands = (SetTarget(ctx.status.limits.nominal_voltage, current),)
+    step = start_power_delivery(ctx, data)
     return Outcome(
-        response=_response(ctx, new),
+        response=_response(ctx, step.data),
         next_state=State.CHARGING,
-        data=new,
-        commands=tuple(commands),
+        data=step.data,
+        commands=commands + step.commands,
     )
 
 
