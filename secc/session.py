@@ -126,11 +126,13 @@ class SeccSession:
         if isinstance(event, AuthorizationResult):
             self._authorization = event
         elif isinstance(event, CertificateResult):
+            if self._deferred is None:  # no request waits for it: never answer a later one
+                self._log.warning("certificate result without a pending request: ignored")
+                return
             self._certificate = event
-            if self._deferred is not None:
-                message, payload = self._deferred
-                self._deferred = None
-                self._answer(message, payload, now)
+            message, payload = self._deferred
+            self._deferred = None
+            self._answer(message, payload, now)
 
     def request_renegotiation(self) -> None:
         """The operator or the site controller wants a new schedule (ISO 15118-2: the next

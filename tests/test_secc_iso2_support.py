@@ -295,9 +295,9 @@ def trust() -> TrustStore:
     return TrustStore([*pki_for().roots(), *pki_for("expired").roots()])
 
 
-def pnc_harness(**options: Any) -> Harness:
+def pnc_harness(*, resumable: Any = None, **options: Any) -> Harness:
     config = SeccConfig(contract_trust=trust(), **options)
-    return Harness(tls=True, config=config)
+    return Harness(tls=True, config=config, resumable=resumable)
 
 
 def pnc_to_payment_details(h: Harness) -> None:

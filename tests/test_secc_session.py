@@ -137,15 +137,12 @@ def test_handshake_without_a_common_protocol_answers_and_closes() -> None:
     assert ended(h) == []  # no session was started, so there is nothing to bill
 
 
+A_RESPONSE = apphand.supportedAppProtocolRes(ResponseCode=AH.OK_SuccessfulNegotiation, SchemaID=1)
+
+
 @pytest.mark.parametrize(
     "payload",
-    [
-        b"\x80\xff\xff\xff",
-        exi.encode(
-            "appHand",
-            apphand.supportedAppProtocolRes(ResponseCode=AH.OK_SuccessfulNegotiation, SchemaID=1),
-        ),
-    ],  # noqa: E501
+    [b"\x80\xff\xff\xff", exi.encode("appHand", A_RESPONSE)],
     ids=["undecodable", "a response"],
 )
 def test_a_bad_handshake_closes_without_an_answer(payload: bytes) -> None:
