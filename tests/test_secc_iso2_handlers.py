@@ -452,8 +452,28 @@ def test_charge_parameters_schedule_follows_the_evse_and_max_entries() -> None:
         (3600, 11_000),
     ]
     assert pmax[-1].RelativeTimeInterval.duration == 86400 - 3600
-    capped = handle_charge_parameter_discovery(ac_cpd(max_entries=1), c, data()).response
-    assert len(capped.SAScheduleList.SAScheduleTuple[0].PMaxSchedule.PMaxScheduleEntry) == 1
+
+
+def test_charge_parameters_capped_schedule_never_offers_more_than_allowed() -> None:
+    """MaxEntriesSAScheduleTuple=2 of three steps: the second entry runs to the end with
+    the lowest of the powers it stands for (the site allows 11 kW after two hours)."""
+    schedule = (
+        PowerLimit(start=7200, max_power=11_000),  # out of order on purpose
+        PowerLimit(start=0, max_power=50_000),
+        PowerLimit(start=3600, max_power=22_000),
+    )
+    c = ctx(status=status(schedule=schedule))
+    res = handle_charge_parameter_discovery(ac_cpd(max_entries=2), c, data()).response
+    pmax = res.SAScheduleList.SAScheduleTuple[0].PMaxSchedule.PMaxScheduleEntry
+    assert [(e.RelativeTimeInterval.start, convert.value(e.PMax)) for e in pmax] == [
+        (0, 50_000),
+        (3600, 11_000),
+    ]
+    assert pmax[-1].RelativeTimeInterval.duration == 86400 - 3600
+    single = handle_charge_parameter_discovery(ac_cpd(max_entries=1), c, data()).response
+    (only,) = single.SAScheduleList.SAScheduleTuple[0].PMaxSchedule.PMaxScheduleEntry
+    assert convert.value(only.PMax) == 11_000
+    assert only.RelativeTimeInterval.duration == 86400
 
 
 def test_charge_parameters_wrong_energy_mode() -> None:

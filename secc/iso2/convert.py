@@ -147,18 +147,23 @@ def sa_schedule_list(
     ctx: Context, *, max_entries: int | None = None, tuple_id: int = 1
 ) -> iso2.SAScheduleListType:
     """One SAScheduleTuple whose PMaxSchedule follows the EVSE's schedule (or its maximum
-    power for the whole duration), capped at `max_entries` entries."""
+    power for the whole duration), capped at `max_entries` entries. When the cap cuts the
+    schedule short, the last entry kept runs to the end with the lowest power of the entries
+    it replaces, so the car is never offered more than the site allows at any time."""
     duration = ctx.config.schedule_duration
     limits = ctx.status.schedule or ()
     entries: list[iso2.PMaxScheduleEntryType] = []
-    points = [(p.start, p.max_power) for p in limits if p.start < duration] or [
+    points = sorted((p.start, p.max_power) for p in limits if p.start < duration) or [
         (0, ctx.status.limits.max_power)
     ]
     if points[0][0] != 0:
         points.insert(0, (0, ctx.status.limits.max_power))
     cap = max_entries if max_entries else 1024
-    for index, (start, power) in enumerate(points[:cap]):
-        last = index == len(points[:cap]) - 1
+    if len(points) > cap:
+        rest = min(power for _start, power in points[cap - 1 :])
+        points = [*points[: cap - 1], (points[cap - 1][0], rest)]
+    for index, (start, power) in enumerate(points):
+        last = index == len(points) - 1
         entries.append(
             iso2.PMaxScheduleEntryType(
                 RelativeTimeInterval=iso2.RelativeTimeIntervalType(
