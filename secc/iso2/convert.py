@@ -24,7 +24,7 @@ _U = iso2.unitSymbolType
 
 
 def physical(amount: float, unit: iso2.unitSymbolType) -> iso2.PhysicalValueType:
-    """`amount` as Value × 10^Multiplier: multiplier 0 when the amount is a whole number
+    """`amount` as Value * 10^Multiplier: multiplier 0 when the amount is a whole number
     that fits 16 bits, else the most precise multiplier that fits."""
     if amount == int(amount) and -32768 <= amount <= 32767:
         return iso2.PhysicalValueType(Multiplier=0, Unit=unit, Value=int(amount))
