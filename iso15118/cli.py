@@ -8,6 +8,7 @@
     iso15118 pki verify-contract --trust DIR --chain FILE [--emaid EMAID] [--at TIME]
                                  [--revocation off|ocsp|full] [--no-revocation-info accept|reject]
     iso15118 pki lint FILE
+    iso15118 ev run --config FILE [--host H --port P] [--interface IF] [--check]
 
 Bad input (hex, JSON, bytes/objects the codec rejects, a file that is not a readable capture)
 gives one ``error: ...`` line on stderr and exit code 2, as do usage errors. A capture that can
@@ -191,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     from secc.commands import add_parser as add_secc_parser
 
     add_secc_parser(commands)
+    from evcc.commands import add_parser as add_ev_parser
+
+    add_ev_parser(commands)
     demo = commands.add_parser(
         "demo",
         help="a Plug & Charge session on this machine",
