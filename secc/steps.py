@@ -263,9 +263,10 @@ class SchedulePoint:
 def schedule_points(
     status: EvseStatus, duration: int, *, max_entries: int | None = None
 ) -> Sequence[SchedulePoint]:
-    """The EVSE's power allowance over `duration` s (its maximum power throughout when it
-    has no schedule), at most `max_entries` points, the first at 0."""
-    points = [(p.start, p.max_power) for p in status.schedule if p.start < duration]
+    """The EVSE's power allowance over `duration` s in time order (its maximum power
+    throughout when it has no schedule), at most `max_entries` points, the first at 0."""
+    ordered = sorted(status.schedule, key=lambda p: p.start)
+    points = [(p.start, p.max_power) for p in ordered if p.start < duration]
     if not points or points[0][0] != 0:
         points.insert(0, (0, status.limits.max_power))
     points = points[: max_entries or 1024]
