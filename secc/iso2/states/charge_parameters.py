@@ -41,6 +41,10 @@ def handle_charge_parameter_discovery(
         max_current = convert.value(ac.EVMaxCurrent)
         max_power = max_voltage * max_current
         departure = ac.DepartureTime
+    if max_voltage <= 0 or max_current <= 0:
+        raise WrongChargeParameterError(
+            f"EV maximum voltage {max_voltage} V / current {max_current} A must be positive"
+        )
     if mode.is_dc and max_voltage < limits.min_voltage:
         raise WrongChargeParameterError(
             f"EV maximum voltage {max_voltage} V is below the EVSE minimum {limits.min_voltage} V"
