@@ -857,3 +857,17 @@ def test_certificate_update_backend_failure_code() -> None:
     with pytest.raises(errors.BackendFailure) as exc:
         handle_certificate_update(req, ctx(certificate=result), data(certificate_requested=True))
     assert code_of(exc) == "FAILED_NoCertificateAvailable"
+
+
+# --- AC and DC requests stay apart ------------------------------------------------------------
+
+
+def test_charge_loop_requests_of_the_other_energy_mode_are_sequence_errors() -> None:
+    with pytest.raises(errors.SequenceError) as exc:
+        handle_current_demand(current_demand(), ctx(), data(**AC_DATA))
+    assert code_of(exc) == "FAILED_SequenceError"
+    with pytest.raises(errors.SequenceError):
+        handle_charging_status(iso2.ChargingStatusReqType(), ctx(), data(**DC_DATA))
+    welding = iso2.WeldingDetectionReqType(DC_EVStatus=cable_check().DC_EVStatus)
+    with pytest.raises(errors.SequenceError):
+        handle_welding_detection(welding, ctx(), data(**AC_DATA))

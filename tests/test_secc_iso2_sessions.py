@@ -373,3 +373,19 @@ def test_resumption_with_an_unknown_session_id_is_a_new_session() -> None:
     res = setup(h, session_id=b"\x55" * 8)
     assert res.ResponseCode == R.OK_NewSessionEstablished
     assert h.session_id != b"\x55" * 8
+
+
+def test_current_demand_in_an_ac_session_is_a_sequence_error() -> None:
+    h = Harness()
+    ac_charging(h)
+    assert h.send(current_demand()).ResponseCode == R.FAILED_SequenceError
+    assert_failed_and_closed(h, "FAILED_SequenceError", StopReason.PROTOCOL_ERROR)
+    assert of_type(h.events, SetTarget) == [SetTarget(230, 32)]  # no DC target reached the EVSE
+
+
+def test_charging_status_in_a_dc_session_is_a_sequence_error() -> None:
+    h = Harness()
+    dc_charging(h)
+    res = h.send(iso2.ChargingStatusReqType())
+    assert res.ResponseCode == R.FAILED_SequenceError
+    assert h.session.closed

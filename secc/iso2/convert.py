@@ -7,6 +7,7 @@ from typing import Any
 
 from exi_schemas import iso2
 from secc.context import Context, SessionData
+from secc.errors import SequenceError
 from secc.evse import EnergyMode, EvseStatus, IsolationStatus
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "energy_mode",
     "notification",
     "physical",
+    "require_mode",
     "sa_schedule_list",
     "status_fields",
     "value",
@@ -59,6 +61,12 @@ def watts(amount: float) -> iso2.PhysicalValueType:
 
 def energy_mode(ctx: Context, data: SessionData) -> EnergyMode:
     return data.energy_mode or ctx.energy_modes[0]
+
+
+def require_mode(ctx: Context, data: SessionData, *, dc: bool, request: str) -> None:
+    """A DC request in an AC session, or the reverse, is not expected there [V2G2-538]."""
+    if energy_mode(ctx, data).is_dc is not dc:
+        raise SequenceError(f"{request} in an {'AC' if dc else 'DC'} session")
 
 
 def notification(ctx: Context, data: SessionData) -> iso2.EVSENotificationType:

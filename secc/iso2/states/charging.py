@@ -51,6 +51,7 @@ def _loop_data(ctx: Context, data: SessionData) -> tuple[SessionData, bool]:
 def handle_charging_status(
     req: iso2.ChargingStatusReqType, ctx: Context, data: SessionData
 ) -> Outcome[State]:
+    convert.require_mode(ctx, data, dc=False, request="ChargingStatusReq")
     new, receipt = _loop_data(ctx, data)
     reading = ctx.status.meter
     response = iso2.ChargingStatusResType(
@@ -68,6 +69,7 @@ def handle_charging_status(
 def handle_current_demand(
     req: iso2.CurrentDemandReqType, ctx: Context, data: SessionData
 ) -> Outcome[State]:
+    convert.require_mode(ctx, data, dc=True, request="CurrentDemandReq")
     status = ctx.status
     limits = status.limits
     voltage = convert.value(req.EVTargetVoltage)

@@ -65,6 +65,7 @@ def handle_pre_charge(
 def handle_welding_detection(
     req: iso2.WeldingDetectionReqType, ctx: Context, data: SessionData
 ) -> Outcome[State]:
+    convert.require_mode(ctx, data, dc=True, request="WeldingDetectionReq")
     response = iso2.WeldingDetectionResType(
         ResponseCode=R.OK,
         DC_EVSEStatus=convert.dc_evse_status(ctx, data),
