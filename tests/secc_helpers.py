@@ -11,16 +11,13 @@ from exi_schemas import apphand, din, iso2
 from iso15118 import exi, sap
 from iso15118.v2gtp import PayloadType, V2GTPMessage, V2GTPReassembler
 from secc.context import SeccConfig
+from secc.din.spec import SPEC as DIN_SPEC
 from secc.events import SessionEvent
 from secc.evse import ControlPilotState, EnergyMode, EvseLimits, EvseStatus
 from secc.iso2.spec import SPEC as ISO2_SPEC
 from secc.records import MeterReading
 from secc.session import SeccSession
 
-try:
-    from secc.din.spec import SPEC as DIN_SPEC
-except ImportError:  # pragma: no cover - while DIN is being written
-    DIN_SPEC = ISO2_SPEC
 SPECS = {sap.AppProtocol.ISO2: ISO2_SPEC, sap.AppProtocol.DIN: DIN_SPEC}
 T0 = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 LIMITS = EvseLimits(max_voltage=500, max_current=200, max_power=100_000, min_voltage=150)
@@ -122,6 +119,8 @@ class Harness:
             return None
         if self.session_id == b"\x00" or name == "SessionSetupReq":
             self.session_id = response.Header.SessionID
-        return ISO2_SPEC.request_of(response) if self.schema == "iso2" else DIN_SPEC.request_of(
-            response
+        return (
+            ISO2_SPEC.request_of(response)
+            if self.schema == "iso2"
+            else DIN_SPEC.request_of(response)
         )
