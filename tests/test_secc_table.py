@@ -330,3 +330,13 @@ def test_sessions_take_declared_edges_only(drive: Callable[[Harness], None]) -> 
     declared = set(diagram.edges())
     assert h.taken, "nothing recorded"
     assert h.taken <= declared, h.taken - declared
+
+
+def test_the_diagram_prints_from_the_command_line() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "secc.iso2.diagram"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout == diagram.mermaid()

@@ -5,10 +5,10 @@ handler may lead is declared once in `NEXT_STATES` (a handler's successful outco
 states it names, `STAY` for "no next_state", `END` for the end of the session). A request's
 FAILED answer ends the session from every state; the diagram leaves those edges out.
 
-`edges()` is the graph, `mermaid()` its Mermaid `stateDiagram-v2` text, `reachable()` the
-states reachable from the initial state. Tests check that every state has a row, that every
-handler of the table has a declared entry and is reachable, and that the sessions they run
-take only declared edges.
+`edges()` is the graph, `mermaid()` its Mermaid `stateDiagram-v2` text (`python -m
+secc.iso2.diagram` prints it), `reachable()` the states reachable from the initial state.
+Tests check that every state has a row, that every handler of the table has a declared
+entry and is reachable, and that the sessions they run take only declared edges.
 """
 
 from __future__ import annotations
@@ -122,3 +122,9 @@ def mermaid() -> str:
     for (source, goal), names in grouped.items():
         lines.append(f"    {source} --> {goal}: {', '.join(names)}")
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m secc.iso2.diagram > iso2-secc.mmd
+    import sys
+
+    sys.stdout.write(mermaid())
