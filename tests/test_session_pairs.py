@@ -126,3 +126,28 @@ def test_iso2_dc_pnc_with_certificate_installation(pki: TestPki) -> None:
     assert record.contract_id is not None and record.contract_id.startswith("DE")
     (receipt,) = record.receipts
     assert receipt.signature_valid
+
+
+def test_din_dc_eim() -> None:
+    from iso15118.sap import AppProtocol
+
+    pair = SessionPair(ev_config(protocols=(AppProtocol.DIN,), max_charge_loops=5))
+    finished = pair.run()
+    assert finished is not None and finished.ok, finished
+    assert _names(pair) == [
+        "SessionSetupReq",
+        "ServiceDiscoveryReq",
+        "ServicePaymentSelectionReq",
+        "ContractAuthenticationReq",
+        "ChargeParameterDiscoveryReq",
+        "CableCheckReq",
+        "PreChargeReq",
+        "PowerDeliveryReq",
+        "CurrentDemandReq",
+        "PowerDeliveryReq",
+        "WeldingDetectionReq",
+        "SessionStopReq",
+    ]
+    (record,) = pair.records
+    assert record.protocol == "din"
+    assert record.stop_reason is StopReason.EV_STOPPED
