@@ -24,7 +24,7 @@ from session_pair import Clock, SessionPair
 
 from evcc.config import EvccConfig, Payment, PncCredentials
 from evcc.events import SessionFinished
-from evcc.faults import Fault
+from evcc.faults import CustomMutate, Fault
 from iso15118 import sap
 from pki.create import TestPki
 from pki.profiles import Role
@@ -38,7 +38,13 @@ from secc.events import (
 )
 from secc.evse import ControlPilotState, EnergyMode
 from secc.provisioning import LocalProvisioning
-from secc.records import AuthorizationDecision, AuthorizationRequest, BillingRecord, StopReason
+from secc.records import (
+    AuthorizationDecision,
+    AuthorizationRequest,
+    AuthorizationStatus,
+    BillingRecord,
+    StopReason,
+)
 from secc.simulated import SimulatedEVSE
 
 DER = serialization.Encoding.DER
@@ -394,3 +400,66 @@ def assert_protocol_error(pair: ConformancePair, *, answered: int) -> None:
     if answered:
         assert record is not None and record.stop_reason is StopReason.PROTOCOL_ERROR
     assert not pair.outcome().ok
+
+
+# --- building blocks of cases -------------------------------------------------------------
+
+
+def mutate(
+    message: str, change: Callable[[Any], None], *, after_signing: bool = False, occurrence: int = 1
+) -> CustomMutate:
+    """Change the body element of `message` in place."""
+
+    def apply(v2g: Any) -> None:
+        change(getattr(v2g.Body, message))
+
+    return CustomMutate(
+        message=message, mutate=apply, after_signing=after_signing, occurrence=occurrence
+    )
+
+
+def rejecting(request: AuthorizationRequest) -> AuthorizationDecision:
+    return AuthorizationDecision(status=AuthorizationStatus.REJECTED, reason="blocked")
+
+
+def expect_failed(scenario: Scenario, request: str, code: str, **kw: Any) -> Callable[[Env], None]:
+    """The run ends with `request` answered `code` and the session closed."""
+
+    def check(env: Env) -> None:
+        assert_failed_and_closed(run(scenario, env, **kw), request, code)
+
+    return check
+
+
+def response_of(pair: ConformancePair, request: str, index: int = 0) -> Any:
+    return pair.answers_to(request)[index].response
+
+
+def evse_stops(
+    scenario: Scenario,
+    loop: str,
+    hook: Callable[[ConformancePair], None],
+    status_code: str | None,
+    reason: StopReason,
+) -> Callable[[Env], None]:
+    """After the first loop response the EVSE stops (operator or emergency): the next loop
+    response says StopCharging (DC: with `status_code`), the car stops, and the billing
+    record names the EVSE's reason."""
+
+    def check(env: Env) -> None:
+        pair = run(scenario.with_(loops=10), env, hooks={(loop, 1): hook})
+        assert len(pair.answers_to(loop)) == 2
+        second = response_of(pair, loop, 1)
+        if loop == "CurrentDemandReq":
+            status = second.DC_EVSEStatus
+            assert str(status.EVSEStatusCode) == status_code
+        else:
+            status = second.AC_EVSEStatus
+        assert str(status.EVSENotification) == "StopCharging"
+        after = [e.request_name for e in pair.exchanges][-3:]
+        assert after[-1] == "SessionStopReq" and "PowerDeliveryReq" in after
+        assert str(pair.answers_to("PowerDeliveryReq")[-1].request.ChargeProgress) == "Stop"
+        record = pair.ended
+        assert record is not None and record.stop_reason is reason, record
+
+    return check

@@ -30,9 +30,14 @@ from kit import (
     assert_failed_and_closed,
     chain_credentials,
     emergency_shutdown,
+    evse_stops,
+    expect_failed,
+    mutate,
     operator_stop,
     params,
+    rejecting,
     renegotiate,
+    response_of,
     run,
     unique,
 )
@@ -47,27 +52,11 @@ from secc.context import PaymentOption
 from secc.events import ConnectionClosing, SessionPaused
 from secc.evse import ControlPilotState
 from secc.records import (
-    AuthorizationDecision,
-    AuthorizationRequest,
-    AuthorizationStatus,
     StopReason,
 )
 
 ATS, OWN = Source.ATS, Source.OWN
 CP = ControlPilotState
-
-
-def mutate(
-    message: str, change: Callable[[Any], None], *, after_signing: bool = False, occurrence: int = 1
-) -> CustomMutate:
-    """Change the body element of `message` in place."""
-
-    def apply(v2g: Any) -> None:
-        change(getattr(v2g.Body, message))
-
-    return CustomMutate(
-        message=message, mutate=apply, after_signing=after_signing, occurrence=occurrence
-    )
 
 
 def resign(message: str, key: ec.EllipticCurvePrivateKey, kind: SignedMessage) -> CustomMutate:
@@ -94,23 +83,6 @@ def foreign_key(env: Env) -> ec.EllipticCurvePrivateKey:
     key = env.foreign[Role.CONTRACT].key
     assert isinstance(key, ec.EllipticCurvePrivateKey)
     return key
-
-
-def rejecting(request: AuthorizationRequest) -> AuthorizationDecision:
-    return AuthorizationDecision(status=AuthorizationStatus.REJECTED, reason="blocked")
-
-
-def expect_failed(scenario: Scenario, request: str, code: str, **kw: Any) -> Callable[[Env], None]:
-    """The run ends with `request` answered `code` and the session closed."""
-
-    def check(env: Env) -> None:
-        assert_failed_and_closed(run(scenario, env, **kw), request, code)
-
-    return check
-
-
-def response_of(pair: ConformancePair, request: str, index: int = 0) -> Any:
-    return pair.answers_to(request)[index].response
 
 
 # --- ServiceDiscovery, PaymentServiceSelection ------------------------------------------------
@@ -337,36 +309,6 @@ def _secc_renegotiation(scenario: Scenario, loop: str) -> Callable[[Env], None]:
 
 
 # --- the charge loop -------------------------------------------------------------------------
-
-
-def _evse_stops(
-    scenario: Scenario,
-    loop: str,
-    hook: Callable[[ConformancePair], None],
-    status_code: str | None,
-    reason: StopReason,
-) -> Callable[[Env], None]:
-    """After the first loop response the EVSE stops (operator or emergency): the next loop
-    response says StopCharging (DC: with `status_code`), the car stops, and the billing
-    record names the EVSE's reason."""
-
-    def check(env: Env) -> None:
-        pair = run(scenario.with_(loops=10), env, hooks={(loop, 1): hook})
-        assert len(pair.answers_to(loop)) == 2
-        second = response_of(pair, loop, 1)
-        if loop == "CurrentDemandReq":
-            status = second.DC_EVSEStatus
-            assert str(status.EVSEStatusCode) == status_code
-        else:
-            status = second.AC_EVSEStatus
-        assert str(status.EVSENotification) == "StopCharging"
-        after = [e.request_name for e in pair.exchanges][-3:]
-        assert after[-1] == "SessionStopReq" and "PowerDeliveryReq" in after
-        assert str(pair.answers_to("PowerDeliveryReq")[-1].request.ChargeProgress) == "Stop"
-        record = pair.ended
-        assert record is not None and record.stop_reason is reason, record
-
-    return check
 
 
 # --- MeteringReceipt --------------------------------------------------------------------------
@@ -764,7 +706,7 @@ CASES: list[Case] = list(
                 P + "AC_VTB_ChargingStatus_102",
                 "operator stop: StopCharging, the car stops",
                 OWN,
-                _evse_stops(
+                evse_stops(
                     AC_EIM, "ChargingStatusReq", operator_stop, None, StopReason.EVSE_STOPPED
                 ),
             ),
@@ -772,7 +714,7 @@ CASES: list[Case] = list(
                 P + "AC_VTB_ChargingStatus_103",
                 "emergency shutdown: StopCharging, the car stops",
                 OWN,
-                _evse_stops(
+                evse_stops(
                     AC_EIM, "ChargingStatusReq", emergency_shutdown, None, StopReason.EVSE_FAULT
                 ),
             ),
@@ -780,7 +722,7 @@ CASES: list[Case] = list(
                 P + "DC_VTB_CurrentDemand_102",
                 "emergency shutdown: EVSE_EmergencyShutdown and StopCharging, the car stops",
                 OWN,
-                _evse_stops(
+                evse_stops(
                     DC_EIM,
                     "CurrentDemandReq",
                     emergency_shutdown,
@@ -792,7 +734,7 @@ CASES: list[Case] = list(
                 P + "DC_VTB_CurrentDemand_103",
                 "operator stop: EVSE_Shutdown and StopCharging, the car stops",
                 OWN,
-                _evse_stops(
+                evse_stops(
                     DC_EIM,
                     "CurrentDemandReq",
                     operator_stop,
