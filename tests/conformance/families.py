@@ -55,6 +55,7 @@ class Family:
     session: Ids = (None, Source.ATS)
     timeout: Ids = (None, Source.ATS)
     malformed: Ids = ("101", Source.OWN)
+    label: str = ""  # told in the titles, e.g. "Stop" for the second PowerDeliveryReq
 
     @property
     def name(self) -> str:
@@ -160,5 +161,6 @@ def family_cases(f: Family) -> list[Case]:
     cases = []
     for (number, source), title, make in kinds:
         if number is not None:
+            title = f"{title} ({f.label})" if f.label else title
             cases.append(Case(_id(f, number), title, source, make(f), protocol=f.protocol))
     return cases

@@ -73,6 +73,7 @@ def _row(
         session=(unknown if session else None, OWN),
         timeout=(silent if timeout else None, OWN),
         malformed=(malformed, OWN),
+        label="ReadyToChargeState false" if occurrence == 2 else "",
     )
 
 
