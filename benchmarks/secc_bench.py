@@ -84,6 +84,11 @@ async def serve(directory: Path) -> None:
         while line := (await reader.readline()).decode().strip():
             if line == "rss":
                 print(f"rss {rss_kib()} {len(server.live)}", flush=True)
+            elif line == "mem":
+                import tracemalloc
+
+                traced = tracemalloc.get_traced_memory()[0] if tracemalloc.is_tracing() else 0
+                print(f"mem {traced} {len(server.live)}", flush=True)
             elif line == "quit":
                 break
 
@@ -105,7 +110,8 @@ async def car(port: int, context: Any, seconds: float, interval: float, out: lis
         loop_interval=interval,
     )
     session = EvSession(config, random=os.urandom, clock=lambda: datetime.now(UTC))
-    reader, writer = await asyncio.open_connection("::1", port, ssl=context, server_hostname="")
+    tls: dict[str, Any] = {"ssl": context, "server_hostname": ""} if context else {}
+    reader, writer = await asyncio.open_connection("::1", port, **tls)
     loop = asyncio.get_running_loop()
     session.start(loop.time())
     sent_at: float | None = None
@@ -146,17 +152,13 @@ async def measure(
     port: int, context: Any, count: int, seconds: float, interval: float, secc: Any
 ) -> dict[str, float]:
     latencies: list[float] = []
-    secc.stdin.write(b"rss\n")
-    secc.stdin.flush()
-    before = int(secc.stdout.readline().split()[1])
+    before, _, before_alloc = _query(secc)
     tasks = [
         asyncio.ensure_future(car(port, context, seconds, interval, latencies))
         for _ in range(count)
     ]
     await asyncio.sleep(min(seconds * 0.75, 1.0 + seconds / 2))
-    secc.stdin.write(b"rss\n")
-    secc.stdin.flush()
-    _, during, live = secc.stdout.readline().split()
+    during, live, during_alloc = _query(secc)
     results = await asyncio.gather(*tasks)
     latencies.sort()
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] if latencies else 0.0
@@ -167,8 +169,18 @@ async def measure(
         "samples": len(latencies),
         "median_ms": statistics.median(latencies) * 1000 if latencies else 0.0,
         "p99_ms": p99 * 1000,
-        "rss_per_session_kib": (int(during) - before) / max(1, int(live)),
+        "rss_per_session_kib": (during - before) / max(1, live),
+        "alloc_per_session_kib": (during_alloc - before_alloc) / 1024 / max(1, live),
     }
+
+
+def _query(secc: Any) -> tuple[int, int, int]:
+    """(resident KiB, live sessions, bytes traced by tracemalloc) of the SECC process."""
+    secc.stdin.write(b"rss\nmem\n")
+    secc.stdin.flush()
+    _, rss, live = secc.stdout.readline().split()
+    _, traced, _ = secc.stdout.readline().split()
+    return int(rss), int(live), int(traced)
 
 
 def main() -> None:
@@ -176,9 +188,15 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 100])
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--interval", type=float, default=0.1)
+    parser.add_argument("--memory-sessions", type=int, default=100)
     parser.add_argument("--serve", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--trace-memory", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
+        if args.trace_memory:
+            import tracemalloc
+
+            tracemalloc.start()
         asyncio.run(serve(args.serve))
         return
     from iso15118.transport.tls import Iso2ClientConfig, iso2_client_context
@@ -188,37 +206,54 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
         write_pki(create_pki(Standard.ISO2, at=datetime.now(UTC)), directory)
-        secc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(directory)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
+        context = iso2_client_context(
+            Iso2ClientConfig(trust_anchors=(directory / "trust" / "v2g-root.pem",))
         )
+        print(
+            f"CurrentDemand over TLS, one SECC process, every {args.interval * 1000:.0f} ms "
+            f"per car, {args.seconds:g} s per run"
+        )
+        print(f"{'sessions':>8} {'completed':>9} {'samples':>8} {'median ms':>10} {'p99 ms':>8}")
+        secc, port = _start(directory)
         try:
-            assert secc.stdout is not None
-            port = int(secc.stdout.readline().split()[1])
-            context = iso2_client_context(
-                Iso2ClientConfig(trust_anchors=(directory / "trust" / "v2g-root.pem",))
-            )
-            print(
-                f"CurrentDemand over TLS, one SECC process, every {args.interval * 1000:.0f} ms "
-                f"per car, {args.seconds:g} s per run"
-            )
-            print(
-                f"{'sessions':>8} {'completed':>9} {'samples':>8} {'median ms':>10} "
-                f"{'p99 ms':>8} {'KiB/session':>12}"
-            )
+            asyncio.run(measure(port, context, 1, 1.0, args.interval, secc))  # warm-up
             for count in args.sessions:
                 row = asyncio.run(measure(port, context, count, args.seconds, args.interval, secc))
                 print(
                     f"{row['sessions']:>8} {row['ok']:>9} {row['samples']:>8} "
-                    f"{row['median_ms']:>10.2f} {row['p99_ms']:>8.2f} "
-                    f"{row['rss_per_session_kib']:>12.0f}"
+                    f"{row['median_ms']:>10.2f} {row['p99_ms']:>8.2f}"
                 )
         finally:
-            if secc.stdin:
-                secc.stdin.write(b"quit\n")
-                secc.stdin.close()
-            secc.wait(timeout=10)
+            _stop(secc)
+        secc, port = _start(directory, "--trace-memory")
+        try:
+            asyncio.run(measure(port, context, 1, 1.0, args.interval, secc))  # warm-up
+            count = args.memory_sessions
+            row = asyncio.run(measure(port, context, count, args.seconds, args.interval, secc))
+            print(
+                f"memory: {row['live']} live sessions; per session "
+                f"{row['alloc_per_session_kib']:.0f} KiB allocated by Python (tracemalloc), "
+                f"resident set +{row['rss_per_session_kib']:.0f} KiB"
+            )
+        finally:
+            _stop(secc)
+
+
+def _start(directory: Path, *extra: str) -> tuple[Any, int]:
+    secc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(directory), *extra],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert secc.stdout is not None
+    return secc, int(secc.stdout.readline().split()[1])
+
+
+def _stop(secc: Any) -> None:
+    if secc.stdin:
+        secc.stdin.write(b"quit\n")
+        secc.stdin.close()
+    secc.wait(timeout=10)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from evcc.client import EvCore
 from evcc.config import EvccConfig
 from evcc.events import ControlPilotChange, EvEvent, SessionFinished
 from evcc.session import EvSession
@@ -73,7 +74,7 @@ class SessionPair:
 
     def __init__(
         self,
-        ev_config: EvccConfig,
+        ev_config: EvccConfig | None,
         secc_config: SeccConfig | None = None,
         *,
         evse: SimulatedEVSE | None = None,
@@ -84,7 +85,13 @@ class SessionPair:
         resumable: dict[bytes, ResumeState] | None = None,
         specs: Any = None,
         clock: Clock | None = None,
+        ev: EvCore | None = None,
+        request_gap: float = 0.0,
     ) -> None:
+        """`ev`: another EV core with the same sans-IO API (e.g. a `ReplaySession`) instead
+        of an `EvSession` built from `ev_config`. `request_gap`: fake seconds that pass
+        between the EV sending and the SECC receiving (a recorded car's requests follow
+        each other at once; the simulated output needs time to ramp)."""
         from secc.server import default_specs
 
         self.clock = clock or Clock()
@@ -94,6 +101,7 @@ class SessionPair:
         self.authorize = authorize
         self.authorization_delay = authorization_delay
         self.provisioning = provisioning
+        self.request_gap = request_gap
         self.secc = SeccSession(
             secc_config or SeccConfig(),
             specs=specs or default_specs(),
@@ -106,21 +114,34 @@ class SessionPair:
             tls=tls,
             resumable=resumable,
         )
-        self.ev = EvSession(ev_config, random=counter_random(1000), clock=self.clock.wall)
+        if ev is None:
+            if ev_config is None:
+                raise ValueError("give ev_config or ev")
+            ev = EvSession(ev_config, random=counter_random(1000), clock=self.clock.wall)
+        self.ev: EvCore = ev
         self.secc_events: list[SessionEvent] = []
         self.ev_events: list[EvEvent] = []
         self.records: list[BillingRecord] = []
         self.paused: dict[bytes, ResumeState] = {}
         self._pending: list[tuple[float, Any]] = []  # (due, control event)
         self.closed = False
+        self._finished: SessionFinished | None = None
 
     # --- pumping -----------------------------------------------------------------------------
 
-    def run(self, max_time: float = 600.0, *, silence_ok: bool = False) -> SessionFinished | None:
+    def run(
+        self, max_time: float = 600.0, *, silence_ok: bool = False, hang_up: bool = False
+    ) -> SessionFinished | None:
+        """`hang_up`: once the EV has finished, drop the connection (the SECC sees
+        `connection_lost`) instead of waiting for the SECC to close or time out."""
         self.ev.start(self.clock.now)
         while self.clock.now <= max_time:
-            self._exchange()
+            while not self._exchange() and self.clock.now <= max_time:
+                pass  # a long burst without timers (a replayed car's requests)
             finished = self.finished
+            if finished is not None and hang_up and not self.secc.closed:
+                self.secc.connection_lost(self.clock.now)
+                self._drain_secc()
             if finished is not None and (self.closed or self.secc.closed):
                 return finished
             deadline = self._next_deadline()
@@ -132,17 +153,16 @@ class SessionPair:
 
     @property
     def finished(self) -> SessionFinished | None:
-        for event in self.ev_events:
-            if isinstance(event, SessionFinished):
-                return event
-        return None
+        return self._finished
 
-    def _exchange(self) -> None:
+    def _exchange(self) -> bool:
+        """Move messages until nothing moves (True) or for at most 1000 rounds (False)."""
         for _ in range(1000):
             moved = False
             data = self.ev.data_to_send()
             self._drain_ev()
             if data and not self.secc.closed:
+                self.clock.now += self.request_gap
                 self.secc.update_status(self.evse.snapshot())
                 self.secc.receive_data(data, self.clock.now)
                 moved = True
@@ -157,7 +177,8 @@ class SessionPair:
                 self.ev.close("the SECC closed the connection")
                 self._drain_ev()
             if not moved:
-                return
+                return True
+        return False
 
     def _next_deadline(self) -> float | None:
         candidates = [t for t in (self.ev.get_timer(), self.secc.get_timer()) if t is not None]
@@ -181,6 +202,8 @@ class SessionPair:
     def _drain_ev(self) -> None:
         while (event := self.ev.next_event()) is not None:
             self.ev_events.append(event)
+            if isinstance(event, SessionFinished) and self._finished is None:
+                self._finished = event
             if isinstance(event, ControlPilotChange):
                 self.evse.set_cp_state(event.state)
 
