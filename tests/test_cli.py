@@ -20,13 +20,23 @@ from iso15118.cli import main, read_hex
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: EV->EVSE CurrentDemandReq from a Polestar 2 (fw P2.7) charging on EVerest with Josev, DC,
+#: ISO 15118-2 (corpus vector v095; the README's decoding example).
+POLESTAR_CURRENT_DEMAND = (
+    "8098023c3972d3a397e82d50d1002e810601401881ac06010614c3a2801841a1180223103500c0"
+)
+
+
 def demo_argv() -> list[str]:
-    """The arguments of the `tox -e demo` command (what `python3 run.py demo` runs)."""
+    """Decode the captured Polestar 2 CurrentDemandReq (the README's example)."""
+    return ["exi", "decode", "--schema", "iso2", POLESTAR_CURRENT_DEMAND]
+
+
+def test_tox_demo_runs_the_demo_command() -> None:
+    """`python3 run.py demo` runs tox's demo environment, which must run `iso15118 demo`."""
     tox = configparser.ConfigParser(interpolation=None)
     tox.read(ROOT / "tox.ini")
-    program, *argv = shlex.split(tox["testenv:demo"]["commands"])
-    assert program == "iso15118"
-    return argv
+    assert shlex.split(tox["testenv:demo"]["commands"]) == ["iso15118", "demo"]
 
 
 def run_cli(
