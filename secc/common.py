@@ -16,7 +16,7 @@ def new_session_id(ctx: Context) -> bytes:
     ([V2G2-756]: the SECC generates the SessionID; 0 means "no session")."""
     while True:
         candidate = ctx.random(SESSION_ID_LENGTH)
-        if any(candidate):
+        if any(candidate) and candidate not in ctx.resumable:  # a paused session keeps its ID
             return candidate
 
 

@@ -85,6 +85,7 @@ class SeccSession:
         self._certificate: CertificateResult | None = None
         self._renegotiation = False
         self._deferred: tuple[Any, bytes] | None = None
+        self._ongoing_since: float | None = None
         self._deadline: float | None = now + self._handshake_timeout()
         self._log = logging.LoggerAdapter(logger, {"session_id": "-"})
 
@@ -145,6 +146,10 @@ class SeccSession:
         if self._deferred is not None:
             self._log.warning("no backend answer in time")
             self.handle_event(CertificateResult(error_code="FAILED"), now)
+            return
+        if self._ongoing_since is not None and now >= self._ongoing_deadline():
+            self._log.warning("ongoing timeout: still Ongoing after %.1f s", self._ongoing_limit())
+            self._end(StopReason.TIMEOUT, "ongoing timeout")
             return
         self._log.warning("sequence timeout: no request for %.1f s", self._sequence_timeout())
         self._end(StopReason.TIMEOUT, "sequence timeout")
@@ -266,7 +271,10 @@ class SeccSession:
             self.state = outcome.next_state
         if self._renegotiation and self.data and self.data.renegotiating:
             self._renegotiation = False
+        self._track_ongoing(outcome.response, now)
         self._deadline = now + self._sequence_timeout()
+        if self._ongoing_since is not None:
+            self._deadline = min(self._deadline, self._ongoing_deadline())
         if outcome.pause:
             self._pause()
         elif outcome.terminate is not None:
@@ -349,6 +357,24 @@ class SeccSession:
 
     def _send(self, payload: bytes) -> None:
         self._out.append(V2GTPMessage(PayloadType.SAP, payload))
+
+    def _track_ongoing(self, response: Any, now: float) -> None:
+        """Since when the session answers EVSEProcessing=Ongoing without a break: the SECC
+        gives up after the ongoing timeout (Timing.ongoing_timeout) even if the car keeps
+        asking."""
+        processing = getattr(response, "EVSEProcessing", None)
+        if processing is not None and str(processing).startswith("Ongoing"):
+            if self._ongoing_since is None:
+                self._ongoing_since = now
+        else:
+            self._ongoing_since = None
+
+    def _ongoing_limit(self) -> float:
+        return self.spec.timing.ongoing_timeout if self.spec else 60.0
+
+    def _ongoing_deadline(self) -> float:
+        assert self._ongoing_since is not None
+        return self._ongoing_since + self._ongoing_limit()
 
     def _sequence_timeout(self) -> float:
         spec = self.spec or next(iter(self._specs.values()), None)

@@ -662,8 +662,9 @@ def test_power_delivery_renegotiate() -> None:
 
 
 def test_power_delivery_renegotiate_while_not_charging() -> None:
-    with pytest.raises(errors.PowerDeliveryError):
+    with pytest.raises(errors.V2GError) as raised:
         handle_power_delivery(power_delivery(CP.Renegotiate), ready(), data(**AC_DATA))
+    assert raised.value.wire_code == "FAILED"
 
 
 def test_power_delivery_start_after_renegotiation_keeps_the_contactors() -> None:

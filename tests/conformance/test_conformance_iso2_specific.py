@@ -529,8 +529,6 @@ CASES: list[Case] = list(
                 "when V2G_SECC_Ongoing_Timer expires",
                 ATS,
                 _ongoing_timeout,
-                xfail="SECC: the ongoing timeout (Timing.ongoing_timeout) is not enforced; Ongoing "
-                "answers go on until the car gives up",
             ),
             _c(
                 P + "CMN_VTB_Authorization_103",
@@ -645,8 +643,6 @@ CASES: list[Case] = list(
                 "Renegotiate before any Start: FAILED, closed",
                 ATS,
                 expect_failed(AC_EIM, "PowerDeliveryReq", "FAILED", faults=(_renegotiate_first(),)),
-                xfail="SECC answers FAILED_PowerDeliveryNotApplied; the ATS expects FAILED for a "
-                "Renegotiate that no Start preceded",
             ),
             _c(
                 P + "AC_VTB_PowerDelivery_103",
@@ -699,8 +695,6 @@ CASES: list[Case] = list(
                 "Renegotiate before any Start: FAILED, closed",
                 OWN,
                 expect_failed(DC_EIM, "PowerDeliveryReq", "FAILED", faults=(_renegotiate_first(),)),
-                xfail="SECC answers FAILED_PowerDeliveryNotApplied; the ATS expects FAILED for a "
-                "Renegotiate that no Start preceded",
             ),
             _c(
                 P + "AC_VTB_ChargingStatus_102",

@@ -6,7 +6,7 @@ import dataclasses
 
 from exi_schemas import iso2
 from secc.context import Context, Outcome, SessionData
-from secc.errors import ChargingProfileError, PowerDeliveryError, TariffSelectionError
+from secc.errors import ChargingProfileError, TariffSelectionError, V2GError
 from secc.events import Command, SetTarget
 from secc.iso2 import convert
 from secc.iso2.state import State
@@ -24,7 +24,8 @@ def handle_power_delivery(
         return _start(req, ctx, data)
     if req.ChargeProgress == C.Renegotiate:
         if not data.charging:
-            raise PowerDeliveryError("Renegotiate while not charging")
+            # ISO 15118-4 TC_SECC_AC_VTB_PowerDelivery_014 expects plain FAILED here
+            raise V2GError("Renegotiate while not charging")
         new = dataclasses.replace(data, renegotiating=True)
         return Outcome(
             response=_response(ctx, new),
