@@ -141,6 +141,7 @@ class SimulatedEVSE(EVSEController):
         meter_key: bytes | str = b"simulated meter key (not secret)",
         schedule: Iterable[PowerLimit | Mapping[str, Any]] | None = None,
         notification_max_delay: int = 0,
+        cp_state: ControlPilotState | str = ControlPilotState.B,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], datetime] = _utc_now,
     ) -> None:
@@ -171,6 +172,10 @@ class SimulatedEVSE(EVSEController):
         self._wall_clock = wall_clock
         self._schedule = _schedule(schedule or ())
         self._init_state(meter_wh)
+        if ControlPilotState(cp_state) is not ControlPilotState.B:
+            # a car in another process cannot move this EVSE's pilot: start it where the car
+            # would put it (C: ready to charge), e.g. `ev run` against `secc run`
+            self.set_cp_state(cp_state)
 
     def _init_state(self, meter_wh: int) -> None:
         self._now = self._clock()
