@@ -713,7 +713,7 @@ def test_core_imports_no_io_modules() -> None:
 
     root = pathlib.Path(__file__).resolve().parents[1] / "evcc"
     for path in root.rglob("*.py"):
-        if path.name in ("client.py",):
+        if path.name in ("client.py", "commands.py", "config_file.py"):  # the asyncio edge
             continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
