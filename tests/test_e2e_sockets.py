@@ -165,8 +165,10 @@ async def running_secc(
     pki: Pki | None = None,
     dc: bool = True,
     protocols: tuple[AppProtocol, ...] = (AppProtocol.ISO2, AppProtocol.DIN),
+    **listen: Any,
 ) -> AsyncIterator[Secc]:
-    """An SECC on ::1: TCP, or TLS (with contract trust and provisioning) when `pki` is given."""
+    """An SECC on ::1: TCP, or TLS (with contract trust and provisioning) when `pki` is given.
+    `listen`: other `SeccServerConfig` fields (host, interface, sdp, ...)."""
     store = SessionStore(directory / "secc.db")
     evse = SimulatedEVSE(
         dc=dc,
@@ -189,6 +191,7 @@ async def running_secc(
         tls_port=0 if pki else None,
         tls_context=pki.server_tls() if pki else None,
     )
+    config = dataclasses.replace(config, **listen)
     secc = Secc(SeccServer(config, controller=evse, backend=backend, store=store), evse, store)
     secc.server.observers.append(secc.events.append)
     try:
@@ -367,13 +370,29 @@ def test_iso2_dc_pnc_over_tls_with_an_existing_contract(tmp_path: Path, pki: Pki
 # --------------------------------------------------------------------------- pause, renegotiation
 
 
+def _billed_once(records: list[BillingRecord]) -> None:
+    """A paused and resumed session's records: one record (the whole session), or one per
+    part (EV_PAUSED, then the final one); either way every Wh metered is billed exactly
+    once and the session ends EV_STOPPED."""
+    parts = sorted(records, key=lambda r: r.stopped_at)
+    assert [r.stop_reason for r in parts[:-1]] == [StopReason.EV_PAUSED] * (len(parts) - 1)
+    assert parts[-1].stop_reason is StopReason.EV_STOPPED
+    first, last = parts[0].meter_start, parts[-1].meter_stop
+    assert first is not None and last is not None
+    assert abs(sum(r.energy_wh for r in parts) - (last.energy_wh - first.energy_wh)) <= 1
+
+
 def test_pause_and_resume(tmp_path: Path) -> None:
     async def test() -> None:
         async with running_secc(tmp_path) as secc:
             first = await ev(secc, FAST, pause_after_loops=2)
             assert first.ok and first.paused, first.reason
             assert first.session_id in secc.server.paused
-            assert not secc.store.billing_records(session_id=first.session_id.hex().upper())
+            session_id = first.session_id.hex().upper()
+            assert all(
+                r.stop_reason is StopReason.EV_PAUSED
+                for r in secc.store.billing_records(session_id=session_id)
+            )
             paused_at = len(secc.events)
 
             second = await ev(secc, FAST, resume_session_id=first.session_id)
@@ -385,12 +404,10 @@ def test_pause_and_resume(tmp_path: Path) -> None:
                 if isinstance(e, MessageExchanged)
             ]
             assert resumed[0] == ("SessionSetupReq", "OK_OldSessionJoined")
-            record = await secc.record(first.session_id)
-            assert record.stop_reason is StopReason.EV_STOPPED
-            # one record for both parts: metered from the first part's start to the end
-            assert record.meter_start is not None and record.meter_stop is not None
-            assert record.energy_wh >= 0
-            assert len(secc.server.records) == 1
+            assert all(code.startswith("OK") for _, code in resumed), resumed
+            records = secc.store.billing_records(session_id=session_id)
+            assert records == sorted(secc.server.records, key=lambda r: r.stopped_at)
+            _billed_once(records)
 
     run(test)
 
