@@ -116,10 +116,14 @@ class MessageExchanged:
 @dataclass(frozen=True, slots=True)
 class SessionPaused:
     """SessionStop(Pause): the car may come back with the same SessionID; `resume` is what
-    the adapter hands to the next connection's session (`SeccSession(resumable=...)`)."""
+    the adapter hands to the next connection's session (`SeccSession(resumable=...)`).
+    Store `record` durably, as for `SessionEnded`."""
 
     session_id: str
     resume: Any
+    #: the part of the session before the pause, billed now so that nothing is lost if the
+    #: charger restarts during the pause; the resumed part gets its own record
+    record: BillingRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

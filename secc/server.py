@@ -317,8 +317,10 @@ class _ConnectionDriver:
                 assert self.session is not None
                 s.live[session_id] = self.session
                 await c.session_started(session_id)
-            case SessionPaused(session_id, resume):
+            case SessionPaused(session_id, resume, record):
                 s.paused[bytes.fromhex(session_id)] = resume
+                if record is not None:
+                    await self._billed(record)
                 await c.session_ended(session_id, StopReason.EV_PAUSED)
             case SessionEnded(record):
                 await self._ended(record)
@@ -328,6 +330,10 @@ class _ConnectionDriver:
                 self.closing = True
 
     async def _ended(self, record: BillingRecord) -> None:
+        await self._billed(record)
+        await self.server.controller.session_ended(record.session_id, record.stop_reason)
+
+    async def _billed(self, record: BillingRecord) -> None:
         s = self.server
         s.records.append(record)
         if s.store is not None:
@@ -341,7 +347,6 @@ class _ConnectionDriver:
                 record.record_id,
                 extra={"session_id": record.session_id},
             )
-        await s.controller.session_ended(record.session_id, record.stop_reason)
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)

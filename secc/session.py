@@ -10,6 +10,7 @@ handshake (`iso15118.sap`) → the chosen protocol's transition table (`secc.dis
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -315,9 +316,15 @@ class SeccSession:
     # --- endings -----------------------------------------------------------------------------
 
     def _pause(self) -> None:
+        """Bill the part so far and keep what the resumed part needs (the contract and its
+        authorisation; the meter starts afresh at the next PowerDelivery)."""
         assert self.data is not None and self.state is not None
-        resume = ResumeState(data=self.data, state=self.state)
-        self._events.append(SessionPaused(self.session_id, resume))
+        record = self._record(StopReason.EV_PAUSED)
+        kept = dataclasses.replace(
+            self.data, meter_start=None, meter_last=None, receipts=(), receipt_pending=None
+        )
+        resume = ResumeState(data=kept, state=self.state)
+        self._events.append(SessionPaused(self.session_id, resume, record))
         self._close(StopReason.EV_PAUSED, "paused")
 
     def _end(self, reason: StopReason, detail: str, *, close: bool = True) -> None:

@@ -229,8 +229,10 @@ class SessionPair:
                 self._pending.append((due, AuthorizationResult(decision)))
             case RequestCertificate():
                 self._pending.append((self.clock.now + 0.2, self._certificate(event)))
-            case SessionPaused(session_id, resume):
+            case SessionPaused(session_id, resume, record):
                 self.paused[bytes.fromhex(session_id)] = resume
+                if record is not None:
+                    self.records.append(record)
             case SessionEnded(record):
                 self.records.append(record)
             case ConnectionClosing():

@@ -480,7 +480,8 @@ def test_failed_session(tmp_path: Path) -> None:
 def test_replayed_car(tmp_path: Path) -> None:
     capture = require(CORPUS / "pcaps" / KONA)
     text = f"replay: {{capture: '{capture}'}}\nloop_interval: 0.002\n"
-    result, out, plan = _run(tmp_path, text, voltage_ramp_rate=20_000, current_ramp_rate=5000)
+    # the recorded car pre-charges at its own pace: ramp fast enough for any machine load
+    result, out, plan = _run(tmp_path, text, voltage_ramp_rate=1e6, current_ramp_rate=5000)
     assert plan.recording is not None and plan.recording.protocol is AppProtocol.DIN
     assert result.ok and result.reason == "replay complete", out
     # every recorded request once, except repetitions of Ongoing steps the charger finished

@@ -329,12 +329,17 @@ def paused_ac_session() -> tuple[Harness, ResumeState]:
     return h, paused.resume
 
 
-def test_pause_reports_the_resume_state_and_no_billing_record() -> None:
+def test_pause_bills_the_part_so_far_and_reports_the_resume_state() -> None:
     h, resume = paused_ac_session()
     assert isinstance(resume, ResumeState)
     assert resume.data.session_id == h.session_id
-    assert resume.data.meter_start == meter(1000)
+    assert resume.data.meter_start is None  # the resumed part is metered afresh
     assert of_type(h.events, SessionEnded) == []
+    (paused,) = of_type(h.events, SessionPaused)
+    assert paused.record is not None
+    assert paused.record.stop_reason is StopReason.EV_PAUSED
+    assert paused.record.meter_start == meter(1000)
+    assert paused.record.energy_wh == 1000
     assert of_type(h.events, ConnectionClosing) == [
         ConnectionClosing(StopReason.EV_PAUSED, "paused")
     ]
@@ -362,8 +367,8 @@ def test_resumed_session_joins_with_the_same_session_id() -> None:
     h.send(power_delivery(CP.Stop))
     h.send(session_stop())
     record = the_record(h)
-    assert record.meter_start == meter(1000)  # from before the pause
-    assert record.energy_wh == 2000
+    assert record.meter_start == meter(2500)  # the resumed part; the first part was billed
+    assert record.energy_wh == 500
     assert record.session_id == sid.hex().upper()
 
 
