@@ -32,7 +32,7 @@ from secc.records import StopReason
 
 PCAPS: Final = CORPUS / "pcaps"
 #: captures this large (V2GTP messages, from the manifest) take seconds each: marked slow
-SLOW_MESSAGES: Final = 5000
+SLOW_MESSAGES: Final = 3000
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,16 +116,7 @@ DEVIATIONS: Final[dict[tuple[str, int], Deviation]] = {
     ),
 }
 
-SECC_BUGS: Final[dict[str, str]] = {
-    "dspace-group+dsV2Gshark__Wireshark__dsV2Gshark_examples__ISO-2_DC_Renegotiation_DS5366"
-    "_RiseV2G.pcapng": (
-        "ISO-2 DC renegotiation: after PowerDeliveryReq(Renegotiate) and "
-        "ChargeParameterDiscoveryReq the EV sends CableCheckReq and PreChargeReq again (as "
-        "ISO 15118-2 has it; the recorded RISE-V2G charger accepted them); our SECC goes to "
-        "WAIT_POWER_DELIVERY (secc/iso2/states/charge_parameters.py) and answers "
-        "FAILED_SequenceError"
-    ),
-}
+SECC_BUGS: Final[dict[str, str]] = {}
 
 
 def _captures() -> list[tuple[str, int]]:
