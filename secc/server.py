@@ -313,9 +313,11 @@ class _ConnectionDriver:
                 self._spawn(self._authorize(request))
             case RequestCertificate():
                 self._spawn(self._certificate(event))
-            case SessionStarted(session_id):
+            case SessionStarted(session_id, _protocol, resumed):
                 assert self.session is not None
                 s.live[session_id] = self.session
+                if resumed:  # joined once; afterwards the SessionID is spent
+                    s.paused.pop(bytes.fromhex(session_id), None)
                 await c.session_started(session_id)
             case SessionPaused(session_id, resume, record):
                 s.paused[bytes.fromhex(session_id)] = resume

@@ -412,12 +412,6 @@ def test_pause_and_resume(tmp_path: Path) -> None:
     run(test)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SECC bug: SeccSession pops a resumed session from its own copy of the paused "
-    "table (secc/session.py `dict(resumable)`), SeccServer.paused keeps it, so a finished "
-    "session can be joined again with its old SessionID (a second billing record)",
-)
 def test_a_finished_session_cannot_be_resumed_again(tmp_path: Path) -> None:
     async def test() -> None:
         async with running_secc(tmp_path) as secc:

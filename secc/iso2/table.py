@@ -59,7 +59,14 @@ TRANSITIONS: Final[Mapping[State, Mapping[type[Any], Handler]]] = {
         iso2.PowerDeliveryReqType: handle_power_delivery,
         **_STOP,
     },
-    State.WAIT_POWER_DELIVERY: {iso2.PowerDeliveryReqType: handle_power_delivery, **_STOP},
+    State.WAIT_POWER_DELIVERY: {
+        iso2.PowerDeliveryReqType: handle_power_delivery,
+        # DC renegotiation: some cars check the cable and pre-charge again after
+        # ChargeParameterDiscovery (RISE-V2G does); both answer at once from the live output
+        iso2.CableCheckReqType: handle_cable_check,
+        iso2.PreChargeReqType: handle_pre_charge,
+        **_STOP,
+    },
     State.CHARGING: {
         iso2.ChargingStatusReqType: handle_charging_status,
         iso2.CurrentDemandReqType: handle_current_demand,
