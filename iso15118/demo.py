@@ -31,12 +31,18 @@ def _value(pv: Any) -> str:
     return f"{number:g} {unit}".strip()
 
 
+def _evse_id(response: Any) -> str:
+    """ISO-2 sends the EVSEID as text, DIN as hexBinary (shown as hex)."""
+    value = response.EVSEID
+    return value.hex().upper() if isinstance(value, bytes) else str(value)
+
+
 def describe(request: Any, response: Any) -> str:
     """A short human summary of one exchange (the fields a technician looks at)."""
     name = type(request).__name__.removesuffix("Type")
     res = response
     details: dict[str, Callable[[], str]] = {
-        "SessionSetupReq": lambda: f"EVCCID {request.EVCCID.hex()} -> EVSEID {res.EVSEID}",
+        "SessionSetupReq": lambda: f"EVCCID {request.EVCCID.hex()} -> EVSEID {_evse_id(res)}",
         "ServiceDiscoveryReq": lambda: (
             "payment " + "/".join(p.value for p in res.PaymentOptionList.PaymentOption)
         ),
