@@ -43,6 +43,7 @@ def setup_session(requested: bytes, evcc_id: bytes, ctx: Context, data: SessionD
             charging=False,
             renegotiating=False,
             authorization_requested=False,
+            extras={},  # per-connection timers (cable check, authorisation) start afresh
         )
         return SetupResult(joined, True)
     fresh = dataclasses.replace(

@@ -533,6 +533,23 @@ def test_cable_check_starts_once_and_answers_ongoing() -> None:
     assert (again.response.EVSEProcessing, again.commands) == (P.Ongoing, ())
 
 
+def test_cable_check_gives_up_after_the_secc_limit() -> None:
+    """No isolation result within Timing.cable_check_timeout (38 s, below the car's 40 s)."""
+    from secc.iso2.timing import TIMING
+
+    c = ctx(status=status(cp_state=ControlPilotState.C))
+    out = handle_cable_check(cable_check(), c, data(**DC_DATA))
+    assert out.data is not None
+    waiting = handle_cable_check(
+        cable_check(), ctx(status=c.status, now=TIMING.cable_check_timeout), out.data
+    )
+    assert waiting.response.EVSEProcessing == P.Ongoing
+    with pytest.raises(errors.V2GError) as exc:
+        late = ctx(status=c.status, now=TIMING.cable_check_timeout + 0.1)
+        handle_cable_check(cable_check(), late, out.data)
+    assert code_of(exc) == "FAILED"
+
+
 @pytest.mark.parametrize(
     "isolation", [IsolationStatus.VALID, IsolationStatus.WARNING, IsolationStatus.NO_IMD]
 )

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from exi_schemas import iso2
 from secc.context import Context, Outcome, SessionData
 from secc.iso2 import convert
 from secc.iso2.state import State
+from secc.iso2.timing import TIMING
 from secc.steps import CableCheckFailed, Progress, cable_check_step, pre_charge_step
 
 __all__ = [
@@ -18,14 +21,23 @@ __all__ = [
 
 R = iso2.responseCodeType
 P = iso2.EVSEProcessingType
+#: SessionData.extras key: when the first CableCheckReq arrived (monotonic s)
+SINCE = "iso2.cable_check_since"
 
 
 def handle_cable_check(
     req: iso2.CableCheckReqType, ctx: Context, data: SessionData
 ) -> Outcome[State]:
-    """CP state C/D at once, `StartCableCheck` once, Ongoing until the isolation result
-    (`secc.steps.cable_check_step`); `CableCheckFailed` (FAILED) otherwise."""
-    step = cable_check_step(ctx, data)
+    """CP state C/D at once (ISO 15118-4 TC_SECC_DC_VTB_CableCheck_008), `StartCableCheck`
+    once, Ongoing until the isolation result (`secc.steps.cable_check_step`), which must come
+    within the SECC's cable-check limit; `CableCheckFailed` (FAILED) otherwise."""
+    since = data.extras.get(SINCE)
+    if since is None:
+        since = ctx.now
+        data = dataclasses.replace(data, extras={**data.extras, SINCE: since})
+    step = cable_check_step(
+        ctx, data, elapsed=ctx.now - since, time_limit=TIMING.cable_check_timeout
+    )
     if step.progress is Progress.FINISHED:
         return Outcome(
             response=_cable_check_response(ctx, step.data, P.Finished),
@@ -33,7 +45,7 @@ def handle_cable_check(
         )
     return Outcome(
         response=_cable_check_response(ctx, step.data, P.Ongoing),
-        data=step.data if step.commands else None,
+        data=step.data,
         commands=step.commands,
     )
 
